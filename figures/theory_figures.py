@@ -1,0 +1,1 @@
+"""Figures and paper-claim checks: theory part (filled in by its issue)."""
