@@ -128,7 +128,7 @@ def cached_json(namespace: str, material: Any, compute: Callable[[], Any], *, ro
     """Like :func:`cached_pickle` for JSON-serialisable results (human-readable on disk)."""
     path = _entry_path(namespace, material, "json", root)
     if path.exists():
-        return json.loads(path.read_text())
+        return json.loads(path.read_text())["value"]
     value = compute()
     atomic_write_bytes(path, json.dumps({"key_material": _canonical(material), "value": value}, indent=1, default=str).encode())
     return json.loads(path.read_text())["value"]
