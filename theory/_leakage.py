@@ -1,3 +1,64 @@
-"""(being written)"""
+"""Leakage form of the one-step trade-off (item 6).
 
-__all__: list[str] = []
+Write ``n = E_q s - E_P1 s`` (first-order general loss per unit step) and ``g = E_P2 s - E_q s``
+(first-order domain gain per unit step). With ``V = K_q(lam) - lam E_q s`` (the tilt excess),
+
+    D = dL(P1) = lam n + V,      G = -dL(P2) = lam g - V.
+
+The **leakage** ``rho = n / g`` is the first-order general loss per unit of first-order domain gain.
+Eliminating ``lam`` (``lam n = rho lam g = rho (G + V)``)::
+
+    D = rho G + (1 + rho) V,     0 <= V <= lam^2 (b - a)^2 / 8,
+
+(Jensen and Hoeffding, :mod:`theory._bounds`), so given ``G``, ``rho``, ``lam`` and the range ``b - a`` of
+``s`` on the support of ``q``, ``D`` lies between ``rho G + min(0, (1 + rho) V_max)`` and
+``rho G + max(0, (1 + rho) V_max)`` with ``V_max = lam^2 (b - a)^2 / 8``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from theory._single_step import data_mean
+from theory._tilt import _centre, _prepare
+from theory._validate import check_outcome_shapes, check_real, check_step
+
+__all__ = ["leakage", "degradation_given_gain_bounds"]  # the tilt excess V is theory.tilt_excess
+
+
+def leakage(P1, P2, q, s) -> jax.Array:
+    """``rho = (E_q s - E_P1 s) / (E_P2 s - E_q s)``.
+
+    When the denominator is exactly 0 (no first-order domain gain) the ratio is undefined; the
+    function then returns ``+inf`` if the numerator is > 0, ``-inf`` if < 0, and NaN for ``0/0``
+    (the only NaN it produces; documented, not an error, so that it can be vmapped).
+    """
+    e1 = data_mean(P1, s)
+    e2 = data_mean(P2, s)
+    log_q, s_b, _ = _prepare(q, s, 0.0)
+    check_outcome_shapes({"P1": jnp.asarray(P1), "P2": jnp.asarray(P2), "q": log_q})
+    _, _, _, mu, _ = _centre(log_q, s_b)
+    num = mu - e1
+    den = e2 - mu
+    safe = jnp.where(den == 0, 1.0, den)
+    return jnp.where(den == 0, jnp.where(num == 0, jnp.nan, jnp.sign(num) * jnp.inf), num / safe)
+
+
+def degradation_given_gain_bounds(G, rho, lam, s_range) -> tuple[jax.Array, jax.Array]:
+    """``(lower, upper)`` on ``D`` from ``D = rho G + (1 + rho) V``, ``0 <= V <= lam^2 s_range^2 / 8``.
+
+    Args:
+      G: observed one-step domain gain (any real).
+      rho: leakage (finite real).
+      lam: step size ``>= 0``.
+      s_range: width ``b - a >= 0`` of ``s`` over the support of ``q``.
+    """
+    G = check_real("G", G)
+    rho = check_real("rho", rho)
+    lam = check_step("lam", lam)
+    s_range = check_step("s_range", s_range)
+    v_max = lam**2 * s_range**2 / 8.0
+    extra = (1.0 + rho) * v_max
+    base = rho * G
+    return base + jnp.minimum(0.0, extra), base + jnp.maximum(0.0, extra)

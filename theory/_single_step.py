@@ -1,3 +1,83 @@
-"""(being written)"""
+"""Exact code-length change of one tilt step, the trade-off identity and the small-step expansion.
 
-__all__: list[str] = []
+For ``q_lam = q e^{lam s} / E_q[e^{lam s}]`` the pointwise log-ratio is ``log q(x) - log q_lam(x) =
+K_q(lam) - lam s(x)``, so for any data ``P`` (item 2)
+
+    dL(P) = E_P[-log q_lam] - E_P[-log q] = -lam E_P[s] + K_q(lam)
+          = lam (E_q s - E_P s) + V(lam),        V(lam) = K_q(lam) - lam E_q s >= 0.
+
+With general data ``P1`` and domain data ``P2``, degradation ``D = dL(P1)`` and gain ``G = -dL(P2)``
+(item 3): ``K_q`` cancels and
+
+    D + G = lam (E_P2[s] - E_P1[s])     exactly, for every lam.
+
+Expanding ``K_q`` in its cumulants (``kappa_1 = E_q s``, ``kappa_2 = Var_q s``,
+``kappa_3 = E_q[(s - E_q s)^3]``) gives (item 4)
+
+    dL(P) = lam (E_q s - E_P s) + lam^2/2 kappa_2 + lam^3/6 kappa_3 + O(lam^4).
+
+Expectations under ``P`` are taken over all outcomes (the pointwise log-ratio is finite even where
+``q = 0``: such outcomes keep probability 0, and the identity form assigns them the finite limit).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from theory._tilt import _centre, _excess, _prepare
+from theory._validate import check_outcome_shapes, check_probabilities, check_real, check_step
+
+__all__ = ["single_step_code_length_change", "tradeoff_sum", "cumulants", "tilt_expansion", "data_mean"]
+
+
+def data_mean(P, s) -> jax.Array:
+    """``E_P[s] = sum_x P(x) s(x)`` (``P`` renormalised exactly)."""
+    P = check_probabilities("P", P)
+    s = check_real("s", s)
+    check_outcome_shapes({"P": P, "s": s})
+    return jnp.sum(P * s, axis=-1) / jnp.sum(P, axis=-1)
+
+
+def single_step_code_length_change(P, q, s, lam) -> jax.Array:
+    """``dL(P) = -lam E_P[s] + K_q(lam)``, evaluated as ``lam (E_q s - E_P s) + V(lam)`` (no cancellation)."""
+    e_p = data_mean(P, s)
+    log_q, s_b, lam_b = _prepare(q, s, lam)
+    check_outcome_shapes({"P": jnp.asarray(P), "q": log_q})
+    log_w, w, support, mu, d = _centre(log_q, s_b)
+    return lam_b * (mu - e_p) + _excess(log_w, w, support, d, lam_b)
+
+
+def tradeoff_sum(P1, P2, s, lam) -> jax.Array:
+    """``D + G = lam (E_P2[s] - E_P1[s])`` for one tilt step (independent of the model ``q``)."""
+    lam = check_step("lam", lam)
+    e1 = data_mean(P1, s)
+    e2 = data_mean(P2, s)
+    check_outcome_shapes({"P1": jnp.asarray(P1), "P2": jnp.asarray(P2)}, {"lam": lam})
+    return lam * (e2 - e1)
+
+
+def cumulants(q, s) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """First three cumulants of ``s`` under ``q``: ``(E_q s, Var_q s, E_q[(s - E_q s)^3])``."""
+    log_q, s_b, _ = _prepare(q, s, 0.0)
+    _, w, _, mu, d = _centre(log_q, s_b)
+    return mu, jnp.sum(w * d * d, axis=-1), jnp.sum(w * d * d * d, axis=-1)
+
+
+def tilt_expansion(P, q, s, lam, order: int = 3) -> jax.Array:
+    """Truncated series ``lam (E_q s - E_P s) [+ lam^2/2 Var_q s [+ lam^3/6 kappa_3]]`` of ``dL(P)``.
+
+    ``order`` in {1, 2, 3} is the highest power of ``lam`` kept; the remainder is ``O(lam^(order+1))``.
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"order: must be 1, 2 or 3, got {order!r}")
+    lam = check_step("lam", lam)
+    e_p = data_mean(P, s)
+    mu, var, k3 = cumulants(q, s)
+    check_outcome_shapes({"P": jnp.asarray(P), "q": jnp.asarray(q), "s": jnp.asarray(s)}, {"lam": lam})
+    out = lam * (mu - e_p)
+    if order >= 2:
+        out = out + lam**2 / 2.0 * var
+    if order >= 3:
+        out = out + lam**3 / 6.0 * k3
+    return out
