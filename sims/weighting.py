@@ -30,13 +30,17 @@ Normalisation of the weights over the supervised tokens of the batch (``normaliz
   divided by the token count). This is the **default**: it is what the only readable TALR implementation does.
 * ``"mean"``: ``w <- N w / sum w`` (mean weight one over supervised tokens; the "optional" line of the paper's
   reconstructed Algorithm 1, section 4.4 of shared/paper.md): keeps the SFT step-size scale.
-* ``"simplex"``: ``w <- w / sum w`` (weights on the probability simplex over the batch's supervised tokens;
-  without a binding floor this is exactly the paper's KKT solution ``softmax(-l / tau)`` of
-  ``min_{w in simplex} sum w_i l_i + tau sum w_i log w_i``, section 4.1, cf. ``theory.talr_weights``).
+* ``"simplex"``: weights on the probability simplex over the batch's supervised tokens, the paper's KKT
+  solution ``w = softmax(-l / tau)`` of ``min_{w in simplex} sum w_i l_i + tau sum w_i log w_i`` (section 4.1),
+  computed by ``theory.talr_weights``; there the floor is applied to the *simplex* weight and the result
+  renormalised (the theory package's convention), so a floor in this mode should be of order ``1/N``.
 
-The three normalisations differ only by a positive per-batch scale factor (``sum w`` and ``N``), so they give
-parallel gradients; the floor is applied to the raw weight before normalising (Algorithm 1's order).
-Whether the paper re-normalises after flooring is not known (shared/paper.md 4.3).
+The exponential weights come from the theory package's closed forms (``theory.talr_weights_unnormalised`` for
+``"none"``/``"mean"``, ``theory.talr_weights`` for ``"simplex"``; DFT is the ``tau = 1``, no-floor case).
+Without a binding floor the three normalisations differ only by a positive per-batch scale factor
+(``sum w`` and ``N``), so they give parallel gradients; with a floor, ``"none"`` and ``"mean"`` still agree up to
+scale (floor on the raw weight, then rescale: Algorithm 1's order). Whether the paper re-normalises after
+flooring is not known (shared/paper.md 4.3).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+import theory
 
 __all__ = [
     "METHODS",
@@ -78,8 +84,8 @@ class LossWeighting:
         method: ``"sft" | "talr" | "dft" | "flow"``.
         tau_mode: TALR temperature rule, ``"dynamic"`` (batch median of per-sequence mean loss) or ``"fixed"``.
         tau: the fixed TALR temperature (used when ``tau_mode == "fixed"``), ``> 0``.
-        floor: TALR weight floor ``w_min`` in ``[0, 1)`` applied to the raw weight ``p^(1/tau)``
-            (DiSC uses 0.01); ``0`` disables it. Only TALR uses it.
+        floor: TALR weight floor ``w_min`` in ``[0, 1)`` applied to the raw weight ``p^(1/tau)`` (DiSC uses 0.01)
+            for ``"none"``/``"mean"``, to the simplex weight for ``"simplex"``; ``0`` disables it. Only TALR uses it.
         normalization: ``"none" | "mean" | "simplex"``.
     """
 
@@ -200,16 +206,23 @@ def flow_sequence_weights(initial_sequence_losses, tau=None) -> jax.Array:
     return jnp.exp(-f / tau)
 
 
-def _raw_weights(weighting: LossWeighting, losses, mask, sequence_weights):
-    if weighting.method == "sft":
-        return jnp.ones_like(losses)
-    if weighting.method == "dft":
-        return jnp.exp(-losses)
-    if weighting.method == "talr":
-        tau = dynamic_tau(losses, mask) if weighting.tau_mode == "dynamic" else weighting.tau
-        w = jnp.exp(-losses / tau)
-        return jnp.maximum(w, weighting.floor) if weighting.floor > 0 else w
-    # flow
+def _exp_weights(losses, mask, tau, floor, normalization):
+    """``exp(-l / tau)`` weights over the batch's supervised tokens via the theory package's closed forms:
+    ``theory.talr_weights`` (simplex) and ``theory.talr_weights_unnormalised`` (raw, DiSC)."""
+    flat_l = losses.reshape(-1)
+    flat_m = (mask > 0).reshape(-1)
+    floor = floor if floor > 0 else None
+    if normalization == "simplex":
+        w = theory.talr_weights(flat_l, tau, floor=floor, mask=flat_m)
+    else:
+        w = theory.talr_weights_unnormalised(flat_l, tau, floor=floor, mask=flat_m)
+        if normalization == "mean":
+            total = w.sum()
+            w = jnp.where(total > 0, w * (flat_m.sum() / jnp.where(total > 0, total, 1.0)), 0.0)
+    return w.reshape(losses.shape)
+
+
+def _sequence_weight_table(losses, sequence_weights):
     if sequence_weights is None:
         raise ValueError("sequence_weights: FLOW needs the static per-sequence weights (flow_sequence_weights)")
     sw = jnp.asarray(sequence_weights, dtype=losses.dtype)
@@ -220,11 +233,19 @@ def _raw_weights(weighting: LossWeighting, losses, mask, sequence_weights):
     return jnp.broadcast_to(sw[:, None], losses.shape)
 
 
+def _normalise(w, mask, normalization):
+    if normalization == "none":
+        return w
+    total = w.sum()
+    scale = mask.sum() if normalization == "mean" else 1.0
+    return jnp.where(total > 0, w * (scale / jnp.where(total > 0, total, 1.0)), 0.0)
+
+
 def token_weights(weighting: LossWeighting, losses, mask, sequence_weights=None) -> jax.Array:
     """Detached token weights ``w`` ``[B, T]`` of ``weighting`` (module docstring), zero where ``mask == 0``.
 
     ``normalization`` then rescales over the supervised tokens of the whole batch: ``"mean"``:
-    ``N w / sum w``; ``"simplex"``: ``w / sum w`` (a batch without supervised tokens gets all-zero weights).
+    ``N w / sum w``; ``"simplex"``: ``theory.talr_weights`` over the batch (needs at least one supervised token).
     Masked-out tokens never influence the weights of supervised ones (their losses may be anything, even NaN).
     """
     if not isinstance(weighting, LossWeighting):
@@ -232,13 +253,16 @@ def token_weights(weighting: LossWeighting, losses, mask, sequence_weights=None)
     losses, mask = _check_batch(losses, mask)
     on = mask > 0
     safe_losses = jnp.where(on, losses, 0.0)
-    w = jnp.where(on, _raw_weights(weighting, safe_losses, mask, sequence_weights), 0.0)
-    if weighting.normalization != "none":
-        total = w.sum()
-        count = mask.sum()
-        scale = count if weighting.normalization == "mean" else 1.0
-        w = jnp.where(total > 0, w * (scale / jnp.where(total > 0, total, 1.0)), 0.0)
-    return jax.lax.stop_gradient(w)
+    if weighting.method == "sft":
+        w = _normalise(mask, mask, weighting.normalization)
+    elif weighting.method == "flow":
+        w = _normalise(jnp.where(on, _sequence_weight_table(losses, sequence_weights), 0.0), mask, weighting.normalization)
+    elif weighting.method == "dft":
+        w = _exp_weights(safe_losses, mask, 1.0, 0.0, weighting.normalization)
+    else:
+        tau = dynamic_tau(safe_losses, mask) if weighting.tau_mode == "dynamic" else weighting.tau
+        w = _exp_weights(safe_losses, mask, tau, weighting.floor, weighting.normalization)
+    return jax.lax.stop_gradient(jnp.where(on, w, 0.0))
 
 
 def weighted_loss(losses, mask, weights) -> jax.Array:

@@ -96,14 +96,25 @@ def test_normalizations_agree_up_to_a_scale_factor(seed, tau, floor):
     losses, mask = _batch(seed)
     ws = {
         n: np.asarray(token_weights(LossWeighting("talr", "fixed", tau, floor=floor, normalization=n), losses, mask))
-        for n in ("none", "mean", "simplex")
+        for n in ("none", "mean")
     }
+    ws["simplex"] = np.asarray(token_weights(LossWeighting("talr", "fixed", tau, floor=0.0, normalization="simplex"), losses, mask))
     on = mask > 0
     raw = np.maximum(np.exp(-losses[on] / tau), floor)  # independent: DiSC's unnormalised weight
     np.testing.assert_allclose(ws["none"][on], raw, rtol=1e-10)
-    np.testing.assert_allclose(ws["simplex"][on], raw / raw.sum(), rtol=1e-10)
     np.testing.assert_allclose(ws["mean"][on], on.sum() * raw / raw.sum(), rtol=1e-10)
     assert ws["mean"][on].mean() == pytest.approx(1.0, rel=1e-12)
+    unfloored = np.exp(-losses[on] / tau)  # without a floor all three are proportional
+    np.testing.assert_allclose(ws["simplex"][on] * unfloored.sum(), unfloored, rtol=1e-10)
+
+
+@given(seeds, st.floats(0.1, 5.0), st.floats(0.0, 0.2))
+def test_simplex_floor_is_on_the_simplex_weight_then_renormalised(seed, tau, floor):
+    losses, mask = _batch(seed)
+    w = np.asarray(token_weights(LossWeighting("talr", "fixed", tau, floor=floor, normalization="simplex"), losses, mask))
+    on = mask > 0
+    expected = np.maximum(scipy.special.softmax(-losses[on] / tau), floor)
+    np.testing.assert_allclose(w[on], expected / expected.sum(), rtol=1e-10)
 
 
 @given(seeds, st.sampled_from(["none", "mean"]))
@@ -175,12 +186,17 @@ def test_stop_gradient_gradient_is_weighted_sum_of_token_gradients(weighting):
             raw = jnp.exp(-losses)
         else:
             tau = weighting.tau if weighting.tau_mode == "fixed" else jnp.nanmedian(sequence_mean_losses(losses, mask))
-            raw = jnp.maximum(jnp.exp(-losses / tau), weighting.floor)
+            raw = jnp.exp(-losses / tau)
+            if weighting.normalization != "simplex":
+                raw = jnp.maximum(raw, weighting.floor)
         raw = raw * mask
         if weighting.normalization == "mean":
             raw = mask.sum() * raw / raw.sum()
-        elif weighting.normalization == "simplex":
+        elif weighting.normalization == "simplex":  # floor on the simplex weight, then renormalise
             raw = raw / raw.sum()
+            if weighting.method == "talr":
+                raw = jnp.maximum(raw, weighting.floor) * mask
+                raw = raw / raw.sum()
         return weighted_loss(losses, mask, raw)
 
     assert float(coupled(theta)) == pytest.approx(float(reweighted_loss(weighting, _losses_of(theta, targets), mask)), rel=1e-12)
