@@ -61,6 +61,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theory._validate import is_concrete as _concrete
+
 __all__ = [
     "MatchedGainBound",
     "TrajectoryConstants",
@@ -68,10 +70,6 @@ __all__ = [
     "matched_gain_constants_from_trajectory",
     "steps_to_reach_gain",
 ]
-
-
-def _concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def _check_scalar(name: str, value, *, low=None, strict=False, allow_none=False) -> None:
