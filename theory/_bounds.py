@@ -30,30 +30,26 @@ import jax
 import jax.numpy as jnp
 
 from theory._single_step import data_mean
-from theory._tilt import _centre, _prepare, expm1mx_over_square
+from theory._tilt import _prepare, _support_stats, expm1mx_over_square
 from theory._validate import check_outcome_shapes, check_real, is_concrete
 
 __all__ = ["support_range", "jensen_lower_bound", "hoeffding_upper_bound", "bennett_upper_bound"]
 
 
 def _first_order(P, q, s, lam):
+    """(lam (E_q s - E_P s), support statistics of s under q, broadcast lam)."""
     e_p = data_mean(P, s)
     log_q, s_b, lam_b = _prepare(q, s, lam)
     check_outcome_shapes({"P": jnp.asarray(P), "q": log_q})
-    log_w, w, support, mu, d = _centre(log_q, s_b)
-    return lam_b * (mu - e_p), log_q, s_b, lam_b, w, support, d
-
-
-def _range(support, s):
-    a = jnp.min(jnp.where(support, s, jnp.inf), axis=-1)
-    b = jnp.max(jnp.where(support, s, -jnp.inf), axis=-1)
-    return a, b
+    st = _support_stats(log_q, s_b)
+    return lam_b * (st["mu"] - e_p), st, lam_b
 
 
 def support_range(q, s) -> tuple[jax.Array, jax.Array]:
     """``(a, b) = (min s, max s)`` over the support ``{x : q(x) > 0}``."""
     log_q, s_b, _ = _prepare(q, s, 0.0)
-    return _range(log_q > -jnp.inf, s_b)
+    st = _support_stats(log_q, s_b)
+    return st["a"], st["b"]
 
 
 def jensen_lower_bound(P, q, s, lam) -> jax.Array:
@@ -68,8 +64,8 @@ def hoeffding_upper_bound(P, q, s, lam, s_range=None) -> jax.Array:
     ``s_range`` is the width ``b - a``: by default the range of ``s`` over the support of ``q``; a given
     width must be at least that (checked eagerly; a smaller one would not be a valid bound).
     """
-    first, log_q, s_b, lam_b, w, support, d = _first_order(P, q, s, lam)
-    a, b = _range(support, s_b)
+    first, st, lam_b = _first_order(P, q, s, lam)
+    a, b = st["a"], st["b"]
     if s_range is None:
         width = b - a
     else:
@@ -81,7 +77,5 @@ def hoeffding_upper_bound(P, q, s, lam, s_range=None) -> jax.Array:
 
 def bennett_upper_bound(P, q, s, lam) -> jax.Array:
     """``dL(P) <= lam (E_q s - E_P s) + sigma^2 lam^2 h(lam c)``, ``h(x) = (e^x - 1 - x)/x^2`` (module docstring)."""
-    first, log_q, s_b, lam_b, w, support, d = _first_order(P, q, s, lam)
-    c = jnp.maximum(jnp.max(jnp.where(support, d, -jnp.inf), axis=-1), 0.0)
-    var = jnp.sum(w * d * d, axis=-1)
-    return first + var * lam_b**2 * expm1mx_over_square(lam_b * c)
+    first, st, lam_b = _first_order(P, q, s, lam)
+    return first + st["var"] * lam_b**2 * expm1mx_over_square(lam_b * st["c"])

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from theory._single_step import data_mean
-from theory._tilt import _centre, _prepare
+from theory._tilt import _prepare, _support_stats
 from theory._validate import check_outcome_shapes, check_real, check_step
 
 __all__ = ["leakage", "degradation_given_gain_bounds"]  # the tilt excess V is theory.tilt_excess
@@ -38,7 +38,7 @@ def leakage(P1, P2, q, s) -> jax.Array:
     e2 = data_mean(P2, s)
     log_q, s_b, _ = _prepare(q, s, 0.0)
     check_outcome_shapes({"P1": jnp.asarray(P1), "P2": jnp.asarray(P2), "q": log_q})
-    _, _, _, mu, _ = _centre(log_q, s_b)
+    mu = _support_stats(log_q, s_b)["mu"]
     num = mu - e1
     den = e2 - mu
     safe = jnp.where(den == 0, 1.0, den)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from theory._tilt import _centre, _excess, _prepare
+from theory._tilt import _mean_and_excess, _prepare, _support_stats
 from theory._validate import check_outcome_shapes, check_probabilities, check_real, check_step
 
 __all__ = ["single_step_code_length_change", "tradeoff_sum", "cumulants", "tilt_expansion", "data_mean"]
@@ -44,8 +44,8 @@ def single_step_code_length_change(P, q, s, lam) -> jax.Array:
     e_p = data_mean(P, s)
     log_q, s_b, lam_b = _prepare(q, s, lam)
     check_outcome_shapes({"P": jnp.asarray(P), "q": log_q})
-    log_w, w, support, mu, d = _centre(log_q, s_b)
-    return lam_b * (mu - e_p) + _excess(log_w, w, support, d, lam_b)
+    mu, v = _mean_and_excess(log_q, s_b, lam_b)
+    return lam_b * (mu - e_p) + v
 
 
 def tradeoff_sum(P1, P2, s, lam) -> jax.Array:
@@ -60,8 +60,8 @@ def tradeoff_sum(P1, P2, s, lam) -> jax.Array:
 def cumulants(q, s) -> tuple[jax.Array, jax.Array, jax.Array]:
     """First three cumulants of ``s`` under ``q``: ``(E_q s, Var_q s, E_q[(s - E_q s)^3])``."""
     log_q, s_b, _ = _prepare(q, s, 0.0)
-    _, w, _, mu, d = _centre(log_q, s_b)
-    return mu, jnp.sum(w * d * d, axis=-1), jnp.sum(w * d * d * d, axis=-1)
+    st = _support_stats(log_q, s_b)
+    return st["mu"], st["var"], st["kappa3"]
 
 
 def tilt_expansion(P, q, s, lam, order: int = 3) -> jax.Array:

@@ -138,6 +138,30 @@ def _prepare(q, s, lam, *, log_space: bool = False):
     return log_q, s, lam
 
 
+@jax.jit
+def _log_tilt_kernel(log_q, s, lam):
+    log_w, w, support, _, d = _centre(log_q, s)
+    v = _excess(log_w, w, support, d, lam)
+    return jnp.where(support, log_w + lam[..., None] * d - v[..., None], -jnp.inf)
+
+
+@jax.jit
+def _mean_and_excess(log_q, s, lam):
+    """(E_q s, V(lam)) in one compiled kernel (eager calls then cost one dispatch)."""
+    log_w, w, support, mu, d = _centre(log_q, s)
+    return mu, _excess(log_w, w, support, d, lam)
+
+
+@jax.jit
+def _support_stats(log_q, s):
+    """Moments of s under q and its range over the support: mu, var, kappa3, a = min, b = max, c = b - mu."""
+    _, w, support, mu, d = _centre(log_q, s)
+    a = jnp.min(jnp.where(support, s, jnp.inf), axis=-1)
+    b = jnp.max(jnp.where(support, s, -jnp.inf), axis=-1)
+    c = jnp.maximum(jnp.max(jnp.where(support, d, -jnp.inf), axis=-1), 0.0)
+    return dict(mu=mu, var=jnp.sum(w * d * d, axis=-1), kappa3=jnp.sum(w * d * d * d, axis=-1), a=a, b=b, c=c)
+
+
 def centred_direction(q, s):
     """Return ``(mu, d)``: ``mu = E_q[s]`` and ``d = s - mu`` on the support of ``q`` (0 elsewhere)."""
     log_q, s, _ = _prepare(q, s, 0.0)
@@ -155,26 +179,21 @@ def log_tilt(log_q, s, lam) -> jax.Array:
     Returns:
       ``log q_lam``, same shape as the broadcast of ``log_q`` and ``s``; ``-inf`` stays ``-inf``.
     """
-    log_q, s, lam = _prepare(log_q, s, lam, log_space=True)
-    log_w, w, support, _, d = _centre(log_q, s)
-    v = _excess(log_w, w, support, d, lam)
-    return jnp.where(support, log_w + lam[..., None] * d - v[..., None], -jnp.inf)
+    return _log_tilt_kernel(*_prepare(log_q, s, lam, log_space=True))
 
 
 def tilt(q, s, lam) -> jax.Array:
     """Tilted distribution ``q_lam = q exp(lam s) / E_q[exp(lam s)]`` (see :func:`log_tilt`)."""
-    log_q, s, lam = _prepare(q, s, lam)
-    log_w, w, support, _, d = _centre(log_q, s)
-    v = _excess(log_w, w, support, d, lam)
-    out = jnp.where(support, log_w + lam[..., None] * d - v[..., None], 0.0)
-    return jnp.where(support, jnp.exp(out), 0.0)
+    log_out = _log_tilt_kernel(*_prepare(q, s, lam))
+    finite = log_out > -jnp.inf
+    return jnp.where(finite, jnp.exp(jnp.where(finite, log_out, 0.0)), 0.0)
 
 
 def cumulant_generating_function(q, s, lam) -> jax.Array:
     """``K_q(lam) = log E_q[exp(lam s)] = lam E_q[s] + V(lam)`` (log-sum-exp over the support of ``q``)."""
     log_q, s, lam = _prepare(q, s, lam)
-    log_w, w, support, mu, d = _centre(log_q, s)
-    return lam * mu + _excess(log_w, w, support, d, lam)
+    mu, v = _mean_and_excess(log_q, s, lam)
+    return lam * mu + v
 
 
 def tilt_excess(q, s, lam) -> jax.Array:
@@ -183,6 +202,4 @@ def tilt_excess(q, s, lam) -> jax.Array:
     ``V >= 0`` (Jensen) and ``V <= lam^2 (b - a)^2 / 8`` (Hoeffding's lemma), where ``[a, b]`` is the
     range of ``s`` over the support of ``q``. Computed without cancellation (module docstring).
     """
-    log_q, s, lam = _prepare(q, s, lam)
-    log_w, w, support, _, d = _centre(log_q, s)
-    return _excess(log_w, w, support, d, lam)
+    return _mean_and_excess(*_prepare(q, s, lam))[1]
