@@ -180,10 +180,10 @@ def matched_gain_bound(
     exact = rho_max * delta_star + rho_pos * lam * g_max + n_steps * lam**2 * second
     relaxed = k1 * delta_star + k2 * lam
     inf = jnp.inf
-    zero_gain = delta_star == 0  # nothing to do: T = 0, D = 0 (the formulas stay valid upper bounds)
-    bound = jnp.where(ok, exact, jnp.where(zero_gain, 0.0, inf))
-    bound_relaxed = jnp.where(ok, relaxed, jnp.where(zero_gain, 0.0, inf))
-    n_steps = jnp.where(ok, n_steps, jnp.where(zero_gain, 0.0, inf))
+    zero_gain = delta_star == 0  # nothing to do: T = 0 steps, D = 0 exactly
+    bound = jnp.where(zero_gain, 0.0, jnp.where(ok, exact, inf))
+    bound_relaxed = jnp.where(zero_gain, 0.0, jnp.where(ok, relaxed, inf))
+    n_steps = jnp.where(zero_gain, 0.0, jnp.where(ok, n_steps, inf))
     nan_to_inf = lambda x: jnp.where(ok | zero_gain, x, inf)  # noqa: E731
     return MatchedGainBound(
         bound=bound,
