@@ -71,6 +71,9 @@ TEXTS = [
     "emoji \U0001f642\U0001f680 family \U0001f468\u200d\U0001f469\u200d\U0001f467 flag \U0001f1eb\U0001f1f7",
     "\U0001d518\U0001d52b\U0001d526\U0001d520\U0001d52c\U0001d521\U0001d522 math letters",
     "non\u00a0breaking\u00a0space and ideographic\u3000space",
+    "bell\x07 escape\x1b[0m form\x0cfeed",
+    "control\x06chars\x04 with no byte token\x1d are dropped",
+    "unassigned plane-5 code point \U00050000 loses its lead byte",
     "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n",
     "<|endoftext|>after end",
     "<filename>main.py\n<gh_stars>100\nprint('hi')",
@@ -191,7 +194,9 @@ class LlamaCppBpeReference:
                 break
             j = best[1]
             symbols[j : j + 2] = [symbols[j] + symbols[j + 1]]
-        return [self.vocab[s] for s in symbols]
+        # llama.cpp: a symbol missing from the vocabulary is replaced by the tokens of its single bytes that
+        # exist; merged symbols always exist, so this drops a byte the vocabulary has no token for.
+        return [self.vocab[s] for s in symbols if s in self.vocab]
 
     def encode(self, text):
         ids = []

@@ -371,6 +371,21 @@ class Tokenizer:
             return text.encode("utf-8")
         return bytes(decode_byte[ch] for ch in text)
 
+    @property
+    def missing_bytes(self) -> frozenset[int]:
+        """Bytes with no token of their own in a byte-level vocabulary (empty for other vocabularies).
+
+        BPE starts from one symbol per byte; a byte whose symbol is not in the vocabulary is dropped from
+        the ids, as llama.cpp and transformers also do. SmolLM2 lacks 21: the control characters
+        U+0004, U+0006, U+0013, U+0014, U+0016, U+001D and the UTF-8 lead bytes 0xC0, 0xC1, 0xF1, 0xF2,
+        0xF5..0xFF (code points U+40000..U+BFFFF, all unassigned). ``decode(encode(s)) == s`` exactly when
+        ``s.encode("utf-8")`` contains none of them.
+        """
+        if not isinstance(self.backend.decoder, decoders.ByteLevel):
+            return frozenset()
+        vocab = self.backend.get_vocab(with_added_tokens=False)
+        return frozenset(b for ch, b in _byte_level_decoder().items() if ch not in vocab)
+
     # -- encode / decode ---------------------------------------------------------------------------------
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
@@ -419,11 +434,20 @@ class Tokenizer:
         (the response and its closing token), 0.0 for the system, user and template tokens (including the
         final ``"\\n"``). If the response starts with whitespace, BPE may fuse it with the template's
         ``"\\n"`` into one token; that token counts as a response token.
+
+        Raises:
+          ValueError: a text is not a str, or contains characters whose bytes the vocabulary cannot represent
+            (``missing_bytes``), which would silently vanish from the training example.
         """
         if not isinstance(prompt, str) or not isinstance(response, str):
             raise ValueError("prompt and response must be str")
         if system is not None and not isinstance(system, str):
             raise ValueError(f"system must be a str or None, got {type(system).__name__}")
+        missing = self.missing_bytes
+        for name, value in (("prompt", prompt), ("response", response), ("system", system)):
+            lost = sorted({ch for ch in value or "" if missing.intersection(ch.encode("utf-8"))})
+            if lost:
+                raise ValueError(f"{name} contains characters this vocabulary cannot represent: {lost!r}")
         messages = [] if system is None else [{"role": "system", "content": system}]
         messages.append({"role": "user", "content": prompt})
         head = self.apply_chat_template(messages, add_generation_prompt=True)
