@@ -1,0 +1,121 @@
+"""What a run measures at each evaluation point.
+
+* Mean per-token negative log-likelihood of a set (nats/token), over its scored tokens:
+
+      L(set) = sum_{n,t} m_nt l_nt / sum_{n,t} m_nt,   l_nt = -log q_theta(x_{n,t} | x_{n,<t})
+
+  Domain gain ``D = L_dom(theta_0) - L_dom(theta)`` (held-out domain responses) and general loss change
+  ``G_k = L_k(theta) - L_k(theta_0)`` for each general set ``k``: positive ``G`` is degradation.
+* Target-token probability statistics over the scored tokens (``p = exp(-l)``): median, fraction with
+  ``p > 0.2``, hard-token fraction ``p <= 0.2`` (the paper's threshold), hard-token mass
+  ``sum_i (1 - p_i) / n`` (``theory.hard_token_mass``: mean distance of targets from certainty, which bounds the CE update size
+  ``||e_y - q|| in [1 - p, sqrt2 (1 - p)]``), and a histogram on ``[0, 1]``.
+* Greedy domain accuracy: the answer parsed from a greedy completion is correct if
+  ``|pred - truth| <= rel_tol |truth|`` (:func:`sims.harness.medcalc.answer_is_correct`).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sims.harness.encoding import EncodedSet, batch_slices
+from sims.harness.medcalc import answer_is_correct, parse_answer
+from sims.lm.model import per_token_losses
+from theory import hard_token_mass
+
+__all__ = [
+    "HARD_THRESHOLD",
+    "HIST_BINS",
+    "set_token_losses",
+    "mean_nll",
+    "probability_stats",
+    "sequence_mean_nll",
+    "greedy_accuracy",
+]
+
+HARD_THRESHOLD = 0.2
+HIST_BINS = 20
+
+_EVAL_FNS: dict = {}
+
+
+def _eval_fn(model_config):
+    if model_config not in _EVAL_FNS:
+        _EVAL_FNS[model_config] = jax.jit(partial(per_token_losses, config=model_config))
+    return _EVAL_FNS[model_config]
+
+
+def set_token_losses(params, model_config, enc: EncodedSet, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token NLL ``[N, T-1]`` (float64 numpy) of every window of ``enc`` and the target mask ``[N, T-1]``.
+
+    Batches have exactly ``batch_size`` rows (the last is padded with masked copies) so one program is compiled.
+    """
+    fn = _eval_fn(model_config)
+    out = np.zeros((enc.n, enc.seq_len - 1))
+    for idx in batch_slices(enc.n, batch_size):
+        real = idx >= 0
+        take = np.where(real, idx, 0)
+        mask = enc.loss_mask[take] * real[:, None]
+        losses = np.asarray(fn(params, tokens=jnp.asarray(enc.tokens[take]), loss_mask=jnp.asarray(mask)), dtype=np.float64)
+        out[idx[real]] = losses[real]
+    return out, enc.loss_mask[:, 1:].astype(np.float64)
+
+
+def mean_nll(losses: np.ndarray, mask: np.ndarray) -> float:
+    """``sum m l / sum m`` in nats/token."""
+    count = float(mask.sum())
+    if count <= 0:
+        raise ValueError("mask: no scored token")
+    return float((losses * mask).sum() / count)
+
+
+def sequence_mean_nll(losses: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-window mean NLL ``[N]`` (FLOW's per-sample loss ``f_b``)."""
+    count = mask.sum(axis=1)
+    if np.any(count <= 0):
+        raise ValueError("mask: a window has no scored token")
+    return (losses * mask).sum(axis=1) / count
+
+
+def probability_stats(losses: np.ndarray, mask: np.ndarray, threshold: float = HARD_THRESHOLD, bins: int = HIST_BINS) -> dict:
+    """Statistics of target-token probabilities ``p = exp(-l)`` over scored tokens (module docstring)."""
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold: must lie in (0, 1), got {threshold}")
+    p = np.exp(-losses[mask > 0])
+    if p.size == 0:
+        raise ValueError("mask: no scored token")
+    hist, _ = np.histogram(p, bins=bins, range=(0.0, 1.0))
+    return {
+        "n_tokens": int(p.size),
+        "median_p": float(np.median(p)),
+        "mean_p": float(p.mean()),
+        "frac_above": float(np.mean(p > threshold)),
+        "hard_fraction": float(np.mean(p <= threshold)),
+        "hard_mass": float(hard_token_mass(jnp.asarray(p))),
+        "histogram": hist.astype(int).tolist(),
+        "threshold": threshold,
+    }
+
+
+def greedy_accuracy(params, model_config, tokenizer, examples, max_new_tokens: int, system: str | None, rel_tol: float = 0.05) -> dict:
+    """Greedy-decode each example's prompt (chat template, generation prompt) and grade the parsed answer."""
+    from sims.lm.generate import generate_greedy
+
+    records = []
+    eos = getattr(tokenizer, "eos_id", None)
+    for ex in examples:
+        messages = ([] if system is None else [{"role": "system", "content": system}]) + [{"role": "user", "content": ex.prompt}]
+        prompt_ids = tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+        out = generate_greedy(params, model_config, jnp.asarray([prompt_ids], jnp.int32), max_new_tokens, use_cache=True, eos_id=eos)
+        new = np.asarray(out).reshape(-1).tolist()  # the new tokens only
+        if eos is not None and eos in new:
+            new = new[: new.index(eos)]
+        text = tokenizer.decode(new, skip_special_tokens=True)
+        pred = parse_answer(text)
+        records.append({"pred": pred, "truth": ex.answer, "correct": bool(answer_is_correct(pred, ex.answer, rel_tol)), "text": text})
+    acc = float(np.mean([r["correct"] for r in records])) if records else float("nan")
+    return {"accuracy": acc, "n": len(records), "records": records}

@@ -1,0 +1,294 @@
+"""Runs: one fine-tuning trajectory, its run folder, caching and resumption.
+
+A run folder ``<runs_dir>/<key>/`` (``runs_dir`` = ``$SFT_RUNS_DIR`` or ``<cache>/runs``) holds
+
+* ``config.json``   the resolved configuration and the code version,
+* ``points.jsonl``  one line of metrics per evaluation point, appended as the run goes,
+* ``state.pkl``     (optional, ``checkpoint_state``) trainable parameters + optimiser state at the last point,
+* ``result.json``   the finished run (points, final accuracy, model-averaging evaluations): its presence
+  means the run is never recomputed.
+
+``key`` is the content hash of the configuration, the model file's fingerprint and the code version of
+the source files the run depends on (``sims/lm``, ``sims/harness``, ``sims/weighting.py``, ``theory``), so
+unrelated edits do not invalidate results. A killed run restarts from its last saved point when a state
+checkpoint exists and otherwise from step 0; a sweep recomputes only unfinished runs. Batches are a pure
+function of (seed, step), so a resumed run follows the same trajectory as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sims.harness.lora import interpolate_params
+from sims.harness.measure import HARD_THRESHOLD, HIST_BINS
+from sims.harness.medcalc import FORMATS
+from sims.harness.methods import MethodConfig, full_params, init_trainable, make_optimizer, make_train_step
+from sims.harness.session import DataConfig, Session, code_version, get_session
+from theory._cache import atomic_write_bytes, cache_root, content_key, library_versions
+
+__all__ = ["RunConfig", "runs_dir", "run_key", "run_folder", "run_one", "run_many", "load_result", "Interrupted"]
+
+
+class Interrupted(RuntimeError):
+    """Raised by ``run_one(..., interrupt_after=k)`` to simulate a killed run (tests)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one run's results."""
+
+    model: str
+    data: DataConfig
+    fmt: str = "cot"
+    method: MethodConfig = field(default_factory=MethodConfig)
+    lr: float = 1e-4
+    optimizer: str = "adam"
+    batch_size: int = 4
+    steps: int = 8
+    eval_every: int = 4
+    seed: int = 0
+    tokenizer: str | None = None
+    averaging_alphas: tuple[float, ...] = ()
+    final_accuracy: bool = True
+    checkpoint_state: bool = False
+
+    def __post_init__(self):
+        if self.fmt not in FORMATS:
+            raise ValueError(f"fmt: must be one of {FORMATS}, got {self.fmt!r}")
+        if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr: must be a finite number > 0, got {self.lr!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer: must be 'adam' or 'sgd', got {self.optimizer!r}")
+        for name in ("batch_size", "steps", "eval_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: must be a positive int, got {v!r}")
+        if self.batch_size > self.data.n_train:
+            raise ValueError(f"batch_size: {self.batch_size} exceeds n_train={self.data.n_train}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed: must be a non-negative int, got {self.seed!r}")
+        if any(not 0.0 <= a <= 1.0 for a in self.averaging_alphas):
+            raise ValueError(f"averaging_alphas: must lie in [0, 1], got {self.averaging_alphas}")
+        if self.averaging_alphas and self.method.name not in ("sft", "averaging"):
+            raise ValueError("averaging_alphas: model averaging interpolates an SFT run (method 'sft' or 'averaging')")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data.n_train // self.batch_size
+
+    @property
+    def eval_steps(self) -> list[int]:
+        pts = list(range(self.eval_every, self.steps + 1, self.eval_every))
+        return pts if pts and pts[-1] == self.steps else pts + [self.steps]
+
+    def label(self) -> str:
+        return f"{self.method.name} {self.fmt} lr={self.lr:g} seed={self.seed}"
+
+    def describe(self) -> dict:
+        d = asdict(self)
+        d["method"] = self.method.canonical()
+        d["method_name"] = self.method.name
+        return d
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("SFT_RUNS_DIR", cache_root() / "runs"))
+
+
+def _material(cfg: RunConfig, session: Session) -> dict:
+    d = cfg.describe()
+    d.pop("model")
+    d.pop("tokenizer")
+    # "averaging" trains exactly as SFT; both share a run when the alphas agree
+    d["method"] = dict(d["method"], name=cfg.method.trains_as) if cfg.method.name == "averaging" else d["method"]
+    d.pop("method_name")
+    return {"run": d, "model": session.fingerprint, "code": code_version(), "libs": library_versions()}
+
+
+def run_key(cfg: RunConfig, session: Session | None = None) -> str:
+    session = session or get_session(cfg.model, cfg.tokenizer, cfg.data)
+    return content_key(_material(cfg, session))[:20]
+
+
+def run_folder(cfg: RunConfig, session: Session | None = None) -> Path:
+    return runs_dir() / run_key(cfg, session)
+
+
+def load_result(cfg: RunConfig) -> dict | None:
+    path = run_folder(cfg) / "result.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _batch(cfg: RunConfig, session: Session, step: int, flow_weights: np.ndarray | None) -> tuple[dict, np.ndarray]:
+    spe = cfg.steps_per_epoch
+    epoch, pos = divmod(step, spe)
+    perm = np.random.default_rng([cfg.seed, cfg.data.data_seed, epoch]).permutation(cfg.data.n_train)
+    idx = perm[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
+    enc = session.train[cfg.fmt]
+    batch = {"tokens": jnp.asarray(enc.tokens[idx]), "loss_mask": jnp.asarray(enc.loss_mask[idx])}
+    if flow_weights is not None:
+        batch["sequence_weights"] = jnp.asarray(flow_weights[idx], jnp.float32)
+    return batch, idx
+
+
+def _relative(ev: dict, base: dict) -> dict:
+    out = dict(ev)
+    out["domain_gain"] = base["domain_loss"] - ev["domain_loss"]
+    out["general_change"] = {k: ev["general"][k] - base["general"][k] for k in ev["general"]}
+    out["general_change_mean"] = float(np.mean(list(out["general_change"].values())))
+    return out
+
+
+def _step_record(step: int, loss, aux, epoch: int) -> dict:
+    losses = np.asarray(aux["losses"], np.float64)
+    mask = np.asarray(aux["mask"], np.float64)
+    p = np.exp(-losses[mask > 0])
+    hist, _ = np.histogram(p, bins=HIST_BINS, range=(0.0, 1.0))
+    return {
+        "step": step,
+        "epoch": epoch,
+        "loss": float(loss),
+        "tau": float(aux["tau"]),
+        "n_tokens": int(p.size),
+        "n_above": int(np.sum(p > HARD_THRESHOLD)),
+        "histogram": hist.astype(int).tolist(),
+    }
+
+
+def _save_state(folder: Path, step: int, trainable, opt_state) -> None:
+    blob = pickle.dumps({"step": step, "trainable": jax.device_get(trainable), "opt_state": jax.device_get(opt_state)},
+                        protocol=pickle.HIGHEST_PROTOCOL)
+    atomic_write_bytes(folder / "state.pkl", blob)
+
+
+def _read_points(folder: Path) -> list[dict]:
+    path = folder / "points.jsonl"
+    if not path.exists():
+        return []
+    pts = []
+    for line in path.read_text().splitlines():
+        try:
+            pts.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn last line from a kill: drop it
+            break
+    return pts
+
+
+def _write_points(folder: Path, points: list[dict]) -> None:
+    atomic_write_bytes(folder / "points.jsonl", "".join(json.dumps(p) + "\n" for p in points).encode())
+
+
+def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | None = None) -> dict:
+    """Run (or load) one fine-tuning trajectory and return its result dict (see module docstring)."""
+    session = get_session(cfg.model, cfg.tokenizer, cfg.data)
+    folder = run_folder(cfg, session)
+    result_path = folder / "result.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / "config.json", json.dumps({"config": cfg.describe(), "key_material": _material(cfg, session)},
+                                                         indent=1, default=str).encode())
+    t0 = time.perf_counter()
+    base = session.base()[cfg.fmt]
+    base_public = {k: v for k, v in base.items() if k not in ("train_token_losses",)}
+    flow_weights = None
+    if cfg.method.name == "flow":
+        from sims.weighting import flow_sequence_weights
+
+        flow_weights = np.asarray(flow_sequence_weights(jnp.asarray(base["train_sequence_nll"])), np.float32)
+
+    trainable, frozen = init_trainable(cfg.method, session.params, jax.random.key(cfg.seed))
+    opt_state = make_optimizer(cfg.lr, cfg.optimizer).init(trainable)
+    step_fn = make_train_step(cfg.method, session.config, cfg.optimizer)
+
+    points = _read_points(folder)
+    start = 0
+    if points and cfg.checkpoint_state and (folder / "state.pkl").exists():
+        state = pickle.loads((folder / "state.pkl").read_bytes())
+        if state["step"] == points[-1]["step"]:
+            trainable = jax.tree_util.tree_map(jnp.asarray, state["trainable"])
+            opt_state = jax.tree_util.tree_map(jnp.asarray, state["opt_state"])
+            start = state["step"]
+    if start == 0:
+        points = []
+    else:
+        points = [p for p in points if p["step"] <= start]
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=start, desc=cfg.label(), leave=False, disable=not progress)
+    records: list[dict] = []
+    eval_steps = set(cfg.eval_steps)
+    for step in range(start, cfg.steps):
+        batch, _ = _batch(cfg, session, step, flow_weights)
+        trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
+        records.append(_step_record(step, loss, aux, step // cfg.steps_per_epoch))
+        bar.update(1)
+        if step + 1 in eval_steps:
+            params = full_params(cfg.method, trainable, frozen)
+            ev = _relative(session.evaluate(params, cfg.fmt), base)
+            ev.update(step=step + 1, epochs=(step + 1) / cfg.steps_per_epoch, train_steps=records)
+            if not np.isfinite(ev["domain_loss"]):
+                ev["diverged"] = True
+            records = []
+            points.append(ev)
+            _write_points(folder, points)
+            if cfg.checkpoint_state:
+                _save_state(folder, step + 1, trainable, opt_state)
+            if interrupt_after is not None and step + 1 >= interrupt_after and step + 1 < cfg.steps:
+                bar.close()
+                raise Interrupted(f"simulated interruption after step {step + 1}")
+    bar.close()
+
+    params = full_params(cfg.method, trainable, frozen)
+    result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "points": points}
+    if cfg.final_accuracy:
+        result["accuracy"] = session.accuracy(params, cfg.fmt)
+    averaging = []
+    for alpha in cfg.averaging_alphas:
+        mixed = interpolate_params(session.params, params, alpha)
+        ev = _relative(session.evaluate(mixed, cfg.fmt), base)
+        ev["alpha"] = alpha
+        if cfg.final_accuracy:
+            ev["accuracy"] = session.accuracy(mixed, cfg.fmt)
+        averaging.append(ev)
+    result["averaging"] = averaging
+    result["wall_s"] = time.perf_counter() - t0
+    atomic_write_bytes(result_path, json.dumps(_jsonable(result), indent=1).encode())
+    state = folder / "state.pkl"
+    if state.exists():
+        state.unlink()
+    return json.loads(result_path.read_text())
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None if np.isnan(obj) else obj
+    return obj
+
+
+def run_many(configs: list[RunConfig], *, progress: bool = True, desc: str = "runs") -> list[dict]:
+    """Run every configuration (finished ones are loaded, not recomputed) with a progress bar and ETA."""
+    from tqdm.auto import tqdm
+
+    results = []
+    for cfg in tqdm(configs, desc=desc, disable=not progress):
+        results.append(run_one(cfg, progress=progress))
+    return results

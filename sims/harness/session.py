@@ -1,0 +1,264 @@
+"""A harness session: one model, one data configuration, their encoded sets and base-model evaluation.
+
+Everything every run of a sweep shares is built once here: the loaded model and tokenizer, the domain
+splits in both formats, the three general sets, and the initial model's evaluation (domain and general
+losses, target-token statistics, FLOW's per-sequence losses, greedy accuracy), which is cached on disk
+keyed by the model file's fingerprint, the data configuration and the code version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from sims.harness.encoding import EncodedSet, encode_chat_set, encode_text_set
+from sims.harness.general_sets import GENERAL_SETS, INSTRUCTIONS, code_texts, docs_texts
+from sims.harness.measure import greedy_accuracy, mean_nll, probability_stats, sequence_mean_nll, set_token_losses
+from sims.harness.medcalc import CALCULATORS, FORMATS, SYSTEM_PROMPT, make_splits
+from theory._cache import cached_pickle, content_key
+
+__all__ = ["DataConfig", "Session", "get_session", "model_fingerprint", "code_version", "CODE_PATHS"]
+
+_REPO = Path(__file__).resolve().parents[2]
+
+#: Source files a run's results depend on (their content is part of every run's key).
+CODE_PATHS = ("sims/lm", "sims/harness", "sims/weighting.py", "theory")
+
+
+def code_version() -> str:
+    """SHA-256 (16 hex) of the ``.py`` files under :data:`CODE_PATHS` (paths and contents)."""
+    digest = hashlib.sha256()
+    for rel in CODE_PATHS:
+        p = _REPO / rel
+        files = [p] if p.is_file() else sorted(p.rglob("*.py"))
+        for f in files:
+            digest.update(str(f.relative_to(_REPO)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+_FINGERPRINTS: dict = {}
+
+
+def model_fingerprint(path: str | os.PathLike) -> str:
+    """Content hash of a model file (GGUF) or checkpoint folder (config + tensor files), memoised per mtime."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"model: {path} does not exist")
+    files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.suffix in (".json", ".safetensors", ".gguf"))
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if stamp not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f.name.encode())
+            size = f.stat().st_size
+            with open(f, "rb") as fh:
+                if size <= 1 << 30:
+                    for chunk in iter(lambda: fh.read(1 << 22), b""):
+                        digest.update(chunk)
+                else:  # a multi-GB checkpoint: size plus head and tail blocks
+                    digest.update(str(size).encode())
+                    digest.update(fh.read(1 << 24))
+                    fh.seek(size - (1 << 24))
+                    digest.update(fh.read())
+        _FINGERPRINTS[stamp] = digest.hexdigest()[:16]
+    return _FINGERPRINTS[stamp]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Sizes of every data set a session builds (see module docstrings of medcalc / general_sets)."""
+
+    n_train: int = 16
+    n_heldout: int = 8
+    data_seed: int = 0
+    calculators: tuple[str, ...] | None = None
+    seq_len_cot: int = 192
+    seq_len_label: int = 128
+    seq_len_general: int = 128
+    n_self: int = 8
+    self_max_new_tokens: int = 48
+    n_docs: int = 4
+    n_code: int = 4
+    eval_batch: int = 4
+    n_accuracy: int = 4
+    accuracy_max_new_tokens_cot: int = 80
+    accuracy_max_new_tokens_label: int = 12
+
+    def __post_init__(self):
+        for name in ("n_train", "n_heldout", "seq_len_cot", "seq_len_label", "seq_len_general", "n_self",
+                     "self_max_new_tokens", "n_docs", "n_code", "eval_batch", "accuracy_max_new_tokens_cot",
+                     "accuracy_max_new_tokens_label"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: must be a positive int, got {v!r}")
+        if not isinstance(self.n_accuracy, int) or self.n_accuracy < 0 or self.n_accuracy > self.n_heldout:
+            raise ValueError(f"n_accuracy: must be in [0, n_heldout={self.n_heldout}], got {self.n_accuracy!r}")
+        if self.n_self > len(INSTRUCTIONS):
+            raise ValueError(f"n_self: at most {len(INSTRUCTIONS)} instructions exist, got {self.n_self}")
+        if self.calculators is not None:
+            unknown = [c for c in self.calculators if c not in CALCULATORS]
+            if unknown or not self.calculators:
+                raise ValueError(f"calculators: unknown or empty {unknown}; known {sorted(CALCULATORS)}")
+
+    def seq_len(self, fmt: str) -> int:
+        if fmt not in FORMATS:
+            raise ValueError(f"fmt: must be one of {FORMATS}, got {fmt!r}")
+        return self.seq_len_cot if fmt == "cot" else self.seq_len_label
+
+
+def _load_model(model: str, tokenizer: str | None):
+    from sims.lm.tokenizer import Tokenizer
+
+    path = Path(model)
+    if path.is_dir():
+        from sims.lm.hf_io import load_hf_checkpoint
+
+        config, params = load_hf_checkpoint(path)
+        tok = Tokenizer.from_hf(path) if tokenizer is None else _tokenizer_from(tokenizer)
+    else:
+        from sims.lm.gguf_io import load_gguf
+
+        config, params = load_gguf(path)
+        tok = _tokenizer_from(tokenizer or path)
+    params = {k: v for k, v in params.items()}
+    import jax
+
+    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params)
+    if tok.vocab_size > config.vocab_size:
+        raise ValueError(f"tokenizer: vocabulary {tok.vocab_size} larger than the model's {config.vocab_size}")
+    return config, params, tok
+
+
+def _tokenizer_from(source):
+    from sims.lm.tokenizer import Tokenizer
+
+    source = Path(source)
+    return Tokenizer.from_hf(source) if source.is_dir() else Tokenizer.from_gguf(source)
+
+
+@dataclass
+class Session:
+    """Loaded model, tokenizer, encoded sets and (lazily) the base evaluation of one (model, data) pair."""
+
+    model: str
+    tokenizer_source: str | None
+    data: DataConfig
+    config: object = field(init=False)
+    params: dict = field(init=False, repr=False)
+    tokenizer: object = field(init=False, repr=False)
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self):
+        self.config, self.params, self.tokenizer = _load_model(self.model, self.tokenizer_source)
+        self.fingerprint = model_fingerprint(self.model)
+        self.splits = make_splits(self.data.n_train, self.data.n_heldout, self.data.data_seed, self.data.calculators)
+        self.pad_id = int(self.tokenizer.pad_id if self.tokenizer.pad_id is not None else 0)
+        self.train: dict[str, EncodedSet] = {}
+        self.heldout: dict[str, EncodedSet] = {}
+        for fmt in FORMATS:
+            n = self.data.seq_len(fmt)
+            self.train[fmt] = encode_chat_set(self.tokenizer, [(e.prompt, e.response(fmt)) for e in self.splits.train], n, self.pad_id, SYSTEM_PROMPT)
+            self.heldout[fmt] = encode_chat_set(self.tokenizer, [(e.prompt, e.response(fmt)) for e in self.splits.heldout], n, self.pad_id, SYSTEM_PROMPT)
+        self._general: dict[str, EncodedSet] | None = None
+        self._base: dict | None = None
+
+    # -- identity ------------------------------------------------------------------------------------
+
+    def key_material(self) -> dict:
+        return {"model": self.fingerprint, "tokenizer": str(self.tokenizer_source or ""), "data": self.data}
+
+    # -- general sets ------------------------------------------------------------------------------------
+
+    def self_responses(self) -> list[str]:
+        """The initial model's greedy responses to the first ``n_self`` instructions (generated once, cached)."""
+        material = {**self.key_material(), "what": "self_responses", "instructions": INSTRUCTIONS[: self.data.n_self],
+                    "max_new_tokens": self.data.self_max_new_tokens, "code": code_version()}
+
+        def compute():
+            from sims.lm.generate import generate_greedy
+            from tqdm.auto import tqdm
+
+            out = []
+            for instr in tqdm(INSTRUCTIONS[: self.data.n_self], desc="general set (a): base-model responses", leave=False):
+                ids = self.tokenizer.encode(self.tokenizer.apply_chat_template([{"role": "user", "content": instr}], add_generation_prompt=True))
+                gen = generate_greedy(self.params, self.config, jnp.asarray([ids], jnp.int32), self.data.self_max_new_tokens,
+                                      use_cache=True, eos_id=self.tokenizer.eos_id)
+                new = np.asarray(gen).reshape(-1).tolist()  # the new tokens only
+                if self.tokenizer.eos_id in new:
+                    new = new[: new.index(self.tokenizer.eos_id)]
+                text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+                out.append(text if text else ".")
+            return out
+
+        return cached_pickle("harness_self_responses", material, compute)
+
+    @property
+    def general(self) -> dict[str, EncodedSet]:
+        if self._general is None:
+            n = self.data.seq_len_general
+            pairs = list(zip(INSTRUCTIONS[: self.data.n_self], self.self_responses()))
+            longest = max(len(self.tokenizer.encode_chat_example(p, r)[0]) for p, r in pairs)
+            self._general = {
+                "self": encode_chat_set(self.tokenizer, pairs, max(n, longest), self.pad_id),
+                "docs": encode_text_set(self.tokenizer, docs_texts(self.data.n_docs), n, self.pad_id),
+                "code": encode_text_set(self.tokenizer, code_texts(self.data.n_code), n, self.pad_id),
+            }
+        return self._general
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+
+    def evaluate(self, params, fmt: str, with_train_stats: bool = False) -> dict:
+        """Held-out domain loss and statistics in ``fmt`` and every general set's loss (nats/token)."""
+        b = self.data.eval_batch
+        dl, dm = set_token_losses(params, self.config, self.heldout[fmt], b)
+        out = {"domain_loss": mean_nll(dl, dm), "heldout_stats": probability_stats(dl, dm), "general": {}}
+        for name in GENERAL_SETS:
+            gl, gm = set_token_losses(params, self.config, self.general[name], b)
+            out["general"][name] = mean_nll(gl, gm)
+        if with_train_stats:
+            tl, tm = set_token_losses(params, self.config, self.train[fmt], b)
+            out["train_stats"] = probability_stats(tl, tm)
+            out["train_sequence_nll"] = sequence_mean_nll(tl, tm).tolist()
+            out["train_token_losses"] = (tl, tm)
+        return out
+
+    def accuracy(self, params, fmt: str) -> dict:
+        n = self.data.n_accuracy
+        if n == 0:
+            return {"accuracy": float("nan"), "n": 0, "records": []}
+        max_new = self.data.accuracy_max_new_tokens_cot if fmt == "cot" else self.data.accuracy_max_new_tokens_label
+        return greedy_accuracy(params, self.config, self.tokenizer, self.splits.heldout[:n], max_new, SYSTEM_PROMPT)
+
+    def base(self) -> dict:
+        """Evaluation of the initial model in both formats (cached on disk)."""
+        if self._base is None:
+            material = {**self.key_material(), "what": "base_eval", "code": code_version()}
+
+            def compute():
+                out = {}
+                for fmt in FORMATS:
+                    ev = self.evaluate(self.params, fmt, with_train_stats=True)
+                    ev["accuracy"] = self.accuracy(self.params, fmt)
+                    out[fmt] = ev
+                return out
+
+            self._base = cached_pickle("harness_base", material, compute)
+        return self._base
+
+
+_SESSIONS: dict = {}
+
+
+def get_session(model: str, tokenizer: str | None, data: DataConfig) -> Session:
+    """The (in-memory memoised) session for a model file and data configuration."""
+    key = content_key({"model": str(model), "tok": str(tokenizer), "data": data})
+    if key not in _SESSIONS:
+        _SESSIONS.clear()  # one model in memory at a time
+        _SESSIONS[key] = Session(str(model), None if tokenizer is None else str(tokenizer), data)
+    return _SESSIONS[key]
