@@ -196,4 +196,5 @@ def safe_step_size(eps, delta_star, hard_token_mass, *, coupling, general_misfit
         return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
 
     lo, hi = jax.lax.fori_loop(0, iterations, body, (lo, hi))
-    return jnp.where(no_leak, jnp.inf, lo)
+    at_floor = eps <= c.rho_max * delta_star  # k1 Delta* already uses the whole tolerance
+    return jnp.where(no_leak, jnp.inf, jnp.where(at_floor, 0.0, lo))
