@@ -1,0 +1,320 @@
+"""Fine-tuning a synthetic softmax model on a world's domain data: SGD/Adam, full batch or minibatch, any weighting.
+
+Objective of one step on a batch ``B`` of domain responses (``sims.weighting``)::
+
+    J(W) = sum_{b in B, t} w_bt l_bt(W) m_bt / sum_{b in B, t} m_bt  +  mu/2 ||W - W0||^2,
+
+``l_bt = -log q_W(y_bt | c_bt)``, ``w`` the detached token weights of ``config.weighting`` (FLOW: static
+per-sequence weights from the initial model), then one ``optax`` SGD or Adam update with step size ``lr``.
+
+Measured quantities (exact expectations, no sampling):
+
+* domain code length per supervised token ``L2(W) = sum_bt m_bt l_bt(W) / sum_bt m_bt`` over the whole training
+  set; the **domain gain** is ``G(W) = L2(W0) - L2(W)`` (nats/token);
+* general code length ``L1(W) = sum_c pi1(c) E_{P1(.|c)}[-log q_W(.|c)]``; the **general degradation** is
+  ``D(W) = L1(W) - L1(W0) = sum_c pi1(c) dL(P1(.|c))`` computed with ``theory.code_length_change`` (nats/token).
+
+``train_to_gain`` steps until ``G >= Delta*`` (or ``max_steps``) and, for a matched-gain comparison without
+last-step overshoot, also returns the point on the last update segment ``W_prev + alpha (W_next - W_prev)``
+where ``G = Delta*`` (bisection on ``alpha``). With ``record=True`` it keeps the logits at the general and
+domain contexts of every state for ``theory.matched_gain_constants_from_trajectory``.
+Everything is jit- and vmap-able over ``learning_rate`` (and over worlds of one shape).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import theory
+from sims.synthetic_models import SoftmaxModel, all_log_probs, init_params, token_losses
+from sims.weighting import (
+    LossWeighting,
+    dynamic_tau,
+    flow_sequence_weights,
+    l2_penalty,
+    reweighted_loss,
+    sequence_mean_losses,
+)
+from sims.worlds import HARD_THRESHOLD, World
+
+__all__ = [
+    "OPTIMIZERS",
+    "TrainConfig",
+    "ContextSets",
+    "context_sets",
+    "initial_sequence_weights",
+    "domain_code_length",
+    "general_code_length",
+    "degradation",
+    "domain_gain",
+    "train_to_gain",
+    "train_epochs",
+]
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and objective (the step size is passed separately so sweeps can ``vmap`` over it).
+
+    Attributes:
+        optimizer: ``"sgd"`` or ``"adam"`` (optax defaults otherwise).
+        batch_size: responses per step; ``None`` = full batch (deterministic).
+        weighting: the token weighting (``sims.weighting.LossWeighting``).
+        l2: ``mu >= 0`` of the L2 pull toward the initial parameters.
+        seed: minibatch sampling seed.
+    """
+
+    optimizer: str = "sgd"
+    batch_size: int | None = None
+    weighting: LossWeighting = field(default_factory=LossWeighting)
+    l2: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: {self.optimizer!r} is not one of {OPTIMIZERS}")
+        if self.batch_size is not None and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"batch_size: must be None or an integer >= 1, got {self.batch_size!r}")
+        if not isinstance(self.weighting, LossWeighting):
+            raise ValueError(f"weighting: expected a LossWeighting, got {type(self.weighting).__name__}")
+        if not (np.isfinite(self.l2) and self.l2 >= 0):
+            raise ValueError(f"l2: must be a finite number >= 0, got {self.l2!r}")
+
+    @property
+    def label(self) -> str:
+        base = self.weighting.label
+        return f"{base}+l2({self.l2:g})" if self.l2 > 0 else base
+
+
+class ContextSets(NamedTuple):
+    """Static description of the general and domain sides for trajectory constants."""
+
+    general_ids: np.ndarray  # [H1] general context indices
+    general_p: np.ndarray  # [H1, V] P1(.|c)
+    general_w: np.ndarray  # [H1] pi1(c)
+    domain_ids: np.ndarray  # [H2] domain context indices that occur in the training data
+    domain_p: np.ndarray  # [H2, V] empirical target distribution at each domain context
+    domain_w: np.ndarray  # [H2] supervised-token count of each domain context
+
+
+def context_sets(world: World) -> ContextSets:
+    """General contexts with ``P1`` and ``pi1``; domain contexts with their empirical target distribution and
+    token counts (the ``P2`` whose per-token code length is the domain loss)."""
+    gw = np.asarray(world.general_weights)
+    gid = np.nonzero(gw > 0)[0]
+    ctx = np.asarray(world.contexts)[np.asarray(world.mask) > 0]
+    tgt = np.asarray(world.targets)[np.asarray(world.mask) > 0]
+    did = np.unique(ctx)
+    V = world.log_q0.shape[1]
+    dp = np.zeros((len(did), V))
+    for k, c in enumerate(did):
+        counts = np.bincount(tgt[ctx == c], minlength=V)
+        dp[k] = counts / counts.sum()
+    dw = np.array([np.sum(ctx == c) for c in did], dtype=float)
+    return ContextSets(gid, np.exp(np.asarray(world.log_p1)[gid]), gw[gid], did, dp, dw)
+
+
+def _losses(model: SoftmaxModel, W, world: World):
+    return token_losses(model, W, world.contexts, world.targets)
+
+
+def domain_code_length(model: SoftmaxModel, W, world: World) -> jax.Array:
+    """``L2(W)``: mean NLL over the supervised tokens of the whole training set (nats/token)."""
+    l = _losses(model, W, world)
+    return jnp.sum(l * world.mask) / jnp.sum(world.mask)
+
+
+def general_code_length(model: SoftmaxModel, W, world: World) -> jax.Array:
+    """``L1(W) = sum_c pi1(c) E_{P1}[-log q_W]`` (nats/token)."""
+    logq = all_log_probs(model, W)
+    p1 = jnp.exp(world.log_p1)
+    return jnp.sum(world.general_weights * jnp.sum(p1 * -logq, axis=-1))
+
+
+def degradation(model: SoftmaxModel, W, world: World) -> jax.Array:
+    """``D(W) = sum_c pi1(c) dL(P1(.|c))`` between ``q_{W0}`` and ``q_W`` via ``theory.code_length_change``."""
+    q_before = jnp.exp(all_log_probs(model, init_params(model)))
+    q_after = jnp.exp(all_log_probs(model, W))
+    per_context = theory.code_length_change(jnp.exp(world.log_p1), q_before, q_after)
+    return jnp.sum(world.general_weights * per_context)
+
+
+def domain_gain(model: SoftmaxModel, W, world: World) -> jax.Array:
+    """``G(W) = L2(W0) - L2(W)`` (nats/token)."""
+    return domain_code_length(model, init_params(model), world) - domain_code_length(model, W, world)
+
+
+def initial_sequence_weights(model: SoftmaxModel, world: World) -> jax.Array:
+    """FLOW's static weights ``exp(-f_b(W0)/median f(W0))`` of every training response."""
+    f0 = sequence_mean_losses(_losses(model, init_params(model), world), world.mask)
+    return flow_sequence_weights(f0)
+
+
+def _optimizer(config: TrainConfig, learning_rate):
+    return optax.sgd(learning_rate) if config.optimizer == "sgd" else optax.adam(learning_rate)
+
+
+def _make_step(model: SoftmaxModel, world: World, config: TrainConfig, learning_rate, seq_weights):
+    opt = _optimizer(config, learning_rate)
+    W0 = init_params(model)
+    N = world.contexts.shape[0]
+
+    def objective(W, idx):
+        ctx, tgt, m = world.contexts[idx], world.targets[idx], world.mask[idx]
+        l = token_losses(model, W, ctx, tgt)
+        loss = reweighted_loss(config.weighting, l, m, None if seq_weights is None else seq_weights[idx])
+        if config.l2 > 0:
+            loss = loss + l2_penalty(W, W0, config.l2)
+        return loss
+
+    def step(W, opt_state, key):
+        if config.batch_size is None or config.batch_size >= N:
+            idx = jnp.arange(N)
+        else:
+            idx = jax.random.permutation(key, N)[: config.batch_size]
+        grads = jax.grad(objective)(W, idx)
+        updates, opt_state = opt.update(grads, opt_state, W)
+        return optax.apply_updates(W, updates), opt_state
+
+    return opt, step
+
+
+def train_to_gain(
+    model: SoftmaxModel,
+    world: World,
+    config: TrainConfig,
+    learning_rate,
+    target_gain,
+    max_steps: int,
+    *,
+    record: bool = False,
+    sets: ContextSets | None = None,
+    bisection_iters: int = 60,
+) -> dict:
+    """Train until the domain gain first reaches ``target_gain`` (or ``max_steps`` updates).
+
+    Returns a dict of arrays: ``steps`` (updates taken, ``T``), ``reached`` (bool), ``gain``/``degradation`` at
+    ``W_T`` (full steps, with overshoot), ``matched_degradation``/``matched_gain`` at the point of the last
+    segment where ``G = Delta*`` (``alpha`` by bisection; equal to the full-step values when not reached), ``alpha``,
+    and with ``record=True`` ``logits_general`` ``[max_steps+1, H1, V]``, ``logits_domain`` ``[max_steps+1, H2, V]``
+    (states ``0..T``; later rows repeat ``W_T``).
+    """
+    if not (isinstance(max_steps, int) and max_steps >= 1):
+        raise ValueError(f"max_steps: must be an integer >= 1, got {max_steps!r}")
+    if record and sets is None:
+        sets = context_sets(world)
+    seq_weights = initial_sequence_weights(model, world) if config.weighting.method == "flow" else None
+    opt, step = _make_step(model, world, config, learning_rate, seq_weights)
+    W0 = init_params(model)
+    gain = lambda W: domain_gain(model, W, world)  # noqa: E731
+
+    def logits_at(W, ids):
+        return model.bias[ids] + model.features[ids] @ W
+
+    if record:
+        gid, did = jnp.asarray(sets.general_ids), jnp.asarray(sets.domain_ids)
+        buf_g = jnp.broadcast_to(logits_at(W0, gid), (max_steps + 1,) + (len(sets.general_ids), W0.shape[1]))
+        buf_d = jnp.broadcast_to(logits_at(W0, did), (max_steps + 1,) + (len(sets.domain_ids), W0.shape[1]))
+    else:
+        buf_g = buf_d = jnp.zeros(())
+
+    def cond(state):
+        W, _, t, _, g, _, _, _ = state
+        return (g < target_gain) & (t < max_steps)
+
+    def body(state):
+        W, opt_state, t, key, g, W_prev, bg, bd = state
+        key, sub = jax.random.split(key)
+        W_new, opt_state = step(W, opt_state, sub)
+        if record:
+            bg = jax.lax.dynamic_update_slice(bg, logits_at(W_new, gid)[None], (t + 1, 0, 0))
+            bd = jax.lax.dynamic_update_slice(bd, logits_at(W_new, did)[None], (t + 1, 0, 0))
+        return W_new, opt_state, t + 1, key, gain(W_new), W, bg, bd
+
+    init = (W0, opt.init(W0), jnp.asarray(0), jax.random.key(config.seed), jnp.asarray(0.0, W0.dtype), W0, buf_g, buf_d)
+    W, _, T, _, g_T, W_prev, bg, bd = jax.lax.while_loop(cond, body, init)
+    reached = g_T >= target_gain
+
+    def bisect(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        below = gain(W_prev + mid * (W - W_prev)) < target_gain
+        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, bisection_iters, bisect, (jnp.asarray(0.0, W0.dtype), jnp.asarray(1.0, W0.dtype)))
+    alpha = jnp.where(reached, hi, 1.0)
+    W_match = W_prev + alpha * (W - W_prev)
+    out = {
+        "steps": T,
+        "reached": reached,
+        "gain": g_T,
+        "degradation": degradation(model, W, world),
+        "alpha": alpha,
+        "matched_gain": gain(W_match),
+        "matched_degradation": degradation(model, W_match, world),
+    }
+    if record:
+        # rows after T repeat the final state
+        rows = jnp.arange(max_steps + 1)[:, None, None]
+        out["logits_general"] = jnp.where(rows <= T, bg, logits_at(W, gid)[None])
+        out["logits_domain"] = jnp.where(rows <= T, bd, logits_at(W, did)[None])
+    return out
+
+
+def train_epochs(
+    model: SoftmaxModel,
+    world: World,
+    config: TrainConfig,
+    learning_rate,
+    n_epochs: int,
+    steps_per_epoch: int,
+) -> dict:
+    """Fixed-length training; per epoch end (index 0 = before training) returns ``gain``, ``degradation``,
+    ``tau`` (dynamic TALR temperature of the whole training set's current losses), ``token_prob``
+    ``[E+1, N, T]`` (model probability of every training target), ``frac_easy`` (fraction of supervised
+    targets with ``p > 0.2``) and ``median_prob``."""
+    if not (isinstance(n_epochs, int) and n_epochs >= 1):
+        raise ValueError(f"n_epochs: must be an integer >= 1, got {n_epochs!r}")
+    if not (isinstance(steps_per_epoch, int) and steps_per_epoch >= 1):
+        raise ValueError(f"steps_per_epoch: must be an integer >= 1, got {steps_per_epoch!r}")
+    seq_weights = initial_sequence_weights(model, world) if config.weighting.method == "flow" else None
+    opt, step = _make_step(model, world, config, learning_rate, seq_weights)
+    W0 = init_params(model)
+    on = world.mask > 0
+
+    def stats(W):
+        l = _losses(model, W, world)
+        p = jnp.exp(-l)
+        frac = jnp.sum(jnp.where(on, p > HARD_THRESHOLD, False)) / jnp.sum(on)
+        med = jnp.nanmedian(jnp.where(on, p, jnp.nan))
+        return {
+            "gain": domain_gain(model, W, world),
+            "degradation": degradation(model, W, world),
+            "tau": dynamic_tau(l, world.mask),
+            "token_prob": p,
+            "frac_easy": frac,
+            "median_prob": med,
+        }
+
+    def epoch(carry, _):
+        W, opt_state, key = carry
+
+        def inner(c, k):
+            W, s = c
+            return step(W, s, k), None
+
+        key, sub = jax.random.split(key)
+        (W, opt_state), _ = jax.lax.scan(inner, (W, opt_state), jax.random.split(sub, steps_per_epoch))
+        return (W, opt_state, key), stats(W)
+
+    _, per_epoch = jax.lax.scan(epoch, (W0, opt.init(W0), jax.random.key(config.seed)), None, length=n_epochs)
+    first = stats(W0)
+    return {k: jnp.concatenate([first[k][None], v], axis=0) for k, v in per_epoch.items()}
