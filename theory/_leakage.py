@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from theory._single_step import data_mean
+from theory._single_step import _mean_under
 from theory._tilt import _prepare, _support_stats
 from theory._validate import check_outcome_shapes, check_real, check_step
 
@@ -34,8 +34,8 @@ def leakage(P1, P2, q, s) -> jax.Array:
     function then returns ``+inf`` if the numerator is > 0, ``-inf`` if < 0, and NaN for ``0/0``
     (the only NaN it produces; documented, not an error, so that it can be vmapped).
     """
-    e1 = data_mean(P1, s)
-    e2 = data_mean(P2, s)
+    e1 = _mean_under("P1", P1, s)
+    e2 = _mean_under("P2", P2, s)
     log_q, s_b, _ = _prepare(q, s, 0.0)
     check_outcome_shapes({"P1": jnp.asarray(P1), "P2": jnp.asarray(P2), "q": log_q})
     mu = _support_stats(log_q, s_b)["mu"]

@@ -33,9 +33,13 @@ __all__ = ["single_step_code_length_change", "tradeoff_sum", "cumulants", "tilt_
 
 def data_mean(P, s) -> jax.Array:
     """``E_P[s] = sum_x P(x) s(x)`` (``P`` renormalised exactly)."""
-    P = check_probabilities("P", P)
+    return _mean_under("P", P, s)
+
+
+def _mean_under(name: str, P, s) -> jax.Array:
+    P = check_probabilities(name, P)
     s = check_real("s", s)
-    check_outcome_shapes({"P": P, "s": s})
+    check_outcome_shapes({name: P, "s": s})
     return jnp.sum(P * s, axis=-1) / jnp.sum(P, axis=-1)
 
 
@@ -51,8 +55,8 @@ def single_step_code_length_change(P, q, s, lam) -> jax.Array:
 def tradeoff_sum(P1, P2, s, lam) -> jax.Array:
     """``D + G = lam (E_P2[s] - E_P1[s])`` for one tilt step (independent of the model ``q``)."""
     lam = check_step("lam", lam)
-    e1 = data_mean(P1, s)
-    e2 = data_mean(P2, s)
+    e1 = _mean_under("P1", P1, s)
+    e2 = _mean_under("P2", P2, s)
     check_outcome_shapes({"P1": jnp.asarray(P1), "P2": jnp.asarray(P2)}, {"lam": lam})
     return lam * (e2 - e1)
 
