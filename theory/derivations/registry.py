@@ -1,0 +1,242 @@
+"""Registry of derived results: statement, assumptions, and the machine checks that verify them.
+
+A result is registered with :func:`derivation` on a function ``derive() -> Result``. Each result carries
+
+* ``statement``: SymPy expression(s) (equalities/inequalities) and a plain-text form;
+* ``assumptions``: an explicit list, in words;
+* ``checks``: :class:`Check` records, each ``symbolic`` (SymPy proves it: a difference simplifies to 0, a
+  series coefficient equals a cumulant, a KKT system is solved, a limit is taken) or ``numeric`` (float64
+  cross-check on random instances against the lambdified expression, independent NumPy, and the
+  ``theory`` jax export where one exists).
+
+``verified`` is true only if there is at least one symbolic check and every check passed. A check that
+raises is recorded as failed (with the exception), never hidden.
+
+Results are cached on disk (:func:`theory._cache.cached_pickle`, namespace ``derivations``) keyed by the
+result's name, the source text of its module and of this registry, the code version of the whole
+``theory`` package (the numeric checks call its exports) and the library versions, so a stale entry is
+never found.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import sympy as sp
+
+from theory._cache import cached_pickle, library_versions, source_version
+
+__all__ = [
+    "Check",
+    "Result",
+    "Derivation",
+    "DERIVATIONS",
+    "derivation",
+    "derive",
+    "derive_all",
+    "symbolic_zero",
+    "symbolic_check",
+    "numeric_check",
+    "nonnegative_rational",
+    "max_abs_diff",
+]
+
+KINDS = ("symbolic", "numeric")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One machine check: what it establishes, how (``symbolic``/``numeric``), whether it passed, and details."""
+
+    description: str
+    kind: str
+    passed: bool
+    detail: str = ""
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind: must be one of {KINDS}, got {self.kind!r}")
+        if not isinstance(self.passed, bool):
+            raise ValueError(f"passed: must be a bool, got {type(self.passed).__name__}")
+
+
+@dataclass(frozen=True)
+class Result:
+    """A derived result with its machine verification."""
+
+    name: str
+    item: int
+    title: str
+    statement: tuple  # SymPy relationals / expressions
+    text: str  # plain-text statement
+    assumptions: tuple[str, ...]
+    checks: tuple[Check, ...]
+    seconds: float = 0.0
+
+    def __post_init__(self):
+        if not self.assumptions:
+            raise ValueError(f"assumptions: result {self.name!r} must state its assumptions")
+        if not isinstance(self.statement, tuple) or not self.statement:
+            raise ValueError(f"statement: result {self.name!r} needs at least one SymPy expression")
+
+    @property
+    def verified(self) -> bool:
+        return any(c.kind == "symbolic" for c in self.checks) and all(c.passed for c in self.checks)
+
+    def latex(self) -> str:
+        return r" \\ ".join(sp.latex(s) for s in self.statement)
+
+    def pretty(self) -> str:
+        return "\n".join(sp.pretty(s, use_unicode=True) for s in self.statement)
+
+    def as_json(self) -> dict:
+        return {
+            "name": self.name,
+            "item": self.item,
+            "title": self.title,
+            "statement": self.text,
+            "sympy": [sp.sstr(s) for s in self.statement],
+            "latex": self.latex(),
+            "assumptions": list(self.assumptions),
+            "checks": [
+                {"description": c.description, "kind": c.kind, "passed": c.passed, "detail": c.detail} for c in self.checks
+            ],
+            "verified": self.verified,
+        }
+
+
+@dataclass(frozen=True)
+class Derivation:
+    name: str
+    item: int
+    module: str
+    derive: Callable[[], Result]
+
+
+DERIVATIONS: dict[str, Derivation] = {}
+
+
+def derivation(name: str, item: int) -> Callable:
+    """Register ``derive() -> Result`` under ``name`` for issue item ``item`` (1-9)."""
+    if not 1 <= item <= 9:
+        raise ValueError(f"item: must be in 1..9, got {item}")
+
+    def register(fn: Callable[[], Result]) -> Callable[[], Result]:
+        if name in DERIVATIONS and DERIVATIONS[name].module != fn.__module__:
+            raise ValueError(f"name: {name!r} already registered by {DERIVATIONS[name].module}")
+        DERIVATIONS[name] = Derivation(name=name, item=item, module=fn.__module__, derive=fn)
+        return fn
+
+    return register
+
+
+def _run(d: Derivation) -> Result:
+    start = time.perf_counter()
+    try:
+        res = d.derive()
+    except Exception as exc:  # a derivation that crashes is reported as not verified, not hidden
+        res = Result(
+            name=d.name,
+            item=d.item,
+            title=d.name,
+            statement=(sp.Symbol("derivation_failed"),),
+            text=f"derivation raised {type(exc).__name__}: {exc}",
+            assumptions=("(derivation crashed)",),
+            checks=(Check("derivation ran", "symbolic", False, f"{type(exc).__name__}: {exc}"),),
+        )
+    return Result(**{**res.__dict__, "seconds": time.perf_counter() - start})
+
+
+def _key_material(d: Derivation) -> dict:
+    module = importlib.import_module(d.module)
+    return {
+        "name": d.name,
+        "module_source": inspect.getsource(module),
+        "registry_source": inspect.getsource(importlib.import_module(__name__)),
+        "theory_version": source_version("theory"),
+        "libraries": library_versions(),
+    }
+
+
+def derive(name: str, *, use_cache: bool = True) -> Result:
+    """The result registered as ``name`` (from the disk cache when fresh, else recomputed)."""
+    if name not in DERIVATIONS:
+        raise ValueError(f"name: no derivation {name!r}; known: {sorted(DERIVATIONS)}")
+    d = DERIVATIONS[name]
+    if not use_cache:
+        return _run(d)
+    return cached_pickle("derivations", _key_material(d), lambda: _run(d))
+
+
+def derive_all(*, use_cache: bool = True, progress: bool = False) -> list[Result]:
+    """Every registered result, ordered by item then registration order."""
+    order = sorted(DERIVATIONS.values(), key=lambda d: d.item)
+    iterator: Iterable = order
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(order, desc="derivations", unit="result", leave=False)
+    return [derive(d.name, use_cache=use_cache) for d in iterator]
+
+
+# ---------------------------------------------------------------- check helpers
+def _zero(expr) -> bool:
+    expr = sp.sympify(expr)
+    for attempt in (sp.expand, sp.simplify, lambda e: sp.simplify(sp.expand_log(sp.expand(e), force=True))):
+        try:
+            if attempt(expr) == 0:
+                return True
+        except Exception:  # noqa: BLE001 - try the next normal form
+            continue
+    return False
+
+
+def symbolic_zero(description: str, expr) -> Check:
+    """Symbolic check that ``expr`` simplifies to exactly 0."""
+    try:
+        ok = _zero(expr)
+        detail = "simplifies to 0" if ok else f"does not simplify to 0: {sp.sstr(sp.simplify(expr))[:300]}"
+    except Exception as exc:  # noqa: BLE001
+        ok, detail = False, f"{type(exc).__name__}: {exc}"
+    return Check(description, "symbolic", bool(ok), detail)
+
+
+def symbolic_check(description: str, predicate: Callable[[], bool], detail: str = "") -> Check:
+    """Symbolic check given by a predicate computed with SymPy (exceptions count as failure)."""
+    try:
+        ok = bool(predicate())
+    except Exception as exc:  # noqa: BLE001
+        ok, detail = False, f"{type(exc).__name__}: {exc}"
+    return Check(description, "symbolic", ok, detail)
+
+
+def numeric_check(description: str, compute: Callable[[], tuple[bool, str]]) -> Check:
+    """Numeric check: ``compute()`` returns ``(passed, detail)``; exceptions count as failure."""
+    try:
+        ok, detail = compute()
+    except Exception as exc:  # noqa: BLE001
+        ok, detail = False, f"{type(exc).__name__}: {exc}"
+    return Check(description, "numeric", bool(ok), detail)
+
+
+def nonnegative_rational(expr, positive_symbols) -> bool:
+    """Sufficient test that ``expr >= 0`` for positive symbols: numerator and denominator are polynomials
+    in them whose coefficients are all >= 0 (numerator not identically 0 is not required)."""
+    num, den = sp.fraction(sp.together(sp.expand(expr)))
+    for part in (num, den):
+        poly = sp.Poly(sp.expand(part), *positive_symbols)
+        for coeff in poly.coeffs():
+            if not (sp.nsimplify(coeff).is_nonnegative):
+                return False
+    return not sp.expand(den) == 0
+
+
+def max_abs_diff(a, b) -> float:
+    """``max |a - b|`` in float64 (for check details)."""
+    return float(np.max(np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))))
+
