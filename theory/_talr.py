@@ -51,15 +51,17 @@ def _prepare(losses, tau, mask):
     if losses.ndim == 0:
         raise ValueError("losses: needs a token axis (last axis), got a scalar")
     tau = check_temperature("tau", tau)
-    if mask is None:
-        mask = jnp.ones(losses.shape, dtype=bool)
-    else:
+    vectors = {"losses": losses}
+    if mask is not None:
         mask = jnp.asarray(mask)
         if mask.dtype != jnp.bool_:
             raise ValueError(f"mask: must be boolean, got dtype {mask.dtype}")
         if mask.ndim == 0:
             mask = jnp.broadcast_to(mask, losses.shape)
-    batch = check_outcome_shapes({"losses": losses, "mask": mask}, {"tau": tau})
+        vectors["mask"] = mask
+    batch = check_outcome_shapes(vectors, {"tau": tau})
+    if mask is None:
+        mask = jnp.ones(batch + losses.shape[-1:], dtype=bool)
     n = losses.shape[-1]
     losses = jnp.broadcast_to(losses, batch + (n,))
     mask = jnp.broadcast_to(mask, batch + (n,))
