@@ -6,7 +6,7 @@ Encoding a text is three steps, all run by the ``tokenizers`` library:
    first; the text between them is tokenized independently.
 2. **Pre-tokenization.** Each piece of text is split by regular expressions, exactly as llama.cpp's
    ``llama-vocab.cpp`` splits it for the file's ``tokenizer.ggml.pre`` name. For SmolLM2 (``"smollm"``,
-   shared with starcoder, refact, command-r, codeshell, exaone, minerva) that is two regexes applied in turn:
+   shared with starcoder, refact, command-r, codeshell, exaone, minerva-7b) that is two regexes applied in turn:
 
        r"\\p{N}"                                               (every digit becomes its own piece)
        r"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"   (GPT-2's split)
@@ -18,15 +18,18 @@ Encoding a text is three steps, all run by the ``tokenizers`` library:
    is merged, repeatedly, until no listed merge applies; the resulting symbols are looked up in
    ``tokenizer.ggml.tokens`` (token id = position in that list).
 
-Decoding concatenates the tokens' byte strings and decodes UTF-8, so ``decode(encode(s)) == s`` for
-every string ``s``.
+Decoding concatenates the tokens' byte strings and decodes UTF-8, so ``decode(encode(s)) == s`` for every
+string whose UTF-8 bytes all have a token. SmolLM2 lacks 21 byte tokens (``Tokenizer.missing_bytes``: six
+control characters such as U+0006, and lead bytes of unassigned or invalid code points); those bytes are
+dropped, as llama.cpp and transformers drop them too.
 
 Known divergence (see ``tests/test_lm_tokenizer.py``): ``transformers`` 5.23's GGUF tokenizer conversion
 has no entry for the ``"smollm"`` pre-tokenizer and falls back to GPT-2's split *without* the digit step.
-SmolLM2's vocabulary has no multi-digit tokens, so the two agree except where a run of two or more
-whitespace characters precedes a digit (``"\\n\\n1."``, ``"x  42"``): llama.cpp (and the model's own
-``tokenizer.json``) keep the run whole (``ĊĊ``), transformers' GGUF path splits it (``Ċ``, ``Ċ``).
-This module follows llama.cpp.
+SmolLM2's vocabulary has no multi-digit tokens, so for ASCII text the two agree except where a run of two
+or more whitespace characters precedes a digit (``"\\n\\n1."``, ``"x  42"``): llama.cpp (and the model's own
+``tokenizer.json``) keep the run whole (``ĊĊ``), transformers' GGUF path splits it (``Ċ``, ``Ċ``). Non-ASCII
+numerics differ too (``" ²"``: llama.cpp ``Ġ``, ``Â²``; transformers ``ĠÂ``, ``²``). This module follows
+llama.cpp.
 
 Chat formatting is ChatML, what SmolLM2 and Qwen2 instruction models use::
 
@@ -56,15 +59,17 @@ __all__ = ["Tokenizer", "ChatTemplate", "SUPPORTED_PRE_TOKENIZERS"]
 _TOKEN_TYPE_CONTROL = 3
 _TOKEN_TYPE_USER_DEFINED = 4
 
-# GPT-2's pre-tokenizer regex, as llama.cpp writes it (tokenizers' ``ByteLevel(use_regex=True)`` uses the
-# same pattern followed by ``|\s+``, which only names the leftover whitespace llama.cpp keeps unmatched).
-_GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
-
 #: ``tokenizer.ggml.pre`` names this module reproduces, grouped as in llama.cpp's ``llama-vocab.cpp``:
-#: name -> regexes applied in order before GPT-2's byte-level split.
+#: name -> regexes applied in order before GPT-2's split. That last split is ``ByteLevel(use_regex=True)``,
+#: whose pattern is llama.cpp's GPT-2 regex followed by ``|\s+``, which only names the single whitespace
+#: character llama.cpp leaves unmatched (and keeps as its own piece) before a non-space.
+#: (llama.cpp's "default", used when the key is absent, is a different four-regex split: not supported.)
 SUPPORTED_PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
-    **{name: (r"\p{N}",) for name in ("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva")},
-    **{name: () for name in ("gpt-2", "gpt2", "default", "mpt", "olmo", "jais")},
+    **{
+        name: (r"\p{N}",)
+        for name in ("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b")
+    },
+    **{name: () for name in ("gpt-2", "phi-2", "mpt", "olmo", "jais")},
 }
 
 _CHATML_OPEN = "<|im_start|>"
@@ -222,7 +227,7 @@ class Tokenizer:
                 f"{path}: tokenizer.ggml.model = {model_type!r} is not supported (only 'gpt2', byte-level BPE); "
                 "load the model's tokenizer.json with Tokenizer.from_hf instead"
             )
-        pre = meta.get("tokenizer.ggml.pre", "default")
+        pre = meta.get("tokenizer.ggml.pre", "default")  # llama.cpp's name when the key is missing
         if pre not in SUPPORTED_PRE_TOKENIZERS:
             raise ValueError(
                 f"{path}: tokenizer.ggml.pre = {pre!r} is not supported (supported: "
