@@ -1,0 +1,432 @@
+"""The paper's experiments on a real LM, and the theory held against them.
+
+1. :func:`lr_tradeoff`: SFT over a grid of learning rates, both response formats (the paper's Figure 1).
+2. :func:`method_comparison`: every method at a small and a large learning rate, several seeds (Figure 2,
+   Tables 1-2); model averaging evaluated on the SFT runs over a grid of mixing weights.
+3. :func:`token_analysis`: target-token probabilities under the base model, where the hard tokens are,
+   and the fraction of training tokens with ``p > 0.2`` per epoch for SFT and TALR (Figure 3).
+4. Theory against measurement:
+   (a) :func:`single_step_theory`: one optimiser step ``theta_1 = theta_0 + lam d`` (``d`` the step
+       direction at unit learning rate: ``-g`` for SGD, ``-g / (|g| + eps)`` for Adam's first step, so the
+       step is exactly linear in ``lam``); for every set ``S`` the second-order prediction
+           dL_S(lam) ~ lam <grad L_S, d> + lam^2 / 2  d^T H_S d
+       (gradient inner product by ``jax.grad``, curvature along the step by ``jax.jvp`` of the gradient)
+       against the measured ``L_S(theta_1) - L_S(theta_0)``; domain gain ``D = -dL_dom`` (held-out), general
+       degradation ``G_k = dL_k``.
+   (b) :func:`matched_gain`: general loss change at matched domain gain ``D*`` against learning rate, with
+       the two fit shapes ``G = k1 D* + k2 D* lam`` and ``G = k1 D* + k2 D*^2 lam`` (least squares).
+   (c) :func:`safe_lr`: hard-token mass of the training targets (``theory.hard_token_mass``) in the two
+       formats against the largest learning rate of the grid whose general loss increase stays below
+       ``eps`` (Theorem 3.2's claim: fewer hard tokens, larger safe step).
+   (d) :func:`method_front`: which methods move the matched-gain front (their general change at their own
+       domain gain, against the SFT learning-rate curve interpolated at that gain).
+
+Every function reads finished runs through the run cache (:mod:`sims.harness.runs`), so calling it again
+costs nothing; :func:`single_step_theory` is cached on disk by its own key.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sims.harness.presets import Preset
+from sims.harness.runs import RunConfig, run_many
+from sims.harness.session import code_version, get_session
+from theory._cache import cached_pickle, library_versions
+
+__all__ = [
+    "sft_config",
+    "method_config",
+    "lr_tradeoff",
+    "method_comparison",
+    "token_analysis",
+    "single_step_theory",
+    "matched_gain",
+    "fit_matched_gain",
+    "safe_lr",
+    "method_front",
+    "summarise_run",
+    "run_all",
+]
+
+
+# ----------------------------------------------------------------------------- run configurations
+
+
+def _run(preset: Preset, method: str, lr: float, fmt: str, seed: int, **kw) -> RunConfig:
+    return RunConfig(
+        model=preset.resolved_model(), tokenizer=preset.tokenizer, data=preset.data, fmt=fmt, method=preset.method(method),
+        lr=lr, optimizer=preset.optimizer, batch_size=preset.batch_size, steps=preset.steps, eval_every=preset.eval_every,
+        seed=seed, **kw,
+    )
+
+
+def sft_config(preset: Preset, lr: float, fmt: str, seed: int) -> RunConfig:
+    """An SFT run; on chain-of-thought at the method-comparison learning rates it also evaluates model averaging,
+    so experiments 1 and 2 share it."""
+    averaging = preset.averaging_alphas if (fmt == "cot" and lr in preset.method_lrs) else ()
+    return _run(preset, "sft", lr, fmt, seed, averaging_alphas=averaging, final_accuracy=True)
+
+
+def method_config(preset: Preset, method: str, lr: float, seed: int) -> RunConfig:
+    if method == "sft":
+        return sft_config(preset, lr, "cot", seed)
+    return _run(preset, method, lr, "cot", seed, final_accuracy=preset.accuracy_in_method_runs)
+
+
+def summarise_run(result: dict) -> dict:
+    """The compact view of a run the figures and checks use (final point, trajectory, accuracy)."""
+    cfg = result["config"]
+    pts = result["points"]
+    final = pts[-1]
+    return {
+        "method": cfg["method_name"],
+        "fmt": cfg["fmt"],
+        "lr": cfg["lr"],
+        "seed": cfg["seed"],
+        "D": final["domain_gain"],
+        "G": final["general_change_mean"],
+        "G_sets": final["general_change"],
+        "trajectory": [(0, 0.0, 0.0)] + [(p["step"], p["domain_gain"], p["general_change_mean"]) for p in pts],
+        "trajectory_sets": [{k: 0.0 for k in final["general_change"]}] + [p["general_change"] for p in pts],
+        "accuracy": (result.get("accuracy") or {}).get("accuracy"),
+        "base_accuracy": (result["base"].get("accuracy") or {}).get("accuracy"),
+        "averaging": [
+            {"alpha": a["alpha"], "D": a["domain_gain"], "G": a["general_change_mean"], "G_sets": a["general_change"]}
+            for a in result.get("averaging", [])
+        ],
+        "train_steps": [s for p in pts for s in p["train_steps"]],
+        "key": result["key"],
+    }
+
+
+# ----------------------------------------------------------------------------- experiments 1 and 2
+
+
+def lr_tradeoff(preset: Preset, progress: bool = True) -> list[dict]:
+    """Experiment 1: SFT runs over ``lr_grid`` x ``formats`` x ``seeds`` (summaries)."""
+    cfgs = [sft_config(preset, lr, fmt, seed) for fmt in preset.formats for lr in preset.lr_grid for seed in preset.seeds]
+    return [summarise_run(r) for r in run_many(cfgs, progress=progress, desc="exp1 learning-rate grid")]
+
+
+def method_comparison(preset: Preset, progress: bool = True) -> list[dict]:
+    """Experiment 2: ``sft`` + ``methods`` at each of ``method_lrs`` and ``seeds`` (chain-of-thought);
+    model averaging rows come from the SFT runs (``method == "averaging"``, one per mixing weight)."""
+    cfgs = [method_config(preset, m, lr, seed) for lr in preset.method_lrs for m in ("sft",) + tuple(preset.methods)
+            for seed in preset.seeds]
+    out = []
+    for r in run_many(cfgs, progress=progress, desc="exp2 methods"):
+        s = summarise_run(r)
+        out.append(s)
+        for a in s["averaging"]:
+            out.append({**s, "method": f"averaging", "alpha": a["alpha"], "D": a["D"], "G": a["G"], "G_sets": a["G_sets"],
+                        "trajectory": None, "accuracy": None, "averaging": []})
+    return out
+
+
+# ----------------------------------------------------------------------------- experiment 3
+
+
+def _token_kind(text: str) -> str:
+    t = text.strip()
+    if not t:
+        return "whitespace"
+    if t.isdigit():
+        return "digit"
+    if t in {".", ",", "/", "^", "(", ")", "=", "+", "-", "x", "*"} or all(not c.isalnum() for c in t):
+        return "symbol"
+    return "word"
+
+
+def token_analysis(preset: Preset, progress: bool = True) -> dict:
+    """Experiment 3: base-model target-token statistics per format, the hard tokens, and p > 0.2 per epoch."""
+    from theory import hard_token_mass
+
+    session = get_session(preset.resolved_model(), preset.tokenizer, preset.data)
+    base = session.base()
+    out = {"formats": {}, "epochs": {}}
+    for fmt in preset.formats:
+        losses, mask = base[fmt]["train_token_losses"]
+        enc = session.train[fmt]
+        p = np.exp(-losses)
+        hard = []
+        kinds = {}
+        for n in range(enc.n):
+            for t in range(enc.seq_len - 1):
+                if mask[n, t] > 0 and p[n, t] <= 0.2:
+                    tok_id = int(enc.tokens[n, t + 1])
+                    text = session.tokenizer.decode([tok_id])
+                    hard.append((text, float(p[n, t])))
+                    kind = _token_kind(text)
+                    kinds[kind] = kinds.get(kind, 0) + 1
+        all_kinds = {}
+        for n in range(enc.n):
+            for t in range(enc.seq_len - 1):
+                if mask[n, t] > 0:
+                    kind = _token_kind(session.tokenizer.decode([int(enc.tokens[n, t + 1])]))
+                    all_kinds[kind] = all_kinds.get(kind, 0) + 1
+        stats = base[fmt]["train_stats"]
+        out["formats"][fmt] = {
+            **stats,
+            "p": p[mask > 0].tolist(),
+            "hard_token_mass": float(hard_token_mass(jnp.asarray(p[mask > 0]))),
+            "hard_tokens": sorted(hard, key=lambda x: x[1])[:40],
+            "hard_kinds": kinds,
+            "all_kinds": all_kinds,
+            "base_accuracy": base[fmt]["accuracy"]["accuracy"],
+        }
+    # fraction of training tokens with p > 0.2 per epoch (measured on each step's batch before its update)
+    large = preset.method_lrs[-1]
+    for method in ("sft", "talr"):
+        if method != "sft" and method not in preset.methods:
+            continue
+        rows = []
+        for seed in preset.seeds:
+            cfg = method_config(preset, method, large, seed)
+            from sims.harness.runs import run_one
+
+            s = summarise_run(run_one(cfg, progress=progress))
+            per_epoch = {}
+            for rec in s["train_steps"]:
+                e = per_epoch.setdefault(rec["epoch"], [0, 0, []])
+                e[0] += rec["n_above"]
+                e[1] += rec["n_tokens"]
+                e[2].append(rec["tau"])
+            rows.append({e: {"frac_above": a / max(n, 1), "tau": float(np.mean(taus))} for e, (a, n, taus) in sorted(per_epoch.items())})
+        out["epochs"][method] = {"lr": large, "per_seed": rows}
+    return out
+
+
+# ----------------------------------------------------------------------------- experiment 4a
+
+
+def _set_loss(params, tokens, mask, config):
+    """Mean NLL of the scored tokens of one batch (nats/token)."""
+    from sims.lm.model import per_token_losses
+
+    count = jnp.maximum(mask[:, 1:].sum(), 1.0)
+    return per_token_losses(params, config, tokens, mask).sum() / count
+
+
+_loss_jit = jax.jit(_set_loss, static_argnames="config")
+_grad_jit = jax.jit(jax.grad(_set_loss), static_argnames="config")
+
+
+@partial(jax.jit, static_argnames="config")
+def _hvp_jit(params, v, tokens, mask, config):
+    """``H v`` with ``H`` the Hessian of the batch loss: forward-mode derivative (``jax.jvp``) of ``jax.grad``."""
+    return jax.jvp(lambda p: jax.grad(_set_loss)(p, tokens, mask, config), (params,), (v,))[1]
+
+
+def _vdot(a, b) -> float:
+    """``<a, b>`` over all leaves, accumulated in float64 on the host."""
+    return float(sum(np.vdot(np.asarray(x, np.float64), np.asarray(y, np.float64))
+                     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))))
+
+
+def single_step_theory(preset: Preset, progress: bool = True) -> dict:
+    """Experiment 4a (module docstring): measured vs predicted one-step changes, per format and set."""
+    session = get_session(preset.resolved_model(), preset.tokenizer, preset.data)
+    material = {**session.key_material(), "what": "single_step", "fmts": preset.formats, "lrs": preset.single_step_lrs,
+                "batch": preset.single_step_batch, "optimizer": preset.optimizer, "code": code_version(), "libs": library_versions()}
+
+    def compute():
+        from tqdm.auto import tqdm
+
+        from sims.harness.methods import make_objective, make_optimizer
+
+        b = preset.single_step_batch
+        params0 = session.params
+        sets = {}
+        for name, enc in session.general.items():
+            sets[name] = (jnp.asarray(enc.tokens[:b]), jnp.asarray(enc.loss_mask[:b]))
+        out = {"lrs": list(preset.single_step_lrs), "formats": {}}
+        total = len(preset.formats) * (len(sets) + 1)
+        bar = tqdm(total=total, desc="exp4a single-step theory", disable=not progress, leave=False)
+        grads_general = {}
+        for fmt in preset.formats:
+            train = session.train[fmt]
+            batch = {"tokens": jnp.asarray(train.tokens[:b]), "loss_mask": jnp.asarray(train.loss_mask[:b])}
+            objective = make_objective(preset.method("sft"), session.config)
+            g = jax.grad(lambda p: objective(p, {}, batch)[0])(params0)
+            opt = make_optimizer(1.0, preset.optimizer)
+            d, _ = opt.update(g, opt.init(params0), params0)  # unit-learning-rate first step: theta_1 = theta_0 + lam d
+            held = session.heldout[fmt]
+            fmt_sets = {"domain": (jnp.asarray(held.tokens[:b]), jnp.asarray(held.loss_mask[:b])), **sets}
+            res = {}
+            for name, (tok, msk) in fmt_sets.items():
+                cfg = session.config
+                if name in grads_general:
+                    gs = grads_general[name]
+                else:
+                    gs = _grad_jit(params0, tok, msk, config=cfg)
+                    if name != "domain":
+                        grads_general[name] = gs
+                first = _vdot(gs, d)
+                second = _vdot(d, _hvp_jit(params0, d, tok, msk, config=cfg))
+                l0 = float(_loss_jit(params0, tok, msk, config=cfg))
+                measured = []
+                for lam in preset.single_step_lrs:
+                    p1 = jax.tree_util.tree_map(lambda a, u: (a + lam * u).astype(a.dtype), params0, d)
+                    measured.append(float(_loss_jit(p1, tok, msk, config=cfg)) - l0)
+                predicted = [lam * first + 0.5 * lam**2 * second for lam in preset.single_step_lrs]
+                first_only = [lam * first for lam in preset.single_step_lrs]
+                res[name] = {"L0": l0, "first": first, "second": second, "measured": measured, "predicted": predicted,
+                             "predicted_first_order": first_only}
+                bar.update(1)
+            out["formats"][fmt] = res
+        bar.close()
+        return out
+
+    return cached_pickle("harness_single_step", material, compute)
+
+
+# ----------------------------------------------------------------------------- experiment 4b
+
+
+def _g_at_gain(traj, d_star):
+    """General change where the trajectory (step, D, G) first reaches domain gain ``d_star`` (linear
+    interpolation between evaluation points); None if it never does."""
+    for (s0, d0, g0), (s1, d1, g1) in zip(traj[:-1], traj[1:]):
+        if d0 < d_star <= d1:
+            t = (d_star - d0) / (d1 - d0)
+            return g0 + t * (g1 - g0)
+    return None
+
+
+def fit_matched_gain(d_star: np.ndarray, lam: np.ndarray, g: np.ndarray) -> dict:
+    """Least-squares fits ``G = k1 D* + k2 D* lam`` ("linear") and ``G = k1 D* + k2 D*^2 lam`` ("quadratic")
+    with RMSE and R^2 of each (R^2 against the mean of ``G``)."""
+    d_star, lam, g = (np.asarray(x, float) for x in (d_star, lam, g))
+    if not (d_star.shape == lam.shape == g.shape) or d_star.size < 2:
+        raise ValueError("d_star/lam/g: need equal shapes with at least 2 cells")
+    out = {}
+    sst = float(np.sum((g - g.mean()) ** 2))
+    for name, cols in {"linear": (d_star, d_star * lam), "quadratic": (d_star, d_star**2 * lam)}.items():
+        x = np.stack(cols, axis=1)
+        coef, *_ = np.linalg.lstsq(x, g, rcond=None)
+        resid = g - x @ coef
+        sse = float(np.sum(resid**2))
+        out[name] = {"k1": float(coef[0]), "k2": float(coef[1]), "rmse": float(np.sqrt(sse / g.size)),
+                     "r2": float(1 - sse / sst) if sst > 0 else float("nan")}
+    out["better"] = "linear" if out["linear"]["rmse"] < out["quadratic"]["rmse"] else "quadratic"
+    return out
+
+
+def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.75, 1.0)) -> dict:
+    """Experiment 4b: G at matched D* (fractions of the smallest final gain over the grid) vs learning rate."""
+    runs = lr_tradeoff(preset, progress)
+    out = {}
+    for fmt in preset.formats:
+        rows = [r for r in runs if r["fmt"] == fmt]
+        max_gain = min(max(d for _, d, _ in r["trajectory"]) for r in rows)
+        if max_gain <= 0:
+            out[fmt] = {"d_stars": [], "cells": [], "fit": None, "note": "a run made no domain gain"}
+            continue
+        d_stars = [f * max_gain for f in fractions]
+        cells = []
+        for d_star in d_stars:
+            for lr in preset.lr_grid:
+                vals = [_g_at_gain(r["trajectory"], d_star) for r in rows if r["lr"] == lr]
+                vals = [v for v in vals if v is not None]
+                if vals:
+                    cells.append({"d_star": d_star, "lr": lr, "G": float(np.mean(vals)), "G_sd": float(np.std(vals)), "n": len(vals)})
+        monotone = {}
+        for d_star in d_stars:
+            gs = [c["G"] for c in cells if c["d_star"] == d_star]
+            monotone[d_star] = bool(all(b >= a for a, b in zip(gs[:-1], gs[1:])))
+        fit = fit_matched_gain([c["d_star"] for c in cells], [c["lr"] for c in cells], [c["G"] for c in cells]) if len(cells) >= 2 else None
+        out[fmt] = {"d_stars": d_stars, "cells": cells, "monotone": monotone, "fit": fit}
+    return out
+
+
+# ----------------------------------------------------------------------------- experiment 4c
+
+
+def safe_lr(preset: Preset, progress: bool = True) -> dict:
+    """Experiment 4c: hard-token mass per format vs the largest grid learning rate with general loss increase
+    ``<= safe_eps`` (final point, seed mean), and the same at the matched gain of experiment 4b."""
+    runs = lr_tradeoff(preset, progress)
+    tokens = token_analysis(preset, progress)
+    mg = matched_gain(preset, progress)
+    out = {"eps": preset.safe_eps, "formats": {}}
+    for fmt in preset.formats:
+        by_lr = {lr: [r for r in runs if r["fmt"] == fmt and r["lr"] == lr] for lr in preset.lr_grid}
+        g_final = {lr: float(np.mean([r["G"] for r in rs])) for lr, rs in by_lr.items()}
+        d_final = {lr: float(np.mean([r["D"] for r in rs])) for lr, rs in by_lr.items()}
+        safe = [lr for lr in preset.lr_grid if g_final[lr] <= preset.safe_eps]
+        cells = [c for c in mg[fmt]["cells"] if mg[fmt]["d_stars"] and abs(c["d_star"] - mg[fmt]["d_stars"][1]) < 1e-12]
+        safe_matched = [c["lr"] for c in cells if c["G"] <= preset.safe_eps]
+        out["formats"][fmt] = {
+            "hard_token_mass": tokens["formats"][fmt]["hard_token_mass"],
+            "hard_fraction": tokens["formats"][fmt]["hard_fraction"],
+            "G_final": g_final,
+            "D_final": d_final,
+            "safe_lr": max(safe) if safe else None,
+            "safe_lr_matched": max(safe_matched) if safe_matched else None,
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------- experiment 4d
+
+
+def _stats(values) -> tuple[float, float, int]:
+    v = np.asarray([x for x in values if x is not None], float)
+    if v.size == 0:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
+
+
+def method_front(preset: Preset, progress: bool = True) -> dict:
+    """Experiment 4d: per method and learning rate, mean +- sd over seeds of (D, G, G/D), and the SFT
+    front's general change interpolated at the method's gain (negative ``below_front``: better than SFT)."""
+    runs = method_comparison(preset, progress)
+    sft_curve = lr_tradeoff(preset, progress)
+    pts = sorted(((float(np.mean([r["D"] for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr])),
+                   float(np.mean([r["G"] for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr]))) for lr in preset.lr_grid))
+    front_d = np.array([0.0] + [p[0] for p in pts])
+    front_g = np.array([0.0] + [p[1] for p in pts])
+    order = np.argsort(front_d)
+    front_d, front_g = front_d[order], front_g[order]
+    rows = []
+    names = ["sft"] + list(preset.methods) + [f"averaging" for _ in range(1)]
+    for lr in preset.method_lrs:
+        for m in names:
+            if m == "averaging":
+                for alpha in preset.averaging_alphas:
+                    sel = [r for r in runs if r["method"] == "averaging" and r["lr"] == lr and r.get("alpha") == alpha]
+                    rows.append(_front_row(f"averaging({alpha:g})", lr, sel, front_d, front_g))
+            else:
+                sel = [r for r in runs if r["method"] == m and r["lr"] == lr]
+                rows.append(_front_row(m, lr, sel, front_d, front_g))
+    return {"rows": rows, "front": {"D": front_d.tolist(), "G": front_g.tolist()}}
+
+
+def _front_row(name, lr, sel, front_d, front_g) -> dict:
+    d, d_sd, n = _stats([r["D"] for r in sel])
+    g, g_sd, _ = _stats([r["G"] for r in sel])
+    ratio, ratio_sd, _ = _stats([r["G"] / r["D"] if r["D"] > 0 else None for r in sel])
+    acc, _, _ = _stats([r.get("accuracy") for r in sel])
+    inside = n > 0 and front_d[0] <= d <= front_d[-1]
+    g_front = float(np.interp(d, front_d, front_g)) if n > 0 else float("nan")
+    return {"method": name, "lr": lr, "D": d, "D_sd": d_sd, "G": g, "G_sd": g_sd, "ratio": ratio, "ratio_sd": ratio_sd,
+            "n": n, "accuracy": acc, "G_front": g_front, "below_front": g - g_front, "within_front_range": bool(inside),
+            "per_seed": [(r["seed"], r["D"], r["G"]) for r in sel]}
+
+
+def run_all(preset: Preset, progress: bool = True) -> dict:
+    """Every experiment (cached runs shared between them)."""
+    return {
+        "lr_tradeoff": lr_tradeoff(preset, progress),
+        "method_comparison": method_comparison(preset, progress),
+        "token_analysis": token_analysis(preset, progress),
+        "single_step": single_step_theory(preset, progress),
+        "matched_gain": matched_gain(preset, progress),
+        "safe_lr": safe_lr(preset, progress),
+        "method_front": method_front(preset, progress),
+    }

@@ -1,0 +1,66 @@
+"""A plain-text (markdown) report of every real-LM experiment, from :func:`sims.harness.experiments.run_all`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["render_report"]
+
+
+def _f(x, d=4) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "-"
+    return f"{x:.{d}f}" if isinstance(x, float) else str(x)
+
+
+def render_report(results: dict, preset_name: str) -> str:
+    """Markdown tables: learning-rate grid, methods, token statistics, single step, matched gain, safe LR."""
+    lines = [f"# Real-LM harness report (preset `{preset_name}`)", "",
+             "D = held-out domain gain, G = mean general loss change over the self/docs/code sets (nats/token; G > 0 is degradation).", ""]
+
+    lines += ["## 1. Learning-rate grid (SFT, final point, mean over seeds)", "", "| format | lr | D | G | accuracy | n |", "|---|---|---|---|---|---|"]
+    runs = results["lr_tradeoff"]
+    for fmt in sorted({r["fmt"] for r in runs}):
+        for lr in sorted({r["lr"] for r in runs}):
+            sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]
+            accs = [r["accuracy"] for r in sel if r["accuracy"] is not None]
+            lines.append(f"| {fmt} | {lr:g} | {_f(float(np.mean([r['D'] for r in sel])))} | {_f(float(np.mean([r['G'] for r in sel])))} | "
+                         f"{_f(float(np.mean(accs)) if accs else None, 2)} | {len(sel)} |")
+    lines += ["", "## 2. Methods (chain-of-thought; mean +- sd over seeds; below_front < 0: better than the SFT LR curve)", "",
+              "| method | lr | D | G | G/D | below_front |", "|---|---|---|---|---|---|"]
+    for row in results["method_front"]["rows"]:
+        lines.append(f"| {row['method']} | {row['lr']:g} | {_f(row['D'])} +- {_f(row['D_sd'])} | {_f(row['G'])} +- {_f(row['G_sd'])} | "
+                     f"{_f(row['ratio'], 3)} | {_f(row['below_front'])} |")
+    ta = results["token_analysis"]
+    lines += ["", "## 3. Target tokens under the base model (training set)", "",
+              "| format | tokens | median p | frac p > 0.2 | hard fraction | hard mass | hard tokens by kind |", "|---|---|---|---|---|---|---|"]
+    for fmt, st in ta["formats"].items():
+        lines.append(f"| {fmt} | {st['n_tokens']} | {_f(st['median_p'], 3)} | {_f(st['frac_above'], 3)} | {_f(st['hard_fraction'], 3)} | "
+                     f"{_f(st['hard_token_mass'], 3)} | {st['hard_kinds']} |")
+    for method, ep in ta["epochs"].items():
+        fr = [[v["frac_above"] for _, v in sorted(seed.items(), key=lambda kv: int(kv[0]))] for seed in ep["per_seed"]]
+        lines.append(f"\nfraction of training tokens with p > 0.2 per epoch, {method} at lr {ep['lr']:g}: {fr}")
+    ss = results["single_step"]
+    lines += ["", "## 4a. One optimiser step: measured vs predicted change (nats/token)", "",
+              "| format | set | lr | measured | predicted (2nd order) | 1st order only |", "|---|---|---|---|---|---|"]
+    for fmt, sets in ss["formats"].items():
+        for name, r in sets.items():
+            for lam, m, p, f1 in zip(ss["lrs"], r["measured"], r["predicted"], r["predicted_first_order"]):
+                lines.append(f"| {fmt} | {name} | {lam:g} | {m:+.5f} | {p:+.5f} | {f1:+.5f} |")
+    lines += ["", "## 4b. Matched-gain fits", ""]
+    for fmt, mg in results["matched_gain"].items():
+        if mg.get("fit"):
+            fit = mg["fit"]
+            lines.append(f"- {fmt}: monotone in lr at every D*: {all(mg['monotone'].values())}; "
+                         f"k1 D* + k2 D* lam: k1={fit['linear']['k1']:.3g}, k2={fit['linear']['k2']:.3g}, rmse={fit['linear']['rmse']:.3g}; "
+                         f"k1 D* + k2 D*^2 lam: k1={fit['quadratic']['k1']:.3g}, k2={fit['quadratic']['k2']:.3g}, rmse={fit['quadratic']['rmse']:.3g}; "
+                         f"better: {fit['better']}")
+        else:
+            lines.append(f"- {fmt}: no fit ({mg.get('note', 'too few cells')})")
+    sl = results["safe_lr"]
+    lines += ["", f"## 4c. Safe learning rate (general increase <= {sl['eps']} nats/token)", "",
+              "| format | hard mass | hard fraction | safe lr (final) | safe lr (matched gain) |", "|---|---|---|---|---|"]
+    for fmt, r in sl["formats"].items():
+        lines.append(f"| {fmt} | {_f(r['hard_token_mass'], 3)} | {_f(r['hard_fraction'], 3)} | {r['safe_lr']} | {r['safe_lr_matched']} |")
+    lines.append("")
+    return "\n".join(lines)
