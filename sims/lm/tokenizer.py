@@ -178,6 +178,7 @@ class Tokenizer:
     unk_id: int | None
     chat_template: ChatTemplate
     source: str = ""
+    _missing_bytes: frozenset[int] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not isinstance(self.backend, tokenizers.Tokenizer):
@@ -189,6 +190,11 @@ class Tokenizer:
                 raise ValueError(f"{name} must be None or an int in [0, {n}), got {value!r}")
         if not isinstance(self.chat_template, ChatTemplate):
             raise ValueError(f"chat_template must be a ChatTemplate, got {type(self.chat_template).__name__}")
+        missing = frozenset()
+        if isinstance(self.backend.decoder, decoders.ByteLevel):
+            vocab = self.backend.get_vocab(with_added_tokens=False)
+            missing = frozenset(b for ch, b in _byte_level_decoder().items() if ch not in vocab)
+        object.__setattr__(self, "_missing_bytes", missing)
 
     # -- construction ------------------------------------------------------------------------------------
 
@@ -379,10 +385,7 @@ class Tokenizer:
         0xF5..0xFF (code points U+40000..U+BFFFF, all unassigned). ``decode(encode(s)) == s`` exactly when
         ``s.encode("utf-8")`` contains none of them.
         """
-        if not isinstance(self.backend.decoder, decoders.ByteLevel):
-            return frozenset()
-        vocab = self.backend.get_vocab(with_added_tokens=False)
-        return frozenset(b for ch, b in _byte_level_decoder().items() if ch not in vocab)
+        return self._missing_bytes
 
     # -- encode / decode ---------------------------------------------------------------------------------
 
