@@ -4,6 +4,7 @@ One module per result; each registers ``derive() -> Result`` in :mod:`theory.der
 """
 
 from theory.derivations.registry import DERIVATIONS, Check, Result, derive, derive_all  # noqa: F401
-from theory.derivations import code_length, single_step, expansion  # noqa: F401,E402  (register items 1-4)
+# importing a result module registers it (items 1-6 so far)
+from theory.derivations import code_length, single_step, expansion, jensen, hoeffding, bennett, leakage  # noqa: F401,E402
 
 __all__ = ["DERIVATIONS", "Check", "Result", "derive", "derive_all"]
