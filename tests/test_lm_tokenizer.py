@@ -437,6 +437,17 @@ def test_chat_template_from_qwen_style_jinja_reads_its_default_system():
 # ----------------------------------------------------------------------------------------------------------
 
 
+def test_chat_templates_that_are_not_plain_chatml_are_refused():
+    with pytest.raises(ValueError, match="not ChatML"):
+        ChatTemplate.from_jinja("{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}")
+    qwen3_like = "{%- for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n" \
+        "{%- endfor %}{%- if enable_thinking is false %}<think>\n\n</think>\n\n{%- endif %}"
+    with pytest.raises(ValueError, match="<think>"):
+        ChatTemplate.from_jinja(qwen3_like)
+    with pytest.raises(ValueError, match="default_system"):
+        ChatTemplate(default_system=3)
+
+
 def test_missing_file_raises_file_not_found_naming_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.gguf"):
         Tokenizer.from_gguf(tmp_path / "nope.gguf")

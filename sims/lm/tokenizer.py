@@ -107,7 +107,9 @@ class ChatTemplate:
         """Recognise a ChatML Jinja template (the ones SmolLM2 and Qwen2 ship) and read its default system text.
 
         No Jinja engine is used: the template must be ChatML (contain ``<|im_start|>``, ``<|im_end|>`` and
-        write ``message['role']`` and ``message['content']``); anything else raises ValueError.
+        write ``message['role']`` and ``message['content']``); anything else raises ValueError, and so does a
+        template that rewrites reasoning blocks (``<think>``, Qwen3), which plain ChatML would not reproduce.
+        Branches for tool calls (Qwen2.5) are not rendered: messages are plain role/content pairs.
         ``source=None`` (no template in the file) gives plain ChatML without a default system message.
         """
         if source is None:
@@ -123,6 +125,8 @@ class ChatTemplate:
                 "chat template is not ChatML (<|im_start|>role\\ncontent<|im_end|>); only ChatML is implemented. "
                 f"Template starts: {source[:120]!r}"
             )
+        if "<think>" in source:
+            raise ValueError("chat template rewrites <think> reasoning blocks; only plain ChatML is implemented")
         match = _DEFAULT_SYSTEM_RE.search(source)
         default_system = match.group(1).replace("\\n", "\n") if match else None
         return cls(default_system=default_system)
