@@ -20,6 +20,7 @@ The best instance is re-evaluated eagerly (un-jitted, with input validation) and
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -69,6 +70,58 @@ def _decode(params, log_lo, log_hi, s_scale):
     s = s_scale * params["t"]
     lam = jnp.exp(log_lo + (log_hi - log_lo) * jax.nn.sigmoid(params["u"]))
     return P, q, s, lam
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(bound_fn, actual_fn, kind, scale_fn, n, learning_rate, s_scale, lo, hi, dtype_name):
+    """Jitted (init, run_chunk, objective) for one search problem, cached so repeated searches compile once."""
+    dtype = jnp.dtype(dtype_name)
+    log_lo, log_hi = jnp.log(jnp.asarray(lo, dtype)), jnp.log(jnp.asarray(hi, dtype))
+
+    def objective(params):
+        P, q, s, lam = _decode(params, log_lo, log_hi, s_scale)
+        value = slack(bound_fn, actual_fn, P, q, s, lam, kind, scale_fn)
+        return jnp.where(jnp.isfinite(value), value, jnp.inf)
+
+    def loss(params):
+        value = objective(params)
+        return jnp.where(jnp.isfinite(value), value, 0.0), value
+
+    optimiser = optax.adam(learning_rate)
+
+    def init(k):
+        k1, k2, k3, k4, k5 = jax.random.split(k, 5)
+        logit_scale = jnp.exp(jax.random.uniform(k5, (), dtype, jnp.log(0.3), jnp.log(30.0)))
+        params = {
+            "zP": logit_scale * jax.random.normal(k1, (n,), dtype),
+            "zq": logit_scale * jax.random.normal(k2, (n,), dtype),
+            "t": jax.random.normal(k3, (n,), dtype),
+            "u": 2.0 * jax.random.normal(k4, (), dtype),
+        }
+        return params, optimiser.init(params), objective(params), params
+
+    def step(carry, _):
+        params, opt_state, best_value, best_params = carry
+        (_, current), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grads)
+        better = current < best_value
+        best_params = jax.tree.map(lambda new, old: jnp.where(better, new, old), params, best_params)
+        best_value = jnp.where(better, current, best_value)
+        updates, opt_state = optimiser.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, best_value, best_params), None
+
+    def run_chunk(carry, length):
+        carry, _ = jax.lax.scan(step, carry, None, length=length)
+        return carry
+
+    return (
+        jax.jit(jax.vmap(init)),
+        jax.jit(jax.vmap(run_chunk, in_axes=(0, None)), static_argnums=1),
+        jax.jit(jax.vmap(objective)),
+        log_lo,
+        log_hi,
+    )
 
 
 def adversarial_slack_search(
@@ -123,51 +176,12 @@ def adversarial_slack_search(
         raise ValueError(f"chunk: must be an integer >= 1, got {chunk!r}")
 
     dtype = jnp.result_type(float)
-    log_lo, log_hi = jnp.log(jnp.asarray(lo, dtype)), jnp.log(jnp.asarray(hi, dtype))
     n = int(n_outcomes)
-
-    def objective(params):
-        P, q, s, lam = _decode(params, log_lo, log_hi, s_scale)
-        value = slack(bound_fn, actual_fn, P, q, s, lam, kind, scale_fn)
-        return jnp.where(jnp.isfinite(value), value, jnp.inf)
-
-    def loss(params):
-        value = objective(params)
-        return jnp.where(jnp.isfinite(value), value, 0.0)
-
-    optimiser = optax.adam(learning_rate)
-
-    def init(k):
-        k1, k2, k3, k4, k5 = jax.random.split(k, 5)
-        logit_scale = jnp.exp(jax.random.uniform(k5, (), dtype, jnp.log(0.3), jnp.log(30.0)))
-        params = {
-            "zP": logit_scale * jax.random.normal(k1, (n,), dtype),
-            "zq": logit_scale * jax.random.normal(k2, (n,), dtype),
-            "t": jax.random.normal(k3, (n,), dtype),
-            "u": 2.0 * jax.random.normal(k4, (), dtype),
-        }
-        value = objective(params)
-        return params, optimiser.init(params), value, params
-
-    def step(carry, _):
-        params, opt_state, best_value, best_params = carry
-        grads = jax.grad(loss)(params)
-        grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grads)
-        current = objective(params)
-        better = current < best_value
-        best_params = jax.tree.map(lambda new, old: jnp.where(better, new, old), params, best_params)
-        best_value = jnp.where(better, current, best_value)
-        updates, opt_state = optimiser.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, opt_state, best_value, best_params), None
-
-    def run_chunk(carry, length):
-        carry, _ = jax.lax.scan(step, carry, None, length=length)
-        return carry
-
-    run_chunk_jit = jax.jit(jax.vmap(run_chunk, in_axes=(0, None)), static_argnums=1)
+    init, run_chunk, objective, log_lo, log_hi = _compiled(
+        bound_fn, actual_fn, kind, scale_fn, n, float(learning_rate), float(s_scale), lo, hi, str(dtype)
+    )
     keys = jax.random.split(key, int(n_restarts))
-    carry = jax.jit(jax.vmap(init))(keys)
+    carry = init(keys)
 
     lengths = [chunk] * (int(n_steps) // chunk) + ([int(n_steps) % chunk] if int(n_steps) % chunk else [])
     iterator = lengths
@@ -176,10 +190,10 @@ def adversarial_slack_search(
 
         iterator = tqdm(lengths, desc=f"adversarial {getattr(bound_fn, '__name__', 'bound')}", unit="chunk")
     for length in iterator:
-        carry = run_chunk_jit(carry, length)
+        carry = run_chunk(carry, length)
     # Also score the final parameters (the loop scores each state before its update).
     params, _, best_value, best_params = carry
-    final = jax.vmap(objective)(params)
+    final = objective(params)
     better = final < best_value
     best_params = jax.tree.map(lambda new, old: jnp.where(better.reshape(better.shape + (1,) * (new.ndim - 1)), new, old), params, best_params)
     best_value = jnp.where(better, final, best_value)
