@@ -196,6 +196,7 @@ def train_to_gain(
     max_steps: int,
     *,
     record: bool = False,
+    constants: bool = False,
     sets: ContextSets | None = None,
     bisection_iters: int = 60,
 ) -> dict:
@@ -206,10 +207,16 @@ def train_to_gain(
     segment where ``G = Delta*`` (``alpha`` by bisection; equal to the full-step values when not reached), ``alpha``,
     and with ``record=True`` ``logits_general`` ``[max_steps+1, H1, V]``, ``logits_domain`` ``[max_steps+1, H2, V]``
     (states ``0..T``; later rows repeat ``W_T``).
+
+    With ``constants=True`` the constants of ``theory.matched_gain_bound`` are measured online, step by step, by
+    ``theory.matched_gain_constants_from_trajectory`` on each pair of consecutive states (``lam = learning_rate``),
+    and summarised over the steps ``t < T``: ``rho_max``, ``g_min``, ``g_max``, ``s_range``, ``s_range_general``,
+    ``g_initial``, ``gain_decay`` (smallest ``beta >= 0`` with ``g_t >= g_0 - beta Gamma_t``), and the telescoped
+    ``total_gain``/``total_degradation`` (O(1) memory, unlike ``record``).
     """
     if not (isinstance(max_steps, int) and max_steps >= 1):
         raise ValueError(f"max_steps: must be an integer >= 1, got {max_steps!r}")
-    if record and sets is None:
+    if (record or constants) and sets is None:
         sets = context_sets(world)
     seq_weights = initial_sequence_weights(model, world) if config.weighting.method == "flow" else None
     opt, step = _make_step(model, world, config, learning_rate, seq_weights)
@@ -219,28 +226,62 @@ def train_to_gain(
     def logits_at(W, ids):
         return model.bias[ids] + model.features[ids] @ W
 
-    if record:
+    if record or constants:
         gid, did = jnp.asarray(sets.general_ids), jnp.asarray(sets.domain_ids)
+    if record:
         buf_g = jnp.broadcast_to(logits_at(W0, gid), (max_steps + 1,) + (len(sets.general_ids), W0.shape[1]))
         buf_d = jnp.broadcast_to(logits_at(W0, did), (max_steps + 1,) + (len(sets.domain_ids), W0.shape[1]))
     else:
         buf_g = buf_d = jnp.zeros(())
 
+    dt = W0.dtype
+    acc0 = {
+        "rho_max": jnp.asarray(-jnp.inf, dt), "g_min": jnp.asarray(jnp.inf, dt), "g_max": jnp.asarray(-jnp.inf, dt),
+        "s_range": jnp.asarray(0.0, dt), "s_range_general": jnp.asarray(0.0, dt), "g_initial": jnp.asarray(0.0, dt),
+        "gain_decay": jnp.asarray(0.0, dt), "total_gain": jnp.asarray(0.0, dt), "total_degradation": jnp.asarray(0.0, dt),
+    }
+
+    def accumulate(acc, W, W_new, t):
+        tc = theory.matched_gain_constants_from_trajectory(
+            jnp.stack([logits_at(W, gid), logits_at(W_new, gid)]),
+            jnp.stack([logits_at(W, did), logits_at(W_new, did)]),
+            sets.general_p, sets.domain_p, learning_rate,
+            weights_general=sets.general_w, weights_domain=sets.domain_w,
+        )
+        g_t = tc.gain_rate[0]
+        g0 = jnp.where(t == 0, g_t, acc["g_initial"])
+        gamma = acc["total_gain"]
+        beta = jnp.where(gamma > 0, (g0 - g_t) / jnp.where(gamma > 0, gamma, 1.0), 0.0)
+        return {
+            "rho_max": jnp.maximum(acc["rho_max"], tc.rho[0]),
+            "g_min": jnp.minimum(acc["g_min"], g_t),
+            "g_max": jnp.maximum(acc["g_max"], g_t),
+            "s_range": jnp.maximum(acc["s_range"], tc.range_domain[0]),
+            "s_range_general": jnp.maximum(acc["s_range_general"], tc.range_general[0]),
+            "g_initial": g0,
+            "gain_decay": jnp.maximum(acc["gain_decay"], beta),
+            "total_gain": gamma + tc.gain[0],
+            "total_degradation": acc["total_degradation"] + tc.degradation[0],
+        }
+
     def cond(state):
-        W, _, t, _, g, _, _, _ = state
+        W, _, t, _, g, _, _, _, _ = state
         return (g < target_gain) & (t < max_steps)
 
     def body(state):
-        W, opt_state, t, key, g, W_prev, bg, bd = state
+        W, opt_state, t, key, g, W_prev, bg, bd, acc = state
         key, sub = jax.random.split(key)
         W_new, opt_state = step(W, opt_state, sub)
+        if constants:
+            acc = accumulate(acc, W, W_new, t)
         if record:
             bg = jax.lax.dynamic_update_slice(bg, logits_at(W_new, gid)[None], (t + 1, 0, 0))
             bd = jax.lax.dynamic_update_slice(bd, logits_at(W_new, did)[None], (t + 1, 0, 0))
-        return W_new, opt_state, t + 1, key, gain(W_new), W, bg, bd
+        return W_new, opt_state, t + 1, key, gain(W_new), W, bg, bd, acc
 
-    init = (W0, opt.init(W0), jnp.asarray(0), jax.random.key(config.seed), jnp.asarray(0.0, W0.dtype), W0, buf_g, buf_d)
-    W, _, T, _, g_T, W_prev, bg, bd = jax.lax.while_loop(cond, body, init)
+    init = (W0, opt.init(W0), jnp.asarray(0), jax.random.key(config.seed), jnp.asarray(0.0, W0.dtype), W0, buf_g, buf_d,
+            acc0 if constants else {})
+    W, _, T, _, g_T, W_prev, bg, bd, acc = jax.lax.while_loop(cond, body, init)
     reached = g_T >= target_gain
 
     def bisect(_, lohi):
@@ -261,6 +302,8 @@ def train_to_gain(
         "matched_gain": gain(W_match),
         "matched_degradation": degradation(model, W_match, world),
     }
+    if constants:
+        out.update({f"c_{k}": v for k, v in acc.items()})
     if record:
         # rows after T repeat the final state
         rows = jnp.arange(max_steps + 1)[:, None, None]

@@ -33,7 +33,7 @@ def _np_degradation(model, W, world):
 def test_train_to_gain_matches_the_target_and_telescopes(kind):
     model = build_model(WORLD, ModelConfig(kind, dim=48, coupling=0.3))
     target, lr = 0.8, 2.0
-    out = jax.jit(lambda lr: train_to_gain(model, WORLD, TrainConfig(), lr, target, 500, record=True))(lr)
+    out = jax.jit(lambda lr: train_to_gain(model, WORLD, TrainConfig(), lr, target, 500, record=True, constants=True))(lr)
     assert bool(out["reached"])
     assert float(out["gain"]) >= target
     assert float(out["matched_gain"]) == pytest.approx(target, abs=1e-9)
@@ -47,6 +47,9 @@ def test_train_to_gain_matches_the_target_and_telescopes(kind):
     )
     assert float(tc.total_gain) == pytest.approx(float(out["gain"]), rel=1e-9)
     assert float(tc.total_degradation) == pytest.approx(float(out["degradation"]), rel=1e-9, abs=1e-14)
+    # the online (step-pair) summaries equal the theory package's summaries of the whole recorded trajectory
+    for name in ("rho_max", "g_min", "g_max", "s_range", "s_range_general", "g_initial", "gain_decay", "total_gain"):
+        assert float(out[f"c_{name}"]) == pytest.approx(float(getattr(tc, name)), rel=1e-9, abs=1e-15), name
     # the degradation itself against a NumPy KL difference at the final logits
     W_final_logits = np.asarray(out["logits_general"][T])
     assert np.all(np.isfinite(W_final_logits))
