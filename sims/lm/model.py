@@ -61,6 +61,11 @@ __all__ = [
 Params = dict[str, Any]
 
 
+def _scan_unroll(config: ModelConfig) -> int | bool:
+    """Layers run under ``lax.scan``; shallow models (<= 4 layers) are fully unrolled (faster to compile and run)."""
+    return True if config.n_layers <= 4 else 1
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Parameter layout
 # ---------------------------------------------------------------------------------------------------------------
@@ -137,8 +142,8 @@ def init_params(config: ModelConfig, key: jax.Array, dtype: Any = jnp.float32) -
 
 
 def rms_norm(x: jax.Array, gain: jax.Array, eps: float) -> jax.Array:
-    """RMSNorm: ``x / sqrt(mean(x^2, axis=-1) + eps) * gain``, computed in float32, returned in x's dtype."""
-    x32 = x.astype(jnp.float32)
+    """RMSNorm: ``x / sqrt(mean(x^2, axis=-1) + eps) * gain``, computed in (at least) float32, returned in x's dtype."""
+    x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
     return gain * normed.astype(x.dtype)
 
@@ -178,9 +183,10 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, q_pos: jax.Array, k_pos:
     K = k.shape[2]
     G = H // K
     qg = q.reshape(B, T, K, G, hd)
-    scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32) / math.sqrt(hd)
+    acc = jnp.promote_types(q.dtype, jnp.float32)  # float32 for float32/bfloat16 weights, float64 for float64
+    scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=acc) / math.sqrt(hd)
     mask = k_pos[:, None, None, None, :] <= q_pos[:, None, None, :, None]
-    scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+    scores = jnp.where(mask, scores, jnp.finfo(acc).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
     return out.reshape(B, T, H * hd)
@@ -221,10 +227,11 @@ def _block(config: ModelConfig, x, layer, cos, sin, q_pos, kv=None, start=None):
 
 
 def _output_logits(params: Params, config: ModelConfig, x: jax.Array) -> jax.Array:
-    """Final RMSNorm and the output head; logits in float32."""
+    """Final RMSNorm and the output head; logits in float32 (float64 only for float64 weights)."""
     x = rms_norm(x, params["final_norm"], config.norm_eps)
     head = params["embed"].T if config.tie_embeddings else params["lm_head"]
-    return jnp.matmul(x, head, preferred_element_type=jnp.float32).astype(jnp.float32)
+    acc = jnp.promote_types(head.dtype, jnp.float32)
+    return jnp.matmul(x, head, preferred_element_type=acc).astype(acc)
 
 
 def _check_tokens(config: ModelConfig, tokens: jax.Array, name: str = "tokens") -> None:
@@ -267,12 +274,12 @@ def forward_hidden(params: Params, config: ModelConfig, tokens: jax.Array, posit
         x, _ = _block(config, x, layer, cos, sin, pos)
         return x, None
 
-    x, _ = jax.lax.scan(body, x, params["layers"])
+    x, _ = jax.lax.scan(body, x, params["layers"], unroll=_scan_unroll(config))
     return x
 
 
 def forward(params: Params, config: ModelConfig, tokens: jax.Array, positions=None) -> jax.Array:
-    """Logits [B, T, V] (float32) of the next token at every position of ``tokens`` [B, T] (causal).
+    """Logits [B, T, V] (float32; float64 only when the weights are float64) of the next token at every position of ``tokens`` [B, T] (causal).
 
     ``positions`` ([T] or [B, T] integers, default ``arange(T)``) only enter the rotary embedding; the
     attention mask is causal in ``positions`` (key j visible from query i iff pos_j <= pos_i).
@@ -307,7 +314,8 @@ def forward_cached(params: Params, config: ModelConfig, tokens: jax.Array, cache
         x, (kc, vc) = _block(config, x, layer, cos, sin, pos, kv=(kc, vc), start=start)
         return x, (kc, vc)
 
-    x, (k_cache, v_cache) = jax.lax.scan(body, x, (params["layers"], k_cache, v_cache))
+    x, (k_cache, v_cache) = jax.lax.scan(body, x, (params["layers"], k_cache, v_cache),
+                                         unroll=_scan_unroll(config))
     return _output_logits(params, config, x), (k_cache, v_cache)
 
 
