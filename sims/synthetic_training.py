@@ -126,10 +126,12 @@ def _losses(model: SoftmaxModel, W, world: World):
     return token_losses(model, W, world.contexts, world.targets)
 
 
-def domain_code_length(model: SoftmaxModel, W, world: World) -> jax.Array:
-    """``L2(W)``: mean NLL over the supervised tokens of the whole training set (nats/token)."""
+def domain_code_length(model: SoftmaxModel, W, world: World, mask=None) -> jax.Array:
+    """``L2(W)``: mean NLL over the supervised tokens of the whole training set (nats/token); ``mask``
+    (default ``world.mask``) selects other tokens, e.g. ``world.answer`` for the answer-token code length."""
     l = _losses(model, W, world)
-    return jnp.sum(l * world.mask) / jnp.sum(world.mask)
+    m = world.mask if mask is None else mask
+    return jnp.sum(l * m) / jnp.sum(m)
 
 
 def general_code_length(model: SoftmaxModel, W, world: World) -> jax.Array:
@@ -147,9 +149,9 @@ def degradation(model: SoftmaxModel, W, world: World) -> jax.Array:
     return jnp.sum(world.general_weights * per_context)
 
 
-def domain_gain(model: SoftmaxModel, W, world: World) -> jax.Array:
-    """``G(W) = L2(W0) - L2(W)`` (nats/token)."""
-    return domain_code_length(model, init_params(model), world) - domain_code_length(model, W, world)
+def domain_gain(model: SoftmaxModel, W, world: World, mask=None) -> jax.Array:
+    """``G(W) = L2(W0) - L2(W)`` (nats/token), over the tokens of ``mask`` (default ``world.mask``)."""
+    return domain_code_length(model, init_params(model), world, mask) - domain_code_length(model, W, world, mask)
 
 
 def initial_sequence_weights(model: SoftmaxModel, world: World) -> jax.Array:
@@ -197,6 +199,7 @@ def train_to_gain(
     *,
     record: bool = False,
     constants: bool = False,
+    gain_mask=None,
     sets: ContextSets | None = None,
     bisection_iters: int = 60,
 ) -> dict:
@@ -213,6 +216,9 @@ def train_to_gain(
     and summarised over the steps ``t < T``: ``rho_max``, ``g_min``, ``g_max``, ``s_range``, ``s_range_general``,
     ``g_initial``, ``gain_decay`` (smallest ``beta >= 0`` with ``g_t >= g_0 - beta Gamma_t``), and the telescoped
     ``total_gain``/``total_degradation`` (O(1) memory, unlike ``record``).
+
+    ``gain_mask`` (default ``world.mask``) chooses the tokens whose gain is matched, e.g. ``world.answer``; the
+    trajectory constants always refer to the gain on all supervised tokens.
     """
     if not (isinstance(max_steps, int) and max_steps >= 1):
         raise ValueError(f"max_steps: must be an integer >= 1, got {max_steps!r}")
@@ -221,7 +227,7 @@ def train_to_gain(
     seq_weights = initial_sequence_weights(model, world) if config.weighting.method == "flow" else None
     opt, step = _make_step(model, world, config, learning_rate, seq_weights)
     W0 = init_params(model)
-    gain = lambda W: domain_gain(model, W, world)  # noqa: E731
+    gain = lambda W: domain_gain(model, W, world, gain_mask)  # noqa: E731
 
     def logits_at(W, ids):
         return model.bias[ids] + model.features[ids] @ W
@@ -301,6 +307,7 @@ def train_to_gain(
         "alpha": alpha,
         "matched_gain": gain(W_match),
         "matched_degradation": degradation(model, W_match, world),
+        "matched_params": W_match,
     }
     if constants:
         out.update({f"c_{k}": v for k, v in acc.items()})
