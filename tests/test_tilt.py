@@ -153,6 +153,16 @@ def test_tilt_is_invariant_to_shifting_the_direction(inst, c):
     assert abs(k1 - (k0 + a * c)) <= 1e-9 * (1 + abs(k0) + abs(a * c))
 
 
+@given(instance(), st.floats(-1e3, 1e3))
+def test_log_tilt_is_invariant_to_shifting_the_logits(inst, c):
+    q, s, a, _ = inst
+    z = np.log(q)
+    shifted = np.asarray(theory.log_tilt(z + c, s, a))
+    np.testing.assert_allclose(shifted, np.asarray(theory.log_tilt(z, s, a)), rtol=1e-12, atol=1e-10)
+    # and equals log softmax(z + a s), computed directly
+    np.testing.assert_allclose(shifted, (z + a * s) - np_logsumexp(z + a * s), rtol=1e-10, atol=1e-9)
+
+
 @given(instance())
 def test_log_tilt_normalised_and_finite_where_q_positive(inst):
     q, s, a, _ = inst
@@ -188,7 +198,9 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
     assert _message(theory.tilt, q, s, -1.0).startswith("lam:")
     assert _message(theory.tilt, q, s, np.nan).startswith("lam:")
     assert "q, s" in _message(theory.tilt, q, np.array([1.0, 0.0, 2.0]), 1.0)
-    assert _message(theory.log_tilt, np.array([0.0, 0.0]), s, 1.0).startswith("log_q:")
+    assert _message(theory.log_tilt, np.array([0.0, np.inf]), s, 1.0).startswith("log_q:")
+    assert _message(theory.log_tilt, np.array([-np.inf, -np.inf]), s, 1.0).startswith("log_q:")
+    assert _message(theory.log_tilt, np.array([0.0, np.nan]), s, 1.0).startswith("log_q:")
     assert _message(theory.cumulant_generating_function, np.stack([q, q]), s, np.array([1.0, 2.0, 3.0])).startswith("q, s, lam:")
     # normalisation tolerance: 1e-7 off is accepted (and renormalised), 1e-5 is not
     theory.tilt(np.array([0.5, 0.5 + 1e-7]), s, 1.0)

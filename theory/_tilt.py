@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from theory._validate import (
-    check_log_probabilities,
+    check_logits,
     check_outcome_shapes,
     check_probabilities,
     check_real,
@@ -119,7 +119,7 @@ def _excess(log_w, w, support, d, lam):
 
 def _prepare(q, s, lam, *, log_space: bool = False):
     if log_space:
-        log_q = check_log_probabilities("log_q", q)
+        log_q = check_logits("log_q", q)
     else:
         q = check_probabilities("q", q)
     s = check_real("s", s)
@@ -173,7 +173,8 @@ def log_tilt(log_q, s, lam) -> jax.Array:
     """Log-probabilities of the tilted model: ``log q_lam = log q + lam s - K_q(lam)``.
 
     Args:
-      log_q: log-probabilities, outcomes on the last axis (``-inf`` = probability zero).
+      log_q: log-probabilities or unnormalised logits, outcomes on the last axis (``-inf`` = probability
+        zero). A constant added to a row does not change the result (``q = softmax(log_q)``).
       s: tilt direction (finite reals), broadcastable to ``log_q``.
       lam: step size(s) ``>= 0``, broadcastable to the batch shape ``log_q.shape[:-1]``.
     Returns:

@@ -27,6 +27,7 @@ __all__ = [
     "is_concrete",
     "check_probabilities",
     "check_log_probabilities",
+    "check_logits",
     "check_real",
     "check_step",
     "check_temperature",
@@ -96,6 +97,22 @@ def check_log_probabilities(name: str, log_p, *, tol: float = PROBABILITY_TOLERA
         if (np.abs(lse) > tol).any():
             raise ValueError(f"{name}: log-probabilities must be normalised (|logsumexp| <= {tol:g}, worst {np.abs(lse).max():.3g})")
     return log_p
+
+
+def check_logits(name: str, z) -> jax.Array:
+    """Validate logits (unnormalised log-probabilities): no NaN, no ``+inf``, not every entry ``-inf``."""
+    z = _float_array(name, z)
+    if z.ndim == 0:
+        raise ValueError(f"{name}: needs an outcome axis (last axis), got a scalar")
+    a = _host(z)
+    if a is not None:
+        if np.isnan(a).any():
+            raise ValueError(f"{name}: contains NaN")
+        if np.isposinf(a).any():
+            raise ValueError(f"{name}: contains +inf")
+        if np.isneginf(a).all(axis=-1).any():
+            raise ValueError(f"{name}: a row with every entry -inf has no mass")
+    return z
 
 
 def check_real(name: str, x, *, allow_posinf: bool = False) -> jax.Array:
