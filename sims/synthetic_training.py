@@ -326,11 +326,14 @@ def train_epochs(
     learning_rate,
     n_epochs: int,
     steps_per_epoch: int,
+    *,
+    key=None,
 ) -> dict:
     """Fixed-length training; per epoch end (index 0 = before training) returns ``gain``, ``degradation``,
     ``tau`` (dynamic TALR temperature of the whole training set's current losses), ``token_prob``
     ``[E+1, N, T]`` (model probability of every training target), ``frac_easy`` (fraction of supervised
-    targets with ``p > 0.2``) and ``median_prob``."""
+    targets with ``p > 0.2``) and ``median_prob``. ``key`` (default ``jax.random.key(config.seed)``) draws the
+    minibatches; passing it lets a sweep ``vmap`` over seeds."""
     if not (isinstance(n_epochs, int) and n_epochs >= 1):
         raise ValueError(f"n_epochs: must be an integer >= 1, got {n_epochs!r}")
     if not (isinstance(steps_per_epoch, int) and steps_per_epoch >= 1):
@@ -365,6 +368,7 @@ def train_epochs(
         (W, opt_state), _ = jax.lax.scan(inner, (W, opt_state), jax.random.split(sub, steps_per_epoch))
         return (W, opt_state, key), stats(W)
 
-    _, per_epoch = jax.lax.scan(epoch, (W0, opt.init(W0), jax.random.key(config.seed)), None, length=n_epochs)
+    key = jax.random.key(config.seed) if key is None else key
+    _, per_epoch = jax.lax.scan(epoch, (W0, opt.init(W0), key), None, length=n_epochs)
     first = stats(W0)
     return {k: jnp.concatenate([first[k][None], v], axis=0) for k, v in per_epoch.items()}
