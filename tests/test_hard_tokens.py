@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
+from scipy.special import logsumexp
 
 import theory
 from theory import ce_update_norm_bounds, degradation_bound_from_mass, hard_token_constants, hard_token_mass, safe_step_size
@@ -201,3 +202,87 @@ def test_safe_step_jit_equals_eager():
 def test_bad_input_raises_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# ---------------------------------------------------------------- end to end: the chain mass -> constants -> bound
+def _linear_logit_run(seed, weighting, n=300, V=5, d=6, n_dom=4, n_gen=2, steps=300):
+    """SGD on the (weighted) domain CE of a linear-logit model z_h = J_h theta + b_h; returns what the bound needs."""
+    rng = np.random.default_rng(seed)
+    J_dom = rng.normal(size=(n, n_dom, V, d)) / np.sqrt(d)
+    J_gen = rng.normal(size=(n, n_gen, V, d)) / np.sqrt(d)
+    b_dom = rng.normal(size=(n, n_dom, V)) * 2
+    b_gen = rng.normal(size=(n, n_gen, V)) * 2
+    y = rng.integers(0, V, size=(n, n_dom))
+    P2 = np.eye(V)[y]  # one target token per domain context
+    P1 = np.exp(b_gen + rng.normal(size=(n, n_gen, V)) * 0.7)
+    P1 /= P1.sum(-1, keepdims=True)
+    # small steps: the worst-case constants (kappa from spectral norms) make the premise g_min > lam c2 strict
+    lam = np.exp(rng.uniform(np.log(0.005), np.log(0.06), n))
+    # coupling: max spectral norm of J_h J_i^T over all contexts h and domain targets i
+    J_all = np.concatenate([J_dom, J_gen], axis=1)
+    prods = np.einsum("nhvd,niud->nhivu", J_all, J_dom)
+    kappa = np.linalg.norm(prods, ord=2, axis=(-2, -1)).max(axis=(1, 2))
+    theta = np.zeros((n, d))
+    rec = {k: [] for k in ("m", "delta1", "g", "gain", "deg")}
+    for _ in range(steps):
+        z_dom = np.einsum("nhvd,nd->nhv", J_dom, theta) + b_dom
+        z_gen = np.einsum("nhvd,nd->nhv", J_gen, theta) + b_gen
+        q_dom, q_gen = np.exp(z_dom - logsumexp(z_dom, -1, keepdims=True)), np.exp(z_gen - logsumexp(z_gen, -1, keepdims=True))
+        p = np.sum(q_dom * P2, -1)  # target-token probabilities
+        if weighting == "sft":
+            w = np.full((n, n_dom), 1.0 / n_dom)
+        else:
+            w = np.asarray(theory.talr_weights(-np.log(p), 0.5))
+        step = np.einsum("ni,nivd,niv->nd", w, J_dom, P2 - q_dom)
+        new = theta + lam[:, None] * step
+        z_dom2 = np.einsum("nhvd,nd->nhv", J_dom, new) + b_dom
+        z_gen2 = np.einsum("nhvd,nd->nhv", J_gen, new) + b_gen
+        lq = lambda z: z - logsumexp(z, -1, keepdims=True)  # noqa: E731
+        s_dom = (z_dom2 - z_dom) / lam[:, None, None]
+        rec["m"].append(np.sum(w * (1 - p), -1))
+        rec["delta1"].append(np.sqrt(np.mean(np.sum((q_gen - P1) ** 2, -1), -1)))
+        rec["g"].append(np.mean(np.sum(P2 * s_dom, -1) - np.sum(q_dom * s_dom, -1), -1))
+        rec["gain"].append(np.mean(np.sum(P2 * (lq(z_dom2) - lq(z_dom)), -1), -1))
+        rec["deg"].append(np.mean(np.sum(P1 * (lq(z_gen) - lq(z_gen2)), -1), -1))
+        theta = new
+    rec = {k: np.stack(v) for k, v in rec.items()}  # [steps, n]
+    return rec, lam, kappa
+
+
+@pytest.mark.parametrize("weighting", ["sft", "talr"])
+def test_degradation_never_exceeds_the_mass_bound_on_linear_logit_runs(weighting):
+    """D <= B(lam, m) with m, kappa, delta1, g_min measured along each run up to the step reaching Delta*."""
+
+    rec, lam, kappa = _linear_logit_run(20 if weighting == "sft" else 21, weighting)
+    steps, n = rec["gain"].shape
+    cum = np.vstack([np.zeros((1, n)), np.cumsum(rec["gain"], 0)])
+    frac = np.random.default_rng(1).uniform(0.05, 0.5, n)
+    dstar = frac * cum[-1]
+    reached = (cum >= dstar).any(0) & (dstar > 1e-6)
+    T = np.maximum(np.argmax(cum >= dstar, 0), 1)
+    mask = np.arange(steps)[:, None] < T
+    m = np.where(mask, rec["m"], 0).max(0)
+    delta1 = np.where(mask, rec["delta1"], 0).max(0)
+    g_min = np.where(mask, rec["g"], np.inf).min(0)
+    D = np.where(mask, rec["deg"], 0).sum(0)
+    ok = reached & (g_min > 0)
+    B = np.asarray(degradation_bound_from_mass(lam[ok], dstar[ok], m[ok], coupling=kappa[ok], general_misfit=delta1[ok], g_min=g_min[ok]))
+    fin = np.isfinite(B)
+    assert ok.mean() > 0.6 and fin.mean() > 0.3  # not vacuous
+    assert np.all(D[ok] <= B + 1e-12)
+    print(f"\n[{weighting}] finite {fin.mean():.2f}; D/B median {np.median(D[ok][fin] / B[fin]):.3g}, max {np.max(D[ok][fin] / B[fin]):.3g}")
+
+
+def test_numerical_exports_jit_equal_eager():
+    p = np.random.default_rng(9).uniform(size=(50, 8))
+    w = np.random.default_rng(10).exponential(size=(50, 8))
+    for f, args in [
+        (lambda p: ce_update_norm_bounds(p), (p,)),
+        (lambda p, w: hard_token_mass(p, w), (p, w)),
+        (lambda p, w: hard_token_mass(p, w, threshold=0.3), (p, w)),
+        (lambda m: hard_token_constants(m, 1.3, 0.2, 0.4), (p[:, 0],)),
+        (lambda m: degradation_bound_from_mass(0.05, 1.0, m, coupling=1.3, general_misfit=0.2, g_min=0.4), (p[:, 0],)),
+    ]:
+        eager, jitted = f(*args), jax.jit(f)(*args)
+        for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-13)

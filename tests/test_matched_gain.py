@@ -317,3 +317,34 @@ def test_steps_to_reach_gain_matches_loop():
 
 def test_exported_from_package():
     assert theory.matched_gain_bound is matched_gain_bound
+
+
+# ---------------------------------------------------------------- properties of the relaxed bound
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_pos = st.floats(1e-3, 3.0)
+
+
+@settings(max_examples=40)
+@given(_pos, st.floats(1e-4, 0.5), st.floats(-1.0, 2.0), st.floats(0.05, 2.0), _pos, st.floats(0.0, 0.3), st.floats(1.01, 2.0))
+def test_relaxed_bound_is_monotone_in_each_constant(dstar, lam, rho, g_min, s_rng, beta, factor):
+    """Larger step, leakage, range or gain decay never lowers the relaxed bound; a larger gain floor never raises it."""
+    def B(**kw):
+        args = dict(delta_star=dstar, lam=lam, rho_max=rho, g_min=g_min, s_range=s_rng, gain_decay=beta)
+        args.update(kw)
+        return float(matched_gain_bound(**args).bound_relaxed)
+
+    base = B()
+    assert not np.isnan(base)
+
+    def ge(a, b):  # a >= b up to rounding; inf only dominated by inf
+        return a == np.inf if b == np.inf else a >= b - 1e-12 * (1 + abs(b))
+
+    assert ge(B(lam=lam * factor), base)
+    assert ge(B(rho_max=rho + factor - 1), base)
+    assert ge(B(s_range=s_rng * factor), base)
+    assert ge(B(gain_decay=beta * factor + 1e-3), base)
+    assert ge(base, B(g_min=g_min * factor))
+    if rho >= 0:  # with negative leakage more gain can lower the floor k1 Delta*
+        assert ge(B(delta_star=dstar * factor), base)
