@@ -54,6 +54,7 @@ _LAYER_TENSORS = {
     "w_up": "ffn_up",
     "w_down": "ffn_down",
 }
+_FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}  # llama.cpp's general.file_type
 _LAYER_BIASES = {"bq": "attn_q", "bk": "attn_k", "bv": "attn_v"}
 
 
@@ -248,14 +249,19 @@ def save_gguf(
     norm gains and biases stay F32, as llama.cpp does. ``metadata`` adds extra string/int/float key-values
     (e.g. tokenizer fields). Quantised types need every row length to be a multiple of 32.
     """
-    import gguf
-    from gguf.quants import quantize
-
     if tensor_type not in SUPPORTED_GGUF_TYPES:
         raise ValueError(f"tensor_type must be one of {SUPPORTED_GGUF_TYPES}, got {tensor_type!r}")
     validate_params(config, params, source="save_gguf(params)")
+    return _write_gguf(path, config, params, tensor_type, metadata)
+
+
+def _write_gguf(path, config: ModelConfig, params: dict, tensor_type: str, metadata=None, arch=None) -> Path:
+    """The writer behind ``save_gguf``, without its checks (tests use it to produce malformed files)."""
+    import gguf
+    from gguf.quants import quantize
+
     qtype = getattr(gguf.GGMLQuantizationType, tensor_type)
-    arch = config.architecture
+    arch = arch or config.architecture
     path = Path(path)
 
     tmp = path.with_name(path.name + ".tmp")  # written under a temporary name, then renamed: never half-read
@@ -271,7 +277,8 @@ def save_gguf(
     writer.add_rope_dimension_count(config.head_dim)
     writer.add_layer_norm_rms_eps(float(config.norm_eps))
     writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type({"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}[tensor_type])
+    if tensor_type in _FILE_TYPES:
+        writer.add_file_type(_FILE_TYPES[tensor_type])
     for key, value in (metadata or {}).items():
         if isinstance(value, bool):
             writer.add_bool(key, value)
