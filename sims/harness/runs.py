@@ -59,6 +59,7 @@ class RunConfig:
     tokenizer: str | None = None
     averaging_alphas: tuple[float, ...] = ()
     final_accuracy: bool = True
+    averaging_accuracy: bool = False
     checkpoint_state: bool = False
 
     def __post_init__(self):
@@ -258,7 +259,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
         mixed = interpolate_params(session.params, params, alpha)
         ev = _relative(session.evaluate(mixed, cfg.fmt), base)
         ev["alpha"] = alpha
-        if cfg.final_accuracy:
+        if cfg.averaging_accuracy:
             ev["accuracy"] = session.accuracy(mixed, cfg.fmt)
         averaging.append(ev)
     result["averaging"] = averaging

@@ -1,0 +1,224 @@
+"""The real-LM harness end to end on a tiny random-weight model written to disk (fast, CI).
+
+The tiny model has SmolLM2's vocabulary size so the real tokenizer (read from the default model file)
+drives it; its numbers mean nothing, the plumbing is what is tested: every method's objective against an
+independent NumPy computation, LoRA and averaging transforms, runs, caching, resume after an
+interruption, the experiments, the report, figures and claim checks.
+"""
+
+import json
+import os
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sims.lm.config import ModelConfig
+from sims.lm.gguf_io import default_model_path, save_gguf
+from sims.lm.model import forward, init_params
+
+pytestmark = pytest.mark.skipif(not jax.config.jax_enable_x64, reason="conftest sets JAX_ENABLE_X64")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A tiny GGUF model on disk, private cache and run folders, and the tiny preset."""
+    root = tmp_path_factory.mktemp("harness")
+    cfg = ModelConfig.tiny(vocab_size=49152, max_seq_len=256)
+    path = root / "tiny.gguf"
+    save_gguf(path, cfg, init_params(cfg, jax.random.key(0)))
+    old = {k: os.environ.get(k) for k in ("SFT_RUNS_DIR", "SFT_CACHE_DIR", "SFT_TINY_MODEL", "SFT_REAL_LM_PRESET")}
+    os.environ.update(SFT_RUNS_DIR=str(root / "runs"), SFT_CACHE_DIR=str(root / "cache"), SFT_TINY_MODEL=str(path),
+                      SFT_REAL_LM_PRESET="tiny")
+    from sims.harness.presets import get_preset
+
+    yield {"root": root, "model": str(path), "preset": get_preset("tiny")}
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def session(env):
+    from sims.harness.session import get_session
+
+    p = env["preset"]
+    return get_session(p.resolved_model(), p.tokenizer, p.data)
+
+
+def _np_token_nll(params, config, tokens, loss_mask):
+    """Independent per-token NLL: log-softmax of the forward logits in float64 NumPy, targets shifted by one."""
+    logits = np.asarray(forward(params, config, jnp.asarray(tokens)), np.float64)[:, :-1]
+    logz = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    tgt = np.asarray(tokens)[:, 1:]
+    picked = np.take_along_axis(logits, tgt[..., None], -1)[..., 0]
+    return (logz - picked), np.asarray(loss_mask, np.float64)[:, 1:]
+
+
+@pytest.mark.parametrize("name", ["sft", "talr", "dft", "flow", "l2", "lora"])
+def test_every_method_objective_matches_an_independent_computation(session, name):
+    from sims.harness.methods import MethodConfig, init_trainable, make_objective
+
+    enc = session.train["label"]
+    batch = {"tokens": jnp.asarray(enc.tokens[:2]), "loss_mask": jnp.asarray(enc.loss_mask[:2])}
+    method = MethodConfig(name=name, l2_mu=0.7)
+    trainable, frozen = init_trainable(method, session.params, jax.random.key(1))
+    l, m = _np_token_nll(session.params, session.config, enc.tokens[:2], enc.loss_mask[:2])
+    n = m.sum()
+    if name == "flow":
+        sw = np.array([0.3, 0.9])
+        batch["sequence_weights"] = jnp.asarray(sw)
+        expected = (sw[:, None] * l * m).sum() / n
+    elif name == "talr":
+        seq_mean = (l * m).sum(1) / m.sum(1)
+        tau = np.median(seq_mean)
+        w = np.maximum(np.exp(-l / tau), 0.01)
+        expected = (w * l * m).sum() / n
+    elif name == "dft":
+        expected = (np.exp(-l) * l * m).sum() / n
+    else:  # sft, l2 at theta_0 (penalty 0), lora at init (B = 0 so W' = W)
+        expected = (l * m).sum() / n
+    loss, aux = make_objective(method, session.config)(trainable, frozen, batch)
+    assert float(loss) == pytest.approx(expected, rel=2e-5)
+    if name == "talr":
+        assert float(aux["tau"]) == pytest.approx(tau, rel=1e-5)
+    if name == "l2":  # move one leaf: the penalty is mu/2 ||delta||^2
+        moved = dict(trainable, final_norm=trainable["final_norm"] + 0.1)
+        loss2, _ = make_objective(method, session.config)(moved, frozen, batch)
+        l2_term = 0.5 * 0.7 * 0.01 * trainable["final_norm"].size
+        assert float(loss2) - float(loss) == pytest.approx(l2_term, rel=0.05, abs=0.05 * l2_term)
+
+
+def test_lora_merge_and_gradients_touch_only_adapters(session):
+    from sims.harness.lora import LoraConfig, init_lora, interpolate_params, lora_param_count, merge_lora
+
+    lc = LoraConfig(rank=2, alpha=4.0, targets=("wq", "w_up"))
+    ad = init_lora(session.params, lc, jax.random.key(0))
+    ad = jax.tree_util.tree_map(lambda x: x + 0.01, ad)
+    merged = merge_lora(session.params, ad, lc)
+    for name in ("wq", "w_up"):
+        a, b = np.asarray(ad[name]["A"], np.float64), np.asarray(ad[name]["B"], np.float64)
+        w = np.asarray(session.params["layers"][name], np.float64)
+        np.testing.assert_allclose(np.asarray(merged["layers"][name]), w + 2.0 * np.einsum("lir,lro->lio", a, b), rtol=1e-5, atol=1e-6)
+        assert np.linalg.matrix_rank(np.asarray(merged["layers"][name][0] - session.params["layers"][name][0], np.float64), tol=1e-5) <= 2
+    np.testing.assert_array_equal(np.asarray(merged["layers"]["wk"]), np.asarray(session.params["layers"]["wk"]))
+    assert lora_param_count(ad) == sum(x.size for x in jax.tree_util.tree_leaves(ad))
+    half = interpolate_params(session.params, merged, 0.5)
+    np.testing.assert_allclose(np.asarray(half["layers"]["wq"]),
+                               0.5 * np.asarray(session.params["layers"]["wq"]) + 0.5 * np.asarray(merged["layers"]["wq"]), rtol=1e-6)
+    with pytest.raises(ValueError, match="targets"):
+        init_lora(session.params, LoraConfig(targets=("nope",)), jax.random.key(0))
+    with pytest.raises(ValueError, match="alpha"):
+        interpolate_params(session.params, merged, 1.5)
+
+
+def test_general_sets_are_distinct_and_scored(session):
+    g = session.general
+    assert set(g) == {"self", "docs", "code"}
+    for enc in g.values():
+        assert enc.n_targets > 0
+    # the self set scores only response tokens; docs and code score every real token
+    assert g["docs"].loss_mask.sum() == (g["docs"].loss_mask > 0).sum()
+    assert (g["self"].loss_mask.sum(1) < (g["self"].tokens != session.pad_id).sum(1)).all()
+
+
+def test_run_is_cached_and_resumes_after_an_interruption(env, session, monkeypatch, tmp_path):
+    from sims.harness import runs
+    from sims.harness.experiments import sft_config
+
+    cfg = replace(sft_config(env["preset"], 4e-3, "label", 0), checkpoint_state=True, final_accuracy=False, averaging_alphas=(0.5,))
+    # an interrupted run leaves its first point and a state checkpoint, not a result
+    with pytest.raises(runs.Interrupted):
+        runs.run_one(cfg, progress=False, interrupt_after=1)
+    folder = runs.run_folder(cfg)
+    assert not (folder / "result.json").exists()
+    assert [p["step"] for p in runs._read_points(folder)] == [1]
+    assert (folder / "state.pkl").exists()
+    resumed = runs.run_one(cfg, progress=False)
+    assert [p["step"] for p in resumed["points"]] == [1, 2]
+    assert not (folder / "state.pkl").exists()
+    # the same run uninterrupted, in a fresh run folder, gives the same trajectory
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "fresh"))
+    fresh = runs.run_one(cfg, progress=False)
+    for a, b in zip(resumed["points"], fresh["points"]):
+        assert a["domain_loss"] == pytest.approx(b["domain_loss"], rel=1e-6)
+        assert a["general"] == pytest.approx(b["general"], rel=1e-6)
+    assert resumed["averaging"][0]["domain_loss"] == pytest.approx(fresh["averaging"][0]["domain_loss"], rel=1e-6)
+    # a finished run is read back, never recomputed
+    monkeypatch.setattr(runs, "make_train_step", lambda *a, **k: pytest.fail("recomputed a finished run"))
+    again = runs.run_one(cfg, progress=False)
+    assert again == fresh
+    # a different configuration gets a different folder
+    assert runs.run_folder(replace(cfg, lr=1e-3)) != runs.run_folder(cfg)
+    config = json.loads((runs.run_folder(cfg) / "config.json").read_text())
+    assert config["config"]["lr"] == 4e-3 and "code" in config["key_material"]
+
+
+def test_averaging_at_alpha_zero_is_the_base_model(env, session):
+    from sims.harness import runs
+    from sims.harness.experiments import sft_config
+
+    cfg = replace(sft_config(env["preset"], 4e-3, "label", 1), final_accuracy=False, averaging_alphas=(0.0, 1.0))
+    res = runs.run_one(cfg, progress=False)
+    a0, a1 = res["averaging"]
+    assert a0["domain_gain"] == pytest.approx(0.0, abs=1e-6)
+    assert a0["general_change_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert a1["domain_loss"] == pytest.approx(res["points"][-1]["domain_loss"], rel=1e-6)
+
+
+def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tmp_path):
+    from figures import FIGURES
+    from figures._claims import CLAIMS, Verdict
+    from sims.harness.experiments import fit_matched_gain, run_all
+    from sims.harness.report import render_report
+
+    res = run_all(env["preset"], progress=False)
+    text = render_report(res, "tiny")
+    for section in ("## 1.", "## 2.", "## 3.", "## 4a.", "## 4b.", "## 4c."):
+        assert section in text
+    methods = {r["method"] for r in res["method_front"]["rows"]}
+    assert {"sft", "talr", "flow", "l2", "lora", "averaging(0.5)"} <= methods
+    # single-step: the second-order prediction is the exact quadratic in lam built from the measured pieces
+    for sets in res["single_step"]["formats"].values():
+        for r in sets.values():
+            for lam, p in zip(res["single_step"]["lrs"], r["predicted"]):
+                assert p == pytest.approx(lam * r["first"] + 0.5 * lam**2 * r["second"])
+    for name, fig in FIGURES.items():
+        if fig.group == "real_lm":
+            fig.draw(tmp_path)
+            assert (tmp_path / f"{name}.png").exists() and (tmp_path / f"{name}.json").exists()
+    checks = [c for c in CLAIMS if c.setting.startswith("real LM")]
+    assert sorted(c.number for c in checks) == [3, 7, 11, 12, 13, 14, 15, 16, 17, 18]
+    for c in checks:
+        assert isinstance(c.check(), Verdict)
+    # the fit recovers known coefficients from exact data of each shape
+    d = np.array([0.1, 0.1, 0.2, 0.2, 0.3, 0.3])
+    lam = np.array([1.0, 3.0, 1.0, 3.0, 1.0, 3.0])
+    fit = fit_matched_gain(d, lam, 0.5 * d + 2.0 * d**2 * lam)
+    assert fit["better"] == "quadratic" and fit["quadratic"]["k2"] == pytest.approx(2.0) and fit["quadratic"]["rmse"] < 1e-12
+    fit = fit_matched_gain(d, lam, 0.5 * d + 2.0 * d * lam)
+    assert fit["better"] == "linear" and fit["linear"]["k1"] == pytest.approx(0.5)
+
+
+def test_bad_configurations_raise_naming_the_argument(env):
+    from sims.harness.methods import MethodConfig
+    from sims.harness.runs import RunConfig
+    from sims.harness.session import DataConfig
+
+    data = env["preset"].data
+    with pytest.raises(ValueError, match="lr"):
+        RunConfig(model=env["model"], data=data, lr=-1.0)
+    with pytest.raises(ValueError, match="fmt"):
+        RunConfig(model=env["model"], data=data, fmt="xml")
+    with pytest.raises(ValueError, match="batch_size"):
+        RunConfig(model=env["model"], data=data, batch_size=99)
+    with pytest.raises(ValueError, match="name"):
+        MethodConfig(name="magic")
+    with pytest.raises(ValueError, match="n_accuracy"):
+        DataConfig(n_heldout=2, n_accuracy=3)
+    with pytest.raises(ValueError, match="averaging_alphas"):
+        RunConfig(model=env["model"], data=data, method=MethodConfig(name="talr"), averaging_alphas=(0.5,))
