@@ -271,6 +271,9 @@ def test_jit_and_eager_agree_and_premise_failure_is_inf():
     for x, y in zip(eager, jitted):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-12)
     assert np.isinf(eager.bound[1])  # g_min <= lam c2: no guarantee
+    for field in eager:
+        assert not np.isnan(np.asarray(field)).any()
+    assert eager.k1.shape == (3,) and np.all(eager.k1 == 0.2)
     assert eager.bound[2] == 0.0  # Delta* = 0: nothing to do
 
 

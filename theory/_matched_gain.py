@@ -166,7 +166,8 @@ def matched_gain_bound(
     safe_beta = jnp.where(beta > 0, beta, 1.0)
     # constant rate: Delta*/(lam a); decaying rate: log(a/(a - beta D)) / (-log(1 - lam beta)).
     n_const = delta_star / (safe_lam * safe_a)
-    n_decay = -jnp.log1p(-jnp.where(ok, beta * delta_star / safe_a, 0.0)) / -jnp.log1p(-jnp.where(ok, safe_lam * safe_beta, 0.5))
+    decays = ok & (beta > 0)
+    n_decay = -jnp.log1p(-jnp.where(decays, beta * delta_star / safe_a, 0.0)) / -jnp.log1p(-jnp.where(decays, safe_lam * safe_beta, 0.5))
     n_real = jnp.where(beta > 0, n_decay, n_const)
     # Round a value within float64 error of an integer *up*, so N stays a valid upper bound on T.
     n_steps = jnp.ceil(n_real * (1.0 + 8 * jnp.finfo(n_real.dtype).eps))
@@ -188,13 +189,13 @@ def matched_gain_bound(
     return MatchedGainBound(
         bound=bound,
         bound_relaxed=bound_relaxed,
-        k1=k1 + 0.0 * bound,
+        k1=jnp.broadcast_to(k1, bound.shape),
         k2=nan_to_inf(k2),
         k2_const=nan_to_inf(k2_const),
         k2_linear=nan_to_inf(k2_linear),
         k2_quadratic=nan_to_inf(k2_quadratic),
         n_steps_max=n_steps,
-        second_order=second + 0.0 * bound,
+        second_order=jnp.broadcast_to(second, bound.shape),
     )
 
 
