@@ -157,6 +157,43 @@ def test_weights_on_simplex_shift_invariant_and_finite(losses, tau, c):
     np.testing.assert_allclose(np.asarray(theory.talr_weights(losses + c, tau)), w, atol=1e-9)
     wf = np.asarray(theory.talr_weights(losses, tau, floor=0.01))
     assert abs(wf.sum() - 1) < 1e-12 and wf.min() >= 0.01 / (1 + 0.01 * len(losses)) - 1e-15
+    # limits: tau = inf is uniform; tau = 1e-300 (smaller than any loss gap on the 1/64 grid) is uniform on the minimisers
+    if tau == np.inf:
+        np.testing.assert_allclose(w, np.full(len(losses), 1 / len(losses)), rtol=1e-15)
+    if tau == 1e-300:
+        argmins = losses == losses.min()
+        np.testing.assert_allclose(w, argmins / argmins.sum(), rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "fn, args",
+    [
+        (theory.talr_weights_unnormalised, (np.array([[0.1, 2.0, 5.0]]), np.array([0.5]))),
+        (theory.talr_loss, (np.array([[0.1, 2.0, 5.0]]), np.array([0.5]))),
+        (theory.degradation_given_gain_bounds, (np.array([0.3]), np.array([0.2]), np.array([0.5]), np.array([2.0]))),
+        (theory.support_range, (np.array([[0.0, 0.4, 0.6]]), np.array([[9.0, -1.0, 2.0]]))),
+        (theory.expm1mx_over_square, (np.array([-3.0, 1e-9, 0.3, 40.0]),)),
+    ],
+)
+def test_remaining_exports_jitted_match_eager(fn, args):
+    eager = jax.tree.map(np.asarray, fn(*args))
+    jitted = jax.tree.map(np.asarray, jax.jit(fn)(*args))
+    for e, j in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+        np.testing.assert_allclose(j, e, rtol=1e-14)
+    # and each eager value against a direct formula
+    if fn is theory.talr_weights_unnormalised:
+        np.testing.assert_allclose(eager, np.exp(-args[0] / 0.5), rtol=1e-14)
+    if fn is theory.talr_loss:
+        w = np_softmax(-args[0] / 0.5, axis=-1)
+        np.testing.assert_allclose(eager, (w * args[0]).sum(-1), rtol=1e-14)
+    if fn is theory.degradation_given_gain_bounds:
+        np.testing.assert_allclose(eager[0], [0.2 * 0.3], rtol=1e-14)
+        np.testing.assert_allclose(eager[1], [0.2 * 0.3 + 1.2 * 0.25 * 4 / 8], rtol=1e-14)
+    if fn is theory.support_range:
+        np.testing.assert_array_equal(np.ravel(eager), [-1.0, 2.0])
+    if fn is theory.expm1mx_over_square:
+        x = args[0]
+        np.testing.assert_allclose(eager, [(np.exp(-3) + 2) / 9, 0.5 + 1e-9 / 6, (np.expm1(0.3) - 0.3) / 0.09, (np.expm1(40) - 40) / 1600], rtol=1e-12)
 
 
 def test_bad_inputs_name_the_argument():

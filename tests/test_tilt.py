@@ -128,8 +128,8 @@ def instance(draw):
     z = np.array(draw(logit_lists))
     n = len(z)
     s = np.array(draw(st.lists(st.floats(-5, 5), min_size=n, max_size=n)))
-    a = draw(st.sampled_from([0.0, 1e-12, 1e-3, 0.5, 3.0, 1e3]))
-    b = draw(st.sampled_from([0.0, 1e-12, 1e-3, 0.5, 3.0, 1e3]))
+    a = draw(st.sampled_from([0.0, 1e-12, 1e-3, 0.5, 3.0, 1e3, 1e6]))
+    b = draw(st.sampled_from([0.0, 1e-12, 1e-3, 0.5, 3.0, 1e3, 1e6]))
     q = np.exp(z - np_logsumexp(z))
     return q, s, a, b
 

@@ -104,13 +104,23 @@ def _centre(log_q: jax.Array, s: jax.Array):
     return log_w, w, support, mu, d
 
 
-def _excess(log_w, w, support, d, lam):
-    """V = log E_w exp(lam d) for centred d (see module docstring); lam has the batch shape."""
+def _excess(log_w, w, support, d, lam, *, exact_normaliser: bool = False):
+    """V = log E_w exp(lam d) for centred d (see module docstring); lam has the batch shape.
+
+    The series form drops the linear term ``lam E_w d``, which is 0 in exact arithmetic; the computed
+    ``d = s - mu`` carries a rounding residual ``r = E_w d ~ 1e-16 |s|``. For ``V`` itself that keeps full
+    relative precision (``tilt_excess``, ``K``). With ``exact_normaliser=True`` the residual is kept,
+    ``V = log1p(E_w phi(lam d) + lam r)``, so that ``log w + lam d - V`` is normalised to rounding even at
+    huge ``lam`` (``log_tilt``): there the normaliser must match the ``d`` actually used, not the ideal one.
+    """
     m = jnp.max(jnp.where(support, d, -jnp.inf), axis=-1)  # >= 0 since E_w d = 0
     m = jnp.maximum(m, 0.0)
     small = lam * m <= _OVERFLOW_GUARD
-    lam_small = jnp.where(small, lam, 0.0)[..., None]
-    v_small = jnp.log1p(jnp.sum(jnp.where(support, w * expm1mx(lam_small * d), 0.0), axis=-1))
+    lam_small = jnp.where(small, lam, 0.0)
+    series = jnp.sum(jnp.where(support, w * expm1mx(lam_small[..., None] * d), 0.0), axis=-1)
+    if exact_normaliser:
+        series = series + lam_small * jnp.sum(w * d, axis=-1)
+    v_small = jnp.log1p(series)
     lam_large = jnp.where(small, 0.0, lam)
     shifted = jnp.where(support, log_w + lam_large[..., None] * (d - m[..., None]), -jnp.inf)
     v_large = lam_large * m + logsumexp(shifted, axis=-1)
@@ -141,7 +151,7 @@ def _prepare(q, s, lam, *, log_space: bool = False):
 @jax.jit
 def _log_tilt_kernel(log_q, s, lam):
     log_w, w, support, _, d = _centre(log_q, s)
-    v = _excess(log_w, w, support, d, lam)
+    v = _excess(log_w, w, support, d, lam, exact_normaliser=True)
     return jnp.where(support, log_w + lam[..., None] * d - v[..., None], -jnp.inf)
 
 
