@@ -17,8 +17,9 @@ Numerics. Everything is computed from the centred direction ``d = s - E_q s`` ov
 * beyond that, ``V = lam m + logsumexp(log q + lam (d - m))`` with ``m = max d`` (no overflow for
   any finite ``lam``).
 
-``log q_lam = log q + lam d - V`` then follows without forming ``Z``; it is exact to rounding in
-log space for tiny and huge ``lam`` alike and keeps ``-inf`` entries at ``-inf`` (no NaN).
+``log q_lam`` is ``log q + lam d - V`` while ``lam max(d) <= 1`` and the log-softmax of
+``log q + lam (d - max d)`` beyond, so it is exact to rounding in log space for tiny and huge ``lam``
+alike, and keeps ``-inf`` entries at ``-inf`` (no NaN).
 Inputs ``q`` are renormalised exactly (validation allows ``|sum q - 1| <= 1e-6``).
 """
 
@@ -150,9 +151,19 @@ def _prepare(q, s, lam, *, log_space: bool = False):
 
 @jax.jit
 def _log_tilt_kernel(log_q, s, lam):
+    """log q_lam. For lam max(d) <= 1: ``log w + lam d - V`` with the series V (the change ``lam d - V`` keeps
+    full relative precision at tiny lam); beyond: the log-softmax ``a - logsumexp(a)``, ``a = log w + lam (d - m)``,
+    which never forms large intermediates (``log w + lam d`` and ``V`` are both ~``lam m`` and would cancel)."""
     log_w, w, support, _, d = _centre(log_q, s)
-    v = _excess(log_w, w, support, d, lam, exact_normaliser=True)
-    return jnp.where(support, log_w + lam[..., None] * d - v[..., None], -jnp.inf)
+    m = jnp.maximum(jnp.max(jnp.where(support, d, -jnp.inf), axis=-1), 0.0)
+    small = lam * m <= 1.0
+    lam_small = jnp.where(small, lam, 0.0)
+    v = _excess(log_w, w, support, d, lam_small, exact_normaliser=True)
+    out_small = log_w + lam_small[..., None] * d - v[..., None]
+    lam_large = jnp.where(small, 0.0, lam)
+    a = jnp.where(support, log_w + lam_large[..., None] * (d - m[..., None]), -jnp.inf)
+    out_large = a - logsumexp(a, axis=-1, keepdims=True)
+    return jnp.where(support, jnp.where(small[..., None], out_small, out_large), -jnp.inf)
 
 
 @jax.jit
