@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
