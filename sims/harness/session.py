@@ -8,6 +8,7 @@ keyed by the model file's fingerprint, the data configuration and the code versi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -30,8 +31,13 @@ _REPO = Path(__file__).resolve().parents[2]
 CODE_PATHS = ("sims/lm", "sims/harness", "sims/weighting.py", "theory")
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """SHA-256 (16 hex) of the ``.py`` files under :data:`CODE_PATHS` (paths and contents)."""
+    """SHA-256 (16 hex) of the ``.py`` files under :data:`CODE_PATHS` (paths and contents).
+
+    Computed once per process, when first needed: the code a process runs is the code it imported, so a
+    file edited on disk during a long sweep neither mislabels nor invalidates the sweep's own runs.
+    """
     digest = hashlib.sha256()
     for rel in CODE_PATHS:
         p = _REPO / rel
