@@ -474,7 +474,7 @@ def _claim9_evidence(cfg):
 @claim(9, SETTING)
 def check_claim_9() -> Verdict:
     _require_x64()
-    cfg = dict(n_batches=200, tokens=16, vocab=7, floor=0.01, seed=19)
+    cfg = dict(n_batches=100, tokens=16, vocab=7, floor=0.01, seed=19)
     e = _cached("claim9", cfg, lambda: _claim9_evidence(cfg))
     rel = e["rel"]
     ok = (e["grad_err"] < 1e-12 and e["nosg_diff"] > 1e-6 and abs(rel[1] - np.exp(-1)) < 1e-12 and abs(rel[2] - np.exp(-3)) < 1e-12

@@ -12,6 +12,7 @@ Contract
 * Probability vectors live on the last axis and must sum to 1 within
   ``PROBABILITY_TOLERANCE`` (absolute deviation of the sum from 1, i.e. relative to the total mass 1);
   functions then renormalise them exactly, so such rounding differences never matter.
+  Log-space inputs (``log_tilt``) are logits: any per-row constant is allowed and removed.
 
 Checks are cheap: one host copy and a few vectorised reductions per argument.
 """
