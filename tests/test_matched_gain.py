@@ -48,6 +48,7 @@ def _constants(Zg, Zd, P1, P2, lam, T):
     cum = np.vstack([np.zeros((1, n)), np.cumsum(G_t, 0)[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
         beta_t = np.where(mask & (cum > 0), (g_t[0][None] - g_t) / cum, 0.0)
+        gamma_t = np.where(mask & (cum > 0), (rho - rho[0][None]) / cum, 0.0)
     big = np.inf
     return dict(
         rho_max=np.where(mask, rho, -big).max(0),
@@ -57,6 +58,8 @@ def _constants(Zg, Zd, P1, P2, lam, T):
         s_range_general=np.where(mask, r1, -big).max(0),
         g0=g_t[0],
         beta=np.maximum(beta_t.max(0), 0.0),
+        rho0=rho[0],
+        gamma=np.maximum(gamma_t.max(0), 0.0),
         D=np.where(mask, D_t, 0.0).sum(0),
         G=np.where(mask, G_t, 0.0).sum(0),
         per_step=(D_t, G_t, g_t, l_t, V1, V2, r1, r2),
@@ -158,6 +161,8 @@ def test_summaries_respect_n_steps_under_vmap():
     np.testing.assert_allclose(got.g_min, ref["g_min"], rtol=1e-9)
     np.testing.assert_allclose(got.total_degradation, ref["D"], rtol=1e-9, atol=1e-13)
     np.testing.assert_allclose(got.gain_decay, ref["beta"], rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(got.rho_initial, ref["rho0"], rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(got.leakage_growth, ref["gamma"], rtol=1e-9, atol=1e-13)
 
 
 # ---------------------------------------------------------------- the bound against brute-force multi-step tilting
@@ -203,6 +208,41 @@ def test_decaying_gain_variant_holds_with_fitted_decay():
     assert np.all(c["D"][reached] <= bound + 1e-12)
     assert np.all(T[reached] <= np.asarray(b.n_steps_max)[reached])
     _report("decaying gain", c["D"][reached], bound)
+
+
+@pytest.mark.parametrize("model", ["shared", "separate"])
+def test_growing_leakage_variant_holds_with_fitted_growth(model):
+    """rho_t <= rho_0 + gamma Gamma_t fitted per trajectory; composed with the fitted gain decay as well."""
+    if model == "shared":
+        Z, P1, P2, lam, dstar = _simulate_shared(13)
+        Zg = Zd = Z
+        extra = {}
+    else:
+        Zg, Zd, P1, P2, lam, dstar = _simulate_separate(14)
+    T, reached = _stopping(Zd, P2, dstar)
+    c = _constants(Zg, Zd, P1, P2, lam, np.maximum(T, 1))
+    extra = {} if model == "shared" else {"s_range_general": c["s_range_general"]}
+    grow = matched_gain_bound(dstar, lam, c["rho0"], c["g_min"], c["s_range"], g_max=c["g_max"], leakage_growth=c["gamma"], **extra)
+    both = matched_gain_bound(dstar, lam, c["rho0"], c["g0"], c["s_range"], g_max=c["g_max"], leakage_growth=c["gamma"],
+                              gain_decay=c["beta"], **extra)
+    assert (c["gamma"][reached] > 0).mean() > 0.3  # the variant is exercised
+    for b in (grow, both):
+        bound = np.asarray(b.bound)[reached]
+        assert np.isfinite(bound).mean() > 0.5
+        assert np.all(c["D"][reached] <= bound + 1e-12)
+        assert np.all(bound <= np.asarray(b.bound_relaxed)[reached] + 1e-12 * (1 + np.abs(bound)))
+    _report(f"growing leakage ({model})", c["D"][reached], np.asarray(grow.bound)[reached])
+
+
+def test_growing_leakage_with_zero_growth_is_the_constant_leakage_bound():
+    rng = np.random.default_rng(8)
+    args = (rng.uniform(0, 3, 500), rng.uniform(0, 0.3, 500), rng.normal(0, 1, 500), rng.uniform(0.1, 2, 500), rng.uniform(0, 2, 500))
+    a, b = matched_gain_bound(*args), matched_gain_bound(*args, leakage_growth=0.0)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # with growth, the Delta*^2 coefficient at order lam^0 is gamma/2 (Sum_t Gamma_t G_t <= Gamma_T^2 / 2)
+    g = matched_gain_bound(*args, leakage_growth=0.4)
+    np.testing.assert_allclose(np.asarray(g.k1_quadratic), 0.2)
 
 
 # ---------------------------------------------------------------- the step count and the constants
@@ -255,7 +295,8 @@ def test_bound_never_below_exact_over_random_parameters():
         g_min=rng.uniform(0.01, 2, n), s_range=rng.uniform(0, 3, n),
     )
     beta = rng.uniform(0, 0.5, n) * (rng.uniform(size=n) < 0.5)
-    b = matched_gain_bound(**args, gain_decay=beta)
+    gamma = rng.uniform(0, 0.5, n) * (rng.uniform(size=n) < 0.5)
+    b = matched_gain_bound(**args, gain_decay=beta, leakage_growth=gamma)
     bound, relaxed = np.asarray(b.bound), np.asarray(b.bound_relaxed)
     assert not np.isnan(bound).any() and not np.isnan(relaxed).any()
     fin = np.isfinite(bound)
@@ -285,6 +326,7 @@ def test_jit_and_eager_agree_and_premise_failure_is_inf():
         (dict(g_min=0.0), "g_min"),
         (dict(s_range=np.nan), "s_range"),
         (dict(gain_decay=-1.0), "gain_decay"),
+        (dict(leakage_growth=-0.5), "leakage_growth"),
     ],
 )
 def test_bad_input_raises_naming_the_argument(kwargs, name):
@@ -348,6 +390,7 @@ def test_relaxed_bound_is_monotone_in_each_constant(dstar, lam, rho, g_min, s_rn
     assert ge(B(rho_max=rho + factor - 1), base)
     assert ge(B(s_range=s_rng * factor), base)
     assert ge(B(gain_decay=beta * factor + 1e-3), base)
+    assert ge(B(leakage_growth=factor - 1), base)
     assert ge(base, B(g_min=g_min * factor))
     if rho >= 0:  # with negative leakage more gain can lower the floor k1 Delta*
         assert ge(B(delta_star=dstar * factor), base)

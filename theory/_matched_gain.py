@@ -42,7 +42,16 @@ that the gain rate decays with accumulated gain, ``g_t >= g_0 - beta Gamma_t`` (
 
 so ``k2 = max(rho_max,0) g_max + C Delta*/a + C beta Delta*^2 / (2 a (a - beta Delta*)) + C lam``: the
 ``Delta*^2 lam`` coefficient is ``k2_quadratic = C beta / (2 a (a - beta Delta*)) ~ C beta / (2 g_0^2)``.
-With ``beta = 0`` this reduces to the constant-rate theorem. The SymPy checks of each step live in
+With ``beta = 0`` this reduces to the constant-rate theorem.
+
+Variant with growing leakage (``leakage_growth = gamma``): ``rho_t <= rho_0 + gamma Gamma_t`` (leakage grows with
+drift; ``rho_max`` is then ``rho_0``). Since ``sum_{t<T} Gamma_t G_t = (Gamma_T^2 - sum_t G_t^2)/2 <= Gamma_T^2 / 2``,
+
+    D <= rho_0 Delta* + (rho_0)_+ lam g_max + gamma (Delta* + lam g_max)^2 / 2 + N lam^2 C(rho_0 + gamma Delta*),
+
+a ``gamma Delta*^2 / 2`` term at order ``lam^0`` (the floor itself becomes quadratic) and, through ``C`` and the
+overshoot, ``Delta*^2 lam`` terms (``gamma c2 Delta*^2 / a + gamma g_max Delta*``). The two variants compose.
+The SymPy checks of each step live in
 ``theory.derivations.matched_gain`` (``python -m theory``).
 
 ``matched_gain_constants_from_trajectory`` measures every quantity above from recorded logits, so a
@@ -92,8 +101,10 @@ def _check_scalar(name: str, value, *, low=None, strict=False, allow_none=False)
 class MatchedGainBound(NamedTuple):
     """Result of :func:`matched_gain_bound` (a pytree of arrays; broadcast shape of the inputs).
 
-    ``bound``: exact-count bound ``rho_max Delta* + max(rho_max,0) lam g_max + N lam^2 C``.
-    ``bound_relaxed = k1 Delta* + k2 lam`` (>= ``bound``), with ``k2 = k2_const + k2_linear Delta* + k2_quadratic Delta*^2``.
+    ``bound``: exact-count bound ``rho_max Delta* + max(rho_max,0) lam g_max + gamma (Delta* + lam g_max)^2 / 2 + N lam^2 C``.
+    ``bound_relaxed = k1 Delta* + k1_quadratic Delta*^2 + k2 lam`` (>= ``bound``), with
+    ``k2 = k2_const + k2_linear Delta* + k2_quadratic Delta*^2``; the ``k``'s are evaluated at the given ``Delta*``
+    (``C`` involves ``rho_max + gamma Delta*``), ``k1_quadratic = gamma / 2``.
     ``n_steps_max``: ``N``, the bound on the number of steps to reach ``Delta*``.
     ``second_order``: ``C``, so the per-step second-order excess is at most ``lam^2 C``.
     """
@@ -101,6 +112,7 @@ class MatchedGainBound(NamedTuple):
     bound: jax.Array
     bound_relaxed: jax.Array
     k1: jax.Array
+    k1_quadratic: jax.Array
     k2: jax.Array
     k2_const: jax.Array
     k2_linear: jax.Array
@@ -119,6 +131,7 @@ def matched_gain_bound(
     g_max=None,
     s_range_general=None,
     gain_decay=0.0,
+    leakage_growth=0.0,
 ) -> MatchedGainBound:
     """Bound on cumulative general degradation after fine-tuning to domain gain ``delta_star`` (module docstring).
 
@@ -133,6 +146,8 @@ def matched_gain_bound(
       s_range_general: range bound of the general-side tilt for separate contexts;
         ``None`` means general and domain data share the tilted distribution (leakage form, ``C = (1+rho_max)_+ c``).
       gain_decay: ``beta >= 0`` of the decaying-gain-rate variant (the ``Delta*^2 lam`` term).
+      leakage_growth: ``gamma >= 0`` of the growing-leakage variant ``rho_t <= rho_max + gamma Gamma_t``
+        (``rho_max`` is then the initial leakage bound ``rho_0``).
 
     Returns:
       :class:`MatchedGainBound`; ``bound = inf`` where the premise fails.
@@ -145,17 +160,19 @@ def matched_gain_bound(
     _check_scalar("g_max", g_max, low=0.0, allow_none=True)
     _check_scalar("s_range_general", s_range_general, low=0.0, allow_none=True)
     _check_scalar("gain_decay", gain_decay, low=0.0)
+    _check_scalar("leakage_growth", leakage_growth, low=0.0)
 
-    delta_star, lam, rho_max, g_min, s_range, beta = (
-        jnp.asarray(v, dtype=float) for v in (delta_star, lam, rho_max, g_min, s_range, gain_decay)
+    delta_star, lam, rho_max, g_min, s_range, beta, gamma = (
+        jnp.asarray(v, dtype=float) for v in (delta_star, lam, rho_max, g_min, s_range, gain_decay, leakage_growth)
     )
     g_max = s_range if g_max is None else jnp.asarray(g_max, dtype=float)
     c2 = s_range**2 / 8.0
     rho_pos = jnp.maximum(rho_max, 0.0)
+    rho_end = rho_max + gamma * delta_star  # leakage bound over every step before the target is reached
     if s_range_general is None:
-        second = jnp.maximum(1.0 + rho_max, 0.0) * c2
+        second = jnp.maximum(1.0 + rho_end, 0.0) * c2
     else:
-        second = jnp.asarray(s_range_general, dtype=float) ** 2 / 8.0 + rho_pos * c2
+        second = jnp.asarray(s_range_general, dtype=float) ** 2 / 8.0 + jnp.maximum(rho_end, 0.0) * c2
 
     a = g_min - lam * c2
     slack = a - beta * delta_star  # a - beta Delta*: must stay > 0
@@ -174,12 +191,14 @@ def matched_gain_bound(
     n_steps = jnp.maximum(n_steps, 0.0)
 
     k1 = rho_max
-    k2_const = rho_pos * g_max + second * lam
-    k2_linear = second / safe_a
+    k1_quadratic = gamma / 2.0
+    k2_const = rho_pos * g_max + second * lam + gamma * lam * g_max**2 / 2.0
+    k2_linear = second / safe_a + gamma * g_max
     k2_quadratic = second * beta / (2.0 * safe_a * safe_slack)
     k2 = k2_const + k2_linear * delta_star + k2_quadratic * delta_star**2
-    exact = rho_max * delta_star + rho_pos * lam * g_max + n_steps * lam**2 * second
-    relaxed = k1 * delta_star + k2 * lam
+    overshoot = delta_star + lam * g_max  # Gamma_T <= Delta* + lam g_max
+    exact = rho_max * delta_star + rho_pos * lam * g_max + gamma * overshoot**2 / 2.0 + n_steps * lam**2 * second
+    relaxed = k1 * delta_star + k1_quadratic * delta_star**2 + k2 * lam
     inf = jnp.inf
     zero_gain = delta_star == 0  # nothing to do: T = 0 steps, D = 0 exactly
     bound = jnp.where(zero_gain, 0.0, jnp.where(ok, exact, inf))
@@ -190,6 +209,7 @@ def matched_gain_bound(
         bound=bound,
         bound_relaxed=bound_relaxed,
         k1=jnp.broadcast_to(k1, bound.shape),
+        k1_quadratic=jnp.broadcast_to(k1_quadratic, bound.shape),
         k2=nan_to_inf(k2),
         k2_const=nan_to_inf(k2_const),
         k2_linear=nan_to_inf(k2_linear),
@@ -208,7 +228,8 @@ class TrajectoryConstants(NamedTuple):
     ``cumulative_gain`` ``Gamma_t`` (before step ``t``).
     Summaries over the steps: ``rho_max``, ``g_min``, ``g_max``, ``s_range`` (max ``range_domain``),
     ``s_range_general`` (max ``range_general``), ``g_initial`` (``g_0``), ``gain_decay`` (smallest ``beta >= 0``
-    with ``g_t >= g_0 - beta Gamma_t`` for all steps), ``total_gain``, ``total_degradation``.
+    with ``g_t >= g_0 - beta Gamma_t`` for all steps), ``rho_initial`` (``rho_0``), ``leakage_growth`` (smallest
+    ``gamma >= 0`` with ``rho_t <= rho_0 + gamma Gamma_t``), ``total_gain``, ``total_degradation``.
     """
 
     gain: jax.Array
@@ -228,6 +249,8 @@ class TrajectoryConstants(NamedTuple):
     s_range_general: jax.Array
     g_initial: jax.Array
     gain_decay: jax.Array
+    rho_initial: jax.Array
+    leakage_growth: jax.Array
     total_gain: jax.Array
     total_degradation: jax.Array
 
@@ -324,6 +347,7 @@ def matched_gain_constants_from_trajectory(
     g0 = g_t[0]
     use = mask & (cum > 0)
     beta = jnp.max(jnp.where(use, (g0 - g_t) / jnp.where(use, cum, 1.0), 0.0))
+    gamma = jnp.max(jnp.where(use, (rho - rho[0]) / jnp.where(use, cum, 1.0), 0.0))
     masked_max = lambda x: jnp.max(jnp.where(mask, x, -jnp.inf))  # noqa: E731
     return TrajectoryConstants(
         gain=gain,
@@ -343,6 +367,8 @@ def matched_gain_constants_from_trajectory(
         s_range_general=masked_max(r1),
         g_initial=g0,
         gain_decay=jnp.maximum(beta, 0.0),
+        rho_initial=rho[0],
+        leakage_growth=jnp.maximum(gamma, 0.0),
         total_gain=jnp.sum(jnp.where(mask, gain, 0.0)),
         total_degradation=jnp.sum(jnp.where(mask, d_t, 0.0)),
     )
