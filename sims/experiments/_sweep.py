@@ -14,9 +14,22 @@ from typing import Any, Callable, Sequence
 
 from theory._cache import cached_pickle, library_versions, source_version
 
-__all__ = ["PRESETS", "key_material", "run_cells", "cached_result", "check_preset"]
+__all__ = ["PRESETS", "ensure_float64", "key_material", "run_cells", "cached_result", "check_preset"]
 
 PRESETS = ("ci", "default", "large")
+
+
+def ensure_float64() -> None:
+    """Every synthetic experiment runs in float64. ``JAX_ENABLE_X64=1`` should be set before JAX is imported
+    (tests/conftest.py and ``python -m figures`` do); if JAX was imported without it, switch it on here (affects
+    arrays created afterwards) and verify, so a float32 result can never be computed or cached."""
+    import jax
+    import jax.numpy as jnp
+
+    if jnp.zeros(()).dtype != jnp.float64:
+        jax.config.update("jax_enable_x64", True)
+    if jnp.zeros(()).dtype != jnp.float64:
+        raise RuntimeError("float64 could not be enabled; run with JAX_ENABLE_X64=1")
 
 
 def check_preset(name: str) -> str:
@@ -29,7 +42,10 @@ def key_material(name: str, config: Any) -> dict:
     """What a cached result depends on: experiment, resolved config, code version, library versions."""
     if not is_dataclass(config):
         raise ValueError(f"config: expected a dataclass instance, got {type(config).__name__}")
+    import jax
+
     return {
+        "x64": bool(jax.config.jax_enable_x64),
         "experiment": name,
         "config": {f.name: getattr(config, f.name) for f in fields(config)},
         "source": source_version("theory", "sims"),
@@ -39,6 +55,7 @@ def key_material(name: str, config: Any) -> dict:
 
 def run_cells(name: str, config: Any, cells: Sequence[Any], compute: Callable[[Any], Any], *, progress: bool = True) -> list:
     """``[compute(cell) for cell in cells]``, each cell cached on disk as soon as it is done (module docstring)."""
+    ensure_float64()
     material = key_material(name, config)
     it = cells
     if progress:
@@ -50,4 +67,5 @@ def run_cells(name: str, config: Any, cells: Sequence[Any], compute: Callable[[A
 
 def cached_result(name: str, config: Any, compute: Callable[[], dict]) -> dict:
     """The whole experiment's result, cached under the same key material."""
+    ensure_float64()
     return cached_pickle(f"sims_{name}", key_material(name, config), compute)

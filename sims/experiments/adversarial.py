@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-from sims.experiments._sweep import cached_result, check_preset, run_cells
+from sims.experiments._sweep import cached_result, check_preset, ensure_float64, run_cells
 
 __all__ = ["AdversarialConfig", "BOUNDS", "measured_change", "run"]
 
@@ -150,8 +150,7 @@ def _search(config: AdversarialConfig, name: str) -> dict:
 def run(config: AdversarialConfig | None = None, *, progress: bool = True) -> dict:
     """``{bound name: result dict}`` (min slack, violated flag, the worst instance, per-restart slacks)."""
     config = config or AdversarialConfig.preset("default")
-    if jnp.zeros(()).dtype != jnp.float64:
-        raise RuntimeError("adversarial search needs float64: set JAX_ENABLE_X64=1 before importing jax")
+    ensure_float64()
 
     def compute():
         results = run_cells(NAME, config, list(config.bounds), lambda b: _search(config, b), progress=progress)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-from sims.experiments._sweep import cached_result, check_preset, run_cells
+from sims.experiments._sweep import cached_result, check_preset, ensure_float64, run_cells
 from sims.sharding import map_sharded
 from sims.worlds import random_tilt_instances
 
@@ -125,8 +125,7 @@ def run(config: SingleStepConfig | None = None, *, progress: bool = True) -> dic
     """Per-instance arrays plus summaries: ``max_identity_error``, ``max_tradeoff_error``, for each slack
     ``min_<slack>`` and ``violations_<slack>`` (count below ``-tol``), tightness quantiles."""
     config = config or SingleStepConfig.preset("default")
-    if jnp.zeros(()).dtype != jnp.float64:
-        raise RuntimeError("single-step checks need float64: set JAX_ENABLE_X64=1 before importing jax")
+    ensure_float64()
 
     def compute():
         n_chunks = -(-config.n_instances // config.chunk)
