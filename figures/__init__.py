@@ -4,6 +4,12 @@
 ``python -m figures all`` draws all of them into ``figures/out/`` and rewrites ``paper_checks.md``.
 """
 
+import os
+
+# Bound checks run in float64. This must precede the first JAX import, which importing any
+# submodule below triggers (through theory); the LM code sets float32 explicitly where it wants it.
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+
 from figures._claims import CLAIM_TITLES, CLAIMS, Verdict, claim, write_paper_checks
 from figures._registry import DEFAULT_OUT_DIR, FIGURES, figure, save_figure
 

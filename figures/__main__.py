@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("JAX_ENABLE_X64", "1")  # bound checks run in float64; set before JAX is imported
+os.environ.setdefault("JAX_ENABLE_X64", "1")  # also set in figures/__init__; here for clarity when read alone
 
 import matplotlib
 
