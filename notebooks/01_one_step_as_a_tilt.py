@@ -33,6 +33,7 @@
 # %%
 import itertools
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -42,8 +43,9 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 
-if "MPLBACKEND" not in os.environ:
-    matplotlib.use("Agg")  # a script has no screen; Jupyter keeps its own inline backend
+IN_JUPYTER = "ipykernel" in sys.modules  # in Jupyter, figures are shown inline as well as saved
+if not IN_JUPYTER:
+    matplotlib.use("Agg")  # a script has no screen
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
@@ -348,7 +350,10 @@ axes[0].legend(fontsize=8)
 fig.suptitle("One CE step as a tilt: exact code-length change, expansion and bounds")
 fig_path = OUT / "01_one_step_bounds.png"
 fig.savefig(fig_path, dpi=110)
-plt.close(fig)
+if IN_JUPYTER:
+    plt.show()
+else:
+    plt.close(fig)
 print("figure written to", fig_path)
 assert fig_path.stat().st_size > 0
 

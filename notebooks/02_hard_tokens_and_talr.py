@@ -30,6 +30,7 @@
 
 # %%
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -39,8 +40,9 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 
-if "MPLBACKEND" not in os.environ:
-    matplotlib.use("Agg")
+IN_JUPYTER = "ipykernel" in sys.modules  # in Jupyter, figures are shown inline as well as saved
+if not IN_JUPYTER:
+    matplotlib.use("Agg")  # a script has no screen
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy.optimize import brentq, minimize
@@ -261,7 +263,10 @@ ax.set_title(r"TALR weights $\propto p^{1/\tau}$ on 300 tokens with $p$ uniform 
 ax.legend(fontsize=8)
 path_w = OUT / "02_talr_weights.png"
 fig.savefig(path_w, dpi=110)
-plt.close(fig)
+if IN_JUPYTER:
+    plt.show()
+else:
+    plt.close(fig)
 print("figure written to", path_w)
 
 # %% [markdown]
@@ -359,7 +364,10 @@ ax.set_title(r"Fewer hard tokens, larger safe step ($\Delta^\star$ = %g nats)" %
 ax.legend(fontsize=8)
 path_s = OUT / "02_safe_step.png"
 fig.savefig(path_s, dpi=110)
-plt.close(fig)
+if IN_JUPYTER:
+    plt.show()
+else:
+    plt.close(fig)
 print("figure written to", path_s)
 
 # %% [markdown]

@@ -37,6 +37,7 @@
 
 # %%
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -46,8 +47,9 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 
-if "MPLBACKEND" not in os.environ:
-    matplotlib.use("Agg")
+IN_JUPYTER = "ipykernel" in sys.modules  # in Jupyter, figures are shown inline as well as saved
+if not IN_JUPYTER:
+    matplotlib.use("Agg")  # a script has no screen
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy.special import log_softmax
@@ -286,7 +288,10 @@ ax.set_title("The bound holds with every constant measured")
 ax.legend(fontsize=8)
 fig_path = OUT / "03_matched_gain.png"
 fig.savefig(fig_path, dpi=110)
-plt.close(fig)
+if IN_JUPYTER:
+    plt.show()
+else:
+    plt.close(fig)
 print("figure written to", fig_path)
 
 # %% [markdown]
