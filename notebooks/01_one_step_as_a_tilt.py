@@ -396,10 +396,10 @@ print(f"bounds on D given G: [{lo:+.6f}, {hi:+.6f}]")
 # **Same gain, smaller steps.** Suppose we want a fixed domain gain $G$ and may reach it with one big step
 # or with many small ones along the *same* direction. Tilts along a fixed direction compose, so $k$ steps of
 # $\lambda/k$ equal one step of $\lambda$: no difference. The learning-rate effect needs a state-dependent
-# direction. With cross-entropy steps ($s_t = e_y - q_t$, recomputed each step) smaller steps reach the same
-# gain with less general degradation in this example (the effect is small here: a single context, so only the
-# CE direction's drift matters); we check it by running CE steps until the domain gain reaches a target and
-# interpolating the last step to hit it exactly.
+# direction. With cross-entropy steps ($s_t = e_y - q_t$, recomputed each step) the path depends on the step
+# size. We run CE steps until the domain gain reaches a target, interpolating the last step to hit it exactly,
+# and compare the general degradation across step sizes (a single context, so only the drift of the CE direction
+# matters and the effect is small).
 
 
 # %%
@@ -419,6 +419,7 @@ def ce_run_to_gain(step, target_gain, max_steps=10000):
                 mid = 0.5 * (lo_ + hi_)
                 lo_, hi_ = (mid, hi_) if dom_gain(logits + mid * (new - logits)) < target_gain else (lo_, mid)
             final = logits + hi_ * (new - logits)
+            assert abs(dom_gain(final) - target_gain) < 1e-12
             return np.sum(P1 * (log_q0 - (final - logsumexp(final))))
         logits = new
     raise RuntimeError("target gain not reached")
@@ -429,7 +430,9 @@ D_by_step = {st: ce_run_to_gain(st, target) for st in (2.0, 0.5, 0.1, 0.02)}
 for st, Dv in D_by_step.items():
     print(f"step {st:5.2f}: general degradation at matched gain {target:.4f} = {Dv:+.6f} nats")
 values = list(D_by_step.values())
-assert all(x >= y - 1e-12 for x, y in zip(values, values[1:])), "expected less degradation with smaller steps here"
+# an empirical outcome of this example (printed, not asserted); what is exact is that the matched gain was hit
+shrinks = all(x >= y - 1e-12 for x, y in zip(values, values[1:]))
+print(f"degradation shrinks with the step size here: {shrinks}")
 
 # %% [markdown]
 # Note that the degradation does **not** go to zero as the step shrinks: it tends to the gradient-flow

@@ -24,7 +24,7 @@
 # a floor $k_1\Delta^\star$ that no learning rate removes, plus an excess that grows with $\lambda$. This notebook
 # runs that experiment on a small synthetic world with the simulator in `sims/`:
 #
-# 1. the world: general data the model already fits, domain responses with a few hard tokens;
+# 1. the world: general data the model already fits, domain responses whose loss sits on the hard tokens;
 # 2. one SGD step of a shared-parameter model is a tilt of every context (the link to notebook 01);
 # 3. SFT to a matched gain $\Delta^\star$ at several step sizes: degradation, floor and slope;
 # 4. the toolkit's matched-gain bound, with every constant measured along the run, re-implemented here in NumPy;
@@ -240,8 +240,8 @@ for l, d, b in zip(lams, D_T, bound_tk):
 # TALR multiplies each token's loss by $w_i = \max(p_i^{1/\tau}, 0.01)$, here rescaled to mean one
 # (`normalization="mean"`, so the step size keeps SFT's scale), with the dynamic $\tau$ of notebook 02. Hard
 # tokens are turned down, so TALR's steps carry less hard-token mass (smaller $\lambda$-excess in the theory); but
-# reaching the same domain gain now takes more steps on the *easy* tokens, and those steps leak too. Which effect
-# wins is an empirical question for each world. We only assert what is exact (matched gain reached, the bound),
+# the gain must still be made, with more steps and a different mix of tokens, and the leakage per nat of gain
+# may change either way. Which effect wins is an empirical question for each world. We only assert what is exact (matched gain reached, the bound),
 # and print the comparison.
 
 # %%
