@@ -81,17 +81,47 @@ def test_notebook_has_jupytext_percent_header_and_cells(notebook):
     assert sum(line.lstrip().startswith("assert ") for line in lines) >= 10
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_as_a_script(notebook, tmp_path):
+def _run_notebook(notebook: Path, tmp_path: Path, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     out = tmp_path / "out"
     work = tmp_path / "cwd"
     work.mkdir()
-    env = dict(os.environ, JAX_ENABLE_X64="1", MPLBACKEND="Agg", SFT_NOTEBOOK_OUT=str(out))
-    proc = subprocess.run(
-        [sys.executable, str(notebook)], cwd=work, env=env, capture_output=True, text=True, timeout=600
-    )
+    env = dict(os.environ, JAX_ENABLE_X64="1", MPLBACKEND="Agg", SFT_NOTEBOOK_OUT=str(out), **(extra_env or {}))
+    return subprocess.run([sys.executable, str(notebook)], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_as_a_script(notebook, tmp_path):
+    out, work = tmp_path / "out", tmp_path / "cwd"
+    proc = _run_notebook(notebook, tmp_path)
     assert proc.returncode == 0, f"{notebook.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     for name in EXPECTED_FIGURES[notebook.name]:
         fig = out / name
         assert fig.is_file() and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{notebook.name}: no figure {name}"
     assert not any(work.iterdir()), f"{notebook.name} wrote into its working directory: {list(work.iterdir())}"
+
+
+# A wrong toolkit function, installed by a sitecustomize module before the notebook runs: the notebook's own
+# independent checks must catch it (exit status != 0 with an AssertionError), not print a wrong number.
+BROKEN_TOOLKIT = {
+    "01_one_step_as_a_tilt.py": (
+        "theory.tilt",
+        "_orig = theory.tilt\ntheory.tilt = lambda q, s, lam: _orig(q, s, 1.001 * lam)\n",
+    ),
+    "02_hard_tokens_and_talr.py": (
+        "theory.talr_weights",
+        "import jax.numpy as jnp\n"
+        "theory.talr_weights = lambda l, tau, floor=None, mask=None: jax.nn.softmax(-jnp.asarray(l) * tau)\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("notebook", sorted(BROKEN_TOOLKIT), ids=str)
+def test_notebook_fails_loudly_when_the_toolkit_is_wrong(notebook, tmp_path):
+    target, patch = BROKEN_TOOLKIT[notebook]
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import jax\nimport theory\n" + patch, encoding="utf-8")
+    pythonpath = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    proc = _run_notebook(NOTEBOOK_DIR / notebook, tmp_path, {"PYTHONPATH": pythonpath})
+    assert proc.returncode != 0, f"{notebook} did not notice a wrong {target}:\n{proc.stdout[-2000:]}"
+    assert "AssertionError" in proc.stderr, proc.stderr[-3000:]
