@@ -214,7 +214,8 @@ def train_to_gain(
     With ``constants=True`` the constants of ``theory.matched_gain_bound`` are measured online, step by step, by
     ``theory.matched_gain_constants_from_trajectory`` on each pair of consecutive states (``lam = learning_rate``),
     and summarised over the steps ``t < T``: ``rho_max``, ``g_min``, ``g_max``, ``s_range``, ``s_range_general``,
-    ``g_initial``, ``gain_decay`` (smallest ``beta >= 0`` with ``g_t >= g_0 - beta Gamma_t``), and the telescoped
+    ``g_initial``, ``gain_decay`` (smallest ``beta >= 0`` with ``g_t >= g_0 - beta Gamma_t``), ``rho_initial``,
+    ``leakage_growth`` (smallest ``gamma >= 0`` with ``rho_t <= rho_0 + gamma Gamma_t``), and the telescoped
     ``total_gain``/``total_degradation`` (O(1) memory, unlike ``record``).
 
     ``gain_mask`` (default ``world.mask``) chooses the tokens whose gain is matched, e.g. ``world.answer``; the
@@ -244,7 +245,8 @@ def train_to_gain(
     acc0 = {
         "rho_max": jnp.asarray(-jnp.inf, dt), "g_min": jnp.asarray(jnp.inf, dt), "g_max": jnp.asarray(-jnp.inf, dt),
         "s_range": jnp.asarray(0.0, dt), "s_range_general": jnp.asarray(0.0, dt), "g_initial": jnp.asarray(0.0, dt),
-        "gain_decay": jnp.asarray(0.0, dt), "total_gain": jnp.asarray(0.0, dt), "total_degradation": jnp.asarray(0.0, dt),
+        "gain_decay": jnp.asarray(0.0, dt), "rho_initial": jnp.asarray(0.0, dt), "leakage_growth": jnp.asarray(0.0, dt),
+        "total_gain": jnp.asarray(0.0, dt), "total_degradation": jnp.asarray(0.0, dt),
     }
 
     def accumulate(acc, W, W_new, t):
@@ -254,10 +256,13 @@ def train_to_gain(
             sets.general_p, sets.domain_p, learning_rate,
             weights_general=sets.general_w, weights_domain=sets.domain_w,
         )
-        g_t = tc.gain_rate[0]
+        g_t, rho_t = tc.gain_rate[0], tc.rho[0]
         g0 = jnp.where(t == 0, g_t, acc["g_initial"])
-        gamma = acc["total_gain"]
-        beta = jnp.where(gamma > 0, (g0 - g_t) / jnp.where(gamma > 0, gamma, 1.0), 0.0)
+        rho0 = jnp.where(t == 0, rho_t, acc["rho_initial"])
+        gamma = acc["total_gain"]  # cumulative gain before this step
+        use = gamma > 0
+        beta = jnp.where(use, (g0 - g_t) / jnp.where(use, gamma, 1.0), 0.0)
+        growth = jnp.where(use, (rho_t - rho0) / jnp.where(use, gamma, 1.0), 0.0)
         return {
             "rho_max": jnp.maximum(acc["rho_max"], tc.rho[0]),
             "g_min": jnp.minimum(acc["g_min"], g_t),
@@ -266,6 +271,8 @@ def train_to_gain(
             "s_range_general": jnp.maximum(acc["s_range_general"], tc.range_general[0]),
             "g_initial": g0,
             "gain_decay": jnp.maximum(acc["gain_decay"], beta),
+            "rho_initial": rho0,
+            "leakage_growth": jnp.maximum(acc["leakage_growth"], growth),
             "total_gain": gamma + tc.gain[0],
             "total_degradation": acc["total_degradation"] + tc.degradation[0],
         }

@@ -36,8 +36,9 @@ def test_fixed_direction_degradation_is_step_size_independent(result):
 
 
 def test_theory_bound_holds_on_every_ci_trajectory(result):
-    assert result["bound_holds"].all()
+    assert result["bound_holds"].all() and result["bound_growing_holds"].all()
     assert np.all(result["degradation"] <= result["bound_constant_rate"])
+    assert np.all(result["degradation"] <= result["bound_growing_leakage"])
 
 
 def test_fit_shapes_recovers_known_coefficients():

@@ -48,7 +48,8 @@ def test_train_to_gain_matches_the_target_and_telescopes(kind):
     assert float(tc.total_gain) == pytest.approx(float(out["gain"]), rel=1e-9)
     assert float(tc.total_degradation) == pytest.approx(float(out["degradation"]), rel=1e-9, abs=1e-14)
     # the online (step-pair) summaries equal the theory package's summaries of the whole recorded trajectory
-    for name in ("rho_max", "g_min", "g_max", "s_range", "s_range_general", "g_initial", "gain_decay", "total_gain"):
+    for name in ("rho_max", "g_min", "g_max", "s_range", "s_range_general", "g_initial", "gain_decay", "rho_initial",
+                 "leakage_growth", "total_gain"):
         assert float(out[f"c_{name}"]) == pytest.approx(float(getattr(tc, name)), rel=1e-9, abs=1e-15), name
     # the degradation itself against a NumPy KL difference at the final logits
     W_final_logits = np.asarray(out["logits_general"][T])

@@ -8,7 +8,8 @@ geometric grid, train (SGD, full batch, CE) until the domain gain reaches ``Delt
   (no last-step overshoot): the quantity the shape fits use;
 * ``D_T``: degradation after the full stopping step ``T`` (the quantity ``theory.matched_gain_bound`` bounds),
   and the bound itself from constants measured along that trajectory (constant-rate theorem, ``gain_decay = 0``
-  with ``g_min``; and the decaying-rate variant with ``g_initial`` and the measured ``gain_decay``).
+  with ``g_min``; the decaying-rate variant with ``g_initial`` and the measured ``gain_decay``; and the
+  growing-leakage variant, ``rho_t <= rho_0 + gamma Gamma_t``, whose ``Delta*^2`` term does not vanish with ``lam``).
 
 Fits over all cells (least squares, two parameters each)::
 
@@ -136,8 +137,14 @@ def _cell(config: MatchedGainConfig, fraction: float) -> dict:
         target, lam_np, out["c_rho_max"], out["c_g_initial"], out["c_s_range"],
         g_max=out["c_g_max"], s_range_general=out["c_s_range_general"], gain_decay=out["c_gain_decay"],
     )
+    growing = theory.matched_gain_bound(
+        target, lam_np, out["c_rho_initial"], out["c_g_initial"], out["c_s_range"],
+        g_max=out["c_g_max"], s_range_general=out["c_s_range_general"], gain_decay=out["c_gain_decay"],
+        leakage_growth=out["c_leakage_growth"],
+    )
     return {
         **out, **fx,
+        "bound_growing_leakage": np.asarray(growing.bound),
         "delta_star": target, "fraction": fraction, "initial_domain_loss": L0, "lams": lam_np,
         "bound_constant_rate": np.asarray(const.bound), "bound_constant_rate_relaxed": np.asarray(const.bound_relaxed),
         "bound_decaying_rate": np.asarray(decay.bound), "k1": np.asarray(const.k1), "k2": np.asarray(const.k2),
@@ -205,6 +212,7 @@ def run(config: MatchedGainConfig | None = None, *, progress: bool = True) -> di
         res["flow_estimate"] = 2 * D[:, 0] - D[:, 1] if res["lams"][1] == 2 * res["lams"][0] else D[:, 0]
         res["bound_holds"] = (res["degradation"] <= res["bound_constant_rate"]) | ~ok
         res["bound_decay_holds"] = (res["degradation"] <= res["bound_decaying_rate"]) | ~ok
+        res["bound_growing_holds"] = (res["degradation"] <= res["bound_growing_leakage"]) | ~ok
         return res
 
     return cached_result(NAME, config, compute)
