@@ -92,6 +92,10 @@ def draw_adversarial(out_dir):
     colors = ["C3" if res[n]["violated"] else "C2" for n in names]
     ax.bar(range(len(names)), vals, color=colors)
     ax.set_yscale("symlog", linthresh=1e-12)
+    top = max(1.0, max(vals))
+    ax.set_ylim(min(-1.0, min(vals)) * 10, top * 10)
+    for i, v in enumerate(vals):
+        ax.text(i, top * 2 if v < 0 else v * 3 + 1e-12, f"{v:.2g}", ha="center", fontsize=8)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(range(len(names)), [f"{n}\n({res[n]['kind']})" for n in names], fontsize=8)
     ax.set_ylabel("min slack / second-order scale\n(exact dL re-check)")
@@ -282,8 +286,8 @@ def draw_token_stats(out_dir):
     axes[2].set_yscale("log")
     for ax in axes:
         ax.legend(fontsize=7)
-    fig.suptitle(f"Token statistics under training (SGD lr {cfg.lr:g}, batch {cfg.batch_size}, {len(cfg.seeds)} seeds)", fontsize=9)
     fig.tight_layout()
+    fig.suptitle(f"Token statistics under training (SGD lr {cfg.lr:g}, batch {cfg.batch_size}, {len(cfg.seeds)} seeds)", fontsize=9, y=1.03)
     return save_figure(fig, out_dir, "synthetic_token_stats", _config_dict(cfg))
 
 
