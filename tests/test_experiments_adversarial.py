@@ -13,7 +13,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_halved_hoeffding_is_caught_and_hoeffding_is_not(cache):
-    cfg = ex.AdversarialConfig(n_restarts=8, n_steps=80, bounds=("hoeffding", "hoeffding_halved"))
+    cfg = ex.AdversarialConfig(n_restarts=4, n_steps=40, bounds=("hoeffding", "hoeffding_halved"))
     res = ex.run(cfg, progress=False)
     assert res["hoeffding_halved"]["violated"] and res["hoeffding_halved"]["min_slack_exact"] < -0.1
     assert not res["hoeffding"]["violated"] and res["hoeffding"]["min_slack_exact"] >= -1e-9

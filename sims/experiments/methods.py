@@ -82,7 +82,7 @@ class MethodsConfig:
             return cls(
                 world=WorldConfig(n_general=8, n_domain=8, n_answer_contexts=2, overlap=0.5, cot_length=3, n_sequences=12),
                 model=ModelConfig("shared", dim=24, coupling=0.3),
-                methods=("SFT", "TALR (dynamic tau)", "FLOW"), lrs=(1.0, 10.0), seeds=(0, 1), n_epochs=4, batch_size=6,
+                methods=("SFT", "TALR (dynamic tau)"), lrs=(1.0, 10.0), seeds=(0, 1), n_epochs=4, batch_size=6,
                 delta_star=0.1,
             )
         if name == "large":
