@@ -29,11 +29,12 @@ def test_halved_hoeffding_is_caught_and_hoeffding_is_not(cache):
     assert dL > halved
 
 
-def test_exact_change_matches_theory_on_a_benign_instance():
+def test_exact_change_and_excess_match_theory_on_a_benign_instance():
     rng = np.random.default_rng(0)
     q, P = rng.dirichlet(np.ones(5)), rng.dirichlet(np.ones(5))
     s = rng.normal(size=5)
     assert ex.exact_change(P, q, s, 0.7) == pytest.approx(float(theory.single_step_code_length_change(P, q, s, 0.7)), rel=1e-12)
+    assert ex.exact_excess(q, s, 0.7) == pytest.approx(float(theory.tilt_excess(q, s, 0.7)), rel=1e-12)
 
 
 @pytest.mark.slow

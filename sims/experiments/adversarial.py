@@ -1,13 +1,23 @@
 """Experiment 2: adversarial search for the smallest slack of each single-step bound.
 
-For every bound, ``theory.adversarial_slack_search`` runs Adam over ``(P, q, s, lam)`` (vmapped restarts) to
+For every bound, ``theory.adversarial_slack_search`` runs Adam over ``(q, s, lam)`` (vmapped restarts) to
 minimise the normalised slack ``(bound - actual) / scale`` (upper bounds) or ``(actual - bound) / scale``
 (lower bounds), where ``actual`` is the *measured* code-length change
-``dL(P) = theory.code_length_change(P, q, theory.tilt(q, s, lam))`` and ``scale`` the bound's second-order term
+``dL(P) = theory.code_length_change(P, q, theory.tilt(q, s, lam))`` and ``scale`` the bound's second-order term.
+``bound(P) - dL(P)`` does not depend on ``P`` (both share the first-order term ``lam (E_q s - E_P s)``), so the
+search evaluates both at ``P = q`` (first-order term exactly 0): with a general ``P`` the float64 difference
+loses the second-order parts under the first-order term's round-off and the search converges to round-off
+artefacts (it reported normalised slacks of ``-600`` and ``-1e285`` for Bennett that way). Even at ``P = q`` the
+float64 *measured* ``V`` loses its precision where ``V`` is tiny (very peaked ``q``, small ``lam``), which is where
+the Bennett bound is tightest; the search's own float64 minimum for Bennett is therefore still a round-off value
+(about ``-2.7``), and only the exact re-check below decides
 (so the search is not drawn to the trivial ``lam -> 0``). A valid bound has ``min slack >= 0`` (up to round-off);
 because the search drives the normalising scale toward ``1e-14`` and below, where the float64 measured ``dL``
-carries comparable round-off, the worst instance is re-evaluated with ``dL`` in 60-digit arithmetic
-(:func:`exact_change`, mpmath) and ``violated`` is decided on that exact slack;
+carries comparable round-off (the float64 search can report absurd slacks such as ``-1e285`` when the scale
+underflows), the worst instance is re-checked exactly: ``bound(P) - dL(P)`` equals the bound's second-order term
+minus ``V = log E_q exp(lam (s - E_q s))`` for every ``P``, so the bound is evaluated at ``P = q`` (pure
+second-order term, full float64 relative precision) and ``V`` in 60-digit arithmetic (:func:`exact_excess`,
+mpmath); ``violated`` is decided on that exact slack;
 the regression control ``hoeffding_halved`` (Hoeffding with the constant ``1/8`` replaced by ``1/16``) is not a
 bound, and the search must find a negative slack for it.
 """
@@ -51,6 +61,21 @@ def exact_change(P, q, s, lam, digits: int = 60) -> float:
         return float(mpmath.fsum(Pi * (logZ - lam * si) for Pi, qi, si in zip(P, q, s) if Pi > 0))
 
 
+def exact_excess(q, s, lam, digits: int = 60) -> float:
+    """Second-order part ``V = dL(P) - lam (E_q s - E_P s) = log sum_x q(x) exp(lam (s(x) - E_q s))`` in
+    ``digits``-digit arithmetic (independent of ``P``)."""
+    import mpmath
+
+    with mpmath.workdps(digits):
+        q = [mpmath.mpf(float(x)) for x in np.ravel(q)]
+        s = [mpmath.mpf(float(x)) for x in np.ravel(s)]
+        lam = mpmath.mpf(float(lam))
+        zq = mpmath.fsum(q)
+        q = [x / zq for x in q]
+        mu = mpmath.fsum(qi * si for qi, si in zip(q, s))
+        return float(mpmath.log(mpmath.fsum(qi * mpmath.exp(lam * (si - mu)) for qi, si in zip(q, s) if qi > 0)))
+
+
 def _hoeffding_term(P, q, s, lam):
     a, b = theory.support_range(q, s)
     return lam**2 * (b - a) ** 2 / 8.0 + 1e-300
@@ -65,7 +90,8 @@ def _hoeffding_halved(P, q, s, lam):
 
 
 def _bennett_term(P, q, s, lam):
-    return theory.bennett_upper_bound(P, q, s, lam) - _first(P, q, s, lam) + 1e-300
+    # the bound's second-order term, evaluated at P = q (first-order term exactly 0): no cancellation
+    return theory.bennett_upper_bound(q, q, s, lam) + 1e-300
 
 
 def _jensen_scale(P, q, s, lam):
@@ -113,25 +139,39 @@ class AdversarialConfig:
         return cls()
 
 
+def _at_model(fn):
+    """``fn`` evaluated at ``P = q``: ``bound(P) - dL(P)`` does not depend on ``P`` (the first-order term is common
+    to both), and at ``P = q`` that term is exactly 0, so float64 keeps the second-order parts at full relative
+    precision instead of losing them under a large first-order term (which misleads the search to round-off)."""
+
+    def at_q(P, q, s, lam):
+        return fn(q, q, s, lam)
+
+    return at_q
+
+
 def _search(config: AdversarialConfig, name: str) -> dict:
     bound_fn, kind, scale_fn, valid = BOUNDS[name]
     res = theory.adversarial_slack_search(
-        bound_fn,
-        measured_change,
+        _at_model(bound_fn),
+        _at_model(measured_change),
         jax.random.fold_in(jax.random.key(config.seed), list(BOUNDS).index(name)),
         config.n_outcomes,
         n_restarts=config.n_restarts,
         n_steps=config.n_steps,
         lam_range=(config.lam_lo, config.lam_hi),
         kind=kind,
-        scale_fn=scale_fn,
+        scale_fn=_at_model(scale_fn),
     )
-    # re-check the worst instance with the measured change in 60-digit arithmetic
+    # Re-check the worst instance exactly. bound(P) - dL(P) = (bound - first order) - V does not depend on P (the
+    # first-order term lam (E_q s - E_P s) is common to both), so evaluate the bound at P = q, where its first-order
+    # term is exactly 0 and the float64 value is the pure second-order term at full relative precision, and compare
+    # with V in 60-digit arithmetic. (At P != q the float64 difference can lose the whole second-order part.)
     P, q, s, lam = (np.asarray(res.P), np.asarray(res.q), np.asarray(res.s), float(res.lam))
-    b = float(bound_fn(P, q, s, lam))
-    exact = exact_change(P, q, s, lam)
-    sc = float(scale_fn(P, q, s, lam))
-    exact_slack = ((b - exact) if kind == "upper" else (exact - b)) / sc
+    term = float(bound_fn(q, q, s, lam))
+    V = exact_excess(q, s, lam)
+    sc = float(scale_fn(q, q, s, lam))
+    exact_slack = ((term - V) if kind == "upper" else (V - term)) / sc
     return {
         "bound": name,
         "kind": kind,
