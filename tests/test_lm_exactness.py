@@ -45,15 +45,28 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def _max_log_prob_error(model, reference, key="log_probs_f32"):
+_LOG_PROBS = jax.jit(token_log_probs, static_argnums=1)
+
+
+def _jax_log_probs(model, texts):
+    """JAX log-probs of every fixture text, run as one right-padded batch (one compilation; causality makes the
+    padding invisible to the real positions)."""
     config, params = model
-    fn = jax.jit(token_log_probs, static_argnums=1)
+    width = max(len(e["token_ids"]) for e in texts)
+    batch = np.zeros((len(texts), width), np.int32)
+    for i, e in enumerate(texts):
+        batch[i, : len(e["token_ids"])] = e["token_ids"]
+    out = np.asarray(_LOG_PROBS(params, config, jnp.asarray(batch)))
+    assert out.dtype == np.float32
+    return [out[i, : len(e["token_ids"]) - 1] for i, e in enumerate(texts)]
+
+
+def _max_log_prob_error(got, texts, key="log_probs_f32"):
     worst = 0.0
-    for entry in reference["texts"]:
-        got = np.asarray(fn(params, config, jnp.asarray([entry["token_ids"]], jnp.int32)))[0]
+    for g, entry in zip(got, texts, strict=True):
         want = np.asarray(entry[key])
-        assert got.shape == want.shape and got.dtype == np.float32
-        worst = max(worst, float(np.abs(got - want).max()))
+        assert g.shape == want.shape
+        worst = max(worst, float(np.abs(g - want).max()))
     return worst
 
 
@@ -75,8 +88,9 @@ def test_loaded_config_matches_the_reference_config(model, reference):
 
 
 def test_log_probs_match_transformers_within_1e_4_nats(model, reference, record_property):
-    worst32 = _max_log_prob_error(model, reference, "log_probs_f32")
-    worst64 = _max_log_prob_error(model, reference, "log_probs_f64")
+    got = _jax_log_probs(model, reference["texts"])
+    worst32 = _max_log_prob_error(got, reference["texts"], "log_probs_f32")
+    worst64 = _max_log_prob_error(got, reference["texts"], "log_probs_f64")
     record_property("max_abs_diff_vs_torch_f32", worst32)
     record_property("max_abs_diff_vs_torch_f64", worst64)
     print(f"max |log p_jax - log p_torch| = {worst32:.3g} (torch f32), {worst64:.3g} (torch f64) nats/token")
@@ -89,9 +103,8 @@ def test_log_probs_are_not_trivially_close(model, reference):
     config, params = model
     swapped = dict(params, layers=jax.tree_util.tree_map(lambda a: a.at[jnp.array([0, 1])].set(a[jnp.array([1, 0])]),
                                                          params["layers"]))
-    entry = reference["texts"][0]
-    got = np.asarray(token_log_probs(swapped, config, jnp.asarray([entry["token_ids"]])))[0]
-    assert np.abs(got - np.asarray(entry["log_probs_f32"])).max() > 100 * TOLERANCE_NATS
+    got = _jax_log_probs((config, swapped), reference["texts"])
+    assert _max_log_prob_error(got, reference["texts"]) > 100 * TOLERANCE_NATS
 
 
 def test_greedy_generation_with_cache_matches_transformers(model, reference):
@@ -132,4 +145,4 @@ def test_regenerated_reference_equals_the_fixture_and_the_jax_model(model, refer
         assert new["token_ids"] == old["token_ids"]
         np.testing.assert_allclose(new["log_probs_f32"], old["log_probs_f32"], atol=1e-5, rtol=0)
     assert [g["new_token_ids"] for g in fresh["greedy"]] == [g["new_token_ids"] for g in reference["greedy"]]
-    assert _max_log_prob_error(model, fresh) <= TOLERANCE_NATS
+    assert _max_log_prob_error(_jax_log_probs(model, fresh["texts"]), fresh["texts"]) <= TOLERANCE_NATS
