@@ -10,7 +10,7 @@ point of the last segment), and the general degradation ``D(lam)`` is measured t
 * hard-token mass ``m = theory.hard_token_mass(p0)`` (``mean (1 - p0)`` over the supervised targets under the
   initial model, uniform weights), and the mean number of hard targets (``p0 <= 0.2``) per response;
 * measured ``lam_safe(eps)``: the largest ``lam`` with ``D(lam) <= eps``, by linear interpolation of ``D`` in
-  ``log lam`` at the first grid crossing (censored at the grid ends: ``-inf`` flagged ``below_grid`` when even the
+  ``log lam`` at the first grid crossing (censored at the grid ends: ``0`` flagged ``below_grid`` when even the
   smallest step exceeds ``eps``, the largest grid value flagged ``above_grid`` when no step does);
 * the same with a relative tolerance ``eps_rel = (1 + excess_tolerance) D(lam_min)`` (the step-size-induced
   excess over the small-step degradation; on these worlds ``D`` at matched gain depends on ``lam`` only weakly, so
@@ -93,7 +93,8 @@ class HardTokensConfig:
 
 def safe_step_from_curve(lams, D, eps) -> tuple[float, str]:
     """Largest ``lam`` with ``D(lam) <= eps`` on a grid (module docstring): ``(value, flag)`` with flag
-    ``"interior"``, ``"below_grid"`` (value ``-inf``... returned as 0.0) or ``"above_grid"`` (value ``max(lams)``)."""
+    ``"interior"`` (linear interpolation of ``D`` in ``log lam`` at the first crossing), ``"below_grid"`` (value
+    ``0.0``: even the smallest step exceeds ``eps``) or ``"above_grid"`` (value ``max(lams)``: no step does)."""
     lams, D = np.asarray(lams, dtype=float), np.asarray(D, dtype=float)
     over = np.nonzero(D > eps)[0]
     if over.size == 0:
