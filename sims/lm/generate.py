@@ -67,6 +67,7 @@ def generate_greedy(
             f"prompt length {T} + max_new_tokens {max_new_tokens} = {total} exceeds max_seq_len={config.max_seq_len}"
         )
     prompt = prompt.astype(np.int32)
+    params = jax.tree_util.tree_map(jnp.asarray, params)  # NumPy weights would be copied to the device every step
     done = np.zeros(B, dtype=bool)
     out: list[np.ndarray] = []
 
