@@ -297,3 +297,13 @@ def test_transformers_reads_our_hf_checkpoint_to_the_same_logits(tmp_path, confi
     want = np.asarray(json.loads(proc.stdout.split("RESULT", 1)[1]))
     got = np.asarray(forward(params, config, jnp.asarray(tokens)))
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_gguf_metadata_reads_the_written_hyperparameters(tmp_path):
+    from sims.lm.gguf_io import gguf_metadata
+
+    save_gguf(tmp_path / "m.gguf", QWEN2, init_params(QWEN2, jax.random.key(0)), metadata={"general.note": "x"})
+    meta = gguf_metadata(tmp_path / "m.gguf")
+    assert meta["general.architecture"] == "qwen2" and meta["general.note"] == "x"
+    assert (meta["qwen2.block_count"], meta["qwen2.attention.head_count_kv"]) == (QWEN2.n_layers, QWEN2.n_kv_heads)
+    assert meta["qwen2.rope.freq_base"] == QWEN2.rope_theta
