@@ -1,6 +1,7 @@
 """Write tests/fixtures/lm_reference.json: an independent implementation's per-token log-probs and greedy tokens.
 
-Runs under the *reference* environment (torch 2.13.0 CPU + transformers 5.23.0 + gguf; ``.venv-ref``), NOT the
+Runs under the *reference* environment (torch 2.13.0 CPU + transformers 5.23.0 + gguf 0.19.0, plus accelerate
+1.15.0, which transformers requires to load GGUF files; ``.venv-ref``), NOT the
 toolkit's JAX environment; it imports nothing from ``sims``. Hugging Face ``transformers`` loads the same GGUF file
 (``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)``: its own dequantisation and its own reverse of
 llama.cpp's Q/K permutation) in float32 on CPU, and the script records, for a few fixed texts:
