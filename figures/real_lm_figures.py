@@ -17,7 +17,11 @@ import numpy as np
 from figures._claims import Verdict, claim
 from figures._registry import figure, save_figure
 
-SETTING = "real LM (SmolLM2-135M-Instruct)"
+_PRESET_NAME = os.environ.get("SFT_REAL_LM_PRESET", "default")
+SETTING = {
+    "default": "real LM (SmolLM2-135M-Instruct)",
+    "paper": f"real LM (paper preset: {os.environ.get('SFT_PAPER_MODEL', '?')})",
+}.get(_PRESET_NAME, f"real LM ({_PRESET_NAME} preset)")
 GROUP = "real_lm"
 
 
@@ -28,7 +32,8 @@ def _preset():
 
 
 def _command(name: str | None = None) -> str:
-    return f"python -m figures {name}" if name else "python -m sims.harness report --preset default"
+    prefix = "" if _PRESET_NAME == "default" else f"SFT_REAL_LM_PRESET={_PRESET_NAME} "
+    return f"{prefix}python -m figures {name}" if name else f"python -m sims.harness report --preset {_PRESET_NAME}"
 
 
 def _setup():
