@@ -27,22 +27,28 @@ __all__ = ["DataConfig", "Session", "get_session", "model_fingerprint", "code_ve
 
 _REPO = Path(__file__).resolve().parents[2]
 
-#: Source files a run's results depend on (their content is part of every run's key).
-CODE_PATHS = ("sims/lm", "sims/harness", "sims/weighting.py", "theory")
+#: Source files a run's results depend on (their content is part of every run's key): the model layer's
+#: modules (not its benchmark and reference scripts), this package, the loss weightings and the exported
+#: theory (not its SymPy derivations).
+CODE_PATHS = (
+    "sims/lm/__init__.py", "sims/lm/config.py", "sims/lm/model.py", "sims/lm/gguf_io.py", "sims/lm/hf_io.py",
+    "sims/lm/tokenizer.py", "sims/lm/generate.py",
+    "sims/harness/*.py",
+    "sims/weighting.py",
+    "theory/__init__.py", "theory/_*.py",
+)
 
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """SHA-256 (16 hex) of the ``.py`` files under :data:`CODE_PATHS` (paths and contents).
+    """SHA-256 (16 hex) of the files matched by :data:`CODE_PATHS` (paths and contents).
 
     Computed once per process, when first needed: the code a process runs is the code it imported, so a
     file edited on disk during a long sweep neither mislabels nor invalidates the sweep's own runs.
     """
     digest = hashlib.sha256()
-    for rel in CODE_PATHS:
-        p = _REPO / rel
-        files = [p] if p.is_file() else sorted(p.rglob("*.py"))
-        for f in files:
+    for pattern in CODE_PATHS:
+        for f in sorted(_REPO.glob(pattern)):
             digest.update(str(f.relative_to(_REPO)).encode())
             digest.update(f.read_bytes())
     return digest.hexdigest()[:16]
