@@ -9,8 +9,9 @@ A run folder ``<runs_dir>/<key>/`` (``runs_dir`` = ``$SFT_RUNS_DIR`` or ``<cache
   means the run is never recomputed.
 
 ``key`` is the content hash of the configuration, the model file's fingerprint and the code version of
-the source files the run depends on (``sims/lm``, ``sims/harness``, ``sims/weighting.py``, ``theory``), so
-unrelated edits do not invalidate results. A killed run restarts from its last saved point when a state
+the source files the run depends on (``sims.harness.session.CODE_PATHS``: the model modules of ``sims/lm``,
+``sims/harness``, ``sims/weighting.py``, the exported ``theory`` modules), so unrelated edits do not
+invalidate results. A killed run restarts from its last saved point when a state
 checkpoint exists and otherwise from step 0; a sweep recomputes only unfinished runs. Batches are a pure
 function of (seed, step), so a resumed run follows the same trajectory as an uninterrupted one.
 """
