@@ -2,9 +2,13 @@
 
 Every figure and check calls the cached experiment functions of :mod:`sims.harness.experiments`
 with the preset named by ``$SFT_REAL_LM_PRESET`` (default ``"default"``); the first call runs the
-sweep (about 20 minutes cold on a 2-core CPU), later calls read the run folders. Domain gain ``D`` and
-general loss change ``G`` are in nats/token (held-out); the paper reports benchmark accuracies, so checks
+sweep (about 20 minutes cold on a 2-core CPU), later calls read the run folders. Domain gain and
+general loss change are in nats/token (held-out); the paper reports benchmark accuracies, so checks
 compare directions and orderings, never magnitudes.
+
+Notation: everything this module shows follows the theory's letters, ``D`` = general degradation (general
+loss change) and ``G`` = domain gain. The harness's result dictionaries use the opposite keys (``"D"`` holds
+the domain gain, ``"G"`` the general change), so ``r["D"]`` is displayed as G and ``r["G"]`` as D.
 """
 
 from __future__ import annotations
@@ -80,8 +84,8 @@ def real_lm_lr_tradeoff(out_dir: Path) -> dict:
             ax.errorbar(d, g, xerr=dsd, yerr=gsd, fmt="o", color=c, capsize=3, label=f"lr {lr:g}")
         ax.axhline(0, color="grey", lw=0.6)
         ax.plot(0, 0, "k*", ms=9, label="initial model")
-        ax.set_xlabel("held-out domain gain D (nats/token)")
-        ax.set_ylabel("general loss change G (nats/token, mean of 3 sets)")
+        ax.set_xlabel("held-out domain gain G (nats/token)")
+        ax.set_ylabel("general loss change D (nats/token, mean of 3 sets)")
         ax.set_title(f"SFT, {'chain-of-thought' if fmt == 'cot' else 'label-only'} targets")
         ax.legend(fontsize=8)
     fig.suptitle(f"Learning rate trades domain gain for general loss ({preset.name} preset; mean +- sd over {len(preset.seeds)} seeds; lines: trajectories)", fontsize=9)
@@ -108,8 +112,8 @@ def real_lm_methods_pareto(out_dir: Path) -> dict:
             ax.errorbar(row["D"], row["G"], xerr=row["D_sd"], yerr=row["G_sd"], fmt=mk, capsize=3, label=m, alpha=0.85)
         ax.axhline(0, color="grey", lw=0.6)
         ax.plot(0, 0, "k*", ms=9)
-        ax.set_xlabel("held-out domain gain D (nats/token)")
-        ax.set_ylabel("general loss change G (nats/token)")
+        ax.set_xlabel("held-out domain gain G (nats/token)")
+        ax.set_ylabel("general loss change D (nats/token)")
         ax.set_title(f"learning rate {lr:g} (chain-of-thought)")
         ax.legend(fontsize=7)
     fig.suptitle("Methods against the SFT trade-off curve (mean +- sd over seeds; lower is better retention)", fontsize=9)
@@ -239,7 +243,7 @@ def real_lm_safe_lr(out_dir: Path) -> dict:
     axes[1].set_xscale("log")
     axes[1].set_xlabel("learning rate")
     axes[1].set_ylabel("general loss change after training (nats/token)")
-    axes[1].set_title("largest learning rate keeping G <= eps")
+    axes[1].set_title("largest learning rate keeping D <= eps")
     axes[1].legend(fontsize=7)
     fig.suptitle("Theorem 3.2: fewer hard tokens should allow a larger safe step", fontsize=9)
     return save_figure(fig, out_dir, "real_lm_safe_lr", {"preset": _config(preset), "safe_lr": sl})
@@ -272,8 +276,8 @@ def check_claim_3() -> Verdict:
         mono_any |= any(mono)
         fit = r["fit"]
         better.append(fit["better"])
-        cells = "; ".join(f"D*={c['d_star']:.3f} lr={c['lr']:g}: G={c['G']:+.4f}" for c in r["cells"])
-        parts.append(f"{fmt}: G non-decreasing in lr at {sum(mono)}/{len(mono)} matched gains ({cells}); fits k1 D*+k2 D* lam "
+        cells = "; ".join(f"D*={c['d_star']:.3f} lr={c['lr']:g}: D={c['G']:+.4f}" for c in r["cells"])
+        parts.append(f"{fmt}: D non-decreasing in lr at {sum(mono)}/{len(mono)} matched gains ({cells}); fits k1 D*+k2 D* lam "
                      f"(k1={fit['linear']['k1']:.3g}, k2={fit['linear']['k2']:.3g}, rmse {fit['linear']['rmse']:.2g}) vs k1 D*+k2 D*^2 lam "
                      f"(k1={fit['quadratic']['k1']:.3g}, k2={fit['quadratic']['k2']:.3g}, rmse {fit['quadratic']['rmse']:.2g})")
     k1_positive = all(r["fit"][r["fit"]["better"]]["k1"] > 0 for r in mg.values() if r.get("fit"))
@@ -307,8 +311,8 @@ def check_claim_7() -> Verdict:
     ev = (f"Paper: label-only targets (fewer hard tokens) tolerate larger LRs (5e-6 fine) than CoT (5e-6 degrades). Ours: hard tokens (p <= 0.2) per "
           f"training example CoT {per_ex['cot']:.1f} vs label {per_ex['label']:.1f}, but hard-token mass mean(1-p) per target token CoT "
           f"{c['hard_token_mass']:.3f} vs label {l['hard_token_mass']:.3f} (hard fraction {c['hard_fraction']:.3f} vs {l['hard_fraction']:.3f}); "
-          f"final G by lr CoT { {k: round(v, 4) for k, v in c['G_final'].items()} } label { {k: round(v, 4) for k, v in l['G_final'].items()} }; "
-          f"safe lr (G <= {preset.safe_eps}) CoT {c['safe_lr']} vs label {l['safe_lr']}. " + _DIRECTIONS)
+          f"final D by lr CoT { {k: round(v, 4) for k, v in c['G_final'].items()} } label { {k: round(v, 4) for k, v in l['G_final'].items()} }; "
+          f"safe lr (D <= {preset.safe_eps}) CoT {c['safe_lr']} vs label {l['safe_lr']}. " + _DIRECTIONS)
     rank = lambda x: -1.0 if x is None else x  # noqa: E731
     cmd = _command("real_lm_safe_lr")
     if rank(l["safe_lr"]) > rank(c["safe_lr"]):
@@ -381,7 +385,7 @@ def check_claim_13() -> Verdict:
     rows = _rows(preset.method_lrs[1])
     names = ["talr", "flow", "l2", "sft"]
     order = _g_order(rows, names)
-    desc = ", ".join(f"{n}: D={rows[n]['D']:.4f}+-{rows[n]['D_sd']:.4f}, G={rows[n]['G']:+.4f}+-{rows[n]['G_sd']:.4f}" for n in order)
+    desc = ", ".join(f"{n}: G={rows[n]['D']:.4f}+-{rows[n]['D_sd']:.4f}, D={rows[n]['G']:+.4f}+-{rows[n]['G_sd']:.4f}" for n in order)
     ev = (f"Paper (5e-6): general TALR 0.502 > FLOW 0.450 > L2 0.395 > SFT 0.381, domain 0.542/0.553/0.555/0.558. Ours (lr {preset.method_lrs[1]:g}, "
           f"best retention first): {desc}. " + _DIRECTIONS)
     if len(order) < 4:
@@ -401,8 +405,8 @@ def check_claim_14() -> Verdict:
     spread = lambda rows, k: max(rows[n][k] for n in names) - min(rows[n][k] for n in names)  # noqa: E731
     gs, gl, ds, dl = spread(small, "G"), spread(large, "G"), spread(small, "D"), spread(large, "D")
     best_small = min(names, key=lambda n: small[n]["G"])
-    ev = (f"Paper (1e-6): SFT/L2/TALR within 0.033 domain and 0.025 general; at 5e-6 general spread 0.121. Ours ({', '.join(names)}): spread of G "
-          f"{gs:.4f} at lr {preset.method_lrs[0]:g} vs {gl:.4f} at {preset.method_lrs[1]:g}; spread of D {ds:.4f} vs {dl:.4f}; best general at small lr: "
+    ev = (f"Paper (1e-6): SFT/L2/TALR within 0.033 domain and 0.025 general; at 5e-6 general spread 0.121. Ours ({', '.join(names)}): spread of D "
+          f"{gs:.4f} at lr {preset.method_lrs[0]:g} vs {gl:.4f} at {preset.method_lrs[1]:g}; spread of G {ds:.4f} vs {dl:.4f}; best general at small lr: "
           f"{best_small}. " + _DIRECTIONS)
     if gs < gl and ds <= dl:
         v = "holds"
@@ -426,9 +430,9 @@ def check_claim_15() -> Verdict:
         keeps = r["G"] <= sft["G"]
         loses = frac <= 0.5
         ok.append(keeps and loses)
-        parts.append(f"{n}: D={r['D']:.4f} ({frac:.2f} of SFT's {sft['D']:.4f}), G={r['G']:+.4f} vs SFT {sft['G']:+.4f}")
+        parts.append(f"{n}: G={r['D']:.4f} ({frac:.2f} of SFT's {sft['D']:.4f}), D={r['G']:+.4f} vs SFT {sft['G']:+.4f}")
     ev = (f"Paper (1e-6): LoRA domain 0.181, WiSE-FT 0.198 vs SFT 0.534 (about 1/3), WiSE-FT general 0.727 vs SFT 0.692. Ours (lr {preset.method_lrs[0]:g}): "
-          + "; ".join(parts) + ". Criterion: G <= SFT's and D <= 0.5 x SFT's. " + _DIRECTIONS)
+          + "; ".join(parts) + ". Criterion: D <= SFT's and G <= 0.5 x SFT's. " + _DIRECTIONS)
     if not cands:
         return Verdict("inconclusive", ev, _command("real_lm_methods_pareto"))
     return Verdict("holds" if all(ok) else ("partly holds" if any(ok) else "fails"), ev, _command("real_lm_methods_pareto"))
@@ -440,7 +444,7 @@ def check_claim_16() -> Verdict:
     small, large = (_rows(lr) for lr in preset.method_lrs)
     names = [n for n in small if n in large and small[n]["n"] > 0 and large[n]["n"] > 0]
     worse = {n: large[n]["G"] > small[n]["G"] for n in names}
-    ev = (f"Paper: every method's general score is lower at 5e-6 than at 1e-6. Ours, G at {preset.method_lrs[0]:g} -> {preset.method_lrs[1]:g}: "
+    ev = (f"Paper: every method's general score is lower at 5e-6 than at 1e-6. Ours, D at {preset.method_lrs[0]:g} -> {preset.method_lrs[1]:g}: "
           + ", ".join(f"{n} {small[n]['G']:+.4f} -> {large[n]['G']:+.4f}" for n in names) + ". " + _DIRECTIONS)
     n_worse = sum(worse.values())
     v = "holds" if n_worse == len(names) else ("partly holds" if n_worse > len(names) / 2 else "fails")
@@ -456,8 +460,8 @@ def check_claim_17() -> Verdict:
         return Verdict("inconclusive", "TALR or FLOW runs missing", _command("real_lm_methods_pareto"))
     diff = f["G"] - t["G"]
     se = float(np.sqrt(t["G_sd"] ** 2 / t["n"] + f["G_sd"] ** 2 / f["n"]))
-    ev = (f"Paper (5e-6): general TALR 0.502 vs FLOW 0.450 (domain 0.542 vs 0.553). Ours (lr {preset.method_lrs[1]:g}): G TALR {t['G']:+.4f}+-{t['G_sd']:.4f} "
-          f"vs FLOW {f['G']:+.4f}+-{f['G_sd']:.4f} (difference {diff:+.4f}, standard error {se:.4f}); D TALR {t['D']:.4f} vs FLOW {f['D']:.4f}. " + _DIRECTIONS)
+    ev = (f"Paper (5e-6): general TALR 0.502 vs FLOW 0.450 (domain 0.542 vs 0.553). Ours (lr {preset.method_lrs[1]:g}): D TALR {t['G']:+.4f}+-{t['G_sd']:.4f} "
+          f"vs FLOW {f['G']:+.4f}+-{f['G_sd']:.4f} (difference {diff:+.4f}, standard error {se:.4f}); G TALR {t['D']:.4f} vs FLOW {f['D']:.4f}. " + _DIRECTIONS)
     if abs(diff) <= 2 * se:
         return Verdict("inconclusive", ev + " (difference within 2 standard errors over seeds)", _command("real_lm_methods_pareto"))
     return Verdict("holds" if diff > 0 else "fails", ev, _command("real_lm_methods_pareto"))
@@ -480,8 +484,8 @@ def check_claim_18() -> Verdict:
         if "talr" in rows and "sft" in rows:
             red[name] = rows["sft"]["ratio"] - rows["talr"]["ratio"]
     talr_more_at_large = len(red) == 2 and red["large"] > red["small"] and red["large"] > 0
-    ev = (f"Prediction (I): G/D grows with lr; TALR lowers it mainly at large lr. Ours (SFT, CoT) G/D by lr "
-          f"{ {f'{lr:g}': round(x, 3) for lr, x in zip(preset.lr_grid, ratios)} }; SFT minus TALR G/D: "
+    ev = (f"Prediction (I): D/G grows with lr; TALR lowers it mainly at large lr. Ours (SFT, CoT) D/G by lr "
+          f"{ {f'{lr:g}': round(x, 3) for lr, x in zip(preset.lr_grid, ratios)} }; SFT minus TALR D/G: "
           f"{ {k: round(v, 3) for k, v in red.items()} }. " + _DIRECTIONS)
     v = "holds" if increasing and talr_more_at_large else ("partly holds" if increasing or talr_more_at_large else "fails")
     return Verdict(v, ev, _command())
