@@ -57,7 +57,8 @@ def test_failed_compute_leaves_no_entry(tmp_path):
 
     with pytest.raises(RuntimeError):
         cached_pickle("ns", {"k": 2}, boom, root=tmp_path)
-    assert not any((tmp_path / "ns").glob("*")) if (tmp_path / "ns").exists() else True
+    leftovers = list((tmp_path / "ns").glob("*")) if (tmp_path / "ns").exists() else []
+    assert leftovers == []
     assert cached_pickle("ns", {"k": 2}, lambda: 7, root=tmp_path) == 7
 
 
