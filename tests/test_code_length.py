@@ -6,21 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.special import logsumexp as np_logsumexp
 from scipy.stats import entropy as scipy_kl
 
 import theory
+from random_instances import random_simplex
 
 assert jnp.zeros(1).dtype == jnp.float64, "theory tests need JAX_ENABLE_X64=1 (tests/conftest.py sets it)"
 
 
-def random_simplex(rng, shape, scale=2.0, zero_frac=0.0):
-    z = scale * rng.standard_normal(shape)
-    if zero_frac:
-        zeros = rng.random(shape) < zero_frac
-        zeros[..., 0] = False
-        z = np.where(zeros, -np.inf, z)
-    return np.exp(z - np_logsumexp(z, axis=-1, keepdims=True))
 
 
 @pytest.mark.parametrize("jit", [False, True])
