@@ -34,7 +34,7 @@ test-slow: $(STAMP)
 # Optional: the transformers + torch reference that the LM/tokenizer fixtures were generated with.
 reference-env:
 	test -x .venv-ref/bin/python || $(PYTHON) -m venv .venv-ref
-	.venv-ref/bin/python -m pip install --quiet -r sims/lm/reference-requirements.txt
+	.venv-ref/bin/python -m pip install --quiet -r tools/reference-requirements.txt
 
 test-reference: $(STAMP) reference-env
 	$(PY) -m pytest -q -m reference

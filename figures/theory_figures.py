@@ -18,23 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from figures._claims import Verdict, claim
+from theory import ensure_float64
 from figures._registry import figure, save_figure
 
 SETTING = "exact (float64 numerics)"
 GROUP = "theory"
 COMMAND = "python -m figures all"
-
-
-def _require_x64():
-    """Float64 is required. ``python -m figures`` means to set JAX_ENABLE_X64=1, but JAX may already have been
-    imported (through ``figures/__init__``) before that line runs, so switch it on here and verify."""
-    import jax
-    import jax.numpy as jnp
-
-    if jnp.zeros(1).dtype != jnp.float64:
-        jax.config.update("jax_enable_x64", True)
-    if jnp.zeros(1).dtype != jnp.float64:
-        raise RuntimeError("float64 could not be enabled; run with JAX_ENABLE_X64=1")
 
 
 def _softmax_rows(z):
@@ -70,7 +59,7 @@ def theory_single_step_bounds(out_dir: Path) -> dict:
 
     import theory
 
-    _require_x64()
+    ensure_float64()
     cfg = dict(FIG_A_CONFIG)
     P, q, s = _figure_a_instance(cfg)
     lam = np.geomspace(cfg["lam_min"], cfg["lam_max"], cfg["n_lam"])
@@ -121,7 +110,7 @@ def theory_talr_weights(out_dir: Path) -> dict:
 
     import theory
 
-    _require_x64()
+    ensure_float64()
     cfg = dict(FIG_B_CONFIG)
     taus = [np.inf if t == "inf" else float(t) for t in cfg["taus"]]
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.4))
@@ -212,7 +201,7 @@ def _claim1_evidence(cfg):
 
 @claim(1, SETTING)
 def check_claim_1() -> Verdict:
-    _require_x64()
+    ensure_float64()
     cfg = dict(vocab=3, depth=3, n_instances=10_000, seed=11)
     e = _cached("claim1", cfg, lambda: _claim1_evidence(cfg))
     ok = max(e["err_tree_vs_kl"], e["err_tree_vs_ce"], e["err_flat_vs_kl"]) < 1e-10
@@ -289,7 +278,7 @@ def _claim2_evidence(cfg):
 
 @claim(2, SETTING)
 def check_claim_2() -> Verdict:
-    _require_x64()
+    ensure_float64()
     cfg = dict(n_instances=10_000, n_outcomes=5, seed=12, n_mpmath=200, t_small=1e-3, adv_outcomes=4, adv_restarts=64, adv_steps=300)
     e = _cached("claim2", cfg, lambda: _claim2_evidence(cfg))
     expansion_ok = e["err_identity"] < 1e-9 and e["worst_remainder2"] < 10 * cfg["t_small"]
@@ -359,7 +348,7 @@ def _claim6_evidence(cfg):
 
 @claim(6, SETTING)
 def check_claim_6() -> Verdict:
-    _require_x64()
+    ensure_float64()
     cfg = dict(vocab_sizes=[2, 3, 10, 100, 1000], per_vocab=20_000, seed=16)
     e = _cached("claim6", cfg, lambda: _claim6_evidence(cfg))
     ok = e["violations"] == 0 and e["violations_fn"] == 0 and e["min_norm_hard"] >= 0.8 and e["grad_err"] < 1e-12
@@ -416,7 +405,7 @@ def F_single(x, losses, tau):
 
 @claim(8, SETTING)
 def check_claim_8() -> Verdict:
-    _require_x64()
+    ensure_float64()
     cfg = dict(n_instances=10_000, n_tokens=6, seed=18, n_competitors=20, n_slsqp=20)
     e = _cached("claim8", cfg, lambda: _claim8_evidence(cfg))
     ok = (e["err_w"] < 1e-12 and e["err_value"] < 1e-12 and e["err_attained"] < 1e-10 and e["beaten"] == 0 and e["slsqp"] < 1e-4
@@ -473,7 +462,7 @@ def _claim9_evidence(cfg):
 
 @claim(9, SETTING)
 def check_claim_9() -> Verdict:
-    _require_x64()
+    ensure_float64()
     cfg = dict(n_batches=100, tokens=16, vocab=7, floor=0.01, seed=19)
     e = _cached("claim9", cfg, lambda: _claim9_evidence(cfg))
     rel = e["rel"]

@@ -59,7 +59,8 @@ from sims.experiments.matched_gain import MatchedGainConfig
 from sims.synthetic_models import build_model, init_params
 from sims.synthetic_training import TrainConfig, domain_code_length, train_to_gain
 from sims.weighting import LossWeighting
-from sims.worlds import HARD_THRESHOLD, make_world
+from sims.worlds import make_world
+from theory import HARD_TOKEN_THRESHOLD
 
 assert jnp.zeros(1).dtype == jnp.float64, "float64 is not in effect: run with JAX_ENABLE_X64=1"
 
@@ -95,8 +96,8 @@ p_target = np.exp(log_q0[ctx, tgt])  # initial probability of every supervised t
 L0_numpy = np.mean(-np.log(p_target))
 L0 = float(domain_code_length(model, W0, world))
 assert abs(L0 - L0_numpy) < 1e-12
-hard = p_target <= HARD_THRESHOLD
-print(f"{ctx.size} target tokens: {hard.mean():.0%} hard (p <= {HARD_THRESHOLD}), median p = {np.median(p_target):.2f}, "
+hard = p_target <= HARD_TOKEN_THRESHOLD
+print(f"{ctx.size} target tokens: {hard.mean():.0%} hard (p <= {HARD_TOKEN_THRESHOLD}), median p = {np.median(p_target):.2f}, "
       f"initial domain loss L0 = {L0:.4f} nats/token")
 assert np.median(p_target) >= 0.9 - 1e-12  # as in the paper: most target tokens are easy at the start
 # hard tokens carry most of the initial domain loss

@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     import jax
     import jax.numpy as jnp
 
-    from sims.experiments._sweep import ensure_float64
+    from theory import ensure_float64
     from sims.experiments.single_step import check_instance
     from sims.worlds import random_tilt_instances
 

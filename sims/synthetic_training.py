@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 import theory
+from theory import HARD_TOKEN_THRESHOLD
 from sims.synthetic_models import SoftmaxModel, all_log_probs, init_params, token_losses
 from sims.weighting import (
     LossWeighting,
@@ -41,7 +42,7 @@ from sims.weighting import (
     reweighted_loss,
     sequence_mean_losses,
 )
-from sims.worlds import HARD_THRESHOLD, World
+from sims.worlds import World
 
 __all__ = [
     "OPTIMIZERS",
@@ -353,7 +354,7 @@ def train_epochs(
     def stats(W):
         l = _losses(model, W, world)
         p = jnp.exp(-l)
-        frac = jnp.sum(jnp.where(on, p > HARD_THRESHOLD, False)) / jnp.sum(on)
+        frac = jnp.sum(jnp.where(on, p > HARD_TOKEN_THRESHOLD, False)) / jnp.sum(on)
         med = jnp.nanmedian(jnp.where(on, p, jnp.nan))
         return {
             "gain": domain_gain(model, W, world),

@@ -33,9 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theory import HARD_TOKEN_THRESHOLD
+
 __all__ = [
     "RESPONSE_FORMATS",
-    "HARD_THRESHOLD",
     "WorldConfig",
     "World",
     "make_world",
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 RESPONSE_FORMATS = ("cot", "label")
-HARD_THRESHOLD = 0.2  # a target token is "hard" when its model probability is <= 0.2 (shared/paper.md 7.3)
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ class WorldConfig:
         need(0.0 <= self.overlap <= 1.0, "overlap", "must lie in [0, 1]")
         need(np.isfinite(self.zipf_exponent) and self.zipf_exponent >= 0, "zipf_exponent", "must be finite and >= 0")
         need(0.0 < self.top_prob < 1.0, "top_prob", "must lie in (0, 1)")
-        need(0.0 < self.hard_prob <= HARD_THRESHOLD, "hard_prob", f"must lie in (0, {HARD_THRESHOLD}]")
-        need(0.0 < self.answer_prob <= HARD_THRESHOLD, "answer_prob", f"must lie in (0, {HARD_THRESHOLD}]")
+        need(0.0 < self.hard_prob <= HARD_TOKEN_THRESHOLD, "hard_prob", f"must lie in (0, {HARD_TOKEN_THRESHOLD}]")
+        need(0.0 < self.answer_prob <= HARD_TOKEN_THRESHOLD, "answer_prob", f"must lie in (0, {HARD_TOKEN_THRESHOLD}]")
         need(self.top_prob + max(self.hard_prob, self.answer_prob) < 1.0, "top_prob", "top_prob + hard/answer prob must be < 1")
         need(0.0 <= self.hard_fraction <= 1.0, "hard_fraction", "must lie in [0, 1]")
         need(self.response_format in RESPONSE_FORMATS, "response_format", f"must be one of {RESPONSE_FORMATS}")

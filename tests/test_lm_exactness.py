@@ -1,6 +1,6 @@
 """The JAX SmolLM2-135M-Instruct against Hugging Face transformers (torch CPU) loading the same GGUF file.
 
-The fixture tests/fixtures/lm_reference.json was written by sims/lm/make_reference.py under the reference
+The fixture tests/fixtures/lm_reference.json was written by tools/make_lm_reference.py under the reference
 environment (.venv-ref: torch 2.13.0 CPU + transformers 5.23.0); these tests need only the fixture and the model.
 """
 
@@ -137,7 +137,7 @@ def test_regenerated_reference_equals_the_fixture_and_the_jax_model(model, refer
     if python is None:
         pytest.fail("the reference test needs torch + transformers importable, or a .venv-ref/ with them")
     out = tmp_path / "lm_reference.json"
-    subprocess.run([python, str(ROOT / "sims" / "lm" / "make_reference.py"), "--model", str(default_model_path()),
+    subprocess.run([python, str(ROOT / "tools" / "make_lm_reference.py"), "--model", str(default_model_path()),
                     "--out", str(out)], check=True, env=dict(os.environ, PYTHONPATH=""))
     fresh = json.loads(out.read_text())
     assert fresh["model_sha256"] == reference["model_sha256"]

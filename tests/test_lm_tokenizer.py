@@ -1,7 +1,7 @@
 """Tests of sims.lm.tokenizer against references that share no code with it.
 
 References:
-  * ``tests/fixtures/tokenizer_reference.json`` (written by ``sims/lm/make_tokenizer_reference.py`` in the
+  * ``tests/fixtures/tokenizer_reference.json`` (written by ``tools/make_tokenizer_reference.py`` in the
     transformers 5.23 environment): for each text, transformers' GGUF tokenizer ids, a pure-Python
     ``regex``-package implementation of llama.cpp's ``"smollm"`` BPE, and transformers with SmolLM2's own
     ``tokenizer.json`` pre-tokenizer; plus ChatML texts rendered by Jinja from the file's template.
@@ -525,7 +525,7 @@ def test_regenerated_reference_equals_fixture(tok, tmp_path):
         pytest.skip(f"{python} cannot import transformers/regex/gguf")
     out = tmp_path / "reference.json"
     subprocess.run(
-        [str(python), str(REPO / "sims" / "lm" / "make_tokenizer_reference.py"), "--model", str(default_model_path()), "--out", str(out)],
+        [str(python), str(REPO / "tools" / "make_tokenizer_reference.py"), "--model", str(default_model_path()), "--out", str(out)],
         check=True, env={**os.environ, "PYTHONPATH": ""},
     )
     fresh = json.loads(out.read_text(encoding="utf-8"))

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from sims.worlds import DIRECTION_KINDS, HARD_THRESHOLD, WorldConfig, make_world, random_tilt_instances
+from theory import HARD_TOKEN_THRESHOLD
+from sims.worlds import DIRECTION_KINDS, WorldConfig, make_world, random_tilt_instances
 
 
 @pytest.mark.parametrize("fmt", ["cot", "label"])
@@ -29,7 +30,7 @@ def test_world_structure_matches_its_definition(fmt, overlap):
     hard = np.asarray(w.domain_hard)
     p_target = q0[dom, tgt[dom]]
     np.testing.assert_allclose(p_target[~hard[dom]], cfg.top_prob / q0[dom].sum(-1)[~hard[dom]], rtol=1e-12)
-    assert np.all(p_target[hard[dom]] <= HARD_THRESHOLD)
+    assert np.all(p_target[hard[dom]] <= HARD_TOKEN_THRESHOLD)
     # responses
     assert w.contexts.shape == (cfg.n_sequences, cfg.seq_len)
     np.testing.assert_array_equal(np.asarray(w.targets), tgt[np.asarray(w.contexts)])

@@ -7,6 +7,7 @@ the last axis and any batch shape in front.
 
 # Each module sets __all__; the wildcard imports re-export its public names.
 from theory._validate import *  # noqa: F401,F403
+from theory._precision import *  # noqa: F401,F403
 from theory._tilt import *  # noqa: F401,F403
 from theory._code_length import *  # noqa: F401,F403
 from theory._single_step import *  # noqa: F401,F403

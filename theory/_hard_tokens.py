@@ -56,6 +56,7 @@ from theory._matched_gain import matched_gain_bound
 from theory._validate import check_real, check_step, is_concrete
 
 __all__ = [
+    "HARD_TOKEN_THRESHOLD",
     "ce_update_norm_bounds",
     "hard_token_mass",
     "HardTokenConstants",
@@ -63,6 +64,10 @@ __all__ = [
     "degradation_bound_from_mass",
     "safe_step_size",
 ]
+
+#: A target token is "hard" when the model gives it probability at most this (the paper's token-level
+#: analysis counts the fraction of target tokens with ``p > 0.2``). Every room of the toolkit uses this one value.
+HARD_TOKEN_THRESHOLD = 0.2
 
 
 def _check_unit_interval(name: str, p) -> jax.Array:

@@ -12,24 +12,12 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable, Sequence
 
+from theory import ensure_float64
 from theory._cache import cached_pickle, library_versions, source_version
 
-__all__ = ["PRESETS", "ensure_float64", "key_material", "run_cells", "cached_result", "check_preset"]
+__all__ = ["PRESETS", "key_material", "run_cells", "cached_result", "check_preset"]
 
 PRESETS = ("ci", "default", "large")
-
-
-def ensure_float64() -> None:
-    """Every synthetic experiment runs in float64. ``JAX_ENABLE_X64=1`` should be set before JAX is imported
-    (tests/conftest.py and ``python -m figures`` do); if JAX was imported without it, switch it on here (affects
-    arrays created afterwards) and verify, so a float32 result can never be computed or cached."""
-    import jax
-    import jax.numpy as jnp
-
-    if jnp.zeros(()).dtype != jnp.float64:
-        jax.config.update("jax_enable_x64", True)
-    if jnp.zeros(()).dtype != jnp.float64:
-        raise RuntimeError("float64 could not be enabled; run with JAX_ENABLE_X64=1")
 
 
 def check_preset(name: str) -> str:

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-from sims.experiments._sweep import cached_result, check_preset, ensure_float64, run_cells
+from sims.experiments._sweep import cached_result, check_preset, run_cells
+from theory import ensure_float64
 
 __all__ = ["AdversarialConfig", "BOUNDS", "measured_change", "run"]
 

@@ -36,7 +36,8 @@ from sims.experiments._sweep import cached_result, check_preset, run_cells
 from sims.sharding import map_sharded
 from sims.synthetic_models import ModelConfig, all_log_probs, build_model, init_params
 from sims.synthetic_training import TrainConfig, domain_gain, train_to_gain
-from sims.worlds import HARD_THRESHOLD, WorldConfig, make_world
+from sims.worlds import WorldConfig, make_world
+from theory import HARD_TOKEN_THRESHOLD
 
 __all__ = ["HardTokensConfig", "safe_step_from_curve", "run"]
 
@@ -122,7 +123,7 @@ def _cell(config: HardTokensConfig, cell: tuple[str, float]) -> dict:
     on = np.asarray(world.mask) > 0
     p0 = np.exp(np.asarray(all_log_probs(model, W0)))[np.asarray(world.contexts), np.asarray(world.targets)][on]
     mass = float(theory.hard_token_mass(jnp.asarray(p0)))
-    hard_per_response = float(np.sum(p0 <= HARD_THRESHOLD) / world.contexts.shape[0])
+    hard_per_response = float(np.sum(p0 <= HARD_TOKEN_THRESHOLD) / world.contexts.shape[0])
     lam_safe, flag = safe_step_from_curve(config.lams, out["matched_degradation"], config.eps)
     eps_rel = (1.0 + config.excess_tolerance) * float(out["matched_degradation"][0])
     lam_safe_rel, flag_rel = safe_step_from_curve(config.lams, out["matched_degradation"], eps_rel)

@@ -28,7 +28,6 @@ from sims.lm.model import per_token_losses
 from theory import hard_token_mass
 
 __all__ = [
-    "HARD_THRESHOLD",
     "HIST_BINS",
     "set_token_losses",
     "mean_nll",
@@ -37,7 +36,6 @@ __all__ = [
     "greedy_accuracy",
 ]
 
-HARD_THRESHOLD = 0.2
 HIST_BINS = 20
 
 _EVAL_FNS: dict = {}
@@ -81,7 +79,7 @@ def sequence_mean_nll(losses: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (losses * mask).sum(axis=1) / count
 
 
-def probability_stats(losses: np.ndarray, mask: np.ndarray, threshold: float = HARD_THRESHOLD, bins: int = HIST_BINS) -> dict:
+def probability_stats(losses: np.ndarray, mask: np.ndarray, threshold: float = HARD_TOKEN_THRESHOLD, bins: int = HIST_BINS) -> dict:
     """Statistics of target-token probabilities ``p = exp(-l)`` over scored tokens (module docstring)."""
     if not 0 < threshold < 1:
         raise ValueError(f"threshold: must lie in (0, 1), got {threshold}")

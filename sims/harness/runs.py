@@ -30,10 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.harness.lora import interpolate_params
-from sims.harness.measure import HARD_THRESHOLD, HIST_BINS
+from sims.harness.measure import HIST_BINS
 from sims.harness.medcalc import FORMATS
 from sims.harness.methods import MethodConfig, full_params, init_trainable, make_optimizer, make_train_step
 from sims.harness.session import DataConfig, Session, code_version, get_session
+from theory import HARD_TOKEN_THRESHOLD
 from theory._cache import atomic_write_bytes, cache_root, content_key, library_versions
 
 __all__ = ["RunConfig", "runs_dir", "run_key", "run_folder", "run_one", "run_many", "load_result", "Interrupted"]
@@ -161,7 +162,7 @@ def _step_record(step: int, loss, aux, epoch: int) -> dict:
         "loss": float(loss),
         "tau": float(aux["tau"]),
         "n_tokens": int(p.size),
-        "n_above": int(np.sum(p > HARD_THRESHOLD)),
+        "n_above": int(np.sum(p > HARD_TOKEN_THRESHOLD)),
         "histogram": hist.astype(int).tolist(),
     }
 

@@ -13,7 +13,7 @@ llama.cpp's Q/K permutation) in float32 on CPU, and the script records, for a fe
 
 Usage (from the repository root)::
 
-    .venv-ref/bin/python sims/lm/make_reference.py --model "$(.venv/bin/python -c \
+    .venv-ref/bin/python tools/make_lm_reference.py --model "$(.venv/bin/python -c \
         'from sims.lm.gguf_io import default_model_path; print(default_model_path())')"
 """
 
@@ -101,7 +101,7 @@ def main(argv=None) -> Path:
 
     fixture = {
         "description": "transformers (torch CPU) reference for SmolLM2-135M-Instruct loaded from the GGUF file; "
-                       "log_probs[t] = log p(token_ids[t+1] | token_ids[:t+1]). Written by sims/lm/make_reference.py.",
+                       "log_probs[t] = log p(token_ids[t+1] | token_ids[:t+1]). Written by tools/make_lm_reference.py.",
         "model_file": model_path.name,
         "model_sha256": sha256(model_path),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,

@@ -3,7 +3,7 @@
 Run it in the reference environment (transformers 5.23.0, torch 2.13.0 CPU; it imports nothing from this
 package, so JAX is not needed)::
 
-    .venv-ref/bin/python sims/lm/make_tokenizer_reference.py --model PATH/SmolLM2-135M-Instruct.Q4_1.gguf
+    .venv-ref/bin/python tools/make_tokenizer_reference.py --model PATH/SmolLM2-135M-Instruct.Q4_1.gguf
 
 For every text it records three independent tokenizations:
 
@@ -259,7 +259,7 @@ def build_reference(model_path: Path) -> dict:
         for block in iter(lambda: fh.read(1 << 20), b""):
             sha.update(block)
     return {
-        "generator": "sims/lm/make_tokenizer_reference.py",
+        "generator": "tools/make_tokenizer_reference.py",
         "model_file": model_path.name,
         "model_sha256": sha.hexdigest(),
         "versions": {
