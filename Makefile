@@ -40,7 +40,7 @@ test-reference: $(STAMP) reference-env
 	$(PY) -m pytest -q -m reference
 
 bench: $(STAMP)
-	$(PY) -m sims.bench_single_step
+	$(PY) -m sims.synthetic.bench
 	$(PY) -m sims.lm.bench
 
 clean:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from theory._cache import atomic_write_bytes
+from store import atomic_write_bytes
 
 __all__ = ["Verdict", "CLAIMS", "CLAIM_TITLES", "claim", "render_paper_checks", "write_paper_checks", "VERDICTS"]
 

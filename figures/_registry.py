@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from theory._cache import atomic_write_bytes
+from store import atomic_write_bytes
 
 __all__ = ["Figure", "FIGURES", "figure", "save_figure", "DEFAULT_OUT_DIR"]
 

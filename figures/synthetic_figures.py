@@ -1,6 +1,6 @@
 """Figures and paper-claim checks of the synthetic simulations (issue 3), group "synthetic".
 
-Every figure and check reads its experiment through ``sims.experiments.<name>.run(preset "default")``, which
+Every figure and check reads its experiment through ``sims.synthetic.experiments.<name>.run(preset "default")``, which
 returns the cached result when the code, configuration and libraries are unchanged (seconds), and computes it
 otherwise (the whole group in a few minutes on 2 CPU cores).
 """
@@ -45,7 +45,7 @@ def _config_dict(config) -> dict:
 # ---------------------------------------------------------------------------------------------------
 
 def _single_step():
-    from sims.experiments import single_step as ex
+    from sims.synthetic.experiments import single_step as ex
 
     cfg = ex.SingleStepConfig.preset("default")
     return cfg, ex.run(cfg)
@@ -76,7 +76,7 @@ def draw_single_step(out_dir):
 # ---------------------------------------------------------------------------------------------------
 
 def _adversarial():
-    from sims.experiments import adversarial as ex
+    from sims.synthetic.experiments import adversarial as ex
 
     cfg = ex.AdversarialConfig.preset("default")
     return cfg, ex.run(cfg)
@@ -110,7 +110,7 @@ def draw_adversarial(out_dir):
 # ---------------------------------------------------------------------------------------------------
 
 def _matched_gain():
-    from sims.experiments import matched_gain as ex
+    from sims.synthetic.experiments import matched_gain as ex
 
     cfg = ex.MatchedGainConfig.preset("default")
     return cfg, ex.run(cfg)
@@ -158,7 +158,7 @@ def draw_matched_gain(out_dir):
 # ---------------------------------------------------------------------------------------------------
 
 def _hard_tokens():
-    from sims.experiments import hard_tokens as ex
+    from sims.synthetic.experiments import hard_tokens as ex
 
     cfg = ex.HardTokensConfig.preset("default")
     return cfg, ex.run(cfg)
@@ -209,7 +209,7 @@ def draw_hard_tokens(out_dir):
 # ---------------------------------------------------------------------------------------------------
 
 def _methods():
-    from sims.experiments import methods as ex
+    from sims.synthetic.experiments import methods as ex
 
     cfg = ex.MethodsConfig.preset("default")
     return cfg, ex.run(cfg)
@@ -255,7 +255,7 @@ def draw_methods(out_dir):
 # ---------------------------------------------------------------------------------------------------
 
 def _token_stats():
-    from sims.experiments import token_stats as ex
+    from sims.synthetic.experiments import token_stats as ex
 
     cfg = ex.TokenStatsConfig.preset("default")
     return cfg, ex.run(cfg)

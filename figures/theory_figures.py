@@ -33,10 +33,10 @@ def _softmax_rows(z):
 
 
 def _cached(name: str, config: dict, compute):
-    from theory._cache import cached_json, library_versions, source_version
+    from store import cached, code_key, library_versions
 
-    material = {"check": name, "config": config, "source": source_version("theory", "figures"), "libs": library_versions()}
-    return cached_json("theory_checks", material, compute)
+    material = {"check": name, "config": config, "source": code_key(__name__), "libs": library_versions()}
+    return cached("theory_checks", material, compute)
 
 
 # ----------------------------------------------------------------------------- figures

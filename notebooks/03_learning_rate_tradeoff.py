@@ -55,11 +55,11 @@ import numpy as np
 from scipy.special import log_softmax
 
 import theory
-from sims.experiments.matched_gain import MatchedGainConfig
-from sims.synthetic_models import build_model, init_params
-from sims.synthetic_training import TrainConfig, domain_code_length, train_to_gain
+from sims.synthetic.experiments.matched_gain import MatchedGainConfig
+from sims.synthetic.models import build_model, init_params
+from sims.synthetic.training import TrainConfig, domain_code_length, train_to_gain
 from sims.weighting import LossWeighting
-from sims.worlds import make_world
+from sims.synthetic.worlds import make_world
 from theory import HARD_TOKEN_THRESHOLD
 
 assert jnp.zeros(1).dtype == jnp.float64, "float64 is not in effect: run with JAX_ENABLE_X64=1"
@@ -71,7 +71,7 @@ OUT.mkdir(parents=True, exist_ok=True)
 # ## 1. A synthetic world
 #
 # We reuse the small world and model of the matched-gain experiment's `ci` preset
-# (`sims.experiments.matched_gain`). The world has $C$ contexts over a vocabulary of $V$ tokens and an initial
+# (`sims.synthetic.experiments.matched_gain`). The world has $C$ contexts over a vocabulary of $V$ tokens and an initial
 # model $q_0(\cdot\mid c)$ with one dominant token (probability 0.9), one designated low-probability token, and a
 # Zipf tail. **General data** $P_1 = q_0$ on the general contexts: the model fits it exactly, so any change can
 # only hurt it. **Domain data** are short chain-of-thought responses: reasoning positions whose target is mostly
@@ -139,7 +139,7 @@ assert D1_direct > 0  # P1 = q0: the model fits the general data, so any change 
 # %% [markdown]
 # ## 3. Fine-tune to a matched gain at several step sizes
 #
-# `sims.synthetic_training.train_to_gain` runs full-batch SGD until the domain gain $G = L_2(W_0) - L_2(W)$ first
+# `sims.synthetic.training.train_to_gain` runs full-batch SGD until the domain gain $G = L_2(W_0) - L_2(W)$ first
 # reaches $\Delta^\star$, then locates by bisection the point of the last step where $G = \Delta^\star$ exactly
 # (so big steps are not penalised for overshooting). We ask for $\Delta^\star = 0.4\,L_0$ and vary $\lambda$ over
 # six octaves. One `jax.vmap` runs all step sizes at once.
@@ -263,7 +263,7 @@ print(f"TALR degrades less than SFT at matched gain for {better.sum()} of {len(l
 if not better.any():
     print("In this world TALR costs MORE general ability per nat of domain gain than SFT at every step size:")
     print("its measured leakage rho_max is larger, and whatever lam-excess it saves does not make up for that")
-    print("at these step sizes. See sims.experiments.methods for the sweep over worlds, methods and seeds.")
+    print("at these step sizes. See sims.synthetic.experiments.methods for the sweep over worlds, methods and seeds.")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)

@@ -1,6 +1,6 @@
 """Token loss weightings for fine-tuning: SFT, TALR, DFT, FLOW, and the L2 pull toward the start.
 
-Pure ``jax.numpy`` functions shared by the synthetic simulator (``sims.synthetic_training``) and the
+Pure ``jax.numpy`` functions shared by the synthetic simulator (``sims.synthetic.training``) and the
 real-LM harness. Conventions (all weightings):
 
 * ``losses`` ``[B, T]``: the per-token loss ``l_bt = -log q(y_bt | context_bt)`` (NLL of the target token,

@@ -1,11 +1,11 @@
-"""The registry of derived results: every item verified by a check that really runs, and checkers that can fail."""
+"""The registry of derived results: every result verified by a check that really runs, and checkers that can fail."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
 
-from theory._cache import content_key
+from store import content_key
 from theory.derivations import DERIVATIONS, Check, Result, derive
 from theory.derivations import code_length, expansion, hard_tokens, hoeffding, leakage, single_step, talr
 from theory.derivations import registry
@@ -16,8 +16,8 @@ def test_float64_in_effect():
     assert jnp.asarray(1.0).dtype == jnp.float64
 
 
-def test_registry_covers_every_item_of_the_issue():
-    assert {d.item for d in DERIVATIONS.values()} == set(range(1, 10))
+def test_registry_covers_every_numbered_result():
+    assert {d.number for d in DERIVATIONS.values()} == set(range(1, 10))
     assert {"jensen_lower_bound", "hoeffding_upper_bound", "bennett_upper_bound"} <= set(DERIVATIONS)
 
 
@@ -103,7 +103,7 @@ def test_exceptions_in_checks_are_failures_not_crashes():
 
 
 def test_result_needs_a_symbolic_check_and_all_checks_passing():
-    base = dict(name="t", item=1, title="t", statement=(sp.Eq(sp.Symbol("a"), 1),), text="t", assumptions=("none",))
+    base = dict(name="t", number=1, title="t", statement=(sp.Eq(sp.Symbol("a"), 1),), text="t", assumptions=("none",))
     assert Result(**base, checks=(Check("s", "symbolic", True), Check("n", "numeric", True))).verified
     assert not Result(**base, checks=(Check("n", "numeric", True),)).verified
     assert not Result(**base, checks=(Check("s", "symbolic", True), Check("n", "numeric", False))).verified
@@ -122,30 +122,43 @@ def test_crashing_derivation_is_reported_not_verified(monkeypatch):
     assert not res.verified and "ZeroDivisionError" in res.checks[0].detail
 
 
-def test_cache_key_changes_with_source_theory_version_and_libraries(monkeypatch):
+def test_cache_key_covers_the_module_its_imports_and_libraries(monkeypatch):
+    from store import dependency_closure
+
     d = DERIVATIONS["tradeoff_identity"]
-    material = registry._key_material(d)
-    assert {"module_source", "registry_source", "theory_version", "libraries"} <= set(material)
-    assert "def derive_tradeoff" in material["module_source"]
-    key = content_key(material)
-    for field, value in [("module_source", material["module_source"] + "#"), ("theory_version", "x"),
-                         ("libraries", {**material["libraries"], "sympy": "0"})]:
-        assert content_key({**material, field: value}) != key
+    closure = dependency_closure(d.module)
+    # the registry, the numeric exports the checks call, and the module itself are part of the key
+    assert {"theory.derivations.single_step", "theory.derivations.registry", "theory._single_step"} <= set(closure)
+    key = content_key(registry._key_material(d))
     monkeypatch.setattr(registry, "library_versions", lambda: {"sympy": "other"})
     assert content_key(registry._key_material(d)) != key
+
+
+def test_damaged_cache_entry_is_recomputed_not_trusted(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("SFT_CACHE_DIR", str(tmp_path))
+    first = derive("tradeoff_identity")
+    (entry,) = (tmp_path / "derivations").glob("*.json")
+    record = json.loads(entry.read_text())
+    record["value"]["value"]["checks"][0]["passed"] = not record["value"]["value"]["checks"][0]["passed"]  # forged
+    entry.write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match=str(entry.name)):
+        second = derive("tradeoff_identity")
+    assert second.as_json() == first.as_json()  # recomputed, the forged flag is not served
 
 
 def test_cached_result_is_reused_and_equal(tmp_path, monkeypatch):
     monkeypatch.setenv("SFT_CACHE_DIR", str(tmp_path))
     calls = []
     d = DERIVATIONS["tradeoff_identity"]
-    wrapped = registry.Derivation(d.name, d.item, d.module, lambda: calls.append(1) or d.derive())
+    wrapped = registry.Derivation(d.name, d.number, d.module, lambda: calls.append(1) or d.derive())
     monkeypatch.setitem(DERIVATIONS, d.name, wrapped)
     first = derive(d.name)
     second = derive(d.name)
     assert calls == [1]  # computed once, then read from disk
     assert first.as_json() == second.as_json()
-    assert len(list((tmp_path / "derivations").glob("*.pkl"))) == 1
+    assert len(list((tmp_path / "derivations").glob("*.json"))) == 1
 
 
 def test_json_form_lists_the_required_fields():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import theory
-from sims.experiments import adversarial as ex
+from sims.synthetic.experiments import adversarial as ex
 
 
 @pytest.fixture()

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sims.experiments import hard_tokens as ex
-from sims.synthetic_models import all_log_probs, build_model, init_params
-from sims.worlds import make_world
+from sims.synthetic.experiments import hard_tokens as ex
+from sims.synthetic.models import all_log_probs, build_model, init_params
+from sims.synthetic.worlds import make_world
 from dataclasses import replace
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sims.experiments import matched_gain as ex
+from sims.synthetic.experiments import matched_gain as ex
 
 
 @pytest.fixture(scope="module")

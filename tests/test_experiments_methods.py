@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from sims.experiments import methods as ex5
-from sims.experiments import token_stats as ex6
-from sims.synthetic_models import build_model
-from sims.worlds import make_world
+from sims.synthetic.experiments import methods as ex5
+from sims.synthetic.experiments import token_stats as ex6
+from sims.synthetic.models import build_model
+from sims.synthetic.worlds import make_world
 from dataclasses import replace
 
 

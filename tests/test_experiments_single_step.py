@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from sims.experiments import single_step as ex
-from sims.worlds import random_tilt_instances
+from sims.synthetic.experiments import single_step as ex
+from sims.synthetic.worlds import random_tilt_instances
 
 N = int(os.environ.get("SIMS_TEST_INSTANCES", "2000"))
 

@@ -137,10 +137,10 @@ def test_run_is_cached_and_resumes_after_an_interruption(env, session, monkeypat
     folder = runs.run_folder(cfg)
     assert not (folder / "result.json").exists()
     assert [p["step"] for p in runs._read_points(folder)] == [1]
-    assert (folder / "state.pkl").exists()
+    assert (folder / "state.npz").exists()
     resumed = runs.run_one(cfg, progress=False)
     assert [p["step"] for p in resumed["points"]] == [1, 2]
-    assert not (folder / "state.pkl").exists()
+    assert not (folder / "state.npz").exists()
     # the same run uninterrupted, in a fresh run folder, gives the same trajectory
     monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "fresh"))
     fresh = runs.run_one(cfg, progress=False)

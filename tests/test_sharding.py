@@ -10,17 +10,17 @@ import jax
 import numpy as np
 import pytest
 
-from sims.sharding import map_sharded, map_sharded_chunks
+from sims.synthetic.sharding import map_sharded, map_sharded_chunks
 
 SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
-    from sims.sharding import map_sharded
-    from sims.experiments.single_step import check_instance
-    from sims.worlds import random_tilt_instances, WorldConfig, make_world
-    from sims.synthetic_models import ModelConfig, build_model
-    from sims.synthetic_training import TrainConfig, train_to_gain
+    from sims.synthetic.sharding import map_sharded
+    from sims.synthetic.experiments.single_step import check_instance
+    from sims.synthetic.worlds import random_tilt_instances, WorldConfig, make_world
+    from sims.synthetic.models import ModelConfig, build_model
+    from sims.synthetic.training import TrainConfig, train_to_gain
     assert jnp.zeros(()).dtype == jnp.float64
     inst = random_tilt_instances(jax.random.key(3), 101, 9)
     out = map_sharded(check_instance, inst.q, inst.p1, inst.p2, inst.s, inst.lam, inst.kind)

@@ -7,8 +7,8 @@ import optax
 import pytest
 
 import theory
-from sims.synthetic_models import ModelConfig, all_log_probs, build_model, init_params, token_losses
-from sims.worlds import WorldConfig, make_world
+from sims.synthetic.models import ModelConfig, all_log_probs, build_model, init_params, token_losses
+from sims.synthetic.worlds import WorldConfig, make_world
 
 
 def _sgd_step(model, world, lr):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import theory
-from sims.synthetic_models import ModelConfig, all_log_probs, build_model, init_params
-from sims.synthetic_training import (
+from sims.synthetic.models import ModelConfig, all_log_probs, build_model, init_params
+from sims.synthetic.training import (
     TrainConfig,
     context_sets,
     degradation,
@@ -16,7 +16,7 @@ from sims.synthetic_training import (
     train_to_gain,
 )
 from sims.weighting import LossWeighting
-from sims.worlds import WorldConfig, make_world
+from sims.synthetic.worlds import WorldConfig, make_world
 
 WORLD = make_world(WorldConfig(seed=4))
 

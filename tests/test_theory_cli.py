@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHEAP = ["tradeoff_identity", "hoeffding_upper_bound"]
 
 
-def test_json_lists_every_item_verified():
+def test_json_lists_every_result_verified():
     """The real entry point in a fresh process. It uses the repository's default cache, which is keyed by the
     source of every derivation, the ``theory`` code version and the library versions (so it is never stale);
     ``tests/test_derivations.py`` recomputes every result without the cache."""
@@ -22,8 +22,8 @@ def test_json_lists_every_item_verified():
     proc = subprocess.run([sys.executable, "-m", "theory", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(proc.stdout)
-    assert [d["name"] for d in data] == sorted(DERIVATIONS, key=lambda n: DERIVATIONS[n].item)
-    assert {d["item"] for d in data} == set(range(1, 10))
+    assert [d["name"] for d in data] == sorted(DERIVATIONS, key=lambda n: DERIVATIONS[n].number)
+    assert {d["number"] for d in data} == set(range(1, 10))
     for d in data:
         assert {"name", "statement", "assumptions", "verified"} <= set(d)
         assert d["verified"] is True, d["name"]
@@ -41,13 +41,13 @@ def _main(args, capsys):
 def test_second_run_reads_the_cache_and_prints_the_same(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SFT_CACHE_DIR", str(tmp_path))
     code1, first = _main(CHEAP, capsys)
-    files = sorted((tmp_path / "derivations").glob("*.pkl"))
+    files = sorted((tmp_path / "derivations").glob("*.json"))
     mtimes = [f.stat().st_mtime_ns for f in files]
     code2, second = _main(CHEAP, capsys)
     assert code1 == code2 == 0
     assert first.out == second.out
     assert len(files) == len(CHEAP)
-    assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "derivations").glob("*.pkl"))] == mtimes  # read, not rewritten
+    assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "derivations").glob("*.json"))] == mtimes  # read, not rewritten
     assert "VERIFIED" in first.out and "2/2 results verified" in first.out
     assert "(numeric)" in first.out and "(symbolic)" in first.out
 
@@ -72,7 +72,7 @@ def test_exit_status_is_nonzero_when_a_result_fails(tmp_path, monkeypatch, capsy
     from theory.derivations import Check, Result, registry
 
     def wrong():
-        return Result(name="wrong_claim", item=5, title="Hoeffding with /16", statement=(sp.Symbol("x"),), text="false",
+        return Result(name="wrong_claim", number=5, title="Hoeffding with /16", statement=(sp.Symbol("x"),), text="false",
                       assumptions=("none",), checks=(Check("claim", "symbolic", False, "counterexample"),))
 
     monkeypatch.setenv("SFT_CACHE_DIR", str(tmp_path))

@@ -1,11 +1,11 @@
-"""Synthetic worlds: structure of the generated data against its definition (sims.worlds)."""
+"""Synthetic worlds: structure of the generated data against its definition (sims.synthetic.worlds)."""
 
 import jax
 import numpy as np
 import pytest
 
 from theory import HARD_TOKEN_THRESHOLD
-from sims.worlds import DIRECTION_KINDS, WorldConfig, make_world, random_tilt_instances
+from sims.synthetic.worlds import DIRECTION_KINDS, WorldConfig, make_world, random_tilt_instances
 
 
 @pytest.mark.parametrize("fmt", ["cot", "label"])

@@ -28,7 +28,7 @@ def _status(ok: bool) -> str:
 def _print_pretty(results, latex: bool) -> None:
     for r in results:
         print("=" * 100)
-        print(f"[{_status(r.verified)}] item {r.item}: {r.name} - {r.title}")
+        print(f"[{_status(r.verified)}] result {r.number}: {r.name} - {r.title}")
         print("-" * 100)
         print(r.latex() if latex else r.pretty())
         print(f"\n  {r.text}")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.names if n not in DERIVATIONS]
     if unknown:
         parser.error(f"unknown result(s) {unknown}; known: {list(DERIVATIONS)}")
-    names = args.names or sorted(DERIVATIONS, key=lambda n: DERIVATIONS[n].item)
+    names = args.names or sorted(DERIVATIONS, key=lambda n: DERIVATIONS[n].number)
 
     start = time.perf_counter()
     from tqdm import tqdm

@@ -23,7 +23,7 @@ def enable_compilation_cache() -> None:
     """Persist XLA compilations under ``<cache>/jax_compile`` (a second cold run skips compiling)."""
     import jax
 
-    from theory._cache import cache_root
+    from store import cache_root
 
     jax.config.update("jax_compilation_cache_dir", str(cache_root() / "jax_compile"))
 

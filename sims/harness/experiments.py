@@ -35,8 +35,8 @@ import numpy as np
 
 from sims.harness.presets import Preset
 from sims.harness.runs import RunConfig, run_many
-from sims.harness.session import code_version, get_session
-from theory._cache import cached_pickle, library_versions
+from sims.harness.session import get_session
+from store import cached, code_key, library_versions
 
 __all__ = [
     "sft_config",
@@ -232,7 +232,7 @@ def single_step_theory(preset: Preset, progress: bool = True) -> dict:
     """Experiment 4a (module docstring): measured vs predicted one-step changes, per format and set."""
     session = get_session(preset.resolved_model(), preset.tokenizer, preset.data)
     material = {**session.key_material(), "what": "single_step", "fmts": preset.single_step_formats, "lrs": preset.single_step_lrs,
-                "batch": preset.single_step_batch, "optimizer": preset.optimizer, "code": code_version(), "libs": library_versions()}
+                "batch": preset.single_step_batch, "optimizer": preset.optimizer, "code": code_key(__name__), "libs": library_versions()}
 
     def compute():
         from tqdm.auto import tqdm
@@ -282,7 +282,7 @@ def single_step_theory(preset: Preset, progress: bool = True) -> dict:
         bar.close()
         return out
 
-    return cached_pickle("harness_single_step", material, compute)
+    return cached("harness_single_step", material, compute)
 
 
 # ----------------------------------------------------------------------------- experiment 4b

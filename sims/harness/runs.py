@@ -2,25 +2,32 @@
 
 A run folder ``<runs_dir>/<key>/`` (``runs_dir`` = ``$SFT_RUNS_DIR`` or ``<cache>/runs``) holds
 
-* ``config.json``   the resolved configuration and the code version,
-* ``points.jsonl``  one line of metrics per evaluation point, appended as the run goes,
-* ``state.pkl``     (optional, ``checkpoint_state``) trainable parameters + optimiser state at the last point,
-* ``result.json``   the finished run (points, final accuracy, model-averaging evaluations): its presence
-  means the run is never recomputed.
+* ``config.json``   the resolved configuration and the key material (for reading; never trusted),
+* ``points.jsonl``  one line of metrics per evaluation point, each with its own checksum, rewritten atomically
+  as the run goes,
+* ``state.npz``     (``checkpoint_state``, on by default) trainable parameters + optimiser state at the last
+  point, as a checksummed ``.npz`` of the state's leaves (no pickle),
+* ``result.json``   the finished run (points, final accuracy, model-averaging evaluations) as a checksummed
+  record carrying the run's key: a valid one means the run is never recomputed.
 
-``key`` is the content hash of the configuration, the model file's fingerprint and the code version of
-the source files the run depends on (``sims.harness.session.CODE_PATHS``: the model modules of ``sims/lm``,
-``sims/harness``, ``sims/weighting.py``, the exported ``theory`` modules), so unrelated edits do not
-invalidate results. A killed run restarts from its last saved point when a state
-checkpoint exists and otherwise from step 0; a sweep recomputes only unfinished runs. Batches are a pure
+Nothing read back is trusted: a ``result.json`` that fails to parse, whose checksum does not match its content
+or whose key is not the run's is reported by path and the run recomputed; a ``points.jsonl`` line that fails its
+checksum ends the points read there; a checkpoint whose leaves do not match the freshly initialised state's
+shapes and dtypes is ignored.
+
+``key`` is the content hash of the configuration, the model file's fingerprint and the code key of this
+module (``store.code_key``: its source and that of every repository module it imports, found from the import
+graph), so edits to reports, figures or the command line do not invalidate results. A killed run restarts from its last saved point (the checkpoint and the points agree on
+the step) and otherwise from step 0; a sweep recomputes only unfinished runs. Batches are a pure
 function of (seed, step), so a resumed run follows the same trajectory as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import pickle
+import warnings
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,9 +40,9 @@ from sims.harness.lora import interpolate_params
 from sims.harness.measure import HIST_BINS
 from sims.harness.medcalc import FORMATS
 from sims.harness.methods import MethodConfig, full_params, init_trainable, make_optimizer, make_train_step
-from sims.harness.session import DataConfig, Session, code_version, get_session
+from sims.harness.session import DataConfig, Session, get_session
 from theory import HARD_TOKEN_THRESHOLD
-from theory._cache import atomic_write_bytes, cache_root, content_key, library_versions
+from store import atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record, write_record
 
 __all__ = ["RunConfig", "runs_dir", "run_key", "run_folder", "run_one", "run_many", "load_result", "Interrupted"]
 
@@ -62,7 +69,7 @@ class RunConfig:
     averaging_alphas: tuple[float, ...] = ()
     final_accuracy: bool = True
     averaging_accuracy: bool = False
-    checkpoint_state: bool = False
+    checkpoint_state: bool = True
 
     def __post_init__(self):
         if self.fmt not in FORMATS:
@@ -114,7 +121,7 @@ def _material(cfg: RunConfig, session: Session) -> dict:
     # "averaging" trains exactly as SFT; both share a run when the alphas agree
     d["method"] = dict(d["method"], name=cfg.method.trains_as) if cfg.method.name == "averaging" else d["method"]
     d.pop("method_name")
-    return {"run": d, "model": session.fingerprint, "code": code_version(), "libs": library_versions()}
+    return {"run": d, "model": session.fingerprint, "code": code_key(__name__), "libs": library_versions()}
 
 
 def run_key(cfg: RunConfig, session: Session | None = None) -> str:
@@ -127,8 +134,9 @@ def run_folder(cfg: RunConfig, session: Session | None = None) -> Path:
 
 
 def load_result(cfg: RunConfig) -> dict | None:
-    path = run_folder(cfg) / "result.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    """The finished run's result if its ``result.json`` is present and verifies, else None."""
+    folder = run_folder(cfg)
+    return read_record(folder / "result.json", key=folder.name)
 
 
 def _batch(cfg: RunConfig, session: Session, step: int, flow_weights: np.ndarray | None) -> tuple[dict, np.ndarray]:
@@ -168,26 +176,54 @@ def _step_record(step: int, loss, aux, epoch: int) -> dict:
 
 
 def _save_state(folder: Path, step: int, trainable, opt_state) -> None:
-    blob = pickle.dumps({"step": step, "trainable": jax.device_get(trainable), "opt_state": jax.device_get(opt_state)},
-                        protocol=pickle.HIGHEST_PROTOCOL)
-    atomic_write_bytes(folder / "state.pkl", blob)
+    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get((trainable, opt_state)))]
+    write_record(folder / "state.npz", {"step": step, "leaves": leaves}, key=folder.name)
+
+
+def _load_state(folder: Path, trainable, opt_state):
+    """``(step, trainable, opt_state)`` from the checkpoint, or None when absent or not matching the fresh state."""
+    state = read_record(folder / "state.npz", key=folder.name)
+    if state is None:
+        return None
+    fresh, treedef = jax.tree_util.tree_flatten((trainable, opt_state))
+    leaves = state["leaves"]
+    if len(leaves) != len(fresh) or any(
+        np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype for a, b in zip(leaves, fresh)
+    ):
+        warnings.warn(f"{folder / 'state.npz'}: does not match this run's state; restarting from step 0")
+        return None
+    trainable, opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves])
+    return int(state["step"]), trainable, opt_state
+
+
+def _point_line(point: dict) -> str:
+    text = json.dumps(point, sort_keys=True)
+    return json.dumps({"sha256": hashlib.sha256(text.encode()).hexdigest(), "point": point}, sort_keys=True) + "\n"
 
 
 def _read_points(folder: Path) -> list[dict]:
+    """The points whose lines verify, up to the first that does not (a torn or edited line ends the read)."""
     path = folder / "points.jsonl"
     if not path.exists():
         return []
     pts = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         try:
-            pts.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line from a kill: drop it
+            rec = json.loads(line)
+            text = json.dumps(rec["point"], sort_keys=True)
+            if hashlib.sha256(text.encode()).hexdigest() != rec["sha256"]:
+                raise ValueError("checksum mismatch")
+            if not isinstance(rec["point"], dict) or not isinstance(rec["point"].get("step"), int):
+                raise ValueError("not a point")
+        except (ValueError, KeyError, TypeError) as exc:
+            warnings.warn(f"{path}: line {number} discarded with the lines after it ({exc})")
             break
+        pts.append(rec["point"])
     return pts
 
 
 def _write_points(folder: Path, points: list[dict]) -> None:
-    atomic_write_bytes(folder / "points.jsonl", "".join(json.dumps(p) + "\n" for p in points).encode())
+    atomic_write_bytes(folder / "points.jsonl", "".join(_point_line(p) for p in points).encode())
 
 
 def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | None = None) -> dict:
@@ -195,8 +231,9 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     session = get_session(cfg.model, cfg.tokenizer, cfg.data)
     folder = run_folder(cfg, session)
     result_path = folder / "result.json"
-    if result_path.exists():
-        return json.loads(result_path.read_text())
+    done = read_record(result_path, key=folder.name)
+    if done is not None:
+        return done
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / "config.json", json.dumps({"config": cfg.describe(), "key_material": _material(cfg, session)},
                                                          indent=1, default=str).encode())
@@ -215,12 +252,10 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
 
     points = _read_points(folder)
     start = 0
-    if points and cfg.checkpoint_state and (folder / "state.pkl").exists():
-        state = pickle.loads((folder / "state.pkl").read_bytes())
-        if state["step"] == points[-1]["step"]:
-            trainable = jax.tree_util.tree_map(jnp.asarray, state["trainable"])
-            opt_state = jax.tree_util.tree_map(jnp.asarray, state["opt_state"])
-            start = state["step"]
+    if points and cfg.checkpoint_state:
+        restored = _load_state(folder, trainable, opt_state)
+        if restored is not None and restored[0] in {p["step"] for p in points}:
+            start, trainable, opt_state = restored
     if start == 0:
         points = []
     else:
@@ -266,11 +301,11 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
         averaging.append(ev)
     result["averaging"] = averaging
     result["wall_s"] = time.perf_counter() - t0
-    atomic_write_bytes(result_path, json.dumps(_jsonable(result), indent=1).encode())
-    state = folder / "state.pkl"
+    write_record(result_path, _jsonable(result), key=folder.name)
+    state = folder / "state.npz"
     if state.exists():
         state.unlink()
-    return json.loads(result_path.read_text())
+    return read_record(result_path, key=folder.name)
 
 
 def _jsonable(obj):

@@ -3,7 +3,8 @@
 Everything every run of a sweep shares is built once here: the loaded model and tokenizer, the domain
 splits in both formats, the three general sets, and the initial model's evaluation (domain and general
 losses, target-token statistics, FLOW's per-sequence losses, greedy accuracy), which is cached on disk
-keyed by the model file's fingerprint, the data configuration and the code version.
+keyed by the model file's fingerprint, the data configuration and the code key of this module (its source
+and every repository module it imports).
 """
 
 from __future__ import annotations
@@ -21,38 +22,9 @@ from sims.harness.encoding import EncodedSet, encode_chat_set, encode_text_set
 from sims.harness.general_sets import GENERAL_SETS, INSTRUCTIONS, code_texts, docs_texts
 from sims.harness.measure import greedy_accuracy, mean_nll, probability_stats, sequence_mean_nll, set_token_losses
 from sims.harness.medcalc import CALCULATORS, FORMATS, SYSTEM_PROMPT, make_splits
-from theory._cache import cached_pickle, content_key
+from store import cached, code_key, content_key
 
-__all__ = ["DataConfig", "Session", "get_session", "model_fingerprint", "code_version", "CODE_PATHS"]
-
-_REPO = Path(__file__).resolve().parents[2]
-
-#: Source files a run's results depend on (their content is part of every run's key): the model layer's
-#: modules (not its benchmark and reference scripts), this package, the loss weightings and the exported
-#: theory (not its SymPy derivations).
-CODE_PATHS = (
-    "sims/lm/__init__.py", "sims/lm/config.py", "sims/lm/model.py", "sims/lm/gguf_io.py", "sims/lm/hf_io.py",
-    "sims/lm/tokenizer.py", "sims/lm/generate.py",
-    "sims/harness/*.py",
-    "sims/weighting.py",
-    "theory/__init__.py", "theory/_*.py",
-)
-
-
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """SHA-256 (16 hex) of the files matched by :data:`CODE_PATHS` (paths and contents).
-
-    Computed once per process, when first needed: the code a process runs is the code it imported, so a
-    file edited on disk during a long sweep neither mislabels nor invalidates the sweep's own runs.
-    """
-    digest = hashlib.sha256()
-    for pattern in CODE_PATHS:
-        for f in sorted(_REPO.glob(pattern)):
-            digest.update(str(f.relative_to(_REPO)).encode())
-            digest.update(f.read_bytes())
-    return digest.hexdigest()[:16]
-
+__all__ = ["DataConfig", "Session", "get_session", "model_fingerprint"]
 
 _FINGERPRINTS: dict = {}
 
@@ -190,7 +162,7 @@ class Session:
     def self_responses(self) -> list[str]:
         """The initial model's greedy responses to the first ``n_self`` instructions (generated once, cached)."""
         material = {**self.key_material(), "what": "self_responses", "instructions": INSTRUCTIONS[: self.data.n_self],
-                    "max_new_tokens": self.data.self_max_new_tokens, "code": code_version()}
+                    "max_new_tokens": self.data.self_max_new_tokens, "code": code_key(__name__)}
 
         def compute():
             from sims.lm.generate import generate_greedy
@@ -208,7 +180,7 @@ class Session:
                 out.append(text if text else ".")
             return out
 
-        return cached_pickle("harness_self_responses", material, compute)
+        return cached("harness_self_responses", material, compute)
 
     @property
     def general(self) -> dict[str, EncodedSet]:
@@ -250,7 +222,7 @@ class Session:
     def base(self) -> dict:
         """Evaluation of the initial model in both formats (cached on disk)."""
         if self._base is None:
-            material = {**self.key_material(), "what": "base_eval", "code": code_version()}
+            material = {**self.key_material(), "what": "base_eval", "code": code_key(__name__)}
 
             def compute():
                 out = {}
@@ -260,7 +232,7 @@ class Session:
                     out[fmt] = ev
                 return out
 
-            self._base = cached_pickle("harness_base", material, compute)
+            self._base = cached("harness_base", material, compute)
         return self._base
 
 

@@ -1,6 +1,18 @@
-"""Machine-checked derivations of the tilt theory (issue items 1-9); ``python -m theory`` prints them.
+"""Machine-checked derivations of the tilt theory; ``python -m theory`` prints them.
 
-One module per result; each registers ``derive() -> Result`` in :mod:`theory.derivations.registry`.
+One module per result; each registers ``derive() -> Result`` in :mod:`theory.derivations.registry` under the
+number of the result it derives:
+
+1. code length as a KL difference and its token-tree form (``code_length``);
+2. the single-step change ``dL(P) = -lam E_P s + K_q(lam)`` (``single_step``);
+3. the trade-off identity ``D + G = lam (E_P2 s - E_P1 s)`` (``single_step``);
+4. the third-order expansion with cumulant coefficients (``expansion``);
+5. single-step bounds: Jensen (lower), Hoeffding and Bennett/Bernstein (upper) (``jensen``, ``hoeffding``,
+   ``bennett``);
+6. the leakage form ``D = rho G + (1 + rho) V`` (``leakage``);
+7. the multi-step matched-gain bound (``matched_gain``);
+8. hard tokens and the safe step size (``hard_tokens``);
+9. TALR's KKT solution, its limits, and that it never increases hard-token mass (``talr``).
 """
 
 from theory.derivations.registry import DERIVATIONS, Check, Result, derive, derive_all  # noqa: F401

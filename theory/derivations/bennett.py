@@ -83,14 +83,14 @@ def _numeric():
                       f"Bennett tighter than Hoeffding on {np.mean(bennett < hoeff):.0%}; max relative |bound - theory.bennett_upper_bound| {e:.1e}")
 
 
-@derivation("bennett_upper_bound", item=5)
+@derivation("bennett_upper_bound", number=5)
 def derive() -> Result:
     lam, EqS, EPs, sig2, c = sp.symbols("lambda E_q[s] E_P[s] sigma^2 c")
     dL = sp.Function("Delta L")(sp.Symbol("P"))
     first = lam * (EqS - EPs)
     return Result(
         name="bennett_upper_bound",
-        item=5,
+        number=5,
         title="Bennett / Bernstein variance-sensitive upper bound",
         statement=(sp.Le(dL, first + sig2 * (sp.exp(lam * c) - 1 - lam * c) / c**2),
                    sp.Le(dL, first + sig2 * lam**2 / (2 * (1 - lam * c / 3)))),

@@ -91,7 +91,7 @@ def _numeric() -> tuple[bool, str]:
     return max(errs) < 1e-10, f"{n} random depth-{depth} trees, V={V}: max |diff| KL form {errs[0]:.1e}, node sum {errs[1]:.1e}, theory.token_tree_code_length_change {errs[2]:.1e}, theory.code_length_change {errs[3]:.1e}"
 
 
-@derivation("code_length_as_kl", item=1)
+@derivation("code_length_as_kl", number=1)
 def derive() -> Result:
     P, q1, q2, d = sp.symbols("P q_1 q_2 d")
     l, j = sp.symbols("l j", integer=True)
@@ -101,7 +101,7 @@ def derive() -> Result:
     tree = sp.Sum(sp.Sum(p_lj[l, j] * sp.log(q1_lj[l, j] / q2_lj[l, j]), (j, 1, sp.Symbol("n_l"))), (l, 1, d))
     return Result(
         name="code_length_as_kl",
-        item=1,
+        number=1,
         title="Code-length change = difference of KL divergences = token-tree sum (Prop. 3.1)",
         statement=(sp.Eq(dL, KL(P, q2) - KL(P, q1)), sp.Eq(dL, tree)),
         text="dL(P) = E_P[-log q2] - E_P[-log q1] = KL(P||q2) - KL(P||q1) = sum_{l=1..d} sum_j p_{l,j} log(q1_{l,j}/q2_{l,j}), "

@@ -63,13 +63,13 @@ def _numeric():
         f"(max ratio {np.max(err / tol):.2f}); |series - theory.tilt_expansion| {e:.1e}")
 
 
-@derivation("tilt_expansion", item=4)
+@derivation("tilt_expansion", number=4)
 def derive() -> Result:
     lam, EqS, EPs, var, k3 = sp.symbols("lambda E_q[s] E_P[s] Var_q[s] kappa_3")
     dL = sp.Function("Delta L")(sp.Symbol("P"))
     return Result(
         name="tilt_expansion",
-        item=4,
+        number=4,
         title="Third-order expansion of dL with cumulant coefficients",
         statement=(sp.Eq(dL, lam * (EqS - EPs) + lam**2 / 2 * var + lam**3 / 6 * k3 + sp.O(lam**4)),),
         text="dL(P) = lam (E_q s - E_P s) + lam^2/2 Var_q(s) + lam^3/6 kappa_3(s; q) + O(lam^4)",

@@ -106,14 +106,14 @@ def _numeric():
                                     f"(strictly on {np.mean(l2 < l1 * (1 - 1e-6)):.0%})")
 
 
-@derivation("hard_tokens_safe_step", item=8)
+@derivation("hard_tokens_safe_step", number=8)
 def derive() -> Result:
     p, lam, eps, m = sp.symbols("p_y lambda epsilon m")
     norm = sp.Symbol("||e_y - q||_2")
     lam_safe = sp.Function("lambda_safe")(eps, m)
     return Result(
         name="hard_tokens_safe_step",
-        item=8,
+        number=8,
         title="Hard tokens drive the update; the safe step size is non-increasing in the hard-token mass",
         statement=(sp.Le(1 - p, norm), sp.Le(norm, sp.sqrt(2) * (1 - p)), sp.Le(sp.Derivative(lam_safe, m), 0)),
         text="||e_y - q||_2 in [1 - p_y, sqrt2 (1 - p_y)] (sqrt2 sharp); with m = sum_i w_i (1 - p_i): rho_max = sqrt2 kappa delta1 m/g_min, "

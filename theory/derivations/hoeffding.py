@@ -80,13 +80,13 @@ def numeric_claim(claimed_denominator=8):
                       f"(0 = sharp); |bound - theory.hoeffding_upper_bound| {e:.1e}")
 
 
-@derivation("hoeffding_upper_bound", item=5)
+@derivation("hoeffding_upper_bound", number=5)
 def derive() -> Result:
     lam, EqS, EPs, a, b = sp.symbols("lambda E_q[s] E_P[s] a b")
     dL = sp.Function("Delta L")(sp.Symbol("P"))
     return Result(
         name="hoeffding_upper_bound",
-        item=5,
+        number=5,
         title="Hoeffding upper bound dL <= lam (E_q s - E_P s) + lam^2 (b-a)^2/8",
         statement=(sp.Le(dL, lam * (EqS - EPs) + lam**2 * (b - a) ** 2 / 8),),
         text="dL(P) <= lam (E_q s - E_P s) + lam^2 (b - a)^2 / 8 for a <= s <= b on supp q; the constant 8 is sharp "

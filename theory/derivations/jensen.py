@@ -49,13 +49,13 @@ def _numeric():
     return bool(ok), f"100,000 random instances: min slack dL - bound {slack.min():.2e} (tight as lam -> 0); |bound - theory.jensen_lower_bound| {e:.1e}"
 
 
-@derivation("jensen_lower_bound", item=5)
+@derivation("jensen_lower_bound", number=5)
 def derive() -> Result:
     lam, EqS, EPs = sp.symbols("lambda E_q[s] E_P[s]")
     dL = sp.Function("Delta L")(sp.Symbol("P"))
     return Result(
         name="jensen_lower_bound",
-        item=5,
+        number=5,
         title="Jensen lower bound dL >= lam (E_q s - E_P s)",
         statement=(sp.Ge(dL, lam * (EqS - EPs)),),
         text="dL(P) >= lam (E_q s - E_P s), equivalently V(lam) = K_q(lam) - lam E_q s >= 0 "

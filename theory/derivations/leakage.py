@@ -70,12 +70,12 @@ def _numeric():
                       f"theory.tilt_excess {e_v:.1e}")
 
 
-@derivation("leakage_form", item=6)
+@derivation("leakage_form", number=6)
 def derive() -> Result:
     D, G, V, rho, lam, a, b = sp.symbols("D G V rho lambda a b")
     return Result(
         name="leakage_form",
-        item=6,
+        number=6,
         title="Leakage form D = rho G + (1 + rho) V with 0 <= V <= lam^2 (b-a)^2/8",
         statement=(sp.Eq(D, rho * G + (1 + rho) * V), sp.Le(0, V), sp.Le(V, lam**2 * (b - a) ** 2 / 8)),
         text="D = rho G + (1 + rho) V, rho = (E_q s - E_P1 s)/(E_P2 s - E_q s), V = K_q(lam) - lam E_q s = KL(q||q_lam) in [0, lam^2 (b-a)^2/8]; "

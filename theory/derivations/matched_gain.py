@@ -131,14 +131,14 @@ def _numeric():
         f"(growing leakage: median {np.median(D[ok_g] / bg[ok_g]):.2f})")
 
 
-@derivation("matched_gain_bound", item=7)
+@derivation("matched_gain_bound", number=7)
 def derive() -> Result:
     D, Dstar, lam, rho_max, g_min, g_max, C, c2, beta, a, gamma = sp.symbols("D Delta^* lambda rho_max g_min g_max C c_2 beta a gamma")
     N = sp.ceiling(Dstar / (lam * (g_min - lam * c2)))
     pos = sp.Max(rho_max, 0)
     return Result(
         name="matched_gain_bound",
-        item=7,
+        number=7,
         title="Multi-step matched-gain bound D <= k1 Delta* + k2 lam (k2 linear in Delta*; Delta*^2 under decaying gain rate or growing leakage)",
         statement=(
             sp.Le(D, rho_max * Dstar + pos * lam * g_max + N * lam**2 * C),

@@ -12,16 +12,15 @@ A result is registered with :func:`derivation` on a function ``derive() -> Resul
 ``verified`` is true only if there is at least one symbolic check and every check passed. A check that
 raises is recorded as failed (with the exception), never hidden.
 
-Results are cached on disk (:func:`theory._cache.cached_pickle`, namespace ``derivations``) keyed by the
-result's name, the source text of its module and of this registry, the code version of the whole
-``theory`` package (the numeric checks call its exports) and the library versions, so a stale entry is
-never found.
+Results are cached on disk (:func:`store.cached`, namespace ``derivations``) keyed by the result's name, the
+code key of its module (its source and every repository module it imports: this registry and the ``theory``
+exports its numeric checks call) and the library versions, so a stale entry is never found. A cached result
+holds its statement as rendered text (SymPy text, LaTeX, pretty form), never as a pickled or evaluated
+expression, and its checksum is verified on every read: a damaged or edited entry is recomputed.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -29,7 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 import sympy as sp
 
-from theory._cache import cached_pickle, library_versions, source_version
+from store import cached, code_key, library_versions
 
 __all__ = [
     "Check",
@@ -70,9 +69,9 @@ class Result:
     """A derived result with its machine verification."""
 
     name: str
-    item: int
+    number: int
     title: str
-    statement: tuple  # SymPy relationals / expressions
+    statement: tuple  # SymPy relationals / expressions (RenderedStatement when read from the cache)
     text: str  # plain-text statement
     assumptions: tuple[str, ...]
     checks: tuple[Check, ...]
@@ -89,18 +88,18 @@ class Result:
         return any(c.kind == "symbolic" for c in self.checks) and all(c.passed for c in self.checks)
 
     def latex(self) -> str:
-        return r" \\ ".join(sp.latex(s) for s in self.statement)
+        return r" \\ ".join(_render(s).latex for s in self.statement)
 
     def pretty(self) -> str:
-        return "\n".join(sp.pretty(s, use_unicode=True) for s in self.statement)
+        return "\n".join(_render(s).pretty for s in self.statement)
 
     def as_json(self) -> dict:
         return {
             "name": self.name,
-            "item": self.item,
+            "number": self.number,
             "title": self.title,
             "statement": self.text,
-            "sympy": [sp.sstr(s) for s in self.statement],
+            "sympy": [_render(s).sstr for s in self.statement],
             "latex": self.latex(),
             "assumptions": list(self.assumptions),
             "checks": [
@@ -111,9 +110,42 @@ class Result:
 
 
 @dataclass(frozen=True)
+class RenderedStatement:
+    """A statement as text: what a cached result keeps instead of the SymPy expression."""
+
+    sstr: str
+    latex: str
+    pretty: str
+
+
+def _render(expr) -> RenderedStatement:
+    if isinstance(expr, RenderedStatement):
+        return expr
+    return RenderedStatement(sp.sstr(expr), sp.latex(expr), sp.pretty(expr, use_unicode=True))
+
+
+def _result_tree(r: Result) -> dict:
+    return {
+        "name": r.name, "number": r.number, "title": r.title, "text": r.text, "seconds": r.seconds,
+        "statement": [dict(vars(_render(s))) for s in r.statement],
+        "assumptions": list(r.assumptions),
+        "checks": [{"description": c.description, "kind": c.kind, "passed": c.passed, "detail": c.detail} for c in r.checks],
+    }
+
+
+def _result_from_tree(t: dict) -> Result:
+    return Result(
+        name=t["name"], number=t["number"], title=t["title"], text=t["text"], seconds=t["seconds"],
+        statement=tuple(RenderedStatement(**s) for s in t["statement"]),
+        assumptions=tuple(t["assumptions"]),
+        checks=tuple(Check(**c) for c in t["checks"]),
+    )
+
+
+@dataclass(frozen=True)
 class Derivation:
     name: str
-    item: int
+    number: int
     module: str
     derive: Callable[[], Result]
 
@@ -121,15 +153,16 @@ class Derivation:
 DERIVATIONS: dict[str, Derivation] = {}
 
 
-def derivation(name: str, item: int) -> Callable:
-    """Register ``derive() -> Result`` under ``name`` for issue item ``item`` (1-9)."""
-    if not 1 <= item <= 9:
-        raise ValueError(f"item: must be in 1..9, got {item}")
+def derivation(name: str, number: int) -> Callable:
+    """Register ``derive() -> Result`` under ``name`` as result ``number`` (1-9) of the list in
+    :mod:`theory.derivations`."""
+    if not 1 <= number <= 9:
+        raise ValueError(f"number: must be in 1..9, got {number}")
 
     def register(fn: Callable[[], Result]) -> Callable[[], Result]:
         if name in DERIVATIONS and DERIVATIONS[name].module != fn.__module__:
             raise ValueError(f"name: {name!r} already registered by {DERIVATIONS[name].module}")
-        DERIVATIONS[name] = Derivation(name=name, item=item, module=fn.__module__, derive=fn)
+        DERIVATIONS[name] = Derivation(name=name, number=number, module=fn.__module__, derive=fn)
         return fn
 
     return register
@@ -142,7 +175,7 @@ def _run(d: Derivation) -> Result:
     except Exception as exc:  # a derivation that crashes is reported as not verified, not hidden
         res = Result(
             name=d.name,
-            item=d.item,
+            number=d.number,
             title=d.name,
             statement=(sp.Symbol("derivation_failed"),),
             text=f"derivation raised {type(exc).__name__}: {exc}",
@@ -153,14 +186,7 @@ def _run(d: Derivation) -> Result:
 
 
 def _key_material(d: Derivation) -> dict:
-    module = importlib.import_module(d.module)
-    return {
-        "name": d.name,
-        "module_source": inspect.getsource(module),
-        "registry_source": inspect.getsource(importlib.import_module(__name__)),
-        "theory_version": source_version("theory"),
-        "libraries": library_versions(),
-    }
+    return {"name": d.name, "code": code_key(d.module), "libraries": library_versions()}
 
 
 def derive(name: str, *, use_cache: bool = True) -> Result:
@@ -170,12 +196,12 @@ def derive(name: str, *, use_cache: bool = True) -> Result:
     d = DERIVATIONS[name]
     if not use_cache:
         return _run(d)
-    return cached_pickle("derivations", _key_material(d), lambda: _run(d))
+    return _result_from_tree(cached("derivations", _key_material(d), lambda: _result_tree(_run(d))))
 
 
 def derive_all(*, use_cache: bool = True, progress: bool = False) -> list[Result]:
-    """Every registered result, ordered by item then registration order."""
-    order = sorted(DERIVATIONS.values(), key=lambda d: d.item)
+    """Every registered result, ordered by number then registration order."""
+    order = sorted(DERIVATIONS.values(), key=lambda d: d.number)
     iterator: Iterable = order
     if progress:
         from tqdm import tqdm

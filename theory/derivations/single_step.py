@@ -71,13 +71,13 @@ def _numeric_tradeoff():
     return max(e) < 1e-9, f"1000 random instances: |D + G - rhs| {e[0]:.1e}, vs theory.tradeoff_sum {e[1]:.1e}"
 
 
-@derivation("single_step_identity", item=2)
+@derivation("single_step_identity", number=2)
 def derive_identity() -> Result:
     lam, EPs = sp.symbols("lambda E_P[s]")
     K = sp.Function("K_q")
     return Result(
         name="single_step_identity",
-        item=2,
+        number=2,
         title="Exact single-step identity dL(P) = -lam E_P s + K_q(lam)",
         statement=(sp.Eq(sp.Function("Delta L")(sp.Symbol("P")), -lam * EPs + K(lam)),),
         text="dL(P) = E_P[-log q_lam] - E_P[-log q] = -lam E_P[s] + K_q(lam), K_q(lam) = log E_q[exp(lam s)]",
@@ -86,12 +86,12 @@ def derive_identity() -> Result:
     )
 
 
-@derivation("tradeoff_identity", item=3)
+@derivation("tradeoff_identity", number=3)
 def derive_tradeoff() -> Result:
     lam, E1, E2, D, G = sp.symbols("lambda E_P1[s] E_P2[s] D G")
     return Result(
         name="tradeoff_identity",
-        item=3,
+        number=3,
         title="Exact one-step trade-off D + G = lam (E_P2 s - E_P1 s)",
         statement=(sp.Eq(D + G, lam * (E2 - E1)),),
         text="D + G = lam (E_P2[s] - E_P1[s]) with D = dL(P1) (general degradation), G = -dL(P2) (domain gain); independent of q",

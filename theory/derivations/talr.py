@@ -109,7 +109,7 @@ def _numeric():
                       f"|value - theory.talr_objective_value| {e_v:.1e}; mass never increased on 10,000 batches (floor none/0.01)")
 
 
-@derivation("talr_kkt", item=9)
+@derivation("talr_kkt", number=9)
 def derive() -> Result:
     tau, n = sp.symbols("tau n", positive=True)
     i = sp.Symbol("i", integer=True)
@@ -118,7 +118,7 @@ def derive() -> Result:
     Z = sp.Sum(sp.exp(-l[j] / tau), (j, 1, n))
     return Result(
         name="talr_kkt",
-        item=9,
+        number=9,
         title="TALR: KKT closed form softmax(-l/tau), optimum, limits, and no increase of hard-token mass",
         statement=(
             sp.Eq(w[i], sp.exp(-l[i] / tau) / Z),

@@ -1,9 +1,9 @@
 """Benchmark of the single-step checker: instances per second, jit + vmap versus plain NumPy, and the ratio to the
-machine's memory-bandwidth bound. ``python -m sims.bench_single_step`` (a script, not a test).
+machine's memory-bandwidth bound. ``python -m sims.synthetic.bench`` (a script, not a test).
 
 For vocabulary sizes 256, 4096 and 65536 it times, on the same random instances (float64):
 
-* ``full jax``: ``jax.jit(jax.vmap(sims.experiments.single_step.check_instance))``: the fused battery of experiment 1
+* ``full jax``: ``jax.jit(jax.vmap(sims.synthetic.experiments.single_step.check_instance))``: the fused battery of experiment 1
   (tilt, measured dL on P1 and P2, the single-step identity, trade-off identity, Jensen/Hoeffding/Bennett, leakage
   bounds, CE update-norm bounds);
 * ``core``: the core of the battery (tilt by log-sum-exp, dL on P1 and P2, identity via the CGF,
@@ -78,7 +78,7 @@ def _best(fn, repeats):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sims.bench_single_step", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sims.synthetic.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bytes-per-batch", type=int, default=64 * 2**20, help="input bytes per timed batch (default 64 MiB)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
@@ -87,8 +87,8 @@ def main(argv=None) -> int:
     import jax.numpy as jnp
 
     from theory import ensure_float64
-    from sims.experiments.single_step import check_instance
-    from sims.worlds import random_tilt_instances
+    from sims.synthetic.experiments.single_step import check_instance
+    from sims.synthetic.worlds import random_tilt_instances
 
     ensure_float64()
     bw = measure_bandwidth()

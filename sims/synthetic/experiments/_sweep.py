@@ -1,8 +1,9 @@
 """Cell-by-cell cached sweeps: resume after interruption without recomputing finished cells.
 
 ``run_cells(name, config, cells, compute)`` returns ``[compute(cell) for cell in cells]`` where each result is
-memoised on disk (``theory._cache.cached_pickle``) under the key
-``{experiment, config, cell, source_version("theory", "sims"), library_versions()}``: a finished cell is read
+memoised on disk (``store.cached``) under the key
+``{experiment, config, cell, code_key(experiment module), library_versions()}``: the code key covers the
+experiment's module and every repository module it imports: a finished cell is read
 back, an unfinished one computed and written atomically, and any change of code, libraries or configuration
 misses the cache instead of returning a stale result. A tqdm bar counts the cells.
 """
@@ -13,7 +14,7 @@ from dataclasses import fields, is_dataclass
 from typing import Any, Callable, Sequence
 
 from theory import ensure_float64
-from theory._cache import cached_pickle, library_versions, source_version
+from store import cached, code_key, library_versions
 
 __all__ = ["PRESETS", "key_material", "run_cells", "cached_result", "check_preset"]
 
@@ -36,7 +37,7 @@ def key_material(name: str, config: Any) -> dict:
         "x64": bool(jax.config.jax_enable_x64),
         "experiment": name,
         "config": {f.name: getattr(config, f.name) for f in fields(config)},
-        "source": source_version("theory", "sims"),
+        "source": code_key(f"sims.synthetic.experiments.{name}"),
         "libraries": library_versions(),
     }
 
@@ -50,10 +51,10 @@ def run_cells(name: str, config: Any, cells: Sequence[Any], compute: Callable[[A
         from tqdm.auto import tqdm
 
         it = tqdm(cells, desc=name, unit="cell")
-    return [cached_pickle(f"sims_{name}_cells", {**material, "cell": cell}, lambda cell=cell: compute(cell)) for cell in it]
+    return [cached(f"sims_{name}_cells", {**material, "cell": cell}, lambda cell=cell: compute(cell)) for cell in it]
 
 
 def cached_result(name: str, config: Any, compute: Callable[[], dict]) -> dict:
     """The whole experiment's result, cached under the same key material."""
     ensure_float64()
-    return cached_pickle(f"sims_{name}", key_material(name, config), compute)
+    return cached(f"sims_{name}", key_material(name, config), compute)

@@ -3,7 +3,7 @@
 Each method trains the shared-parameter model on the domain responses with minibatch SGD for ``n_epochs``
 epochs at each learning rate of a grid, for several seeds (the seed draws the world, the features and the
 minibatches). Recorded per epoch: domain gain ``G`` and general degradation ``D`` (nats/token,
-``sims.synthetic_training``). Derived:
+``sims.synthetic.training``). Derived:
 
 * the end-of-training point ``(G, D)`` per (method, lr, seed): the Pareto front of each method (mean over seeds
   with a min-max interval);
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field, replace
 import jax
 import numpy as np
 
-from sims.experiments._sweep import cached_result, check_preset, run_cells
-from sims.sharding import map_sharded
-from sims.synthetic_models import ModelConfig, build_model
-from sims.synthetic_training import TrainConfig, train_epochs
+from sims.synthetic.experiments._sweep import cached_result, check_preset, run_cells
+from sims.synthetic.sharding import map_sharded
+from sims.synthetic.models import ModelConfig, build_model
+from sims.synthetic.training import TrainConfig, train_epochs
 from sims.weighting import LossWeighting
-from sims.worlds import WorldConfig, make_world
+from sims.synthetic.worlds import WorldConfig, make_world
 
 __all__ = ["METHOD_CONFIGS", "MethodsConfig", "matched_value", "run"]
 

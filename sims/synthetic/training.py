@@ -33,7 +33,7 @@ import optax
 
 import theory
 from theory import HARD_TOKEN_THRESHOLD
-from sims.synthetic_models import SoftmaxModel, all_log_probs, init_params, token_losses
+from sims.synthetic.models import SoftmaxModel, all_log_probs, init_params, token_losses
 from sims.weighting import (
     LossWeighting,
     dynamic_tau,
@@ -42,7 +42,7 @@ from sims.weighting import (
     reweighted_loss,
     sequence_mean_losses,
 )
-from sims.worlds import World
+from sims.synthetic.worlds import World
 
 __all__ = [
     "OPTIMIZERS",

@@ -32,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-from sims.experiments._sweep import cached_result, check_preset, run_cells
-from sims.sharding import map_sharded
-from sims.synthetic_models import ModelConfig, all_log_probs, build_model, init_params
-from sims.synthetic_training import TrainConfig, domain_gain, train_to_gain
-from sims.worlds import WorldConfig, make_world
+from sims.synthetic.experiments._sweep import cached_result, check_preset, run_cells
+from sims.synthetic.sharding import map_sharded
+from sims.synthetic.models import ModelConfig, all_log_probs, build_model, init_params
+from sims.synthetic.training import TrainConfig, domain_gain, train_to_gain
+from sims.synthetic.worlds import WorldConfig, make_world
 from theory import HARD_TOKEN_THRESHOLD
 
 __all__ = ["HardTokensConfig", "safe_step_from_curve", "run"]

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-from sims.experiments._sweep import cached_result, check_preset, run_cells
+from sims.synthetic.experiments._sweep import cached_result, check_preset, run_cells
 from theory import ensure_float64
 
 __all__ = ["AdversarialConfig", "BOUNDS", "measured_change", "run"]

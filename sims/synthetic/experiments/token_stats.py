@@ -15,12 +15,12 @@ from dataclasses import dataclass, field, replace
 import jax
 import numpy as np
 
-from sims.experiments._sweep import cached_result, check_preset, run_cells
-from sims.sharding import map_sharded
-from sims.synthetic_models import ModelConfig, build_model
-from sims.synthetic_training import TrainConfig, train_epochs
+from sims.synthetic.experiments._sweep import cached_result, check_preset, run_cells
+from sims.synthetic.sharding import map_sharded
+from sims.synthetic.models import ModelConfig, build_model
+from sims.synthetic.training import TrainConfig, train_epochs
 from sims.weighting import LossWeighting
-from sims.worlds import WorldConfig, make_world
+from sims.synthetic.worlds import WorldConfig, make_world
 
 __all__ = ["TokenStatsConfig", "run", "HIST_EDGES"]
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sims.worlds import World
+from sims.synthetic.worlds import World
 
 __all__ = ["MODEL_KINDS", "ModelConfig", "SoftmaxModel", "build_model", "free_logit_model", "shared_softmax_model",
            "init_params", "context_log_probs", "all_log_probs", "token_losses"]

@@ -1,6 +1,6 @@
 """Experiment 1: the exact single-step identities and every single-step bound, on many random instances.
 
-For each random problem ``(q, P1, P2, s, lam)`` (``sims.worlds.random_tilt_instances``) with
+For each random problem ``(q, P1, P2, s, lam)`` (``sims.synthetic.worlds.random_tilt_instances``) with
 ``q_lam = theory.tilt(q, s, lam)``, ``D = dL(P1) = theory.code_length_change(P1, q, q_lam)`` (measured, from the
 tilted distribution) and ``G = -dL(P2)``, check against the theory package's closed forms:
 
@@ -14,7 +14,7 @@ Tightness of the upper bounds is the ratio of their second-order parts to the ac
 ``(bound - first order) / (D - first order) >= 1`` (first order ``lam (E_q s - E_P1 s)`` is shared by all), i.e.
 ``lam^2 (b-a)^2/8 / V`` for Hoeffding. Slacks are normalised by ``1 + |first order| + V`` and a violation is a
 normalised slack below ``-tol`` (round-off tolerance, default ``1e-9``).
-Everything runs as one jit + vmap over instances, sharded over devices (``sims.sharding``), in cached chunks.
+Everything runs as one jit + vmap over instances, sharded over devices (``sims.synthetic.sharding``), in cached chunks.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-from sims.experiments._sweep import cached_result, check_preset, run_cells
+from sims.synthetic.experiments._sweep import cached_result, check_preset, run_cells
 from theory import ensure_float64
-from sims.sharding import map_sharded
-from sims.worlds import random_tilt_instances
+from sims.synthetic.sharding import map_sharded
+from sims.synthetic.worlds import random_tilt_instances
 
 __all__ = ["SingleStepConfig", "check_instance", "run"]
 

@@ -2,7 +2,7 @@
 
 For each required gain ``Delta*`` (a fraction of the initial domain loss) and each step size ``lam`` of a
 geometric grid, train (SGD, full batch, CE) until the domain gain reaches ``Delta*``
-(``sims.synthetic_training.train_to_gain``) and measure
+(``sims.synthetic.training.train_to_gain``) and measure
 
 * ``D_matched``: general degradation at the exact point of the last update segment where ``G = Delta*``
   (no last-step overshoot): the quantity the shape fits use;
@@ -34,11 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory
-from sims.experiments._sweep import cached_result, check_preset, run_cells
-from sims.sharding import map_sharded
-from sims.synthetic_models import ModelConfig, build_model, init_params
-from sims.synthetic_training import TrainConfig, degradation, domain_code_length, domain_gain, train_to_gain
-from sims.worlds import WorldConfig, make_world
+from sims.synthetic.experiments._sweep import cached_result, check_preset, run_cells
+from sims.synthetic.sharding import map_sharded
+from sims.synthetic.models import ModelConfig, build_model, init_params
+from sims.synthetic.training import TrainConfig, degradation, domain_code_length, domain_gain, train_to_gain
+from sims.synthetic.worlds import WorldConfig, make_world
 
 __all__ = ["MatchedGainConfig", "run", "fit_shapes"]
 
