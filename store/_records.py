@@ -92,7 +92,7 @@ def encode_tree(value: Any, arrays: list[np.ndarray], where: str = "value") -> A
     if isinstance(value, np.ndarray):
         if value.dtype == object:
             raise ValueError(f"{where}: object arrays cannot be stored")
-        arrays.append(np.ascontiguousarray(value))
+        arrays.append(value if value.flags.c_contiguous else value.copy(order="C"))  # ascontiguousarray would make 0-d arrays 1-d
         return {"__array__": len(arrays) - 1}
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
         return {"__tuple__": [encode_tree(v, arrays, f"{where}[{i}]") for i, v in enumerate(value)]}

@@ -187,3 +187,10 @@ def test_code_key_follows_imports_and_ignores_unimported_modules(tmp_path, monke
 def test_code_key_rejects_modules_outside_the_repository():
     with pytest.raises(ValueError, match="name"):
         store.code_key("numpy")
+
+
+def test_zero_dimensional_arrays_keep_their_shape(tmp_path):
+    write_record(tmp_path / "r.npz", {"count": np.asarray(3, np.int32), "v": np.arange(6.0).reshape(2, 3).T})
+    back = read_record(tmp_path / "r.npz")
+    assert back["count"].shape == () and back["count"].dtype == np.int32 and int(back["count"]) == 3
+    np.testing.assert_array_equal(back["v"], np.arange(6.0).reshape(2, 3).T)

@@ -187,10 +187,13 @@ def _load_state(folder: Path, trainable, opt_state):
         return None
     fresh, treedef = jax.tree_util.tree_flatten((trainable, opt_state))
     leaves = state["leaves"]
-    if len(leaves) != len(fresh) or any(
-        np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype for a, b in zip(leaves, fresh)
-    ):
-        warnings.warn(f"{folder / 'state.npz'}: does not match this run's state; restarting from step 0")
+    mismatch = [i for i, (a, b) in enumerate(zip(leaves, fresh))
+                if np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype]
+    if len(leaves) != len(fresh) or mismatch:
+        detail = (f"{len(leaves)} leaves, expected {len(fresh)}" if len(leaves) != len(fresh) else
+                  f"leaf {mismatch[0]} is {np.asarray(leaves[mismatch[0]]).dtype}{np.shape(leaves[mismatch[0]])}, expected "
+                  f"{np.asarray(fresh[mismatch[0]]).dtype}{np.shape(fresh[mismatch[0]])}")
+        warnings.warn(f"{folder / 'state.npz'}: does not match this run's state ({detail}); restarting from step 0")
         return None
     trainable, opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves])
     return int(state["step"]), trainable, opt_state
