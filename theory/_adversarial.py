@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from theory._precision import float64_computation
+
 __all__ = ["AdversarialResult", "adversarial_slack_search", "slack"]
 
 BoundFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
@@ -52,6 +54,7 @@ class AdversarialResult:
         return self.min_slack < 0
 
 
+@float64_computation
 def slack(bound_fn: BoundFn, actual_fn: BoundFn, P, q, s, lam, kind: str = "upper", scale_fn: BoundFn | None = None):
     """``(bound - actual)/scale`` for ``kind="upper"``, ``(actual - bound)/scale`` for ``kind="lower"``."""
     if kind not in ("upper", "lower"):
@@ -124,6 +127,7 @@ def _compiled(bound_fn, actual_fn, kind, scale_fn, n, learning_rate, s_scale, lo
     )
 
 
+@float64_computation
 def adversarial_slack_search(
     bound_fn: BoundFn,
     actual_fn: BoundFn,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from theory._precision import float64_computation
 from theory._single_step import data_mean
 from theory._tilt import _prepare, _support_stats, expm1mx_over_square
 from theory._validate import check_outcome_shapes, check_real, is_concrete
@@ -45,6 +46,7 @@ def _first_order(P, q, s, lam):
     return lam_b * (st["mu"] - e_p), st, lam_b
 
 
+@float64_computation
 def support_range(q, s) -> tuple[jax.Array, jax.Array]:
     """``(a, b) = (min s, max s)`` over the support ``{x : q(x) > 0}``."""
     log_q, s_b, _ = _prepare(q, s, 0.0)
@@ -52,12 +54,14 @@ def support_range(q, s) -> tuple[jax.Array, jax.Array]:
     return st["a"], st["b"]
 
 
+@float64_computation
 def jensen_lower_bound(P, q, s, lam) -> jax.Array:
     """``dL(P) >= lam (E_q s - E_P s)`` (module docstring)."""
     first, *_ = _first_order(P, q, s, lam)
     return first
 
 
+@float64_computation
 def hoeffding_upper_bound(P, q, s, lam, s_range=None) -> jax.Array:
     """``dL(P) <= lam (E_q s - E_P s) + lam^2 (b - a)^2 / 8``.
 
@@ -75,6 +79,7 @@ def hoeffding_upper_bound(P, q, s, lam, s_range=None) -> jax.Array:
     return first + lam_b**2 * width**2 / 8.0
 
 
+@float64_computation
 def bennett_upper_bound(P, q, s, lam) -> jax.Array:
     """``dL(P) <= lam (E_q s - E_P s) + sigma^2 lam^2 h(lam c)``, ``h(x) = (e^x - 1 - x)/x^2`` (module docstring)."""
     first, st, lam_b = _first_order(P, q, s, lam)

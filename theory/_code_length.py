@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import rel_entr
 
+from theory._precision import float64_computation
 from theory._tilt import _safe_log
 from theory._validate import check_outcome_shapes, check_probabilities, is_concrete
 
@@ -47,6 +48,7 @@ def _normalise(p: jax.Array) -> jax.Array:
     return p / jnp.sum(p, axis=-1, keepdims=True)
 
 
+@float64_computation
 def kl_divergence(P, q) -> jax.Array:
     """``KL(P || q) = sum_x P(x) log(P(x) / q(x))`` in nats (``0 log 0 = 0``; ``+inf`` if ``P > 0 = q`` somewhere)."""
     P = check_probabilities("P", P)
@@ -55,6 +57,7 @@ def kl_divergence(P, q) -> jax.Array:
     return jnp.sum(rel_entr(_normalise(P), _normalise(q)), axis=-1)
 
 
+@float64_computation
 def code_length_change(P, q_before, q_after) -> jax.Array:
     """``dL(P) = E_P[log q_before - log q_after]`` (nats): positive = the model got worse on ``P``.
 
@@ -95,6 +98,7 @@ def _check_tables(name: str, tables) -> tuple[jax.Array, ...]:
     return tuple(out)
 
 
+@float64_computation
 def node_masses(tables) -> tuple[jax.Array, ...]:
     """P-mass of every tree node: ``p_l`` of shape ``(..., V**(l+1))``, ``p_l[r*V + v] = p_{l-1}[r] * T_l[r, v]``."""
     tables = _check_tables("tables", tables)
@@ -108,11 +112,13 @@ def node_masses(tables) -> tuple[jax.Array, ...]:
     return tuple(masses)
 
 
+@float64_computation
 def sequence_distribution(tables) -> jax.Array:
     """Joint distribution over the ``V**d`` sequences (row-major index), by the chain rule."""
     return node_masses(tables)[-1]
 
 
+@float64_computation
 def token_tree_code_length_change(P_tables, q1_tables, q2_tables) -> jax.Array:
     """Token-tree form of Prop. 3.1: ``sum_l sum_j p_{l,j} log(q1_{l,j} / q2_{l,j})`` (nats).
 

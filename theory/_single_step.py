@@ -25,12 +25,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from theory._precision import float64_computation
 from theory._tilt import _mean_and_excess, _prepare, _support_stats
 from theory._validate import check_outcome_shapes, check_probabilities, check_real, check_step
 
 __all__ = ["single_step_code_length_change", "tradeoff_sum", "cumulants", "tilt_expansion", "data_mean"]
 
 
+@float64_computation
 def data_mean(P, s) -> jax.Array:
     """``E_P[s] = sum_x P(x) s(x)`` (``P`` renormalised exactly)."""
     return _mean_under("P", P, s)
@@ -43,6 +45,7 @@ def _mean_under(name: str, P, s) -> jax.Array:
     return jnp.sum(P * s, axis=-1) / jnp.sum(P, axis=-1)
 
 
+@float64_computation
 def single_step_code_length_change(P, q, s, lam) -> jax.Array:
     """``dL(P) = -lam E_P[s] + K_q(lam)``, evaluated as ``lam (E_q s - E_P s) + V(lam)`` (no cancellation)."""
     e_p = data_mean(P, s)
@@ -52,6 +55,7 @@ def single_step_code_length_change(P, q, s, lam) -> jax.Array:
     return lam_b * (mu - e_p) + v
 
 
+@float64_computation
 def tradeoff_sum(P1, P2, s, lam) -> jax.Array:
     """``D + G = lam (E_P2[s] - E_P1[s])`` for one tilt step (independent of the model ``q``)."""
     lam = check_step("lam", lam)
@@ -61,6 +65,7 @@ def tradeoff_sum(P1, P2, s, lam) -> jax.Array:
     return lam * (e2 - e1)
 
 
+@float64_computation
 def cumulants(q, s) -> tuple[jax.Array, jax.Array, jax.Array]:
     """First three cumulants of ``s`` under ``q``: ``(E_q s, Var_q s, E_q[(s - E_q s)^3])``."""
     log_q, s_b, _ = _prepare(q, s, 0.0)
@@ -68,6 +73,7 @@ def cumulants(q, s) -> tuple[jax.Array, jax.Array, jax.Array]:
     return st["mu"], st["var"], st["kappa3"]
 
 
+@float64_computation
 def tilt_expansion(P, q, s, lam, order: int = 3) -> jax.Array:
     """Truncated series ``lam (E_q s - E_P s) [+ lam^2/2 Var_q s [+ lam^3/6 kappa_3]]`` of ``dL(P)``.
 

@@ -50,6 +50,8 @@ def _prepare(losses, tau, mask):
     losses = check_real("losses", losses, allow_posinf=True)
     if losses.ndim == 0:
         raise ValueError("losses: needs a token axis (last axis), got a scalar")
+    if losses.shape[-1] == 0:
+        raise ValueError("losses: the token axis is empty (no token to weight)")
     tau = check_temperature("tau", tau)
     vectors = {"losses": losses}
     if mask is not None:
@@ -78,7 +80,9 @@ def _shifted_logits(losses, tau, mask):
     finite_min = jnp.isfinite(l_min)
     gap = jnp.where(mask & finite_min, losses - jnp.where(finite_min, l_min, 0.0), jnp.inf)
     tau_safe = jnp.where(jnp.isinf(tau), 1.0, tau)[..., None]
-    z = jnp.where(inf_tau, 0.0, -gap / tau_safe)
+    # gap = 0 (the easiest tokens) has z = 0 for every tau > 0. Spelled out because XLA flushes a subnormal tau
+    # (1e-320) to 0, where 0/tau would be NaN; gap > 0 then gives -inf, the tau -> 0 limit.
+    z = jnp.where(inf_tau | (gap == 0), 0.0, -gap / tau_safe)
     return jnp.where(mask, z, -jnp.inf), l_min[..., 0]
 
 
@@ -122,7 +126,8 @@ def talr_weights_unnormalised(losses, tau, floor=None, mask=None) -> jax.Array:
     """
     losses, tau, mask = _prepare(losses, tau, mask)
     tau_safe = jnp.where(jnp.isinf(tau), 1.0, tau)[..., None]
-    w = jnp.where(jnp.isinf(tau)[..., None], 1.0, jnp.exp(-losses / tau_safe))
+    # loss 0 (p = 1) has weight 1 for every tau > 0, also when XLA flushes a subnormal tau to 0 (0/0 would be NaN)
+    w = jnp.where(jnp.isinf(tau)[..., None] | (losses == 0), 1.0, jnp.exp(-losses / tau_safe))
     if floor is not None:
         floor = check_real("floor", floor)
         if is_concrete(floor) and bool(np.any(np.asarray(floor) < 0)):

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from theory._precision import float64_computation
 from theory._validate import (
     check_logits,
     check_outcome_shapes,
@@ -69,6 +70,7 @@ def _factorial(k: int) -> float:
     return out
 
 
+@float64_computation
 def expm1mx(x) -> jax.Array:
     """``phi(x) = e^x - 1 - x`` (>= 0), accurate to rounding for all ``x`` (series for ``|x| < 1/2``)."""
     x = jnp.asarray(x)
@@ -78,6 +80,7 @@ def expm1mx(x) -> jax.Array:
     return jnp.where(small, xs * xs * _series_over_square(xs), jnp.expm1(xl) - xl)
 
 
+@float64_computation
 def expm1mx_over_square(x) -> jax.Array:
     """``h(x) = (e^x - 1 - x) / x^2`` with ``h(0) = 1/2``; increasing in ``x``; ``+inf`` once ``e^x`` overflows."""
     x = jnp.asarray(x)
@@ -183,6 +186,7 @@ def _support_stats(log_q, s):
     return dict(mu=mu, var=jnp.sum(w * d * d, axis=-1), kappa3=jnp.sum(w * d * d * d, axis=-1), a=a, b=b, c=c)
 
 
+@float64_computation
 def centred_direction(q, s):
     """Return ``(mu, d)``: ``mu = E_q[s]`` and ``d = s - mu`` on the support of ``q`` (0 elsewhere)."""
     log_q, s, _ = _prepare(q, s, 0.0)
@@ -190,6 +194,7 @@ def centred_direction(q, s):
     return mu, d
 
 
+@float64_computation
 def log_tilt(log_q, s, lam) -> jax.Array:
     """Log-probabilities of the tilted model: ``log q_lam = log q + lam s - K_q(lam)``.
 
@@ -204,6 +209,7 @@ def log_tilt(log_q, s, lam) -> jax.Array:
     return _log_tilt_kernel(*_prepare(log_q, s, lam, log_space=True))
 
 
+@float64_computation
 def tilt(q, s, lam) -> jax.Array:
     """Tilted distribution ``q_lam = q exp(lam s) / E_q[exp(lam s)]`` (see :func:`log_tilt`)."""
     log_out = _log_tilt_kernel(*_prepare(q, s, lam))
@@ -211,6 +217,7 @@ def tilt(q, s, lam) -> jax.Array:
     return jnp.where(finite, jnp.exp(jnp.where(finite, log_out, 0.0)), 0.0)
 
 
+@float64_computation
 def cumulant_generating_function(q, s, lam) -> jax.Array:
     """``K_q(lam) = log E_q[exp(lam s)] = lam E_q[s] + V(lam)`` (log-sum-exp over the support of ``q``)."""
     log_q, s, lam = _prepare(q, s, lam)
@@ -218,6 +225,7 @@ def cumulant_generating_function(q, s, lam) -> jax.Array:
     return lam * mu + v
 
 
+@float64_computation
 def tilt_excess(q, s, lam) -> jax.Array:
     """Tilt excess ``V(lam) = K_q(lam) - lam E_q[s] = log E_q[exp(lam (s - E_q s))]``.
 
