@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory._matched_gain import matched_gain_bound
+from theory._precision import float64_computation
 from theory._validate import check_real, check_step, is_concrete
 
 __all__ = [
@@ -79,6 +80,7 @@ def _check_unit_interval(name: str, p) -> jax.Array:
     return p
 
 
+@float64_computation
 def ce_update_norm_bounds(p_y) -> tuple[jax.Array, jax.Array]:
     """``(1 - p_y, sqrt(2) (1 - p_y))``: bounds on ``||e_y - q||_2`` for target probability ``p_y = q_y``.
 
@@ -100,6 +102,10 @@ def hard_token_mass(p, weights=None, threshold=None) -> jax.Array:
       threshold: if given, the weighted fraction of tokens with ``p_i <= threshold`` instead.
     """
     p = _check_unit_interval("p", p)
+    if p.ndim == 0:
+        raise ValueError("p: needs a token axis (last axis), got a scalar")
+    if p.shape[-1] == 0:
+        raise ValueError("p: the token axis is empty, so the mass (a weighted mean over tokens) is undefined")
     if weights is None:
         weights = jnp.ones_like(p)
     else:
@@ -138,6 +144,7 @@ def _check_constants(coupling, general_misfit, g_min):
     return coupling, general_misfit, g_min
 
 
+@float64_computation
 def hard_token_constants(hard_token_mass, coupling, general_misfit, g_min) -> HardTokenConstants:
     """``rho_max = sqrt2 kappa delta1 m / g_min``, ``s_range = s_range_general = g_max = 2 kappa m``."""
     m = _check_unit_interval("hard_token_mass", hard_token_mass)
@@ -151,6 +158,7 @@ def hard_token_constants(hard_token_mass, coupling, general_misfit, g_min) -> Ha
     )
 
 
+@float64_computation
 def degradation_bound_from_mass(lam, delta_star, hard_token_mass, *, coupling, general_misfit, g_min) -> jax.Array:
     """Relaxed matched-gain bound ``B(lam, m) = k1 Delta* + k2 lam`` under :func:`hard_token_constants`.
 
@@ -162,6 +170,7 @@ def degradation_bound_from_mass(lam, delta_star, hard_token_mass, *, coupling, g
     ).bound_relaxed
 
 
+@float64_computation
 def safe_step_size(eps, delta_star, hard_token_mass, *, coupling, general_misfit, g_min, iterations: int = 200) -> jax.Array:
     """Largest ``lam`` with ``B(lam, m) <= eps`` (module docstring): non-increasing in ``hard_token_mass``.
 
