@@ -1,5 +1,11 @@
 """The public namespace of theory: what it exports, and what it keeps internal."""
 
+import inspect
+import typing
+
+import jax
+from jax.typing import ArrayLike
+
 import theory
 import theory._validate as validate
 
@@ -18,3 +24,22 @@ def test_all_lists_exactly_the_public_names():
     public = {n for n in dir(theory) if not n.startswith("_")}
     assert set(theory.__all__) == public
     assert len(theory.__all__) == len(set(theory.__all__))
+
+
+def public_functions():
+    return {n: getattr(theory, n) for n in theory.__all__ if inspect.isfunction(getattr(theory, n))}
+
+
+def test_public_functions_are_fully_typed():
+    functions = public_functions()
+    assert len(functions) > 30
+    for name, fn in functions.items():
+        hints = typing.get_type_hints(fn)  # resolves every annotation (from __future__ import annotations)
+        params = inspect.signature(fn).parameters
+        missing = [p for p in params if p not in hints]
+        assert not missing, f"{name}: parameters without a type: {missing}"
+        assert "return" in hints, f"{name}: no return type"
+    # array inputs are jax.typing.ArrayLike, as in optax
+    assert typing.get_type_hints(theory.tilt)["q"] is ArrayLike
+    assert typing.get_type_hints(theory.tilt)["return"] is jax.Array
+    assert typing.get_type_hints(theory.talr_weights)["mask"] == ArrayLike | None

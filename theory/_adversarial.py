@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from theory._precision import float64_computation
 
@@ -55,7 +56,16 @@ class AdversarialResult:
 
 
 @float64_computation
-def slack(bound_fn: BoundFn, actual_fn: BoundFn, P, q, s, lam, kind: str = "upper", scale_fn: BoundFn | None = None):
+def slack(
+    bound_fn: BoundFn,
+    actual_fn: BoundFn,
+    P: ArrayLike,
+    q: ArrayLike,
+    s: ArrayLike,
+    lam: ArrayLike,
+    kind: str = "upper",
+    scale_fn: BoundFn | None = None,
+) -> jax.Array:
     """``(bound - actual)/scale`` for ``kind="upper"``, ``(actual - bound)/scale`` for ``kind="lower"``."""
     if kind not in ("upper", "lower"):
         raise ValueError(f"kind: must be 'upper' or 'lower', got {kind!r}")

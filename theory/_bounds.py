@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from theory._precision import float64_computation
 from theory._single_step import data_mean
@@ -47,7 +48,7 @@ def _first_order(P, q, s, lam):
 
 
 @float64_computation
-def support_range(q, s) -> tuple[jax.Array, jax.Array]:
+def support_range(q: ArrayLike, s: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """``(a, b) = (min s, max s)`` over the support ``{x : q(x) > 0}``."""
     log_q, s_b, _ = _prepare(q, s, 0.0)
     st = _support_stats(log_q, s_b)
@@ -55,14 +56,14 @@ def support_range(q, s) -> tuple[jax.Array, jax.Array]:
 
 
 @float64_computation
-def jensen_lower_bound(P, q, s, lam) -> jax.Array:
+def jensen_lower_bound(P: ArrayLike, q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
     """``dL(P) >= lam (E_q s - E_P s)`` (module docstring)."""
     first, *_ = _first_order(P, q, s, lam)
     return first
 
 
 @float64_computation
-def hoeffding_upper_bound(P, q, s, lam, s_range=None) -> jax.Array:
+def hoeffding_upper_bound(P: ArrayLike, q: ArrayLike, s: ArrayLike, lam: ArrayLike, s_range: ArrayLike | None = None) -> jax.Array:
     """``dL(P) <= lam (E_q s - E_P s) + lam^2 (b - a)^2 / 8``.
 
     ``s_range`` is the width ``b - a``: by default the range of ``s`` over the support of ``q``; a given
@@ -80,7 +81,7 @@ def hoeffding_upper_bound(P, q, s, lam, s_range=None) -> jax.Array:
 
 
 @float64_computation
-def bennett_upper_bound(P, q, s, lam) -> jax.Array:
+def bennett_upper_bound(P: ArrayLike, q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
     """``dL(P) <= lam (E_q s - E_P s) + sigma^2 lam^2 h(lam c)``, ``h(x) = (e^x - 1 - x)/x^2`` (module docstring)."""
     first, st, lam_b = _first_order(P, q, s, lam)
     return first + st["var"] * lam_b**2 * expm1mx_over_square(lam_b * st["c"])

@@ -27,9 +27,12 @@ must agree across levels and models.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import rel_entr
+from jax.typing import ArrayLike
 
 from theory._precision import float64_computation
 from theory._tilt import _safe_log
@@ -49,7 +52,7 @@ def _normalise(p: jax.Array) -> jax.Array:
 
 
 @float64_computation
-def kl_divergence(P, q) -> jax.Array:
+def kl_divergence(P: ArrayLike, q: ArrayLike) -> jax.Array:
     """``KL(P || q) = sum_x P(x) log(P(x) / q(x))`` in nats (``0 log 0 = 0``; ``+inf`` if ``P > 0 = q`` somewhere)."""
     P = check_probabilities("P", P)
     q = check_probabilities("q", q)
@@ -58,7 +61,7 @@ def kl_divergence(P, q) -> jax.Array:
 
 
 @float64_computation
-def code_length_change(P, q_before, q_after) -> jax.Array:
+def code_length_change(P: ArrayLike, q_before: ArrayLike, q_after: ArrayLike) -> jax.Array:
     """``dL(P) = E_P[log q_before - log q_after]`` (nats): positive = the model got worse on ``P``.
 
     Terms with ``P(x) = 0`` contribute 0 whatever ``q`` is there. Where ``P(x) > 0 = q_after(x)`` (and
@@ -99,7 +102,7 @@ def _check_tables(name: str, tables) -> tuple[jax.Array, ...]:
 
 
 @float64_computation
-def node_masses(tables) -> tuple[jax.Array, ...]:
+def node_masses(tables: Sequence[ArrayLike]) -> tuple[jax.Array, ...]:
     """P-mass of every tree node: ``p_l`` of shape ``(..., V**(l+1))``, ``p_l[r*V + v] = p_{l-1}[r] * T_l[r, v]``."""
     tables = _check_tables("tables", tables)
     masses = []
@@ -113,13 +116,15 @@ def node_masses(tables) -> tuple[jax.Array, ...]:
 
 
 @float64_computation
-def sequence_distribution(tables) -> jax.Array:
+def sequence_distribution(tables: Sequence[ArrayLike]) -> jax.Array:
     """Joint distribution over the ``V**d`` sequences (row-major index), by the chain rule."""
     return node_masses(tables)[-1]
 
 
 @float64_computation
-def token_tree_code_length_change(P_tables, q1_tables, q2_tables) -> jax.Array:
+def token_tree_code_length_change(
+    P_tables: Sequence[ArrayLike], q1_tables: Sequence[ArrayLike], q2_tables: Sequence[ArrayLike]
+) -> jax.Array:
     """Token-tree form of Prop. 3.1: ``sum_l sum_j p_{l,j} log(q1_{l,j} / q2_{l,j})`` (nats).
 
     ``P_tables``, ``q1_tables`` (before), ``q2_tables`` (after) are conditional tables (module

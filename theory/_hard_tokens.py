@@ -51,6 +51,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from theory._matched_gain import matched_gain_bound
 from theory._precision import float64_computation
@@ -81,7 +82,7 @@ def _check_unit_interval(name: str, p) -> jax.Array:
 
 
 @float64_computation
-def ce_update_norm_bounds(p_y) -> tuple[jax.Array, jax.Array]:
+def ce_update_norm_bounds(p_y: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """``(1 - p_y, sqrt(2) (1 - p_y))``: bounds on ``||e_y - q||_2`` for target probability ``p_y = q_y``.
 
     The lower bound is approached as ``V -> inf`` with the remaining mass spread uniformly (for finite ``V``
@@ -93,7 +94,7 @@ def ce_update_norm_bounds(p_y) -> tuple[jax.Array, jax.Array]:
     return hard, jnp.sqrt(2.0) * hard
 
 
-def hard_token_mass(p, weights=None, threshold=None) -> jax.Array:
+def hard_token_mass(p: ArrayLike, weights: ArrayLike | None = None, threshold: ArrayLike | None = None) -> jax.Array:
     """Weighted hard-token mass ``sum_i w_i (1 - p_i) / sum_i w_i`` over the last axis (module docstring).
 
     Args:
@@ -145,7 +146,9 @@ def _check_constants(coupling, general_misfit, g_min):
 
 
 @float64_computation
-def hard_token_constants(hard_token_mass, coupling, general_misfit, g_min) -> HardTokenConstants:
+def hard_token_constants(
+    hard_token_mass: ArrayLike, coupling: ArrayLike, general_misfit: ArrayLike, g_min: ArrayLike
+) -> HardTokenConstants:
     """``rho_max = sqrt2 kappa delta1 m / g_min``, ``s_range = s_range_general = g_max = 2 kappa m``."""
     m = _check_unit_interval("hard_token_mass", hard_token_mass)
     kappa, delta1, g_min = _check_constants(coupling, general_misfit, g_min)
@@ -159,7 +162,9 @@ def hard_token_constants(hard_token_mass, coupling, general_misfit, g_min) -> Ha
 
 
 @float64_computation
-def degradation_bound_from_mass(lam, delta_star, hard_token_mass, *, coupling, general_misfit, g_min) -> jax.Array:
+def degradation_bound_from_mass(
+    lam: ArrayLike, delta_star: ArrayLike, hard_token_mass: ArrayLike, *, coupling: ArrayLike, general_misfit: ArrayLike, g_min: ArrayLike
+) -> jax.Array:
     """Relaxed matched-gain bound ``B(lam, m) = k1 Delta* + k2 lam`` under :func:`hard_token_constants`.
 
     ``+inf`` where the premise ``g_min > lam c2`` fails or ``lam = 0`` (with ``Delta* > 0``).
@@ -171,7 +176,16 @@ def degradation_bound_from_mass(lam, delta_star, hard_token_mass, *, coupling, g
 
 
 @float64_computation
-def safe_step_size(eps, delta_star, hard_token_mass, *, coupling, general_misfit, g_min, iterations: int = 200) -> jax.Array:
+def safe_step_size(
+    eps: ArrayLike,
+    delta_star: ArrayLike,
+    hard_token_mass: ArrayLike,
+    *,
+    coupling: ArrayLike,
+    general_misfit: ArrayLike,
+    g_min: ArrayLike,
+    iterations: int = 200,
+) -> jax.Array:
     """Largest ``lam`` with ``B(lam, m) <= eps`` (module docstring): non-increasing in ``hard_token_mass``.
 
     Args:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from theory._precision import float64_computation
 from theory._single_step import _mean_under
@@ -29,7 +30,7 @@ __all__ = ["leakage", "degradation_given_gain_bounds"]  # the tilt excess V is t
 
 
 @float64_computation
-def leakage(P1, P2, q, s) -> jax.Array:
+def leakage(P1: ArrayLike, P2: ArrayLike, q: ArrayLike, s: ArrayLike) -> jax.Array:
     """``rho = (E_q s - E_P1 s) / (E_P2 s - E_q s)``.
 
     The three means are computed by one formula, so ``P1 = q`` gives a numerator of exactly 0 and
@@ -55,7 +56,7 @@ def leakage(P1, P2, q, s) -> jax.Array:
 
 
 @float64_computation
-def degradation_given_gain_bounds(G, rho, lam, s_range) -> tuple[jax.Array, jax.Array]:
+def degradation_given_gain_bounds(G: ArrayLike, rho: ArrayLike, lam: ArrayLike, s_range: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """``(lower, upper)`` on ``D`` from ``D = rho G + (1 + rho) V``, ``0 <= V <= lam^2 s_range^2 / 8``.
 
     Args:

@@ -69,6 +69,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from theory._precision import float64_computation
 from theory._validate import check_real
@@ -134,16 +135,16 @@ class MatchedGainBound(NamedTuple):
 
 @float64_computation
 def matched_gain_bound(
-    delta_star,
-    lam,
-    rho_max,
-    g_min,
-    s_range,
+    delta_star: ArrayLike,
+    lam: ArrayLike,
+    rho_max: ArrayLike,
+    g_min: ArrayLike,
+    s_range: ArrayLike,
     *,
-    g_max=None,
-    s_range_general=None,
-    gain_decay=0.0,
-    leakage_growth=0.0,
+    g_max: ArrayLike | None = None,
+    s_range_general: ArrayLike | None = None,
+    gain_decay: ArrayLike = 0.0,
+    leakage_growth: ArrayLike = 0.0,
 ) -> MatchedGainBound:
     """Bound on cumulative general degradation after fine-tuning to domain gain ``delta_star`` (module docstring).
 
@@ -320,15 +321,15 @@ def _as_trajectory(name, logits, data, weights):
 
 @float64_computation
 def matched_gain_constants_from_trajectory(
-    logits_general,
-    logits_domain,
-    p_general,
-    p_domain,
-    lam,
+    logits_general: ArrayLike,
+    logits_domain: ArrayLike,
+    p_general: ArrayLike,
+    p_domain: ArrayLike,
+    lam: ArrayLike,
     *,
-    weights_general=None,
-    weights_domain=None,
-    n_steps=None,
+    weights_general: ArrayLike | None = None,
+    weights_domain: ArrayLike | None = None,
+    n_steps: int | ArrayLike | None = None,
 ) -> TrajectoryConstants:
     """Measure ``G_t, D_t, g_t, l_t, rho_t, V1_t, V2_t`` and ranges from recorded logits (module docstring).
 
@@ -397,7 +398,7 @@ def matched_gain_constants_from_trajectory(
 
 
 @float64_computation
-def steps_to_reach_gain(gain, delta_star):
+def steps_to_reach_gain(gain: ArrayLike, delta_star: ArrayLike) -> jax.Array:
     """Smallest ``T`` with ``sum_{t<T} gain_t >= delta_star`` (``len(gain) + 1`` if never reached).
 
     ``gain``: per-step domain gains ``[..., T]``; returns an integer array of the batch shape.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from theory._precision import float64_computation
 from theory._tilt import _mean_and_excess, _prepare, _support_stats
@@ -33,7 +34,7 @@ __all__ = ["single_step_code_length_change", "tradeoff_sum", "cumulants", "tilt_
 
 
 @float64_computation
-def data_mean(P, s) -> jax.Array:
+def data_mean(P: ArrayLike, s: ArrayLike) -> jax.Array:
     """``E_P[s] = sum_x P(x) s(x)`` (``P`` renormalised exactly)."""
     return _mean_under("P", P, s)
 
@@ -46,7 +47,7 @@ def _mean_under(name: str, P, s) -> jax.Array:
 
 
 @float64_computation
-def single_step_code_length_change(P, q, s, lam) -> jax.Array:
+def single_step_code_length_change(P: ArrayLike, q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
     """``dL(P) = -lam E_P[s] + K_q(lam)``, evaluated as ``lam (E_q s - E_P s) + V(lam)`` (no cancellation)."""
     e_p = data_mean(P, s)
     log_q, s_b, lam_b = _prepare(q, s, lam)
@@ -56,7 +57,7 @@ def single_step_code_length_change(P, q, s, lam) -> jax.Array:
 
 
 @float64_computation
-def tradeoff_sum(P1, P2, s, lam) -> jax.Array:
+def tradeoff_sum(P1: ArrayLike, P2: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
     """``D + G = lam (E_P2[s] - E_P1[s])`` for one tilt step (independent of the model ``q``)."""
     lam = check_step("lam", lam)
     e1 = _mean_under("P1", P1, s)
@@ -66,7 +67,7 @@ def tradeoff_sum(P1, P2, s, lam) -> jax.Array:
 
 
 @float64_computation
-def cumulants(q, s) -> tuple[jax.Array, jax.Array, jax.Array]:
+def cumulants(q: ArrayLike, s: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     """First three cumulants of ``s`` under ``q``: ``(E_q s, Var_q s, E_q[(s - E_q s)^3])``."""
     log_q, s_b, _ = _prepare(q, s, 0.0)
     st = _support_stats(log_q, s_b)
@@ -74,7 +75,7 @@ def cumulants(q, s) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 @float64_computation
-def tilt_expansion(P, q, s, lam, order: int = 3) -> jax.Array:
+def tilt_expansion(P: ArrayLike, q: ArrayLike, s: ArrayLike, lam: ArrayLike, order: int = 3) -> jax.Array:
     """Truncated series ``lam (E_q s - E_P s) [+ lam^2/2 Var_q s [+ lam^3/6 kappa_3]]`` of ``dL(P)``.
 
     ``order`` in {1, 2, 3} is the highest power of ``lam`` kept; the remainder is ``O(lam^(order+1))``.

@@ -35,6 +35,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from theory._validate import check_outcome_shapes, check_real, check_temperature, is_concrete
 
@@ -93,7 +94,7 @@ def _check_some_finite(losses, tau, mask):
             raise ValueError("losses: every selected loss of some row is +inf (no token has positive probability)")
 
 
-def talr_weights(losses, tau, floor=None, mask=None) -> jax.Array:
+def talr_weights(losses: ArrayLike, tau: ArrayLike, floor: ArrayLike | None = None, mask: ArrayLike | None = None) -> jax.Array:
     """``w = softmax(-losses / tau)`` over the last axis (``w_i ∝ p_i^(1/tau)``), optionally floored.
 
     Args:
@@ -119,7 +120,9 @@ def talr_weights(losses, tau, floor=None, mask=None) -> jax.Array:
     return w
 
 
-def talr_weights_unnormalised(losses, tau, floor=None, mask=None) -> jax.Array:
+def talr_weights_unnormalised(
+    losses: ArrayLike, tau: ArrayLike, floor: ArrayLike | None = None, mask: ArrayLike | None = None
+) -> jax.Array:
     """DiSC-style weights ``max(exp(-losses / tau), floor)`` (= ``p^(1/tau)`` floored), not normalised.
 
     ``tau = inf`` gives 1 for every masked token; masked-out tokens get 0.
@@ -137,7 +140,7 @@ def talr_weights_unnormalised(losses, tau, floor=None, mask=None) -> jax.Array:
     return jnp.where(mask, w, 0.0)
 
 
-def talr_objective_value(losses, tau, mask=None) -> jax.Array:
+def talr_objective_value(losses: ArrayLike, tau: ArrayLike, mask: ArrayLike | None = None) -> jax.Array:
     """Optimal value ``-tau log sum_i exp(-l_i / tau)`` of the entropy-regularised problem.
 
     Evaluated as ``l_min - tau log sum_i exp(-(l_i - l_min)/tau)`` (stable for tiny ``tau``; tends to
@@ -151,7 +154,7 @@ def talr_objective_value(losses, tau, mask=None) -> jax.Array:
     return jnp.where(jnp.isinf(tau), -jnp.inf, l_min - tau_safe * lse)
 
 
-def talr_loss(losses, tau, floor=None, mask=None) -> jax.Array:
+def talr_loss(losses: ArrayLike, tau: ArrayLike, floor: ArrayLike | None = None, mask: ArrayLike | None = None) -> jax.Array:
     """TALR training loss ``sum_i stopgrad(w_i) l_i`` with ``w = talr_weights(losses, tau, floor, mask)``.
 
     Its gradient is ``sum_i w_i grad l_i`` (weights are constants for differentiation). Tokens with

@@ -28,6 +28,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
+from jax.typing import ArrayLike
 
 from theory._precision import float64_computation
 from theory._validate import (
@@ -71,7 +72,7 @@ def _factorial(k: int) -> float:
 
 
 @float64_computation
-def expm1mx(x) -> jax.Array:
+def expm1mx(x: ArrayLike) -> jax.Array:
     """``phi(x) = e^x - 1 - x`` (>= 0), accurate to rounding for all ``x`` (series for ``|x| < 1/2``)."""
     x = jnp.asarray(x)
     small = jnp.abs(x) < _SERIES_RADIUS
@@ -81,7 +82,7 @@ def expm1mx(x) -> jax.Array:
 
 
 @float64_computation
-def expm1mx_over_square(x) -> jax.Array:
+def expm1mx_over_square(x: ArrayLike) -> jax.Array:
     """``h(x) = (e^x - 1 - x) / x^2`` with ``h(0) = 1/2``; increasing in ``x``; ``+inf`` once ``e^x`` overflows."""
     x = jnp.asarray(x)
     small = jnp.abs(x) < _SERIES_RADIUS
@@ -187,7 +188,7 @@ def _support_stats(log_q, s):
 
 
 @float64_computation
-def centred_direction(q, s):
+def centred_direction(q: ArrayLike, s: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """Return ``(mu, d)``: ``mu = E_q[s]`` and ``d = s - mu`` on the support of ``q`` (0 elsewhere)."""
     log_q, s, _ = _prepare(q, s, 0.0)
     _, _, _, mu, d = _centre(log_q, s)
@@ -195,7 +196,7 @@ def centred_direction(q, s):
 
 
 @float64_computation
-def log_tilt(log_q, s, lam) -> jax.Array:
+def log_tilt(log_q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
     """Log-probabilities of the tilted model: ``log q_lam = log q + lam s - K_q(lam)``.
 
     Args:
@@ -210,7 +211,7 @@ def log_tilt(log_q, s, lam) -> jax.Array:
 
 
 @float64_computation
-def tilt(q, s, lam) -> jax.Array:
+def tilt(q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
     """Tilted distribution ``q_lam = q exp(lam s) / E_q[exp(lam s)]`` (see :func:`log_tilt`)."""
     log_out = _log_tilt_kernel(*_prepare(q, s, lam))
     finite = log_out > -jnp.inf
@@ -218,7 +219,7 @@ def tilt(q, s, lam) -> jax.Array:
 
 
 @float64_computation
-def cumulant_generating_function(q, s, lam) -> jax.Array:
+def cumulant_generating_function(q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
     """``K_q(lam) = log E_q[exp(lam s)] = lam E_q[s] + V(lam)`` (log-sum-exp over the support of ``q``)."""
     log_q, s, lam = _prepare(q, s, lam)
     mu, v = _mean_and_excess(log_q, s, lam)
@@ -226,7 +227,7 @@ def cumulant_generating_function(q, s, lam) -> jax.Array:
 
 
 @float64_computation
-def tilt_excess(q, s, lam) -> jax.Array:
+def tilt_excess(q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
     """Tilt excess ``V(lam) = K_q(lam) - lam E_q[s] = log E_q[exp(lam (s - E_q s))]``.
 
     ``V >= 0`` (Jensen) and ``V <= lam^2 (b - a)^2 / 8`` (Hoeffding's lemma), where ``[a, b]`` is the
