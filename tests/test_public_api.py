@@ -43,3 +43,15 @@ def test_public_functions_are_fully_typed():
     assert typing.get_type_hints(theory.tilt)["q"] is ArrayLike
     assert typing.get_type_hints(theory.tilt)["return"] is jax.Array
     assert typing.get_type_hints(theory.talr_weights)["mask"] == ArrayLike | None
+
+
+def test_every_public_callable_cites_its_source():
+    callables = {n: getattr(theory, n) for n in theory.__all__ if callable(getattr(theory, n))}
+    assert len(callables) > 40
+    for name, obj in callables.items():
+        doc = inspect.getdoc(obj) or ""
+        assert "References:" in doc, f"{name}: docstring has no References: line"
+        ref = doc[doc.index("References:"):]
+        assert "Sec." in ref or "theory.derivations." in ref or "theory._precision" in ref, f"{name}: {ref!r}"
+        for forbidden in ("shared/", "issue", "item "):
+            assert forbidden not in doc.lower(), f"{name}: docstring mentions {forbidden!r}"

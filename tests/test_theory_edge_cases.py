@@ -120,7 +120,12 @@ def test_matched_gain_bound_with_infinite_leakage_under_jit_is_inf_not_nan():
         (lambda: theory.hoeffding_upper_bound([0.5, 0.5], [0.5, 0.5], [0.0, 1.0], 1.0, s_range="x"), "s_range"),
         (lambda: theory.degradation_given_gain_bounds(1.0, 0.5, 1.0, "x"), "s_range"),
         (lambda: theory.steps_to_reach_gain([[1.0], [1.0, 2.0]], 0.5), "gain"),
-        (lambda: theory.matched_gain_constants_from_trajectory([[0.0, 1.0], [1.0]], np.zeros((2, 2)), [0.5, 0.5], [0.5, 0.5], 0.1), "logits_general"),
+        (
+            lambda: theory.matched_gain_constants_from_trajectory(
+                [[0.0, 1.0], [1.0]], np.zeros((2, 2)), [0.5, 0.5], [0.5, 0.5], 0.1
+            ),
+            "logits_general",
+        ),
     ],
 )
 def test_ragged_and_non_numeric_inputs_name_the_argument(call, name):

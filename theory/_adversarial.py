@@ -39,7 +39,12 @@ BoundFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 
 @dataclass(frozen=True)
 class AdversarialResult:
-    """Outcome of :func:`adversarial_slack_search` (arrays are NumPy copies)."""
+    """Outcome of :func:`adversarial_slack_search` (arrays are NumPy copies).
+
+    References: toolkit method (numerical search, no derivation module) probing the bounds of
+      `theory.derivations.jensen`, `theory.derivations.hoeffding` and `theory.derivations.bennett`; Lin et al.
+      (ICLR 2026), Sec. 3.3 tilt model.
+    """
 
     min_slack: float  # smallest slack found, re-evaluated eagerly on the instance below
     P: np.ndarray
@@ -66,7 +71,12 @@ def slack(
     kind: str = "upper",
     scale_fn: BoundFn | None = None,
 ) -> jax.Array:
-    """``(bound - actual)/scale`` for ``kind="upper"``, ``(actual - bound)/scale`` for ``kind="lower"``."""
+    """``(bound - actual)/scale`` for ``kind="upper"``, ``(actual - bound)/scale`` for ``kind="lower"``.
+
+    References: toolkit method (numerical search, no derivation module) probing the bounds of
+      `theory.derivations.jensen`, `theory.derivations.hoeffding` and `theory.derivations.bennett`; Lin et al.
+      (ICLR 2026), Sec. 3.3 tilt model.
+    """
     if kind not in ("upper", "lower"):
         raise ValueError(f"kind: must be 'upper' or 'lower', got {kind!r}")
     b = bound_fn(P, q, s, lam)
@@ -170,6 +180,10 @@ def adversarial_slack_search(
       chunk: steps per jitted chunk (progress is reported between chunks).
     Returns:
       :class:`AdversarialResult` with the smallest slack and its instance.
+
+    References: toolkit method (numerical search, no derivation module) probing the bounds of
+      `theory.derivations.jensen`, `theory.derivations.hoeffding` and `theory.derivations.bennett`; Lin et al.
+      (ICLR 2026), Sec. 3.3 tilt model.
     """
     if kind not in ("upper", "lower"):
         raise ValueError(f"kind: must be 'upper' or 'lower', got {kind!r}")

@@ -88,6 +88,9 @@ def ce_update_norm_bounds(p_y: ArrayLike) -> tuple[jax.Array, jax.Array]:
     The lower bound is approached as ``V -> inf`` with the remaining mass spread uniformly (for finite ``V``
     the sharp lower bound is ``(1 - p_y) sqrt(V / (V - 1))``); the upper bound is attained when the remaining
     mass sits on a single other token.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5: hard tokens drive the update); toolkit derivation
+      `theory.derivations.hard_tokens`.
     """
     p_y = _check_unit_interval("p_y", p_y)
     hard = 1.0 - p_y
@@ -101,6 +104,9 @@ def hard_token_mass(p: ArrayLike, weights: ArrayLike | None = None, threshold: A
       p: target-token probabilities ``[..., n]`` in ``[0, 1]``.
       weights: non-negative loss weights ``[..., n]`` (default uniform: plain SFT); only their ratios matter.
       threshold: if given, the weighted fraction of tokens with ``p_i <= threshold`` instead.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5: hard tokens); toolkit derivation
+      `theory.derivations.hard_tokens`.
     """
     p = _check_unit_interval("p", p)
     if p.ndim == 0:
@@ -128,7 +134,11 @@ def hard_token_mass(p: ArrayLike, weights: ArrayLike | None = None, threshold: A
 
 
 class HardTokenConstants(NamedTuple):
-    """Constants of the matched-gain bound implied by hard-token mass ``m`` (module docstring)."""
+    """Constants of the matched-gain bound implied by hard-token mass ``m`` (module docstring).
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5) feeding Theorem 3.1 (Sec. 3.4); toolkit
+      derivation `theory.derivations.hard_tokens`.
+    """
 
     rho_max: jax.Array
     s_range: jax.Array
@@ -149,7 +159,11 @@ def _check_constants(coupling, general_misfit, g_min):
 def hard_token_constants(
     hard_token_mass: ArrayLike, coupling: ArrayLike, general_misfit: ArrayLike, g_min: ArrayLike
 ) -> HardTokenConstants:
-    """``rho_max = sqrt2 kappa delta1 m / g_min``, ``s_range = s_range_general = g_max = 2 kappa m``."""
+    """``rho_max = sqrt2 kappa delta1 m / g_min``, ``s_range = s_range_general = g_max = 2 kappa m``.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5) feeding Theorem 3.1 (Sec. 3.4); toolkit
+      derivation `theory.derivations.hard_tokens`.
+    """
     m = _check_unit_interval("hard_token_mass", hard_token_mass)
     kappa, delta1, g_min = _check_constants(coupling, general_misfit, g_min)
     rng = 2.0 * kappa * m
@@ -168,6 +182,9 @@ def degradation_bound_from_mass(
     """Relaxed matched-gain bound ``B(lam, m) = k1 Delta* + k2 lam`` under :func:`hard_token_constants`.
 
     ``+inf`` where the premise ``g_min > lam c2`` fails or ``lam = 0`` (with ``Delta* > 0``).
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5) and Theorem 3.1 (Sec. 3.4); toolkit derivation
+      `theory.derivations.hard_tokens`.
     """
     c = hard_token_constants(hard_token_mass, coupling, general_misfit, g_min)
     return matched_gain_bound(
@@ -196,6 +213,9 @@ def safe_step_size(
       iterations: bisection steps on ``(0, g_min / c2)`` (200 reach float64 resolution).
 
     Returns ``0`` when ``eps <= k1 Delta*``, ``+inf`` when ``kappa m = 0``.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5: hard tokens and the safe step size); toolkit
+      derivation `theory.derivations.hard_tokens`.
     """
     eps = check_step("eps", eps)
     delta_star = check_real("delta_star", delta_star)

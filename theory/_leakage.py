@@ -1,4 +1,4 @@
-"""Leakage form of the one-step trade-off (item 6).
+"""Leakage form of the one-step trade-off (toolkit derivation `theory.derivations.leakage`).
 
 Write ``n = E_q s - E_P1 s`` (first-order general loss per unit step) and ``g = E_P2 s - E_q s``
 (first-order domain gain per unit step). With ``V = K_q(lam) - lam E_q s`` (the tilt excess),
@@ -38,6 +38,9 @@ def leakage(P1: ArrayLike, P2: ArrayLike, q: ArrayLike, s: ArrayLike) -> jax.Arr
     ratio is ``+inf`` if the numerator is > 0 and ``-inf`` if < 0. ``0/0`` (``E_P1 s = E_P2 s = E_q s``)
     is undefined: ``ValueError`` naming ``P2`` when called eagerly; under ``jit``/``vmap``, where values
     cannot be checked, NaN (the only NaN it produces).
+
+    References: toolkit derivation `theory.derivations.leakage` (leakage form); Lin et al. (ICLR 2026), Sec. 3.3
+      tilt model and the leakage constant of Theorem 3.1 (Sec. 3.4).
     """
     e1 = _mean_under("P1", P1, s)
     e2 = _mean_under("P2", P2, s)
@@ -64,6 +67,9 @@ def degradation_given_gain_bounds(G: ArrayLike, rho: ArrayLike, lam: ArrayLike, 
       rho: leakage (finite real).
       lam: step size ``>= 0``.
       s_range: width ``b - a >= 0`` of ``s`` over the support of ``q``.
+
+    References: toolkit derivation `theory.derivations.leakage` (leakage form with the Jensen and Hoeffding
+      bounds); Lin et al. (ICLR 2026), Sec. 3.3 tilt model.
     """
     G = check_real("G", G)
     rho = check_real("rho", rho)

@@ -119,6 +119,9 @@ class MatchedGainBound(NamedTuple):
     (``C`` involves ``rho_max + gamma Delta*``), ``k1_quadratic = gamma / 2``.
     ``n_steps_max``: ``N``, the bound on the number of steps to reach ``Delta*``.
     ``second_order``: ``C``, so the per-step second-order excess is at most ``lam^2 C``.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.1 (Sec. 3.4: matched-gain bound D <= k1 Delta* + k2 Delta*^2
+      lam), in the toolkit's form of toolkit derivation `theory.derivations.matched_gain`.
     """
 
     bound: jax.Array
@@ -162,8 +165,14 @@ def matched_gain_bound(
       leakage_growth: ``gamma >= 0`` of the growing-leakage variant ``rho_t <= rho_max + gamma Gamma_t``
         (``rho_max`` is then the initial leakage bound ``rho_0``).
 
+    Every argument must be finite (eagerly a ``ValueError`` naming it: ``rho_max = inf`` would mean no leakage
+    bound at all, and ``inf`` constants make the coefficients ``0 * inf`` = NaN).
+
     Returns:
-      :class:`MatchedGainBound`; ``bound = inf`` where the premise fails.
+      :class:`MatchedGainBound`; ``bound = inf`` where the premise fails (under ``jit``, also for non-finite inputs).
+
+    References: Lin et al. (ICLR 2026), Theorem 3.1 (Sec. 3.4: matched-gain bound D <= k1 Delta* + k2 Delta*^2
+      lam), in the toolkit's form of toolkit derivation `theory.derivations.matched_gain`.
     """
     _check_scalar("delta_star", delta_star, low=0.0)
     _check_scalar("lam", lam, low=0.0)
@@ -245,6 +254,9 @@ class TrajectoryConstants(NamedTuple):
     ``s_range_general`` (max ``range_general``), ``g_initial`` (``g_0``), ``gain_decay`` (smallest ``beta >= 0``
     with ``g_t >= g_0 - beta Gamma_t`` for all steps), ``rho_initial`` (``rho_0``), ``leakage_growth`` (smallest
     ``gamma >= 0`` with ``rho_t <= rho_0 + gamma Gamma_t``), ``total_gain``, ``total_degradation``.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.1 (Sec. 3.4); the constants of toolkit derivation
+      `theory.derivations.matched_gain`.
     """
 
     gain: jax.Array
@@ -348,6 +360,9 @@ def matched_gain_constants_from_trajectory(
     Pass the trajectory up to the stopping step ``T`` (first ``t`` with ``Gamma_t >= Delta*``);
     :func:`steps_to_reach_gain` finds it from ``gain``. Identities: ``D_t = lam l_t + V1_t`` and
     ``G_t = lam g_t - V2_t`` hold exactly (``V = KL(q_t || q_{t+1})``).
+
+    References: Lin et al. (ICLR 2026), Theorem 3.1 (Sec. 3.4); the constants of toolkit derivation
+      `theory.derivations.matched_gain`.
     """
     _check_scalar("lam", lam, low=0.0, strict=True)
     zg, pg, wg = _as_trajectory("general", logits_general, p_general, weights_general)
@@ -405,6 +420,9 @@ def steps_to_reach_gain(gain: ArrayLike, delta_star: ArrayLike) -> jax.Array:
     A NaN gain (a diverged step) leaves the stopping time undefined, so it is a ``ValueError`` naming ``gain``
     when called eagerly, as is ``-inf``; ``+inf`` reaches every target. Under ``jit`` (no value checks) a NaN
     makes every later cumulative sum NaN, which never counts as reaching ``delta_star``.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.1 (Sec. 3.4: fine-tuning until the domain gain reaches
+      Delta*); toolkit derivation `theory.derivations.matched_gain`.
     """
     _check_scalar("delta_star", delta_star, low=0.0)
     gain = check_real("gain", gain, allow_posinf=True)

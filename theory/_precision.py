@@ -46,7 +46,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def float64_enabled() -> bool:
-    """Whether JAX currently creates float64 arrays by default."""
+    """Whether JAX currently creates float64 arrays by default.
+
+    References: none in the paper: the toolkit's float64 policy (module docstring of `theory._precision`).
+    """
     import jax.numpy as jnp
 
     return jnp.zeros(()).dtype == jnp.float64
@@ -60,6 +63,8 @@ def ensure_float64() -> None:
     ``RuntimeError`` if that fails, so a float32 result can never be computed or cached as a float64 one.
     This changes the process-wide setting: it is meant for program entry points, not for library code
     (the formulas of :mod:`theory` use :func:`float64_computation` instead; module docstring).
+
+    References: none in the paper: the toolkit's float64 policy (module docstring of `theory._precision`).
     """
     import jax
 

@@ -1,4 +1,4 @@
-"""Token-Adaptive Loss Reweighting (TALR), item 9.
+"""Token-Adaptive Loss Reweighting (TALR): Lin et al., ICLR 2026, Secs. 4.1-4.3.
 
 Per-token losses ``l_i = -log p_i`` (last axis) are reweighted by the solution of the entropy-
 regularised problem on the simplex
@@ -24,7 +24,11 @@ Conventions
   simplex. After renormalisation the smallest weight is ``floor / sum_j max(w_j, floor)``, which lies in
   ``[floor / (1 + n floor), floor]`` for ``n`` tokens: the floor guarantees every token a minimum share
   and is reached exactly only if no renormalisation is needed.
-* Computed as ``softmax(-(l - l_min)/tau)`` so tiny ``tau`` (1e-300) never overflows.
+* Computed as ``softmax(-(l - l_min)/tau)`` so tiny ``tau`` (1e-300) never overflows; the easiest tokens have
+  logit exactly 0 for every ``tau``, so a subnormal ``tau`` (1e-320, which XLA flushes to 0) gives the
+  ``tau -> 0`` limit (equal split over the minimum-loss tokens), never NaN.
+* Precision: these are training-time weights, evaluated in the dtype of ``losses`` (float32 inside a float32
+  training step); they are not float64 formulas (:mod:`theory._precision`).
 * :func:`talr_weights_unnormalised` is the variant of the public DiSC re-implementation:
   ``max(p^(1/tau), floor)`` with no normalisation; without floor it equals ``talr_weights`` times the
   per-row constant ``sum_j exp(-l_j/tau)``.
@@ -104,6 +108,9 @@ def talr_weights(losses: ArrayLike, tau: ArrayLike, floor: ArrayLike | None = No
       mask: optional boolean array, ``False`` = padding (weight 0).
     Returns:
       weights on the simplex over the last axis (exactly 0 off the mask).
+
+    References: Lin et al. (ICLR 2026), Sec. 4.1 (TALR problem and closed form softmax(-l/tau)) and Sec. 4.3
+      (weight floor); toolkit derivation `theory.derivations.talr`.
     """
     losses, tau, mask = _prepare(losses, tau, mask)
     _check_some_finite(losses, tau, mask)
@@ -126,6 +133,9 @@ def talr_weights_unnormalised(
     """DiSC-style weights ``max(exp(-losses / tau), floor)`` (= ``p^(1/tau)`` floored), not normalised.
 
     ``tau = inf`` gives 1 for every masked token; masked-out tokens get 0.
+
+    References: Lin et al. (ICLR 2026), Sec. 4.1 (weights p^(1/tau)) and Sec. 4.3 (weight floor), in the
+      unnormalised form of the DiSC re-implementation; toolkit derivation `theory.derivations.talr`.
     """
     losses, tau, mask = _prepare(losses, tau, mask)
     tau_safe = jnp.where(jnp.isinf(tau), 1.0, tau)[..., None]
@@ -145,6 +155,9 @@ def talr_objective_value(losses: ArrayLike, tau: ArrayLike, mask: ArrayLike | No
 
     Evaluated as ``l_min - tau log sum_i exp(-(l_i - l_min)/tau)`` (stable for tiny ``tau``; tends to
     ``l_min``). For ``tau = +inf`` the value is ``-inf`` (it behaves like ``mean(l) - tau log n``), returned as such.
+
+    References: Lin et al. (ICLR 2026), Sec. 4.1 (TALR optimisation problem); toolkit derivation
+      `theory.derivations.talr`.
     """
     losses, tau, mask = _prepare(losses, tau, mask)
     _check_some_finite(losses, tau, mask)
@@ -159,6 +172,9 @@ def talr_loss(losses: ArrayLike, tau: ArrayLike, floor: ArrayLike | None = None,
 
     Its gradient is ``sum_i w_i grad l_i`` (weights are constants for differentiation). Tokens with
     weight 0 contribute 0 even if their loss is ``+inf``. Reduces over the last axis.
+
+    References: Lin et al. (ICLR 2026), Sec. 4.3 (stop-gradient and weight floor), with tau fixed or chosen per
+      batch as in Sec. 4.2 (dynamic tau); toolkit derivation `theory.derivations.talr`.
     """
     w = jax.lax.stop_gradient(talr_weights(jax.lax.stop_gradient(losses), tau, floor=floor, mask=mask))
     losses = jnp.asarray(losses)

@@ -73,7 +73,11 @@ def _factorial(k: int) -> float:
 
 @float64_computation
 def expm1mx(x: ArrayLike) -> jax.Array:
-    """``phi(x) = e^x - 1 - x`` (>= 0), accurate to rounding for all ``x`` (series for ``|x| < 1/2``)."""
+    """``phi(x) = e^x - 1 - x`` (>= 0), accurate to rounding for all ``x`` (series for ``|x| < 1/2``).
+
+    References: toolkit numerics of the tilt excess (the function phi of toolkit derivation
+      `theory.derivations.bennett`); Lin et al. (ICLR 2026), Sec. 3.3 tilt model.
+    """
     x = jnp.asarray(x)
     small = jnp.abs(x) < _SERIES_RADIUS
     xs = jnp.where(small, x, 0.0)
@@ -83,7 +87,11 @@ def expm1mx(x: ArrayLike) -> jax.Array:
 
 @float64_computation
 def expm1mx_over_square(x: ArrayLike) -> jax.Array:
-    """``h(x) = (e^x - 1 - x) / x^2`` with ``h(0) = 1/2``; increasing in ``x``; ``+inf`` once ``e^x`` overflows."""
+    """``h(x) = (e^x - 1 - x) / x^2`` with ``h(0) = 1/2``; increasing in ``x``; ``+inf`` once ``e^x`` overflows.
+
+    References: toolkit derivation `theory.derivations.bennett` (the increasing function h of Bennett's bound);
+      Lin et al. (ICLR 2026), Sec. 3.3 tilt model.
+    """
     x = jnp.asarray(x)
     small = jnp.abs(x) < _SERIES_RADIUS
     xs = jnp.where(small, x, 0.0)
@@ -189,7 +197,10 @@ def _support_stats(log_q, s):
 
 @float64_computation
 def centred_direction(q: ArrayLike, s: ArrayLike) -> tuple[jax.Array, jax.Array]:
-    """Return ``(mu, d)``: ``mu = E_q[s]`` and ``d = s - mu`` on the support of ``q`` (0 elsewhere)."""
+    """Return ``(mu, d)``: ``mu = E_q[s]`` and ``d = s - mu`` on the support of ``q`` (0 elsewhere).
+
+    References: Lin et al. (ICLR 2026), Sec. 3.3 (one SFT step as an exponential tilt).
+    """
     log_q, s, _ = _prepare(q, s, 0.0)
     _, _, _, mu, d = _centre(log_q, s)
     return mu, d
@@ -206,13 +217,18 @@ def log_tilt(log_q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
       lam: step size(s) ``>= 0``, broadcastable to the batch shape ``log_q.shape[:-1]``.
     Returns:
       ``log q_lam``, same shape as the broadcast of ``log_q`` and ``s``; ``-inf`` stays ``-inf``.
+
+    References: Lin et al. (ICLR 2026), Sec. 3.3 (one SFT step as an exponential, log-space tilt).
     """
     return _log_tilt_kernel(*_prepare(log_q, s, lam, log_space=True))
 
 
 @float64_computation
 def tilt(q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
-    """Tilted distribution ``q_lam = q exp(lam s) / E_q[exp(lam s)]`` (see :func:`log_tilt`)."""
+    """Tilted distribution ``q_lam = q exp(lam s) / E_q[exp(lam s)]`` (see :func:`log_tilt`).
+
+    References: Lin et al. (ICLR 2026), Sec. 3.3 (one SFT step as an exponential, log-space tilt).
+    """
     log_out = _log_tilt_kernel(*_prepare(q, s, lam))
     finite = log_out > -jnp.inf
     return jnp.where(finite, jnp.exp(jnp.where(finite, log_out, 0.0)), 0.0)
@@ -220,7 +236,11 @@ def tilt(q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
 
 @float64_computation
 def cumulant_generating_function(q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
-    """``K_q(lam) = log E_q[exp(lam s)] = lam E_q[s] + V(lam)`` (log-sum-exp over the support of ``q``)."""
+    """``K_q(lam) = log E_q[exp(lam s)] = lam E_q[s] + V(lam)`` (log-sum-exp over the support of ``q``).
+
+    References: Lin et al. (ICLR 2026), Sec. 3.3 (the tilt's normaliser); toolkit derivation
+      `theory.derivations.single_step`.
+    """
     log_q, s, lam = _prepare(q, s, lam)
     mu, v = _mean_and_excess(log_q, s, lam)
     return lam * mu + v
@@ -232,5 +252,8 @@ def tilt_excess(q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
 
     ``V >= 0`` (Jensen) and ``V <= lam^2 (b - a)^2 / 8`` (Hoeffding's lemma), where ``[a, b]`` is the
     range of ``s`` over the support of ``q``. Computed without cancellation (module docstring).
+
+    References: toolkit derivations `theory.derivations.jensen` (V >= 0) and `theory.derivations.hoeffding`
+      (upper bound); Lin et al. (ICLR 2026), Sec. 3.3 tilt model.
     """
     return _mean_and_excess(*_prepare(q, s, lam))[1]
