@@ -80,7 +80,23 @@ def test_leakage_with_zero_first_order_gain():
     P2 = q  # E_P2 s = E_q s: no first-order gain
     assert np.isposinf(float(theory.leakage(np.array([0.2, 0.8]), P2, q, s)))
     assert np.isneginf(float(theory.leakage(np.array([0.8, 0.2]), P2, q, s)))
-    assert np.isnan(float(theory.leakage(q, P2, q, s)))
+    with pytest.raises(ValueError, match="^P2:"):  # 0/0: undefined
+        theory.leakage(q, P2, q, s)
+
+
+def test_leakage_is_exact_when_a_data_distribution_equals_the_model():
+    # E_q s and E_P s come from one formula, so P1 = q is exactly zero leakage and P2 = q is an exact zero
+    # denominator (before, a rounding residual gave rho = -1.0 or a random finite value for P1 = P2 = q).
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        q = rng.dirichlet(np.ones(6))
+        P = rng.dirichlet(np.ones(6))
+        s = rng.normal(size=6)
+        assert float(theory.leakage(q, P, q, s)) == 0.0
+        expected_sign = np.sign(q @ s - P @ s)  # sign of E_q s - E_P1 s over a zero denominator
+        assert float(theory.leakage(P, q, q, s)) == expected_sign * np.inf
+        with pytest.raises(ValueError, match="^P2:"):
+            theory.leakage(q, q, q, s)
 
 
 def test_bounds_order_when_rho_below_minus_one_and_bad_inputs():

@@ -28,6 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
+
+from theory._precision import float64_computation
 
 __all__ = ["AdversarialResult", "adversarial_slack_search", "slack"]
 
@@ -36,7 +39,12 @@ BoundFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 
 @dataclass(frozen=True)
 class AdversarialResult:
-    """Outcome of :func:`adversarial_slack_search` (arrays are NumPy copies)."""
+    """Outcome of :func:`adversarial_slack_search` (arrays are NumPy copies).
+
+    References: toolkit method (numerical search, no derivation module) probing the bounds of
+      `theory.derivations.jensen`, `theory.derivations.hoeffding` and `theory.derivations.bennett`; Lin et al.
+      (ICLR 2026), Sec. 3.3 tilt model.
+    """
 
     min_slack: float  # smallest slack found, re-evaluated eagerly on the instance below
     P: np.ndarray
@@ -52,8 +60,23 @@ class AdversarialResult:
         return self.min_slack < 0
 
 
-def slack(bound_fn: BoundFn, actual_fn: BoundFn, P, q, s, lam, kind: str = "upper", scale_fn: BoundFn | None = None):
-    """``(bound - actual)/scale`` for ``kind="upper"``, ``(actual - bound)/scale`` for ``kind="lower"``."""
+@float64_computation
+def slack(
+    bound_fn: BoundFn,
+    actual_fn: BoundFn,
+    P: ArrayLike,
+    q: ArrayLike,
+    s: ArrayLike,
+    lam: ArrayLike,
+    kind: str = "upper",
+    scale_fn: BoundFn | None = None,
+) -> jax.Array:
+    """``(bound - actual)/scale`` for ``kind="upper"``, ``(actual - bound)/scale`` for ``kind="lower"``.
+
+    References: toolkit method (numerical search, no derivation module) probing the bounds of
+      `theory.derivations.jensen`, `theory.derivations.hoeffding` and `theory.derivations.bennett`; Lin et al.
+      (ICLR 2026), Sec. 3.3 tilt model.
+    """
     if kind not in ("upper", "lower"):
         raise ValueError(f"kind: must be 'upper' or 'lower', got {kind!r}")
     b = bound_fn(P, q, s, lam)
@@ -124,6 +147,7 @@ def _compiled(bound_fn, actual_fn, kind, scale_fn, n, learning_rate, s_scale, lo
     )
 
 
+@float64_computation
 def adversarial_slack_search(
     bound_fn: BoundFn,
     actual_fn: BoundFn,
@@ -156,6 +180,10 @@ def adversarial_slack_search(
       chunk: steps per jitted chunk (progress is reported between chunks).
     Returns:
       :class:`AdversarialResult` with the smallest slack and its instance.
+
+    References: toolkit method (numerical search, no derivation module) probing the bounds of
+      `theory.derivations.jensen`, `theory.derivations.hoeffding` and `theory.derivations.bennett`; Lin et al.
+      (ICLR 2026), Sec. 3.3 tilt model.
     """
     if kind not in ("upper", "lower"):
         raise ValueError(f"kind: must be 'upper' or 'lower', got {kind!r}")

@@ -1,4 +1,5 @@
-"""Two-sided bounds on the code-length change of one tilt step (item 5).
+"""Two-sided bounds on the code-length change of one tilt step (toolkit derivations `theory.derivations.jensen`,
+`theory.derivations.hoeffding`, `theory.derivations.bennett`; the tilt model of Lin et al., ICLR 2026, Sec. 3.3).
 
 Exact form (see :mod:`theory._single_step`): ``dL(P) = lam (E_q s - E_P s) + V(lam)`` with
 ``V(lam) = log E_q[exp(lam X)]``, ``X = s - E_q s`` (under ``q``), ``lam >= 0``. Each bound below bounds
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
+from theory._precision import float64_computation
 from theory._single_step import data_mean
 from theory._tilt import _prepare, _support_stats, expm1mx_over_square
 from theory._validate import check_outcome_shapes, check_real, is_concrete
@@ -45,24 +48,36 @@ def _first_order(P, q, s, lam):
     return lam_b * (st["mu"] - e_p), st, lam_b
 
 
-def support_range(q, s) -> tuple[jax.Array, jax.Array]:
-    """``(a, b) = (min s, max s)`` over the support ``{x : q(x) > 0}``."""
+@float64_computation
+def support_range(q: ArrayLike, s: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """``(a, b) = (min s, max s)`` over the support ``{x : q(x) > 0}``.
+
+    References: toolkit derivation `theory.derivations.hoeffding` (the range b - a); Lin et al. (ICLR 2026),
+      Sec. 3.3 tilt model.
+    """
     log_q, s_b, _ = _prepare(q, s, 0.0)
     st = _support_stats(log_q, s_b)
     return st["a"], st["b"]
 
 
-def jensen_lower_bound(P, q, s, lam) -> jax.Array:
-    """``dL(P) >= lam (E_q s - E_P s)`` (module docstring)."""
+@float64_computation
+def jensen_lower_bound(P: ArrayLike, q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
+    """``dL(P) >= lam (E_q s - E_P s)`` (module docstring).
+
+    References: toolkit derivation `theory.derivations.jensen`; Lin et al. (ICLR 2026), Sec. 3.3 tilt model.
+    """
     first, *_ = _first_order(P, q, s, lam)
     return first
 
 
-def hoeffding_upper_bound(P, q, s, lam, s_range=None) -> jax.Array:
+@float64_computation
+def hoeffding_upper_bound(P: ArrayLike, q: ArrayLike, s: ArrayLike, lam: ArrayLike, s_range: ArrayLike | None = None) -> jax.Array:
     """``dL(P) <= lam (E_q s - E_P s) + lam^2 (b - a)^2 / 8``.
 
     ``s_range`` is the width ``b - a``: by default the range of ``s`` over the support of ``q``; a given
     width must be at least that (checked eagerly; a smaller one would not be a valid bound).
+
+    References: toolkit derivation `theory.derivations.hoeffding`; Lin et al. (ICLR 2026), Sec. 3.3 tilt model.
     """
     first, st, lam_b = _first_order(P, q, s, lam)
     a, b = st["a"], st["b"]
@@ -75,7 +90,11 @@ def hoeffding_upper_bound(P, q, s, lam, s_range=None) -> jax.Array:
     return first + lam_b**2 * width**2 / 8.0
 
 
-def bennett_upper_bound(P, q, s, lam) -> jax.Array:
-    """``dL(P) <= lam (E_q s - E_P s) + sigma^2 lam^2 h(lam c)``, ``h(x) = (e^x - 1 - x)/x^2`` (module docstring)."""
+@float64_computation
+def bennett_upper_bound(P: ArrayLike, q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
+    """``dL(P) <= lam (E_q s - E_P s) + sigma^2 lam^2 h(lam c)``, ``h(x) = (e^x - 1 - x)/x^2`` (module docstring).
+
+    References: toolkit derivation `theory.derivations.bennett`; Lin et al. (ICLR 2026), Sec. 3.3 tilt model.
+    """
     first, st, lam_b = _first_order(P, q, s, lam)
     return first + st["var"] * lam_b**2 * expm1mx_over_square(lam_b * st["c"])

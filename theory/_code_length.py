@@ -27,10 +27,14 @@ must agree across levels and models.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import rel_entr
+from jax.typing import ArrayLike
 
+from theory._precision import float64_computation
 from theory._tilt import _safe_log
 from theory._validate import check_outcome_shapes, check_probabilities, is_concrete
 
@@ -47,21 +51,30 @@ def _normalise(p: jax.Array) -> jax.Array:
     return p / jnp.sum(p, axis=-1, keepdims=True)
 
 
-def kl_divergence(P, q) -> jax.Array:
-    """``KL(P || q) = sum_x P(x) log(P(x) / q(x))`` in nats (``0 log 0 = 0``; ``+inf`` if ``P > 0 = q`` somewhere)."""
+@float64_computation
+def kl_divergence(P: ArrayLike, q: ArrayLike) -> jax.Array:
+    """``KL(P || q) = sum_x P(x) log(P(x) / q(x))`` in nats (``0 log 0 = 0``; ``+inf`` if ``P > 0 = q`` somewhere).
+
+    References: Lin et al. (ICLR 2026), Prop. 3.1 (Sec. 3.2): code-length change = KL change; toolkit derivation
+      `theory.derivations.code_length`.
+    """
     P = check_probabilities("P", P)
     q = check_probabilities("q", q)
     check_outcome_shapes({"P": P, "q": q})
     return jnp.sum(rel_entr(_normalise(P), _normalise(q)), axis=-1)
 
 
-def code_length_change(P, q_before, q_after) -> jax.Array:
+@float64_computation
+def code_length_change(P: ArrayLike, q_before: ArrayLike, q_after: ArrayLike) -> jax.Array:
     """``dL(P) = E_P[log q_before - log q_after]`` (nats): positive = the model got worse on ``P``.
 
     Terms with ``P(x) = 0`` contribute 0 whatever ``q`` is there. Where ``P(x) > 0 = q_after(x)`` (and
     ``q_before(x) > 0``) the result is ``+inf``. The difference needs ``E_P[-log q_before] < inf``:
     eagerly, ``P(x) > 0 = q_before(x)`` raises ``ValueError`` (naming ``q_before``); under ``jit`` it gives
     ``-inf`` (or NaN if ``q_after(x) = 0`` too). Inputs are renormalised exactly.
+
+    References: Lin et al. (ICLR 2026), Prop. 3.1 (Sec. 3.2): code-length change = KL change; toolkit derivation
+      `theory.derivations.code_length`.
     """
     P = check_probabilities("P", P)
     q_before = check_probabilities("q_before", q_before)
@@ -95,8 +108,12 @@ def _check_tables(name: str, tables) -> tuple[jax.Array, ...]:
     return tuple(out)
 
 
-def node_masses(tables) -> tuple[jax.Array, ...]:
-    """P-mass of every tree node: ``p_l`` of shape ``(..., V**(l+1))``, ``p_l[r*V + v] = p_{l-1}[r] * T_l[r, v]``."""
+@float64_computation
+def node_masses(tables: Sequence[ArrayLike]) -> tuple[jax.Array, ...]:
+    """P-mass of every tree node: ``p_l`` of shape ``(..., V**(l+1))``, ``p_l[r*V + v] = p_{l-1}[r] * T_l[r, v]``.
+
+    References: Lin et al. (ICLR 2026), Sec. 3.1 (token tree and compression protocol).
+    """
     tables = _check_tables("tables", tables)
     masses = []
     prefix = jnp.ones(tables[0].shape[:-2] + (1,), dtype=tables[0].dtype)
@@ -108,17 +125,27 @@ def node_masses(tables) -> tuple[jax.Array, ...]:
     return tuple(masses)
 
 
-def sequence_distribution(tables) -> jax.Array:
-    """Joint distribution over the ``V**d`` sequences (row-major index), by the chain rule."""
+@float64_computation
+def sequence_distribution(tables: Sequence[ArrayLike]) -> jax.Array:
+    """Joint distribution over the ``V**d`` sequences (row-major index), by the chain rule.
+
+    References: Lin et al. (ICLR 2026), Sec. 3.1 (token tree and compression protocol).
+    """
     return node_masses(tables)[-1]
 
 
-def token_tree_code_length_change(P_tables, q1_tables, q2_tables) -> jax.Array:
+@float64_computation
+def token_tree_code_length_change(
+    P_tables: Sequence[ArrayLike], q1_tables: Sequence[ArrayLike], q2_tables: Sequence[ArrayLike]
+) -> jax.Array:
     """Token-tree form of Prop. 3.1: ``sum_l sum_j p_{l,j} log(q1_{l,j} / q2_{l,j})`` (nats).
 
     ``P_tables``, ``q1_tables`` (before), ``q2_tables`` (after) are conditional tables (module
     docstring); ``p_{l,j}`` are the node masses of ``P``. Equals ``KL(P || q2) - KL(P || q1)`` of the
     sequence distributions. Nodes with ``p_{l,j} = 0`` contribute 0; ``q2_{l,j} = 0 < p_{l,j}`` gives ``+inf``.
+
+    References: Lin et al. (ICLR 2026), Prop. 3.1 (Sec. 3.2) in the token-tree form of Sec. 3.1; toolkit
+      derivation `theory.derivations.code_length`.
     """
     P_tables = _check_tables("P_tables", P_tables)
     q1_tables = _check_tables("q1_tables", q1_tables)

@@ -51,8 +51,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from theory._matched_gain import matched_gain_bound
+from theory._precision import float64_computation
 from theory._validate import check_real, check_step, is_concrete
 
 __all__ = [
@@ -79,27 +81,38 @@ def _check_unit_interval(name: str, p) -> jax.Array:
     return p
 
 
-def ce_update_norm_bounds(p_y) -> tuple[jax.Array, jax.Array]:
+@float64_computation
+def ce_update_norm_bounds(p_y: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """``(1 - p_y, sqrt(2) (1 - p_y))``: bounds on ``||e_y - q||_2`` for target probability ``p_y = q_y``.
 
     The lower bound is approached as ``V -> inf`` with the remaining mass spread uniformly (for finite ``V``
     the sharp lower bound is ``(1 - p_y) sqrt(V / (V - 1))``); the upper bound is attained when the remaining
     mass sits on a single other token.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5: hard tokens drive the update); toolkit derivation
+      `theory.derivations.hard_tokens`.
     """
     p_y = _check_unit_interval("p_y", p_y)
     hard = 1.0 - p_y
     return hard, jnp.sqrt(2.0) * hard
 
 
-def hard_token_mass(p, weights=None, threshold=None) -> jax.Array:
+def hard_token_mass(p: ArrayLike, weights: ArrayLike | None = None, threshold: ArrayLike | None = None) -> jax.Array:
     """Weighted hard-token mass ``sum_i w_i (1 - p_i) / sum_i w_i`` over the last axis (module docstring).
 
     Args:
       p: target-token probabilities ``[..., n]`` in ``[0, 1]``.
       weights: non-negative loss weights ``[..., n]`` (default uniform: plain SFT); only their ratios matter.
       threshold: if given, the weighted fraction of tokens with ``p_i <= threshold`` instead.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5: hard tokens); toolkit derivation
+      `theory.derivations.hard_tokens`.
     """
     p = _check_unit_interval("p", p)
+    if p.ndim == 0:
+        raise ValueError("p: needs a token axis (last axis), got a scalar")
+    if p.shape[-1] == 0:
+        raise ValueError("p: the token axis is empty, so the mass (a weighted mean over tokens) is undefined")
     if weights is None:
         weights = jnp.ones_like(p)
     else:
@@ -121,7 +134,11 @@ def hard_token_mass(p, weights=None, threshold=None) -> jax.Array:
 
 
 class HardTokenConstants(NamedTuple):
-    """Constants of the matched-gain bound implied by hard-token mass ``m`` (module docstring)."""
+    """Constants of the matched-gain bound implied by hard-token mass ``m`` (module docstring).
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5) feeding Theorem 3.1 (Sec. 3.4); toolkit
+      derivation `theory.derivations.hard_tokens`.
+    """
 
     rho_max: jax.Array
     s_range: jax.Array
@@ -138,8 +155,15 @@ def _check_constants(coupling, general_misfit, g_min):
     return coupling, general_misfit, g_min
 
 
-def hard_token_constants(hard_token_mass, coupling, general_misfit, g_min) -> HardTokenConstants:
-    """``rho_max = sqrt2 kappa delta1 m / g_min``, ``s_range = s_range_general = g_max = 2 kappa m``."""
+@float64_computation
+def hard_token_constants(
+    hard_token_mass: ArrayLike, coupling: ArrayLike, general_misfit: ArrayLike, g_min: ArrayLike
+) -> HardTokenConstants:
+    """``rho_max = sqrt2 kappa delta1 m / g_min``, ``s_range = s_range_general = g_max = 2 kappa m``.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5) feeding Theorem 3.1 (Sec. 3.4); toolkit
+      derivation `theory.derivations.hard_tokens`.
+    """
     m = _check_unit_interval("hard_token_mass", hard_token_mass)
     kappa, delta1, g_min = _check_constants(coupling, general_misfit, g_min)
     rng = 2.0 * kappa * m
@@ -151,10 +175,16 @@ def hard_token_constants(hard_token_mass, coupling, general_misfit, g_min) -> Ha
     )
 
 
-def degradation_bound_from_mass(lam, delta_star, hard_token_mass, *, coupling, general_misfit, g_min) -> jax.Array:
+@float64_computation
+def degradation_bound_from_mass(
+    lam: ArrayLike, delta_star: ArrayLike, hard_token_mass: ArrayLike, *, coupling: ArrayLike, general_misfit: ArrayLike, g_min: ArrayLike
+) -> jax.Array:
     """Relaxed matched-gain bound ``B(lam, m) = k1 Delta* + k2 lam`` under :func:`hard_token_constants`.
 
     ``+inf`` where the premise ``g_min > lam c2`` fails or ``lam = 0`` (with ``Delta* > 0``).
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5) and Theorem 3.1 (Sec. 3.4); toolkit derivation
+      `theory.derivations.hard_tokens`.
     """
     c = hard_token_constants(hard_token_mass, coupling, general_misfit, g_min)
     return matched_gain_bound(
@@ -162,7 +192,17 @@ def degradation_bound_from_mass(lam, delta_star, hard_token_mass, *, coupling, g
     ).bound_relaxed
 
 
-def safe_step_size(eps, delta_star, hard_token_mass, *, coupling, general_misfit, g_min, iterations: int = 200) -> jax.Array:
+@float64_computation
+def safe_step_size(
+    eps: ArrayLike,
+    delta_star: ArrayLike,
+    hard_token_mass: ArrayLike,
+    *,
+    coupling: ArrayLike,
+    general_misfit: ArrayLike,
+    g_min: ArrayLike,
+    iterations: int = 200,
+) -> jax.Array:
     """Largest ``lam`` with ``B(lam, m) <= eps`` (module docstring): non-increasing in ``hard_token_mass``.
 
     Args:
@@ -173,6 +213,9 @@ def safe_step_size(eps, delta_star, hard_token_mass, *, coupling, general_misfit
       iterations: bisection steps on ``(0, g_min / c2)`` (200 reach float64 resolution).
 
     Returns ``0`` when ``eps <= k1 Delta*``, ``+inf`` when ``kappa m = 0``.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.2 (Sec. 3.5: hard tokens and the safe step size); toolkit
+      derivation `theory.derivations.hard_tokens`.
     """
     eps = check_step("eps", eps)
     delta_star = check_real("delta_star", delta_star)

@@ -1,4 +1,4 @@
-"""Leakage form of the one-step trade-off (item 6).
+"""Leakage form of the one-step trade-off (toolkit derivation `theory.derivations.leakage`).
 
 Write ``n = E_q s - E_P1 s`` (first-order general loss per unit step) and ``g = E_P2 s - E_q s``
 (first-order domain gain per unit step). With ``V = K_q(lam) - lam E_q s`` (the tilt excess),
@@ -19,33 +19,47 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
+from theory._precision import float64_computation
 from theory._single_step import _mean_under
-from theory._tilt import _prepare, _support_stats
-from theory._validate import check_outcome_shapes, check_real, check_step
+from theory._tilt import _prepare
+from theory._validate import check_outcome_shapes, check_real, check_step, is_concrete
 
 __all__ = ["leakage", "degradation_given_gain_bounds"]  # the tilt excess V is theory.tilt_excess
 
 
-def leakage(P1, P2, q, s) -> jax.Array:
+@float64_computation
+def leakage(P1: ArrayLike, P2: ArrayLike, q: ArrayLike, s: ArrayLike) -> jax.Array:
     """``rho = (E_q s - E_P1 s) / (E_P2 s - E_q s)``.
 
-    When the denominator is exactly 0 (no first-order domain gain) the ratio is undefined; the
-    function then returns ``+inf`` if the numerator is > 0, ``-inf`` if < 0, and NaN for ``0/0``
-    (the only NaN it produces; documented, not an error, so that it can be vmapped).
+    The three means are computed by one formula, so ``P1 = q`` gives a numerator of exactly 0 and
+    ``P2 = q`` a denominator of exactly 0. When the denominator is 0 (no first-order domain gain) the
+    ratio is ``+inf`` if the numerator is > 0 and ``-inf`` if < 0. ``0/0`` (``E_P1 s = E_P2 s = E_q s``)
+    is undefined: ``ValueError`` naming ``P2`` when called eagerly; under ``jit``/``vmap``, where values
+    cannot be checked, NaN (the only NaN it produces).
+
+    References: toolkit derivation `theory.derivations.leakage` (leakage form); Lin et al. (ICLR 2026), Sec. 3.3
+      tilt model and the leakage constant of Theorem 3.1 (Sec. 3.4).
     """
     e1 = _mean_under("P1", P1, s)
     e2 = _mean_under("P2", P2, s)
-    log_q, s_b, _ = _prepare(q, s, 0.0)
+    log_q, _, _ = _prepare(q, s, 0.0)  # validates q and s
     check_outcome_shapes({"P1": jnp.asarray(P1), "P2": jnp.asarray(P2), "q": log_q})
-    mu = _support_stats(log_q, s_b)["mu"]
+    # E_q s by the same formula as E_P1 s and E_P2 s, so that P1 = q (or P2 = q) gives exactly 0, not a rounding residual
+    mu = _mean_under("q", q, s)
     num = mu - e1
     den = e2 - mu
+    if is_concrete(num) and is_concrete(den) and bool(jnp.any((num == 0) & (den == 0))):
+        raise ValueError(
+            "P2: E_P2 s = E_q s (no first-order domain gain) and E_P1 s = E_q s in some row, so the leakage 0/0 is undefined"
+        )
     safe = jnp.where(den == 0, 1.0, den)
     return jnp.where(den == 0, jnp.where(num == 0, jnp.nan, jnp.sign(num) * jnp.inf), num / safe)
 
 
-def degradation_given_gain_bounds(G, rho, lam, s_range) -> tuple[jax.Array, jax.Array]:
+@float64_computation
+def degradation_given_gain_bounds(G: ArrayLike, rho: ArrayLike, lam: ArrayLike, s_range: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """``(lower, upper)`` on ``D`` from ``D = rho G + (1 + rho) V``, ``0 <= V <= lam^2 s_range^2 / 8``.
 
     Args:
@@ -53,6 +67,9 @@ def degradation_given_gain_bounds(G, rho, lam, s_range) -> tuple[jax.Array, jax.
       rho: leakage (finite real).
       lam: step size ``>= 0``.
       s_range: width ``b - a >= 0`` of ``s`` over the support of ``q``.
+
+    References: toolkit derivation `theory.derivations.leakage` (leakage form with the Jensen and Hoeffding
+      bounds); Lin et al. (ICLR 2026), Sec. 3.3 tilt model.
     """
     G = check_real("G", G)
     rho = check_real("rho", rho)

@@ -69,7 +69,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
+from theory._precision import float64_computation
+from theory._validate import check_real
 from theory._validate import is_concrete as _concrete
 
 __all__ = [
@@ -82,16 +85,25 @@ __all__ = [
 
 
 def _check_scalar(name: str, value, *, low=None, strict=False, allow_none=False) -> None:
-    """Eager validation of a scalar or array argument (skipped for jit tracers)."""
+    """Eager validation of a scalar or array argument (skipped for jit tracers): a finite real array.
+
+    Infinite constants are refused: ``rho_max = inf`` (unbounded leakage) or ``g_max = inf`` leave no guarantee
+    and would give ``inf - inf`` / ``0 * inf`` = NaN in the coefficients; under ``jit`` they give ``bound = inf``.
+    """
     if value is None:
         if allow_none:
             return
         raise ValueError(f"{name}: must not be None")
     if not _concrete(value):
         return
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # a string, a ragged list, ...
+        raise ValueError(f"{name}: cannot be converted to a float array ({exc})") from None
     if np.any(np.isnan(arr)):
         raise ValueError(f"{name}: contains NaN")
+    if np.any(np.isinf(arr)):
+        raise ValueError(f"{name}: must be finite, got {value}")
     if low is not None:
         bad = arr <= low if strict else arr < low
         if np.any(bad):
@@ -107,6 +119,9 @@ class MatchedGainBound(NamedTuple):
     (``C`` involves ``rho_max + gamma Delta*``), ``k1_quadratic = gamma / 2``.
     ``n_steps_max``: ``N``, the bound on the number of steps to reach ``Delta*``.
     ``second_order``: ``C``, so the per-step second-order excess is at most ``lam^2 C``.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.1 (Sec. 3.4: matched-gain bound D <= k1 Delta* + k2 Delta*^2
+      lam), in the toolkit's form of toolkit derivation `theory.derivations.matched_gain`.
     """
 
     bound: jax.Array
@@ -121,17 +136,18 @@ class MatchedGainBound(NamedTuple):
     second_order: jax.Array
 
 
+@float64_computation
 def matched_gain_bound(
-    delta_star,
-    lam,
-    rho_max,
-    g_min,
-    s_range,
+    delta_star: ArrayLike,
+    lam: ArrayLike,
+    rho_max: ArrayLike,
+    g_min: ArrayLike,
+    s_range: ArrayLike,
     *,
-    g_max=None,
-    s_range_general=None,
-    gain_decay=0.0,
-    leakage_growth=0.0,
+    g_max: ArrayLike | None = None,
+    s_range_general: ArrayLike | None = None,
+    gain_decay: ArrayLike = 0.0,
+    leakage_growth: ArrayLike = 0.0,
 ) -> MatchedGainBound:
     """Bound on cumulative general degradation after fine-tuning to domain gain ``delta_star`` (module docstring).
 
@@ -149,8 +165,14 @@ def matched_gain_bound(
       leakage_growth: ``gamma >= 0`` of the growing-leakage variant ``rho_t <= rho_max + gamma Gamma_t``
         (``rho_max`` is then the initial leakage bound ``rho_0``).
 
+    Every argument must be finite (eagerly a ``ValueError`` naming it: ``rho_max = inf`` would mean no leakage
+    bound at all, and ``inf`` constants make the coefficients ``0 * inf`` = NaN).
+
     Returns:
-      :class:`MatchedGainBound`; ``bound = inf`` where the premise fails.
+      :class:`MatchedGainBound`; ``bound = inf`` where the premise fails (under ``jit``, also for non-finite inputs).
+
+    References: Lin et al. (ICLR 2026), Theorem 3.1 (Sec. 3.4: matched-gain bound D <= k1 Delta* + k2 Delta*^2
+      lam), in the toolkit's form of toolkit derivation `theory.derivations.matched_gain`.
     """
     _check_scalar("delta_star", delta_star, low=0.0)
     _check_scalar("lam", lam, low=0.0)
@@ -176,7 +198,9 @@ def matched_gain_bound(
 
     a = g_min - lam * c2
     slack = a - beta * delta_star  # a - beta Delta*: must stay > 0
-    ok = (lam > 0) & (slack > 0) & (lam * beta < 1.0)
+    finite = jnp.isfinite(delta_star) & jnp.isfinite(lam) & jnp.isfinite(rho_max) & jnp.isfinite(g_min)
+    finite = finite & jnp.isfinite(s_range) & jnp.isfinite(g_max) & jnp.isfinite(second) & jnp.isfinite(beta) & jnp.isfinite(gamma)
+    ok = finite & (lam > 0) & (slack > 0) & (lam * beta < 1.0)
     safe_lam = jnp.where(ok, lam, 1.0)
     safe_a = jnp.where(ok, a, 1.0)
     safe_slack = jnp.where(ok, slack, 1.0)
@@ -200,7 +224,7 @@ def matched_gain_bound(
     exact = rho_max * delta_star + rho_pos * lam * g_max + gamma * overshoot**2 / 2.0 + n_steps * lam**2 * second
     relaxed = k1 * delta_star + k1_quadratic * delta_star**2 + k2 * lam
     inf = jnp.inf
-    zero_gain = delta_star == 0  # nothing to do: T = 0 steps, D = 0 exactly
+    zero_gain = (delta_star == 0) & finite  # nothing to do: T = 0 steps, D = 0 exactly
     bound = jnp.where(zero_gain, 0.0, jnp.where(ok, exact, inf))
     bound_relaxed = jnp.where(zero_gain, 0.0, jnp.where(ok, relaxed, inf))
     n_steps = jnp.where(zero_gain, 0.0, jnp.where(ok, n_steps, inf))
@@ -230,6 +254,9 @@ class TrajectoryConstants(NamedTuple):
     ``s_range_general`` (max ``range_general``), ``g_initial`` (``g_0``), ``gain_decay`` (smallest ``beta >= 0``
     with ``g_t >= g_0 - beta Gamma_t`` for all steps), ``rho_initial`` (``rho_0``), ``leakage_growth`` (smallest
     ``gamma >= 0`` with ``rho_t <= rho_0 + gamma Gamma_t``), ``total_gain``, ``total_degradation``.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.1 (Sec. 3.4); the constants of toolkit derivation
+      `theory.derivations.matched_gain`.
     """
 
     gain: jax.Array
@@ -271,9 +298,16 @@ def _side(logits, data, weights, lam):
     return dl @ w, (e_q - e_data) @ w, kl @ w, jnp.sqrt((rng**2) @ w)
 
 
+def _float_input(name: str, x) -> jax.Array:
+    try:
+        return jnp.asarray(x, dtype=float)
+    except (TypeError, ValueError) as exc:  # a string, a ragged list, ...
+        raise ValueError(f"{name}: cannot be converted to a float array ({exc})") from None
+
+
 def _as_trajectory(name, logits, data, weights):
-    logits = jnp.asarray(logits, dtype=float)
-    data = jnp.asarray(data, dtype=float)
+    logits = _float_input(f"logits_{name}", logits)
+    data = _float_input(f"p_{name}", data)
     if _concrete(logits) and _concrete(data):
         if logits.ndim not in (2, 3):
             raise ValueError(f"logits_{name}: expected shape [T+1, V] or [T+1, H, V], got {logits.shape}")
@@ -289,7 +323,7 @@ def _as_trajectory(name, logits, data, weights):
     if logits.ndim == 2:
         logits, data = logits[:, None, :], data[None, :]
     h = logits.shape[1]
-    weights = jnp.ones(h) if weights is None else jnp.asarray(weights, dtype=float)
+    weights = jnp.ones(h) if weights is None else _float_input(f"weights_{name}", weights)
     if _concrete(weights):
         wn = np.asarray(weights)
         if wn.shape != (h,) or np.any(np.isnan(wn)) or np.any(wn < 0) or wn.sum() <= 0:
@@ -297,16 +331,17 @@ def _as_trajectory(name, logits, data, weights):
     return logits, data, weights
 
 
+@float64_computation
 def matched_gain_constants_from_trajectory(
-    logits_general,
-    logits_domain,
-    p_general,
-    p_domain,
-    lam,
+    logits_general: ArrayLike,
+    logits_domain: ArrayLike,
+    p_general: ArrayLike,
+    p_domain: ArrayLike,
+    lam: ArrayLike,
     *,
-    weights_general=None,
-    weights_domain=None,
-    n_steps=None,
+    weights_general: ArrayLike | None = None,
+    weights_domain: ArrayLike | None = None,
+    n_steps: int | ArrayLike | None = None,
 ) -> TrajectoryConstants:
     """Measure ``G_t, D_t, g_t, l_t, rho_t, V1_t, V2_t`` and ranges from recorded logits (module docstring).
 
@@ -325,6 +360,9 @@ def matched_gain_constants_from_trajectory(
     Pass the trajectory up to the stopping step ``T`` (first ``t`` with ``Gamma_t >= Delta*``);
     :func:`steps_to_reach_gain` finds it from ``gain``. Identities: ``D_t = lam l_t + V1_t`` and
     ``G_t = lam g_t - V2_t`` hold exactly (``V = KL(q_t || q_{t+1})``).
+
+    References: Lin et al. (ICLR 2026), Theorem 3.1 (Sec. 3.4); the constants of toolkit derivation
+      `theory.derivations.matched_gain`.
     """
     _check_scalar("lam", lam, low=0.0, strict=True)
     zg, pg, wg = _as_trajectory("general", logits_general, p_general, weights_general)
@@ -374,14 +412,23 @@ def matched_gain_constants_from_trajectory(
     )
 
 
-def steps_to_reach_gain(gain, delta_star):
+@float64_computation
+def steps_to_reach_gain(gain: ArrayLike, delta_star: ArrayLike) -> jax.Array:
     """Smallest ``T`` with ``sum_{t<T} gain_t >= delta_star`` (``len(gain) + 1`` if never reached).
 
     ``gain``: per-step domain gains ``[..., T]``; returns an integer array of the batch shape.
+    A NaN gain (a diverged step) leaves the stopping time undefined, so it is a ``ValueError`` naming ``gain``
+    when called eagerly, as is ``-inf``; ``+inf`` reaches every target. Under ``jit`` (no value checks) a NaN
+    makes every later cumulative sum NaN, which never counts as reaching ``delta_star``.
+
+    References: Lin et al. (ICLR 2026), Theorem 3.1 (Sec. 3.4: fine-tuning until the domain gain reaches
+      Delta*); toolkit derivation `theory.derivations.matched_gain`.
     """
     _check_scalar("delta_star", delta_star, low=0.0)
-    gain = jnp.asarray(gain, dtype=float)
-    cum = jnp.concatenate([jnp.zeros(gain.shape[:-1] + (1,)), jnp.cumsum(gain, axis=-1)], axis=-1)
+    gain = check_real("gain", gain, allow_posinf=True)
+    if gain.ndim == 0:
+        raise ValueError("gain: needs a step axis (last axis), got a scalar")
+    cum = jnp.concatenate([jnp.zeros(gain.shape[:-1] + (1,), gain.dtype), jnp.cumsum(gain, axis=-1)], axis=-1)
     reached = cum >= jnp.asarray(delta_star)[..., None]
     first = jnp.argmax(reached, axis=-1)
     return jnp.where(jnp.any(reached, axis=-1), first, gain.shape[-1] + 1)

@@ -28,7 +28,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
+from jax.typing import ArrayLike
 
+from theory._precision import float64_computation
 from theory._validate import (
     check_logits,
     check_outcome_shapes,
@@ -69,8 +71,13 @@ def _factorial(k: int) -> float:
     return out
 
 
-def expm1mx(x) -> jax.Array:
-    """``phi(x) = e^x - 1 - x`` (>= 0), accurate to rounding for all ``x`` (series for ``|x| < 1/2``)."""
+@float64_computation
+def expm1mx(x: ArrayLike) -> jax.Array:
+    """``phi(x) = e^x - 1 - x`` (>= 0), accurate to rounding for all ``x`` (series for ``|x| < 1/2``).
+
+    References: toolkit numerics of the tilt excess (the function phi of toolkit derivation
+      `theory.derivations.bennett`); Lin et al. (ICLR 2026), Sec. 3.3 tilt model.
+    """
     x = jnp.asarray(x)
     small = jnp.abs(x) < _SERIES_RADIUS
     xs = jnp.where(small, x, 0.0)
@@ -78,8 +85,13 @@ def expm1mx(x) -> jax.Array:
     return jnp.where(small, xs * xs * _series_over_square(xs), jnp.expm1(xl) - xl)
 
 
-def expm1mx_over_square(x) -> jax.Array:
-    """``h(x) = (e^x - 1 - x) / x^2`` with ``h(0) = 1/2``; increasing in ``x``; ``+inf`` once ``e^x`` overflows."""
+@float64_computation
+def expm1mx_over_square(x: ArrayLike) -> jax.Array:
+    """``h(x) = (e^x - 1 - x) / x^2`` with ``h(0) = 1/2``; increasing in ``x``; ``+inf`` once ``e^x`` overflows.
+
+    References: toolkit derivation `theory.derivations.bennett` (the increasing function h of Bennett's bound);
+      Lin et al. (ICLR 2026), Sec. 3.3 tilt model.
+    """
     x = jnp.asarray(x)
     small = jnp.abs(x) < _SERIES_RADIUS
     xs = jnp.where(small, x, 0.0)
@@ -183,14 +195,19 @@ def _support_stats(log_q, s):
     return dict(mu=mu, var=jnp.sum(w * d * d, axis=-1), kappa3=jnp.sum(w * d * d * d, axis=-1), a=a, b=b, c=c)
 
 
-def centred_direction(q, s):
-    """Return ``(mu, d)``: ``mu = E_q[s]`` and ``d = s - mu`` on the support of ``q`` (0 elsewhere)."""
+@float64_computation
+def centred_direction(q: ArrayLike, s: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Return ``(mu, d)``: ``mu = E_q[s]`` and ``d = s - mu`` on the support of ``q`` (0 elsewhere).
+
+    References: Lin et al. (ICLR 2026), Sec. 3.3 (one SFT step as an exponential tilt).
+    """
     log_q, s, _ = _prepare(q, s, 0.0)
     _, _, _, mu, d = _centre(log_q, s)
     return mu, d
 
 
-def log_tilt(log_q, s, lam) -> jax.Array:
+@float64_computation
+def log_tilt(log_q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
     """Log-probabilities of the tilted model: ``log q_lam = log q + lam s - K_q(lam)``.
 
     Args:
@@ -200,28 +217,43 @@ def log_tilt(log_q, s, lam) -> jax.Array:
       lam: step size(s) ``>= 0``, broadcastable to the batch shape ``log_q.shape[:-1]``.
     Returns:
       ``log q_lam``, same shape as the broadcast of ``log_q`` and ``s``; ``-inf`` stays ``-inf``.
+
+    References: Lin et al. (ICLR 2026), Sec. 3.3 (one SFT step as an exponential, log-space tilt).
     """
     return _log_tilt_kernel(*_prepare(log_q, s, lam, log_space=True))
 
 
-def tilt(q, s, lam) -> jax.Array:
-    """Tilted distribution ``q_lam = q exp(lam s) / E_q[exp(lam s)]`` (see :func:`log_tilt`)."""
+@float64_computation
+def tilt(q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
+    """Tilted distribution ``q_lam = q exp(lam s) / E_q[exp(lam s)]`` (see :func:`log_tilt`).
+
+    References: Lin et al. (ICLR 2026), Sec. 3.3 (one SFT step as an exponential, log-space tilt).
+    """
     log_out = _log_tilt_kernel(*_prepare(q, s, lam))
     finite = log_out > -jnp.inf
     return jnp.where(finite, jnp.exp(jnp.where(finite, log_out, 0.0)), 0.0)
 
 
-def cumulant_generating_function(q, s, lam) -> jax.Array:
-    """``K_q(lam) = log E_q[exp(lam s)] = lam E_q[s] + V(lam)`` (log-sum-exp over the support of ``q``)."""
+@float64_computation
+def cumulant_generating_function(q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
+    """``K_q(lam) = log E_q[exp(lam s)] = lam E_q[s] + V(lam)`` (log-sum-exp over the support of ``q``).
+
+    References: Lin et al. (ICLR 2026), Sec. 3.3 (the tilt's normaliser); toolkit derivation
+      `theory.derivations.single_step`.
+    """
     log_q, s, lam = _prepare(q, s, lam)
     mu, v = _mean_and_excess(log_q, s, lam)
     return lam * mu + v
 
 
-def tilt_excess(q, s, lam) -> jax.Array:
+@float64_computation
+def tilt_excess(q: ArrayLike, s: ArrayLike, lam: ArrayLike) -> jax.Array:
     """Tilt excess ``V(lam) = K_q(lam) - lam E_q[s] = log E_q[exp(lam (s - E_q s))]``.
 
     ``V >= 0`` (Jensen) and ``V <= lam^2 (b - a)^2 / 8`` (Hoeffding's lemma), where ``[a, b]`` is the
     range of ``s`` over the support of ``q``. Computed without cancellation (module docstring).
+
+    References: toolkit derivations `theory.derivations.jensen` (V >= 0) and `theory.derivations.hoeffding`
+      (upper bound); Lin et al. (ICLR 2026), Sec. 3.3 tilt model.
     """
     return _mean_and_excess(*_prepare(q, s, lam))[1]

@@ -46,7 +46,7 @@ def is_concrete(x) -> bool:
 def _float_array(name: str, x) -> jax.Array:
     try:
         arr = jnp.asarray(x)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # e.g. a string, or a ragged list ("inhomogeneous shape")
         raise ValueError(f"{name}: cannot be converted to an array ({exc})") from None
     if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer) or arr.dtype == jnp.bool_):
         raise ValueError(f"{name}: must be real-valued, got dtype {arr.dtype}")
@@ -57,6 +57,24 @@ def _float_array(name: str, x) -> jax.Array:
 
 def _host(x) -> np.ndarray | None:
     return np.asarray(x) if is_concrete(x) else None
+
+
+def _host_value(original, arr) -> np.ndarray | None:
+    """Host copy of the values as given, before any narrowing to JAX's float32 default.
+
+    In float32 mode ``jnp.asarray(1e-320)`` is 0 and ``jnp.asarray(1e300)`` is inf; validating the converted
+    array would then blame the caller for values they never passed. Python numbers and NumPy arrays are read
+    at float64; JAX arrays (and tracers: None) as they are.
+    """
+    if not is_concrete(arr):
+        return None
+    if isinstance(original, jax.Array):
+        return np.asarray(arr)
+    try:
+        host = np.asarray(original, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.asarray(arr)
+    return host if host.shape == arr.shape else np.asarray(arr)
 
 
 def check_probabilities(name: str, p, *, tol: float = PROBABILITY_TOLERANCE) -> jax.Array:
@@ -118,8 +136,9 @@ def check_logits(name: str, z) -> jax.Array:
 
 def check_real(name: str, x, *, allow_posinf: bool = False) -> jax.Array:
     """Validate a real array: no NaN, finite (``+inf`` allowed only if ``allow_posinf``)."""
+    original = x
     x = _float_array(name, x)
-    a = _host(x)
+    a = _host_value(original, x)
     if a is not None:
         if np.isnan(a).any():
             raise ValueError(f"{name}: contains NaN")
@@ -130,8 +149,9 @@ def check_real(name: str, x, *, allow_posinf: bool = False) -> jax.Array:
 
 def check_step(name: str, lam) -> jax.Array:
     """Validate a step size: finite, ``>= 0`` (scalar or batch array)."""
+    original = lam
     lam = _float_array(name, lam)
-    a = _host(lam)
+    a = _host_value(original, lam)
     if a is not None:
         if np.isnan(a).any():
             raise ValueError(f"{name}: contains NaN")
@@ -144,8 +164,9 @@ def check_step(name: str, lam) -> jax.Array:
 
 def check_temperature(name: str, tau) -> jax.Array:
     """Validate a temperature: ``> 0``; ``+inf`` is allowed (the uniform limit)."""
+    original = tau
     tau = _float_array(name, tau)
-    a = _host(tau)
+    a = _host_value(original, tau)
     if a is not None:
         if np.isnan(a).any():
             raise ValueError(f"{name}: contains NaN")
