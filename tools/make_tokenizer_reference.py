@@ -9,7 +9,7 @@ For every text it records three independent tokenizations:
 
 ``transformers_gguf``
     ``transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)``: transformers' own GGUF
-    conversion (requested reference of issue 4).
+    conversion (the reference a Hugging Face user would get).
 ``llama_cpp_definition``
     A pure-Python implementation, in this file, of llama.cpp's BPE tokenizer as ``llama-vocab.cpp`` defines it
     for ``tokenizer.ggml.pre`` = ``"smollm"``: control tokens matched whole first, then the regexes

@@ -1,4 +1,4 @@
-"""Item 5c: variance-sensitive Bennett upper bound and its Bernstein relaxation.
+"""Result 5c of the theory: variance-sensitive Bennett upper bound and its Bernstein relaxation.
 
 With ``mu = E_q s``, ``sigma^2 = Var_q(s)``, ``c = max_{supp q} (s - mu) >= 0`` and ``phi(x) = (e^x - 1 - x)/x^2``:
 

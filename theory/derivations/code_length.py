@@ -1,4 +1,4 @@
-"""Item 1: code-length change as a difference of KL divergences, and its token-tree form (Prop. 3.1).
+"""Result 1 of the theory: code-length change as a difference of KL divergences, and its token-tree form (Prop. 3.1).
 
     dL(P) = E_P[-log q2] - E_P[-log q1] = KL(P||q2) - KL(P||q1) = sum_l sum_j p_{l,j} log(q1_{l,j} / q2_{l,j}),
 

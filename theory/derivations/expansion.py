@@ -1,4 +1,4 @@
-"""Item 4: expansion of the single-step code-length change to third order, coefficients = cumulants.
+"""Result 4 of the theory: expansion of the single-step code-length change to third order, coefficients = cumulants.
 
     dL(P) = lam (E_q s - E_P s) + lam^2/2 Var_q(s) + lam^3/6 kappa_3 + O(lam^4),
 

@@ -1,4 +1,4 @@
-"""Item 8: hard tokens and the safe step size (Theorem 3.2); numerics in ``theory._hard_tokens``.
+"""Result 8 of the theory: hard tokens and the safe step size (Theorem 3.2); numerics in ``theory._hard_tokens``.
 
     ||e_y - q||_2 in [1 - p_y, sqrt(2) (1 - p_y)],
     lam_safe(eps, Delta*, m) = sup{lam : B(lam, m) <= eps} is non-increasing in the hard-token mass m,

@@ -1,4 +1,4 @@
-"""Item 5b: Hoeffding upper bound (Hoeffding's lemma) on the single-step code-length change.
+"""Result 5b of the theory: Hoeffding upper bound (Hoeffding's lemma) on the single-step code-length change.
 
     dL(P) <= lam (E_q s - E_P s) + lam^2 (b - a)^2 / 8,     a <= s <= b on the support of q.
 

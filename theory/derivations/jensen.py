@@ -1,4 +1,4 @@
-"""Item 5a: Jensen lower bound on the single-step code-length change.
+"""Result 5a of the theory: Jensen lower bound on the single-step code-length change.
 
     dL(P) >= lam (E_q s - E_P s),   i.e.   V(lam) = K_q(lam) - lam E_q s >= 0.
 

@@ -1,4 +1,4 @@
-"""Item 6: the leakage form of the one-step trade-off.
+"""Result 6 of the theory: the leakage form of the one-step trade-off.
 
 With ``V = K_q(lam) - lam E_q s`` (the tilt excess, ``= KL(q || q_lam)``) and leakage
 ``rho = (E_q s - E_P1 s) / (E_P2 s - E_q s)`` (first-order general loss per unit first-order domain gain):
@@ -8,7 +8,7 @@ With ``V = K_q(lam) - lam E_q s`` (the tilt excess, ``= KL(q || q_lam)``) and le
 hence, given the domain gain ``G``,
 ``rho G + min(0, (1+rho) V_max) <= D <= rho G + max(0, (1+rho) V_max)``, ``V_max = lam^2 (b-a)^2/8``.
 Checked symbolically: the identity on a 3-outcome tilt (``D``, ``G`` from the code-length changes),
-``V = KL(q || q_lam)``; the bounds on ``V`` are the Jensen and Hoeffding results (items 5a, 5b).
+``V = KL(q || q_lam)``; the bounds on ``V`` are the Jensen and Hoeffding results (results 5a, 5b).
 Checked numerically: identity on 1,000 instances; the bounds on 100,000, against ``theory.leakage``,
 ``theory.tilt_excess``, ``theory.degradation_given_gain_bounds``.
 """

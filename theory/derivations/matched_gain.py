@@ -1,4 +1,4 @@
-"""Item 7: multi-step matched-gain bound (shape of the paper's Theorem 3.1); numerics in ``theory._matched_gain``.
+"""Result 7 of the theory: multi-step matched-gain bound (shape of the paper's Theorem 3.1); numerics in ``theory._matched_gain``.
 
 Per step ``t``: ``D_t = lam l_t + V1_t``, ``G_t = lam g_t - V2_t``, ``0 <= V_i <= lam^2 c_i`` (Hoeffding),
 ``rho_t = l_t / g_t``. If ``rho_t <= rho_max``, ``g_min <= g_t <= g_max`` and ``a = g_min - lam c2 > 0`` until the

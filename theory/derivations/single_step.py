@@ -1,4 +1,4 @@
-"""Items 2 and 3: the exact single-step identity and the exact one-step trade-off.
+"""Results 2 and 3 of the theory: the exact single-step identity and the exact one-step trade-off.
 
     dL(P) = E_P[-log q_lam] - E_P[-log q] = -lam E_P[s] + K_q(lam),      K_q(lam) = log E_q[e^{lam s}]
     D + G = dL(P1) - dL(P2) = lam (E_P2[s] - E_P1[s])                       (the model q cancels)

@@ -1,4 +1,4 @@
-"""Item 9: TALR weights as the KKT solution of entropy-regularised loss minimisation on the simplex.
+"""Result 9 of the theory: TALR weights as the KKT solution of entropy-regularised loss minimisation on the simplex.
 
     min_{w in simplex} sum_i w_i l_i + tau sum_i w_i log w_i   ==>   w* = softmax(-l / tau)  (w_i ∝ p_i^{1/tau}),
     optimum  -tau log sum_i e^{-l_i/tau};   tau -> inf: uniform;   tau -> 0+: one-hot on argmin l;
