@@ -2,8 +2,12 @@
 
 Encoding a text is three steps, all run by the ``tokenizers`` library:
 
-1. **Special tokens.** Control tokens (``<|im_start|>``, ``<|im_end|>``, ...) are matched whole in the text
-   first; the text between them is tokenized independently.
+1. **Special tokens.** Only with ``encode(text, parse_special=True)``: control tokens (``<|im_start|>``,
+   ``<|im_end|>``, ...) are matched whole in the text first and the text between them is tokenized
+   independently. By default (``parse_special=False``, what every data text gets) a control token's spelling
+   in the text is ordinary text and becomes ordinary tokens, so data can never inject a control token;
+   chat encodings (``encode_chat``, ``encode_chat_example``) take the ChatML markers' ids from the template
+   itself. User-defined added tokens (llama.cpp token type 4) are matched in both modes, as llama.cpp does.
 2. **Pre-tokenization.** Each piece of text is split by regular expressions, exactly as llama.cpp's
    ``llama-vocab.cpp`` splits it for the file's ``tokenizer.ggml.pre`` name. For SmolLM2 (``"smollm"``,
    shared with starcoder, refact, command-r, codeshell, exaone, minerva-7b) that is two regexes applied in turn:
@@ -19,7 +23,7 @@ Encoding a text is three steps, all run by the ``tokenizers`` library:
    ``tokenizer.ggml.tokens`` (token id = position in that list).
 
 Decoding concatenates the tokens' byte strings and decodes UTF-8, so ``decode(encode(s)) == s`` for every
-string whose UTF-8 bytes all have a token. SmolLM2 lacks 21 byte tokens (``Tokenizer.missing_bytes``: six
+string whose UTF-8 bytes all have a token (in either ``parse_special`` mode). SmolLM2 lacks 21 byte tokens (``Tokenizer.missing_bytes``: six
 control characters such as U+0006, and lead bytes of unassigned or invalid code points); those bytes are
 dropped, as llama.cpp and transformers drop them too.
 
@@ -50,6 +54,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import tokenizers
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
 
@@ -133,15 +138,27 @@ class ChatTemplate:
 
     def render(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
         """The ChatML text of ``messages`` (list of ``{"role": str, "content": str}``), see the class docstring."""
+        return "".join(text for _, text in self.segments(messages, add_generation_prompt))
+
+    def segments(
+        self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False
+    ) -> list[tuple[bool, str]]:
+        """``render``'s text cut into ``(is_marker, text)`` pieces: ``(True, "<|im_start|>")`` and
+        ``(True, "<|im_end|>")`` are the template's own control tokens, ``(False, text)`` everything else
+        (roles, contents, newlines). Two text pieces are never adjacent."""
         _validate_messages(messages)
-        parts = []
+        pieces: list[tuple[bool, str]] = []
+
+        def message(role, content):
+            pieces.extend([(True, _CHATML_OPEN), (False, f"{role}\n{content}"), (True, _CHATML_CLOSE), (False, "\n")])
+
         if self.default_system is not None and messages[0]["role"] != "system":
-            parts.append(f"{_CHATML_OPEN}system\n{self.default_system}{_CHATML_CLOSE}\n")
-        for message in messages:
-            parts.append(f"{_CHATML_OPEN}{message['role']}\n{message['content']}{_CHATML_CLOSE}\n")
+            message("system", self.default_system)
+        for m in messages:
+            message(m["role"], m["content"])
         if add_generation_prompt:
-            parts.append(f"{_CHATML_OPEN}assistant\n")
-        return "".join(parts)
+            pieces.extend([(True, _CHATML_OPEN), (False, "assistant\n")])
+        return pieces
 
 
 def _validate_messages(messages) -> None:
@@ -183,6 +200,7 @@ class Tokenizer:
     chat_template: ChatTemplate
     source: str = ""
     _missing_bytes: frozenset[int] = dataclasses.field(init=False, repr=False, compare=False)
+    _plain_backend: tokenizers.Tokenizer = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not isinstance(self.backend, tokenizers.Tokenizer):
@@ -199,6 +217,10 @@ class Tokenizer:
             vocab = self.backend.get_vocab(with_added_tokens=False)
             missing = frozenset(b for ch, b in _byte_level_decoder().items() if ch not in vocab)
         object.__setattr__(self, "_missing_bytes", missing)
+        # A copy of the backend that reads special tokens' spellings as ordinary text (for data text).
+        plain = tokenizers.Tokenizer.from_str(self.backend.to_str())
+        plain.encode_special_tokens = True
+        object.__setattr__(self, "_plain_backend", plain)
 
     # -- construction ------------------------------------------------------------------------------------
 
@@ -366,7 +388,7 @@ class Tokenizer:
 
     def token_text(self, token_id: int) -> str:
         """The token as spelled in the vocabulary (byte-level alphabet: ``"Ġthe"`` for the text ``" the"``)."""
-        self._check_ids([token_id])
+        (token_id,) = self._check_ids([token_id], "token_id")
         return self.backend.id_to_token(token_id)
 
     def token_bytes(self, token_id: int) -> bytes:
@@ -393,33 +415,98 @@ class Tokenizer:
 
     # -- encode / decode ---------------------------------------------------------------------------------
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        """Token ids of ``text``. Special tokens written in the text (``<|im_end|>``) are recognised.
+    def encode(self, text: str, add_special_tokens: bool = False, *, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text``.
+
+        ``parse_special=False`` (the default, for all data text): a special token's spelling in the text
+        (``"<|im_end|>"``) is ordinary text and encodes to ordinary tokens, exactly as if the vocabulary had no
+        such special token; ``decode`` gives the text back. ``parse_special=True``: special tokens written in
+        the text are recognised and become their ids (llama.cpp's ``parse_special``; for trusted text such
+        as an already rendered template). Chat data should go through ``encode_chat`` or
+        ``encode_chat_example``, which add the template's special ids themselves.
 
         ``add_special_tokens=True`` adds what the model's post-processor adds (for a GGUF file: BOS/EOS when
         ``tokenizer.ggml.add_bos_token``/``add_eos_token`` are set; SmolLM2 sets neither).
+
+        Raises:
+          ValueError: ``text`` is not a str or contains a lone surrogate (names ``text`` and the position).
         """
-        if not isinstance(text, str):
-            raise ValueError(f"text must be a str, got {type(text).__name__}")
-        return list(self.backend.encode(text, add_special_tokens=add_special_tokens).ids)
+        _check_text(text, "text")
+        backend = self.backend if parse_special else self._plain_backend
+        return list(backend.encode(text, add_special_tokens=add_special_tokens).ids)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        """Text of token ids: the concatenated token bytes, UTF-8 decoded (invalid bytes -> U+FFFD)."""
-        ids = [int(i) for i in ids]
-        self._check_ids(ids)
-        return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
+        """Text of token ids: the concatenated token bytes, UTF-8 decoded (invalid bytes -> U+FFFD).
 
-    def _check_ids(self, ids):
+        Raises ValueError naming ``ids`` unless every id is an integer (Python or NumPy; not a bool or float)
+        in ``[0, vocab_size)``.
+        """
+        return self.backend.decode(self._check_ids(ids, "ids"), skip_special_tokens=skip_special_tokens)
+
+    def _check_ids(self, ids, name: str) -> list[int]:
+        """``ids`` as a list of Python ints, or ValueError naming ``name``."""
+        if isinstance(ids, (str, bytes)):
+            raise ValueError(f"{name}: token ids must be a sequence of ints, got {type(ids).__name__}")
+        try:
+            if not hasattr(ids, "__array__"):
+                ids = list(ids)  # generators, ranges, ...
+            arr = np.asarray(ids)
+        except Exception as err:  # not iterable, ragged nesting, unconvertible objects
+            raise ValueError(f"{name}: token ids must be a sequence of ints ({type(err).__name__}: {err})") from err
+        if arr.ndim != 1:
+            raise ValueError(f"{name}: token ids must be a flat sequence of ints, got shape {arr.shape}")
+        out = arr.tolist()
+        if arr.dtype.kind not in "iu" and arr.size:  # floats, bools, and objects unless all Python ints
+            bad = [x for x in out if isinstance(x, bool) or not isinstance(x, int)][:5]
+            if bad or arr.dtype.kind != "O":
+                raise ValueError(f"{name}: token ids must be ints, got {bad or arr.dtype.name!r}")
         n = self.vocab_size
-        bad = [i for i in ids if not (isinstance(i, int) and 0 <= i < n)]
+        bad = [i for i in out if not 0 <= i < n]
         if bad:
-            raise ValueError(f"token ids must be ints in [0, {n}); got {bad[:5]}")
+            raise ValueError(f"{name}: token ids must be ints in [0, {n}); got {bad[:5]}")
+        return out
+
+    def _encode_pieces(self, pieces: Sequence[tuple[bool, str]]) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids and character spans (in the joined text) of ``ChatTemplate.segments`` output: markers become
+        their special ids, text pieces are encoded with ``parse_special=False``."""
+        ids, spans, pos = [], [], 0
+        for is_marker, text in pieces:
+            if is_marker:
+                token_id = self.backend.token_to_id(text)
+                if token_id is None:
+                    raise ValueError(
+                        f"{self.source or 'tokenizer'}: the chat template's {text} is not a token of this vocabulary"
+                    )
+                ids.append(token_id)
+                spans.append((pos, pos + len(text)))
+            else:
+                encoding = self._plain_backend.encode(text, add_special_tokens=False)
+                ids.extend(encoding.ids)
+                spans.extend((pos + lo, pos + hi) for lo, hi in encoding.offsets)
+            pos += len(text)
+        return ids, spans
 
     # -- chat ----------------------------------------------------------------------------------------------
 
     def apply_chat_template(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
-        """ChatML text of ``messages`` (see ``ChatTemplate.render``)."""
+        """ChatML text of ``messages`` (see ``ChatTemplate.render``). To get token ids use ``encode_chat``:
+        encoding this text with ``parse_special=True`` would let a message's content write control tokens."""
         return self.chat_template.render(messages, add_generation_prompt=add_generation_prompt)
+
+    def encode_chat(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> list[int]:
+        """Token ids of ``apply_chat_template(messages, add_generation_prompt)`` in which only the template's
+        ``<|im_start|>``/``<|im_end|>`` are special tokens; roles and contents are encoded with
+        ``parse_special=False``. Equal to ``encode(text, parse_special=True)`` when no content spells a
+        special token (text between special tokens is tokenized independently either way).
+
+        Raises:
+          ValueError: malformed ``messages``, or a content/role with a lone surrogate (names ``messages[i]``).
+        """
+        _validate_messages(messages)
+        for i, message in enumerate(messages):
+            _check_text(message["role"], f"messages[{i}]['role']")
+            _check_text(message["content"], f"messages[{i}]['content']")
+        return self._encode_pieces(self.chat_template.segments(messages, add_generation_prompt))[0]
 
     def encode_chat_example(
         self, prompt: str, response: str, system: str | None = None
@@ -431,8 +518,9 @@ class Tokenizer:
             <|im_start|>system\\n{system}<|im_end|>\\n<|im_start|>user\\n{prompt}<|im_end|>\\n
             <|im_start|>assistant\\n{response}<|im_end|>\\n
 
-        and ``token_ids == encode(text)`` (one pass over the whole text; no BOS is added, the template writes
-        its own special tokens). Mask semantics: ``loss_mask[i]`` says whether token ``i`` is a *target*,
+        and ``token_ids == encode_chat(messages)``: the template's ``<|im_start|>``/``<|im_end|>`` are the only
+        special tokens; a special token's spelling inside ``prompt``, ``response`` or ``system`` is ordinary
+        text (no BOS is added). Mask semantics: ``loss_mask[i]`` says whether token ``i`` is a *target*,
         predicted from tokens ``< i``; the SFT loss is ``sum_i mask[i] * -log p(x_i | x_<i) / sum_i mask[i]``,
         so a training step uses ``mask[1:]`` against logits at positions ``[:-1]``.
         ``loss_mask[i] = 1.0`` exactly for the tokens whose characters overlap ``response + "<|im_end|>"``
@@ -441,13 +529,14 @@ class Tokenizer:
         ``"\\n"`` into one token; that token counts as a response token.
 
         Raises:
-          ValueError: a text is not a str, or contains characters whose bytes the vocabulary cannot represent
+          ValueError (message starts with ``prompt``, ``response`` or ``system``): a text is not a str, contains a
+            lone surrogate, or contains characters whose bytes the vocabulary cannot represent
             (``missing_bytes``), which would silently vanish from the training example.
         """
-        if not isinstance(prompt, str) or not isinstance(response, str):
-            raise ValueError("prompt and response must be str")
-        if system is not None and not isinstance(system, str):
-            raise ValueError(f"system must be a str or None, got {type(system).__name__}")
+        _check_text(prompt, "prompt")
+        _check_text(response, "response")
+        if system is not None:
+            _check_text(system, "system", "a str or None")
         missing = self.missing_bytes
         for name, value in (("prompt", prompt), ("response", response), ("system", system)):
             lost = sorted({ch for ch in value or "" if missing.intersection(ch.encode("utf-8"))})
@@ -460,9 +549,23 @@ class Tokenizer:
         start, end = len(head), len(head) + len(response) + len(_CHATML_CLOSE)
         if text[:start] != head or text[start:end] != response + _CHATML_CLOSE:
             raise ValueError("chat template does not place the response after the generation prompt")
-        encoding = self.backend.encode(text, add_special_tokens=False)
-        mask = [1.0 if (lo < end and hi > start) else 0.0 for lo, hi in encoding.offsets]
-        return list(encoding.ids), mask
+        pieces = self.chat_template.segments(messages + [{"role": "assistant", "content": response}])
+        ids, spans = self._encode_pieces(pieces)
+        mask = [1.0 if (lo < end and hi > start) else 0.0 for lo, hi in spans]
+        return ids, mask
+
+
+def _check_text(value, name: str, expected: str = "a str") -> None:
+    """ValueError naming ``name`` unless ``value`` is a str that UTF-8 can encode (no lone surrogates)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be {expected}, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"{name} contains a lone surrogate U+{ord(value[err.start]):04X} at position {err.start} "
+            "(not encodable as UTF-8)"
+        ) from None
 
 
 def _set_bos_eos_post_processor(backend, tokens, bos_id, eos_id, path):
