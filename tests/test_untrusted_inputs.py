@@ -163,3 +163,194 @@ def test_decode_accepts_python_and_numpy_integers(tok):
         tok.decode([2**70])
     with pytest.raises(ValueError, match=r"^token_id: "):
         tok.token_text(0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# GGUF files: finite weights, integer metadata, no unused or duplicated tensors
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _tensor_offset(path: Path, name: str) -> int:
+    reader = gguf.GGUFReader(str(path))
+    (tensor,) = [t for t in reader.tensors if t.name == name]
+    return int(tensor.data_offset)
+
+
+@pytest.mark.parametrize("tensor_type", ["Q8_0", "Q4_1", "F16"])
+def test_gguf_nan_block_scale_is_rejected_naming_file_and_tensor(tmp_path, tensor_type):
+    path = save_gguf(tmp_path / "m.gguf", LLAMA, _params(LLAMA), tensor_type)
+    data = bytearray(path.read_bytes())
+    at = _tensor_offset(path, "blk.1.attn_v.weight")
+    data[at : at + 2] = np.float16(np.nan).tobytes()  # the first block's scale (F16: the first weight)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"m\.gguf: tensor 'blk\.1\.attn_v\.weight' \(layers\.wv\[1\]\) has \d+ non-finite"):
+        load_gguf(path)
+
+
+def test_gguf_random_bytes_in_one_tensor_are_rejected(tmp_path):
+    path = save_gguf(tmp_path / "m.gguf", LLAMA, _params(LLAMA))
+    data = bytearray(path.read_bytes())
+    at, n = _tensor_offset(path, "blk.0.ffn_down.weight"), LLAMA.dim * LLAMA.hidden_dim * 4
+    data[at : at + n] = np.random.default_rng(0).bytes(n)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"m\.gguf: tensor 'blk\.0\.ffn_down\.weight' .*non-finite"):
+        load_gguf(path)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_gguf_non_finite_f32_weight_is_rejected(tmp_path, value):
+    params = _params(QWEN2)
+    params["layers"]["bk"][1, 3] = value
+    save_gguf(tmp_path / "m.gguf", QWEN2, params)
+    with pytest.raises(ValueError, match=r"m\.gguf: tensor 'blk\.1\.attn_k\.bias' \(layers\.bk\[1\]\) has 1 non-finite"):
+        load_gguf(tmp_path / "m.gguf")
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("llama.block_count", 2.7, r"'llama\.block_count' must be an integer, got 2\.7"),
+        ("llama.embedding_length", "64", r"'llama\.embedding_length' must be an integer, got '64'"),
+        ("llama.attention.head_count", True, r"'llama\.attention\.head_count' must be an integer, got True"),
+        ("llama.attention.head_count_kv", [2, 2], r"'llama\.attention\.head_count_kv' must be an integer"),
+        ("llama.rope.freq_base", "big", r"'llama\.rope\.freq_base' must be a finite number"),
+        ("llama.attention.layer_norm_rms_epsilon", float("nan"), r"layer_norm_rms_epsilon' must be a finite number"),
+        ("llama.attention.head_count", 0, r"head_count = 0 must be positive"),
+        ("llama.feed_forward_length", 0, r"invalid model .*hidden_dim"),
+    ],
+)
+def test_gguf_mistyped_metadata_is_rejected_naming_file_and_key(tmp_path, key, value, message):
+    _write_gguf(tmp_path / "m.gguf", LLAMA, _params(LLAMA), "F32", metadata={key: value})
+    with pytest.raises(ValueError, match=r"m\.gguf: .*" + message):
+        load_gguf(tmp_path / "m.gguf")
+
+
+def test_gguf_leftover_layer_tensors_are_rejected(tmp_path):
+    _write_gguf(tmp_path / "m.gguf", LLAMA, _params(LLAMA), "F32", metadata={"llama.block_count": 1})
+    with pytest.raises(ValueError, match=r"m\.gguf: 9 tensor\(s\) .* does not use: \['blk\.1\.attn_k\.weight'"):
+        load_gguf(tmp_path / "m.gguf")
+
+
+def test_gguf_duplicate_tensor_is_rejected_naming_the_file(tmp_path):
+    path = save_gguf(tmp_path / "m.gguf", LLAMA, _params(LLAMA))
+    data = path.read_bytes()
+    assert data.count(b"blk.1.attn_norm.weight") == 1
+    path.write_bytes(data.replace(b"blk.1.attn_norm.weight", b"blk.0.attn_norm.weight"))
+    with pytest.raises(ValueError, match=r"m\.gguf: .*duplicated tensor"):
+        load_gguf(path)
+
+
+def test_gguf_directory_is_named_as_a_directory(tmp_path):
+    with pytest.raises(ValueError, match=rf"^{tmp_path}: is a directory"):
+        load_gguf(tmp_path)
+    with pytest.raises(ValueError, match=rf"^{tmp_path}: is a directory"):
+        Tokenizer.from_gguf(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Hugging Face checkpoints
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _checkpoint(folder: Path, config: ModelConfig = LLAMA, **config_changes) -> tuple[dict, dict]:
+    """A tiny checkpoint in ``folder``; returns its tensors and config.json dict (config_changes written in)."""
+    save_hf_checkpoint(folder, config, _params(config))
+    tensors = load_file(str(folder / "model.safetensors"))
+    hf = json.loads((folder / "config.json").read_text())
+    if config_changes:
+        hf.update(config_changes)
+        (folder / "config.json").write_text(json.dumps(hf))
+    return tensors, hf
+
+
+def test_hf_nan_tensor_is_rejected_naming_file_and_tensor(tmp_path):
+    tensors, _ = _checkpoint(tmp_path)
+    tensors["model.layers.1.mlp.up_proj.weight"][5, 7] = np.nan
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"model\.safetensors: tensor 'model\.layers\.1\.mlp\.up_proj\.weight' has 1 non-finite values .*\(5, 7\)"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_hf_float64_beyond_float32_range_is_rejected(tmp_path):
+    tensors, _ = _checkpoint(tmp_path)
+    tensors = {k: v.astype(np.float64) for k, v in tensors.items()}
+    tensors["model.norm.weight"][0] = 1e300
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"model\.safetensors: tensor 'model\.norm\.weight' has 1 non-finite"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_hf_integer_tensor_is_rejected(tmp_path):
+    tensors, _ = _checkpoint(tmp_path)
+    tensors["model.norm.weight"] = tensors["model.norm.weight"].astype(np.int8)
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"model\.safetensors: tensor 'model\.norm\.weight' has dtype int8"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_hf_layers_beyond_num_hidden_layers_are_rejected(tmp_path):
+    _checkpoint(tmp_path, num_hidden_layers=1)
+    with pytest.raises(ValueError, match=r"9 tensor\(s\) that config\.json \(num_hidden_layers=1, .*\['model\.layers\.1\."):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_hf_tied_checkpoint_with_a_different_lm_head_is_rejected(tmp_path):
+    tensors, _ = _checkpoint(tmp_path)
+    assert LLAMA.tie_embeddings
+    tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"] * 2
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"model\.safetensors: tensor 'lm_head\.weight' differs .*tie_word_embeddings=true"):
+        load_hf_checkpoint(tmp_path)
+    # an exact copy of the embedding (what some exporters write) loads, as do old rotary buffers
+    tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"].copy()
+    tensors["model.layers.0.self_attn.rotary_emb.inv_freq"] = np.ones(8, np.float32)
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    config, params = load_hf_checkpoint(tmp_path)
+    assert config == LLAMA and "lm_head" not in params
+
+
+def test_hf_tensor_defined_in_two_shards_is_rejected(tmp_path):
+    tensors, _ = _checkpoint(tmp_path)
+    os.remove(tmp_path / "model.safetensors")
+    names = sorted(tensors)
+    save_file({k: tensors[k] for k in names[:10]}, str(tmp_path / "model-00001-of-00002.safetensors"))
+    second = {k: tensors[k] for k in names[9:]}
+    second[names[9]] = second[names[9]] + 1  # different values under the same name: which one wins?
+    save_file(second, str(tmp_path / "model-00002-of-00002.safetensors"))
+    with pytest.raises(ValueError, match=rf"00002-of-00002\.safetensors: tensor '{names[9]}' is also defined in .*00001-of-00002"):
+        load_hf_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"num_hidden_layers": 2.7}, r"field 'num_hidden_layers' must be an integer, got 2\.7"),
+        ({"hidden_size": "64"}, r"field 'hidden_size' must be an integer, got '64'"),
+        ({"vocab_size": True}, r"field 'vocab_size' must be an integer, got True"),
+        ({"num_key_value_heads": 0}, r"invalid model .*n_kv_heads"),
+        ({"tie_word_embeddings": "false"}, r"field 'tie_word_embeddings' must be true or false"),
+        ({"rms_norm_eps": "tiny"}, r"field 'rms_norm_eps' must be a finite number"),
+        ({"rope_theta": None, "rope_parameters": {"rope_theta": [1]}}, r"'rope_parameters\.rope_theta' must be a finite number"),
+        ({"rope_scaling": "yarn"}, r"field 'rope_scaling' must be an object"),
+        ({"model_type": ["llama"]}, r"unsupported architecture"),
+        ({"num_attention_heads": 0}, r"'num_attention_heads' must be positive"),
+    ],
+)
+def test_hf_mistyped_config_fields_are_rejected_naming_file_and_field(tmp_path, changes, message):
+    _checkpoint(tmp_path, **changes)
+    with pytest.raises(ValueError, match=r"config\.json: .*" + message):
+        load_hf_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "3", '"llama"', "null", "[" * 100_000])
+def test_hf_config_that_is_not_an_object_is_rejected(tmp_path, content):
+    _checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text(content)
+    with pytest.raises(ValueError, match=r"config\.json: (expected a JSON object|not valid JSON)"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_hf_checkpoint_path_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"model\.safetensors: is a file"):
+        load_hf_checkpoint(tmp_path / "model.safetensors")

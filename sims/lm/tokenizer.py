@@ -244,6 +244,8 @@ class Tokenizer:
 
             path = default_model_path()
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path}: is a directory, not a GGUF file")
         if not path.is_file():
             raise FileNotFoundError(f"GGUF tokenizer: no such file: {path}")
         meta = _read_gguf_tokenizer_metadata(path)
