@@ -17,7 +17,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
@@ -354,3 +354,261 @@ def test_hf_checkpoint_path_that_is_a_file_is_named(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"x")
     with pytest.raises(ValueError, match=r"model\.safetensors: is a file"):
         load_hf_checkpoint(tmp_path / "model.safetensors")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fuzzing: random malformed files and texts give finite values or a ValueError / FileNotFoundError that
+# names the file or argument, never another exception
+# ----------------------------------------------------------------------------------------------------------
+
+_FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_TINY_VOCAB = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *"abcdefghijklmnopqrstuvwxyz", "Ġ", "Ċ", "ab", "Ġa"]
+_TINY_TOKENIZER = {
+    "tokenizer.ggml.model": "gpt2",
+    "tokenizer.ggml.pre": "smollm",
+    "tokenizer.ggml.tokens": _TINY_VOCAB,
+    "tokenizer.ggml.merges": ["a b", "Ġ a"],
+    "tokenizer.ggml.token_type": [3, 3, 3] + [1] * (len(_TINY_VOCAB) - 3),
+    "tokenizer.ggml.eos_token_id": 2,
+}
+_GGUF_KEYS = [
+    "llama.block_count", "llama.embedding_length", "llama.attention.head_count", "llama.attention.head_count_kv",
+    "llama.feed_forward_length", "llama.context_length", "llama.rope.freq_base", "llama.rope.dimension_count",
+    "llama.attention.layer_norm_rms_epsilon", "llama.vocab_size", "general.architecture", "llama.rope.scaling.type",
+    *_TINY_TOKENIZER,
+]
+_gguf_values = st.one_of(
+    st.integers(0, 2**32 - 1), st.floats(width=32), st.booleans(), st.text(max_size=8),
+    st.lists(st.integers(0, 300), max_size=4), st.lists(st.text(max_size=4), max_size=4),
+)
+
+
+def _assert_names(err: Exception, *names: object) -> None:
+    event(f"{type(err).__name__}: {str(err).split(': ')[1][:40] if ': ' in str(err) else str(err)[:40]}")
+    assert isinstance(err, (ValueError, FileNotFoundError)), f"{type(err).__name__}: {err}"
+    assert any(str(n) in str(err) for n in names), (str(err), names)
+
+
+def _assert_finite(params) -> None:
+    event("loaded")
+    leaves = [params] if isinstance(params, np.ndarray) else [
+        v for x in params.values() for v in (x.values() if isinstance(x, dict) else [x])
+    ]
+    assert all(np.isfinite(v).all() for v in leaves)
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.fixture(scope="module")
+def base_gguf(fuzz_dir):
+    """Bytes of tiny llama GGUF files (with a tiny tokenizer) and where their tensor data starts."""
+    out = {}
+    for tensor_type in ("F32", "Q8_0"):
+        path = _write_gguf(fuzz_dir / f"base-{tensor_type}.gguf", LLAMA, _params(LLAMA), tensor_type, dict(_TINY_TOKENIZER))
+        start = min(int(t.data_offset) for t in gguf.GGUFReader(str(path)).tensors)
+        out[tensor_type] = (path.read_bytes(), start)
+    return out
+
+
+def _load_both(path: Path) -> None:
+    """load_gguf and Tokenizer.from_gguf on ``path``: finite values or an error naming the file."""
+    try:
+        _, params = load_gguf(path)
+        _assert_finite(params)
+    except Exception as err:  # noqa: BLE001 - the assertion is what the exception is
+        _assert_names(err, path)
+    try:
+        tok = Tokenizer.from_gguf(path)
+        assert tok.decode(tok.encode("ab ab")) == "ab ab"
+    except Exception as err:  # noqa: BLE001
+        _assert_names(err, path)
+
+
+@_FUZZ
+@given(
+    tensor_type=st.sampled_from(["F32", "Q8_0"]),
+    edits=st.lists(st.tuples(st.sampled_from(["header", "data", "truncate", "append"]), st.floats(0, 1),
+                             st.binary(min_size=1, max_size=16)), min_size=1, max_size=4),
+)
+def test_fuzz_gguf_bytes(fuzz_dir, base_gguf, tensor_type, edits):
+    data, start = base_gguf[tensor_type]
+    data = bytearray(data)
+    for kind, where, blob in edits:
+        if kind == "truncate":
+            del data[int(where * len(data)):]
+            continue
+        if kind == "append":
+            data += blob
+            continue
+        lo, hi = (0, start) if kind == "header" else (start, len(data))
+        at = lo + int(where * max(hi - lo - 1, 0))
+        data[at : at + len(blob)] = blob
+    path = fuzz_dir / f"bytes-{os.urandom(6).hex()}.gguf"
+    path.write_bytes(bytes(data))
+    _load_both(path)
+
+
+@_FUZZ
+@given(
+    overrides=st.dictionaries(st.sampled_from(_GGUF_KEYS), _gguf_values, max_size=3),
+    layers=st.integers(1, 3), hidden=st.sampled_from([64, 96, 128]), nan_at=st.none() | st.integers(0, 10**6),
+)
+def test_fuzz_gguf_metadata(fuzz_dir, overrides, layers, hidden, nan_at):
+    params = _params(dataclasses.replace(LLAMA, n_layers=layers, hidden_dim=hidden))
+    if nan_at is not None:
+        flat = params["layers"]["w_up"].reshape(-1)
+        flat[nan_at % flat.size] = np.nan
+    path = fuzz_dir / f"meta-{os.urandom(6).hex()}.gguf"
+    try:
+        _write_gguf(path, dataclasses.replace(LLAMA, n_layers=layers, hidden_dim=hidden), params, "F32",
+                    {**_TINY_TOKENIZER, **overrides})
+    except (ValueError, TypeError, OverflowError):  # the writer cannot store this value: nothing to load
+        return
+    _load_both(path)
+
+
+_HF_FIELDS = ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+              "intermediate_size", "rope_theta", "rms_norm_eps", "max_position_embeddings", "tie_word_embeddings",
+              "attention_bias", "head_dim", "model_type", "rope_scaling", "rope_parameters", "mlp_bias"]
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 300) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@pytest.fixture(scope="module")
+def base_hf(fuzz_dir):
+    out = {}
+    for config in (LLAMA, QWEN2):
+        tensors, hf = _checkpoint(fuzz_dir / f"hf-{config.architecture}", config)
+        out[config.architecture] = (tensors, hf)
+    return out
+
+
+def _load_hf(folder: Path) -> None:
+    try:
+        _, params = load_hf_checkpoint(folder)
+        _assert_finite(params)
+    except Exception as err:  # noqa: BLE001
+        _assert_names(err, folder)
+
+
+def _new_folder(fuzz_dir: Path) -> Path:
+    folder = fuzz_dir / f"hf-{os.urandom(6).hex()}"
+    folder.mkdir()
+    return folder
+
+
+@_FUZZ
+@given(
+    arch=st.sampled_from(["llama", "qwen2"]),
+    config_edits=st.dictionaries(st.sampled_from(_HF_FIELDS), _json_values, max_size=2),
+    whole_config=st.none() | _json_values,
+    raw_config=st.none() | st.binary(max_size=12),
+)
+def test_fuzz_hf_config(fuzz_dir, base_hf, arch, config_edits, whole_config, raw_config):
+    tensors, hf = base_hf[arch]
+    folder = _new_folder(fuzz_dir)
+    hf = dict(hf, **config_edits) if whole_config is None else whole_config
+    if raw_config is None:
+        (folder / "config.json").write_text(json.dumps(hf))
+    else:
+        (folder / "config.json").write_bytes(json.dumps(hf).encode()[:-len(raw_config) or None] + raw_config)
+    save_file(tensors, str(folder / "model.safetensors"))
+    _load_hf(folder)
+
+
+@_FUZZ
+@given(
+    arch=st.sampled_from(["llama", "qwen2"]),
+    tensor_edits=st.lists(st.tuples(
+        st.sampled_from(["drop", "extra", "dtype", "value", "transpose", "duplicate"]),
+        st.integers(0, 10**6),
+        st.sampled_from([np.nan, np.inf, -np.inf, 1e39, 0.5]),
+        st.sampled_from(["float16", "bfloat16", "float64", "int32", "uint8", "bool"]),
+    ), min_size=1, max_size=3),
+    raw=st.none() | st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=8)),
+)
+def test_fuzz_hf_tensors(fuzz_dir, base_hf, arch, tensor_edits, raw):
+    import ml_dtypes
+
+    tensors, hf = base_hf[arch]
+    tensors = dict(tensors)
+    names = sorted(tensors)
+    shards = [tensors]
+    for kind, index, value, dtype in tensor_edits:
+        name = names[index % len(names)]
+        if name not in tensors:
+            continue
+        if kind == "drop":
+            del tensors[name]
+        elif kind == "extra":
+            extra = ["model.layers.7.mlp.up_proj.weight", "lm_head.weight", "rope_freqs.weight", "x"][index % 4]
+            tensors[extra] = tensors[name]
+        elif kind == "dtype":
+            tensors[name] = tensors[name].astype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+        elif kind == "value":
+            arr = tensors[name].astype(np.float64)
+            arr.reshape(-1)[index % arr.size] = value
+            tensors[name] = arr
+        elif kind == "transpose":
+            tensors[name] = np.ascontiguousarray(tensors[name].T)
+        else:
+            shards.append({name: tensors[name]})
+    folder = _new_folder(fuzz_dir)
+    (folder / "config.json").write_text(json.dumps(hf))
+    for i, shard in enumerate(shards):
+        save_file(shard, str(folder / f"model-{i}.safetensors"))
+    if raw is not None:
+        data = bytearray((folder / "model-0.safetensors").read_bytes())
+        at = int(raw[0] * (len(data) - 1))
+        data[at : at + len(raw[1])] = raw[1]
+        (folder / "model-0.safetensors").write_bytes(bytes(data))
+    _load_hf(folder)
+
+
+_chat_text = st.lists(
+    st.one_of(
+        st.text(max_size=6),
+        st.sampled_from([OPEN, CLOSE, "<|endoftext|>", "<filename>", "\n", " ", "<|im_", "system\n", "\x06"]),
+        st.characters(categories=["Cs"]),
+    ),
+    max_size=6,
+).map("".join)
+
+
+@_FUZZ
+@given(prompt=_chat_text, response=_chat_text, system=st.none() | _chat_text)
+def test_fuzz_chat_examples(tok, prompt, response, system):
+    try:
+        ids, mask = tok.encode_chat_example(prompt, response, system=system)
+    except ValueError as err:
+        assert str(err).split(" ")[0] in ("prompt", "response", "system"), str(err)
+        return
+    n_messages = 3  # system (given or default), user, assistant
+    assert [i for i in ids if i in _control_ids(tok)] == [tok.bos_id, tok.eos_id] * n_messages
+    messages = [{"role": "system", "content": system}] if system is not None else []
+    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    assert tok.decode(ids) == tok.apply_chat_template(messages)
+    scored = b"".join(tok.token_bytes(i) for i, m in zip(ids, mask) if m)
+    assert scored.endswith((response + CLOSE).encode()) and scored.strip(b"\n") == (response + CLOSE).encode().strip(b"\n")
+
+
+@_FUZZ
+@given(text=_chat_text, ids=st.lists(st.one_of(st.integers(-3, 49160), st.floats(), st.booleans()), max_size=5))
+def test_fuzz_encode_and_decode(tok, text, ids):
+    try:
+        encoded = tok.encode(text)
+        survived = bytes(b for b in text.encode() if b not in tok.missing_bytes)
+        assert tok.decode(encoded) == survived.decode(errors="replace") and not set(encoded) & _control_ids(tok)
+    except ValueError as err:
+        assert str(err).startswith("text "), str(err)
+    try:
+        decoded = tok.decode(ids)
+        assert isinstance(decoded, str) and all(type(i) is int and 0 <= i < tok.vocab_size for i in ids)
+    except ValueError as err:
+        assert str(err).startswith("ids: "), str(err)

@@ -255,21 +255,32 @@ class Tokenizer:
                 raise ValueError(f"{path}: GGUF metadata has no {key!r}; cannot build the tokenizer")
             return meta[key]
 
+        def typed(key, value, kind, what, many=False):
+            """``value`` if it is a ``kind`` (``many``: a list of ``kind``; a bool is no int), else ValueError."""
+            items = value if many else [value]
+            if (many and not isinstance(value, list)) or not all(
+                isinstance(v, kind) and (kind is bool or not isinstance(v, bool)) for v in items
+            ):
+                raise ValueError(f"{path}: GGUF metadata {key!r} must be {what}, got {_short(value)}")
+            return value
+
         model_type = need("tokenizer.ggml.model")
-        if model_type != "gpt2":
+        if not isinstance(model_type, str) or model_type != "gpt2":
             raise ValueError(
                 f"{path}: tokenizer.ggml.model = {model_type!r} is not supported (only 'gpt2', byte-level BPE); "
                 "load the model's tokenizer.json with Tokenizer.from_hf instead"
             )
         pre = meta.get("tokenizer.ggml.pre", "default")  # llama.cpp's name when the key is missing
-        if pre not in SUPPORTED_PRE_TOKENIZERS:
+        if not isinstance(pre, str) or pre not in SUPPORTED_PRE_TOKENIZERS:
             raise ValueError(
                 f"{path}: tokenizer.ggml.pre = {pre!r} is not supported (supported: "
                 f"{sorted(SUPPORTED_PRE_TOKENIZERS)}); load the model's tokenizer.json with Tokenizer.from_hf"
             )
-        tokens = list(need("tokenizer.ggml.tokens"))
-        merges = list(need("tokenizer.ggml.merges"))
-        token_types = list(meta.get("tokenizer.ggml.token_type", [1] * len(tokens)))
+        tokens = typed("tokenizer.ggml.tokens", need("tokenizer.ggml.tokens"), str, "a list of strings", many=True)
+        merges = typed("tokenizer.ggml.merges", need("tokenizer.ggml.merges"), str, "a list of strings", many=True)
+        token_types = typed(
+            "tokenizer.ggml.token_type", meta.get("tokenizer.ggml.token_type", [1] * len(tokens)), int, "a list of ints", many=True
+        )
         if len(token_types) != len(tokens):
             raise ValueError(
                 f"{path}: tokenizer.ggml.token_type has {len(token_types)} entries for {len(tokens)} tokens"
@@ -304,13 +315,15 @@ class Tokenizer:
         ids = {}
         for name, key in (("bos_id", "bos"), ("eos_id", "eos"), ("unk_id", "unknown"), ("pad_id", "padding")):
             value = meta.get(f"tokenizer.ggml.{key}_token_id")
-            if value is not None and not 0 <= int(value) < len(tokens):
+            if value is not None:
+                typed(f"tokenizer.ggml.{key}_token_id", value, int, "an int")
+            if value is not None and not 0 <= value < len(tokens):
                 raise ValueError(
                     f"{path}: tokenizer.ggml.{key}_token_id = {value} is outside the vocabulary [0, {len(tokens)})"
                 )
             ids[name] = None if value is None else int(value)
-        add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
-        add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
+        add_bos = typed("tokenizer.ggml.add_bos_token", meta.get("tokenizer.ggml.add_bos_token", False), bool, "a bool")
+        add_eos = typed("tokenizer.ggml.add_eos_token", meta.get("tokenizer.ggml.add_eos_token", False), bool, "a bool")
         _set_bos_eos_post_processor(
             backend, tokens, ids["bos_id"] if add_bos else None, ids["eos_id"] if add_eos else None, path
         )
@@ -446,26 +459,28 @@ class Tokenizer:
         return self.backend.decode(self._check_ids(ids, "ids"), skip_special_tokens=skip_special_tokens)
 
     def _check_ids(self, ids, name: str) -> list[int]:
-        """``ids`` as a list of Python ints, or ValueError naming ``name``."""
+        """``ids`` as a list of Python ints, or ValueError naming ``name``: a sequence of integers (Python or
+        NumPy; no bools or floats, even integral ones) or a 1-D integer array, each in ``[0, vocab_size)``."""
         if isinstance(ids, (str, bytes)):
             raise ValueError(f"{name}: token ids must be a sequence of ints, got {type(ids).__name__}")
-        try:
-            if not hasattr(ids, "__array__"):
-                ids = list(ids)  # generators, ranges, ...
+        if hasattr(ids, "__array__") and not isinstance(ids, (list, tuple)):
             arr = np.asarray(ids)
-        except Exception as err:  # not iterable, ragged nesting, unconvertible objects
-            raise ValueError(f"{name}: token ids must be a sequence of ints ({type(err).__name__}: {err})") from err
-        if arr.ndim != 1:
-            raise ValueError(f"{name}: token ids must be a flat sequence of ints, got shape {arr.shape}")
-        out = arr.tolist()
-        if arr.dtype.kind not in "iu" and arr.size:  # floats, bools, and objects unless all Python ints
-            bad = [x for x in out if isinstance(x, bool) or not isinstance(x, int)][:5]
-            if bad or arr.dtype.kind != "O":
-                raise ValueError(f"{name}: token ids must be ints, got {bad or arr.dtype.name!r}")
+            if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+                raise ValueError(f"{name}: token ids must be a 1-D integer array, got {arr.dtype.name}{list(arr.shape)}")
+            out = arr.tolist()
+        else:
+            try:
+                items = list(ids)
+            except TypeError as err:
+                raise ValueError(f"{name}: token ids must be a sequence of ints, got {type(ids).__name__}") from err
+            bad = [x for x in items if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer))]
+            if bad:
+                raise ValueError(f"{name}: token ids must be ints, got {_short(bad[:5])}")
+            out = [int(x) for x in items]
         n = self.vocab_size
         bad = [i for i in out if not 0 <= i < n]
         if bad:
-            raise ValueError(f"{name}: token ids must be ints in [0, {n}); got {bad[:5]}")
+            raise ValueError(f"{name}: token ids must be ints in [0, {n}); got {_short(bad[:5])}")
         return out
 
     def _encode_pieces(self, pieces: Sequence[tuple[bool, str]]) -> tuple[list[int], list[tuple[int, int]]]:
@@ -555,6 +570,11 @@ class Tokenizer:
         ids, spans = self._encode_pieces(pieces)
         mask = [1.0 if (lo < end and hi > start) else 0.0 for lo, hi in spans]
         return ids, mask
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_text(value, name: str, expected: str = "a str") -> None:
