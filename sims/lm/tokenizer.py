@@ -23,9 +23,9 @@ Encoding a text is three steps, all run by the ``tokenizers`` library:
    ``tokenizer.ggml.tokens`` (token id = position in that list).
 
 Decoding concatenates the tokens' byte strings and decodes UTF-8, so ``decode(encode(s)) == s`` for every
-string whose UTF-8 bytes all have a token (in either ``parse_special`` mode). SmolLM2 lacks 21 byte tokens (``Tokenizer.missing_bytes``: six
-control characters such as U+0006, and lead bytes of unassigned or invalid code points); those bytes are
-dropped, as llama.cpp and transformers drop them too.
+string whose UTF-8 bytes all have a token (in either ``parse_special`` mode). SmolLM2 lacks 21 byte tokens
+(``Tokenizer.missing_bytes``: six control characters such as U+0006, and lead bytes of unassigned or invalid
+code points); those bytes are dropped, as llama.cpp and transformers drop them too.
 
 Known divergence (see ``tests/test_lm_tokenizer.py``): ``transformers`` 5.23's GGUF tokenizer conversion
 has no entry for the ``"smollm"`` pre-tokenizer and falls back to GPT-2's split *without* the digit step.
