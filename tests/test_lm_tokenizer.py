@@ -132,12 +132,16 @@ class _HandWrittenLlamaCppBpe:
         self.ranks = {tuple(m.split(" ")): r for r, m in enumerate(meta["tokenizer.ggml.merges"])}
         types = meta["tokenizer.ggml.token_type"]
         self.specials = sorted((t for t, k in zip(tokens, types) if k in (3, 4)), key=len, reverse=True)
+        self.user_defined = sorted((t for t, k in zip(tokens, types) if k == 4), key=len, reverse=True)
         self.byte = _bytes_to_unicode()
 
-    def encode(self, text):
+    def encode(self, text, parse_special=True):
+        """llama.cpp's ``llama_tokenize(text, parse_special)``: without ``parse_special`` control tokens are not
+        matched (user-defined ones still are; SmolLM2 has none)."""
+        specials = self.specials if parse_special else self.user_defined
         ids, start, i = [], 0, 0
         while i <= len(text):
-            special = next((s for s in self.specials if text.startswith(s, i)), None) if i < len(text) else ""
+            special = next((s for s in specials if text.startswith(s, i)), None) if i < len(text) else ""
             if special is None:
                 i += 1
                 continue
@@ -195,9 +199,26 @@ def test_fixture_was_made_from_the_default_model_file():
 
 @pytest.mark.parametrize("key", ["llama_cpp_definition", "hf_tokenizer_json_definition"])
 def test_ids_equal_reference_on_every_text(tok, key):
-    mismatches = [(e["text"], tok.encode(e["text"]), e[key]) for e in REF["texts"] if tok.encode(e["text"]) != e[key]]
+    """The references parse special tokens in the text (llama.cpp ``parse_special=True``)."""
+    ours = {e["text"]: tok.encode(e["text"], parse_special=True) for e in REF["texts"]}
+    mismatches = [(e["text"], ours[e["text"]], e[key]) for e in REF["texts"] if ours[e["text"]] != e[key]]
     # (a list of (text, ours, reference) so a failure shows what differs)
     assert not mismatches, mismatches[:3]
+
+
+def test_default_encoding_reads_special_token_spellings_as_text(tok, hand_bpe):
+    """``encode(text)`` (data text) == the reference ids wherever the text spells no special token, and the
+    regex-free llama.cpp reference with ``parse_special=False`` everywhere."""
+    spelled = [t for t in TEXTS if any(s in t for s in hand_bpe.specials)]
+    assert len(spelled) >= 4
+    for entry in REF["texts"]:
+        text = entry["text"]
+        assert tok.encode(text) == hand_bpe.encode(text, parse_special=False), text
+        if text not in spelled:
+            assert tok.encode(text) == entry["llama_cpp_definition"], text
+        else:
+            assert tok.encode(text) != entry["llama_cpp_definition"], text
+            assert not {tok.bos_id, tok.eos_id, tok.unk_id} & set(tok.encode(text)), text
 
 
 def test_hand_written_scanner_agrees_with_regex_reference(hand_bpe):
@@ -217,7 +238,7 @@ def test_transformers_gguf_differs_only_by_its_missing_digit_split(tok):
     for entry in REF["texts"]:
         text, theirs = entry["text"], entry["transformers_gguf"]
         assert theirs == gpt2_only.encode(text, add_special_tokens=False).ids, text
-        ours = tok.encode(text)
+        ours = tok.encode(text, parse_special=True)
         if ours != theirs:
             diverging.append(text)
             assert ours == entry["llama_cpp_definition"]
@@ -254,6 +275,7 @@ def test_decode_round_trips_every_text(tok):
         survived = _without_missing_bytes(text, tok.missing_bytes)
         expected = survived.decode("utf-8", errors="replace")
         assert tok.decode(tok.encode(text)) == expected
+        assert tok.decode(tok.encode(text, parse_special=True)) == expected
         assert tok.decode(entry["llama_cpp_definition"]) == expected
         assert tok.decode(entry["transformers_gguf"]) == entry["transformers_gguf_decoded"] == expected
         exact += survived == text.encode("utf-8")
@@ -267,7 +289,8 @@ def test_token_bytes_concatenate_to_utf8_of_text(tok):
 
 def test_skip_special_tokens_drops_exactly_the_control_tokens(tok):
     text = "<|im_start|>user\nhi<|im_end|>\n<filename>x"
-    assert tok.decode(tok.encode(text), skip_special_tokens=True) == "user\nhi\nx"
+    assert tok.decode(tok.encode(text, parse_special=True), skip_special_tokens=True) == "user\nhi\nx"
+    assert tok.decode(tok.encode(text), skip_special_tokens=True) == text  # spelled, not special: kept
 
 
 def test_add_special_tokens_adds_nothing_for_smollm2(tok):
@@ -302,17 +325,18 @@ _texts = st.lists(
 
 @given(text=_texts)
 def test_ids_equal_hand_written_llama_cpp_reference_on_random_text(tok, hand_bpe, text):
-    assert tok.encode(text) == hand_bpe.encode(text)
+    assert tok.encode(text, parse_special=True) == hand_bpe.encode(text, parse_special=True)
+    assert tok.encode(text) == hand_bpe.encode(text, parse_special=False)
 
 
 @given(text=_texts)
 def test_decode_inverts_encode_on_random_text(tok, text):
-    ids = tok.encode(text)
     survived = _without_missing_bytes(text, tok.missing_bytes)
-    assert b"".join(tok.token_bytes(i) for i in ids) == survived
-    assert tok.decode(ids) == survived.decode("utf-8", errors="replace")
-    if survived == text.encode("utf-8"):
-        assert tok.decode(ids) == text
+    for ids in (tok.encode(text), tok.encode(text, parse_special=True)):
+        assert b"".join(tok.token_bytes(i) for i in ids) == survived
+        assert tok.decode(ids) == survived.decode("utf-8", errors="replace")
+        if survived == text.encode("utf-8"):
+            assert tok.decode(ids) == text
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -325,17 +349,21 @@ _RESPONSES = ["4", "BMI = 70 / 1.75^2 = 22.86 kg/m\u00b2.", "Line 1\nLine 2\n\n3
 @pytest.mark.parametrize("system", [None, "You are a careful clinical calculator."])
 @pytest.mark.parametrize("response", _RESPONSES)
 def test_chat_example_is_prompt_then_response_tokens(tok, system, response):
-    """ids = encode(head) + encode(response + <|im_end|>) + encode("\\n"); mask = 0s, 1s, 0 (response not starting
-    with whitespace, so no token crosses the boundary)."""
+    """ids = encode(head, parse_special) + encode(response) + [<|im_end|>] + encode("\\n"); mask = 0s, 1s, 0
+    (response not starting with whitespace, so no token crosses the boundary). A special token's spelling in
+    the response ("<|endoftext|> odd") is text."""
     prompt = "Compute 12 + 30.\nShow  2 steps."
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     head = tok.apply_chat_template(messages, add_generation_prompt=True)
-    a, b, c = tok.encode(head), tok.encode(response + "<|im_end|>"), tok.encode("\n")
+    a, b, c = tok.encode(head, parse_special=True), tok.encode(response) + [tok.eos_id], tok.encode("\n")
     ids, mask = tok.encode_chat_example(prompt, response, system=system)
     assert ids == a + b + c
     assert mask == [0.0] * len(a) + [1.0] * len(b) + [0.0] * len(c)
     assert ids[len(a) + len(b) - 1] == tok.eos_id  # the closing <|im_end|> is a target
-    assert ids == tok.encode(tok.apply_chat_template(messages + [{"role": "assistant", "content": response}]))
+    conversation = messages + [{"role": "assistant", "content": response}]
+    assert ids == tok.encode_chat(conversation)
+    if "<|" not in response:  # no special spelled in the text: one pass with special parsing agrees
+        assert ids == tok.encode(tok.apply_chat_template(conversation), parse_special=True)
     if system is None:
         assert tok.decode(ids).startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
 
@@ -396,7 +424,10 @@ def test_tiny_gguf_with_bos_flag_user_token_and_plain_chatml(tmp_path):
     # "abc  12 a": pieces abc | "  " | 1 | 2 | " a"  (digits isolated first, so the space run stays whole)
     assert t.encode("abc  12 a") == [ident["abc"], ident["ĠĠ"], ident["1"], ident["2"], ident["Ġa"]]
     assert t.encode("abc", add_special_tokens=True) == [ident["<s>"], ident["abc"]]
-    assert t.encode("<think>ab</s>") == [ident["<think>"], ident["ab"], ident["</s>"]]
+    assert t.encode("<think>ab</s>", parse_special=True) == [ident["<think>"], ident["ab"], ident["</s>"]]
+    # without parse_special the control token </s> is text (its bytes have no tokens here and vanish);
+    # the user-defined <think> is still matched, as in llama.cpp
+    assert t.encode("<think>ab</s>") == [ident["<think>"], ident["ab"]]
     assert t.decode([0, ident["<think>"], ident["ab"], 1], skip_special_tokens=True) == "<think>ab"
     assert (t.bos_id, t.eos_id, t.pad_id, t.unk_id, t.vocab_size) == (0, 1, None, None, len(_TINY_TOKENS))
     assert t.chat_template == ChatTemplate(default_system=None)
@@ -412,7 +443,7 @@ def test_from_hf_folder_reproduces_reference_ids_and_template(tok, gguf_vocab, t
     hf = Tokenizer.from_hf(tmp_path)
     assert (hf.bos_id, hf.eos_id, hf.pad_id, hf.unk_id) == (1, 2, 2, 0)
     for entry in REF["texts"]:
-        assert hf.encode(entry["text"]) == entry["llama_cpp_definition"]
+        assert hf.encode(entry["text"], parse_special=True) == entry["llama_cpp_definition"]
     for case in REF["chats"]:
         assert hf.apply_chat_template(case["messages"], case["add_generation_prompt"]) == case["text"]
 

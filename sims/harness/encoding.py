@@ -10,6 +10,9 @@ compiled program per shape.
   ``Tokenizer.encode_chat_example``; loss only on response tokens.
 * plain texts (English documentation, code): the first ``T`` tokens of each text; loss on every
   token (the first token is never a target: it has no prefix).
+
+Data text never produces control tokens: a special token's spelling (``<|im_end|>``) inside a prompt,
+response or document is encoded as ordinary text; only the chat template writes special ids.
 """
 
 from __future__ import annotations
@@ -70,7 +73,10 @@ def encode_chat_set(tokenizer, pairs, seq_len: int, pad_id: int = 0, system: str
         raise ValueError(f"seq_len: must be >= 2, got {seq_len}")
     rows = []
     for i, (prompt, response) in enumerate(pairs):
-        ids, mask = tokenizer.encode_chat_example(prompt, response, system=system)
+        try:
+            ids, mask = tokenizer.encode_chat_example(prompt, response, system=system)
+        except ValueError as err:
+            raise ValueError(f"pairs[{i}]: {err}") from err
         ids, mask = list(ids), [float(x) for x in mask]
         if len(ids) > seq_len:
             raise ValueError(f"seq_len: example {i} needs {len(ids)} tokens, more than seq_len={seq_len}")
@@ -83,14 +89,18 @@ def encode_chat_set(tokenizer, pairs, seq_len: int, pad_id: int = 0, system: str
 
 
 def encode_text_set(tokenizer, texts, seq_len: int, pad_id: int = 0) -> EncodedSet:
-    """The first ``seq_len`` tokens of each text, every token a target (texts shorter are padded)."""
+    """The first ``seq_len`` tokens of each text, every token a target (texts shorter are padded); special
+    tokens' spellings in a text are ordinary text."""
     if seq_len < 2:
         raise ValueError(f"seq_len: must be >= 2, got {seq_len}")
     rows = []
-    for text in texts:
-        ids = list(tokenizer.encode(text))[:seq_len]
+    for i, text in enumerate(texts):
+        try:
+            ids = list(tokenizer.encode(text, parse_special=False))[:seq_len]
+        except ValueError as err:
+            raise ValueError(f"texts[{i}]: {err}") from err
         if len(ids) < 2:
-            raise ValueError("texts: a text encodes to fewer than 2 tokens")
+            raise ValueError(f"texts[{i}]: encodes to fewer than 2 tokens")
         rows.append((ids, [1.0] * len(ids)))
     if not rows:
         raise ValueError("texts: empty")

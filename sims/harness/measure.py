@@ -107,7 +107,7 @@ def greedy_accuracy(params, model_config, tokenizer, examples, max_new_tokens: i
     eos = getattr(tokenizer, "eos_id", None)
     for ex in examples:
         messages = ([] if system is None else [{"role": "system", "content": system}]) + [{"role": "user", "content": ex.prompt}]
-        prompt_ids = tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+        prompt_ids = tokenizer.encode_chat(messages, add_generation_prompt=True)
         out = generate_greedy(params, model_config, jnp.asarray([prompt_ids], jnp.int32), max_new_tokens, use_cache=True, eos_id=eos)
         new = np.asarray(out).reshape(-1).tolist()  # the new tokens only
         if eos is not None and eos in new:

@@ -170,7 +170,7 @@ class Session:
 
             out = []
             for instr in tqdm(INSTRUCTIONS[: self.data.n_self], desc="general set (a): base-model responses", leave=False):
-                ids = self.tokenizer.encode(self.tokenizer.apply_chat_template([{"role": "user", "content": instr}], add_generation_prompt=True))
+                ids = self.tokenizer.encode_chat([{"role": "user", "content": instr}], add_generation_prompt=True)
                 gen = generate_greedy(self.params, self.config, jnp.asarray([ids], jnp.int32), self.data.self_max_new_tokens,
                                       use_cache=True, eos_id=self.tokenizer.eos_id)
                 new = np.asarray(gen).reshape(-1).tolist()  # the new tokens only

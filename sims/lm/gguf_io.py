@@ -18,6 +18,7 @@ model's ``[in, out]``.
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,8 @@ def _open(path: str | os.PathLike):
     import gguf
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a GGUF file")
     if not path.is_file():
         raise FileNotFoundError(f"GGUF file {path} does not exist")
     try:
@@ -132,8 +135,16 @@ def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
 def load_gguf(path: str | os.PathLike | None = None) -> tuple[ModelConfig, dict]:
     """Load ``(config, params)`` from a GGUF file (default: ``default_model_path()``), weights as float32 NumPy.
 
-    Raises FileNotFoundError for a missing file and ValueError naming the file for a corrupt file, an
-    unsupported architecture or tensor type, missing metadata, or tensors whose shapes disagree with the metadata.
+    The file is untrusted input: every hyperparameter must be an integer (or finite number) of the right
+    type, every tensor the model needs must be present with the shape the metadata implies and hold only
+    finite values after dequantisation, and no other tensor may be present (a leftover layer or an unknown
+    tensor such as ``rope_freqs.weight`` would otherwise be silently ignored).
+
+    Raises:
+      FileNotFoundError: the file does not exist.
+      ValueError (naming the file and the metadata key or tensor): a directory, a corrupt file, an unsupported
+        architecture or tensor type, missing or mistyped metadata, a missing, unknown or misshapen tensor, or
+        non-finite weights.
     """
     import gguf
     from gguf.quants import dequantize
@@ -141,97 +152,143 @@ def load_gguf(path: str | os.PathLike | None = None) -> tuple[ModelConfig, dict]
     path = Path(path) if path is not None else default_model_path()
     reader = _open(path)
     fields = reader.fields
+    _missing = object()
 
-    def meta(key: str, default: Any = None, required: bool = True):
-        if key in fields:
+    def meta(key: str, default: Any = _missing):
+        if key not in fields:
+            if default is _missing:
+                raise ValueError(f"{path}: GGUF metadata key {key!r} is missing")
+            return default
+        try:
             return _field_value(fields[key])
-        if required and default is None:
-            raise ValueError(f"{path}: GGUF metadata key {key!r} is missing")
-        return default
+        except Exception as err:
+            raise ValueError(f"{path}: GGUF metadata {key!r} cannot be read ({type(err).__name__}: {err})") from err
+
+    def meta_int(key: str, default: Any = _missing) -> int:
+        value = meta(key, default)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{path}: GGUF metadata {key!r} must be an integer, got {value!r}")
+        return int(value)
+
+    def meta_float(key: str, default: Any = _missing) -> float:
+        value = meta(key, default)
+        if (
+            isinstance(value, (bool, np.bool_))
+            or not isinstance(value, (int, float, np.integer, np.floating))
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"{path}: GGUF metadata {key!r} must be a finite number, got {value!r}")
+        return float(value)
 
     arch = meta("general.architecture")
-    if arch not in SUPPORTED_ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in SUPPORTED_ARCHITECTURES:
         raise ValueError(
             f"{path}: unsupported architecture {arch!r} (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
         )
     tensors = {t.name: t for t in reader.tensors}
     if "token_embd.weight" not in tensors:
         raise ValueError(f"{path}: tensor 'token_embd.weight' is missing")
-    n_vocab_default = int(tensors["token_embd.weight"].shape[1])
-    n_heads = int(meta(f"{arch}.attention.head_count"))
-    dim = int(meta(f"{arch}.embedding_length"))
-    rope_dim = meta(f"{arch}.rope.dimension_count", required=False)
-    if rope_dim is not None and int(rope_dim) != dim // n_heads:
+    embd_shape = tensors["token_embd.weight"].shape.tolist()
+    if len(embd_shape) != 2:
+        raise ValueError(f"{path}: tensor 'token_embd.weight' should be a matrix, has ggml shape {embd_shape}")
+    n_heads = meta_int(f"{arch}.attention.head_count")
+    dim = meta_int(f"{arch}.embedding_length")
+    if n_heads < 1 or dim < 1:
+        raise ValueError(f"{path}: {arch}.embedding_length = {dim} and {arch}.attention.head_count = {n_heads} must be positive")
+    rope_dim = meta_int(f"{arch}.rope.dimension_count") if f"{arch}.rope.dimension_count" in fields else None
+    if rope_dim is not None and rope_dim != dim // n_heads:
         raise ValueError(f"{path}: partial rotary embeddings (rope.dimension_count={rope_dim}) are not supported")
-    if f"{arch}.rope.scaling.type" in fields and meta(f"{arch}.rope.scaling.type") not in ("none",):
+    if f"{arch}.rope.scaling.type" in fields and meta(f"{arch}.rope.scaling.type") != "none":
         raise ValueError(f"{path}: rope scaling {meta(f'{arch}.rope.scaling.type')!r} is not supported")
-    config = ModelConfig(
-        vocab_size=int(meta(f"{arch}.vocab_size", n_vocab_default)),
-        dim=dim,
-        n_layers=int(meta(f"{arch}.block_count")),
-        n_heads=n_heads,
-        n_kv_heads=int(meta(f"{arch}.attention.head_count_kv", n_heads)),
-        hidden_dim=int(meta(f"{arch}.feed_forward_length")),
-        rope_theta=float(meta(f"{arch}.rope.freq_base", 10000.0)),
-        norm_eps=float(meta(f"{arch}.attention.layer_norm_rms_epsilon")),
-        max_seq_len=int(meta(f"{arch}.context_length")),
-        tie_embeddings="output.weight" not in tensors,
-        attention_bias="blk.0.attn_q.bias" in tensors,
-        architecture=arch,
-    )
+    try:
+        config = ModelConfig(
+            vocab_size=meta_int(f"{arch}.vocab_size", int(embd_shape[1])),
+            dim=dim,
+            n_layers=meta_int(f"{arch}.block_count"),
+            n_heads=n_heads,
+            n_kv_heads=meta_int(f"{arch}.attention.head_count_kv", n_heads),
+            hidden_dim=meta_int(f"{arch}.feed_forward_length"),
+            rope_theta=meta_float(f"{arch}.rope.freq_base", 10000.0),
+            norm_eps=meta_float(f"{arch}.attention.layer_norm_rms_epsilon"),
+            max_seq_len=meta_int(f"{arch}.context_length"),
+            tie_embeddings="output.weight" not in tensors,
+            attention_bias="blk.0.attn_q.bias" in tensors,
+            architecture=arch,
+        )
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: metadata describes an invalid model ({err})") from err
 
     supported = {getattr(gguf.GGMLQuantizationType, n) for n in SUPPORTED_GGUF_TYPES}
+    used: set[str] = set()
 
-    def read(name: str) -> np.ndarray:
+    def read(name: str, what: str, shape: tuple[int, ...]) -> np.ndarray:
+        """Tensor ``name`` (parameter ``what``) as float32 of ``shape`` (row-major, GGUF's ``[out, in]``)."""
         if name not in tensors:
             raise ValueError(f"{path}: tensor {name!r} is missing")
+        used.add(name)
         t = tensors[name]
         if t.tensor_type not in supported:
             raise ValueError(
                 f"{path}: tensor {name!r} has unsupported type {t.tensor_type.name} "
                 f"(supported: {', '.join(SUPPORTED_GGUF_TYPES)})"
             )
+        header = tuple(int(s) for s in reversed(t.shape.tolist()))
+        if header != shape:
+            raise ValueError(f"{path}: tensor {name!r} ({what}) has shape {header}, the metadata implies {shape}")
         try:
-            arr = dequantize(t.data, t.tensor_type)
+            arr = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
         except Exception as err:
             raise ValueError(f"{path}: tensor {name!r} ({t.tensor_type.name}) could not be decoded: {err}") from err
-        expected = tuple(int(s) for s in reversed(t.shape.tolist()))
-        arr = np.asarray(arr, dtype=np.float32)
-        if arr.size != int(np.prod(expected)):
-            raise ValueError(f"{path}: tensor {name!r} holds {arr.size} values, its header says shape {expected}")
-        return arr.reshape(expected)
+        if arr.size != math.prod(shape):
+            raise ValueError(f"{path}: tensor {name!r} holds {arr.size} values, its header says shape {shape}")
+        arr = arr.reshape(shape)
+        finite = np.isfinite(arr)
+        if not finite.all():
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise ValueError(
+                f"{path}: tensor {name!r} ({what}) has {int((~finite).sum())} non-finite values "
+                f"(NaN or inf after dequantisation; first at index {first}: {arr[first]})"
+            )
+        return arr
 
-    def matrix(name: str, n_permute: int | None = None) -> np.ndarray:
-        w = read(name)  # [out, in]
-        if w.ndim != 2:
-            raise ValueError(f"{path}: tensor {name!r} should be a matrix, has shape {w.shape}")
+    def matrix(name: str, what: str, shape_in_out: tuple[int, int], n_permute: int | None = None) -> np.ndarray:
+        w = read(name, what, shape_in_out[::-1])  # [out, in]
         if n_permute is not None and arch == "llama":
             w = _unpermute(w, n_permute)
         return np.ascontiguousarray(w.T)  # [in, out]
 
-    layers: dict[str, list] = {k: [] for k in param_shapes(config)["layers"]}
+    shapes = param_shapes(config)
+    layers: dict[str, list] = {k: [] for k in shapes["layers"]}
     for i in range(config.n_layers):
         for key, suffix in _LAYER_TENSORS.items():
-            name = f"blk.{i}.{suffix}.weight"
+            name, what, shape = f"blk.{i}.{suffix}.weight", f"layers.{key}[{i}]", shapes["layers"][key][1:]
             if key.endswith("norm"):
-                layers[key].append(read(name))
+                layers[key].append(read(name, what, shape))
             else:
                 n_perm = {"wq": config.n_heads, "wk": config.n_kv_heads}.get(key)
-                layers[key].append(matrix(name, n_perm))
+                layers[key].append(matrix(name, what, shape, n_perm))
         if config.attention_bias:
             for key, suffix in _LAYER_BIASES.items():
-                b = read(f"blk.{i}.{suffix}.bias")
+                b = read(f"blk.{i}.{suffix}.bias", f"layers.{key}[{i}]", shapes["layers"][key][1:])
                 n_perm = {"bq": config.n_heads, "bk": config.n_kv_heads}.get(key)
                 if n_perm is not None and arch == "llama":
                     b = _unpermute(b, n_perm)
                 layers[key].append(b)
     params: dict[str, Any] = {
-        "embed": read("token_embd.weight"),
+        "embed": read("token_embd.weight", "embed", shapes["embed"]),
         "layers": {k: np.stack(v) for k, v in layers.items()},
-        "final_norm": read("output_norm.weight"),
+        "final_norm": read("output_norm.weight", "final_norm", shapes["final_norm"]),
     }
     if not config.tie_embeddings:
-        params["lm_head"] = matrix("output.weight")
+        params["lm_head"] = matrix("output.weight", "lm_head", shapes["lm_head"])
+    unknown = sorted(set(tensors) - used)
+    if unknown:
+        raise ValueError(
+            f"{path}: {len(unknown)} tensor(s) this {arch} model with {config.n_layers} layers does not use: "
+            f"{unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+        )
     validate_params(config, params, source=str(path))
     return config, params
 

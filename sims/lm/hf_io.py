@@ -12,13 +12,22 @@ Tensor names (``model.`` prefix; weights stored ``[out, in]``, transposed here t
     lm_head.weight                                  -> lm_head           (absent when tie_word_embeddings)
 
 The Q/K rows are already in the rotate-half order the model uses (no permutation, unlike GGUF). Tensors of any
-floating dtype (float32, float16, bfloat16) are converted to float32.
+floating dtype (float64, float32, float16, bfloat16) are converted to float32.
+
+Checkpoints are untrusted input: ``config.json`` fields must have their JSON types (an integer field holding
+2.7 is an error, not 2), every tensor must be finite after the conversion, defined once across the shards,
+and used: a tensor the config does not account for (a layer beyond ``num_hidden_layers``, an
+``lm_head.weight`` that differs from the tied embedding) is an error rather than silently ignored. The only
+tensors skipped are the ``rotary_emb.inv_freq`` buffers older transformers versions saved (recomputed from
+``rope_theta``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +39,8 @@ from sims.lm.model import param_shapes, validate_params
 __all__ = ["load_hf_checkpoint", "save_hf_checkpoint", "hf_config_to_model_config", "model_config_to_hf_config"]
 
 _ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+_IGNORED_TENSOR = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
+_FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 _LAYER_NAMES = {
     "attn_norm": "input_layernorm.weight",
     "wq": "self_attn.q_proj.weight",
@@ -49,43 +60,80 @@ _LAYER_NAMES = {
 def hf_config_to_model_config(hf: dict[str, Any], source: str = "config.json") -> ModelConfig:
     """Translate a transformers ``config.json`` dict (LlamaConfig / Qwen2Config) into a ModelConfig.
 
-    Raises ValueError naming ``source`` for an unsupported architecture, rope scaling, partial head_dim,
-    MLP biases, or missing fields.
+    Raises ValueError naming ``source`` and the field for a config that is not a JSON object, an unsupported
+    architecture, rope scaling, partial head_dim or MLP biases, and a missing or mistyped field (integers must
+    be JSON integers, numbers finite, flags booleans).
     """
+    if not isinstance(hf, dict):
+        raise ValueError(f"{source}: expected a JSON object, got {type(hf).__name__}")
+    missing = object()
+
+    def field(key, kinds, what, default=missing, within=None):
+        """``hf[key]`` (or ``hf[within][key]``) if it is one of ``kinds`` (a bool is not an int), else ValueError."""
+        container, name = (hf, key) if within is None else (within[1], f"{within[0]}.{key}")
+        value = container.get(key)
+        if value is None:
+            if default is missing:
+                raise ValueError(f"{source}: required field {name!r} is missing")
+            return default
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds) or (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
+            raise ValueError(f"{source}: field {name!r} must be {what}, got {value!r}")
+        return value
+
+    def integer(key, default=missing):
+        return field(key, (int,), "an integer", default)
+
+    def number(key, default=missing, within=None):
+        return float(field(key, (int, float), "a finite number", default, within))
+
+    def flag(key, default):
+        return field(key, (bool,), "true or false", default)
+
     model_type = hf.get("model_type")
     archs = hf.get("architectures") or []
-    if model_type not in _ARCHITECTURES:
+    if not isinstance(model_type, str) or model_type not in _ARCHITECTURES:
         raise ValueError(
-            f"{source}: unsupported architecture model_type={model_type!r} architectures={archs} "
+            f"{source}: unsupported architecture model_type={model_type!r} architectures={archs!r} "
             f"(supported: {', '.join(_ARCHITECTURES)})"
         )
-    rope = hf.get("rope_parameters") or {}
-    scaling = hf.get("rope_scaling")
-    rope_type = (scaling or {}).get("rope_type", (scaling or {}).get("type")) or rope.get("rope_type", "default")
+    rope = field("rope_parameters", (dict,), "an object", {})
+    scaling = field("rope_scaling", (dict,), "an object", {})
+    rope_type = scaling.get("rope_type", scaling.get("type")) or rope.get("rope_type", "default")
     if rope_type not in ("default", None):
         raise ValueError(f"{source}: rope scaling {rope_type!r} is not supported")
-    if hf.get("mlp_bias"):
+    if flag("mlp_bias", False):
         raise ValueError(f"{source}: mlp_bias=True is not supported")
+    dim, n_heads = integer("hidden_size"), integer("num_attention_heads")
+    if n_heads < 1:
+        raise ValueError(f"{source}: field 'num_attention_heads' must be positive, got {n_heads}")
+    head_dim = integer("head_dim", None)
+    if head_dim not in (None, dim // n_heads):
+        raise ValueError(f"{source}: head_dim={head_dim} != hidden_size / num_attention_heads is not supported")
+    if hf.get("rope_theta") is not None:
+        rope_theta = number("rope_theta")
+    else:  # transformers 5 keeps it in rope_parameters
+        rope_theta = number("rope_theta", 10000.0, within=("rope_parameters", rope))
     try:
-        dim, n_heads = int(hf["hidden_size"]), int(hf["num_attention_heads"])
-        if hf.get("head_dim") not in (None, dim // n_heads):
-            raise ValueError(f"{source}: head_dim={hf['head_dim']} != hidden_size / num_attention_heads is not supported")
         return ModelConfig(
-            vocab_size=int(hf["vocab_size"]),
+            vocab_size=integer("vocab_size"),
             dim=dim,
-            n_layers=int(hf["num_hidden_layers"]),
+            n_layers=integer("num_hidden_layers"),
             n_heads=n_heads,
-            n_kv_heads=int(hf.get("num_key_value_heads") or n_heads),
-            hidden_dim=int(hf["intermediate_size"]),
-            rope_theta=float(hf.get("rope_theta") or rope.get("rope_theta") or 10000.0),
-            norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-            max_seq_len=int(hf.get("max_position_embeddings", 2048)),
-            tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-            attention_bias=True if model_type == "qwen2" else bool(hf.get("attention_bias", False)),
+            n_kv_heads=integer("num_key_value_heads", n_heads),
+            hidden_dim=integer("intermediate_size"),
+            rope_theta=rope_theta,
+            norm_eps=number("rms_norm_eps", 1e-6),
+            max_seq_len=integer("max_position_embeddings", 2048),
+            tie_embeddings=flag("tie_word_embeddings", False),
+            attention_bias=True if model_type == "qwen2" else flag("attention_bias", False),
             architecture=model_type,
         )
-    except KeyError as err:
-        raise ValueError(f"{source}: required field {err.args[0]!r} is missing") from err
+    except ValueError as err:
+        if str(err).startswith(source):
+            raise
+        raise ValueError(f"{source}: fields describe an invalid model ({err})") from err
 
 
 def model_config_to_hf_config(config: ModelConfig) -> dict[str, Any]:
@@ -119,21 +167,24 @@ def load_hf_checkpoint(folder: str | os.PathLike) -> tuple[ModelConfig, dict]:
     """Load ``(config, params)`` (float32 NumPy) from a Hugging Face folder with ``config.json`` and ``*.safetensors``.
 
     All ``*.safetensors`` files in the folder are read (sharded checkpoints included). Raises FileNotFoundError
-    for a missing folder/file and ValueError naming the file for corrupt JSON/safetensors, an unsupported
-    architecture, a missing tensor, or a tensor whose shape disagrees with ``config.json``.
+    for a missing folder/file and ValueError naming the file and field or tensor for corrupt JSON/safetensors,
+    an unsupported architecture, a mistyped field, a missing, duplicated, unknown or misshapen tensor, a
+    non-floating tensor, or non-finite values (see the module docstring).
     """
     from safetensors import safe_open
 
     folder = Path(folder)
+    if folder.is_file():
+        raise ValueError(f"{folder}: is a file; a checkpoint is a folder with config.json and *.safetensors")
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} does not exist")
     try:
-        hf = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{config_path}: not valid JSON ({err})") from err
+        hf = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"{config_path}: not valid JSON ({type(err).__name__}: {err})") from err
     config = hf_config_to_model_config(hf, source=str(config_path))
     files = sorted(folder.glob("*.safetensors"))
     if not files:
@@ -144,23 +195,40 @@ def load_hf_checkpoint(folder: str | os.PathLike) -> tuple[ModelConfig, dict]:
         try:
             with safe_open(str(file), framework="numpy") as f:
                 for name in f.keys():
+                    if name in tensors:
+                        raise ValueError(f"{file}: tensor {name!r} is also defined in {tensors[name][0]}")
                     tensors[name] = (file, f.get_tensor(name))
+        except ValueError as err:
+            if str(err).startswith(str(file)):
+                raise
+            raise ValueError(f"{file}: not a readable safetensors file ({type(err).__name__}: {err})") from err
         except Exception as err:
             raise ValueError(f"{file}: not a readable safetensors file ({type(err).__name__}: {err})") from err
+    used: set[str] = set()
 
     def get(name: str, shape: tuple, transpose: bool) -> np.ndarray:
         if name not in tensors:
             raise ValueError(f"{folder}: tensor {name!r} is missing from {[f.name for f in files]}")
+        used.add(name)
         file, value = tensors[name]
-        arr = np.asarray(value).astype(np.float32)
-        if transpose:
-            arr = arr.T
-        if arr.shape != shape:
+        value = np.asarray(value)
+        if value.dtype.name not in _FLOAT_DTYPES:
             raise ValueError(
-                f"{file}: tensor {name!r} has shape {arr.T.shape if transpose else arr.shape}, "
-                f"but {config_path.name} implies {shape[::-1] if transpose else shape}"
+                f"{file}: tensor {name!r} has dtype {value.dtype.name}; only {', '.join(_FLOAT_DTYPES)} are supported"
             )
-        return np.ascontiguousarray(arr)
+        stored = shape[::-1] if transpose else shape
+        if value.shape != stored:
+            raise ValueError(f"{file}: tensor {name!r} has shape {value.shape}, but {config_path.name} implies {stored}")
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, reported below
+            arr = value.astype(np.float32)
+        finite = np.isfinite(arr)
+        if not finite.all():
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise ValueError(
+                f"{file}: tensor {name!r} has {int((~finite).sum())} non-finite values (as float32; first at "
+                f"index {first}: {value[first]})"
+            )
+        return np.ascontiguousarray(arr.T if transpose else arr)
 
     shapes = param_shapes(config)
     layers: dict[str, list] = {k: [] for k in shapes["layers"]}
@@ -175,6 +243,20 @@ def load_hf_checkpoint(folder: str | os.PathLike) -> tuple[ModelConfig, dict]:
     }
     if not config.tie_embeddings:
         params["lm_head"] = get("lm_head.weight", shapes["lm_head"], transpose=True)
+    elif "lm_head.weight" in tensors:  # some exporters save the tied head too: accepted only as an exact copy
+        head = get("lm_head.weight", shapes["embed"], transpose=False)
+        if not np.array_equal(head, params["embed"]):
+            raise ValueError(
+                f"{tensors['lm_head.weight'][0]}: tensor 'lm_head.weight' differs from model.embed_tokens.weight, "
+                f"but {config_path.name} says tie_word_embeddings=true (the head would be ignored)"
+            )
+    unknown = sorted(n for n in set(tensors) - used if not _IGNORED_TENSOR.fullmatch(n))
+    if unknown:
+        raise ValueError(
+            f"{folder}: {len(unknown)} tensor(s) that {config_path.name} (num_hidden_layers="
+            f"{config.n_layers}, tie_word_embeddings={str(config.tie_embeddings).lower()}) does not account for: "
+            f"{unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+        )
     validate_params(config, params, source=str(folder))
     return config, params
 

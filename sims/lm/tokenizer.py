@@ -2,8 +2,12 @@
 
 Encoding a text is three steps, all run by the ``tokenizers`` library:
 
-1. **Special tokens.** Control tokens (``<|im_start|>``, ``<|im_end|>``, ...) are matched whole in the text
-   first; the text between them is tokenized independently.
+1. **Special tokens.** Only with ``encode(text, parse_special=True)``: control tokens (``<|im_start|>``,
+   ``<|im_end|>``, ...) are matched whole in the text first and the text between them is tokenized
+   independently. By default (``parse_special=False``, what every data text gets) a control token's spelling
+   in the text is ordinary text and becomes ordinary tokens, so data can never inject a control token;
+   chat encodings (``encode_chat``, ``encode_chat_example``) take the ChatML markers' ids from the template
+   itself. User-defined added tokens (llama.cpp token type 4) are matched in both modes, as llama.cpp does.
 2. **Pre-tokenization.** Each piece of text is split by regular expressions, exactly as llama.cpp's
    ``llama-vocab.cpp`` splits it for the file's ``tokenizer.ggml.pre`` name. For SmolLM2 (``"smollm"``,
    shared with starcoder, refact, command-r, codeshell, exaone, minerva-7b) that is two regexes applied in turn:
@@ -19,9 +23,9 @@ Encoding a text is three steps, all run by the ``tokenizers`` library:
    ``tokenizer.ggml.tokens`` (token id = position in that list).
 
 Decoding concatenates the tokens' byte strings and decodes UTF-8, so ``decode(encode(s)) == s`` for every
-string whose UTF-8 bytes all have a token. SmolLM2 lacks 21 byte tokens (``Tokenizer.missing_bytes``: six
-control characters such as U+0006, and lead bytes of unassigned or invalid code points); those bytes are
-dropped, as llama.cpp and transformers drop them too.
+string whose UTF-8 bytes all have a token (in either ``parse_special`` mode). SmolLM2 lacks 21 byte tokens
+(``Tokenizer.missing_bytes``: six control characters such as U+0006, and lead bytes of unassigned or invalid
+code points); those bytes are dropped, as llama.cpp and transformers drop them too.
 
 Known divergence (see ``tests/test_lm_tokenizer.py``): ``transformers`` 5.23's GGUF tokenizer conversion
 has no entry for the ``"smollm"`` pre-tokenizer and falls back to GPT-2's split *without* the digit step.
@@ -50,6 +54,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import tokenizers
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
 
@@ -133,15 +138,27 @@ class ChatTemplate:
 
     def render(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
         """The ChatML text of ``messages`` (list of ``{"role": str, "content": str}``), see the class docstring."""
+        return "".join(text for _, text in self.segments(messages, add_generation_prompt))
+
+    def segments(
+        self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False
+    ) -> list[tuple[bool, str]]:
+        """``render``'s text cut into ``(is_marker, text)`` pieces: ``(True, "<|im_start|>")`` and
+        ``(True, "<|im_end|>")`` are the template's own control tokens, ``(False, text)`` everything else
+        (roles, contents, newlines). Two text pieces are never adjacent."""
         _validate_messages(messages)
-        parts = []
+        pieces: list[tuple[bool, str]] = []
+
+        def message(role, content):
+            pieces.extend([(True, _CHATML_OPEN), (False, f"{role}\n{content}"), (True, _CHATML_CLOSE), (False, "\n")])
+
         if self.default_system is not None and messages[0]["role"] != "system":
-            parts.append(f"{_CHATML_OPEN}system\n{self.default_system}{_CHATML_CLOSE}\n")
-        for message in messages:
-            parts.append(f"{_CHATML_OPEN}{message['role']}\n{message['content']}{_CHATML_CLOSE}\n")
+            message("system", self.default_system)
+        for m in messages:
+            message(m["role"], m["content"])
         if add_generation_prompt:
-            parts.append(f"{_CHATML_OPEN}assistant\n")
-        return "".join(parts)
+            pieces.extend([(True, _CHATML_OPEN), (False, "assistant\n")])
+        return pieces
 
 
 def _validate_messages(messages) -> None:
@@ -183,6 +200,7 @@ class Tokenizer:
     chat_template: ChatTemplate
     source: str = ""
     _missing_bytes: frozenset[int] = dataclasses.field(init=False, repr=False, compare=False)
+    _plain_backend: tokenizers.Tokenizer = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not isinstance(self.backend, tokenizers.Tokenizer):
@@ -199,6 +217,10 @@ class Tokenizer:
             vocab = self.backend.get_vocab(with_added_tokens=False)
             missing = frozenset(b for ch, b in _byte_level_decoder().items() if ch not in vocab)
         object.__setattr__(self, "_missing_bytes", missing)
+        # A copy of the backend that reads special tokens' spellings as ordinary text (for data text).
+        plain = tokenizers.Tokenizer.from_str(self.backend.to_str())
+        plain.encode_special_tokens = True
+        object.__setattr__(self, "_plain_backend", plain)
 
     # -- construction ------------------------------------------------------------------------------------
 
@@ -222,6 +244,8 @@ class Tokenizer:
 
             path = default_model_path()
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path}: is a directory, not a GGUF file")
         if not path.is_file():
             raise FileNotFoundError(f"GGUF tokenizer: no such file: {path}")
         meta = _read_gguf_tokenizer_metadata(path)
@@ -231,21 +255,32 @@ class Tokenizer:
                 raise ValueError(f"{path}: GGUF metadata has no {key!r}; cannot build the tokenizer")
             return meta[key]
 
+        def typed(key, value, kind, what, many=False):
+            """``value`` if it is a ``kind`` (``many``: a list of ``kind``; a bool is no int), else ValueError."""
+            items = value if many else [value]
+            if (many and not isinstance(value, list)) or not all(
+                isinstance(v, kind) and (kind is bool or not isinstance(v, bool)) for v in items
+            ):
+                raise ValueError(f"{path}: GGUF metadata {key!r} must be {what}, got {_short(value)}")
+            return value
+
         model_type = need("tokenizer.ggml.model")
-        if model_type != "gpt2":
+        if not isinstance(model_type, str) or model_type != "gpt2":
             raise ValueError(
                 f"{path}: tokenizer.ggml.model = {model_type!r} is not supported (only 'gpt2', byte-level BPE); "
                 "load the model's tokenizer.json with Tokenizer.from_hf instead"
             )
         pre = meta.get("tokenizer.ggml.pre", "default")  # llama.cpp's name when the key is missing
-        if pre not in SUPPORTED_PRE_TOKENIZERS:
+        if not isinstance(pre, str) or pre not in SUPPORTED_PRE_TOKENIZERS:
             raise ValueError(
                 f"{path}: tokenizer.ggml.pre = {pre!r} is not supported (supported: "
                 f"{sorted(SUPPORTED_PRE_TOKENIZERS)}); load the model's tokenizer.json with Tokenizer.from_hf"
             )
-        tokens = list(need("tokenizer.ggml.tokens"))
-        merges = list(need("tokenizer.ggml.merges"))
-        token_types = list(meta.get("tokenizer.ggml.token_type", [1] * len(tokens)))
+        tokens = typed("tokenizer.ggml.tokens", need("tokenizer.ggml.tokens"), str, "a list of strings", many=True)
+        merges = typed("tokenizer.ggml.merges", need("tokenizer.ggml.merges"), str, "a list of strings", many=True)
+        token_types = typed(
+            "tokenizer.ggml.token_type", meta.get("tokenizer.ggml.token_type", [1] * len(tokens)), int, "a list of ints", many=True
+        )
         if len(token_types) != len(tokens):
             raise ValueError(
                 f"{path}: tokenizer.ggml.token_type has {len(token_types)} entries for {len(tokens)} tokens"
@@ -280,13 +315,15 @@ class Tokenizer:
         ids = {}
         for name, key in (("bos_id", "bos"), ("eos_id", "eos"), ("unk_id", "unknown"), ("pad_id", "padding")):
             value = meta.get(f"tokenizer.ggml.{key}_token_id")
-            if value is not None and not 0 <= int(value) < len(tokens):
+            if value is not None:
+                typed(f"tokenizer.ggml.{key}_token_id", value, int, "an int")
+            if value is not None and not 0 <= value < len(tokens):
                 raise ValueError(
                     f"{path}: tokenizer.ggml.{key}_token_id = {value} is outside the vocabulary [0, {len(tokens)})"
                 )
             ids[name] = None if value is None else int(value)
-        add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
-        add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
+        add_bos = typed("tokenizer.ggml.add_bos_token", meta.get("tokenizer.ggml.add_bos_token", False), bool, "a bool")
+        add_eos = typed("tokenizer.ggml.add_eos_token", meta.get("tokenizer.ggml.add_eos_token", False), bool, "a bool")
         _set_bos_eos_post_processor(
             backend, tokens, ids["bos_id"] if add_bos else None, ids["eos_id"] if add_eos else None, path
         )
@@ -366,7 +403,7 @@ class Tokenizer:
 
     def token_text(self, token_id: int) -> str:
         """The token as spelled in the vocabulary (byte-level alphabet: ``"Ġthe"`` for the text ``" the"``)."""
-        self._check_ids([token_id])
+        (token_id,) = self._check_ids([token_id], "token_id")
         return self.backend.id_to_token(token_id)
 
     def token_bytes(self, token_id: int) -> bytes:
@@ -393,33 +430,100 @@ class Tokenizer:
 
     # -- encode / decode ---------------------------------------------------------------------------------
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        """Token ids of ``text``. Special tokens written in the text (``<|im_end|>``) are recognised.
+    def encode(self, text: str, add_special_tokens: bool = False, *, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text``.
+
+        ``parse_special=False`` (the default, for all data text): a special token's spelling in the text
+        (``"<|im_end|>"``) is ordinary text and encodes to ordinary tokens, exactly as if the vocabulary had no
+        such special token; ``decode`` gives the text back. ``parse_special=True``: special tokens written in
+        the text are recognised and become their ids (llama.cpp's ``parse_special``; for trusted text such
+        as an already rendered template). Chat data should go through ``encode_chat`` or
+        ``encode_chat_example``, which add the template's special ids themselves.
 
         ``add_special_tokens=True`` adds what the model's post-processor adds (for a GGUF file: BOS/EOS when
         ``tokenizer.ggml.add_bos_token``/``add_eos_token`` are set; SmolLM2 sets neither).
+
+        Raises:
+          ValueError: ``text`` is not a str or contains a lone surrogate (names ``text`` and the position).
         """
-        if not isinstance(text, str):
-            raise ValueError(f"text must be a str, got {type(text).__name__}")
-        return list(self.backend.encode(text, add_special_tokens=add_special_tokens).ids)
+        _check_text(text, "text")
+        backend = self.backend if parse_special else self._plain_backend
+        return list(backend.encode(text, add_special_tokens=add_special_tokens).ids)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        """Text of token ids: the concatenated token bytes, UTF-8 decoded (invalid bytes -> U+FFFD)."""
-        ids = [int(i) for i in ids]
-        self._check_ids(ids)
-        return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
+        """Text of token ids: the concatenated token bytes, UTF-8 decoded (invalid bytes -> U+FFFD).
 
-    def _check_ids(self, ids):
+        Raises ValueError naming ``ids`` unless every id is an integer (Python or NumPy; not a bool or float)
+        in ``[0, vocab_size)``.
+        """
+        return self.backend.decode(self._check_ids(ids, "ids"), skip_special_tokens=skip_special_tokens)
+
+    def _check_ids(self, ids, name: str) -> list[int]:
+        """``ids`` as a list of Python ints, or ValueError naming ``name``: a sequence of integers (Python or
+        NumPy; no bools or floats, even integral ones) or a 1-D integer array, each in ``[0, vocab_size)``."""
+        if isinstance(ids, (str, bytes)):
+            raise ValueError(f"{name}: token ids must be a sequence of ints, got {type(ids).__name__}")
+        if hasattr(ids, "__array__") and not isinstance(ids, (list, tuple)):
+            arr = np.asarray(ids)
+            if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+                raise ValueError(f"{name}: token ids must be a 1-D integer array, got {arr.dtype.name}{list(arr.shape)}")
+            out = arr.tolist()
+        else:
+            try:
+                items = list(ids)
+            except TypeError as err:
+                raise ValueError(f"{name}: token ids must be a sequence of ints, got {type(ids).__name__}") from err
+            bad = [x for x in items if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer))]
+            if bad:
+                raise ValueError(f"{name}: token ids must be ints, got {_short(bad[:5])}")
+            out = [int(x) for x in items]
         n = self.vocab_size
-        bad = [i for i in ids if not (isinstance(i, int) and 0 <= i < n)]
+        bad = [i for i in out if not 0 <= i < n]
         if bad:
-            raise ValueError(f"token ids must be ints in [0, {n}); got {bad[:5]}")
+            raise ValueError(f"{name}: token ids must be ints in [0, {n}); got {_short(bad[:5])}")
+        return out
+
+    def _encode_pieces(self, pieces: Sequence[tuple[bool, str]]) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids and character spans (in the joined text) of ``ChatTemplate.segments`` output: markers become
+        their special ids, text pieces are encoded with ``parse_special=False``."""
+        ids, spans, pos = [], [], 0
+        for is_marker, text in pieces:
+            if is_marker:
+                token_id = self.backend.token_to_id(text)
+                if token_id is None:
+                    raise ValueError(
+                        f"{self.source or 'tokenizer'}: the chat template's {text} is not a token of this vocabulary"
+                    )
+                ids.append(token_id)
+                spans.append((pos, pos + len(text)))
+            else:
+                encoding = self._plain_backend.encode(text, add_special_tokens=False)
+                ids.extend(encoding.ids)
+                spans.extend((pos + lo, pos + hi) for lo, hi in encoding.offsets)
+            pos += len(text)
+        return ids, spans
 
     # -- chat ----------------------------------------------------------------------------------------------
 
     def apply_chat_template(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
-        """ChatML text of ``messages`` (see ``ChatTemplate.render``)."""
+        """ChatML text of ``messages`` (see ``ChatTemplate.render``). To get token ids use ``encode_chat``:
+        encoding this text with ``parse_special=True`` would let a message's content write control tokens."""
         return self.chat_template.render(messages, add_generation_prompt=add_generation_prompt)
+
+    def encode_chat(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> list[int]:
+        """Token ids of ``apply_chat_template(messages, add_generation_prompt)`` in which only the template's
+        ``<|im_start|>``/``<|im_end|>`` are special tokens; roles and contents are encoded with
+        ``parse_special=False``. Equal to ``encode(text, parse_special=True)`` when no content spells a
+        special token (text between special tokens is tokenized independently either way).
+
+        Raises:
+          ValueError: malformed ``messages``, or a content/role with a lone surrogate (names ``messages[i]``).
+        """
+        _validate_messages(messages)
+        for i, message in enumerate(messages):
+            _check_text(message["role"], f"messages[{i}]['role']")
+            _check_text(message["content"], f"messages[{i}]['content']")
+        return self._encode_pieces(self.chat_template.segments(messages, add_generation_prompt))[0]
 
     def encode_chat_example(
         self, prompt: str, response: str, system: str | None = None
@@ -431,8 +535,9 @@ class Tokenizer:
             <|im_start|>system\\n{system}<|im_end|>\\n<|im_start|>user\\n{prompt}<|im_end|>\\n
             <|im_start|>assistant\\n{response}<|im_end|>\\n
 
-        and ``token_ids == encode(text)`` (one pass over the whole text; no BOS is added, the template writes
-        its own special tokens). Mask semantics: ``loss_mask[i]`` says whether token ``i`` is a *target*,
+        and ``token_ids == encode_chat(messages)``: the template's ``<|im_start|>``/``<|im_end|>`` are the only
+        special tokens; a special token's spelling inside ``prompt``, ``response`` or ``system`` is ordinary
+        text (no BOS is added). Mask semantics: ``loss_mask[i]`` says whether token ``i`` is a *target*,
         predicted from tokens ``< i``; the SFT loss is ``sum_i mask[i] * -log p(x_i | x_<i) / sum_i mask[i]``,
         so a training step uses ``mask[1:]`` against logits at positions ``[:-1]``.
         ``loss_mask[i] = 1.0`` exactly for the tokens whose characters overlap ``response + "<|im_end|>"``
@@ -441,13 +546,14 @@ class Tokenizer:
         ``"\\n"`` into one token; that token counts as a response token.
 
         Raises:
-          ValueError: a text is not a str, or contains characters whose bytes the vocabulary cannot represent
+          ValueError (message starts with ``prompt``, ``response`` or ``system``): a text is not a str, contains a
+            lone surrogate, or contains characters whose bytes the vocabulary cannot represent
             (``missing_bytes``), which would silently vanish from the training example.
         """
-        if not isinstance(prompt, str) or not isinstance(response, str):
-            raise ValueError("prompt and response must be str")
-        if system is not None and not isinstance(system, str):
-            raise ValueError(f"system must be a str or None, got {type(system).__name__}")
+        _check_text(prompt, "prompt")
+        _check_text(response, "response")
+        if system is not None:
+            _check_text(system, "system", "a str or None")
         missing = self.missing_bytes
         for name, value in (("prompt", prompt), ("response", response), ("system", system)):
             lost = sorted({ch for ch in value or "" if missing.intersection(ch.encode("utf-8"))})
@@ -460,9 +566,28 @@ class Tokenizer:
         start, end = len(head), len(head) + len(response) + len(_CHATML_CLOSE)
         if text[:start] != head or text[start:end] != response + _CHATML_CLOSE:
             raise ValueError("chat template does not place the response after the generation prompt")
-        encoding = self.backend.encode(text, add_special_tokens=False)
-        mask = [1.0 if (lo < end and hi > start) else 0.0 for lo, hi in encoding.offsets]
-        return list(encoding.ids), mask
+        pieces = self.chat_template.segments(messages + [{"role": "assistant", "content": response}])
+        ids, spans = self._encode_pieces(pieces)
+        mask = [1.0 if (lo < end and hi > start) else 0.0 for lo, hi in spans]
+        return ids, mask
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_text(value, name: str, expected: str = "a str") -> None:
+    """ValueError naming ``name`` unless ``value`` is a str that UTF-8 can encode (no lone surrogates)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be {expected}, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"{name} contains a lone surrogate U+{ord(value[err.start]):04X} at position {err.start} "
+            "(not encodable as UTF-8)"
+        ) from None
 
 
 def _set_bos_eos_post_processor(backend, tokens, bos_id, eos_id, path):
