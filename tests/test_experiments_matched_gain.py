@@ -41,23 +41,6 @@ def test_theory_bound_holds_on_every_ci_trajectory(result):
     assert np.all(result["degradation"] <= result["bound_growing_leakage"])
 
 
-def test_fit_shapes_recovers_known_coefficients():
-    rng = np.random.default_rng(0)
-    delta = np.repeat([0.2, 0.5, 0.9], 5)
-    lam = np.tile([0.1, 0.3, 1.0, 3.0, 10.0], 3)
-    D_quad = 0.05 * delta + 0.002 * delta**2 * lam
-    fits = ex.fit_shapes(delta, lam, D_quad)
-    assert fits["quadratic"]["k1"] == pytest.approx(0.05, rel=1e-10)
-    assert fits["quadratic"]["k2"] == pytest.approx(0.002, rel=1e-10)
-    assert fits["quadratic"]["rss"] < 1e-20 < fits["linear"]["rss"]
-    D_lin = 0.05 * delta + 0.002 * delta * lam + 1e-6 * rng.normal(size=delta.size)
-    fits = ex.fit_shapes(delta, lam, D_lin)
-    assert fits["linear"]["k2"] == pytest.approx(0.002, rel=1e-2)
-    assert fits["linear"]["rss_free_intercepts"] < fits["quadratic"]["rss_free_intercepts"]
-    with pytest.raises(ValueError, match="delta"):
-        ex.fit_shapes([1.0], [1.0], [1.0])
-
-
 def test_config_validation():
     for kwargs, name in [(dict(lams=(1.0,)), "lams"), (dict(delta_fractions=(0.5, 1.5)), "delta_fractions"), (dict(n_slope=1), "n_slope")]:
         with pytest.raises(ValueError, match=name):

@@ -19,7 +19,7 @@ Float64 policy (details in :mod:`theory._precision`): the bound and identity for
 :func:`ensure_float64` (turn float64 on for the whole process) remains the entry-point guard of programs.
 """
 
-from theory import _adversarial, _bounds, _code_length, _hard_tokens, _leakage, _matched_gain, _precision
+from theory import _adversarial, _bounds, _code_length, _hard_tokens, _leakage, _matched_gain, _matched_gain_fit, _precision
 from theory import _single_step, _talr, _tilt
 
 # Each module sets __all__; the wildcard imports re-export its public names. The input validators
@@ -34,6 +34,7 @@ from theory._talr import *  # noqa: F401,F403,E402
 from theory._adversarial import *  # noqa: F401,F403,E402
 from theory._hard_tokens import *  # noqa: F401,F403,E402
 from theory._matched_gain import *  # noqa: F401,F403,E402
+from theory._matched_gain_fit import *  # noqa: F401,F403,E402
 
 __all__ = [
     name
@@ -48,6 +49,7 @@ __all__ = [
         _adversarial,
         _hard_tokens,
         _matched_gain,
+        _matched_gain_fit,
     )
     for name in module.__all__
 ]

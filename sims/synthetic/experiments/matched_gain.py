@@ -40,7 +40,7 @@ from sims.synthetic.models import ModelConfig, build_model, init_params
 from sims.synthetic.training import TrainConfig, degradation, domain_code_length, domain_gain, train_to_gain
 from sims.synthetic.worlds import WorldConfig, make_world
 
-__all__ = ["MatchedGainConfig", "run", "fit_shapes"]
+__all__ = ["MatchedGainConfig", "run"]
 
 NAME = "matched_gain"
 
@@ -151,36 +151,6 @@ def _cell(config: MatchedGainConfig, fraction: float) -> dict:
     }
 
 
-def fit_shapes(delta, lam, D) -> dict:
-    """Least-squares fits of ``D = k1 Delta* + k2 Delta*^p lam`` for ``p = 1`` and ``p = 2``.
-
-    Returns ``{"linear": {"k1", "k2", "rss", "rel_rms", "k2_free_intercepts", "rss_free_intercepts"},
-    "quadratic": {...}}`` with ``rel_rms`` the root mean square residual divided by the root mean square of ``D``;
-    the ``*_free_intercepts`` entries refit with a free intercept per ``Delta*`` (``D = a(Delta*) + k2 Delta*^p lam``),
-    which compares only the ``lam``-dependence of the two shapes.
-    """
-    delta, lam, D = (np.asarray(x, dtype=float).ravel() for x in (delta, lam, D))
-    if not (delta.shape == lam.shape == D.shape) or delta.size < 3:
-        raise ValueError("delta: delta, lam and D need the same length >= 3")
-    out = {}
-    levels, inverse = np.unique(delta, return_inverse=True)
-    onehot = (inverse[:, None] == np.arange(levels.size)[None, :]).astype(float)
-    for name, p in (("linear", 1), ("quadratic", 2)):
-        A = np.stack([delta, delta**p * lam], axis=1)
-        coef, *_ = np.linalg.lstsq(A, D, rcond=None)
-        res = D - A @ coef
-        # same lam-term shape, but a free intercept for every Delta* (isolates the lam-dependence)
-        Af = np.concatenate([onehot, (delta**p * lam)[:, None]], axis=1)
-        cf, *_ = np.linalg.lstsq(Af, D, rcond=None)
-        rf = D - Af @ cf
-        out[name] = {
-            "k1": float(coef[0]), "k2": float(coef[1]), "rss": float(res @ res),
-            "rel_rms": float(np.sqrt(np.mean(res**2)) / np.sqrt(np.mean(D**2))),
-            "k2_free_intercepts": float(cf[-1]), "rss_free_intercepts": float(rf @ rf),
-        }
-    return out
-
-
 def run(config: MatchedGainConfig | None = None, *, progress: bool = True) -> dict:
     """Per-cell arrays stacked over ``Delta*`` (rows) and ``lam`` (columns), the fits and the summaries."""
     config = config or MatchedGainConfig.preset("default")
@@ -196,7 +166,7 @@ def run(config: MatchedGainConfig | None = None, *, progress: bool = True) -> di
         ok = res["reached"].astype(bool)
         dgrid = np.broadcast_to(res["delta_star"][:, None], D.shape)
         lgrid = np.broadcast_to(res["lams"][None, :], D.shape)
-        res["fits"] = fit_shapes(dgrid[ok], lgrid[ok], D[ok])
+        res["fits"] = theory.fit_matched_gain_shapes(dgrid[ok], lgrid[ok], D[ok])
         # local slopes through the n_slope smallest lam, per Delta*
         k = config.n_slope
         slopes, intercepts = [], []
