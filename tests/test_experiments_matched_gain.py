@@ -23,8 +23,8 @@ def result(tmp_path_factory):
 
 def test_every_cell_reaches_the_matched_gain(result):
     assert result["reached"].all()
-    np.testing.assert_allclose(result["matched_gain"], np.broadcast_to(result["delta_star"][:, None], result["matched_gain"].shape), atol=1e-9)
-    assert np.all(result["gain"] >= result["delta_star"][:, None])
+    np.testing.assert_allclose(result["matched_gain"], np.broadcast_to(result["target_gain"][:, None], result["matched_gain"].shape), atol=1e-9)
+    assert np.all(result["gain"] >= result["target_gain"][:, None])
     # the online constants telescope to the measured end-point changes
     np.testing.assert_allclose(result["c_total_gain"], result["gain"], rtol=1e-9)
     np.testing.assert_allclose(result["c_total_degradation"], result["degradation"], rtol=1e-9, atol=1e-15)
@@ -43,22 +43,22 @@ def test_theory_bound_holds_on_every_ci_trajectory(result):
 
 def test_fit_shapes_recovers_known_coefficients():
     rng = np.random.default_rng(0)
-    delta = np.repeat([0.2, 0.5, 0.9], 5)
+    target_gain = np.repeat([0.2, 0.5, 0.9], 5)
     lam = np.tile([0.1, 0.3, 1.0, 3.0, 10.0], 3)
-    D_quad = 0.05 * delta + 0.002 * delta**2 * lam
-    fits = ex.fit_shapes(delta, lam, D_quad)
+    D_quad = 0.05 * target_gain + 0.002 * target_gain**2 * lam
+    fits = ex.fit_shapes(target_gain, lam, D_quad)
     assert fits["quadratic"]["k1"] == pytest.approx(0.05, rel=1e-10)
     assert fits["quadratic"]["k2"] == pytest.approx(0.002, rel=1e-10)
     assert fits["quadratic"]["rss"] < 1e-20 < fits["linear"]["rss"]
-    D_lin = 0.05 * delta + 0.002 * delta * lam + 1e-6 * rng.normal(size=delta.size)
-    fits = ex.fit_shapes(delta, lam, D_lin)
+    D_lin = 0.05 * target_gain + 0.002 * target_gain * lam + 1e-6 * rng.normal(size=target_gain.size)
+    fits = ex.fit_shapes(target_gain, lam, D_lin)
     assert fits["linear"]["k2"] == pytest.approx(0.002, rel=1e-2)
     assert fits["linear"]["rss_free_intercepts"] < fits["quadratic"]["rss_free_intercepts"]
-    with pytest.raises(ValueError, match="delta"):
+    with pytest.raises(ValueError, match="target_gain"):
         ex.fit_shapes([1.0], [1.0], [1.0])
 
 
 def test_config_validation():
-    for kwargs, name in [(dict(lams=(1.0,)), "lams"), (dict(delta_fractions=(0.5, 1.5)), "delta_fractions"), (dict(n_slope=1), "n_slope")]:
+    for kwargs, name in [(dict(lams=(1.0,)), "lams"), (dict(target_fractions=(0.5, 1.5)), "target_fractions"), (dict(n_slope=1), "n_slope")]:
         with pytest.raises(ValueError, match=name):
             ex.MatchedGainConfig(**kwargs)
