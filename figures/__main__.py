@@ -1,4 +1,9 @@
-"""Command line: ``python -m figures --list | all | NAME...``."""
+"""Command line: ``python -m figures --list | all [--group GROUP] | NAME...``.
+
+``all`` draws every figure and rewrites ``paper_checks.md`` from every claim check; ``all --group G`` draws the
+figures of group G and runs only the checks of that group; ``NAME...`` draws those figures and runs only the
+checks that read the same experiments. A partial run rewrites only its own rows of ``paper_checks.md``.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +23,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    from figures import DEFAULT_OUT_DIR, FIGURES, write_paper_checks
+    import claims
+    from figures import DEFAULT_OUT_DIR, FIGURES
 
-    parser = argparse.ArgumentParser(prog="python -m figures", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="figure names, or 'all' (every figure, then paper_checks.md)")
     parser.add_argument("--list", action="store_true", help="list registered figures and exit")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="output directory (default: figures/out)")
-    parser.add_argument("--group", default=None, help="with 'all': only figures of this group (theory, synthetic, real_lm)")
-    parser.add_argument("--no-checks", action="store_true", help="with 'all': do not rewrite paper_checks.md")
+    parser.add_argument("--group", default=None, choices=claims.GROUPS, help="with 'all': only the figures and claim checks of this group")
+    parser.add_argument("--no-checks", action="store_true", help="draw only; do not run claim checks or touch paper_checks.md")
+    parser.add_argument("--paper-checks", type=Path, default=REPO_ROOT / "paper_checks.md", help="the file the claim checks write")
     args = parser.parse_args(argv)
 
     if args.list or not args.names:
@@ -37,11 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     run_all = args.names == ["all"]
     if run_all:
         names = [n for n, f in FIGURES.items() if args.group is None or f.group == args.group]
+        checks = claims.select_checks(None if args.group is None else [args.group])
     else:
+        if args.group is not None:
+            parser.error("--group: only with 'all' (name the figures instead)")
         unknown = [n for n in args.names if n not in FIGURES]
         if unknown:
             parser.error(f"names: unknown figure(s) {unknown}; see --list")
         names = args.names
+        checks = claims.select_checks([], figures=names)
 
     failures = []
     for name in names:
@@ -55,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"[figures] {name} done in {time.perf_counter() - start:.1f} s", flush=True)
 
-    if run_all and not args.no_checks:
-        print("[figures] writing paper_checks.md", flush=True)
-        write_paper_checks(REPO_ROOT / "paper_checks.md")
+    if checks and not args.no_checks:
+        full = run_all and args.group is None
+        print(f"[figures] running {len(checks)} claim check(s); {'rewriting' if full else 'updating their rows of'} {args.paper_checks.name}",
+              flush=True)
+        results = claims.run_checks(checks)
+        claims.write_paper_checks(args.paper_checks, results, keep_other_rows=not full)
 
     if failures:
         print(f"[figures] {len(failures)} figure(s) failed: {[n for n, _ in failures]}", file=sys.stderr)

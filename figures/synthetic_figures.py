@@ -1,6 +1,6 @@
-"""Figures and paper-claim checks of the synthetic simulations (issue 3), group "synthetic".
+"""Figures of the synthetic simulations, group "synthetic" (the claims they bear on are checked in ``claims/``).
 
-Every figure and check reads its experiment through ``sims.synthetic.experiments.<name>.run(preset "default")``, which
+Every figure reads its experiment through ``sims.synthetic.experiments.<name>.run(preset "default")``, which
 returns the cached result when the code, configuration and libraries are unchanged (seconds), and computes it
 otherwise (the whole group in a few minutes on 2 CPU cores).
 """
@@ -12,11 +12,9 @@ from dataclasses import asdict
 
 import numpy as np
 
-from figures._claims import Verdict, claim
 from figures._registry import figure, save_figure
 
 GROUP = "synthetic"
-SETTING = "synthetic"
 
 
 def _plt():
@@ -116,38 +114,38 @@ def _matched_gain():
     return cfg, ex.run(cfg)
 
 
-@figure("synthetic_matched_gain", "General degradation at matched domain gain vs step size, with the k1 D* + k2 D* lam and k1 D* + k2 D*^2 lam fits and the theory's bound", GROUP)
+@figure("synthetic_matched_gain", "General degradation at matched domain gain vs step size, with the k1 Delta* + k2 Delta* lam and k1 Delta* + k2 Delta*^2 lam fits and the theory's bound", GROUP)
 def draw_matched_gain(out_dir):
     plt = _plt()
     cfg, r = _matched_gain()
-    lams, ds = r["lams"], r["delta_star"]
+    lams, ds = r["lams"], r["target_gain"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ax = axes[0]
     fits = r["fits"]
     grid = np.geomspace(lams[0], lams[-1], 100)
     for i, d in enumerate(ds):
         c = f"C{i}"
-        ax.plot(lams, r["matched_degradation"][i], "o", color=c, label=f"D* = {d:.3f}")
+        ax.plot(lams, r["matched_degradation"][i], "o", color=c, label=rf"$\Delta^*$ = {d:.3f}")
         ax.plot(lams, r["fixed_matched_degradation"][i], "x", color=c, ms=5)
         ax.plot(grid, fits["linear"]["k1"] * d + fits["linear"]["k2"] * d * grid, "--", color=c, lw=1)
         ax.plot(grid, fits["quadratic"]["k1"] * d + fits["quadratic"]["k2"] * d**2 * grid, ":", color=c, lw=1.5)
     _log_lam_axis(ax, lams)
     ax.set_yscale("log")
-    ax.set_xlabel("step size lam (SGD learning rate)")
-    ax.set_ylabel("general degradation D at matched gain [nats/token]")
-    ax.set_title(f"o: CE steps, x: fixed-direction tilts; fits: -- k1D*+k2D*lam (rel rms {fits['linear']['rel_rms']:.2f}),"
-                 f"\n: k1D*+k2D*^2 lam (rel rms {fits['quadratic']['rel_rms']:.2f}); local slope ~ D*^{r['slope_exponent']:.2f}", fontsize=8)
+    ax.set_xlabel(r"step size $\lambda$ (SGD learning rate)")
+    ax.set_ylabel(r"general degradation $D$ at matched gain [nats/token]")
+    ax.set_title(rf"o: CE steps, x: fixed-direction tilts; fits: -- $k_1\Delta^* + k_2\Delta^*\lambda$ (rel rms {fits['linear']['rel_rms']:.2f}),"
+                 "\n" + rf": $k_1\Delta^* + k_2\Delta^{{*2}}\lambda$ (rel rms {fits['quadratic']['rel_rms']:.2f}); local slope $\propto \Delta^{{*{r['slope_exponent']:.2f}}}$", fontsize=8)
     ax.legend(fontsize=7)
     ax = axes[1]
     for i, d in enumerate(ds):
-        ax.plot(lams, r["degradation"][i], "o-", color=f"C{i}", label=f"D_T, D* = {d:.3f}")
+        ax.plot(lams, r["degradation"][i], "o-", color=f"C{i}", label=rf"$D_T$, $\Delta^*$ = {d:.3f}")
         ax.plot(lams, r["bound_constant_rate"][i], "s--", color=f"C{i}", mfc="none", lw=1)
     _log_lam_axis(ax, lams)
     ax.set_yscale("log")
-    ax.set_xlabel("step size lam")
-    ax.set_ylabel("degradation after stopping step T [nats/token]")
+    ax.set_xlabel(r"step size $\lambda$")
+    ax.set_ylabel(r"degradation after stopping step $T$ [nats/token]")
     ax.set_title(f"theory.matched_gain_bound with constants measured along each trajectory (squares);\n"
-                 f"holds in {int(r['bound_holds'].sum())}/{r['bound_holds'].size} cells (inf = premise g_min > lam c2 fails)", fontsize=8)
+                 f"holds in {int(r['bound_holds'].sum())}/{r['bound_holds'].size} cells " + r"(inf = premise $g_{min} > \lambda c_2$ fails)", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, out_dir, "synthetic_matched_gain", {**_config_dict(cfg), "fits": fits, "slope_exponent": r["slope_exponent"]})
@@ -176,16 +174,16 @@ def draw_hard_tokens(out_dir):
     for group, marker, name in ((cot, "o-", "CoT"), (lab, "*", "label-only")):
         m = [c["hard_token_mass"] for c in group]
         v = [c["lam_safe_relative"] for c in group]
-        ax.plot(m, v, marker, ms=10 if name == "label-only" else 6, label=f"{name}: D <= (1+{cfg.excess_tolerance:g}) D(lam_min)")
+        ax.plot(m, v, marker, ms=10 if name == "label-only" else 6, label=rf"{name}: $D \leq$ (1+{cfg.excess_tolerance:g}) $D(\lambda_{{min}})$")
         for c in group:
             if c["lam_safe_relative_flag"] != "interior":
                 ax.annotate(c["lam_safe_relative_flag"], (c["hard_token_mass"], c["lam_safe_relative"]), fontsize=6)
         va = [max(c["lam_safe"], r["lams"][0] / 2) for c in group]
-        ax.plot(m, va, marker.replace("-", "--"), mfc="none", alpha=0.6, label=f"{name}: D <= {cfg.eps:g} (0 plotted at lam_min/2)")
+        ax.plot(m, va, marker.replace("-", "--"), mfc="none", alpha=0.6, label=rf"{name}: $D \leq$ {cfg.eps:g} (0 plotted at $\lambda_{{min}}/2$)")
     ax.set_yscale("log")
-    ax.set_xlabel("hard-token mass m = mean(1 - p0) over targets (theory.hard_token_mass)")
-    ax.set_ylabel("largest safe step size lam_safe")
-    ax.set_title(f"matched answer gain {cfg.delta_star:g} nats; hard targets per response:\n"
+    ax.set_xlabel(r"hard-token mass $m$ = mean$(1 - p_0)$ over targets (theory.hard_token_mass)")
+    ax.set_ylabel(r"largest safe step size $\lambda_{safe}$")
+    ax.set_title(rf"matched answer gain $\Delta^*$ = {cfg.target_gain:g} nats; hard targets per response:" + "\n"
                  + ", ".join(f"{c['format']}{'' if c['format'] == 'label' else ' ' + format(c['hard_fraction'], 'g')}: {c['hard_per_response']:.1f}" for c in cells), fontsize=8)
     ax.legend(fontsize=7)
     ax = axes[1]
@@ -195,8 +193,8 @@ def draw_hard_tokens(out_dir):
     ax.axhline(cfg.eps, color="k", ls=":", lw=1)
     _log_lam_axis(ax, r["lams"])
     ax.set_yscale("log")
-    ax.set_xlabel("step size lam")
-    ax.set_ylabel("general degradation at matched gain [nats/token]")
+    ax.set_xlabel(r"step size $\lambda$")
+    ax.set_ylabel("general degradation $D$ at matched gain [nats/token]")
     ax.set_title(f"theory.safe_step_size with measured constants: {[round(c['lam_safe_theory'], 4) for c in cells]}", fontsize=8)
     ax.legend(fontsize=6)
     fig.tight_layout()
@@ -226,15 +224,15 @@ def draw_methods(out_dir):
         ax.errorbar(G.mean(0), D.mean(0), xerr=[G.mean(0) - G.min(0), G.max(0) - G.mean(0)],
                     yerr=[D.mean(0) - D.min(0), D.max(0) - D.mean(0)], fmt="o-", color=f"C{i}", capsize=2, label=name, ms=4)
     ax.set_yscale("log")
-    ax.set_xlabel(f"domain gain after {cfg.n_epochs} epochs [nats/token]")
-    ax.set_ylabel("general degradation [nats/token]")
+    ax.set_xlabel(f"domain gain $G$ after {cfg.n_epochs} epochs [nats/token]")
+    ax.set_ylabel("general degradation $D$ [nats/token]")
     ax.set_title(f"end points over lr = {r['lrs'].tolist()} (bars: min-max over {len(r['seeds'])} seeds);\n"
-                 "TALR tau=1 coincides with DFT here (floor 0.01 never binds: min p0 = 0.02)", fontsize=8)
+                 r"TALR $\tau$=1 coincides with DFT here (floor 0.01 never binds: min $p_0$ = 0.02)", fontsize=8)
     ax.legend(fontsize=7)
     ax = axes[1]
     for i, (name, c) in enumerate(r["per_method"].items()):
-        ratio = c["matched_degradation"] / r["delta_star"]
-        ratio = np.where(np.isfinite(ratio).all(0), ratio, np.nan)  # a lr counts only if every seed reached D*
+        ratio = c["matched_degradation"] / r["target_gain"]
+        ratio = np.where(np.isfinite(ratio).all(0), ratio, np.nan)  # a lr counts only if every seed reached the matched gain
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(ratio, axis=0)
@@ -244,8 +242,8 @@ def draw_methods(out_dir):
     _log_lam_axis(ax, r["lrs"])
     ax.set_yscale("log")
     ax.set_xlabel("learning rate")
-    ax.set_ylabel(f"degradation per unit gain at D* = {r['delta_star']:g}")
-    ax.set_title("matched gain, mean and min-max over seeds (missing: some seed never reached D*)", fontsize=8)
+    ax.set_ylabel(rf"degradation per unit gain $D/\Delta^*$ at $\Delta^*$ = {r['target_gain']:g}")
+    ax.set_title(r"matched gain, mean and min-max over seeds (missing: some seed never reached $\Delta^*$)", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, out_dir, "synthetic_methods_pareto", _config_dict(cfg))
 
@@ -280,7 +278,7 @@ def draw_token_stats(out_dir):
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("fraction of target tokens with p > 0.2")
     axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("dynamic tau (median per-response mean loss) [nats]")
+    axes[1].set_ylabel(r"dynamic $\tau$ (median per-response mean loss) [nats]")
     axes[2].set_xlabel("log10 p(target)")
     axes[2].set_ylabel("fraction of target tokens")
     axes[2].set_yscale("log")
@@ -289,155 +287,3 @@ def draw_token_stats(out_dir):
     fig.tight_layout()
     fig.suptitle(f"Token statistics under training (SGD lr {cfg.lr:g}, batch {cfg.batch_size}, {len(cfg.seeds)} seeds)", fontsize=9, y=1.03)
     return save_figure(fig, out_dir, "synthetic_token_stats", _config_dict(cfg))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Paper claims (shared/paper.md section 9) on synthetic data
-# ---------------------------------------------------------------------------------------------------
-
-@claim(3, SETTING, requires=("synthetic_matched_gain",))
-def check_claim_3() -> Verdict:
-    cfg, r = _matched_gain()
-    D = r["matched_degradation"]
-    ok = r["reached"].astype(bool)
-    mono = bool(np.all(np.diff(D, axis=1) >= -1e-9 * np.abs(D[:, 1:])) and ok.all())
-    bound = bool(r["bound_holds"].all() and r["bound_growing_holds"].all())
-    finite = int(np.isfinite(r["bound_constant_rate"]).sum())
-    intercept = bool(np.all(r["flow_estimate"] > 0))
-    q = r["fits"]["quadratic"]
-    shape_ok = q["rel_rms"] < 0.1
-    ratio = r["flow_estimate"] / r["delta_star"]
-    verdict = "holds" if (mono and bound and intercept and shape_ok) else ("partly holds" if (mono and bound) else "fails")
-    ev = (f"D at matched gain non-decreasing in lam at every D*: {mono} (D* = {np.round(r['delta_star'], 3).tolist()}, "
-          f"lam = {r['lams'].tolist()}); theory.matched_gain_bound holds in {int(r['bound_holds'].sum())}/{r['bound_holds'].size} "
-          f"cells ({finite} finite); its growing-leakage variant (rho_t <= rho_0 + gamma Gamma_t, a D*^2 term at lam -> 0) holds in "
-          f"{int(r['bound_growing_holds'].sum())}/{r['bound_growing_holds'].size} ({int(np.isfinite(r['bound_growing_leakage']).sum())} finite); "
-          f"small-lam intercept > 0: {intercept}, but intercept/D* = {np.round(ratio, 4).tolist()} grows "
-          f"with D* (not a constant k1); the paper's shape k1 D* + k2 D*^2 lam fits with relative RMS residual {q['rel_rms']:.2f}.")
-    return Verdict(verdict, ev, "python -m figures synthetic_matched_gain")
-
-
-@claim(4, SETTING, requires=("synthetic_matched_gain",))
-def check_claim_4() -> Verdict:
-    cfg, r = _matched_gain()
-    p = r["slope_exponent"]
-    lin, quad = r["fits"]["linear"], r["fits"]["quadratic"]
-    better = "quadratic" if quad["rss_free_intercepts"] < lin["rss_free_intercepts"] else "linear"
-    if 1.5 <= p <= 2.5 and better == "quadratic":
-        verdict = "holds"
-    elif p < 1.5 and better == "linear":
-        verdict = "fails"
-    else:
-        verdict = "partly holds"
-    ev = (f"local lam-slope of D at matched gain vs D*: slopes {np.array2string(r['slopes'], precision=3)} at D* = "
-          f"{np.round(r['delta_star'], 3).tolist()}, exponent p = {p:.2f} (paper: 2, naive expansion: 1); with a free intercept per D*, "
-          f"RSS of k2 D*^2 lam = {quad['rss_free_intercepts']:.3g} vs k2 D* lam = {lin['rss_free_intercepts']:.3g} ({better} fits better); "
-          f"global two-parameter fits: rel. RMS {quad['rel_rms']:.2f} (D*^2) vs {lin['rel_rms']:.2f} (D*).")
-    return Verdict(verdict, ev, "python -m figures synthetic_matched_gain")
-
-
-@claim(5, SETTING, requires=("synthetic_matched_gain",))
-def check_claim_5() -> Verdict:
-    cfg, r = _matched_gain()
-    fx, ce = r["fixed_matched_degradation"], r["matched_degradation"]
-    spread = lambda a: (a.max(1) - a.min(1)) / np.abs(a).mean(1)  # noqa: E731
-    s_fx, s_ce = spread(fx), spread(ce)
-    conv = np.abs(ce[:, 0] - r["flow_estimate"]) / r["flow_estimate"]
-    holds = bool(np.all(s_fx < 1e-6) and np.all(s_ce > 10 * s_fx))
-    ev = (f"fixed-direction tilts: relative spread of matched degradation over lam in {r['lams'].min():g}..{r['lams'].max():g} = "
-          f"{np.array2string(s_fx, precision=2)} (lam-independent); CE steps (state-dependent e_y - q directions, shared parameters): "
-          f"{np.array2string(s_ce, precision=3)}; smallest-lam CE degradation within {np.array2string(conv, precision=3)} (relative) of the "
-          f"Richardson flow estimate {np.array2string(r['flow_estimate'], precision=4)}.")
-    return Verdict("holds" if holds else "fails", ev, "python -m figures synthetic_matched_gain")
-
-
-@claim(7, SETTING, requires=("synthetic_safe_step_size",))
-def check_claim_7() -> Verdict:
-    cfg, r = _hard_tokens()
-    cot = sorted([c for c in r["cells"] if c["format"] == "cot"], key=lambda c: c["hard_token_mass"])
-    lab = [c for c in r["cells"] if c["format"] == "label"][0]
-    rel = np.array([c["lam_safe_relative"] for c in cot])
-    ab = np.array([c["lam_safe"] for c in cot])
-    mono_rel = bool(np.all(np.diff(rel) <= 1e-12))
-    mono_abs = bool(np.all(np.diff(ab) <= 1e-12))
-    label_wins = bool(lab["lam_safe_relative"] >= rel.max() and lab["lam_safe"] >= ab.max())
-    mass_order = bool(lab["hard_token_mass"] > min(c["hard_token_mass"] for c in cot))
-    verdict = "holds" if (mono_rel and mono_abs and label_wins) else ("partly holds" if (mono_rel or mono_abs) else "fails")
-    ev = (f"CoT worlds by hard-token mass m = {[round(c['hard_token_mass'], 3) for c in cot]}: lam_safe (D <= (1+{cfg.excess_tolerance:g}) D(lam_min)) = "
-          f"{np.round(rel, 3).tolist()}, lam_safe (D <= {cfg.eps:g}) = {np.round(ab, 3).tolist()} (grid {r['lams'].min():g}..{r['lams'].max():g}; "
-          f"grid-end values are censored); label-only: m = {lab['hard_token_mass']:.3f}, lam_safe = {lab['lam_safe_relative']:.3g} / {lab['lam_safe']:.3g}. "
-          f"Non-increasing in m over CoT worlds: {mono_rel} / {mono_abs}; label-only >= every CoT world: {label_wins}"
-          + (" although its per-token mass is higher than some CoT worlds' (it has 1 hard target per response): the count of hard "
-             "tokens per response, not the per-token mass, orders lam_safe" if mass_order else "")
-          + f". theory.safe_step_size with measured constants: {[round(c['lam_safe_theory'], 4) for c in r['cells']]} (0 = the bound's floor "
-          f"k1 D* already exceeds eps: vacuous here).")
-    return Verdict(verdict, ev, "python -m figures synthetic_safe_step_size")
-
-
-@claim(10, SETTING, requires=("synthetic_token_stats",))
-def check_claim_10() -> Verdict:
-    cfg, r = _token_stats()
-    c = r["per_method"]["TALR (dynamic tau)"]
-    tau = c["tau"].mean(0)
-    frac = c["frac_easy"].mean(0)
-    tau_dec = bool(np.all(np.diff(tau) < 0))
-    frac_nondec = bool(np.all(np.diff(frac) >= -1e-12))
-    rises = int(np.sum(np.diff(frac) > 1e-12))
-    n = len(frac) - 1
-    if tau_dec and frac_nondec and frac[-1] > frac[0] and rises >= n / 2:
-        verdict = "holds"
-    elif tau_dec and frac_nondec and frac[-1] > frac[0]:
-        verdict = "partly holds"
-    else:
-        verdict = "fails"
-    sft = r["per_method"]["SFT"]["frac_easy"].mean(0)
-    ev = (f"TALR (dynamic tau, floor 0.01), SGD lr {cfg.lr:g}, {len(cfg.seeds)} seeds: tau {tau[0]:.3f} -> {tau[-1]:.3f}, decreasing every epoch: "
-          f"{tau_dec}; fraction of targets with p > 0.2: {frac[0]:.3f} -> {frac[-1]:.3f}, never decreasing: {frac_nondec}, rising in {rises}/{n} "
-          f"epochs (first rise after epoch {int(np.argmax(np.diff(frac) > 1e-12)) if rises else 'none'}); SFT for comparison: {sft[0]:.3f} -> {sft[-1]:.3f}.")
-    return Verdict(verdict, ev, "python -m figures synthetic_token_stats")
-
-
-def _matched_means(r, name):
-    m = r["per_method"][name]["matched_degradation"]
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.where(np.isfinite(m).all(0), np.nanmean(m, 0), np.nan)
-
-
-@claim(17, SETTING, requires=("synthetic_methods_pareto",))
-def check_claim_17() -> Verdict:
-    cfg, r = _methods()
-    talr, flow = _matched_means(r, "TALR (dynamic tau)"), _matched_means(r, "FLOW")
-    both = np.isfinite(talr) & np.isfinite(flow)
-    wins = talr[both] < flow[both]
-    largest = bool(both[-1] and talr[-1] < flow[-1])
-    D_end_t = r["per_method"]["TALR (dynamic tau)"]["degradation"][:, -1, -1].mean()
-    D_end_f = r["per_method"]["FLOW"]["degradation"][:, -1, -1].mean()
-    if both.any() and wins.all():
-        verdict = "holds"
-    elif largest:
-        verdict = "partly holds"
-    else:
-        verdict = "fails"
-    ev = (f"degradation at matched gain D* = {r['delta_star']:g} (mean over {len(r['seeds'])} seeds, all seeds reaching D*) per lr "
-          f"{r['lrs'].tolist()}: TALR {np.round(talr, 4).tolist()} vs FLOW {np.round(flow, 4).tolist()}; TALR lower at "
-          f"{int(wins.sum())}/{int(both.sum())} comparable lrs (largest lr: {largest}). End of training at the largest lr: "
-          f"TALR D = {D_end_t:.4f}, FLOW D = {D_end_f:.4f} (at different gains).")
-    return Verdict(verdict, ev, "python -m figures synthetic_methods_pareto")
-
-
-@claim(18, SETTING, requires=("synthetic_methods_pareto",))
-def check_claim_18() -> Verdict:
-    cfg, r = _methods()
-    sft = _matched_means(r, "SFT") / r["delta_star"]
-    talr = _matched_means(r, "TALR (dynamic tau)") / r["delta_star"]
-    ok = np.isfinite(sft)
-    sft_inc = bool(np.all(np.diff(sft[ok]) > 0))
-    both = ok & np.isfinite(talr)
-    red = sft[both] - talr[both]
-    mainly_large = bool(both.sum() >= 2 and red[-1] > 0 and red[-1] == red.max())
-    verdict = "holds" if (sft_inc and mainly_large) else ("partly holds" if (sft_inc or mainly_large) else "fails")
-    ev = (f"SFT degradation per unit gain at D* = {r['delta_star']:g} vs lr {r['lrs'].tolist()}: {np.round(sft, 4).tolist()} "
-          f"(increasing: {sft_inc}); TALR (dynamic tau): {np.round(talr, 4).tolist()}; reduction SFT - TALR where both reach D*: "
-          f"{np.round(red, 4).tolist()} (largest at the largest lr: {mainly_large}; negative = TALR worse).")
-    return Verdict(verdict, ev, "python -m figures synthetic_methods_pareto")

@@ -313,7 +313,7 @@ for _ in range(200):
 # compare with `theory.safe_step_size` (bisection inside the toolkit).
 
 # %%
-kappa, delta1, g_min, delta_star = 1.0, 0.05, 0.5, 0.2
+kappa, delta1, g_min, target_gain = 1.0, 0.05, 0.5, 0.2
 
 
 def bound_numpy(lam, m):
@@ -322,7 +322,7 @@ def bound_numpy(lam, m):
     c = r**2 / 8
     a = g_min - lam * c
     C = c + max(rho, 0.0) * c
-    return rho * delta_star + (max(rho, 0.0) * r + C * delta_star / a + C * lam) * lam
+    return rho * target_gain + (max(rho, 0.0) * r + C * target_gain / a + C * lam) * lam
 
 
 def safe_numpy(eps, m):
@@ -333,19 +333,19 @@ def safe_numpy(eps, m):
 
 eps = 0.02
 masses = np.linspace(0.02, 0.6, 30)
-lam_theory = np.asarray(theory.safe_step_size(eps, delta_star, masses, coupling=kappa, general_misfit=delta1, g_min=g_min))
+lam_theory = np.asarray(theory.safe_step_size(eps, target_gain, masses, coupling=kappa, general_misfit=delta1, g_min=g_min))
 lam_numpy = np.array([safe_numpy(eps, m) for m in masses])
 for m_, lt in zip(masses[::6], lam_theory[::6]):
     print(f"m = {m_:.2f}: safe step {lt:.4f}")
 assert np.allclose(lam_theory, lam_numpy, rtol=1e-8)
 assert np.all(np.diff(lam_theory) <= 0)  # fewer hard tokens, larger safe step
 B_theory = np.asarray(
-    theory.degradation_bound_from_mass(0.3, delta_star, masses, coupling=kappa, general_misfit=delta1, g_min=g_min)
+    theory.degradation_bound_from_mass(0.3, target_gain, masses, coupling=kappa, general_misfit=delta1, g_min=g_min)
 )
 assert np.allclose(B_theory, [bound_numpy(0.3, m) for m in masses], rtol=1e-12)
 
 lam_sft, lam_talr = (
-    float(theory.safe_step_size(eps, delta_star, m, coupling=kappa, general_misfit=delta1, g_min=g_min))
+    float(theory.safe_step_size(eps, target_gain, m, coupling=kappa, general_misfit=delta1, g_min=g_min))
     for m in (m_sft, m_talr)
 )
 print(f"on the synthetic batch: safe step {lam_sft:.3f} with SFT weights, {lam_talr:.3f} with TALR weights")
@@ -360,7 +360,7 @@ ax.axvline(m_talr, color="C2", ls="--", label=f"TALR batch mass {m_talr:.3f}")
 ax.set_yscale("log")
 ax.set_xlabel("hard-token mass $m$")
 ax.set_ylabel(r"safe step $\lambda_{\mathrm{safe}}$ (logit units per step)")
-ax.set_title(r"Fewer hard tokens, larger safe step ($\Delta^\star$ = %g nats)" % delta_star)
+ax.set_title(r"Fewer hard tokens, larger safe step ($\Delta^\star$ = %g nats)" % target_gain)
 ax.legend(fontsize=8)
 path_s = OUT / "02_safe_step.png"
 fig.savefig(path_s, dpi=110)
@@ -382,5 +382,5 @@ print("figure written to", path_s)
 # %%
 m_big = 0.9
 rho_big = np.sqrt(2) * kappa * delta1 * m_big / g_min
-eps_small = 0.5 * rho_big * delta_star
-assert float(theory.safe_step_size(eps_small, delta_star, m_big, coupling=kappa, general_misfit=delta1, g_min=g_min)) == 0.0
+eps_small = 0.5 * rho_big * target_gain
+assert float(theory.safe_step_size(eps_small, target_gain, m_big, coupling=kappa, general_misfit=delta1, g_min=g_min)) == 0.0

@@ -148,14 +148,14 @@ assert D1_direct > 0  # P1 = q0: the model fits the general data, so any change 
 # general degradation $D = \sum_c \pi_1(c)\,\mathbb E_{P_1}[\log q_0 - \log q_W]$.
 
 # %%
-delta_star = 0.4 * L0
+target_gain = 0.4 * L0
 lams = np.array([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
 MAX_STEPS = 2000
 
 
 def run(weighting):
     config = TrainConfig(weighting=weighting)
-    fn = jax.jit(jax.vmap(lambda l: train_to_gain(model, world, config, l, delta_star, MAX_STEPS, constants=True)))
+    fn = jax.jit(jax.vmap(lambda l: train_to_gain(model, world, config, l, target_gain, MAX_STEPS, constants=True)))
     return {k: np.asarray(v) for k, v in fn(jnp.asarray(lams)).items()}
 
 
@@ -170,7 +170,7 @@ sft = run(LossWeighting("sft"))
 assert sft["reached"].all()
 for i, l in enumerate(lams):
     g_np, d_np = numpy_gain_and_degradation(sft["matched_params"][i])
-    assert abs(g_np - delta_star) < 1e-9, (l, g_np, delta_star)
+    assert abs(g_np - target_gain) < 1e-9, (l, g_np, target_gain)
     assert abs(d_np - sft["matched_degradation"][i]) < 1e-12
     print(f"lam {l:5.2f}: {int(sft['steps'][i]):3d} steps, D at matched gain = {sft['matched_degradation'][i]:.6f} nats/token")
 
@@ -182,7 +182,7 @@ for i, l in enumerate(lams):
 # %%
 D_sft = sft["matched_degradation"]
 slope, intercept = np.polyfit(lams[:3], D_sft[:3], 1)
-print(f"SFT: floor D0 = {intercept:.6f} nats/token ({intercept / delta_star:.3f} per nat of gain), "
+print(f"SFT: floor D0 = {intercept:.6f} nats/token ({intercept / target_gain:.3f} per nat of gain), "
       f"slope = {slope:.2e} per unit lam")
 monotone = bool(np.all(np.diff(D_sft) >= -1e-12))
 print(f"D non-decreasing in lam: {monotone}; D(lam_max)/D(lam_min) = {D_sft[-1] / D_sft[0]:.3f}")
@@ -219,13 +219,13 @@ def bound_numpy(res):
     c2, c1 = res["c_s_range"] ** 2 / 8, res["c_s_range_general"] ** 2 / 8
     a = gmin - lams * c2
     C = c1 + np.maximum(rho, 0) * c2
-    N = np.ceil(delta_star / (lams * a))
-    return np.where(a > 0, rho * delta_star + np.maximum(rho, 0) * lams * gmax + N * lams**2 * C, np.inf)
+    N = np.ceil(target_gain / (lams * a))
+    return np.where(a > 0, rho * target_gain + np.maximum(rho, 0) * lams * gmax + N * lams**2 * C, np.inf)
 
 
 bound_tk = np.asarray(
     theory.matched_gain_bound(
-        delta_star, lams, sft["c_rho_max"], sft["c_g_min"], sft["c_s_range"],
+        target_gain, lams, sft["c_rho_max"], sft["c_g_min"], sft["c_s_range"],
         g_max=sft["c_g_max"], s_range_general=sft["c_s_range_general"],
     ).bound
 )
@@ -250,7 +250,7 @@ talr = run(LossWeighting("talr", tau_mode="dynamic", floor=0.01, normalization="
 assert talr["reached"].all()
 for i in range(len(lams)):
     g_np, d_np = numpy_gain_and_degradation(talr["matched_params"][i])
-    assert abs(g_np - delta_star) < 1e-9 and abs(d_np - talr["matched_degradation"][i]) < 1e-12
+    assert abs(g_np - target_gain) < 1e-9 and abs(d_np - talr["matched_degradation"][i]) < 1e-12
 bound_talr = bound_numpy(talr)
 assert np.all(talr["degradation"] <= bound_talr)
 D_talr = talr["matched_degradation"]
@@ -274,7 +274,7 @@ ax.plot(lams, intercept + slope * lams, ":", color="C0", label="SFT: line throug
 ax.set_xscale("log", base=2)
 ax.set_xlabel(r"step size $\lambda$ (SGD learning rate)")
 ax.set_ylabel(r"general degradation $D$ at $G = \Delta^\star$ (nats/token)")
-ax.set_title(rf"Matched gain $\Delta^\star$ = {delta_star:.3f} nats/token")
+ax.set_title(rf"Matched gain $\Delta^\star$ = {target_gain:.3f} nats/token")
 ax.legend(fontsize=8)
 ax = axes[1]
 ax.plot(lams, D_T, "o-", color="C0", label=r"SFT: $D_T$ (after the stopping step)")

@@ -23,8 +23,8 @@ def result(tmp_path_factory):
 
 def test_every_cell_reaches_the_matched_gain(result):
     assert result["reached"].all()
-    np.testing.assert_allclose(result["matched_gain"], np.broadcast_to(result["delta_star"][:, None], result["matched_gain"].shape), atol=1e-9)
-    assert np.all(result["gain"] >= result["delta_star"][:, None])
+    np.testing.assert_allclose(result["matched_gain"], np.broadcast_to(result["target_gain"][:, None], result["matched_gain"].shape), atol=1e-9)
+    assert np.all(result["gain"] >= result["target_gain"][:, None])
     # the online constants telescope to the measured end-point changes
     np.testing.assert_allclose(result["c_total_gain"], result["gain"], rtol=1e-9)
     np.testing.assert_allclose(result["c_total_degradation"], result["degradation"], rtol=1e-9, atol=1e-15)
@@ -42,6 +42,6 @@ def test_theory_bound_holds_on_every_ci_trajectory(result):
 
 
 def test_config_validation():
-    for kwargs, name in [(dict(lams=(1.0,)), "lams"), (dict(delta_fractions=(0.5, 1.5)), "delta_fractions"), (dict(n_slope=1), "n_slope")]:
+    for kwargs, name in [(dict(lams=(1.0,)), "lams"), (dict(target_fractions=(0.5, 1.5)), "target_fractions"), (dict(n_slope=1), "n_slope")]:
         with pytest.raises(ValueError, match=name):
             ex.MatchedGainConfig(**kwargs)

@@ -1,40 +1,91 @@
-"""The figure registry and the generated paper_checks.md."""
+"""The figure registry and the command line: which figures are drawn and which claim checks run."""
 
 import pytest
 
-from figures._claims import CLAIM_TITLES, Verdict, claim, render_paper_checks
-from figures._registry import figure
-
-
-def test_every_claim_of_section_9_gets_a_row_even_when_unchecked():
-    text = render_paper_checks({})
-    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| #")]
-    assert [int(r.split("|")[1]) for r in rows] == list(range(1, 19))
-    assert all("not yet checked" in r for r in rows)
-
-
-def test_a_failing_verdict_and_a_crashed_check_are_both_reported():
-    results = {
-        (3, "synthetic"): Verdict("fails", "slope ratio 2.1 (expected 4)", "python -m figures x"),
-        (4, "synthetic"): RuntimeError("boom"),
-    }
-    text = render_paper_checks(results)
-    assert "**fails**" in text and "slope ratio 2.1" in text
-    assert "error" in text and "RuntimeError: boom" in text
-
-
-def test_verdict_rejects_unknown_verdict_word():
-    with pytest.raises(ValueError, match="verdict"):
-        Verdict("probably", "x", "y")
-
-
-def test_claim_number_outside_section_9_is_rejected():
-    with pytest.raises(ValueError, match="number"):
-        claim(19, "synthetic")
-    assert set(CLAIM_TITLES) == set(range(1, 19))
+import claims
+from claims import Verdict
+from figures import FIGURES
+from figures.__main__ import main
+from figures._registry import Figure, figure
 
 
 def test_registering_a_figure_name_twice_is_rejected():
     figure("_test_dup_figure", "x", "test")(lambda out: {})
     with pytest.raises(ValueError, match="registered twice"):
         figure("_test_dup_figure", "x", "test")(lambda out: {})
+    del FIGURES["_test_dup_figure"]
+
+
+def test_every_figure_belongs_to_a_known_group_and_every_check_names_real_figures():
+    assert {f.group for f in FIGURES.values()} <= set(claims.GROUPS)
+    for c in claims.CHECKS:
+        assert set(c.figures) <= set(FIGURES), c
+        assert all(FIGURES[n].group == c.group for n in c.figures), c
+
+
+@pytest.fixture
+def cheap(monkeypatch, tmp_path):
+    """Replace every figure and claim check by a cheap one that records that it ran."""
+    drawn, checked = [], []
+    figs = {}
+    for group in claims.GROUPS:
+        name = f"fig_{group}"
+        figs[name] = Figure(name, "x", (lambda n: (lambda out: drawn.append(n) or {}))(name), group)
+    monkeypatch.setattr("figures._registry.FIGURES", figs)
+    monkeypatch.setattr("figures.FIGURES", figs)
+    checks = []
+    for number, group in ((1, "theory"), (3, "synthetic"), (12, "real_lm")):
+        fn = (lambda n, g: (lambda: checked.append((n, g)) or Verdict("holds", f"new {g}", "cmd")))(number, group)
+        checks.append(claims.ClaimCheck(number, group, group, fn, figures=(f"fig_{group}",)))
+    monkeypatch.setattr(claims.registry, "CHECKS", checks)
+    path = tmp_path / "paper_checks.md"
+    old = {(1, "theory"): Verdict("fails", "old theory", "c"), (3, "synthetic"): Verdict("fails", "old synthetic", "c"),
+           (12, "real_lm"): Verdict("fails", "old real_lm", "c")}
+    path.write_text(claims.render_paper_checks(old))
+    return drawn, checked, path
+
+
+def test_unknown_group_is_rejected_before_anything_runs(cheap, capsys):
+    drawn, checked, path = cheap
+    before = path.read_text()
+    with pytest.raises(SystemExit) as exc:
+        main(["all", "--group", "bogus", "--paper-checks", str(path)])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert drawn == [] and checked == [] and path.read_text() == before
+
+
+def test_a_group_runs_only_its_checks_and_rewrites_only_their_rows(cheap, tmp_path):
+    drawn, checked, path = cheap
+    assert main(["all", "--group", "synthetic", "--out", str(tmp_path), "--paper-checks", str(path)]) == 0
+    assert drawn == ["fig_synthetic"] and checked == [(3, "synthetic")]
+    rows = claims.read_rows(path.read_text())
+    assert rows[(3, "synthetic")].measured == "new synthetic" and rows[(3, "synthetic")].verdict == "holds"
+    assert rows[(1, "theory")].measured == "old theory" and rows[(12, "real_lm")].measured == "old real_lm"
+    assert rows[(12, "real_lm")].verdict == "fails"
+
+
+def test_named_figures_run_only_the_checks_reading_their_experiments(cheap, tmp_path):
+    drawn, checked, path = cheap
+    assert main(["fig_theory", "--out", str(tmp_path), "--paper-checks", str(path)]) == 0
+    assert drawn == ["fig_theory"] and checked == [(1, "theory")]
+    assert claims.read_rows(path.read_text())[(3, "synthetic")].measured == "old synthetic"
+
+
+def test_all_without_group_runs_everything_and_rewrites_the_file(cheap, tmp_path):
+    drawn, checked, path = cheap
+    stale = {**claims.read_rows(path.read_text()), (2, "retired setting"): claims.Verdict("holds", "gone", "c")}
+    path.write_text(claims.render_paper_checks(stale))
+    assert main(["all", "--out", str(tmp_path), "--paper-checks", str(path)]) == 0
+    assert sorted(drawn) == sorted(f"fig_{g}" for g in claims.GROUPS) and len(checked) == 3
+    rows = claims.read_rows(path.read_text())
+    assert {k: r.measured for k, r in rows.items()} == {(1, "theory"): "new theory", (3, "synthetic"): "new synthetic",
+                                                        (12, "real_lm"): "new real_lm"}
+
+
+def test_no_checks_leaves_paper_checks_alone_and_group_needs_all(cheap, tmp_path):
+    drawn, checked, path = cheap
+    before = path.read_text()
+    assert main(["all", "--no-checks", "--out", str(tmp_path), "--paper-checks", str(path)]) == 0
+    assert checked == [] and path.read_text() == before
+    with pytest.raises(SystemExit):
+        main(["fig_theory", "--group", "theory", "--paper-checks", str(path)])

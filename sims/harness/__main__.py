@@ -73,9 +73,11 @@ def main(argv: list[str] | None = None) -> int:
             cfg = replace(cfg, steps=args.steps)
         result = run_one(cfg, progress=progress)
         s = ex.summarise_run(result)
-        print(f"run {s['key']}: {cfg.label()}  D={s['D']:+.4f}  G={s['G']:+.4f} nats/token  sets={ {k: round(v, 4) for k, v in s['G_sets'].items()} }")
+        sets = {k: round(v, 4) for k, v in s["general_change_sets"].items()}
+        print(f"run {s['key']}: {cfg.label()}  domain gain G={s['domain_gain']:+.4f}  general change D={s['general_change']:+.4f} "
+              f"nats/token  D per set={sets}")
         for a in s["averaging"]:
-            print(f"  averaging alpha={a['alpha']:g}: D={a['D']:+.4f}  G={a['G']:+.4f}")
+            print(f"  averaging alpha={a['alpha']:g}: G={a['domain_gain']:+.4f}  D={a['general_change']:+.4f}")
         return 0
 
     if args.command == "sweep":

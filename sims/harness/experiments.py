@@ -11,15 +11,21 @@
        step is exactly linear in ``lam``); for every set ``S`` the second-order prediction
            dL_S(lam) ~ lam <grad L_S, d> + lam^2 / 2  d^T H_S d
        (gradient inner product by ``jax.grad``, curvature along the step by ``jax.jvp`` of the gradient)
-       against the measured ``L_S(theta_1) - L_S(theta_0)``; domain gain ``D = -dL_dom`` (held-out), general
-       degradation ``G_k = dL_k``.
-   (b) :func:`matched_gain`: general loss change at matched domain gain ``D*`` against learning rate, with
-       the two fit shapes ``G = k1 D* + k2 D* lam`` and ``G = k1 D* + k2 D*^2 lam`` (least squares).
+       against the measured ``L_S(theta_1) - L_S(theta_0)`` (held-out domain set and every general set).
+   (b) :func:`matched_gain`: general loss change at a matched domain gain (``target_gain``, the theory's
+       ``Delta*``) against learning rate, with the two fit shapes ``general_change = k1 Delta* + k2 Delta* lam`` and
+       ``general_change = k1 Delta* + k2 Delta*^2 lam`` (least squares).
    (c) :func:`safe_lr`: hard-token mass of the training targets (``theory.hard_token_mass``) in the two
        formats against the largest learning rate of the grid whose general loss increase stays below
        ``eps`` (Theorem 3.2's claim: fewer hard tokens, larger safe step).
    (d) :func:`method_front`: which methods move the matched-gain front (their general change at their own
        domain gain, against the SFT learning-rate curve interpolated at that gain).
+
+Every quantity is stored under its name, never under a letter: ``domain_gain`` (held-out domain loss decrease,
+the theory's ``G``; > 0 when the domain loss falls), ``general_change`` (mean general loss increase over the
+general sets, the theory's ``D``; > 0 is degradation), ``general_change_sets`` (per general set), with ``_sd``
+(standard deviation over seeds) and ``_final`` (final point of training) forms, and ``target_gain`` (the matched
+domain gain ``Delta*``).
 
 Every function reads finished runs through the run cache (:mod:`sims.harness.runs`), so calling it again
 costs nothing; :func:`single_step_theory` is cached on disk by its own key.
@@ -36,6 +42,7 @@ import numpy as np
 from sims.harness.presets import Preset
 from sims.harness.runs import RunConfig, run_many
 from sims.harness.session import get_session
+import theory
 from store import cached, code_key, library_versions
 
 __all__ = [
@@ -46,7 +53,6 @@ __all__ = [
     "token_analysis",
     "single_step_theory",
     "matched_gain",
-    "fit_matched_gain",
     "safe_lr",
     "method_front",
     "summarise_run",
@@ -79,7 +85,9 @@ def method_config(preset: Preset, method: str, lr: float, seed: int) -> RunConfi
 
 
 def summarise_run(result: dict) -> dict:
-    """The compact view of a run the figures and checks use (final point, trajectory, accuracy)."""
+    """The compact view of a run the figures and checks use: final ``domain_gain``, ``general_change`` and
+    ``general_change_sets``; ``trajectory`` as ``(step, domain_gain, general_change)`` tuples from the base model
+    ``(0, 0.0, 0.0)`` on; accuracy; model-averaging points with the same keys."""
     cfg = result["config"]
     pts = result["points"]
     final = pts[-1]
@@ -88,15 +96,16 @@ def summarise_run(result: dict) -> dict:
         "fmt": cfg["fmt"],
         "lr": cfg["lr"],
         "seed": cfg["seed"],
-        "D": final["domain_gain"],
-        "G": final["general_change_mean"],
-        "G_sets": final["general_change"],
+        "domain_gain": final["domain_gain"],
+        "general_change": final["general_change_mean"],
+        "general_change_sets": final["general_change"],
         "trajectory": [(0, 0.0, 0.0)] + [(p["step"], p["domain_gain"], p["general_change_mean"]) for p in pts],
         "trajectory_sets": [{k: 0.0 for k in final["general_change"]}] + [p["general_change"] for p in pts],
         "accuracy": (result.get("accuracy") or {}).get("accuracy"),
         "base_accuracy": (result["base"].get("accuracy") or {}).get("accuracy"),
         "averaging": [
-            {"alpha": a["alpha"], "D": a["domain_gain"], "G": a["general_change_mean"], "G_sets": a["general_change"]}
+            {"alpha": a["alpha"], "domain_gain": a["domain_gain"], "general_change": a["general_change_mean"],
+             "general_change_sets": a["general_change"]}
             for a in result.get("averaging", [])
         ],
         "train_steps": [s for p in pts for s in p["train_steps"]],
@@ -123,7 +132,8 @@ def method_comparison(preset: Preset, progress: bool = True) -> list[dict]:
         s = summarise_run(r)
         out.append(s)
         for a in s["averaging"]:
-            out.append({**s, "method": f"averaging", "alpha": a["alpha"], "D": a["D"], "G": a["G"], "G_sets": a["G_sets"],
+            out.append({**s, "method": "averaging", "alpha": a["alpha"], "domain_gain": a["domain_gain"],
+                        "general_change": a["general_change"], "general_change_sets": a["general_change_sets"],
                         "trajectory": None, "accuracy": None, "averaging": []})
     return out
 
@@ -288,59 +298,45 @@ def single_step_theory(preset: Preset, progress: bool = True) -> dict:
 # ----------------------------------------------------------------------------- experiment 4b
 
 
-def _g_at_gain(traj, d_star):
-    """General change where the trajectory (step, D, G) first reaches domain gain ``d_star`` (linear
-    interpolation between evaluation points); None if it never does."""
+def _general_change_at_gain(traj, target_gain):
+    """General change where the trajectory ``(step, domain_gain, general_change)`` first reaches domain gain
+    ``target_gain`` (linear interpolation between evaluation points); None if it never does."""
     for (s0, d0, g0), (s1, d1, g1) in zip(traj[:-1], traj[1:]):
-        if d0 < d_star <= d1:
-            t = (d_star - d0) / (d1 - d0)
+        if d0 < target_gain <= d1:
+            t = (target_gain - d0) / (d1 - d0)
             return g0 + t * (g1 - g0)
     return None
 
 
-def fit_matched_gain(d_star: np.ndarray, lam: np.ndarray, g: np.ndarray) -> dict:
-    """Least-squares fits ``G = k1 D* + k2 D* lam`` ("linear") and ``G = k1 D* + k2 D*^2 lam`` ("quadratic")
-    with RMSE and R^2 of each (R^2 against the mean of ``G``)."""
-    d_star, lam, g = (np.asarray(x, float) for x in (d_star, lam, g))
-    if not (d_star.shape == lam.shape == g.shape) or d_star.size < 2:
-        raise ValueError("d_star/lam/g: need equal shapes with at least 2 cells")
-    out = {}
-    sst = float(np.sum((g - g.mean()) ** 2))
-    for name, cols in {"linear": (d_star, d_star * lam), "quadratic": (d_star, d_star**2 * lam)}.items():
-        x = np.stack(cols, axis=1)
-        coef, *_ = np.linalg.lstsq(x, g, rcond=None)
-        resid = g - x @ coef
-        sse = float(np.sum(resid**2))
-        out[name] = {"k1": float(coef[0]), "k2": float(coef[1]), "rmse": float(np.sqrt(sse / g.size)),
-                     "r2": float(1 - sse / sst) if sst > 0 else float("nan")}
-    out["better"] = "linear" if out["linear"]["rmse"] < out["quadratic"]["rmse"] else "quadratic"
-    return out
-
-
 def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.75, 1.0)) -> dict:
-    """Experiment 4b: G at matched D* (fractions of the smallest final gain over the grid) vs learning rate."""
+    """Experiment 4b: general change at matched domain gains ``target_gains`` (fractions of the smallest final
+    gain over the grid) vs learning rate; per format ``{"target_gains", "cells": [{"target_gain", "lr",
+    "general_change", "general_change_sd", "n"}], "monotone": {target_gain: bool}, "fit"}``."""
     runs = lr_tradeoff(preset, progress)
     out = {}
     for fmt in preset.formats:
         rows = [r for r in runs if r["fmt"] == fmt]
         max_gain = min(max(d for _, d, _ in r["trajectory"]) for r in rows)
         if max_gain <= 0:
-            out[fmt] = {"d_stars": [], "cells": [], "fit": None, "note": "a run made no domain gain"}
+            out[fmt] = {"target_gains": [], "cells": [], "fit": None, "note": "a run made no domain gain"}
             continue
-        d_stars = [f * max_gain for f in fractions]
+        targets = [f * max_gain for f in fractions]
         cells = []
-        for d_star in d_stars:
+        for target in targets:
             for lr in preset.lr_grid:
-                vals = [_g_at_gain(r["trajectory"], d_star) for r in rows if r["lr"] == lr]
+                vals = [_general_change_at_gain(r["trajectory"], target) for r in rows if r["lr"] == lr]
                 vals = [v for v in vals if v is not None]
                 if vals:
-                    cells.append({"d_star": d_star, "lr": lr, "G": float(np.mean(vals)), "G_sd": float(np.std(vals)), "n": len(vals)})
+                    cells.append({"target_gain": target, "lr": lr, "general_change": float(np.mean(vals)),
+                                  "general_change_sd": float(np.std(vals)), "n": len(vals)})
         monotone = {}
-        for d_star in d_stars:
-            gs = [c["G"] for c in cells if c["d_star"] == d_star]
-            monotone[d_star] = bool(all(b >= a for a, b in zip(gs[:-1], gs[1:])))
-        fit = fit_matched_gain([c["d_star"] for c in cells], [c["lr"] for c in cells], [c["G"] for c in cells]) if len(cells) >= 2 else None
-        out[fmt] = {"d_stars": d_stars, "cells": cells, "monotone": monotone, "fit": fit}
+        for target in targets:
+            gs = [c["general_change"] for c in cells if c["target_gain"] == target]
+            monotone[target] = bool(all(b >= a for a, b in zip(gs[:-1], gs[1:])))
+        fit = (theory.fit_matched_gain_shapes([c["target_gain"] for c in cells], [c["lr"] for c in cells],
+                                              [c["general_change"] for c in cells])
+               if len(cells) >= 3 else None)
+        out[fmt] = {"target_gains": targets, "cells": cells, "monotone": monotone, "fit": fit}
     return out
 
 
@@ -356,16 +352,17 @@ def safe_lr(preset: Preset, progress: bool = True) -> dict:
     out = {"eps": preset.safe_eps, "formats": {}}
     for fmt in preset.formats:
         by_lr = {lr: [r for r in runs if r["fmt"] == fmt and r["lr"] == lr] for lr in preset.lr_grid}
-        g_final = {lr: float(np.mean([r["G"] for r in rs])) for lr, rs in by_lr.items()}
-        d_final = {lr: float(np.mean([r["D"] for r in rs])) for lr, rs in by_lr.items()}
-        safe = [lr for lr in preset.lr_grid if g_final[lr] <= preset.safe_eps]
-        cells = [c for c in mg[fmt]["cells"] if mg[fmt]["d_stars"] and abs(c["d_star"] - mg[fmt]["d_stars"][1]) < 1e-12]
-        safe_matched = [c["lr"] for c in cells if c["G"] <= preset.safe_eps]
+        general_final = {lr: float(np.mean([r["general_change"] for r in rs])) for lr, rs in by_lr.items()}
+        domain_final = {lr: float(np.mean([r["domain_gain"] for r in rs])) for lr, rs in by_lr.items()}
+        safe = [lr for lr in preset.lr_grid if general_final[lr] <= preset.safe_eps]
+        targets = mg[fmt]["target_gains"]
+        cells = [c for c in mg[fmt]["cells"] if targets and abs(c["target_gain"] - targets[1]) < 1e-12]
+        safe_matched = [c["lr"] for c in cells if c["general_change"] <= preset.safe_eps]
         out["formats"][fmt] = {
             "hard_token_mass": tokens["formats"][fmt]["hard_token_mass"],
             "hard_fraction": tokens["formats"][fmt]["hard_fraction"],
-            "G_final": g_final,
-            "D_final": d_final,
+            "general_change_final": general_final,
+            "domain_gain_final": domain_final,
             "safe_lr": max(safe) if safe else None,
             "safe_lr_matched": max(safe_matched) if safe_matched else None,
         }
@@ -383,18 +380,20 @@ def _stats(values) -> tuple[float, float, int]:
 
 
 def method_front(preset: Preset, progress: bool = True) -> dict:
-    """Experiment 4d: per method and learning rate, mean +- sd over seeds of (D, G, G/D), and the SFT
-    front's general change interpolated at the method's gain (negative ``below_front``: better than SFT)."""
+    """Experiment 4d: per method and learning rate, mean +- sd over seeds of ``domain_gain``, ``general_change`` and
+    ``general_change_per_gain`` (their ratio), and ``general_change_front``, the SFT learning-rate curve's general
+    change interpolated at the method's domain gain (negative ``below_front``: better than SFT)."""
     runs = method_comparison(preset, progress)
     sft_curve = lr_tradeoff(preset, progress)
-    pts = sorted(((float(np.mean([r["D"] for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr])),
-                   float(np.mean([r["G"] for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr]))) for lr in preset.lr_grid))
+    pts = sorted(((float(np.mean([r["domain_gain"] for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr])),
+                   float(np.mean([r["general_change"] for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr])))
+                  for lr in preset.lr_grid))
     front_d = np.array([0.0] + [p[0] for p in pts])
     front_g = np.array([0.0] + [p[1] for p in pts])
     order = np.argsort(front_d)
     front_d, front_g = front_d[order], front_g[order]
     rows = []
-    names = ["sft"] + list(preset.methods) + [f"averaging" for _ in range(1)]
+    names = ["sft"] + list(preset.methods) + ["averaging"]
     for lr in preset.method_lrs:
         for m in names:
             if m == "averaging":
@@ -404,19 +403,20 @@ def method_front(preset: Preset, progress: bool = True) -> dict:
             else:
                 sel = [r for r in runs if r["method"] == m and r["lr"] == lr]
                 rows.append(_front_row(m, lr, sel, front_d, front_g))
-    return {"rows": rows, "front": {"D": front_d.tolist(), "G": front_g.tolist()}}
+    return {"rows": rows, "front": {"domain_gain": front_d.tolist(), "general_change": front_g.tolist()}}
 
 
 def _front_row(name, lr, sel, front_d, front_g) -> dict:
-    d, d_sd, n = _stats([r["D"] for r in sel])
-    g, g_sd, _ = _stats([r["G"] for r in sel])
-    ratio, ratio_sd, _ = _stats([r["G"] / r["D"] if r["D"] > 0 else None for r in sel])
+    d, d_sd, n = _stats([r["domain_gain"] for r in sel])
+    g, g_sd, _ = _stats([r["general_change"] for r in sel])
+    ratio, ratio_sd, _ = _stats([r["general_change"] / r["domain_gain"] if r["domain_gain"] > 0 else None for r in sel])
     acc, _, _ = _stats([r.get("accuracy") for r in sel])
     inside = n > 0 and front_d[0] <= d <= front_d[-1]
     g_front = float(np.interp(d, front_d, front_g)) if n > 0 else float("nan")
-    return {"method": name, "lr": lr, "D": d, "D_sd": d_sd, "G": g, "G_sd": g_sd, "ratio": ratio, "ratio_sd": ratio_sd,
-            "n": n, "accuracy": acc, "G_front": g_front, "below_front": g - g_front, "within_front_range": bool(inside),
-            "per_seed": [(r["seed"], r["D"], r["G"]) for r in sel]}
+    return {"method": name, "lr": lr, "domain_gain": d, "domain_gain_sd": d_sd, "general_change": g, "general_change_sd": g_sd,
+            "general_change_per_gain": ratio, "general_change_per_gain_sd": ratio_sd, "n": n, "accuracy": acc,
+            "general_change_front": g_front, "below_front": g - g_front, "within_front_range": bool(inside),
+            "per_seed": [{"seed": r["seed"], "domain_gain": r["domain_gain"], "general_change": r["general_change"]} for r in sel]}
 
 
 def run_all(preset: Preset, progress: bool = True) -> dict:

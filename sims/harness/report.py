@@ -1,4 +1,8 @@
-"""A plain-text (markdown) report of every real-LM experiment, from :func:`sims.harness.experiments.run_all`."""
+"""A plain-text (markdown) report of every real-LM experiment, from :func:`sims.harness.experiments.run_all`.
+
+The results carry named quantities (``domain_gain``, ``general_change``); the report shows them under the
+theory's letters, ``G`` = domain gain and ``D`` = general degradation (general loss change).
+"""
 
 from __future__ import annotations
 
@@ -16,21 +20,24 @@ def _f(x, d=4) -> str:
 def render_report(results: dict, preset_name: str) -> str:
     """Markdown tables: learning-rate grid, methods, token statistics, single step, matched gain, safe LR."""
     lines = [f"# Real-LM harness report (preset `{preset_name}`)", "",
-             "D = held-out domain gain, G = mean general loss change over the self/docs/code sets (nats/token; G > 0 is degradation).", ""]
+             "G = held-out domain gain (> 0: the domain loss fell), D = mean general loss change over the self/docs/code sets "
+             "(nats/token; D > 0 is degradation).", ""]
 
-    lines += ["## 1. Learning-rate grid (SFT, final point, mean over seeds)", "", "| format | lr | D | G | accuracy | n |", "|---|---|---|---|---|---|"]
+    lines += ["## 1. Learning-rate grid (SFT, final point, mean over seeds)", "", "| format | lr | G (domain gain) | D (general change) | accuracy | n |", "|---|---|---|---|---|---|"]
     runs = results["lr_tradeoff"]
     for fmt in sorted({r["fmt"] for r in runs}):
         for lr in sorted({r["lr"] for r in runs}):
             sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]
             accs = [r["accuracy"] for r in sel if r["accuracy"] is not None]
-            lines.append(f"| {fmt} | {lr:g} | {_f(float(np.mean([r['D'] for r in sel])))} | {_f(float(np.mean([r['G'] for r in sel])))} | "
+            lines.append(f"| {fmt} | {lr:g} | {_f(float(np.mean([r['domain_gain'] for r in sel])))} | "
+                         f"{_f(float(np.mean([r['general_change'] for r in sel])))} | "
                          f"{_f(float(np.mean(accs)) if accs else None, 2)} | {len(sel)} |")
     lines += ["", "## 2. Methods (chain-of-thought; mean +- sd over seeds; below_front < 0: better than the SFT LR curve)", "",
-              "| method | lr | D | G | G/D | below_front |", "|---|---|---|---|---|---|"]
+              "| method | lr | G (domain gain) | D (general change) | D/G | below_front |", "|---|---|---|---|---|---|"]
     for row in results["method_front"]["rows"]:
-        lines.append(f"| {row['method']} | {row['lr']:g} | {_f(row['D'])} +- {_f(row['D_sd'])} | {_f(row['G'])} +- {_f(row['G_sd'])} | "
-                     f"{_f(row['ratio'], 3)} | {_f(row['below_front'])} |")
+        lines.append(f"| {row['method']} | {row['lr']:g} | {_f(row['domain_gain'])} +- {_f(row['domain_gain_sd'])} | "
+                     f"{_f(row['general_change'])} +- {_f(row['general_change_sd'])} | "
+                     f"{_f(row['general_change_per_gain'], 3)} | {_f(row['below_front'])} |")
     ta = results["token_analysis"]
     lines += ["", "## 3. Target tokens under the base model (training set)", "",
               "| format | tokens | median p | frac p > 0.2 | hard fraction | hard mass | hard tokens by kind |", "|---|---|---|---|---|---|---|"]
@@ -51,9 +58,9 @@ def render_report(results: dict, preset_name: str) -> str:
     for fmt, mg in results["matched_gain"].items():
         if mg.get("fit"):
             fit = mg["fit"]
-            lines.append(f"- {fmt}: monotone in lr at every D*: {all(mg['monotone'].values())}; "
-                         f"k1 D* + k2 D* lam: k1={fit['linear']['k1']:.3g}, k2={fit['linear']['k2']:.3g}, rmse={fit['linear']['rmse']:.3g}; "
-                         f"k1 D* + k2 D*^2 lam: k1={fit['quadratic']['k1']:.3g}, k2={fit['quadratic']['k2']:.3g}, rmse={fit['quadratic']['rmse']:.3g}; "
+            lines.append(f"- {fmt}: D monotone in lr at every matched gain Delta*: {all(mg['monotone'].values())}; "
+                         f"D = k1 Delta* + k2 Delta* lam: k1={fit['linear']['k1']:.3g}, k2={fit['linear']['k2']:.3g}, rmse={fit['linear']['rmse']:.3g}; "
+                         f"D = k1 Delta* + k2 Delta*^2 lam: k1={fit['quadratic']['k1']:.3g}, k2={fit['quadratic']['k2']:.3g}, rmse={fit['quadratic']['rmse']:.3g}; "
                          f"better: {fit['better']}")
         else:
             lines.append(f"- {fmt}: no fit ({mg.get('note', 'too few cells')})")

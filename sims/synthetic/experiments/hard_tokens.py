@@ -4,7 +4,7 @@ Worlds share everything (seed, contexts, initial model) except the domain respon
 (``cot_length`` reasoning tokens, a fraction ``hard_fraction`` of the reasoning contexts hard, then the answer)
 for each ``hard_fraction`` of a grid, and one label-only world (the answer token only). For each world and each
 step size ``lam`` of a geometric grid, SGD on the CE of the responses runs until the **answer-token** code length
-has improved by ``delta_star`` nats (the analogue of the paper's matched domain accuracy; matched on the exact
+has improved by ``target_gain`` nats (the analogue of the paper's matched domain accuracy; matched on the exact
 point of the last segment), and the general degradation ``D(lam)`` is measured there.
 
 * hard-token mass ``m = theory.hard_token_mass(p0)`` (``mean (1 - p0)`` over the supervised targets under the
@@ -15,11 +15,11 @@ point of the last segment), and the general degradation ``D(lam)`` is measured t
 * the same with a relative tolerance ``eps_rel = (1 + excess_tolerance) D(lam_min)`` (the step-size-induced
   excess over the small-step degradation; on these worlds ``D`` at matched gain depends on ``lam`` only weakly, so
   an absolute ``eps`` mostly decides all-or-nothing);
-* the theory's ``theory.safe_step_size(eps, Delta*_all, m, coupling, general_misfit, g_min)`` with constants
+* the theory's ``theory.safe_step_size(eps, target_gain_all_tokens, m, coupling, general_misfit, g_min)`` with constants
   measured on the world: ``coupling = max |<f_h, f_i>|`` over contexts ``h`` and domain contexts ``i`` (the
   feature Gram matrix: ``J_h J_i^T = <f_h, f_i> I``), ``general_misfit`` the RMS ``||q - P1||`` over general
   contexts at the matched point of the largest step, ``g_min`` the smallest first-order gain rate along all
-  trajectories, ``Delta*_all`` the all-token gain at the matched point of the smallest step.
+  trajectories, ``target_gain_all_tokens`` the all-token gain at the matched point of the smallest step.
 
 Claim 7 predicts ``lam_safe`` non-increasing in ``m`` and larger for label-only than for CoT targets.
 """
@@ -52,7 +52,7 @@ class HardTokensConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig("shared", dim=64, coupling=0.3, seed=0))
     hard_fractions: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)
     lams: tuple = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
-    delta_star: float = 1.0  # nats of answer-token code length
+    target_gain: float = 1.0  # the matched gain Delta*: nats of answer-token code length
     eps: float = 0.02  # tolerated general degradation (nats/token)
     excess_tolerance: float = 0.05  # relative: D(lam) <= (1 + r) D(lam_min)
     max_steps: int = 4000
@@ -66,8 +66,8 @@ class HardTokensConfig:
         lams = np.asarray(self.lams, dtype=float)
         if lams.ndim != 1 or lams.size < 2 or np.any(lams <= 0) or np.any(np.diff(lams) <= 0):
             raise ValueError(f"lams: need >= 2 increasing positive values, got {self.lams!r}")
-        if not (self.delta_star > 0):
-            raise ValueError(f"delta_star: must be > 0, got {self.delta_star!r}")
+        if not (self.target_gain > 0):
+            raise ValueError(f"target_gain: must be > 0, got {self.target_gain!r}")
         if not (self.eps > 0):
             raise ValueError(f"eps: must be > 0, got {self.eps!r}")
         if not (isinstance(self.max_steps, int) and self.max_steps >= 1):
@@ -82,7 +82,7 @@ class HardTokensConfig:
             return cls(
                 world=WorldConfig(n_general=8, n_domain=8, n_answer_contexts=2, overlap=0.5, cot_length=3, n_sequences=12, seed=1),
                 model=ModelConfig("shared", dim=24, coupling=0.3),
-                hard_fractions=(0.0, 1.0), lams=(1.0, 4.0, 16.0), delta_star=0.5, eps=0.01, max_steps=800,
+                hard_fractions=(0.0, 1.0), lams=(1.0, 4.0, 16.0), target_gain=0.5, eps=0.01, max_steps=800,
             )
         if name == "large":
             return cls(hard_fractions=tuple(np.linspace(0, 1, 11)), lams=tuple(0.125 * 2.0 ** np.arange(10)), max_steps=20000)
@@ -115,7 +115,7 @@ def _cell(config: HardTokensConfig, cell: tuple[str, float]) -> dict:
     lams = jnp.asarray(config.lams, dtype=float)
 
     def run_one(lam):
-        return train_to_gain(model, world, TrainConfig(), lam, config.delta_star, config.max_steps,
+        return train_to_gain(model, world, TrainConfig(), lam, config.target_gain, config.max_steps,
                              constants=True, gain_mask=world.answer)
 
     out = {k: np.asarray(v) for k, v in map_sharded(run_one, lams).items()}
@@ -144,7 +144,7 @@ def _cell(config: HardTokensConfig, cell: tuple[str, float]) -> dict:
         **out, "format": fmt, "hard_fraction": hf, "hard_token_mass": mass, "hard_per_response": hard_per_response,
         "lam_safe": lam_safe, "lam_safe_flag": flag, "lam_safe_theory": lam_theory,
         "lam_safe_relative": lam_safe_rel, "lam_safe_relative_flag": flag_rel, "eps_relative": eps_rel, "coupling": coupling,
-        "general_misfit": misfit, "g_min": g_min, "delta_star_all": delta_all, "lams": np.asarray(config.lams, dtype=float),
+        "general_misfit": misfit, "g_min": g_min, "target_gain_all_tokens": delta_all, "lams": np.asarray(config.lams, dtype=float),
     }
 
 
@@ -154,6 +154,6 @@ def run(config: HardTokensConfig | None = None, *, progress: bool = True) -> dic
 
     def compute():
         cells = run_cells(NAME, config, config.worlds(), lambda c: _cell(config, c), progress=progress)
-        return {"cells": cells, "lams": np.asarray(config.lams, dtype=float), "eps": config.eps, "delta_star": config.delta_star}
+        return {"cells": cells, "lams": np.asarray(config.lams, dtype=float), "eps": config.eps, "target_gain": config.target_gain}
 
     return cached_result(NAME, config, compute)

@@ -1,6 +1,6 @@
 """Experiment 3: general degradation at a matched domain gain across step sizes (the paper's Theorem 3.1).
 
-For each required gain ``Delta*`` (a fraction of the initial domain loss) and each step size ``lam`` of a
+For each required gain ``Delta*`` (``target_gain`` in results and arguments: a fraction of the initial domain loss) and each step size ``lam`` of a
 geometric grid, train (SGD, full batch, CE) until the domain gain reaches ``Delta*``
 (``sims.synthetic.training.train_to_gain``) and measure
 
@@ -50,7 +50,7 @@ class MatchedGainConfig:
     world: WorldConfig = field(default_factory=lambda: WorldConfig(n_general=24, n_domain=12, overlap=0.5, seed=0))
     model: ModelConfig = field(default_factory=lambda: ModelConfig("shared", dim=64, coupling=0.3, seed=0))
     lams: tuple = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-    delta_fractions: tuple = (0.2, 0.35, 0.5, 0.65)
+    target_fractions: tuple = (0.2, 0.35, 0.5, 0.65)
     max_steps: int = 3000
     n_slope: int = 3  # smallest step sizes used for the local slope per Delta*
 
@@ -62,9 +62,9 @@ class MatchedGainConfig:
         lams = np.asarray(self.lams, dtype=float)
         if lams.ndim != 1 or lams.size < 2 or np.any(lams <= 0) or np.any(np.diff(lams) <= 0):
             raise ValueError(f"lams: need >= 2 increasing positive step sizes, got {self.lams!r}")
-        fr = np.asarray(self.delta_fractions, dtype=float)
+        fr = np.asarray(self.target_fractions, dtype=float)
         if fr.ndim != 1 or fr.size < 2 or np.any(fr <= 0) or np.any(fr >= 1):
-            raise ValueError(f"delta_fractions: need >= 2 values in (0, 1), got {self.delta_fractions!r}")
+            raise ValueError(f"target_fractions: need >= 2 values in (0, 1), got {self.target_fractions!r}")
         if not (isinstance(self.max_steps, int) and self.max_steps >= 1):
             raise ValueError(f"max_steps: must be a positive integer, got {self.max_steps!r}")
         if not (isinstance(self.n_slope, int) and 2 <= self.n_slope <= lams.size):
@@ -77,10 +77,10 @@ class MatchedGainConfig:
             return cls(
                 world=WorldConfig(n_general=8, n_domain=6, overlap=0.5, n_answer_contexts=2, n_sequences=12, cot_length=3),
                 model=ModelConfig("shared", dim=24, coupling=0.3),
-                lams=(1.0, 2.0, 4.0), delta_fractions=(0.2, 0.4), max_steps=600,
+                lams=(1.0, 2.0, 4.0), target_fractions=(0.2, 0.4), max_steps=600,
             )
         if name == "large":
-            return cls(lams=tuple(0.03125 * 2.0 ** np.arange(10)), delta_fractions=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), max_steps=20000)
+            return cls(lams=tuple(0.03125 * 2.0 ** np.arange(10)), target_fractions=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), max_steps=20000)
         return cls()
 
 
@@ -145,7 +145,7 @@ def _cell(config: MatchedGainConfig, fraction: float) -> dict:
     return {
         **out, **fx,
         "bound_growing_leakage": np.asarray(growing.bound),
-        "delta_star": target, "fraction": fraction, "initial_domain_loss": L0, "lams": lam_np,
+        "target_gain": target, "fraction": fraction, "initial_domain_loss": L0, "lams": lam_np,
         "bound_constant_rate": np.asarray(const.bound), "bound_constant_rate_relaxed": np.asarray(const.bound_relaxed),
         "bound_decaying_rate": np.asarray(decay.bound), "k1": np.asarray(const.k1), "k2": np.asarray(const.k2),
     }
@@ -156,15 +156,15 @@ def run(config: MatchedGainConfig | None = None, *, progress: bool = True) -> di
     config = config or MatchedGainConfig.preset("default")
 
     def compute():
-        cells = run_cells(NAME, config, list(config.delta_fractions), lambda f: _cell(config, f), progress=progress)
+        cells = run_cells(NAME, config, list(config.target_fractions), lambda f: _cell(config, f), progress=progress)
         keys = [k for k in cells[0] if np.ndim(cells[0][k]) == 1 and k != "lams"]
         res = {k: np.stack([c[k] for c in cells]) for k in keys}
-        res["delta_star"] = np.array([c["delta_star"] for c in cells])
+        res["target_gain"] = np.array([c["target_gain"] for c in cells])
         res["lams"] = cells[0]["lams"]
         res["initial_domain_loss"] = cells[0]["initial_domain_loss"]
         D = res["matched_degradation"]
         ok = res["reached"].astype(bool)
-        dgrid = np.broadcast_to(res["delta_star"][:, None], D.shape)
+        dgrid = np.broadcast_to(res["target_gain"][:, None], D.shape)
         lgrid = np.broadcast_to(res["lams"][None, :], D.shape)
         res["fits"] = theory.fit_matched_gain_shapes(dgrid[ok], lgrid[ok], D[ok])
         # local slopes through the n_slope smallest lam, per Delta*
@@ -177,7 +177,7 @@ def run(config: MatchedGainConfig | None = None, *, progress: bool = True) -> di
         res["slopes"], res["intercepts"] = np.array(slopes), np.array(intercepts)
         pos = res["slopes"] > 0
         res["slope_exponent"] = (
-            float(np.polyfit(np.log(res["delta_star"][pos]), np.log(res["slopes"][pos]), 1)[0]) if pos.sum() >= 2 else float("nan")
+            float(np.polyfit(np.log(res["target_gain"][pos]), np.log(res["slopes"][pos]), 1)[0]) if pos.sum() >= 2 else float("nan")
         )
         res["flow_estimate"] = 2 * D[:, 0] - D[:, 1] if res["lams"][1] == 2 * res["lams"][0] else D[:, 0]
         res["bound_holds"] = (res["degradation"] <= res["bound_constant_rate"]) | ~ok

@@ -55,7 +55,7 @@ class MethodsConfig:
     seeds: tuple = (0, 1, 2)
     n_epochs: int = 20
     batch_size: int = 12
-    delta_star: float = 0.3
+    target_gain: float = 0.3  # the matched domain gain Delta* (nats/token)
 
     def __post_init__(self):
         if not isinstance(self.world, WorldConfig) or not isinstance(self.model, ModelConfig):
@@ -72,8 +72,8 @@ class MethodsConfig:
             raise ValueError(f"n_epochs: must be a positive integer, got {self.n_epochs!r}")
         if not (isinstance(self.batch_size, int) and 1 <= self.batch_size <= self.world.n_sequences):
             raise ValueError(f"batch_size: must be an integer in [1, n_sequences], got {self.batch_size!r}")
-        if not (self.delta_star > 0):
-            raise ValueError(f"delta_star: must be > 0, got {self.delta_star!r}")
+        if not (self.target_gain > 0):
+            raise ValueError(f"target_gain: must be > 0, got {self.target_gain!r}")
 
     @classmethod
     def preset(cls, name: str) -> "MethodsConfig":
@@ -83,7 +83,7 @@ class MethodsConfig:
                 world=WorldConfig(n_general=8, n_domain=8, n_answer_contexts=2, overlap=0.5, cot_length=3, n_sequences=12),
                 model=ModelConfig("shared", dim=24, coupling=0.3),
                 methods=("SFT", "TALR (dynamic tau)"), lrs=(1.0, 10.0), seeds=(0, 1), n_epochs=4, batch_size=6,
-                delta_star=0.1,
+                target_gain=0.1,
             )
         if name == "large":
             return cls(lrs=(0.3, 1.0, 3.0, 10.0, 30.0, 100.0), seeds=tuple(range(8)), n_epochs=40)
@@ -138,7 +138,7 @@ def _cell(config: MethodsConfig, method: str) -> dict:
     shape = (len(seeds), len(lrs))
     res = {k: np.asarray(v).reshape(shape + np.shape(v)[1:]) for k, v in out.items()}
     res["matched_degradation"] = np.array(
-        [[matched_value(res["gain"][i, j], res["degradation"][i, j], config.delta_star) for j in range(shape[1])] for i in range(shape[0])]
+        [[matched_value(res["gain"][i, j], res["degradation"][i, j], config.target_gain) for j in range(shape[1])] for i in range(shape[0])]
     )
     res["method"] = method
     return res
@@ -146,12 +146,12 @@ def _cell(config: MethodsConfig, method: str) -> dict:
 
 def run(config: MethodsConfig | None = None, *, progress: bool = True) -> dict:
     """``{method: {gain [seed, lr, epoch], degradation [...], tau, frac_easy, median_prob, matched_degradation
-    [seed, lr]}}`` plus ``lrs``, ``seeds``, ``delta_star``."""
+    [seed, lr]}}`` plus ``lrs``, ``seeds``, ``target_gain``."""
     config = config or MethodsConfig.preset("default")
 
     def compute():
         cells = run_cells(NAME, config, list(config.methods), lambda m: _cell(config, m), progress=progress)
         return {"per_method": {c["method"]: c for c in cells}, "lrs": np.asarray(config.lrs, dtype=float),
-                "seeds": np.asarray(config.seeds), "delta_star": config.delta_star}
+                "seeds": np.asarray(config.seeds), "target_gain": config.target_gain}
 
     return cached_result(NAME, config, compute)

@@ -1,0 +1,152 @@
+"""Decision rules of the synthetic-setting claims (3, 4, 5, 7, 10, 17, 18) on constructed measurements."""
+
+import numpy as np
+import pytest
+
+from claims import cost_per_gain, gradient_flow_limit, matched_gain_monotone, matched_gain_slope, safe_step_size, talr_curriculum, \
+    token_vs_sample_weighting
+
+NAN = float("nan")
+
+
+def _claim3(**kw):
+    D = np.array([[0.01, 0.011, 0.013], [0.03, 0.032, 0.036]])
+    m = dict(target_gain=np.array([0.3, 0.6]), lams=np.array([1.0, 2.0, 4.0]), matched_degradation=D, reached=np.ones_like(D, bool),
+             bound_holds=np.ones_like(D, bool), bound_growing_holds=np.ones_like(D, bool), bound_finite=6, bound_growing_finite=6,
+             flow_estimate=np.array([0.009, 0.028]), quadratic_rel_rms=0.05)
+    return {**m, **kw}
+
+
+def test_claim3_synthetic_holds_partly_holds_and_fails():
+    assert matched_gain_monotone.decide_synthetic(_claim3())[0] == "holds"
+    verdict, reason = matched_gain_monotone.decide_synthetic(_claim3(quadratic_rel_rms=0.38))
+    assert verdict == "partly holds" and "fits" in reason
+    falling = np.array([[0.01, 0.009, 0.013], [0.03, 0.032, 0.036]])
+    assert matched_gain_monotone.decide_synthetic(_claim3(matched_degradation=falling))[0] == "fails"
+    assert matched_gain_monotone.decide_synthetic(_claim3(bound_holds=np.zeros((2, 3), bool)))[0] == "fails"
+
+
+def _fmt(monotone, k1):
+    fit = {"linear": {"k1": k1, "k2": 1.0, "rmse": 0.01}, "quadratic": {"k1": k1, "k2": 1.0, "rmse": 0.02}, "better": "linear"}
+    return {"target_gains": [0.1, 0.2], "cells": [], "monotone": dict(zip([0.1, 0.2], monotone)), "fit": fit}
+
+
+def test_claim3_real_lm_holds_partly_holds_fails_and_is_inconclusive_without_cells():
+    d = matched_gain_monotone.decide_real_lm
+    assert d({"formats": {"cot": _fmt([True, True], 0.01)}})[0] == "holds"
+    verdict, reason = d({"formats": {"cot": _fmt([True, True], -0.05)}})
+    assert verdict == "partly holds" and "floor" in reason
+    assert d({"formats": {"cot": _fmt([False, False], 0.01)}})[0] == "fails"
+    assert d({"formats": {"cot": {"target_gains": [], "cells": [], "fit": None, "note": "no gain"}}})[0] == "inconclusive"
+
+
+@pytest.mark.parametrize("p, quad_better, verdict", [
+    (2.05, True, "holds"),
+    (1.9, False, "inconclusive"),  # near 2 but the Delta* lam term fits better
+    (1.0, False, "fails"),  # the naive expansion
+    (1.2, True, "fails"),
+    (3.43, True, "fails"),  # far from both: it used to pass as "partly holds"
+    (0.3, False, "fails"),
+    (1.5, True, "inconclusive"),  # between the bands
+    (2.4, True, "inconclusive"),
+    (NAN, True, "inconclusive"),
+])
+def test_claim4_is_symmetric_in_the_two_candidate_exponents(p, quad_better, verdict):
+    m = dict(target_gain=np.array([0.3, 0.6]), slopes=np.array([1e-5, 4e-5]), exponent=p, rss_quadratic=1.0 if quad_better else 2.0,
+             rss_linear=2.0 if quad_better else 1.0, rel_rms_quadratic=0.3, rel_rms_linear=0.3)
+    assert matched_gain_slope.decide(m)[0] == verdict
+
+
+def _claim5(ce, fixed=None):
+    ce = np.asarray(ce, float)
+    fixed = np.tile(ce[:, :1] * 1.05, (1, ce.shape[1])) if fixed is None else np.asarray(fixed, float)
+    return dict(lams=np.array([0.5, 1.0, 2.0, 4.0]), target_gain=np.array([0.3, 0.6]), fixed=fixed, ce=ce,
+                flow_estimate=2 * ce[:, 0] - ce[:, 1])
+
+
+def test_claim5_holds_when_ce_dependence_shrinks_as_lam_goes_to_zero():
+    ce = [[0.0100, 0.0101, 0.0103, 0.0107], [0.0300, 0.0302, 0.0306, 0.0314]]  # linear in lam: differences halve
+    assert gradient_flow_limit.decide(_claim5(ce))[0] == "holds"
+
+
+def test_claim5_fails_when_the_dependence_does_not_shrink_or_fixed_tilts_do_not_compose():
+    flat_then_steep = [[0.0100, 0.0110, 0.0111, 0.0112], [0.0300, 0.0330, 0.0331, 0.0332]]  # changes most at small lam
+    verdict, reason = gradient_flow_limit.decide(_claim5(flat_then_steep))
+    assert verdict == "fails" and "shrink" in reason
+    ce = [[0.0100, 0.0101, 0.0103, 0.0107], [0.0300, 0.0302, 0.0306, 0.0314]]
+    drifting_fixed = [[0.01, 0.011, 0.012, 0.013], [0.03, 0.031, 0.032, 0.033]]
+    assert gradient_flow_limit.decide(_claim5(ce, drifting_fixed))[0] == "fails"
+
+
+def test_claim5_is_inconclusive_without_lam_dependence():
+    flat = [[0.01, 0.01, 0.01, 0.01000001], [0.03, 0.03, 0.03, 0.03000001]]
+    assert gradient_flow_limit.decide(_claim5(flat))[0] == "inconclusive"
+
+
+def _world(m, rel, ab):
+    return {"hard_token_mass": m, "lam_safe_relative": rel, "lam_safe": ab, "lam_safe_theory": 0.0}
+
+
+def _claim7(cot, label):
+    return {"cot": cot, "label": label, "lams": np.array([0.25, 32.0]), "eps": 0.02, "excess_tolerance": 0.05}
+
+
+def test_claim7_synthetic_holds_partly_holds_and_fails():
+    cot = [_world(0.2, 32, 4), _world(0.5, 8, 2), _world(0.9, 3, 0)]
+    d = safe_step_size.decide_synthetic
+    assert d(_claim7(cot, _world(0.95, 32, 4)))[0] == "holds"
+    assert d(_claim7(cot, _world(0.95, 4, 1)))[0] == "partly holds"  # monotone, but label-only does not win
+    rising = [_world(0.2, 3, 0), _world(0.5, 8, 2), _world(0.9, 32, 4)]
+    assert d(_claim7(rising, _world(0.95, 32, 4)))[0] == "fails"
+
+
+def _formats(cot_safe, label_safe, cot_final, label_final):
+    return {"formats": {"cot": {"safe_lr": cot_safe, "general_change_final": cot_final, "hard_token_mass": 0.5, "hard_fraction": 0.3},
+                        "label": {"safe_lr": label_safe, "general_change_final": label_final, "hard_token_mass": 0.6, "hard_fraction": 0.6}},
+            "eps": 0.02, "lr_grid": [1e-5, 5e-5, 2.5e-4], "hard_per_example": {"cot": 20.0, "label": 5.0}}
+
+
+def test_claim7_real_lm_holds_fails_partly_holds_and_is_inconclusive():
+    d = safe_step_size.decide_real_lm
+    g = {1e-5: 0.0, 5e-5: 0.0, 2.5e-4: 0.1}
+    assert d(_formats(5e-5, 2.5e-4, g, g))[0] == "holds"
+    assert d(_formats(2.5e-4, 5e-5, g, g))[0] == "fails"
+    assert d(_formats(5e-5, 5e-5, g, {**g, 2.5e-4: 0.2}))[0] == "fails"  # equal; label-only degrades more above
+    assert d(_formats(5e-5, 5e-5, g, {**g, 2.5e-4: 0.05}))[0] == "partly holds"
+    assert d(_formats(5e-5, 5e-5, g, g))[0] == "inconclusive"
+    assert d({"formats": {"cot": {}}, "eps": 0.02, "lr_grid": []})[0] == "inconclusive"
+
+
+def test_claim10_holds_partly_holds_and_fails():
+    tau = [1.0, 0.9, 0.8, 0.7, 0.6]
+    base = {"sft_frac": [0.7, 1.0], "lr": 10.0, "n_seeds": 3}
+    assert talr_curriculum.decide({**base, "tau": tau, "frac": [0.7, 0.72, 0.74, 0.76, 0.78]})[0] == "holds"
+    assert talr_curriculum.decide({**base, "tau": tau, "frac": [0.7, 0.7, 0.7, 0.7, 0.78]})[0] == "partly holds"
+    assert talr_curriculum.decide({**base, "tau": tau, "frac": [0.7, 0.72, 0.69, 0.76, 0.78]})[0] == "fails"
+    assert talr_curriculum.decide({**base, "tau": [1.0, 1.1, 0.8, 0.7, 0.6], "frac": [0.7, 0.72, 0.74, 0.76, 0.78]})[0] == "fails"
+
+
+def _claim17(talr, flow):
+    return {"target_gain": 0.3, "lrs": np.array([1.0, 3.0, 10.0]), "n_seeds": 3, "talr": np.array(talr), "flow": np.array(flow),
+            "end_talr": 0.4, "end_flow": 0.5}
+
+
+def test_claim17_synthetic_holds_partly_holds_fails_and_is_inconclusive():
+    d = token_vs_sample_weighting.decide_synthetic
+    assert d(_claim17([0.01, 0.02, 0.03], [0.02, 0.03, 0.04]))[0] == "holds"
+    assert d(_claim17([NAN, 0.04, 0.03], [0.02, 0.03, 0.04]))[0] == "partly holds"
+    assert d(_claim17([0.01, 0.02, 0.05], [0.02, 0.03, 0.04]))[0] == "fails"
+    assert d(_claim17([NAN, NAN, NAN], [0.02, 0.03, 0.04]))[0] == "inconclusive"
+
+
+def test_matched_means_drop_learning_rates_some_seed_never_reached():
+    m = np.array([[0.1, NAN], [0.3, 0.2]])
+    np.testing.assert_allclose(token_vs_sample_weighting.matched_means(m), [0.2, NAN])
+
+
+def test_claim18_synthetic_holds_partly_holds_and_fails():
+    d = cost_per_gain.decide_synthetic
+    base = {"target_gain": 0.3, "lrs": np.array([1.0, 3.0, 10.0])}
+    assert d({**base, "sft": np.array([0.01, 0.02, 0.2]), "talr": np.array([0.02, 0.015, 0.05])})[0] == "holds"
+    assert d({**base, "sft": np.array([0.01, 0.02, 0.2]), "talr": np.array([0.005, 0.01, 0.3])})[0] == "partly holds"
+    assert d({**base, "sft": np.array([0.2, 0.02, 0.01]), "talr": np.array([0.3, 0.1, 0.05])})[0] == "fails"
