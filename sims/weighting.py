@@ -91,7 +91,6 @@ __all__ = [
     "token_nll",
     "sequence_mean_losses",
     "dynamic_tau",
-    "weighting_tau",
     "flow_sequence_weights",
     "token_weights",
     "weighted_loss",
@@ -248,14 +247,6 @@ def dynamic_tau(losses, mask, median: str = "average", empty_sequences: str = "s
         med = jnp.where(k > 0, jnp.sort(per_seq)[jnp.maximum((k - 1) // 2, 0)], jnp.nan)
     tau = jnp.where(jnp.isnan(med), TAU_MIN, jnp.maximum(med, TAU_MIN))
     return jax.lax.stop_gradient(tau)
-
-
-def weighting_tau(weighting: "LossWeighting", losses, mask) -> jax.Array:
-    """The temperature ``weighting`` uses on this batch: its fixed ``tau``, or :func:`dynamic_tau` with its
-    ``median`` and ``empty_sequences`` rules (also reported for non-TALR kinds, as a statistic of the batch)."""
-    if weighting.kind == "talr" and weighting.tau_mode == "fixed":
-        return jnp.asarray(weighting.tau, dtype=jnp.asarray(losses).dtype)
-    return dynamic_tau(losses, mask, weighting.median, weighting.empty_sequences)
 
 
 def flow_sequence_weights(initial_sequence_losses, tau=None) -> jax.Array:
