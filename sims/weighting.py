@@ -278,6 +278,8 @@ def flow_sequence_weights(initial_sequence_losses, tau=None) -> jax.Array:
 def _exp_weights(losses, mask, tau, floor, normalization):
     """``exp(-l / tau)`` weights over the batch's supervised tokens via the theory package's closed forms:
     ``theory.talr_weights`` (simplex) and ``theory.talr_weights_unnormalised`` (raw, DiSC), then rescaled."""
+    if _concrete(mask) and not np.any(np.asarray(mask) > 0):
+        return jnp.zeros_like(losses)  # no supervised token: nothing to weight (the loss is 0, as in DiSC)
     flat_l = losses.reshape(-1)
     flat_m = (mask > 0).reshape(-1)
     floor = floor if floor > 0 else None
