@@ -86,17 +86,18 @@ def real_lm_methods_pareto(out_dir: Path) -> dict:
 
     preset = _setup()
     front = method_front(preset)
+    from sims.methods import plot_style
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    markers = {"sft": "o", "talr": "s", "flow": "D", "l2": "^", "lora": "v", "dft": "P"}
     for ax, lr in zip(axes, preset.method_lrs):
         ax.plot(front["front"]["domain_gain"], front["front"]["general_change"], "k--", lw=1, label="SFT learning-rate curve")
         for row in front["rows"]:
             if row["lr"] != lr or row["n"] == 0:
                 continue
-            m = row["method"]
-            mk = markers.get(m, "x")
-            ax.errorbar(row["domain_gain"], row["general_change"], xerr=row["domain_gain_sd"], yerr=row["general_change_sd"], fmt=mk,
-                        capsize=3, label=m, alpha=0.85)
+            st = plot_style(row["method_name"])
+            label = st.label if row["alpha"] is None else f"{st.label} (a={row['alpha']:g})"
+            ax.errorbar(row["domain_gain"], row["general_change"], xerr=row["domain_gain_sd"], yerr=row["general_change_sd"],
+                        fmt=st.marker, color=st.color, capsize=3, label=label, alpha=0.85)
         ax.axhline(0, color="grey", lw=0.6)
         ax.plot(0, 0, "k*", ms=9)
         ax.set_xlabel("held-out domain gain $G$ (nats/token)")
@@ -136,11 +137,14 @@ def real_lm_token_stats(out_dir: Path) -> dict:
     axes[1].set_ylabel("share of tokens (bars: hard p <= 0.2; dashes: all targets)")
     axes[1].set_title("(a) which tokens are hard")
     axes[1].legend(fontsize=7)
+    from sims.methods import plot_style
+
     for method, ep in ta["epochs"].items():
+        st = plot_style(method)
         for seed_rows in ep["per_seed"]:
             epochs = sorted(int(e) for e in seed_rows)
             axes[2].plot([e + 1 for e in epochs], [seed_rows[e]["frac_above"] if e in seed_rows else seed_rows[str(e)]["frac_above"] for e in epochs],
-                         "o-" if method == "sft" else "s--", label=f"{method} (lr {ep['lr']:g})", alpha=0.8)
+                         st.marker + st.linestyle, color=st.color, label=f"{st.label} (lr {ep['lr']:g})", alpha=0.8)
     axes[2].set_xlabel("epoch")
     axes[2].set_ylabel("fraction of training target tokens with p > 0.2")
     axes[2].set_title("(c) p > 0.2 across epochs (each step's batch, before its update)")

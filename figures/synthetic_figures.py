@@ -217,12 +217,17 @@ def _methods():
 def draw_methods(out_dir):
     plt = _plt()
     cfg, r = _methods()
+    from sims.methods import plot_styles
+    from sims.synthetic.experiments.methods import METHOD_CONFIGS
+
+    styles = plot_styles([METHOD_CONFIGS[name] for name in r["per_method"]])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ax = axes[0]
-    for i, (name, c) in enumerate(r["per_method"].items()):
+    for st, (name, c) in zip(styles, r["per_method"].items()):
         G, D = c["gain"][:, :, -1], c["degradation"][:, :, -1]  # [seed, lr]
         ax.errorbar(G.mean(0), D.mean(0), xerr=[G.mean(0) - G.min(0), G.max(0) - G.mean(0)],
-                    yerr=[D.mean(0) - D.min(0), D.max(0) - D.mean(0)], fmt="o-", color=f"C{i}", capsize=2, label=name, ms=4)
+                    yerr=[D.mean(0) - D.min(0), D.max(0) - D.mean(0)], fmt=st.marker + st.linestyle, color=st.color, capsize=2,
+                    label=st.label, ms=4)
     ax.set_yscale("log")
     ax.set_xlabel(f"domain gain $G$ after {cfg.n_epochs} epochs [nats/token]")
     ax.set_ylabel("general degradation $D$ [nats/token]")
@@ -230,15 +235,15 @@ def draw_methods(out_dir):
                  r"TALR $\tau$=1 coincides with DFT here (floor 0.01 never binds: min $p_0$ = 0.02)", fontsize=8)
     ax.legend(fontsize=7)
     ax = axes[1]
-    for i, (name, c) in enumerate(r["per_method"].items()):
+    for st, (name, c) in zip(styles, r["per_method"].items()):
         ratio = c["matched_degradation"] / r["target_gain"]
         ratio = np.where(np.isfinite(ratio).all(0), ratio, np.nan)  # a lr counts only if every seed reached the matched gain
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(ratio, axis=0)
             lo, hi = np.nanmin(ratio, 0), np.nanmax(ratio, 0)
-        ax.plot(r["lrs"], mean, "o-", color=f"C{i}", label=name)
-        ax.fill_between(r["lrs"], lo, hi, color=f"C{i}", alpha=0.15)
+        ax.plot(r["lrs"], mean, st.marker + st.linestyle, color=st.color, label=st.label)
+        ax.fill_between(r["lrs"], lo, hi, color=st.color, alpha=0.15)
     _log_lam_axis(ax, r["lrs"])
     ax.set_yscale("log")
     ax.set_xlabel("learning rate")
@@ -263,16 +268,20 @@ def _token_stats():
 def draw_token_stats(out_dir):
     plt = _plt()
     cfg, r = _token_stats()
+    from sims.methods import plot_styles
+    from sims.synthetic.experiments.token_stats import METHODS
+
+    styles = plot_styles([METHODS[name] for name in r["per_method"]])
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     edges = r["hist_edges"]
     centers = 0.5 * (edges[1:] + edges[:-1])
-    for i, (name, c) in enumerate(r["per_method"].items()):
+    for i, (st, (name, c)) in enumerate(zip(styles, r["per_method"].items())):
         ep = np.arange(c["frac_easy"].shape[1])
-        axes[0].plot(ep, c["frac_easy"].mean(0), "o-", color=f"C{i}", label=name, ms=3)
-        axes[0].fill_between(ep, c["frac_easy"].min(0), c["frac_easy"].max(0), color=f"C{i}", alpha=0.2)
-        axes[1].plot(ep, c["tau"].mean(0), "o-", color=f"C{i}", label=name, ms=3)
+        axes[0].plot(ep, c["frac_easy"].mean(0), st.marker + st.linestyle, color=st.color, label=st.label, ms=3)
+        axes[0].fill_between(ep, c["frac_easy"].min(0), c["frac_easy"].max(0), color=st.color, alpha=0.2)
+        axes[1].plot(ep, c["tau"].mean(0), st.marker + st.linestyle, color=st.color, label=st.label, ms=3)
         h = c["hist"].sum(0)
-        axes[2].step(centers, h[-1] / h[-1].sum(), where="mid", color=f"C{i}", label=f"{name}, epoch {ep[-1]}")
+        axes[2].step(centers, h[-1] / h[-1].sum(), where="mid", color=st.color, label=f"{st.label}, epoch {ep[-1]}")
         if i == 0:
             axes[2].step(centers, h[0] / h[0].sum(), where="mid", color="k", ls=":", label="initial model")
     axes[0].set_xlabel("epoch")

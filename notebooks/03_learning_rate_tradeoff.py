@@ -58,7 +58,7 @@ import theory
 from sims.synthetic.experiments.matched_gain import MatchedGainConfig
 from sims.synthetic.models import build_model, init_params
 from sims.synthetic.training import TrainConfig, domain_code_length, train_to_gain
-from sims.weighting import LossWeighting
+from sims.methods import MethodConfig
 from sims.synthetic.worlds import make_world
 from theory import HARD_TOKEN_THRESHOLD
 
@@ -153,8 +153,8 @@ lams = np.array([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
 MAX_STEPS = 2000
 
 
-def run(weighting):
-    config = TrainConfig(weighting=weighting)
+def run(method):
+    config = TrainConfig(method=method)
     fn = jax.jit(jax.vmap(lambda l: train_to_gain(model, world, config, l, target_gain, MAX_STEPS, constants=True)))
     return {k: np.asarray(v) for k, v in fn(jnp.asarray(lams)).items()}
 
@@ -166,7 +166,7 @@ def numpy_gain_and_degradation(W):
     return gain, deg
 
 
-sft = run(LossWeighting("sft"))
+sft = run(MethodConfig("sft"))
 assert sft["reached"].all()
 for i, l in enumerate(lams):
     g_np, d_np = numpy_gain_and_degradation(sft["matched_params"][i])
@@ -246,7 +246,7 @@ for l, d, b in zip(lams, D_T, bound_tk):
 # and print the comparison.
 
 # %%
-talr = run(LossWeighting("talr", tau_mode="dynamic", floor=0.01, normalization="mean"))
+talr = run(MethodConfig("talr-mean"))
 assert talr["reached"].all()
 for i in range(len(lams)):
     g_np, d_np = numpy_gain_and_degradation(talr["matched_params"][i])

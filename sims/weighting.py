@@ -1,52 +1,78 @@
-"""Token loss weightings for fine-tuning: SFT, TALR, DFT, FLOW, and the L2 pull toward the start.
+"""Token loss weightings for fine-tuning: SFT, TALR and its variants, DFT, FLOW, custom functions, and the L2 pull.
 
 Pure ``jax.numpy`` functions shared by the synthetic simulator (``sims.synthetic.training``) and the
-real-LM harness. Conventions (all weightings):
+real-LM harness; the named fine-tuning methods built from them live in the registry :mod:`sims.methods`.
+Conventions (all weightings):
 
 * ``losses`` ``[B, T]``: the per-token loss ``l_bt = -log q(y_bt | context_bt)`` (NLL of the target token,
-  nats); ``mask`` ``[B, T]``: ``1.0`` on supervised (response) tokens, ``0.0`` elsewhere.
+  nats); ``mask`` ``[B, T]``: ``1.0`` on supervised (response) tokens, ``0.0`` elsewhere; ``N = sum_bt m_bt``.
 * ``token_weights`` returns ``w`` ``[B, T]`` wrapped in ``jax.lax.stop_gradient`` (the weights are constants
-  for the gradient, as in the paper's section 4.3 and every peer implementation) and exactly ``0`` where
+  for the gradient, Lin et al. 2026, Sec. 4.3, and every peer implementation) and exactly ``0`` where
   ``mask == 0``.
-* ``weighted_loss`` is ``sum_bt w_bt l_bt m_bt / sum_bt m_bt``: normalised by the number of supervised
-  tokens ``N``, not by ``sum w``. This is the token-mean cross-entropy for SFT (``w = 1``); dividing by a count
-  rather than by the weights keeps gradient accumulation exact (the denominator does not depend on the
-  micro-batch's weights: the transformers ``num_items_in_batch`` convention, also FLOW's and DiSC's) and makes
-  the unnormalised weightings shrink the effective step size, which is their documented behaviour.
+* ``weighted_loss`` is ``sum_bt w_bt l_bt m_bt / N``: normalised by the number of supervised tokens, not by
+  ``sum w``. This is the token-mean cross-entropy for SFT (``w = 1``); dividing by a count rather than by the
+  weights keeps gradient accumulation exact (the denominator does not depend on the micro-batch's weights: the
+  transformers ``num_items_in_batch`` convention, also FLOW's and DiSC's) and makes the unnormalised weightings
+  shrink the effective step size, which is their documented behaviour.
 
-Weightings (``w`` before the mask; ``p = exp(-l)`` the detached target-token probability):
+Weighting kinds (``w`` before the mask; ``p = exp(-l)`` the detached target-token probability):
 
 * ``sft``:  ``w = 1``.
-* ``talr``: ``w = max(exp(-l / tau), floor)`` with ``tau`` fixed or dynamic
-  (``tau = max(median_b mean_{t in b} l_bt, 1e-6)``, the median over sequences of the per-sequence mean
-  supervised loss; detached and recomputed every call). ``exp(-l/tau) = p^(1/tau)``.
-* ``dft``:  ``w = exp(-l) = p`` (Dynamic Fine-Tuning, arXiv 2508.05629). No floor.
+* ``talr``: ``w = max(max(p, min_prob)^(1/tau), floor)`` with ``tau`` fixed or dynamic,
+  ``tau = max(median_b f_b, 1e-6)``, ``f_b = sum_t l_bt m_bt / sum_t m_bt`` the per-sequence mean supervised
+  loss (detached, recomputed every call). ``median`` is ``"average"`` (mean of the two middle values for an
+  even count, NumPy) or ``"lower"`` (the lower middle value, ``torch.median``); ``empty_sequences`` is
+  ``"skip"`` (a sequence without supervised tokens is left out of the median) or ``"zero"`` (it counts as
+  ``f_b = 0``, DiSC's ``sum / clamp(count, 1)``). ``min_prob = 0`` disables the probability clamp.
+* ``dft``:  ``w = p`` (Dynamic Fine-Tuning, Wu et al. 2025, arXiv 2508.05629; TRL's ``dft`` loss). No floor.
 * ``flow``: ``w_bt = sequence_weights_b``: static per-sequence weights ``exp(-f_b(theta0) / tau)`` computed
   once from the *initial* model by :func:`flow_sequence_weights` (Sanyal et al., ICML 2025). No floor.
+* ``function``: ``w = function(l, m)`` for a user function of the detached losses (``0`` off the mask) and the
+  mask, e.g. ``w = p^2`` (how a new method is added without editing this module).
 
 Normalisation of the weights over the supervised tokens of the batch (``normalization``):
 
-* ``"none"``: the raw weights above (the third-party DiSC TALR: unnormalised ``max(p^(1/tau), 0.01)``
-  divided by the token count). This is the **default**: it is what the only readable TALR implementation does.
+* ``"none"``: the raw weights above; the loss is ``sum w l / N`` (DiSC ``talr_loss(normalize="mean")``, which
+  divides the weighted sum by the supervised-token count).
+* ``"batch_size"``: ``w <- w N / B``, so the loss is ``sum w l / B`` with ``B`` the number of sequences in the
+  batch, empty ones included (DiSC ``talr_loss(normalize="sum")``, which divides by ``logits.size(0)``).
 * ``"mean"``: ``w <- N w / sum w`` (mean weight one over supervised tokens; the "optional" line of the paper's
-  reconstructed Algorithm 1, section 4.4 of shared/paper.md): keeps the SFT step-size scale.
+  Algorithm 1, Lin et al. 2026, Sec. 4.4): keeps the SFT step-size scale.
 * ``"simplex"``: weights on the probability simplex over the batch's supervised tokens, the paper's KKT
-  solution ``w = softmax(-l / tau)`` of ``min_{w in simplex} sum w_i l_i + tau sum w_i log w_i`` (section 4.1),
+  solution ``w = softmax(-l / tau)`` of ``min_{w in simplex} sum w_i l_i + tau sum w_i log w_i`` (Sec. 4.1),
   computed by ``theory.talr_weights``; there the floor is applied to the *simplex* weight and the result
   renormalised (the theory package's convention), so a floor in this mode should be of order ``1/N``.
 
 The exponential weights come from the theory package's closed forms (``theory.talr_weights_unnormalised`` for
-``"none"``/``"mean"``, ``theory.talr_weights`` for ``"simplex"``; DFT is the ``tau = 1``, no-floor case).
-Without a binding floor the three normalisations differ only by a positive per-batch scale factor
-(``sum w`` and ``N``), so they give parallel gradients; with a floor, ``"none"`` and ``"mean"`` still agree up to
-scale (floor on the raw weight, then rescale: Algorithm 1's order). Whether the paper re-normalises after
-flooring is not known (shared/paper.md 4.3).
+the unnormalised modes, ``theory.talr_weights`` for ``"simplex"``; DFT is the ``tau = 1``, no-floor case; the
+``min_prob`` clamp is ``l <- min(l, -log min_prob)`` before them). Without a binding floor the normalisations
+differ only by a positive per-batch scale factor, so they give parallel gradients; with a floor, ``"none"``,
+``"batch_size"`` and ``"mean"`` still agree up to scale (floor on the raw weight, then rescale: Algorithm 1's
+order). Whether the paper re-normalises after flooring is not stated (Lin et al. 2026, Sec. 4.3).
+
+How the registered TALR variants (:mod:`sims.methods`) differ, on one batch of ``B = 4`` sequences with target
+probabilities ``(0.02, 0.01)``, ``(0.5, 1e-9)``, ``(0.03)`` and one with no supervised token (``N = 5``; per-
+sequence mean losses 4.2586, 10.7082, 3.5066; the ``1e-9`` token is "hopeless"):
+
+==================  ==========================================  ======  =======  ======  ======
+variant             tau rule; min_prob; normalisation           tau     w(1e-9)  w(0.5)  loss
+==================  ==========================================  ======  =======  ======  ======
+talr                average median, skip empty; 0; none         4.2586  0.01000  0.8498  1.0917
+talr-disc           lower median, empty = 0; 1e-6; none         3.5066  0.01945  0.8206  0.9565
+talr-disc (sum)     as talr-disc; batch_size (loss / B)         3.5066  0.02431  1.0258  1.1956
+talr-mean           as talr; mean (mean weight 1)               4.2586  0.02455  2.0860  2.6797
+talr-simplex        as talr, floor 0; simplex (sum w = 1)       4.2586  0.00379  0.4177  0.5319
+==================  ==========================================  ======  =======  ======  ======
+
+(``w`` after normalisation; ``loss = sum w l / N``; computed by ``token_weights`` and ``weighted_loss``.) DiSC's
+hopeless-token weight is ``max(1e-6^(1/tau), 0.01)``: here ``0.01945``, not the floor ``0.01`` (at ``tau = 3.8``:
+``0.026``), and its lower median with the empty sequence counted as 0 gives a smaller ``tau``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -55,9 +81,11 @@ import numpy as np
 import theory
 
 __all__ = [
-    "METHODS",
+    "KINDS",
     "TAU_MODES",
     "NORMALIZATIONS",
+    "MEDIANS",
+    "EMPTY_SEQUENCES",
     "TAU_MIN",
     "LossWeighting",
     "token_nll",
@@ -70,9 +98,11 @@ __all__ = [
     "l2_penalty",
 ]
 
-METHODS = ("sft", "talr", "dft", "flow")
+KINDS = ("sft", "talr", "dft", "flow", "function")
 TAU_MODES = ("dynamic", "fixed")
-NORMALIZATIONS = ("none", "mean", "simplex")
+NORMALIZATIONS = ("none", "batch_size", "mean", "simplex")
+MEDIANS = ("average", "lower")
+EMPTY_SEQUENCES = ("skip", "zero")
 TAU_MIN = 1e-6  # lower clamp of the dynamic temperature (DiSC's value)
 
 
@@ -81,23 +111,34 @@ class LossWeighting:
     """Which token weighting to apply; see the module docstring for the formulas.
 
     Attributes:
-        method: ``"sft" | "talr" | "dft" | "flow"``.
-        tau_mode: TALR temperature rule, ``"dynamic"`` (batch median of per-sequence mean loss) or ``"fixed"``.
+        kind: ``"sft" | "talr" | "dft" | "flow" | "function"``.
+        tau_mode: TALR temperature rule, ``"dynamic"`` (median over sequences of the per-sequence mean loss) or
+            ``"fixed"``.
         tau: the fixed TALR temperature (used when ``tau_mode == "fixed"``), ``> 0``.
         floor: TALR weight floor ``w_min`` in ``[0, 1)`` applied to the raw weight ``p^(1/tau)`` (DiSC uses 0.01)
-            for ``"none"``/``"mean"``, to the simplex weight for ``"simplex"``; ``0`` disables it. Only TALR uses it.
-        normalization: ``"none" | "mean" | "simplex"``.
+            for the unnormalised modes, to the simplex weight for ``"simplex"``; ``0`` disables it. Only TALR uses it.
+        normalization: ``"none" | "batch_size" | "mean" | "simplex"``.
+        min_prob: TALR clamp ``p <- max(p, min_prob)`` before ``p^(1/tau)``, in ``[0, 1)``; ``0`` disables it
+            (DiSC: ``1e-6``).
+        median: dynamic-tau median of an even number of sequences, ``"average"`` or ``"lower"`` (``torch.median``).
+        empty_sequences: a sequence without supervised tokens in the dynamic tau: ``"skip"`` or ``"zero"``.
+        function: for ``kind == "function"``, ``function(losses, mask) -> w`` ``[B, T]`` (jax-traceable; gets
+            the detached losses with ``0`` off the mask).
     """
 
-    method: str = "sft"
+    kind: str = "sft"
     tau_mode: str = "dynamic"
     tau: float = 1.0
     floor: float = 0.01
     normalization: str = "none"
+    min_prob: float = 0.0
+    median: str = "average"
+    empty_sequences: str = "skip"
+    function: Callable[[Any, Any], Any] | None = None
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method: {self.method!r} is not one of {METHODS}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind: {self.kind!r} is not one of {KINDS}")
         if self.tau_mode not in TAU_MODES:
             raise ValueError(f"tau_mode: {self.tau_mode!r} is not one of {TAU_MODES}")
         if not (isinstance(self.tau, (int, float)) and np.isfinite(self.tau) and self.tau > 0):
@@ -106,16 +147,28 @@ class LossWeighting:
             raise ValueError(f"floor: must lie in [0, 1), got {self.floor!r}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization: {self.normalization!r} is not one of {NORMALIZATIONS}")
+        if not (isinstance(self.min_prob, (int, float)) and 0.0 <= self.min_prob < 1.0):
+            raise ValueError(f"min_prob: must lie in [0, 1), got {self.min_prob!r}")
+        if self.median not in MEDIANS:
+            raise ValueError(f"median: {self.median!r} is not one of {MEDIANS}")
+        if self.empty_sequences not in EMPTY_SEQUENCES:
+            raise ValueError(f"empty_sequences: {self.empty_sequences!r} is not one of {EMPTY_SEQUENCES}")
+        if (self.kind == "function") != callable(self.function):
+            raise ValueError("function: a callable is required for kind 'function' and only there")
 
     @property
     def label(self) -> str:
         """Short human-readable name, e.g. ``talr(dyn, floor=0.01, none)``."""
-        if self.method == "talr":
+        if self.kind == "talr":
             tau = "dyn" if self.tau_mode == "dynamic" else f"tau={self.tau:g}"
-            return f"talr({tau}, floor={self.floor:g}, {self.normalization})"
+            extra = "".join([f", min_prob={self.min_prob:g}" if self.min_prob > 0 else "",
+                             f", {self.median} median" if self.median != "average" else "",
+                             f", empty={self.empty_sequences}" if self.empty_sequences != "skip" else ""])
+            return f"talr({tau}, floor={self.floor:g}, {self.normalization}{extra})"
+        name = getattr(self.function, "__name__", "function") if self.kind == "function" else self.kind
         if self.normalization != "none":
-            return f"{self.method}({self.normalization})"
-        return self.method
+            return f"{name}({self.normalization})"
+        return name
 
 
 def _concrete(x) -> bool:
@@ -168,14 +221,30 @@ def sequence_mean_losses(losses, mask) -> jax.Array:
     return jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
 
 
-def dynamic_tau(losses, mask) -> jax.Array:
+def dynamic_tau(losses, mask, median: str = "average", empty_sequences: str = "skip") -> jax.Array:
     """TALR's dynamic temperature ``tau = max(median_b f_b, 1e-6)``, ``f_b`` = per-sequence mean supervised loss.
 
-    Sequences without supervised tokens are skipped; a batch with none at all gets ``tau = 1e-6``. The result
-    is detached (``stop_gradient``): the temperature is a constant of the step.
+    Args:
+        losses, mask: ``[B, T]`` (module docstring).
+        median: ``"average"``: the mean of the two middle values for an even count (NumPy); ``"lower"``: the lower
+            middle value ``sorted(f)[(n - 1) // 2]`` (``torch.median``, DiSC).
+        empty_sequences: ``"skip"``: sequences without supervised tokens are left out (a batch with none at all
+            gets ``tau = 1e-6``); ``"zero"``: they count as ``f_b = 0`` (DiSC's ``sum / clamp(count, 1)``).
+    Returns:
+        The detached (``stop_gradient``) scalar temperature: a constant of the step.
     """
+    if median not in MEDIANS:
+        raise ValueError(f"median: {median!r} is not one of {MEDIANS}")
+    if empty_sequences not in EMPTY_SEQUENCES:
+        raise ValueError(f"empty_sequences: {empty_sequences!r} is not one of {EMPTY_SEQUENCES}")
     per_seq = sequence_mean_losses(losses, mask)
-    med = jnp.nanmedian(per_seq)
+    if empty_sequences == "zero":
+        per_seq = jnp.where(jnp.isnan(per_seq), 0.0, per_seq)
+    if median == "average":
+        med = jnp.nanmedian(per_seq)
+    else:  # lower middle of the non-NaN values; NaN sorts last
+        k = jnp.sum(~jnp.isnan(per_seq))
+        med = jnp.where(k > 0, jnp.sort(per_seq)[jnp.maximum((k - 1) // 2, 0)], jnp.nan)
     tau = jnp.where(jnp.isnan(med), TAU_MIN, jnp.maximum(med, TAU_MIN))
     return jax.lax.stop_gradient(tau)
 
@@ -208,7 +277,9 @@ def flow_sequence_weights(initial_sequence_losses, tau=None) -> jax.Array:
 
 def _exp_weights(losses, mask, tau, floor, normalization):
     """``exp(-l / tau)`` weights over the batch's supervised tokens via the theory package's closed forms:
-    ``theory.talr_weights`` (simplex) and ``theory.talr_weights_unnormalised`` (raw, DiSC)."""
+    ``theory.talr_weights`` (simplex) and ``theory.talr_weights_unnormalised`` (raw, DiSC), then rescaled."""
+    if _concrete(mask) and not np.any(np.asarray(mask) > 0):
+        return jnp.zeros_like(losses)  # no supervised token: nothing to weight (the loss is 0, as in DiSC)
     flat_l = losses.reshape(-1)
     flat_m = (mask > 0).reshape(-1)
     floor = floor if floor > 0 else None
@@ -219,6 +290,8 @@ def _exp_weights(losses, mask, tau, floor, normalization):
         if normalization == "mean":
             total = w.sum()
             w = jnp.where(total > 0, w * (flat_m.sum() / jnp.where(total > 0, total, 1.0)), 0.0)
+        elif normalization == "batch_size":
+            w = w * (flat_m.sum() / losses.shape[0])
     return w.reshape(losses.shape)
 
 
@@ -236,32 +309,59 @@ def _sequence_weight_table(losses, sequence_weights):
 def _normalise(w, mask, normalization):
     if normalization == "none":
         return w
+    if normalization == "batch_size":
+        return w * (mask.sum() / mask.shape[0])
     total = w.sum()
     scale = mask.sum() if normalization == "mean" else 1.0
     return jnp.where(total > 0, w * (scale / jnp.where(total > 0, total, 1.0)), 0.0)
 
 
+def _sft_weights(weighting, losses, mask, sequence_weights):
+    return _normalise(mask, mask, weighting.normalization)
+
+
+def _flow_weights(weighting, losses, mask, sequence_weights):
+    table = _sequence_weight_table(losses, sequence_weights)
+    return _normalise(jnp.where(mask > 0, table, 0.0), mask, weighting.normalization)
+
+
+def _dft_weights(weighting, losses, mask, sequence_weights):
+    return _exp_weights(losses, mask, 1.0, 0.0, weighting.normalization)
+
+
+def _talr_weights(weighting, losses, mask, sequence_weights):
+    fixed = weighting.tau_mode == "fixed"
+    tau = weighting.tau if fixed else dynamic_tau(losses, mask, weighting.median, weighting.empty_sequences)
+    if weighting.min_prob > 0:  # p <- max(p, min_prob)  <=>  l <- min(l, -log min_prob)
+        losses = jnp.minimum(losses, -np.log(weighting.min_prob))
+    return _exp_weights(losses, mask, tau, weighting.floor, weighting.normalization)
+
+
+def _function_weights(weighting, losses, mask, sequence_weights):
+    w = jnp.asarray(weighting.function(losses, mask), dtype=losses.dtype)
+    if w.shape != losses.shape:
+        raise ValueError(f"function: returned weights of shape {w.shape}, expected {losses.shape}")
+    return _normalise(jnp.where(mask > 0, w, 0.0), mask, weighting.normalization)
+
+
+_RAW_WEIGHTS = {"sft": _sft_weights, "flow": _flow_weights, "dft": _dft_weights, "talr": _talr_weights,
+                "function": _function_weights}
+
+
 def token_weights(weighting: LossWeighting, losses, mask, sequence_weights=None) -> jax.Array:
     """Detached token weights ``w`` ``[B, T]`` of ``weighting`` (module docstring), zero where ``mask == 0``.
 
-    ``normalization`` then rescales over the supervised tokens of the whole batch: ``"mean"``:
-    ``N w / sum w``; ``"simplex"``: ``theory.talr_weights`` over the batch (needs at least one supervised token).
-    Masked-out tokens never influence the weights of supervised ones (their losses may be anything, even NaN).
+    ``normalization`` then rescales over the supervised tokens of the whole batch: ``"batch_size"``: ``N w / B``;
+    ``"mean"``: ``N w / sum w``; ``"simplex"``: ``theory.talr_weights`` over the batch (needs at least one
+    supervised token). Masked-out tokens never influence the weights of supervised ones (their losses may be
+    anything, even NaN).
     """
     if not isinstance(weighting, LossWeighting):
         raise ValueError(f"weighting: expected a LossWeighting, got {type(weighting).__name__}")
     losses, mask = _check_batch(losses, mask)
     on = mask > 0
-    safe_losses = jnp.where(on, losses, 0.0)
-    if weighting.method == "sft":
-        w = _normalise(mask, mask, weighting.normalization)
-    elif weighting.method == "flow":
-        w = _normalise(jnp.where(on, _sequence_weight_table(losses, sequence_weights), 0.0), mask, weighting.normalization)
-    elif weighting.method == "dft":
-        w = _exp_weights(safe_losses, mask, 1.0, 0.0, weighting.normalization)
-    else:
-        tau = dynamic_tau(safe_losses, mask) if weighting.tau_mode == "dynamic" else weighting.tau
-        w = _exp_weights(safe_losses, mask, tau, weighting.floor, weighting.normalization)
+    safe_losses = jax.lax.stop_gradient(jnp.where(on, losses, 0.0))
+    w = _RAW_WEIGHTS[weighting.kind](weighting, safe_losses, mask, sequence_weights)
     return jax.lax.stop_gradient(jnp.where(on, w, 0.0))
 
 

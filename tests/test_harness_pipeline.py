@@ -65,7 +65,7 @@ def test_every_method_objective_matches_an_independent_computation(session, name
 
     enc = session.train["label"]
     batch = {"tokens": jnp.asarray(enc.tokens[:2]), "loss_mask": jnp.asarray(enc.loss_mask[:2])}
-    method = MethodConfig(name=name, l2_mu=0.7)
+    method = MethodConfig(name, {"mu": 0.7} if name == "l2" else {})
     trainable, frozen = init_trainable(method, session.params, jax.random.key(1))
     l, m = _np_token_nll(session.params, session.config, enc.tokens[:2], enc.loss_mask[:2])
     n = m.sum()
@@ -153,9 +153,9 @@ def test_run_is_cached_and_resumes_after_an_interruption(env, session, monkeypat
     again = runs.run_one(cfg, progress=False)
     assert again == fresh
     # a different configuration gets a different folder
-    assert runs.run_folder(replace(cfg, lr=1e-3)) != runs.run_folder(cfg)
+    assert runs.run_folder(replace(cfg, learning_rate=1e-3)) != runs.run_folder(cfg)
     config = json.loads((runs.run_folder(cfg) / "config.json").read_text())
-    assert config["config"]["lr"] == 4e-3 and "code" in config["key_material"]
+    assert config["config"]["learning_rate"] == 4e-3 and "code" in config["key_material"]
 
 
 def test_averaging_at_alpha_zero_is_the_base_model(env, session):
@@ -242,8 +242,8 @@ def test_bad_configurations_raise_naming_the_argument(env):
     from sims.harness.session import DataConfig
 
     data = env["preset"].data
-    with pytest.raises(ValueError, match="lr"):
-        RunConfig(model=env["model"], data=data, lr=-1.0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        RunConfig(model=env["model"], data=data, learning_rate=-1.0)
     with pytest.raises(ValueError, match="fmt"):
         RunConfig(model=env["model"], data=data, fmt="xml")
     with pytest.raises(ValueError, match="batch_size"):

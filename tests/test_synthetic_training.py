@@ -15,7 +15,7 @@ from sims.synthetic.training import (
     train_epochs,
     train_to_gain,
 )
-from sims.weighting import LossWeighting
+from sims.methods import MethodConfig
 from sims.synthetic.worlds import WorldConfig, make_world
 
 WORLD = make_world(WorldConfig(seed=4))
@@ -79,14 +79,14 @@ def test_overlap_makes_degradation_positive_and_l2_shrinks_the_update():
     plain = train_to_gain(model, WORLD, TrainConfig(), 1.0, 0.5, 1000)
     assert float(plain["matched_degradation"]) > 0
     e0 = train_epochs(model, WORLD, TrainConfig(), 1.0, 2, 3)
-    e1 = train_epochs(model, WORLD, TrainConfig(l2=1.0), 1.0, 2, 3)
+    e1 = train_epochs(model, WORLD, TrainConfig(method=MethodConfig("l2", mu=1.0)), 1.0, 2, 3)
     assert float(e1["gain"][-1]) < float(e0["gain"][-1])
 
 
-@pytest.mark.parametrize("weighting", [LossWeighting("talr"), LossWeighting("flow")], ids=lambda w: w.method)
-def test_train_epochs_records_token_statistics(weighting):
+@pytest.mark.parametrize("method", [MethodConfig("talr"), MethodConfig("flow")], ids=lambda m: m.name)
+def test_train_epochs_records_token_statistics(method):
     model = build_model(WORLD, ModelConfig("free"))
-    cfg = TrainConfig(optimizer="adam", batch_size=8, weighting=weighting, seed=3)
+    cfg = TrainConfig(optimizer="adam", batch_size=8, method=method, seed=3)
     run = jax.jit(lambda lr: train_epochs(model, WORLD, cfg, lr, 4, 4))
     out = run(0.05)
     p0 = np.exp(np.asarray(WORLD.log_q0))[np.asarray(WORLD.contexts), np.asarray(WORLD.targets)]
@@ -100,6 +100,8 @@ def test_train_epochs_records_token_statistics(weighting):
 
 def test_train_config_validation():
     for kwargs, name in [(dict(optimizer="lion"), "optimizer"), (dict(batch_size=0), "batch_size"),
-                         (dict(l2=-1.0), "l2"), (dict(weighting="talr"), "weighting")]:
+                         (dict(method="talr"), "method")]:
         with pytest.raises(ValueError, match=name):
             TrainConfig(**kwargs)
+    with pytest.raises(ValueError, match="mu"):
+        MethodConfig("l2", mu=-1.0)

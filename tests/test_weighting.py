@@ -165,7 +165,7 @@ def _losses_of(theta, targets):
     return token_nll(theta, targets)
 
 
-@pytest.mark.parametrize("weighting", [w for w in ALL if w.method != "sft"], ids=lambda w: w.label)
+@pytest.mark.parametrize("weighting", [w for w in ALL if w.kind != "sft"], ids=lambda w: w.label)
 def test_stop_gradient_gradient_is_weighted_sum_of_token_gradients(weighting):
     rng = np.random.default_rng(3)
     theta = jnp.asarray(rng.normal(0, 2, size=(3, 4, 5)))
@@ -182,7 +182,7 @@ def test_stop_gradient_gradient_is_weighted_sum_of_token_gradients(weighting):
     # without the stop-gradient (weights differentiated through) the gradient is different
     def coupled(th):
         losses = _losses_of(th, targets)
-        if weighting.method == "dft":
+        if weighting.kind == "dft":
             raw = jnp.exp(-losses)
         else:
             tau = weighting.tau if weighting.tau_mode == "fixed" else jnp.nanmedian(sequence_mean_losses(losses, mask))
@@ -194,7 +194,7 @@ def test_stop_gradient_gradient_is_weighted_sum_of_token_gradients(weighting):
             raw = mask.sum() * raw / raw.sum()
         elif weighting.normalization == "simplex":  # floor on the simplex weight, then renormalise
             raw = raw / raw.sum()
-            if weighting.method == "talr":
+            if weighting.kind == "talr":
                 raw = jnp.maximum(raw, weighting.floor) * mask
                 raw = raw / raw.sum()
         return weighted_loss(losses, mask, raw)
@@ -297,7 +297,7 @@ def test_jitted_equals_unjitted(weighting):
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        (dict(method="ce"), "method"),
+        (dict(kind="ce"), "kind"),
         (dict(tau_mode="auto"), "tau_mode"),
         (dict(tau=0.0), "tau"),
         (dict(tau=float("nan")), "tau"),

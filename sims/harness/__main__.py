@@ -1,10 +1,11 @@
 """Command line of the real-LM harness.
 
-    python -m sims.harness run    --preset default --method talr --lr 2.5e-4 --fmt cot --seed 0
+    python -m sims.harness run    --preset default --method talr --learning-rate 2.5e-4 --fmt cot --seed 0
     python -m sims.harness sweep  --preset default [--experiment lr|methods|tokens|single-step|all]
     python -m sims.harness report --preset default [--out report.md]
 
-``--model PATH`` selects the model file (GGUF) or checkpoint folder (Hugging Face) for the ``tiny``
+``--method`` is any registered method (:mod:`sims.methods`); ``--lr`` is a short alias of
+``--learning-rate``. ``--model PATH`` selects the model file (GGUF) or checkpoint folder (Hugging Face) for the ``tiny``
 preset (``paper`` reads ``$SFT_PAPER_MODEL``). Finished runs are read from their run folders
 (``$SFT_RUNS_DIR`` or ``.cache/runs``); an interrupted sweep resumes where it stopped.
 """
@@ -29,8 +30,8 @@ def enable_compilation_cache() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sims.harness.methods import METHOD_NAMES
     from sims.harness.presets import PRESETS
+    from sims.methods import method_names
 
     parser = argparse.ArgumentParser(prog="python -m sims.harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--model", default=None, help="model file or folder (tiny preset)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         if name == "run":
-            p.add_argument("--method", default="sft", choices=METHOD_NAMES)
-            p.add_argument("--lr", type=float, required=True)
+            p.add_argument("--method", default="sft", choices=method_names(), help="a registered method (sims.methods)")
+            p.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, required=True)
             p.add_argument("--fmt", default="cot", choices=("cot", "label"))
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--steps", type=int, default=None)
@@ -62,13 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.quiet
 
     if args.command == "run":
-        if args.method == "averaging":
-            cfg = ex.sft_config(preset, args.lr, args.fmt, args.seed)
-            cfg = replace(cfg, method=preset.method("averaging"), averaging_alphas=cfg.averaging_alphas or preset.averaging_alphas)
-        elif args.method == "sft":
-            cfg = ex.sft_config(preset, args.lr, args.fmt, args.seed)
-        else:
-            cfg = replace(ex.method_config(preset, args.method, args.lr, args.seed), fmt=args.fmt)
+        cfg = ex.method_config(preset, args.method, args.learning_rate, args.seed, args.fmt)
         if args.steps is not None:
             cfg = replace(cfg, steps=args.steps)
         result = run_one(cfg, progress=progress)

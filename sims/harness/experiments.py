@@ -33,6 +33,7 @@ costs nothing; :func:`single_step_theory` is cached on disk by its own key.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import jax
@@ -43,6 +44,7 @@ from sims.harness.presets import Preset
 from sims.harness.runs import RunConfig, run_many
 from sims.harness.session import get_session
 import theory
+from sims.methods import get_method, registered_methods
 from store import cached, code_key, library_versions
 
 __all__ = [
@@ -63,25 +65,33 @@ __all__ = [
 # ----------------------------------------------------------------------------- run configurations
 
 
-def _run(preset: Preset, method: str, lr: float, fmt: str, seed: int, **kw) -> RunConfig:
+def _run(preset: Preset, method: str, learning_rate: float, fmt: str, seed: int, **kw) -> RunConfig:
     return RunConfig(
         model=preset.resolved_model(), tokenizer=preset.tokenizer, data=preset.data, fmt=fmt, method=preset.method(method),
-        lr=lr, optimizer=preset.optimizer, batch_size=preset.batch_size, steps=preset.steps, eval_every=preset.eval_every,
+        learning_rate=learning_rate, optimizer=preset.optimizer, batch_size=preset.batch_size, steps=preset.steps, eval_every=preset.eval_every,
         seed=seed, **kw,
     )
 
 
-def sft_config(preset: Preset, lr: float, fmt: str, seed: int) -> RunConfig:
-    """An SFT run; on chain-of-thought at the method-comparison learning rates it also evaluates model averaging,
-    so experiments 1 and 2 share it."""
-    averaging = preset.averaging_alphas if (fmt == "cot" and lr in preset.method_lrs) else ()
-    return _run(preset, "sft", lr, fmt, seed, averaging_alphas=averaging, final_accuracy=True)
+def sft_config(preset: Preset, learning_rate: float, fmt: str, seed: int) -> RunConfig:
+    """An SFT run (the baseline of every experiment); on chain-of-thought at the method-comparison learning rates
+    it also evaluates model averaging, so experiments 1 and 2 share it."""
+    averaging = preset.averaging_alphas if (fmt == "cot" and learning_rate in preset.method_lrs) else ()
+    return _run(preset, "sft", learning_rate, fmt, seed, averaging_alphas=averaging, final_accuracy=True)
 
 
-def method_config(preset: Preset, method: str, lr: float, seed: int) -> RunConfig:
-    if method == "sft":
-        return sft_config(preset, lr, "cot", seed)
-    return _run(preset, method, lr, "cot", seed, final_accuracy=preset.accuracy_in_method_runs)
+def method_config(preset: Preset, method: str, learning_rate: float, seed: int, fmt: str = "cot") -> RunConfig:
+    """The run of a registered method: the SFT baseline run for ``sft``; for an averaging method (WiSE-FT) the
+    run of the method it reuses with the preset's mixing weights (the same run folder as that method's)."""
+    spec = get_method(method)
+    base = spec.trains_as or method
+    if base == "sft":  # the SFT baseline run of experiment 1
+        cfg = sft_config(preset, learning_rate, fmt, seed)
+    else:
+        cfg = _run(preset, base, learning_rate, fmt, seed, final_accuracy=preset.accuracy_in_method_runs)
+    if spec.averaging:
+        cfg = replace(cfg, method=preset.method(method), averaging_alphas=cfg.averaging_alphas or preset.averaging_alphas)
+    return cfg
 
 
 def summarise_run(result: dict) -> dict:
@@ -94,7 +104,7 @@ def summarise_run(result: dict) -> dict:
     return {
         "method": cfg["method_name"],
         "fmt": cfg["fmt"],
-        "lr": cfg["lr"],
+        "lr": cfg["learning_rate"],
         "seed": cfg["seed"],
         "domain_gain": final["domain_gain"],
         "general_change": final["general_change_mean"],
@@ -124,18 +134,31 @@ def lr_tradeoff(preset: Preset, progress: bool = True) -> list[dict]:
 
 def method_comparison(preset: Preset, progress: bool = True) -> list[dict]:
     """Experiment 2: ``sft`` + ``methods`` at each of ``method_lrs`` and ``seeds`` (chain-of-thought);
-    model averaging rows come from the SFT runs (``method == "averaging"``, one per mixing weight)."""
-    cfgs = [method_config(preset, m, lr, seed) for lr in preset.method_lrs for m in ("sft",) + tuple(preset.methods)
-            for seed in preset.seeds]
+    model averaging rows come from the SFT runs (``method`` = the registered averaging method, one row per
+    mixing weight)."""
+    trained = [m for m in ("sft",) + tuple(preset.methods) if not get_method(m).averaging]
+    cfgs = [method_config(preset, m, lr, seed) for lr in preset.method_lrs for m in trained for seed in preset.seeds]
+    averaging = {get_method(m).trains_as: m for m in (_averaging_methods(preset))}
     out = []
     for r in run_many(cfgs, progress=progress, desc="exp2 methods"):
         s = summarise_run(r)
         out.append(s)
-        for a in s["averaging"]:
-            out.append({**s, "method": "averaging", "alpha": a["alpha"], "domain_gain": a["domain_gain"],
+        name = averaging.get(s["method"])
+        for a in s["averaging"] if name else ():
+            out.append({**s, "method": name, "alpha": a["alpha"], "domain_gain": a["domain_gain"],
                         "general_change": a["general_change"], "general_change_sets": a["general_change_sets"],
                         "trajectory": None, "accuracy": None, "averaging": []})
     return out
+
+
+def _averaging_methods(preset: Preset) -> list[str]:
+    """The averaging methods of the comparison: those in ``preset.methods``, else every registered one whose base
+    is trained (WiSE-FT on the SFT runs is always evaluated)."""
+    named = [m for m in preset.methods if get_method(m).averaging]
+    if named:
+        return named
+    trained = {"sft", *preset.methods}
+    return [n for n, m in registered_methods.items() if m.averaging and m.trains_as in trained]
 
 
 # ----------------------------------------------------------------------------- experiment 3
@@ -393,27 +416,30 @@ def method_front(preset: Preset, progress: bool = True) -> dict:
     order = np.argsort(front_d)
     front_d, front_g = front_d[order], front_g[order]
     rows = []
-    names = ["sft"] + list(preset.methods) + ["averaging"]
+    names = ["sft"] + [m for m in preset.methods if not get_method(m).averaging] + _averaging_methods(preset)
     for lr in preset.method_lrs:
         for m in names:
-            if m == "averaging":
+            if get_method(m).averaging:
                 for alpha in preset.averaging_alphas:
-                    sel = [r for r in runs if r["method"] == "averaging" and r["lr"] == lr and r.get("alpha") == alpha]
-                    rows.append(_front_row(f"averaging({alpha:g})", lr, sel, front_d, front_g))
+                    sel = [r for r in runs if r["method"] == m and r["lr"] == lr and r.get("alpha") == alpha]
+                    rows.append(_front_row(f"{m}({alpha:g})", lr, sel, front_d, front_g, m, alpha))
             else:
                 sel = [r for r in runs if r["method"] == m and r["lr"] == lr]
-                rows.append(_front_row(m, lr, sel, front_d, front_g))
+                rows.append(_front_row(m, lr, sel, front_d, front_g, m))
     return {"rows": rows, "front": {"domain_gain": front_d.tolist(), "general_change": front_g.tolist()}}
 
 
-def _front_row(name, lr, sel, front_d, front_g) -> dict:
+def _front_row(name, lr, sel, front_d, front_g, method_name, alpha=None) -> dict:
+    """One row of the front table; ``method`` is the displayed name (``averaging(0.5)``), ``method_name`` the
+    registry key (the figures' style lookup), ``alpha`` the mixing weight of an averaging row."""
     d, d_sd, n = _stats([r["domain_gain"] for r in sel])
     g, g_sd, _ = _stats([r["general_change"] for r in sel])
     ratio, ratio_sd, _ = _stats([r["general_change"] / r["domain_gain"] if r["domain_gain"] > 0 else None for r in sel])
     acc, _, _ = _stats([r.get("accuracy") for r in sel])
     inside = n > 0 and front_d[0] <= d <= front_d[-1]
     g_front = float(np.interp(d, front_d, front_g)) if n > 0 else float("nan")
-    return {"method": name, "lr": lr, "domain_gain": d, "domain_gain_sd": d_sd, "general_change": g, "general_change_sd": g_sd,
+    return {"method": name, "method_name": method_name, "alpha": alpha, "lr": lr, "domain_gain": d, "domain_gain_sd": d_sd,
+            "general_change": g, "general_change_sd": g_sd,
             "general_change_per_gain": ratio, "general_change_per_gain_sd": ratio_sd, "n": n, "accuracy": acc,
             "general_change_front": g_front, "below_front": g - g_front, "within_front_range": bool(inside),
             "per_seed": [{"seed": r["seed"], "domain_gain": r["domain_gain"], "general_change": r["general_change"]} for r in sel]}

@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
-from sims.harness.methods import MethodConfig
+from sims.methods import MethodConfig, get_method
 from sims.harness.session import DataConfig
 
 __all__ = ["Preset", "PRESETS", "get_preset", "SHORT_CALCULATORS"]
@@ -42,7 +42,7 @@ class Preset:
     eval_every: int = 4
     optimizer: str = "adam"
     averaging_alphas: tuple[float, ...] = (0.25, 0.5, 0.75)
-    method_defaults: MethodConfig = field(default_factory=MethodConfig)
+    method_overrides: tuple[MethodConfig, ...] = ()  # hyper-parameters other than the registry defaults
     single_step_batch: int = 2
     single_step_lrs: tuple[float, ...] = (1e-5, 5e-5, 2.5e-4)
     single_step_formats: tuple[str, ...] = ("cot",)
@@ -58,9 +58,18 @@ class Preset:
             raise ValueError("seeds: need at least one seed")
         if self.safe_eps <= 0:
             raise ValueError(f"safe_eps: must be > 0, got {self.safe_eps}")
+        for name in self.methods:
+            get_method(name)  # raises naming an unregistered method
+        if not all(isinstance(m, MethodConfig) for m in self.method_overrides):
+            raise ValueError("method_overrides: expected a tuple of sims.methods.MethodConfig")
 
     def method(self, name: str) -> MethodConfig:
-        return replace(self.method_defaults, name=name)
+        """The configuration of the registered method ``name``: its entry in ``method_overrides`` or the
+        registry defaults."""
+        for m in self.method_overrides:
+            if m.name == name:
+                return m
+        return MethodConfig(name)
 
     def resolved_model(self) -> str:
         if self.model is not None:

@@ -39,8 +39,9 @@ import numpy as np
 from sims.harness.lora import interpolate_params
 from sims.harness.measure import HIST_BINS
 from sims.harness.medcalc import FORMATS
-from sims.harness.methods import MethodConfig, full_params, init_trainable, make_optimizer, make_train_step
+from sims.harness.methods import full_params, init_trainable, make_optimizer, make_train_step
 from sims.harness.session import DataConfig, Session, get_session
+from sims.methods import MethodConfig, averaging_bases
 from theory import HARD_TOKEN_THRESHOLD
 from store import atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record, write_record
 
@@ -53,13 +54,18 @@ class Interrupted(RuntimeError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines one run's results."""
+    """Everything that determines one run's results.
+
+    ``method`` is a registered method with its hyper-parameters (:class:`sims.methods.MethodConfig`);
+    ``averaging_alphas`` are the mixing weights ``a`` of post-hoc averaging ``(1 - a) theta_0 + a theta``
+    evaluated after training (allowed for an averaging method and the method whose training it reuses).
+    """
 
     model: str
     data: DataConfig
     fmt: str = "cot"
     method: MethodConfig = field(default_factory=MethodConfig)
-    lr: float = 1e-4
+    learning_rate: float = 1e-4
     optimizer: str = "adam"
     batch_size: int = 4
     steps: int = 8
@@ -74,8 +80,10 @@ class RunConfig:
     def __post_init__(self):
         if self.fmt not in FORMATS:
             raise ValueError(f"fmt: must be one of {FORMATS}, got {self.fmt!r}")
-        if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr: must be a finite number > 0, got {self.lr!r}")
+        if not isinstance(self.method, MethodConfig):
+            raise ValueError(f"method: expected a sims.methods.MethodConfig, got {type(self.method).__name__}")
+        if not (isinstance(self.learning_rate, (int, float)) and np.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate: must be a finite number > 0, got {self.learning_rate!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer: must be 'adam' or 'sgd', got {self.optimizer!r}")
         for name in ("batch_size", "steps", "eval_every"):
@@ -88,8 +96,9 @@ class RunConfig:
             raise ValueError(f"seed: must be a non-negative int, got {self.seed!r}")
         if any(not 0.0 <= a <= 1.0 for a in self.averaging_alphas):
             raise ValueError(f"averaging_alphas: must lie in [0, 1], got {self.averaging_alphas}")
-        if self.averaging_alphas and self.method.name not in ("sft", "averaging"):
-            raise ValueError("averaging_alphas: model averaging interpolates an SFT run (method 'sft' or 'averaging')")
+        if self.averaging_alphas and not (self.method.spec.averaging or self.method.name in averaging_bases()):
+            raise ValueError(f"averaging_alphas: model averaging interpolates the run of an averaging method or of "
+                             f"{sorted(averaging_bases())}, not {self.method.name!r}")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -101,7 +110,7 @@ class RunConfig:
         return pts if pts and pts[-1] == self.steps else pts + [self.steps]
 
     def label(self) -> str:
-        return f"{self.method.name} {self.fmt} lr={self.lr:g} seed={self.seed}"
+        return f"{self.method.name} {self.fmt} lr={self.learning_rate:g} seed={self.seed}"
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -118,8 +127,8 @@ def _material(cfg: RunConfig, session: Session) -> dict:
     d = cfg.describe()
     d.pop("model")
     d.pop("tokenizer")
-    # "averaging" trains exactly as SFT; both share a run when the alphas agree
-    d["method"] = dict(d["method"], name=cfg.method.trains_as) if cfg.method.name == "averaging" else d["method"]
+    # an averaging method trains exactly as the method it names (trains_as); both share a run when the alphas agree
+    d["method"] = dict(d["method"], name=cfg.method.trains_as)
     d.pop("method_name")
     return {"run": d, "model": session.fingerprint, "code": code_key(__name__), "libs": library_versions()}
 
@@ -139,15 +148,15 @@ def load_result(cfg: RunConfig) -> dict | None:
     return read_record(folder / "result.json", key=folder.name)
 
 
-def _batch(cfg: RunConfig, session: Session, step: int, flow_weights: np.ndarray | None) -> tuple[dict, np.ndarray]:
+def _batch(cfg: RunConfig, session: Session, step: int, sequence_weights: np.ndarray | None) -> tuple[dict, np.ndarray]:
     spe = cfg.steps_per_epoch
     epoch, pos = divmod(step, spe)
     perm = np.random.default_rng([cfg.seed, cfg.data.data_seed, epoch]).permutation(cfg.data.n_train)
     idx = perm[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
     enc = session.train[cfg.fmt]
     batch = {"tokens": jnp.asarray(enc.tokens[idx]), "loss_mask": jnp.asarray(enc.loss_mask[idx])}
-    if flow_weights is not None:
-        batch["sequence_weights"] = jnp.asarray(flow_weights[idx], jnp.float32)
+    if sequence_weights is not None:
+        batch["sequence_weights"] = jnp.asarray(sequence_weights[idx], jnp.float32)
     return batch, idx
 
 
@@ -243,14 +252,12 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     t0 = time.perf_counter()
     base = session.base()[cfg.fmt]
     base_public = {k: v for k, v in base.items() if k not in ("train_token_losses",)}
-    flow_weights = None
-    if cfg.method.name == "flow":
-        from sims.weighting import flow_sequence_weights
-
-        flow_weights = np.asarray(flow_sequence_weights(jnp.asarray(base["train_sequence_nll"])), np.float32)
+    sequence_weights = None
+    if cfg.method.spec.needs_initial_losses:
+        sequence_weights = np.asarray(cfg.method.initial_sequence_weights(jnp.asarray(base["train_sequence_nll"])), np.float32)
 
     trainable, frozen = init_trainable(cfg.method, session.params, jax.random.key(cfg.seed))
-    opt_state = make_optimizer(cfg.lr, cfg.optimizer).init(trainable)
+    opt_state = make_optimizer(cfg.learning_rate, cfg.optimizer).init(trainable)
     step_fn = make_train_step(cfg.method, session.config, cfg.optimizer)
 
     points = _read_points(folder)
@@ -270,7 +277,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     records: list[dict] = []
     eval_steps = set(cfg.eval_steps)
     for step in range(start, cfg.steps):
-        batch, _ = _batch(cfg, session, step, flow_weights)
+        batch, _ = _batch(cfg, session, step, sequence_weights)
         trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
         records.append(_step_record(step, loss, aux, step // cfg.steps_per_epoch))
         bar.update(1)

@@ -4,8 +4,10 @@ Objective of one step on a batch ``B`` of domain responses (``sims.weighting``):
 
     J(W) = sum_{b in B, t} w_bt l_bt(W) m_bt / sum_{b in B, t} m_bt  +  mu/2 ||W - W0||^2,
 
-``l_bt = -log q_W(y_bt | c_bt)``, ``w`` the detached token weights of ``config.weighting`` (FLOW: static
-per-sequence weights from the initial model), then one ``optax`` SGD or Adam update with step size ``lr``.
+``l_bt = -log q_W(y_bt | c_bt)``, ``w`` the detached token weights of the registered method ``config.method``
+(:mod:`sims.methods`; methods that need the initial model's per-sequence losses, FLOW, get their static weights
+from it), the L2 term only for a method with an ``L2Penalty``, then one ``optax`` SGD or Adam update with step
+size ``learning_rate``.
 
 Measured quantities (exact expectations, no sampling):
 
@@ -34,14 +36,8 @@ import optax
 import theory
 from theory import HARD_TOKEN_THRESHOLD
 from sims.synthetic.models import SoftmaxModel, all_log_probs, init_params, token_losses
-from sims.weighting import (
-    LossWeighting,
-    dynamic_tau,
-    flow_sequence_weights,
-    l2_penalty,
-    reweighted_loss,
-    sequence_mean_losses,
-)
+from sims.methods import MethodConfig
+from sims.weighting import dynamic_tau, l2_penalty, reweighted_loss, sequence_mean_losses
 from sims.synthetic.worlds import World
 
 __all__ = [
@@ -68,15 +64,15 @@ class TrainConfig:
     Attributes:
         optimizer: ``"sgd"`` or ``"adam"`` (optax defaults otherwise).
         batch_size: responses per step; ``None`` = full batch (deterministic).
-        weighting: the token weighting (``sims.weighting.LossWeighting``).
-        l2: ``mu >= 0`` of the L2 pull toward the initial parameters.
+        method: the registered method with its hyper-parameters (``sims.methods.MethodConfig``; default SFT);
+            its weighting, L2 penalty and initial-loss weights define the objective. Only ``trainable="full"``
+            methods apply (the softmax model has no adapters) and averaging methods are not training methods.
         seed: minibatch sampling seed.
     """
 
     optimizer: str = "sgd"
     batch_size: int | None = None
-    weighting: LossWeighting = field(default_factory=LossWeighting)
-    l2: float = 0.0
+    method: MethodConfig = field(default_factory=MethodConfig)
     seed: int = 0
 
     def __post_init__(self):
@@ -84,15 +80,16 @@ class TrainConfig:
             raise ValueError(f"optimizer: {self.optimizer!r} is not one of {OPTIMIZERS}")
         if self.batch_size is not None and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise ValueError(f"batch_size: must be None or an integer >= 1, got {self.batch_size!r}")
-        if not isinstance(self.weighting, LossWeighting):
-            raise ValueError(f"weighting: expected a LossWeighting, got {type(self.weighting).__name__}")
-        if not (np.isfinite(self.l2) and self.l2 >= 0):
-            raise ValueError(f"l2: must be a finite number >= 0, got {self.l2!r}")
+        if not isinstance(self.method, MethodConfig):
+            raise ValueError(f"method: expected a sims.methods.MethodConfig, got {type(self.method).__name__}")
+        if self.method.spec.trainable != "full":
+            raise ValueError(f"method: {self.method.name!r} trains {self.method.spec.trainable!r}; the synthetic model trains all parameters")
+        if self.method.spec.averaging:
+            raise ValueError(f"method: {self.method.name!r} is post-hoc averaging, not a training objective")
 
     @property
     def label(self) -> str:
-        base = self.weighting.label
-        return f"{base}+l2({self.l2:g})" if self.l2 > 0 else base
+        return self.method.label
 
 
 class ContextSets(NamedTuple):
@@ -155,10 +152,15 @@ def domain_gain(model: SoftmaxModel, W, world: World, mask=None) -> jax.Array:
     return domain_code_length(model, init_params(model), world, mask) - domain_code_length(model, W, world, mask)
 
 
-def initial_sequence_weights(model: SoftmaxModel, world: World) -> jax.Array:
-    """FLOW's static weights ``exp(-f_b(W0)/median f(W0))`` of every training response."""
+def initial_sequence_weights(model: SoftmaxModel, world: World, method: MethodConfig | None = None) -> jax.Array | None:
+    """The static per-sequence weights of every training response that ``method`` (default FLOW) computes from the
+    initial model's per-sequence mean losses ``f_b(W0)`` (FLOW: ``exp(-f_b(W0)/median f(W0))``); ``None`` for a
+    method that does not need them."""
+    method = MethodConfig("flow") if method is None else method
+    if not method.spec.needs_initial_losses:
+        return None
     f0 = sequence_mean_losses(_losses(model, init_params(model), world), world.mask)
-    return flow_sequence_weights(f0)
+    return method.initial_sequence_weights(f0)
 
 
 def _optimizer(config: TrainConfig, learning_rate):
@@ -169,13 +171,15 @@ def _make_step(model: SoftmaxModel, world: World, config: TrainConfig, learning_
     opt = _optimizer(config, learning_rate)
     W0 = init_params(model)
     N = world.contexts.shape[0]
+    weighting = config.method.weighting()
+    mu = config.method.l2_coefficient
 
     def objective(W, idx):
         ctx, tgt, m = world.contexts[idx], world.targets[idx], world.mask[idx]
         l = token_losses(model, W, ctx, tgt)
-        loss = reweighted_loss(config.weighting, l, m, None if seq_weights is None else seq_weights[idx])
-        if config.l2 > 0:
-            loss = loss + l2_penalty(W, W0, config.l2)
+        loss = reweighted_loss(weighting, l, m, None if seq_weights is None else seq_weights[idx])
+        if mu is not None:
+            loss = loss + l2_penalty(W, W0, mu)
         return loss
 
     def step(W, opt_state, key):
@@ -226,7 +230,7 @@ def train_to_gain(
         raise ValueError(f"max_steps: must be an integer >= 1, got {max_steps!r}")
     if (record or constants) and sets is None:
         sets = context_sets(world)
-    seq_weights = initial_sequence_weights(model, world) if config.weighting.method == "flow" else None
+    seq_weights = initial_sequence_weights(model, world, config.method)
     opt, step = _make_step(model, world, config, learning_rate, seq_weights)
     W0 = init_params(model)
     gain = lambda W: domain_gain(model, W, world, gain_mask)  # noqa: E731
@@ -338,7 +342,8 @@ def train_epochs(
     key=None,
 ) -> dict:
     """Fixed-length training; per epoch end (index 0 = before training) returns ``gain``, ``degradation``,
-    ``tau`` (dynamic TALR temperature of the whole training set's current losses), ``token_prob``
+    ``tau`` (dynamic TALR temperature of the whole training set's current losses, with the median and
+    empty-sequence rules of the method's weighting), ``token_prob``
     ``[E+1, N, T]`` (model probability of every training target), ``frac_easy`` (fraction of supervised
     targets with ``p > 0.2``) and ``median_prob``. ``key`` (default ``jax.random.key(config.seed)``) draws the
     minibatches; passing it lets a sweep ``vmap`` over seeds."""
@@ -346,10 +351,11 @@ def train_epochs(
         raise ValueError(f"n_epochs: must be an integer >= 1, got {n_epochs!r}")
     if not (isinstance(steps_per_epoch, int) and steps_per_epoch >= 1):
         raise ValueError(f"steps_per_epoch: must be an integer >= 1, got {steps_per_epoch!r}")
-    seq_weights = initial_sequence_weights(model, world) if config.weighting.method == "flow" else None
+    seq_weights = initial_sequence_weights(model, world, config.method)
     opt, step = _make_step(model, world, config, learning_rate, seq_weights)
     W0 = init_params(model)
     on = world.mask > 0
+    weighting = config.method.weighting()
 
     def stats(W):
         l = _losses(model, W, world)
@@ -359,7 +365,7 @@ def train_epochs(
         return {
             "gain": domain_gain(model, W, world),
             "degradation": degradation(model, W, world),
-            "tau": dynamic_tau(l, world.mask),
+            "tau": dynamic_tau(l, world.mask, weighting.median, weighting.empty_sequences),
             "token_prob": p,
             "frac_easy": frac,
             "median_prob": med,

@@ -11,8 +11,8 @@ minibatches). Recorded per epoch: domain gain ``G`` and general degradation ``D`
   epochs around the first crossing; NaN when a run never reaches ``Delta*``), and the degradation per unit gain
   ``D(Delta*) / Delta*``.
 
-Weights as in ``sims.weighting``: TALR unnormalised ``max(p^(1/tau), 0.01)`` (DiSC), which also lowers the
-effective step size; the comparison at matched gain removes that difference.
+Methods from the registry (:mod:`sims.methods`) under display names: TALR unnormalised ``max(p^(1/tau), 0.01)``
+(``talr``), which also lowers the effective step size; the comparison at matched gain removes that difference.
 """
 
 from __future__ import annotations
@@ -26,20 +26,21 @@ from sims.synthetic.experiments._sweep import cached_result, check_preset, run_c
 from sims.synthetic.sharding import map_sharded
 from sims.synthetic.models import ModelConfig, build_model
 from sims.synthetic.training import TrainConfig, train_epochs
-from sims.weighting import LossWeighting
+from sims.methods import MethodConfig
 from sims.synthetic.worlds import WorldConfig, make_world
 
 __all__ = ["METHOD_CONFIGS", "MethodsConfig", "matched_value", "run"]
 
 NAME = "methods"
 
+#: display name (the result key) -> registered method with its hyper-parameters
 METHOD_CONFIGS = {
-    "SFT": (LossWeighting("sft"), 0.0),
-    "TALR (dynamic tau)": (LossWeighting("talr", tau_mode="dynamic", floor=0.01), 0.0),
-    "TALR (tau = 1)": (LossWeighting("talr", tau_mode="fixed", tau=1.0, floor=0.01), 0.0),
-    "DFT": (LossWeighting("dft"), 0.0),
-    "FLOW": (LossWeighting("flow"), 0.0),
-    "L2": (LossWeighting("sft"), 1e-2),
+    "SFT": MethodConfig("sft"),
+    "TALR (dynamic tau)": MethodConfig("talr", tau_mode="dynamic", floor=0.01),
+    "TALR (tau = 1)": MethodConfig("talr", tau_mode="fixed", tau=1.0, floor=0.01),
+    "DFT": MethodConfig("dft"),
+    "FLOW": MethodConfig("flow"),
+    "L2": MethodConfig("l2", mu=1e-2),
 }
 
 
@@ -110,12 +111,12 @@ _RUNNERS: dict = {}
 def _runner(config: MethodsConfig, method: str):
     key = (config, method)
     if key not in _RUNNERS:
-        weighting, l2 = METHOD_CONFIGS[method]
+        method_config = METHOD_CONFIGS[method]
         steps = config.world.n_sequences // config.batch_size
 
-        def fn(lr, world, model, seed):
-            cfg = TrainConfig(optimizer="sgd", batch_size=config.batch_size, weighting=weighting, l2=l2, seed=0)
-            out = train_epochs(model, world, cfg, lr, config.n_epochs, steps, key=jax.random.key(seed))
+        def fn(learning_rate, world, model, seed):
+            cfg = TrainConfig(optimizer="sgd", batch_size=config.batch_size, method=method_config, seed=0)
+            out = train_epochs(model, world, cfg, learning_rate, config.n_epochs, steps, key=jax.random.key(seed))
             return {k: v for k, v in out.items() if k != "token_prob"}
 
         _RUNNERS[key] = fn

@@ -19,14 +19,15 @@ from sims.synthetic.experiments._sweep import cached_result, check_preset, run_c
 from sims.synthetic.sharding import map_sharded
 from sims.synthetic.models import ModelConfig, build_model
 from sims.synthetic.training import TrainConfig, train_epochs
-from sims.weighting import LossWeighting
+from sims.methods import MethodConfig
 from sims.synthetic.worlds import WorldConfig, make_world
 
-__all__ = ["TokenStatsConfig", "run", "HIST_EDGES"]
+__all__ = ["TokenStatsConfig", "METHODS", "run", "HIST_EDGES"]
 
 NAME = "token_stats"
 HIST_EDGES = np.linspace(-3.0, 0.0, 31)  # log10 p bins
-WEIGHTINGS = {"SFT": LossWeighting("sft"), "TALR (dynamic tau)": LossWeighting("talr", tau_mode="dynamic", floor=0.01)}
+#: display name (the result key) -> registered method with its hyper-parameters
+METHODS = {"SFT": MethodConfig("sft"), "TALR (dynamic tau)": MethodConfig("talr", tau_mode="dynamic", floor=0.01)}
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def _runner(config: TokenStatsConfig, name: str):
     key = (config, name)
     if key not in _RUNNERS:
         steps = config.world.n_sequences // config.batch_size
-        cfg = TrainConfig(optimizer="sgd", batch_size=config.batch_size, weighting=WEIGHTINGS[name])
+        cfg = TrainConfig(optimizer="sgd", batch_size=config.batch_size, method=METHODS[name])
 
         def fn(world, model, seed):
             return train_epochs(model, world, cfg, config.lr, config.n_epochs, steps, key=jax.random.key(seed))
@@ -98,7 +99,7 @@ def run(config: TokenStatsConfig | None = None, *, progress: bool = True) -> dic
     config = config or TokenStatsConfig.preset("default")
 
     def compute():
-        cells = run_cells(NAME, config, list(WEIGHTINGS), lambda n: _cell(config, n), progress=progress)
+        cells = run_cells(NAME, config, list(METHODS), lambda n: _cell(config, n), progress=progress)
         return {"per_method": {c["name"]: c for c in cells}, "hist_edges": HIST_EDGES}
 
     return cached_result(NAME, config, compute)
