@@ -25,7 +25,7 @@ import numpy as np
 from sims.harness.encoding import EncodedSet, batch_slices
 from sims.harness.medcalc import answer_is_correct, parse_answer
 from sims.lm.model import per_token_losses
-from theory import hard_token_mass
+from theory import HARD_TOKEN_THRESHOLD, hard_token_mass
 
 __all__ = [
     "HIST_BINS",
