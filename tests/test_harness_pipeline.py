@@ -8,7 +8,12 @@ interruption, the experiments, the report, figures and claim checks.
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -222,3 +227,90 @@ def test_bad_configurations_raise_naming_the_argument(env):
         DataConfig(n_heldout=2, n_accuracy=3)
     with pytest.raises(ValueError, match="averaging_alphas"):
         RunConfig(model=env["model"], data=data, method=MethodConfig(name="talr"), averaging_alphas=(0.5,))
+
+
+# ----------------------------------------------------------------------------- run folders: resume, divergence, damage
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The child builds the same configuration as `_config` below, then pauses once the checkpoint of the
+# first evaluation point is on disk, so the test can kill it there with SIGKILL.
+_CHILD = """
+import time
+from dataclasses import replace
+from sims.harness import runs
+from sims.harness.experiments import sft_config
+from sims.harness.presets import get_preset
+
+save = runs._save_state
+def save_then_pause(folder, step, *state):
+    save(folder, step, *state)
+    time.sleep(600)
+runs._save_state = save_then_pause
+cfg = replace(sft_config(get_preset("tiny"), 4e-3, "label", 0), steps=3, final_accuracy=False, averaging_alphas=(0.5,))
+runs.run_one(cfg, progress=False)
+"""
+
+
+def _config(preset, **kw):
+    from sims.harness.experiments import sft_config
+
+    return replace(sft_config(preset, 4e-3, "label", 0), **{"steps": 3, "final_accuracy": False, "averaging_alphas": (0.5,), **kw})
+
+
+def _counting_steps(monkeypatch, runs):
+    """Count the optimiser steps ``run_one`` computes."""
+    calls = []
+    make = runs.make_train_step
+
+    def counting(*a, **k):
+        step = make(*a, **k)
+
+        def counted(*args):
+            calls.append(1)
+            return step(*args)
+
+        return counted
+
+    monkeypatch.setattr(runs, "make_train_step", counting)
+    return calls
+
+
+def _without_wall(result):
+    return {k: v for k, v in result.items() if k != "wall_s"}
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(env, session, monkeypatch, tmp_path):
+    from sims.harness import runs
+
+    cfg = _config(env["preset"])
+    assert env["preset"].data.n_train // cfg.batch_size < cfg.steps  # the run crosses an epoch boundary
+    # the uninterrupted run, in its own runs folder
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "uninterrupted"))
+    uninterrupted = runs.run_one(cfg, progress=False)
+    # the same run in a subprocess, killed once its first point and checkpoint are written
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "killed"))
+    folder = runs.run_folder(cfg)
+    log = open(tmp_path / "child.log", "wb")
+    child = subprocess.Popen([sys.executable, "-c", _CHILD], cwd=REPO, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (runs._read_points(folder) and (folder / "state.npz").exists()):
+            assert child.poll() is None, f"the run exited before its first point: {(tmp_path / 'child.log').read_text()}"
+            assert time.monotonic() < deadline, "no point written within 120 s"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+        log.close()
+    assert [p["step"] for p in runs._read_points(folder)] == [1]
+    assert not (folder / "result.json").exists()
+    # restarted, it computes only the steps after the checkpoint and ends where the uninterrupted run ends
+    calls = _counting_steps(monkeypatch, runs)
+    resumed = runs.run_one(cfg, progress=False)
+    assert len(calls) == cfg.steps - 1
+    assert _without_wall(resumed) == _without_wall(uninterrupted)
+    assert runs._read_points(folder) == uninterrupted["points"]
+    assert not (folder / "state.npz").exists()

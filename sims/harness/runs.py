@@ -177,7 +177,9 @@ def _step_record(step: int, loss, aux, epoch: int) -> dict:
 
 def _save_state(folder: Path, step: int, trainable, opt_state) -> None:
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get((trainable, opt_state)))]
-    write_record(folder / "state.npz", {"step": step, "leaves": leaves}, key=folder.name)
+    # the shapes are stored beside the leaves: the record gives scalars (0-d leaves) back with shape (1,)
+    write_record(folder / "state.npz", {"step": step, "leaves": leaves, "shapes": [list(x.shape) for x in leaves]},
+                 key=folder.name)
 
 
 def _load_state(folder: Path, trainable, opt_state):
@@ -186,14 +188,22 @@ def _load_state(folder: Path, trainable, opt_state):
     if state is None:
         return None
     fresh, treedef = jax.tree_util.tree_flatten((trainable, opt_state))
-    leaves = state["leaves"]
-    if len(leaves) != len(fresh) or any(
-        np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype for a, b in zip(leaves, fresh)
-    ):
-        warnings.warn(f"{folder / 'state.npz'}: does not match this run's state; restarting from step 0")
+    try:
+        leaves = [np.asarray(a).reshape(shape) for a, shape in zip(state["leaves"], state["shapes"], strict=True)]
+        step = state["step"]
+    except (KeyError, TypeError, ValueError) as exc:
+        warnings.warn(f"{folder / 'state.npz'}: not a checkpoint of this format ({exc}); restarting from step 0")
+        return None
+    mismatch = "" if len(leaves) == len(fresh) else f"{len(leaves)} leaves, expected {len(fresh)}"
+    for i, (a, b) in enumerate(zip(leaves, fresh)):
+        if not mismatch and (a.shape != np.shape(b) or a.dtype != np.asarray(b).dtype):
+            mismatch = f"leaf {i} is {a.dtype}{list(a.shape)}, expected {np.asarray(b).dtype}{list(np.shape(b))}"
+    if mismatch or not isinstance(step, int):
+        warnings.warn(f"{folder / 'state.npz'}: does not match this run's state ({mismatch or 'no step'}); "
+                      "restarting from step 0")
         return None
     trainable, opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves])
-    return int(state["step"]), trainable, opt_state
+    return step, trainable, opt_state
 
 
 def _point_line(point: dict) -> str:
