@@ -143,7 +143,9 @@ def test_run_is_cached_and_resumes_after_an_interruption(env, session, monkeypat
     assert not (folder / "result.json").exists()
     assert [p["step"] for p in runs._read_points(folder)] == [1]
     assert (folder / "state.npz").exists()
+    calls = _counting_steps(monkeypatch, runs)
     resumed = runs.run_one(cfg, progress=False)
+    assert len(calls) == 1  # restarted from the checkpoint, not from step 0
     assert [p["step"] for p in resumed["points"]] == [1, 2]
     assert not (folder / "state.npz").exists()
     # the same run uninterrupted, in a fresh run folder, gives the same trajectory
@@ -181,10 +183,17 @@ def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tm
     from sims.harness.experiments import fit_matched_gain, run_all
     from sims.harness.report import render_report
 
-    res = run_all(env["preset"], progress=False)
+    # a learning rate at which every run diverges is left out of the aggregates and listed in the report
+    preset = replace(env["preset"], lr_grid=env["preset"].lr_grid + (1e30,))
+    with pytest.warns(UserWarning, match="diverged at step"):
+        res = run_all(preset, progress=False)
     text = render_report(res, "tiny")
-    for section in ("## 1.", "## 2.", "## 3.", "## 4a.", "## 4b.", "## 4c."):
+    for section in ("## 1.", "## 2.", "## 3.", "## 4a.", "## 4b.", "## 4c.", "## 5."):
         assert section in text
+    assert sorted((r["fmt"], r["lr"]) for r in res["diverged"]) == [("cot", 1e30), ("label", 1e30)]
+    assert all(r["lr"] < 1e30 for r in res["lr_tradeoff"])
+    assert all(r["safe_lr"] != 1e30 for r in res["safe_lr"]["formats"].values())
+    assert "| label | 1e+30 | diverged | diverged |" in text
     methods = {r["method"] for r in res["method_front"]["rows"]}
     assert {"sft", "talr", "flow", "l2", "lora", "averaging(0.5)"} <= methods
     # single-step: the second-order prediction is the exact quadratic in lam built from the measured pieces
@@ -288,6 +297,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(env, session, monkeypatch, tmp
     # the uninterrupted run, in its own runs folder
     monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "uninterrupted"))
     uninterrupted = runs.run_one(cfg, progress=False)
+    assert uninterrupted["diverged"] is False and uninterrupted["diverged_step"] is None
     # the same run in a subprocess, killed once its first point and checkpoint are written
     monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "killed"))
     folder = runs.run_folder(cfg)
@@ -314,3 +324,35 @@ def test_a_killed_run_resumes_from_its_checkpoint(env, session, monkeypatch, tmp
     assert _without_wall(resumed) == _without_wall(uninterrupted)
     assert runs._read_points(folder) == uninterrupted["points"]
     assert not (folder / "state.npz").exists()
+
+
+def test_a_diverged_run_is_a_result(env, session, monkeypatch, capsys):
+    from sims.harness import __main__ as cli
+    from sims.harness import runs
+    from sims.harness.experiments import sft_config, summarise_run
+
+    monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)  # no process-wide setting from a test
+    assert cli.main(["run", "--preset", "tiny", "--lr", "1e30", "--steps", "2", "--quiet"]) == 0
+    cfg = replace(sft_config(env["preset"], 1e30, "cot", 0), steps=2)
+    folder = runs.run_folder(cfg)
+    result = runs.load_result(cfg)
+    k = result["diverged_step"]
+    assert result["diverged"] is True and k in (1, 2)
+    assert f"diverged at step {k}" in capsys.readouterr().out
+    assert "accuracy" not in result and result["averaging"] == []
+    point = result["points"][-1]  # the run stopped at the step where it diverged, without evaluating it
+    assert [p["step"] for p in result["points"]] == list(range(1, k + 1))
+    assert point["diverged"] is True and "domain_loss" not in point
+    assert [r["step"] for r in point["train_steps"]] == [k - 1]
+    assert runs._read_points(folder)[-1]["diverged"] is True
+    assert not (folder / "state.npz").exists()
+    s = summarise_run(result)
+    assert s["diverged"] and s["diverged_step"] == k and s["lr"] == 1e30
+    # divergence found between evaluation points (non-finite loss or parameters) stops the run at that step
+    cfg = replace(cfg, lr=1e29, steps=4, eval_every=4, final_accuracy=False)
+    result = runs.run_one(cfg, progress=False)
+    assert result["diverged"] and result["diverged_step"] < 4
+    assert result["points"][-1]["step"] == result["diverged_step"]
+    # and it is read back, not recomputed
+    monkeypatch.setattr(runs, "make_train_step", lambda *a, **k: pytest.fail("recomputed a diverged run"))
+    assert runs.run_one(cfg, progress=False) == result

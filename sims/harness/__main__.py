@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg = replace(cfg, steps=args.steps)
         result = run_one(cfg, progress=progress)
         s = ex.summarise_run(result)
+        if s["diverged"]:
+            print(f"run {s['key']}: {cfg.label()}  diverged at step {s['diverged_step']} (non-finite loss, parameters or evaluation)")
+            return 0
         print(f"run {s['key']}: {cfg.label()}  D={s['D']:+.4f}  G={s['G']:+.4f} nats/token  sets={ {k: round(v, 4) for k, v in s['G_sets'].items()} }")
         for a in s["averaging"]:
             print(f"  averaging alpha={a['alpha']:g}: D={a['D']:+.4f}  G={a['G']:+.4f}")
