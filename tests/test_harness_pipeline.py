@@ -356,3 +356,71 @@ def test_a_diverged_run_is_a_result(env, session, monkeypatch, capsys):
     # and it is read back, not recomputed
     monkeypatch.setattr(runs, "make_train_step", lambda *a, **k: pytest.fail("recomputed a diverged run"))
     assert runs.run_one(cfg, progress=False) == result
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty record", "edited number"])
+def test_a_damaged_result_is_reported_and_recomputed(env, session, monkeypatch, damage):
+    from sims.harness import runs
+
+    cfg = _config(env["preset"], steps=1, averaging_alphas=(), seed=2)
+    first = runs.run_one(cfg, progress=False)
+    path = runs.run_folder(cfg) / "result.json"
+    if damage == "garbage":
+        path.write_bytes(b"\x00not json{")
+    elif damage == "empty record":
+        path.write_text("{}")
+    else:
+        text = path.read_text()
+        number = repr(first["points"][0]["domain_loss"])
+        assert number in text
+        path.write_text(text.replace(number, repr(first["points"][0]["domain_loss"] + 1.0), 1))
+    calls = _counting_steps(monkeypatch, runs)
+    with pytest.warns(UserWarning, match=str(path)):
+        again = runs.run_one(cfg, progress=False)
+    assert len(calls) == cfg.steps
+    assert _without_wall(again) == _without_wall(first)
+
+
+def test_a_torn_or_edited_points_line_ends_the_read(env, tmp_path):
+    from sims.harness import runs
+
+    points = [{"step": s, "domain_loss": 1.0 / s} for s in (1, 2, 3)]
+    runs._write_points(tmp_path, points)
+    path = tmp_path / "points.jsonl"
+    assert runs._read_points(tmp_path) == points
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])  # a torn last line
+    with pytest.warns(UserWarning, match=f"{path}: line 3"):
+        assert runs._read_points(tmp_path) == points[:2]
+    path.write_text(lines[0] + lines[1].replace("0.5", "0.25") + lines[2])  # an edited middle line
+    with pytest.warns(UserWarning, match=f"{path}: line 2"):
+        assert runs._read_points(tmp_path) == points[:1]
+
+
+@pytest.mark.parametrize("bad", ["another configuration", "wrong shapes"])
+def test_a_checkpoint_that_does_not_fit_the_run_is_ignored(env, session, monkeypatch, bad):
+    from sims.harness import runs
+
+    cfg = _config(env["preset"], steps=2, averaging_alphas=(), seed=3 if bad == "wrong shapes" else 4)
+    with pytest.raises(runs.Interrupted):
+        runs.run_one(cfg, progress=False, interrupt_after=1)
+    folder = runs.run_folder(cfg)
+    state = folder / "state.npz"
+    if bad == "another configuration":
+        other = replace(cfg, lr=1e-3)
+        with pytest.raises(runs.Interrupted):
+            runs.run_one(other, progress=False, interrupt_after=1)
+        (runs.run_folder(other) / "state.npz").replace(state)  # same shapes, another run's key
+    else:
+        import jax.numpy as jnp
+
+        from sims.harness.methods import make_optimizer
+
+        small = {"w": jnp.zeros((2, 3), jnp.float32)}
+        runs._save_state(folder, 1, small, make_optimizer(cfg.lr).init(small))
+    calls = _counting_steps(monkeypatch, runs)
+    with pytest.warns(UserWarning, match=str(state)):
+        resumed = runs.run_one(cfg, progress=False)
+    assert len(calls) == cfg.steps  # restarted from step 0
+    monkeypatch.setenv("SFT_RUNS_DIR", str(env["root"] / f"fresh-{bad.replace(' ', '-')}"))
+    assert _without_wall(resumed) == _without_wall(runs.run_one(cfg, progress=False))
