@@ -414,9 +414,9 @@ def method_front(preset: Preset, progress: bool = True) -> dict:
     front's general change interpolated at the method's gain (negative ``below_front``: better than SFT)."""
     runs = method_comparison(preset, progress)
     sft_curve = lr_tradeoff(preset, progress)
-    pts = sorted(((float(np.mean([r["D"] for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr])),
-                   float(np.mean([r["G"] for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr]))) for lr in preset.lr_grid))
-    pts = [p for p in pts if np.isfinite(p[0])]  # a learning rate whose every run diverged has no point
+    cot = [[r for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr] for lr in preset.lr_grid]
+    pts = sorted((float(np.mean([r["D"] for r in rs])), float(np.mean([r["G"] for r in rs])))
+                 for rs in cot if rs)  # a learning rate whose every run diverged has no point
     front_d = np.array([0.0] + [p[0] for p in pts])
     front_g = np.array([0.0] + [p[1] for p in pts])
     order = np.argsort(front_d)

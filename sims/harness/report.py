@@ -20,8 +20,9 @@ def render_report(results: dict, preset_name: str) -> str:
 
     lines += ["## 1. Learning-rate grid (SFT, final point, mean over seeds)", "", "| format | lr | D | G | accuracy | n |", "|---|---|---|---|---|---|"]
     runs = results["lr_tradeoff"]
-    for fmt in sorted({r["fmt"] for r in runs}):
-        for lr in sorted({r["lr"] for r in runs}):
+    grid = runs + [r for r in results.get("diverged", []) if r["method"] == "sft"]
+    for fmt in sorted({r["fmt"] for r in grid}):
+        for lr in sorted({r["lr"] for r in grid}):
             sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]
             if not sel:  # every run at this learning rate diverged (listed in section 5)
                 lines.append(f"| {fmt} | {lr:g} | diverged | diverged | - | 0 |")
