@@ -8,7 +8,12 @@ interruption, the experiments, the report, figures and claim checks, and what ea
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -138,7 +143,9 @@ def test_run_is_cached_and_resumes_after_an_interruption(env, session, monkeypat
     assert not (folder / "result.json").exists()
     assert [p["step"] for p in runs._read_points(folder)] == [1]
     assert (folder / "state.npz").exists()
+    calls = _counting_steps(monkeypatch, runs)
     resumed = runs.run_one(cfg, progress=False)
+    assert len(calls) == 1  # restarted from the checkpoint, not from step 0
     assert [p["step"] for p in resumed["points"]] == [1, 2]
     assert not (folder / "state.npz").exists()
     # the same run uninterrupted, in a fresh run folder, gives the same trajectory
@@ -210,15 +217,22 @@ def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tm
     from sims.harness.experiments import run_all
     from sims.harness.report import render_report
 
-    res = run_all(env["preset"], progress=False)
+    # a learning rate at which every run diverges is left out of the aggregates and listed in the report
+    preset = replace(env["preset"], lr_grid=env["preset"].lr_grid + (1e30,))
+    with pytest.warns(UserWarning, match="diverged at step"):
+        res = run_all(preset, progress=False)
     text = render_report(res, "tiny")
-    for section in ("## 1.", "## 2.", "## 3.", "## 4a.", "## 4b.", "## 4c."):
+    for section in ("## 1.", "## 2.", "## 3.", "## 4a.", "## 4b.", "## 4c.", "## 5."):
         assert section in text
     for fmt, mg in res["matched_gain"].items():
         for c in mg["cells"]:
             assert set(c) == {"target_gain", "lr", "general_change", "general_change_sd", "n"}
     for fmt, sl in res["safe_lr"]["formats"].items():
         assert set(sl["general_change_final"]) == set(env["preset"].lr_grid) and "domain_gain_final" in sl
+    assert sorted((r["fmt"], r["lr"]) for r in res["diverged"]) == [("cot", 1e30), ("label", 1e30)]
+    assert all(r["lr"] < 1e30 for r in res["lr_tradeoff"])
+    assert all(r["safe_lr"] != 1e30 for r in res["safe_lr"]["formats"].values())
+    assert "| label | 1e+30 | diverged | diverged |" in text
     methods = {r["method"] for r in res["method_front"]["rows"]}
     assert {"sft", "talr", "flow", "l2", "lora", "averaging(0.5)"} <= methods
     # single-step: the second-order prediction is the exact quadratic in lam built from the measured pieces
@@ -254,3 +268,191 @@ def test_bad_configurations_raise_naming_the_argument(env):
         DataConfig(n_heldout=2, n_accuracy=3)
     with pytest.raises(ValueError, match="averaging_alphas"):
         RunConfig(model=env["model"], data=data, method=MethodConfig(name="talr"), averaging_alphas=(0.5,))
+
+
+# ----------------------------------------------------------------------------- run folders: resume, divergence, damage
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The child builds the same configuration as `_config` below, then pauses once the checkpoint of the
+# first evaluation point is on disk, so the test can kill it there with SIGKILL.
+_CHILD = """
+import time
+from dataclasses import replace
+from sims.harness import runs
+from sims.harness.experiments import sft_config
+from sims.harness.presets import get_preset
+
+save = runs._save_state
+def save_then_pause(folder, step, *state):
+    save(folder, step, *state)
+    time.sleep(600)
+runs._save_state = save_then_pause
+cfg = replace(sft_config(get_preset("tiny"), 4e-3, "label", 0), steps=3, final_accuracy=False, averaging_alphas=(0.5,))
+runs.run_one(cfg, progress=False)
+"""
+
+
+def _config(preset, **kw):
+    from sims.harness.experiments import sft_config
+
+    return replace(sft_config(preset, 4e-3, "label", 0), **{"steps": 3, "final_accuracy": False, "averaging_alphas": (0.5,), **kw})
+
+
+def _counting_steps(monkeypatch, runs):
+    """Count the optimiser steps ``run_one`` computes."""
+    calls = []
+    make = runs.make_train_step
+
+    def counting(*a, **k):
+        step = make(*a, **k)
+
+        def counted(*args):
+            calls.append(1)
+            return step(*args)
+
+        return counted
+
+    monkeypatch.setattr(runs, "make_train_step", counting)
+    return calls
+
+
+def _without_wall(result):
+    return {k: v for k, v in result.items() if k != "wall_s"}
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(env, session, monkeypatch, tmp_path):
+    from sims.harness import runs
+
+    cfg = _config(env["preset"])
+    assert env["preset"].data.n_train // cfg.batch_size < cfg.steps  # the run crosses an epoch boundary
+    # the uninterrupted run, in its own runs folder
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "uninterrupted"))
+    uninterrupted = runs.run_one(cfg, progress=False)
+    assert uninterrupted["diverged"] is False and uninterrupted["diverged_step"] is None
+    # the same run in a subprocess, killed once its first point and checkpoint are written
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "killed"))
+    folder = runs.run_folder(cfg)
+    log = open(tmp_path / "child.log", "wb")
+    child = subprocess.Popen([sys.executable, "-c", _CHILD], cwd=REPO, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (runs._read_points(folder) and (folder / "state.npz").exists()):
+            assert child.poll() is None, f"the run exited before its first point: {(tmp_path / 'child.log').read_text()}"
+            assert time.monotonic() < deadline, "no point written within 120 s"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+        log.close()
+    assert [p["step"] for p in runs._read_points(folder)] == [1]
+    assert not (folder / "result.json").exists()
+    # restarted, it computes only the steps after the checkpoint and ends where the uninterrupted run ends
+    calls = _counting_steps(monkeypatch, runs)
+    resumed = runs.run_one(cfg, progress=False)
+    assert len(calls) == cfg.steps - 1
+    assert _without_wall(resumed) == _without_wall(uninterrupted)
+    assert runs._read_points(folder) == uninterrupted["points"]
+    assert not (folder / "state.npz").exists()
+
+
+def test_a_diverged_run_is_a_result(env, session, monkeypatch, capsys):
+    from sims.harness import __main__ as cli
+    from sims.harness import runs
+    from sims.harness.experiments import sft_config, summarise_run
+
+    monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)  # no process-wide setting from a test
+    assert cli.main(["run", "--preset", "tiny", "--lr", "1e30", "--steps", "2", "--quiet"]) == 0
+    cfg = replace(sft_config(env["preset"], 1e30, "cot", 0), steps=2)
+    folder = runs.run_folder(cfg)
+    result = runs.load_result(cfg)
+    k = result["diverged_step"]
+    assert result["diverged"] is True and k in (1, 2)
+    assert f"diverged at step {k}" in capsys.readouterr().out
+    assert "accuracy" not in result and result["averaging"] == []
+    point = result["points"][-1]  # the run stopped at the step where it diverged, without evaluating it
+    assert [p["step"] for p in result["points"]] == list(range(1, k + 1))
+    assert point["diverged"] is True and "domain_loss" not in point
+    assert [r["step"] for r in point["train_steps"]] == [k - 1]
+    assert runs._read_points(folder)[-1]["diverged"] is True
+    assert not (folder / "state.npz").exists()
+    s = summarise_run(result)
+    assert s["diverged"] and s["diverged_step"] == k and s["lr"] == 1e30
+    # divergence found between evaluation points (non-finite loss or parameters) stops the run at that step
+    cfg = replace(cfg, lr=1e29, steps=4, eval_every=4, final_accuracy=False)
+    result = runs.run_one(cfg, progress=False)
+    assert result["diverged"] and result["diverged_step"] < 4
+    assert result["points"][-1]["step"] == result["diverged_step"]
+    # and it is read back, not recomputed
+    monkeypatch.setattr(runs, "make_train_step", lambda *a, **k: pytest.fail("recomputed a diverged run"))
+    assert runs.run_one(cfg, progress=False) == result
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty record", "edited number"])
+def test_a_damaged_result_is_reported_and_recomputed(env, session, monkeypatch, damage):
+    from sims.harness import runs
+
+    cfg = _config(env["preset"], steps=1, averaging_alphas=(), seed=2)
+    first = runs.run_one(cfg, progress=False)
+    path = runs.run_folder(cfg) / "result.json"
+    if damage == "garbage":
+        path.write_bytes(b"\x00not json{")
+    elif damage == "empty record":
+        path.write_text("{}")
+    else:
+        text = path.read_text()
+        number = repr(first["points"][0]["domain_loss"])
+        assert number in text
+        path.write_text(text.replace(number, repr(first["points"][0]["domain_loss"] + 1.0), 1))
+    calls = _counting_steps(monkeypatch, runs)
+    with pytest.warns(UserWarning, match=str(path)):
+        again = runs.run_one(cfg, progress=False)
+    assert len(calls) == cfg.steps
+    assert _without_wall(again) == _without_wall(first)
+
+
+def test_a_torn_or_edited_points_line_ends_the_read(env, tmp_path):
+    from sims.harness import runs
+
+    points = [{"step": s, "domain_loss": 1.0 / s} for s in (1, 2, 3)]
+    runs._write_points(tmp_path, points)
+    path = tmp_path / "points.jsonl"
+    assert runs._read_points(tmp_path) == points
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])  # a torn last line
+    with pytest.warns(UserWarning, match=f"{path}: line 3"):
+        assert runs._read_points(tmp_path) == points[:2]
+    path.write_text(lines[0] + lines[1].replace("0.5", "0.25") + lines[2])  # an edited middle line
+    with pytest.warns(UserWarning, match=f"{path}: line 2"):
+        assert runs._read_points(tmp_path) == points[:1]
+
+
+@pytest.mark.parametrize("bad", ["another configuration", "wrong shapes"])
+def test_a_checkpoint_that_does_not_fit_the_run_is_ignored(env, session, monkeypatch, bad):
+    from sims.harness import runs
+
+    cfg = _config(env["preset"], steps=2, averaging_alphas=(), seed=3 if bad == "wrong shapes" else 4)
+    with pytest.raises(runs.Interrupted):
+        runs.run_one(cfg, progress=False, interrupt_after=1)
+    folder = runs.run_folder(cfg)
+    state = folder / "state.npz"
+    if bad == "another configuration":
+        other = replace(cfg, lr=1e-3)
+        with pytest.raises(runs.Interrupted):
+            runs.run_one(other, progress=False, interrupt_after=1)
+        (runs.run_folder(other) / "state.npz").replace(state)  # same shapes, another run's key
+    else:
+        import jax.numpy as jnp
+
+        from sims.harness.methods import make_optimizer
+
+        small = {"w": jnp.zeros((2, 3), jnp.float32)}
+        runs._save_state(folder, 1, small, make_optimizer(cfg.lr).init(small))
+    calls = _counting_steps(monkeypatch, runs)
+    with pytest.warns(UserWarning, match=str(state)):
+        resumed = runs.run_one(cfg, progress=False)
+    assert len(calls) == cfg.steps  # restarted from step 0
+    monkeypatch.setenv("SFT_RUNS_DIR", str(env["root"] / f"fresh-{bad.replace(' ', '-')}"))
+    assert _without_wall(resumed) == _without_wall(runs.run_one(cfg, progress=False))

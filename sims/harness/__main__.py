@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg = replace(cfg, steps=args.steps)
         result = run_one(cfg, progress=progress)
         s = ex.summarise_run(result)
+        if s["diverged"]:
+            print(f"run {s['key']}: {cfg.label()}  diverged at step {s['diverged_step']} (non-finite loss, parameters or evaluation)")
+            return 0
         sets = {k: round(v, 4) for k, v in s["general_change_sets"].items()}
         print(f"run {s['key']}: {cfg.label()}  domain gain G={s['domain_gain']:+.4f}  general change D={s['general_change']:+.4f} "
               f"nats/token  D per set={sets}")

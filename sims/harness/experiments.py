@@ -34,6 +34,7 @@ costs nothing; :func:`single_step_theory` is cached on disk by its own key.
 from __future__ import annotations
 
 from dataclasses import replace
+import warnings
 from functools import partial
 
 import jax
@@ -97,15 +98,21 @@ def method_config(preset: Preset, method: str, learning_rate: float, seed: int, 
 def summarise_run(result: dict) -> dict:
     """The compact view of a run the figures and checks use: final ``domain_gain``, ``general_change`` and
     ``general_change_sets``; ``trajectory`` as ``(step, domain_gain, general_change)`` tuples from the base model
-    ``(0, 0.0, 0.0)`` on; accuracy; model-averaging points with the same keys."""
+    ``(0, 0.0, 0.0)`` on; accuracy; model-averaging points with the same keys.
+
+    A diverged run (``result["diverged"]``) has no final evaluation: its view is the run's identity,
+    ``diverged: True``, the step where it diverged and its training-step records.
+    """
     cfg = result["config"]
     pts = result["points"]
     final = pts[-1]
+    ident = {"method": cfg["method_name"], "fmt": cfg["fmt"], "lr": cfg["learning_rate"], "seed": cfg["seed"]}
+    if result.get("diverged"):
+        return {**ident, "diverged": True, "diverged_step": result["diverged_step"],
+                "train_steps": [s for p in pts for s in p["train_steps"]], "key": result["key"]}
     return {
-        "method": cfg["method_name"],
-        "fmt": cfg["fmt"],
-        "lr": cfg["learning_rate"],
-        "seed": cfg["seed"],
+        **ident,
+        "diverged": False,
         "domain_gain": final["domain_gain"],
         "general_change": final["general_change_mean"],
         "general_change_sets": final["general_change"],
@@ -126,23 +133,38 @@ def summarise_run(result: dict) -> dict:
 # ----------------------------------------------------------------------------- experiments 1 and 2
 
 
-def lr_tradeoff(preset: Preset, progress: bool = True) -> list[dict]:
-    """Experiment 1: SFT runs over ``lr_grid`` x ``formats`` x ``seeds`` (summaries)."""
+def _finished(summaries: list[dict], include_diverged: bool, what: str) -> list[dict]:
+    """The summaries of runs that finished; diverged ones are left out with a warning naming them."""
+    if include_diverged:
+        return summaries
+    for s in summaries:
+        if s["diverged"]:
+            warnings.warn(f"{what}: run {s['key']} ({s['method']} {s['fmt']} lr={s['lr']:g} seed={s['seed']}) diverged at "
+                          f"step {s['diverged_step']}; left out of the aggregates")
+    return [s for s in summaries if not s["diverged"]]
+
+
+def lr_tradeoff(preset: Preset, progress: bool = True, include_diverged: bool = False) -> list[dict]:
+    """Experiment 1: SFT runs over ``lr_grid`` x ``formats`` x ``seeds`` (summaries; diverged runs only with
+    ``include_diverged``)."""
     cfgs = [sft_config(preset, lr, fmt, seed) for fmt in preset.formats for lr in preset.lr_grid for seed in preset.seeds]
-    return [summarise_run(r) for r in run_many(cfgs, progress=progress, desc="exp1 learning-rate grid")]
+    return _finished([summarise_run(r) for r in run_many(cfgs, progress=progress, desc="exp1 learning-rate grid")],
+                     include_diverged, "exp1 learning-rate grid")
 
 
-def method_comparison(preset: Preset, progress: bool = True) -> list[dict]:
+def method_comparison(preset: Preset, progress: bool = True, include_diverged: bool = False) -> list[dict]:
     """Experiment 2: ``sft`` + ``methods`` at each of ``method_lrs`` and ``seeds`` (chain-of-thought);
     model averaging rows come from the SFT runs (``method`` = the registered averaging method, one row per
-    mixing weight)."""
+    mixing weight); diverged runs only with ``include_diverged``."""
     trained = [m for m in ("sft",) + tuple(preset.methods) if not get_method(m).averaging]
     cfgs = [method_config(preset, m, lr, seed) for lr in preset.method_lrs for m in trained for seed in preset.seeds]
     averaging = {get_method(m).trains_as: m for m in (_averaging_methods(preset))}
     out = []
-    for r in run_many(cfgs, progress=progress, desc="exp2 methods"):
-        s = summarise_run(r)
+    summaries = [summarise_run(r) for r in run_many(cfgs, progress=progress, desc="exp2 methods")]
+    for s in _finished(summaries, include_diverged, "exp2 methods"):
         out.append(s)
+        if s["diverged"]:
+            continue
         name = averaging.get(s["method"])
         for a in s["averaging"] if name else ():
             out.append({**s, "method": name, "alpha": a["alpha"], "domain_gain": a["domain_gain"],
@@ -339,6 +361,9 @@ def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.
     out = {}
     for fmt in preset.formats:
         rows = [r for r in runs if r["fmt"] == fmt]
+        if not rows:
+            out[fmt] = {"target_gains": [], "cells": [], "monotone": {}, "fit": None, "note": "every run diverged"}
+            continue
         max_gain = min(max(d for _, d, _ in r["trajectory"]) for r in rows)
         if max_gain <= 0:
             out[fmt] = {"target_gains": [], "cells": [], "fit": None, "note": "a run made no domain gain"}
@@ -375,8 +400,9 @@ def safe_lr(preset: Preset, progress: bool = True) -> dict:
     out = {"eps": preset.safe_eps, "formats": {}}
     for fmt in preset.formats:
         by_lr = {lr: [r for r in runs if r["fmt"] == fmt and r["lr"] == lr] for lr in preset.lr_grid}
-        general_final = {lr: float(np.mean([r["general_change"] for r in rs])) for lr, rs in by_lr.items()}
-        domain_final = {lr: float(np.mean([r["domain_gain"] for r in rs])) for lr, rs in by_lr.items()}
+        # a learning rate whose every run diverged has no mean (NaN: never safe)
+        general_final = {lr: float(np.mean([r["general_change"] for r in rs])) if rs else float("nan") for lr, rs in by_lr.items()}
+        domain_final = {lr: float(np.mean([r["domain_gain"] for r in rs])) if rs else float("nan") for lr, rs in by_lr.items()}
         safe = [lr for lr in preset.lr_grid if general_final[lr] <= preset.safe_eps]
         targets = mg[fmt]["target_gains"]
         cells = [c for c in mg[fmt]["cells"] if targets and abs(c["target_gain"] - targets[1]) < 1e-12]
@@ -408,9 +434,9 @@ def method_front(preset: Preset, progress: bool = True) -> dict:
     change interpolated at the method's domain gain (negative ``below_front``: better than SFT)."""
     runs = method_comparison(preset, progress)
     sft_curve = lr_tradeoff(preset, progress)
-    pts = sorted(((float(np.mean([r["domain_gain"] for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr])),
-                   float(np.mean([r["general_change"] for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr])))
-                  for lr in preset.lr_grid))
+    cot = [[r for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr] for lr in preset.lr_grid]
+    pts = sorted((float(np.mean([r["domain_gain"] for r in rs])), float(np.mean([r["general_change"] for r in rs])))
+                 for rs in cot if rs)  # a learning rate whose every run diverged has no point
     front_d = np.array([0.0] + [p[0] for p in pts])
     front_g = np.array([0.0] + [p[1] for p in pts])
     order = np.argsort(front_d)
@@ -455,4 +481,6 @@ def run_all(preset: Preset, progress: bool = True) -> dict:
         "matched_gain": matched_gain(preset, progress),
         "safe_lr": safe_lr(preset, progress),
         "method_front": method_front(preset, progress),
+        "diverged": list({s["key"]: s for s in lr_tradeoff(preset, False, include_diverged=True)
+                          + method_comparison(preset, False, include_diverged=True) if s["diverged"]}.values()),
     }

@@ -25,9 +25,13 @@ def render_report(results: dict, preset_name: str) -> str:
 
     lines += ["## 1. Learning-rate grid (SFT, final point, mean over seeds)", "", "| format | lr | G (domain gain) | D (general change) | accuracy | n |", "|---|---|---|---|---|---|"]
     runs = results["lr_tradeoff"]
-    for fmt in sorted({r["fmt"] for r in runs}):
-        for lr in sorted({r["lr"] for r in runs}):
+    grid = runs + [r for r in results.get("diverged", []) if r["method"] == "sft"]
+    for fmt in sorted({r["fmt"] for r in grid}):
+        for lr in sorted({r["lr"] for r in grid}):
             sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]
+            if not sel:  # every run at this learning rate diverged (listed in section 5)
+                lines.append(f"| {fmt} | {lr:g} | diverged | diverged | - | 0 |")
+                continue
             accs = [r["accuracy"] for r in sel if r["accuracy"] is not None]
             lines.append(f"| {fmt} | {lr:g} | {_f(float(np.mean([r['domain_gain'] for r in sel])))} | "
                          f"{_f(float(np.mean([r['general_change'] for r in sel])))} | "
@@ -69,5 +73,11 @@ def render_report(results: dict, preset_name: str) -> str:
               "| format | hard mass | hard fraction | safe lr (final) | safe lr (matched gain) |", "|---|---|---|---|---|"]
     for fmt, r in sl["formats"].items():
         lines.append(f"| {fmt} | {_f(r['hard_token_mass'], 3)} | {_f(r['hard_fraction'], 3)} | {r['safe_lr']} | {r['safe_lr_matched']} |")
+    diverged = results.get("diverged", [])
+    if diverged:
+        lines += ["", "## 5. Diverged runs (non-finite loss, parameters or evaluation; left out of every table above)", "",
+                  "| method | format | lr | seed | diverged at step | run |", "|---|---|---|---|---|---|"]
+        for r in diverged:
+            lines.append(f"| {r['method']} | {r['fmt']} | {r['lr']:g} | {r['seed']} | {r['diverged_step']} | {r['key']} |")
     lines.append("")
     return "\n".join(lines)

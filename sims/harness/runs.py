@@ -10,6 +10,12 @@ A run folder ``<runs_dir>/<key>/`` (``runs_dir`` = ``$SFT_RUNS_DIR`` or ``<cache
 * ``result.json``   the finished run (points, final accuracy, model-averaging evaluations) as a checksummed
   record carrying the run's key: a valid one means the run is never recomputed.
 
+A run that diverges is a result, not an error: after every optimiser step the loss and the trainable
+parameters, and at every evaluation point the token losses, are checked; at the first that is not finite the
+run stops with a last point ``{"step": k, "diverged": true, "train_steps": [...]}`` (no evaluation) and
+``result.json`` has ``diverged: true``, ``diverged_step: k`` and no accuracy or model-averaging evaluations
+(a finished run has ``diverged: false``, ``diverged_step: null``).
+
 Nothing read back is trusted: a ``result.json`` that fails to parse, whose checksum does not match its content
 or whose key is not the run's is reported by path and the run recomputed; a ``points.jsonl`` line that fails its
 checksum ends the points read there; a checkpoint whose leaves do not match the freshly initialised state's
@@ -186,7 +192,9 @@ def _step_record(step: int, loss, aux, epoch: int) -> dict:
 
 def _save_state(folder: Path, step: int, trainable, opt_state) -> None:
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get((trainable, opt_state)))]
-    write_record(folder / "state.npz", {"step": step, "leaves": leaves}, key=folder.name)
+    # the shapes are stored beside the leaves: the record gives scalars (0-d leaves) back with shape (1,)
+    write_record(folder / "state.npz", {"step": step, "leaves": leaves, "shapes": [list(x.shape) for x in leaves]},
+                 key=folder.name)
 
 
 def _load_state(folder: Path, trainable, opt_state):
@@ -195,17 +203,22 @@ def _load_state(folder: Path, trainable, opt_state):
     if state is None:
         return None
     fresh, treedef = jax.tree_util.tree_flatten((trainable, opt_state))
-    leaves = state["leaves"]
-    mismatch = [i for i, (a, b) in enumerate(zip(leaves, fresh))
-                if np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype]
-    if len(leaves) != len(fresh) or mismatch:
-        detail = (f"{len(leaves)} leaves, expected {len(fresh)}" if len(leaves) != len(fresh) else
-                  f"leaf {mismatch[0]} is {np.asarray(leaves[mismatch[0]]).dtype}{np.shape(leaves[mismatch[0]])}, expected "
-                  f"{np.asarray(fresh[mismatch[0]]).dtype}{np.shape(fresh[mismatch[0]])}")
-        warnings.warn(f"{folder / 'state.npz'}: does not match this run's state ({detail}); restarting from step 0")
+    try:
+        leaves = [np.asarray(a).reshape(shape) for a, shape in zip(state["leaves"], state["shapes"], strict=True)]
+        step = state["step"]
+    except (KeyError, TypeError, ValueError) as exc:
+        warnings.warn(f"{folder / 'state.npz'}: not a checkpoint of this format ({exc}); restarting from step 0")
+        return None
+    mismatch = "" if len(leaves) == len(fresh) else f"{len(leaves)} leaves, expected {len(fresh)}"
+    for i, (a, b) in enumerate(zip(leaves, fresh)):
+        if not mismatch and (a.shape != np.shape(b) or a.dtype != np.asarray(b).dtype):
+            mismatch = f"leaf {i} is {a.dtype}{list(a.shape)}, expected {np.asarray(b).dtype}{list(np.shape(b))}"
+    if mismatch or not isinstance(step, int):
+        warnings.warn(f"{folder / 'state.npz'}: does not match this run's state ({mismatch or 'no step'}); "
+                      "restarting from step 0")
         return None
     trainable, opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves])
-    return int(state["step"]), trainable, opt_state
+    return step, trainable, opt_state
 
 
 def _point_line(point: dict) -> str:
@@ -276,20 +289,26 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.label(), leave=False, disable=not progress)
     records: list[dict] = []
     eval_steps = set(cfg.eval_steps)
+    diverged = None
     for step in range(start, cfg.steps):
         batch, _ = _batch(cfg, session, step, sequence_weights)
         trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
         records.append(_step_record(step, loss, aux, step // cfg.steps_per_epoch))
         bar.update(1)
-        if step + 1 in eval_steps:
-            params = full_params(cfg.method, trainable, frozen)
-            ev = _relative(session.evaluate(params, cfg.fmt), base)
+        finite = bool(np.isfinite(float(loss))) and _all_finite(trainable)
+        if step + 1 in eval_steps or not finite:
+            ev = {}
+            if finite:
+                ev = session.evaluate(full_params(cfg.method, trainable, frozen), cfg.fmt, finite_only=True)
+                finite = ev is not None
+            ev = _relative(ev, base) if finite else {"diverged": True}
             ev.update(step=step + 1, epochs=(step + 1) / cfg.steps_per_epoch, train_steps=records)
-            if not np.isfinite(ev["domain_loss"]):
-                ev["diverged"] = True
             records = []
             points.append(ev)
             _write_points(folder, points)
+            if not finite:
+                diverged = step + 1
+                break
             if cfg.checkpoint_state:
                 _save_state(folder, step + 1, trainable, opt_state)
             if interrupt_after is not None and step + 1 >= interrupt_after and step + 1 < cfg.steps:
@@ -298,7 +317,11 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     bar.close()
 
     params = full_params(cfg.method, trainable, frozen)
-    result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "points": points}
+    result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "points": points,
+              "diverged": diverged is not None, "diverged_step": diverged}
+    if diverged is not None:  # nothing to evaluate: the parameters or their losses are not finite
+        result.update(averaging=[], wall_s=time.perf_counter() - t0)
+        return _finish(folder, result)
     if cfg.final_accuracy:
         result["accuracy"] = session.accuracy(params, cfg.fmt)
     averaging = []
@@ -311,11 +334,20 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
         averaging.append(ev)
     result["averaging"] = averaging
     result["wall_s"] = time.perf_counter() - t0
-    write_record(result_path, _jsonable(result), key=folder.name)
+    return _finish(folder, result)
+
+
+def _finish(folder: Path, result: dict) -> dict:
+    """Write ``result.json``, drop the checkpoint, and return the result as read back."""
+    write_record(folder / "result.json", _jsonable(result), key=folder.name)
     state = folder / "state.npz"
     if state.exists():
         state.unlink()
-    return read_record(result_path, key=folder.name)
+    return read_record(folder / "result.json", key=folder.name)
+
+
+def _all_finite(tree) -> bool:
+    return bool(jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)])))
 
 
 def _jsonable(obj):

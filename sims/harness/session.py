@@ -197,13 +197,25 @@ class Session:
 
     # -- evaluation ----------------------------------------------------------------------------------------
 
-    def evaluate(self, params, fmt: str, with_train_stats: bool = False) -> dict:
-        """Held-out domain loss and statistics in ``fmt`` and every general set's loss (nats/token)."""
+    def evaluate(self, params, fmt: str, with_train_stats: bool = False, finite_only: bool = False) -> dict | None:
+        """Held-out domain loss and statistics in ``fmt`` and every general set's loss (nats/token).
+
+        With ``finite_only``, None as soon as a set's token losses are not all finite (a diverged model).
+        """
         b = self.data.eval_batch
-        dl, dm = set_token_losses(params, self.config, self.heldout[fmt], b)
+
+        def losses(enc):
+            l, m = set_token_losses(params, self.config, enc, b)
+            return (None, m) if finite_only and not np.isfinite(l[m > 0]).all() else (l, m)
+
+        dl, dm = losses(self.heldout[fmt])
+        if dl is None:
+            return None
         out = {"domain_loss": mean_nll(dl, dm), "heldout_stats": probability_stats(dl, dm), "general": {}}
         for name in GENERAL_SETS:
-            gl, gm = set_token_losses(params, self.config, self.general[name], b)
+            gl, gm = losses(self.general[name])
+            if gl is None:
+                return None
             out["general"][name] = mean_nll(gl, gm)
         if with_train_stats:
             tl, tm = set_token_losses(params, self.config, self.train[fmt], b)
