@@ -13,6 +13,7 @@ preset (``paper`` reads ``$SFT_PAPER_MODEL``). Finished runs are read from their
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -29,28 +30,106 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(cache_root() / "jax_compile"))
 
 
+def positive_finite_float(text: str) -> float:
+    """argparse type: a finite number > 0 (the learning rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a number of steps)."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def writable_file(text: str) -> Path:
+    """argparse type: a file path whose folder exists and can be written (checked before any work starts)."""
+    path = Path(text)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"folder {folder} is not writable")
+    return path
+
+
+_NUMBER_OPTIONS = ("--learning-rate", "--lr")
+
+
+def _attach_negative_numbers(argv: list[str]) -> list[str]:
+    """``--lr -1e-3`` -> ``--lr=-1e-3``: argparse reads a token such as ``-1e-3`` as an option name and would
+    answer "expected one argument"; attached, the value reaches the type check and gets a clear error."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token in _NUMBER_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            try:
+                float(argv[i + 1])
+            except ValueError:
+                pass
+            else:
+                out.append(f"{token}={argv[i + 1]}")
+                i += 2
+                continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    from sims.harness.presets import PRESETS
+    from sims.harness.presets import PRESETS, presets_taking_a_model
     from sims.methods import method_names
 
     parser = argparse.ArgumentParser(prog="python -m sims.harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    helps = {"run": "fine-tune once and print the run's domain gain and general change",
+             "sweep": "run an experiment's grid of runs (finished runs are read, not recomputed)",
+             "report": "print (and with --out write) the Markdown report of every experiment"}
     for name in ("run", "sweep", "report"):
-        p = sub.add_parser(name)
-        p.add_argument("--preset", default="default", choices=sorted(PRESETS))
-        p.add_argument("--model", default=None, help="model file or folder (tiny preset)")
+        p = sub.add_parser(name, help=helps[name], description=helps[name])
+        p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="experiment size (default: default)")
+        p.add_argument("--model", default=None,
+                       help=f"model file (GGUF) or Hugging Face folder; only for the presets {sorted(presets_taking_a_model())}")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         if name == "run":
-            p.add_argument("--method", default="sft", choices=method_names(), help="a registered method (sims.methods)")
-            p.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, required=True)
-            p.add_argument("--fmt", default="cot", choices=("cot", "label"))
-            p.add_argument("--seed", type=int, default=0)
-            p.add_argument("--steps", type=int, default=None)
+            p.add_argument("--method", default="sft", choices=method_names(),
+                           help="a registered fine-tuning method (sims.methods; default: sft)")
+            p.add_argument("--learning-rate", "--lr", dest="learning_rate", type=positive_finite_float, required=True,
+                           help="optimiser learning rate, a finite number > 0")
+            p.add_argument("--fmt", default="cot", choices=("cot", "label"),
+                           help="target format: chain-of-thought explanation or label only (default: cot)")
+            p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the batch order and adapters (default: 0)")
+            p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default: the preset's)")
         if name == "sweep":
-            p.add_argument("--experiment", default="all", choices=("lr", "methods", "tokens", "single-step", "all"))
+            p.add_argument("--experiment", default="all", choices=("lr", "methods", "tokens", "single-step", "all"),
+                           help="which experiment's runs (default: all)")
         if name == "report":
-            p.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
+            p.add_argument("--out", type=writable_file, default=None, help="also write the report to this file")
+    args = parser.parse_args(_attach_negative_numbers(list(sys.argv[1:] if argv is None else argv)))
+    if args.model is not None and args.preset not in presets_taking_a_model():
+        parser.error(f"--model: the {args.preset!r} preset does not take a model (only {sorted(presets_taking_a_model())});"
+                     " the paper preset reads $SFT_PAPER_MODEL")
 
     from dataclasses import replace
 

@@ -201,7 +201,7 @@ def token_analysis(preset: Preset, progress: bool = True) -> dict:
     """Experiment 3: base-model target-token statistics per format, the hard tokens, and p > 0.2 per epoch."""
     from theory import hard_token_mass
 
-    session = get_session(preset.resolved_model(), preset.tokenizer, preset.data)
+    session = get_session(preset.resolved_model(), preset.tokenizer, preset.data, progress)
     base = session.base()
     out = {"formats": {}, "epochs": {}}
     for fmt in preset.formats:
@@ -285,7 +285,7 @@ def _vdot(a, b) -> float:
 
 def single_step_theory(preset: Preset, progress: bool = True) -> dict:
     """Experiment 4a (module docstring): measured vs predicted one-step changes, per format and set."""
-    session = get_session(preset.resolved_model(), preset.tokenizer, preset.data)
+    session = get_session(preset.resolved_model(), preset.tokenizer, preset.data, progress)
     material = {**session.key_material(), "what": "single_step", "fmts": preset.single_step_formats, "lrs": preset.single_step_lrs,
                 "batch": preset.single_step_batch, "optimizer": preset.optimizer, "code": code_key(__name__), "libs": library_versions()}
 

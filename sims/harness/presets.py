@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sims.methods import MethodConfig, get_method
 from sims.harness.session import DataConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset", "SHORT_CALCULATORS"]
+__all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "SHORT_CALCULATORS"]
 
 #: Calculators whose chain-of-thought example fits 160 tokens with SmolLM2's tokenizer (digits split).
 SHORT_CALCULATORS = ("bmi", "map", "anion_gap", "qtc_bazett", "ibw_devine", "bsa_mosteller")
@@ -146,8 +146,15 @@ def _paper() -> Preset:
 PRESETS = {"tiny": _tiny, "default": _default, "paper": _paper}
 
 
+def presets_taking_a_model() -> tuple[str, ...]:
+    """The presets whose model the command line's ``--model`` chooses (the others fix it)."""
+    return ("tiny",)
+
+
 def get_preset(name: str, model: str | None = None) -> Preset:
-    """The preset called ``name`` (``model`` only for ``tiny``)."""
+    """The preset called ``name`` (``model`` only for the presets of :func:`presets_taking_a_model`)."""
     if name not in PRESETS:
         raise ValueError(f"name: unknown preset {name!r}; known {sorted(PRESETS)}")
+    if model is not None and name not in presets_taking_a_model():
+        raise ValueError(f"model: the {name!r} preset fixes its model and would ignore {model!r}")
     return PRESETS[name](model) if name == "tiny" else PRESETS[name]()

@@ -253,7 +253,7 @@ def _write_points(folder: Path, points: list[dict]) -> None:
 
 def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | None = None) -> dict:
     """Run (or load) one fine-tuning trajectory and return its result dict (see module docstring)."""
-    session = get_session(cfg.model, cfg.tokenizer, cfg.data)
+    session = get_session(cfg.model, cfg.tokenizer, cfg.data, progress)
     folder = run_folder(cfg, session)
     result_path = folder / "result.json"
     done = read_record(result_path, key=folder.name)

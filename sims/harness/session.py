@@ -151,6 +151,7 @@ class Session:
             self.heldout[fmt] = encode_chat_set(self.tokenizer, [(e.prompt, e.response(fmt)) for e in self.splits.heldout], n, self.pad_id, SYSTEM_PROMPT)
         self._general: dict[str, EncodedSet] | None = None
         self._base: dict | None = None
+        self.progress = True  # progress bars of the session's own one-off computations (get_session sets it)
 
     # -- identity ------------------------------------------------------------------------------------
 
@@ -169,7 +170,8 @@ class Session:
             from tqdm.auto import tqdm
 
             out = []
-            for instr in tqdm(INSTRUCTIONS[: self.data.n_self], desc="general set (a): base-model responses", leave=False):
+            for instr in tqdm(INSTRUCTIONS[: self.data.n_self], desc="general set (a): base-model responses", leave=False,
+                              disable=not self.progress):
                 ids = self.tokenizer.encode_chat([{"role": "user", "content": instr}], add_generation_prompt=True)
                 gen = generate_greedy(self.params, self.config, jnp.asarray([ids], jnp.int32), self.data.self_max_new_tokens,
                                       use_cache=True, eos_id=self.tokenizer.eos_id)
@@ -251,10 +253,13 @@ class Session:
 _SESSIONS: dict = {}
 
 
-def get_session(model: str, tokenizer: str | None, data: DataConfig) -> Session:
-    """The (in-memory memoised) session for a model file and data configuration."""
+def get_session(model: str, tokenizer: str | None, data: DataConfig, progress: bool | None = None) -> Session:
+    """The (in-memory memoised) session for a model file and data configuration; ``progress`` (if given) turns
+    the progress bars of its one-off computations on or off."""
     key = content_key({"model": str(model), "tok": str(tokenizer), "data": data})
     if key not in _SESSIONS:
         _SESSIONS.clear()  # one model in memory at a time
         _SESSIONS[key] = Session(str(model), None if tokenizer is None else str(tokenizer), data)
+    if progress is not None:
+        _SESSIONS[key].progress = bool(progress)
     return _SESSIONS[key]

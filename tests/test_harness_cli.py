@@ -1,0 +1,69 @@
+"""The harness command line rejects bad input before any work starts, with argparse's usage error."""
+
+import pytest
+
+from sims.harness.__main__ import main
+from sims.harness.presets import get_preset
+
+
+def _usage_error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-1e-3", "nan", "0", "inf", "abc"])
+@pytest.mark.parametrize("attached", [True, False])
+def test_bad_learning_rates_are_usage_errors_not_tracebacks(capsys, value, attached):
+    argv = ["run", "--preset", "tiny", f"--lr={value}"] if attached else ["run", "--preset", "tiny", "--lr", value]
+    err = _usage_error(capsys, argv)
+    assert "--learning-rate/--lr" in err
+    assert "expected one argument" not in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag, value", [("--seed", "-1"), ("--seed", "1.5"), ("--steps", "0")])
+def test_bad_seed_and_steps_are_usage_errors(capsys, flag, value):
+    err = _usage_error(capsys, ["run", "--preset", "tiny", "--lr", "1e-3", f"{flag}={value}"])
+    assert flag in err
+
+
+def test_model_with_a_preset_that_fixes_its_model_is_refused(capsys):
+    err = _usage_error(capsys, ["run", "--preset", "default", "--model", "x.gguf", "--lr", "1e-3"])
+    assert "--model" in err and "default" in err
+    with pytest.raises(ValueError, match="model"):
+        get_preset("default", "x.gguf")
+
+
+def test_report_out_in_a_missing_folder_fails_before_the_sweep(capsys, tmp_path, monkeypatch):
+    import sims.harness.experiments as ex
+
+    monkeypatch.setattr(ex, "run_all", lambda *a, **k: pytest.fail("the sweep ran before the --out check"))
+    err = _usage_error(capsys, ["report", "--preset", "tiny", "--out", str(tmp_path / "no" / "such" / "r.md")])
+    assert "--out" in err and "does not exist" in err
+
+
+def test_every_run_option_has_help_text(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    for flag, words in [("--learning-rate", "learning rate"), ("--method", "method"), ("--fmt", "format"),
+                        ("--seed", "seed"), ("--steps", "steps")]:
+        assert flag in out and words in out
+
+
+def test_every_progress_bar_of_the_harness_obeys_quiet():
+    """``--quiet`` reaches the harness as ``progress=False``; a bar without ``disable=`` would still draw."""
+    import ast
+    from pathlib import Path
+
+    import sims.harness
+
+    missing = []
+    for path in sorted(Path(sims.harness.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "tqdm":
+                if not any(k.arg == "disable" for k in node.keywords):
+                    missing.append(f"{path.name}:{node.lineno}")
+    assert missing == []
