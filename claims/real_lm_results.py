@@ -38,7 +38,7 @@ def command(figure: str | None = None) -> str:
 
 
 def preset():
-    from sims.harness.__main__ import enable_compilation_cache
+    from sims.harness.compilation_cache import enable_compilation_cache
     from sims.harness.presets import get_preset
 
     enable_compilation_cache()

@@ -27,7 +27,7 @@ def _preset():
 
 
 def _setup():
-    from sims.harness.__main__ import enable_compilation_cache
+    from sims.harness.compilation_cache import enable_compilation_cache
 
     enable_compilation_cache()
     return _preset()

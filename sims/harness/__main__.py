@@ -20,14 +20,7 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")  # like `python -m figures`: float64 available; the LM sets float32 itself
 
-
-def enable_compilation_cache() -> None:
-    """Persist XLA compilations under ``<cache>/jax_compile`` (a second cold run skips compiling)."""
-    import jax
-
-    from store import cache_root
-
-    jax.config.update("jax_compilation_cache_dir", str(cache_root() / "jax_compile"))
+from sims.harness.compilation_cache import enable_compilation_cache  # noqa: E402
 
 
 def positive_finite_float(text: str) -> float:
