@@ -58,11 +58,10 @@ def token_losses(outputs_or_logits: Any, labels: torch.Tensor, ignore_index: int
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     B, T, V = logits.shape
-    targets = labels[:, 1:].long()
-    mask = targets != ignore_index
-    nll = F.cross_entropy(logits[:, :-1].reshape(-1, V), targets.reshape(-1), ignore_index=ignore_index,
-                          reduction="none").view(B, T - 1)
-    return nll, mask
+    # shift the labels, not the logits (no copy of the [B, T, V] tensor); the last position predicts nothing
+    targets = F.pad(labels.long(), (0, 1), value=ignore_index)[:, 1:]
+    nll = F.cross_entropy(logits.reshape(B * T, V), targets.reshape(-1), ignore_index=ignore_index, reduction="none")
+    return nll.view(B, T)[:, :-1], targets[:, :-1] != ignore_index
 
 
 def token_log_probs(outputs_or_logits: Any, labels: torch.Tensor, ignore_index: int = -100
