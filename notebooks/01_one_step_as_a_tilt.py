@@ -438,3 +438,45 @@ print(f"degradation shrinks with the step size here: {shrinks}")
 # Note that the degradation does **not** go to zero as the step shrinks: it tends to the gradient-flow
 # value, the $k_1\Delta^\star$ floor of Theorem 3.1. Reducing the learning rate only removes the excess.
 # Notebook 02 looks at *which* tokens create the excess, and how TALR shrinks it.
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 1.** Hoeffding's lemma bounds the excess of a tilt by $V(\lambda) \le \lambda^2 (b-a)^2/8$, with
+# $[a, b]$ the range of $s$ on the support of $q$. Find a model `q_ex`, a direction `s_ex` and data `P_ex` (any
+# distribution) for which the bound is tight for small steps: at $\lambda = 10^{-2}$ the exact excess must be at
+# least 99.9% of the bound. (Hint: when is a variance as large as $(b-a)^2/4$?)
+
+# %%
+# Answer to exercise 1 (reference solution)
+q_ex = np.array([0.5, 0.5])
+s_ex = np.array([1.0, -1.0])
+P_ex = np.array([1.0, 0.0])
+
+# %%
+# Check of exercise 1
+lam_ex = 1e-2
+assert np.all(q_ex > 0) and abs(q_ex.sum() - 1) < 1e-12 and np.all(P_ex >= 0) and abs(P_ex.sum() - 1) < 1e-12
+excess = logsumexp(np.log(q_ex) + lam_ex * s_ex) - lam_ex * np.sum(q_ex * s_ex)  # V(lam), from its definition
+hoeffding_excess = lam_ex**2 * (s_ex.max() - s_ex.min()) ** 2 / 8
+slack = float(theory.hoeffding_upper_bound(P_ex, q_ex, s_ex, lam_ex) - theory.single_step_code_length_change(P_ex, q_ex, s_ex, lam_ex))
+assert abs(slack - (hoeffding_excess - excess)) < 1e-12  # the slack of the bound is its excess term minus V
+assert excess >= 0.999 * hoeffding_excess, f"Exercise 1: V is only {excess / hoeffding_excess:.1%} of the bound"
+print(f"Exercise 1 correct: V(lam) = {excess:.6e} is {excess / hoeffding_excess:.5%} of Hoeffding's {hoeffding_excess:.6e}")
+
+# %% [markdown]
+# **Exercise 2.** Section 2 said that *any* change of a distribution is a tilt. Find a direction `s_move` such that
+# the tilt with step $\lambda = 1$ turns $q = (0.5, 0.3, 0.2)$ into $q' = (0.2, 0.3, 0.5)$.
+
+# %%
+# Answer to exercise 2 (reference solution)
+q_from, q_to = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.3, 0.5])
+s_move = np.log(q_to / q_from)
+
+# %%
+# Check of exercise 2
+moved = np.asarray(theory.tilt(q_from, s_move, 1.0))
+assert np.allclose(moved, q_to, rtol=0, atol=1e-12), f"Exercise 2: the tilt gives {moved}, not {q_to}"
+# the direction is only defined up to a constant: s + c works too
+assert np.allclose(theory.tilt(q_from, s_move + 7.0, 1.0), q_to, rtol=0, atol=1e-12)
+print(f"Exercise 2 correct: s = {np.round(s_move, 4)} (any s + c works as well)")

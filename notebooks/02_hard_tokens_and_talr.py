@@ -384,3 +384,55 @@ m_big = 0.9
 rho_big = np.sqrt(2) * kappa * delta1 * m_big / g_min
 eps_small = 0.5 * rho_big * target_gain
 assert float(theory.safe_step_size(eps_small, target_gain, m_big, coupling=kappa, general_misfit=delta1, g_min=g_min)) == 0.0
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 1.** Choose the temperature `tau_answer` so that TALR gives a token with $p = 0.05$ one tenth of the
+# weight of a token with $p = 0.9$ (in the same batch).
+
+# %%
+# Answer to exercise 1 (reference solution)
+tau_answer = np.log(0.05 / 0.9) / np.log(0.1)
+
+# %%
+# Check of exercise 1
+w_pair = np.asarray(theory.talr_weights(-np.log(np.array([0.9, 0.05])), tau_answer))
+assert abs(w_pair[1] / w_pair[0] - 0.1) < 1e-9, f"Exercise 1: with tau = {tau_answer} the ratio is {w_pair[1] / w_pair[0]:.4f}"
+print(f"Exercise 1 correct: tau = {tau_answer:.4f} gives weights {w_pair.round(4)} (ratio 1/10)")
+
+# %% [markdown]
+# **Exercise 2.** TALR never increases the hard-token mass, because its weights grow with $p$. Give positive weights
+# `w_more` for the eight tokens `p_tokens` of section 2 under which the mass is *larger* than under SFT.
+
+# %%
+# Answer to exercise 2 (reference solution): weights that grow as p falls
+w_more = 1.0 - p_tokens
+
+# %%
+# Check of exercise 2
+w_more = np.asarray(w_more, dtype=float)
+assert w_more.shape == p_tokens.shape and np.all(w_more > 0), "Exercise 2: need one positive weight per token"
+m_more = float(theory.hard_token_mass(p_tokens, weights=w_more))
+m_plain = float(theory.hard_token_mass(p_tokens))
+assert m_more > m_plain, f"Exercise 2: mass {m_more:.4f} is not larger than SFT's {m_plain:.4f}"
+print(f"Exercise 2 correct: hard-token mass {m_more:.4f} > {m_plain:.4f} (SFT)")
+
+# %% [markdown]
+# **Exercise 3.** With the constants of section 4 (`eps`, `target_gain`, `kappa`, `delta1`, `g_min`), the safe step at
+# hard-token mass $m = 0.1$ is some $\lambda_{0.1}$. At which mass `m_half` does the safe step fall to
+# $\lambda_{0.1}/2$?
+
+# %%
+# Answer to exercise 3 (reference solution)
+def safe_at(m):
+    return float(theory.safe_step_size(eps, target_gain, m, coupling=kappa, general_misfit=delta1, g_min=g_min))
+
+
+m_half = brentq(lambda m: safe_at(m) - 0.5 * safe_at(0.1), 0.1, 0.6, xtol=1e-14)
+
+# %%
+# Check of exercise 3
+half = 0.5 * safe_at(0.1)
+assert abs(safe_at(m_half) - half) < 1e-6 * half, f"Exercise 3: the safe step at m = {m_half} is {safe_at(m_half):.5f}, not {half:.5f}"
+print(f"Exercise 3 correct: the safe step halves from {2 * half:.4f} at m = 0.1 to {half:.4f} at m = {m_half:.4f}")

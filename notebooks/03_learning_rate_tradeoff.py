@@ -307,3 +307,48 @@ print("figure written to", fig_path)
 #   holds, but it is loose by the factor printed above.
 # * Reweighting tokens changes both terms: fewer hard tokens shrink the excess, but a method can still lose if it
 #   raises the leakage per nat of gain, as TALR does in this world (compare the two `rho_max` columns).
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 1.** The general data is fitted exactly ($P_1 = q_0$), so the first-order term of one step's general
+# degradation vanishes and $D_1(\lambda) \approx \tfrac{\lambda^2}{2}\sum_c \pi_1(c)\,\mathrm{Var}_{q_0} s_c$. From
+# `D1_direct` (section 2, $\lambda = 2$) alone, predict `D1_small`, the degradation of one step with $\lambda = 0.5$.
+# The check accepts 20%: what is left is the $\lambda^3$ term, which is sizeable at $\lambda = 2$.
+
+# %%
+# Answer to exercise 1 (reference solution)
+D1_small = D1_direct * (0.5 / lam) ** 2
+
+# %%
+# Check of exercise 1: take the step with lam = 0.5 and measure
+W_half = W0 - 0.5 * jax.grad(mean_ce)(W0)
+logits_half = np.asarray(model.bias + model.features @ W_half)
+D1_half = np.sum(pi1 * np.sum(P1 * (log_softmax(logits0, axis=-1) - log_softmax(logits_half, axis=-1)), axis=-1))
+assert abs(D1_small - D1_half) < 0.2 * D1_half, f"Exercise 1: predicted {D1_small:.4e}, measured {D1_half:.4e}"
+print(f"Exercise 1 correct: predicted {D1_small:.4e}, measured {D1_half:.4e} ({abs(D1_small / D1_half - 1):.1%} apart)")
+
+# %% [markdown]
+# **Exercise 2.** The matched-gain bound of section 4 needs $a = g_{\min} - \lambda c_2 > 0$, with
+# $c_2 = r_2^2/8$ and $r_2$ the range of the domain tilt directions. With the constants SFT measured at the largest
+# step size (index `-1` of `sft["c_g_min"]`, `sft["c_s_range"]`, ...), find `lam_max`, the step size beyond which
+# the bound is infinite.
+
+# %%
+# Answer to exercise 2 (reference solution)
+lam_max = sft["c_g_min"][-1] / (sft["c_s_range"][-1] ** 2 / 8)
+
+# %%
+# Check of exercise 2
+def sft_bound_at(step):
+    consts = {k: sft[k][-1] for k in ("c_rho_max", "c_g_min", "c_s_range", "c_g_max", "c_s_range_general")}
+    return float(theory.matched_gain_bound(
+        target_gain, step, consts["c_rho_max"], consts["c_g_min"], consts["c_s_range"],
+        g_max=consts["c_g_max"], s_range_general=consts["c_s_range_general"],
+    ).bound)
+
+
+assert np.isfinite(sft_bound_at(0.999 * lam_max)), "Exercise 2: the bound is already infinite below lam_max"
+assert not np.isfinite(sft_bound_at(1.001 * lam_max)), "Exercise 2: the bound is still finite above lam_max"
+print(f"Exercise 2 correct: the bound is finite up to lam_max = {lam_max:.4f} "
+      f"(bound {sft_bound_at(0.5 * lam_max):.4f} at lam_max / 2)")
