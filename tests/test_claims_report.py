@@ -63,7 +63,7 @@ def test_every_registered_check_has_a_claim_module_with_pure_rules():
     import importlib
 
     modules = {c.check.__module__ for c in claims.CHECKS}
-    assert len(claims.CHECKS) == 22 and len(modules) == 18
+    assert len(claims.CHECKS) == 26 and len(modules) == 18
     for name in modules:
         mod = importlib.import_module(name)
         assert any(n.startswith("decide") for n in vars(mod)), name
@@ -72,7 +72,7 @@ def test_every_registered_check_has_a_claim_module_with_pure_rules():
 
 def test_selection_by_group_and_by_figure():
     synthetic = claims.select_checks(["synthetic"])
-    assert {c.group for c in synthetic} == {"synthetic"} and sorted({c.number for c in synthetic}) == [3, 4, 5, 7, 10, 17, 18]
+    assert {c.group for c in synthetic} == {"synthetic"} and sorted({c.number for c in synthetic}) == [3, 4, 5, 7, 10, 13, 14, 16, 17, 18]
     by_figure = claims.select_checks([], figures=["synthetic_matched_gain"])
     assert sorted(c.number for c in by_figure) == [3, 4, 5]
     assert len(claims.select_checks(None)) == len(claims.CHECKS)
