@@ -1,7 +1,8 @@
 """Claim 18 (a prediction of the tilt model): the degradation per unit domain gain grows with the learning rate,
 and TALR lowers it mainly at large learning rates.
 
-Synthetic setting: D(Delta*) / Delta* of SFT and TALR at matched gain per learning rate (mean over seeds). Real-LM
+Synthetic setting: D(Delta*) / Delta* of SFT and TALR (mean-one weights, ``talr-mean``) at matched gain per learning
+rate, paired by seed. Real-LM
 setting: D / G of SFT at the end of training over the learning-rate grid, and SFT minus TALR at the two method
 learning rates.
 """
@@ -12,52 +13,80 @@ import numpy as np
 
 from claims import real_lm_results as real
 from claims import synthetic_results as synth
-from claims.registry import Verdict, check
+from claims.intervals import paired_interval, side
+from claims.registry import NO_THRESHOLD, Verdict, check, rule_of
 from claims.token_vs_sample_weighting import matched_means
 
 __all__ = ["measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm", "decide_real_lm", "describe_real_lm"]
 
 
 def measure_synthetic() -> dict:
+    """Per seed and step size, D(Δ*) / Δ* of SFT and of TALR (mean-one weights: equal effective step)."""
+    from sims.synthetic.experiments.methods import COMPARED_TALR
+
     _, r = synth.methods()
     d = float(r["target_gain"])
-    return {"target_gain": d, "lrs": np.asarray(r["lrs"]),
-            "sft": matched_means(r["per_method"]["SFT"]["matched_degradation"]) / d,
-            "talr": matched_means(r["per_method"]["TALR (dynamic tau)"]["matched_degradation"]) / d}
+    return {"target_gain": d, "lrs": [float(x) for x in r["lrs"]], "n_seeds": len(r["seeds"]), "talr_name": COMPARED_TALR,
+            "sft": synth.method_arrays(r, "SFT")["matched"] / d, "talr": synth.method_arrays(r, COMPARED_TALR)["matched"] / d}
 
 
-def _synthetic_criteria(m: dict):
+def _parts(m: dict):
+    """(increasing, mainly_large) each "seen" / "contradicted" / "undecided", and the intervals behind them."""
     sft, talr = np.asarray(m["sft"], float), np.asarray(m["talr"], float)
-    ok = np.isfinite(sft)
-    increasing = bool(ok.sum() >= 2 and np.all(np.diff(sft[ok]) > 0))
-    both = ok & np.isfinite(talr)
-    red = sft[both] - talr[both]
-    mainly_large = bool(both.sum() >= 2 and both[-1] and red[-1] > 0 and red[-1] == red.max())
-    return increasing, mainly_large, red
+    ok = [j for j in range(sft.shape[1]) if np.isfinite(sft[:, j]).all()]
+    steps = [paired_interval(sft[:, b], sft[:, a]) for a, b in zip(ok[:-1], ok[1:])]
+    s1 = [side(iv) for iv in steps]
+    inc = "undecided" if len(ok) < 2 else "seen" if all(x == "above" for x in s1) else "contradicted" if "below" in s1 else "undecided"
+    both = [j for j in ok if np.isfinite(talr[:, j]).all()]
+    red = {j: sft[:, j] - talr[:, j] for j in both}
+    last = sft.shape[1] - 1
+    if last not in red or len(both) < 2:
+        return inc, "undecided", steps, {}
+    at_large = paired_interval(red[last])
+    vs_other = [paired_interval(red[last], red[j]) for j in both if j != last]
+    sides = [side(at_large)] + [side(iv) for iv in vs_other]
+    large = "seen" if all(x == "above" for x in sides) else "contradicted" if "below" in sides else "undecided"
+    return inc, large, steps, {"reduction at the largest lr": at_large, **{f"minus at lr {m['lrs'][j]:g}": iv for j, iv in zip([j for j in both if j != last], vs_other)}}
 
 
-def decide_synthetic(m: dict) -> tuple[str, str]:
-    """Holds when SFT's D/Delta* strictly increases with the learning rate and TALR's reduction is positive and
-    largest at the largest learning rate; partly holds when one of the two is seen; fails otherwise."""
-    increasing, mainly_large, _ = _synthetic_criteria(m)
-    failed = [n for n, ok in [("SFT's D/Δ* increasing in lr", increasing), ("TALR's reduction largest at the largest lr", mainly_large)] if not ok]
-    if not failed:
-        return "holds", "both parts seen."
-    return ("partly holds" if len(failed) == 1 else "fails"), "not met: " + "; ".join(failed) + "."
+def decide_synthetic(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
+    """Two parts, each decided by 95% t intervals of paired (same seed) differences: SFT's D/Δ* rises from each step
+    size to the next (every interval above 0), and TALR's reduction SFT - TALR at the largest step size is above 0
+    and above its reduction at every smaller one. Holds when both are seen; partly holds when one is seen and the
+    other contradicted (an interval below 0); fails when none is seen and one is contradicted; inconclusive otherwise.
+
+    The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
+    inc, large, _, _ = _parts(m)
+    parts = {"SFT's D/Δ* increasing in lr": inc, "TALR's reduction largest at the largest lr": large}
+    seen = [k for k, v in parts.items() if v == "seen"]
+    contra = [k for k, v in parts.items() if v == "contradicted"]
+    if len(seen) == 2:
+        return "holds", "both parts seen with 95% confidence."
+    if seen and contra:
+        return "partly holds", f"seen: {seen}; contradicted: {contra}."
+    if contra:
+        return "fails", f"contradicted: {contra}; undecided: {[k for k, v in parts.items() if v == 'undecided']}."
+    return "inconclusive", f"seen: {seen}; undecided: {[k for k, v in parts.items() if v == 'undecided']}."
+
+
+def ours_synthetic(m: dict) -> str:
+    _, _, steps, red = _parts(m)
+    return ("SFT D/Δ* step to next lr: " + ", ".join(iv.text() for iv in steps) + "; SFT − TALR: "
+            + ", ".join(f"{k} {iv.text()}" for k, iv in red.items()))
 
 
 def describe_synthetic(m: dict) -> str:
-    _, _, red = _synthetic_criteria(m)
-    return (f"SFT degradation per unit gain D/Δ* at Δ* = {m['target_gain']:g} vs lr {np.asarray(m['lrs']).tolist()}: "
-            f"{np.round(m['sft'], 4).tolist()}; TALR (dynamic τ): {np.round(m['talr'], 4).tolist()}; reduction SFT - TALR where both reach "
-            f"Δ*: {np.round(red, 4).tolist()} (negative = TALR worse).")
+    mean = lambda x: np.round(matched_means(x), 4).tolist()  # noqa: E731
+    return (f"D/Δ* at Δ* = {m['target_gain']:g} vs lr {m['lrs']} (mean over {m['n_seeds']} seeds, NaN where a seed never reaches Δ*): "
+            f"SFT {mean(m['sft'])}; TALR = {m['talr_name']} (talr-mean, mean-one weights) {mean(m['talr'])}. Paired 95% t intervals: {ours_synthetic(m)}.")
 
 
 @check(18, synth.SETTING, synth.GROUP, figures=("synthetic_methods_pareto",))
 def synthetic() -> Verdict:
     m = measure_synthetic()
     verdict, reason = decide_synthetic(m)
-    return Verdict(verdict, describe_synthetic(m) + " " + reason, synth.command("synthetic_methods_pareto"))
+    return Verdict(verdict, describe_synthetic(m) + " " + reason, synth.command("synthetic_methods_pareto"), ours=ours_synthetic(m),
+                   seeds=f"{m['n_seeds']} paired", rule=rule_of(decide_synthetic), sensitivity=NO_THRESHOLD + " (signs of paired differences)")
 
 
 def measure_real_lm() -> dict:

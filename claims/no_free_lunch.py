@@ -6,10 +6,17 @@ learning rate on SmolLM2.
 
 from __future__ import annotations
 
-from claims import real_lm_results as real
-from claims.registry import Verdict, check
+import numpy as np
 
-__all__ = ["measure", "decide", "describe"]
+from claims import real_lm_results as real
+from claims import synthetic_results as synth
+from claims.intervals import paired_interval, side
+from claims.registry import Verdict, check, rule_of, sensitivity
+
+__all__ = ["MAJORITY", "measure", "decide", "describe", "measure_synthetic", "decide_synthetic"]
+
+# "partly holds" needs more than this share of the methods to degrade more at the larger lr: a majority
+MAJORITY = 0.5
 
 
 def measure() -> dict:
@@ -43,3 +50,44 @@ def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
     return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto"))
+
+
+def measure_synthetic() -> dict:
+    """Per method of the synthetic sweep, D per seed at the end of training at the small and the large step size."""
+    _, r = synth.methods()
+    i, j = synth.lr_index(r, synth.SMALL_LR), synth.lr_index(r, synth.LARGE_LR)
+    d = {n: synth.method_arrays(r, n)["degradation"] for n in r["per_method"]}
+    return {"lrs": [synth.SMALL_LR, synth.LARGE_LR], "n_seeds": len(r["seeds"]),
+            "intervals": {n: paired_interval(v[:, j], v[:, i]) for n, v in d.items()}}
+
+
+def decide_synthetic(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
+    """Per method the 95% t interval of the paired difference D(large) - D(small) decides whether it degrades more at
+    the larger step size (above 0). Holds when every method does; partly holds when more than MAJORITY of them do
+    and none degrades less (below 0); inconclusive when that share is reached only counting undecided intervals;
+    fails otherwise."""
+    sides = {n: side(iv) for n, iv in m["intervals"].items()}
+    n = len(sides)
+    if not n:
+        return "inconclusive", "no method ran."
+    above = [k for k, s in sides.items() if s == "above"]
+    below = [k for k, s in sides.items() if s == "below"]
+    share = min(MAJORITY * threshold_scale, 1.0)
+    if len(above) == n:
+        return "holds", "every method degrades more at the larger step size."
+    if len(above) > share * n and not below:
+        return "partly holds", f"{len(above)}/{n} degrade more; undecided: {sorted(set(sides) - set(above))}."
+    if not below and len(above) + sum(s == "crosses" for s in sides.values()) > share * n:
+        return "inconclusive", f"{len(above)}/{n} degrade more, the rest undecided."
+    return "fails", f"{len(above)}/{n} degrade more; less: {below}."
+
+
+@check(16, synth.SETTING, synth.GROUP, figures=("synthetic_methods_pareto",))
+def synthetic() -> Verdict:
+    m = measure_synthetic()
+    verdict, reason = decide_synthetic(m)
+    ours = "; ".join(f"{k} {iv.text()}" for k, iv in m["intervals"].items())
+    evidence = (f"D(lr {m['lrs'][1]:g}) − D(lr {m['lrs'][0]:g}) at the end of training, paired by seed, per method (TALR and FLOW and "
+                f"DFT with mean-one weights; DiSC's TALR unnormalised): {ours}. {reason}")
+    return Verdict(verdict, evidence, synth.command("synthetic_methods_pareto"), ours=ours, seeds=f"{m['n_seeds']} paired",
+                   rule=rule_of(decide_synthetic), sensitivity=sensitivity(decide_synthetic, m))

@@ -14,10 +14,15 @@ from typing import Callable, Iterable
 
 from claims.table import CLAIMS_BY_NUMBER
 
-__all__ = ["VERDICTS", "GROUPS", "Verdict", "ClaimCheck", "CHECKS", "check", "select_checks", "run_checks"]
+__all__ = ["VERDICTS", "GROUPS", "THRESHOLD_SCALES", "NO_THRESHOLD", "Verdict", "ClaimCheck", "CHECKS", "check",
+           "select_checks", "run_checks", "sensitivity", "rule_of"]
 
 VERDICTS = ("holds", "fails", "partly holds", "inconclusive")
 GROUPS = ("theory", "synthetic", "real_lm")
+# every thresholded rule is also evaluated with its thresholds halved and doubled; a verdict that changes there
+# rests on the choice of threshold, not on the measurement
+THRESHOLD_SCALES = (0.5, 2.0)
+NO_THRESHOLD = "no threshold"
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,10 @@ class Verdict:
     verdict: str  # one of VERDICTS
     evidence: str
     command: str
+    ours: str = "-"  # the decisive number(s), with their 95% interval where there are seeds
+    seeds: str = "-"  # how many seeds (paired where a comparison is)
+    rule: str = "-"  # the decision rule in words
+    sensitivity: str = NO_THRESHOLD  # "verdict at half / verdict at double the thresholds"
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -68,6 +77,16 @@ def select_checks(groups: Iterable[str] | None = None, figures: Iterable[str] = 
     figures = set(figures)
     chosen = [c for c in CHECKS if (groups is None or c.group in set(groups)) or figures & set(c.figures)]
     return sorted(chosen, key=lambda c: (c.number, c.setting))
+
+
+def sensitivity(decide: Callable[..., tuple[str, str]], m, scales: Iterable[float] = THRESHOLD_SCALES) -> str:
+    """The verdicts of ``decide(m, threshold_scale=s)`` for each scale, joined as "holds / fails"."""
+    return " / ".join(decide(m, threshold_scale=s)[0] for s in scales)
+
+
+def rule_of(decide: Callable) -> str:
+    """The decision rule in words: the first paragraph of ``decide``'s docstring."""
+    return " ".join((decide.__doc__ or "-").strip().split("\n\n")[0].split())
 
 
 def run_checks(checks: Iterable[ClaimCheck], progress: bool = True) -> dict[tuple[int, str], Verdict | Exception]:

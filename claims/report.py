@@ -16,7 +16,9 @@ from store import atomic_write_bytes
 
 __all__ = ["Row", "render_paper_checks", "read_rows", "write_paper_checks"]
 
-_HEADER = "| # | claim | setting | verdict | measured | command |"
+_HEADER = ("| # | claim | setting | paper | verdict | ours (95% interval) | seeds | decision rule | at ½× / 2× threshold "
+           "| measured | command |")
+_COLUMNS = _HEADER.count("|") - 1
 NOT_CHECKED = "not yet checked"
 
 
@@ -29,6 +31,10 @@ class Row:
     verdict: str
     measured: str
     command: str
+    ours: str = "-"
+    seeds: str = "-"
+    rule: str = "-"
+    sensitivity: str = "-"
 
 
 def _cell(text: str) -> str:
@@ -44,7 +50,8 @@ def _row_from(number: int, result: Verdict | Exception | Row) -> Row:
         return result
     if isinstance(result, Exception):
         return Row(number, "", "error", f"{type(result).__name__}: {result}", "-")
-    return Row(number, "", result.verdict, result.evidence, result.command)
+    return Row(number, "", result.verdict, result.evidence, result.command, result.ours, result.seeds, result.rule,
+               result.sensitivity)
 
 
 def render_paper_checks(results: dict[tuple[int, str], Verdict | Exception | Row]) -> str:
@@ -58,21 +65,27 @@ def render_paper_checks(results: dict[tuple[int, str], Verdict | Exception | Row
         "Each row is one claim of *SFT Doesn't Always Hurt General Capabilities* (Lin et al., ICLR 2026), numbered and worded",
         "as in `claims/table.py` (full wordings below), checked in one setting. The numbers are measured by the command in the",
         "last column. D = general degradation (general loss change), G = domain gain, Δ* = matched domain gain, λ = step size.",
-        "Verdicts: **holds**, **fails**, **partly holds**, **inconclusive**; claims with no check yet say so.",
+        "Verdicts: **holds**, **fails**, **partly holds**, **inconclusive**; claims with no check yet say so. Comparisons over",
+        "seeds are paired (same seed, two methods or learning rates) and decided by the 95% Student-t interval of the paired",
+        "difference: a verdict is inconclusive when that interval crosses the decision boundary (with 2 seeds t = 12.7,",
+        "so the interval is wide). The threshold column gives the verdict with every threshold halved / doubled.",
         "",
         _HEADER,
-        "|---|---|---|---|---|---|",
+        "|" + "---|" * _COLUMNS,
     ]
     for claim in CLAIM_TABLE:
         rows = sorted(((s, r) for (n, s), r in results.items() if n == claim.number), key=lambda sr: sr[0])
         if not rows:
-            lines.append(f"| {claim.number} | {_cell(claim.title)} | - | {NOT_CHECKED} | - | - |")
+            lines.append(f"| {claim.number} | {_cell(claim.title)} | - | {_cell(claim.paper_number)} | {NOT_CHECKED} |"
+                         + " - |" * (_COLUMNS - 5))
             continue
         for setting, res in rows:
             row = _row_from(claim.number, res)
             verdict = row.verdict if row.verdict in ("error", NOT_CHECKED) else f"**{row.verdict}**"
             command = row.command if row.command == "-" else f"`{_cell(row.command)}`"
-            lines.append(f"| {claim.number} | {_cell(claim.title)} | {_cell(setting)} | {verdict} | {_cell(row.measured)} | {command} |")
+            lines.append(f"| {claim.number} | {_cell(claim.title)} | {_cell(setting)} | {_cell(claim.paper_number)} | {verdict} | "
+                         f"{_cell(row.ours)} | {_cell(row.seeds)} | {_cell(row.rule)} | {_cell(row.sensitivity)} | "
+                         f"{_cell(row.measured)} | {command} |")
     lines += ["", "## The claims", "", "| # | kind | where in the paper | claim | what is measured |", "|---|---|---|---|---|"]
     for c in CLAIM_TABLE:
         lines.append(f"| {c.number} | {c.kind} | {_cell(c.section)} | {_cell(c.wording)} | {_cell(c.measured)} |")
@@ -96,12 +109,13 @@ def read_rows(text: str) -> dict[tuple[int, str], Row]:
         if not in_table or line.startswith("|---"):
             continue
         cells = [_uncell(c) for c in _SPLIT.split(line)[1:-1]]
-        if len(cells) != 6 or not cells[0].isdigit() or cells[3] == NOT_CHECKED:
+        if len(cells) != _COLUMNS or not cells[0].isdigit() or cells[4] == NOT_CHECKED:
             continue
         number, setting = int(cells[0]), cells[2]
         if number not in CLAIMS_BY_NUMBER:
             continue
-        rows[(number, setting)] = Row(number, setting, cells[3].strip("*"), cells[4], cells[5].strip("`"))
+        rows[(number, setting)] = Row(number, setting, cells[4].strip("*"), cells[9], cells[10].strip("`"), cells[5],
+                                      cells[6], cells[7], cells[8])
     return rows
 
 

@@ -6,10 +6,14 @@ small against the large method learning rate on SmolLM2.
 
 from __future__ import annotations
 
-from claims import real_lm_results as real
-from claims.registry import Verdict, check
+import numpy as np
 
-__all__ = ["METHODS", "measure", "decide", "describe"]
+from claims import real_lm_results as real
+from claims import synthetic_results as synth
+from claims.intervals import paired_interval, side
+from claims.registry import NO_THRESHOLD, Verdict, check, rule_of
+
+__all__ = ["METHODS", "SYNTHETIC_METHODS", "measure", "decide", "describe", "measure_synthetic", "decide_synthetic"]
 
 METHODS = ("sft", "l2", "talr")
 
@@ -57,3 +61,55 @@ def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
     return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto"))
+
+
+#: SFT, L2 and TALR of the synthetic sweep (TALR with mean-one weights: equal effective step)
+SYNTHETIC_METHODS = ("SFT", "L2", "TALR (mean 1)")
+
+
+def measure_synthetic() -> dict:
+    """Per seed, the spread (max - min over SYNTHETIC_METHODS) of D and of G at the end of training, at the small
+    and the large step size of the synthetic sweep (same budget, as the paper compares methods per learning rate)."""
+    _, r = synth.methods()
+    i, j = synth.lr_index(r, synth.SMALL_LR), synth.lr_index(r, synth.LARGE_LR)
+    arr = {n: synth.method_arrays(r, n) for n in SYNTHETIC_METHODS}
+    spread = lambda key, k: np.ptp(np.stack([arr[n][key][:, k] for n in SYNTHETIC_METHODS]), axis=0)  # noqa: E731
+    return {"lrs": [synth.SMALL_LR, synth.LARGE_LR], "n_seeds": len(r["seeds"]),
+            "d_small": spread("degradation", i), "d_large": spread("degradation", j),
+            "g_small": spread("gain", i), "g_large": spread("gain", j)}
+
+
+def _intervals(m: dict):
+    return paired_interval(m["d_large"], m["d_small"]), paired_interval(m["g_large"], m["g_small"])
+
+
+def decide_synthetic(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
+    """The 95% t intervals of the paired (same seed) differences spread at the large minus spread at the small step
+    size, of D and of G, decide: holds when both are above 0 (both spreads smaller at the small step), partly holds
+    when one is above 0, fails when neither is and one is below 0, inconclusive when both contain 0.
+
+    The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
+    sd_, sg = (side(iv) for iv in _intervals(m))
+    if sd_ == "above" and sg == "above":
+        return "holds", "both spreads smaller at the small step size."
+    if "above" in (sd_, sg):
+        return "partly holds", f"only the spread of {'D' if sd_ == 'above' else 'G'} is smaller at the small step size ({'G' if sd_ == 'above' else 'D'}: {sg if sd_ == 'above' else sd_})."
+    if "below" in (sd_, sg):
+        return "fails", f"spread of D {sd_}, of G {sg} 0 (large minus small)."
+    return "inconclusive", "both paired intervals contain 0."
+
+
+def ours_synthetic(m: dict) -> str:
+    di, gi = _intervals(m)
+    return f"spread(large) − spread(small): D {di.text()}; G {gi.text()}"
+
+
+@check(14, synth.SETTING, synth.GROUP, figures=("synthetic_methods_pareto",))
+def synthetic() -> Verdict:
+    m = measure_synthetic()
+    verdict, reason = decide_synthetic(m)
+    evidence = (f"{', '.join(SYNTHETIC_METHODS)} (TALR = talr-mean, mean-one weights) after the same training budget at lr {m['lrs'][0]:g} "
+                f"(small) and {m['lrs'][1]:g} (large), mean over {m['n_seeds']} seeds: spread of D {np.mean(m['d_small']):.4f} vs "
+                f"{np.mean(m['d_large']):.4f}, spread of G {np.mean(m['g_small']):.4f} vs {np.mean(m['g_large']):.4f}. {ours_synthetic(m)}. {reason}")
+    return Verdict(verdict, evidence, synth.command("synthetic_methods_pareto"), ours=ours_synthetic(m),
+                   seeds=f"{m['n_seeds']} paired", rule=rule_of(decide_synthetic), sensitivity=NO_THRESHOLD + " (signs of paired differences)")

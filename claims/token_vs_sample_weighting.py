@@ -1,9 +1,10 @@
 """Claim 17: dynamic token-level weighting (TALR) retains more general ability than static sample-level
 weighting (FLOW).
 
-Synthetic setting: D at matched gain Delta* (mean over seeds, only learning rates where every seed reaches it) of
-TALR (dynamic tau) and FLOW. Real-LM setting: D of TALR and FLOW at the larger learning rate, with the standard
-error of the difference over seeds.
+Synthetic setting: D at matched gain Delta*, paired by seed, of TALR and FLOW at each step size where every seed of
+both reaches Delta*; both with mean-one weights (equal effective step: ``talr-mean``), and DiSC's unnormalised TALR
+(``talr-disc``) in a row of its own. Real-LM setting: D of TALR and FLOW at the larger learning rate, paired by seed,
+with the 95% t interval of the difference.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import numpy as np
 
 from claims import real_lm_results as real
 from claims import synthetic_results as synth
-from claims.registry import Verdict, check
+from claims.intervals import paired_interval, side
+from claims.registry import NO_THRESHOLD, Verdict, check, rule_of
 
-__all__ = ["STANDARD_ERRORS", "matched_means", "measure_synthetic", "decide_synthetic", "describe_synthetic",
-           "measure_real_lm", "decide_real_lm", "describe_real_lm"]
+__all__ = ["matched_means", "measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm",
+           "decide_real_lm", "describe_real_lm"]
 
-# a difference within 2 standard errors over seeds (about a 95% interval) is not told apart from zero.
-STANDARD_ERRORS = 2.0
+FLOW = "FLOW (mean 1)"
 
 
 def matched_means(matched: np.ndarray) -> np.ndarray:
@@ -31,74 +32,129 @@ def matched_means(matched: np.ndarray) -> np.ndarray:
         return np.where(np.isfinite(m).all(0), np.nanmean(m, 0), np.nan)
 
 
-def measure_synthetic() -> dict:
+def measure_synthetic(talr: str) -> dict:
+    """Paired (by seed) D at matched gain of ``talr`` (a display name of the methods sweep) and FLOW per lr."""
     _, r = synth.methods()
-    t, f = r["per_method"]["TALR (dynamic tau)"], r["per_method"]["FLOW"]
-    return {"target_gain": float(r["target_gain"]), "lrs": np.asarray(r["lrs"]), "n_seeds": len(r["seeds"]),
-            "talr": matched_means(t["matched_degradation"]), "flow": matched_means(f["matched_degradation"]),
-            "end_talr": float(t["degradation"][:, -1, -1].mean()), "end_flow": float(f["degradation"][:, -1, -1].mean())}
+    t, f = synth.method_arrays(r, talr), synth.method_arrays(r, FLOW)
+    return {"target_gain": float(r["target_gain"]), "lrs": [float(x) for x in r["lrs"]], "n_seeds": len(r["seeds"]),
+            "talr_name": talr, "talr_variant": synth.variant(talr), "flow_variant": synth.variant(FLOW),
+            "talr": t["matched"], "flow": f["matched"]}
 
 
-def decide_synthetic(m: dict) -> tuple[str, str]:
-    """Holds when TALR's D at matched gain is lower than FLOW's at every learning rate where both reach Delta*;
-    partly holds when it is lower at the largest learning rate only; fails otherwise; inconclusive when no
-    learning rate is comparable."""
+def _per_lr(m: dict) -> list[tuple[float, str, object]]:
+    """Per lr: (lr, "above" / "below" / "crosses" / "not reached", interval of D_FLOW - D_TALR)."""
+    out = []
     talr, flow = np.asarray(m["talr"], float), np.asarray(m["flow"], float)
-    both = np.isfinite(talr) & np.isfinite(flow)
-    if not both.any():
-        return "inconclusive", "no learning rate where both reach Δ*."
-    wins = talr[both] < flow[both]
-    if wins.all():
-        return "holds", f"TALR lower at all {int(both.sum())} comparable lrs."
-    if both[-1] and talr[-1] < flow[-1]:
-        return "partly holds", f"TALR lower at {int(wins.sum())}/{int(both.sum())} comparable lrs, including the largest."
-    return "fails", f"TALR lower at {int(wins.sum())}/{int(both.sum())} comparable lrs, not at the largest."
+    for j, lr in enumerate(m["lrs"]):
+        if not (np.isfinite(talr[:, j]).all() and np.isfinite(flow[:, j]).all()):
+            out.append((lr, "not reached", None))
+            continue
+        iv = paired_interval(flow[:, j], talr[:, j])
+        out.append((lr, side(iv), iv))
+    return out
+
+
+def decide_synthetic(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
+    """Per step size where every seed of both reaches Δ*, the 95% t interval of the paired difference D_FLOW - D_TALR
+    at Δ* decides: above 0 TALR retains more, below 0 FLOW does, across 0 undecided. Holds when TALR retains more at
+    every such step size; fails when it never does and FLOW does somewhere; partly holds when the sign depends on the
+    step size or some are undecided; inconclusive when none is decided or no step size is comparable.
+
+    The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
+    per = [x for x in _per_lr(m) if x[1] != "not reached"]
+    sides = [s for _, s, _ in per]
+    if not per or all(s == "crosses" for s in sides):
+        return "inconclusive", "no step size where the paired interval excludes 0." if per else "no step size where every seed of both reaches Δ*."
+    above = [lr for lr, s, _ in per if s == "above"]
+    below = [lr for lr, s, _ in per if s == "below"]
+    if not above:
+        return "fails", f"FLOW retains more at lr {below}, TALR nowhere."
+    if not below and len(above) == len(per):
+        return "holds", f"TALR retains more at every comparable lr {above}."
+    return "partly holds", f"TALR retains more at lr {above}, FLOW at {below}, undecided elsewhere."
+
+
+def ours_synthetic(m: dict) -> str:
+    return "; ".join(f"lr {lr:g}: " + ("not every seed reaches Δ*" if iv is None else "D_FLOW − D_TALR " + iv.text())
+                     for lr, _, iv in _per_lr(m))
 
 
 def describe_synthetic(m: dict) -> str:
-    return (f"D at matched gain Δ* = {m['target_gain']:g} (mean over {m['n_seeds']} seeds, all seeds reaching Δ*) per lr "
-            f"{np.asarray(m['lrs']).tolist()}: TALR {np.round(m['talr'], 4).tolist()} vs FLOW {np.round(m['flow'], 4).tolist()}. End of "
-            f"training at the largest lr: TALR D = {m['end_talr']:.4f}, FLOW D = {m['end_flow']:.4f} (at different gains).")
+    return (f"TALR = {m['talr_name']} ({m['talr_variant']}), FLOW ({m['flow_variant']}); D at matched gain Δ* = {m['target_gain']:g} "
+            f"per lr {m['lrs']}, mean over seeds where all {m['n_seeds']} reach Δ*: TALR {np.round(matched_means(m['talr']), 4).tolist()} vs FLOW "
+            f"{np.round(matched_means(m['flow']), 4).tolist()}; paired differences D_FLOW − D_TALR with 95% t intervals: {ours_synthetic(m)}.")
 
 
-@check(17, synth.SETTING, synth.GROUP, figures=("synthetic_methods_pareto",))
-def synthetic() -> Verdict:
-    m = measure_synthetic()
+def _synthetic_verdict(talr: str) -> Verdict:
+    m = measure_synthetic(talr)
     verdict, reason = decide_synthetic(m)
-    return Verdict(verdict, describe_synthetic(m) + " " + reason, synth.command("synthetic_methods_pareto"))
+    return Verdict(verdict, describe_synthetic(m) + " " + reason, synth.command("synthetic_methods_pareto"),
+                   ours=ours_synthetic(m), seeds=f"{m['n_seeds']} paired", rule=rule_of(decide_synthetic),
+                   sensitivity=NO_THRESHOLD + " (sign of a paired difference)")
+
+
+@check(17, f"{synth.SETTING}, TALR with mean-one weights (talr-mean)", synth.GROUP, figures=("synthetic_methods_pareto",))
+def synthetic() -> Verdict:
+    from sims.synthetic.experiments.methods import COMPARED_TALR
+
+    return _synthetic_verdict(COMPARED_TALR)
+
+
+@check(17, f"{synth.SETTING}, DiSC's unnormalised TALR (talr-disc)", synth.GROUP, figures=("synthetic_methods_pareto",))
+def synthetic_unnormalised() -> Verdict:
+    from sims.synthetic.experiments.methods import UNNORMALISED_TALR
+
+    return _synthetic_verdict(UNNORMALISED_TALR)
+
+
+def _paired_seeds(rows: dict, a: str, b: str, key: str):
+    """Values of ``key`` of methods ``a`` and ``b`` for the seeds both ran (a run's ``per_seed`` list)."""
+    va = {s["seed"]: s[key] for s in rows[a].get("per_seed", [])}
+    vb = {s["seed"]: s[key] for s in rows[b].get("per_seed", [])}
+    seeds = sorted(set(va) & set(vb))
+    return [va[s] for s in seeds], [vb[s] for s in seeds]
 
 
 def measure_real_lm() -> dict:
     p = real.preset()
     rows = real.method_rows(p, p.method_lrs[1])
     keys = ("domain_gain", "general_change", "general_change_sd", "n")
-    return {"lr": p.method_lrs[1], **{n: ({k: rows[n][k] for k in keys} if n in rows and rows[n]["n"] > 0 else None) for n in ("talr", "flow")}}
+    out = {"lr": p.method_lrs[1], **{n: ({k: rows[n][k] for k in keys} if n in rows and rows[n]["n"] > 0 else None) for n in ("talr", "flow")}}
+    if out["talr"] and out["flow"]:
+        out["flow_d"], out["talr_d"] = _paired_seeds(rows, "flow", "talr", "general_change")
+    return out
 
 
-def decide_real_lm(m: dict) -> tuple[str, str]:
-    """Holds when FLOW's D exceeds TALR's by more than STANDARD_ERRORS standard errors over seeds; fails when
-    TALR's exceeds FLOW's by as much; inconclusive within that, or when a method is missing."""
-    t, f = m["talr"], m["flow"]
-    if not t or not f:
+def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
+    """The 95% t interval of the paired (same seed) difference D_FLOW - D_TALR decides: above 0 holds (TALR retains
+    more), below 0 fails, across 0 (always with n = 2 unless the seeds agree very closely: t = 12.7) inconclusive;
+    inconclusive when a method is missing.
+
+    The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
+    if not m.get("talr") or not m.get("flow"):
         return "inconclusive", "TALR or FLOW runs missing."
-    diff = f["general_change"] - t["general_change"]
-    se = float(np.sqrt(t["general_change_sd"] ** 2 / t["n"] + f["general_change_sd"] ** 2 / f["n"]))
-    if abs(diff) <= STANDARD_ERRORS * se:
-        return "inconclusive", f"difference {diff:+.4f} within {STANDARD_ERRORS:g} standard errors ({se:.4f}) over seeds."
-    return ("holds", "TALR retains more.") if diff > 0 else ("fails", "FLOW retains more.")
+    iv = paired_interval(m.get("flow_d", []), m.get("talr_d", []))
+    s = side(iv)
+    if s == "crosses":
+        return "inconclusive", f"the 95% t interval of D_FLOW − D_TALR, {iv.text()}, contains 0."
+    return ("holds", "TALR retains more.") if s == "above" else ("fails", "FLOW retains more.")
 
 
 def describe_real_lm(m: dict) -> str:
-    t, f = m["talr"], m["flow"]
+    t, f = m.get("talr"), m.get("flow")
     if not t or not f:
         return "TALR or FLOW runs missing."
-    return (f"Paper (5e-6): general TALR 0.502 vs FLOW 0.450 (domain 0.542 vs 0.553). Ours (lr {m['lr']:g}): D TALR "
-            f"{t['general_change']:+.4f}+-{t['general_change_sd']:.4f} vs FLOW {f['general_change']:+.4f}+-{f['general_change_sd']:.4f}; "
-            f"G TALR {t['domain_gain']:.4f} vs FLOW {f['domain_gain']:.4f}. " + real.DIRECTIONS)
+    return (f"Paper (5e-6): general TALR 0.502 vs FLOW 0.450 (domain 0.542 vs 0.553). Ours (lr {m['lr']:g}, TALR = talr, "
+            f"unnormalised weights as in the paper's runs): D TALR {t['general_change']:+.4f}+-{t['general_change_sd']:.4f} vs FLOW "
+            f"{f['general_change']:+.4f}+-{f['general_change_sd']:.4f} (sd over seeds, ddof 1); G TALR {t['domain_gain']:.4f} vs FLOW "
+            f"{f['domain_gain']:.4f}. With 2 seeds the t interval uses t = 12.7 (1 degree of freedom), not 2 standard errors. " + real.DIRECTIONS)
 
 
 @check(17, real.setting(), real.GROUP, figures=("real_lm_methods_pareto",))
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_methods_pareto"))
+    iv = paired_interval(m.get("flow_d", []), m.get("talr_d", []))
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_methods_pareto"),
+                   ours=f"D_FLOW − D_TALR {iv.text()}", seeds=f"{iv.n} paired", rule=rule_of(decide_real_lm),
+                   sensitivity=NO_THRESHOLD + " (sign of a paired difference)")

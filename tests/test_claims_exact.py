@@ -97,3 +97,16 @@ def test_exact_checks_read_the_machine_checked_derivations():
     assert s["numeric_details"] == [c.detail for c in r.checks if c.kind == "numeric"]
     for module in (code_length_identity, tilt_expansion, hard_token_update_norm, talr_closed_form, talr_gradient):
         assert module.DERIVATIONS
+
+
+@pytest.mark.parametrize("eps", [1e-6, 1e-3, 0.1, 0.25, 0.4, 0.499])
+def test_claim2_counterexample_ratio_is_exactly_two_with_finite_dl(eps):
+    import numpy as np
+    import theory
+    from claims.tilt_expansion import counterexample_ratio
+
+    assert counterexample_ratio(eps) == pytest.approx(2.0, rel=1e-12)
+    s, q, P = np.array([1.0, -1.0]), np.array([1 - eps, eps]), np.array([eps, 1 - eps])
+    assert np.isfinite(float(theory.single_step_code_length_change(P, q, s, 1.0)))
+    # with TV read as the full L1 distance the notes' constant lam sup|s| ||P - q||_1 holds (ratio 1)
+    assert abs(q @ s - P @ s) / np.abs(P - q).sum() == pytest.approx(1.0, rel=1e-12)

@@ -84,11 +84,16 @@ def test_claim16_holds_partly_holds_fails_and_is_inconclusive():
     assert d({"lrs": lrs, "general_change": {}})[0] == "inconclusive"
 
 
-def test_claim17_real_lm_is_decided_only_beyond_two_standard_errors():
+def test_claim17_real_lm_is_decided_by_the_paired_t_interval_not_two_standard_errors():
     d = token_vs_sample_weighting.decide_real_lm
-    assert d({"lr": 1e-3, "talr": _row(0.05, sd=0.005), "flow": _row(0.08, sd=0.005)})[0] == "holds"
-    assert d({"lr": 1e-3, "talr": _row(0.08, sd=0.005), "flow": _row(0.05, sd=0.005)})[0] == "fails"
-    assert d({"lr": 1e-3, "talr": _row(0.0707, sd=0.0082), "flow": _row(0.0808, sd=0.0034)})[0] == "inconclusive"
+    base = {"lr": 1e-3, "talr": _row(0.05, sd=0.005), "flow": _row(0.08, sd=0.005)}
+    assert d({**base, "flow_d": [0.080, 0.081], "talr_d": [0.050, 0.0505]})[0] == "holds"
+    assert d({**base, "flow_d": [0.050, 0.0505], "talr_d": [0.080, 0.081]})[0] == "fails"
+    # SmolLM2-like: differences +0.004 and +0.016 over two seeds; mean +- 2 SE = 0.010 +- 0.012 crosses, and the
+    # t interval (t = 12.7) far more; even differences +0.008, +0.012 (2 SE excludes 0) stay inconclusive with n = 2
+    assert d({**base, "flow_d": [0.078, 0.084], "talr_d": [0.074, 0.068]})[0] == "inconclusive"
+    assert d({**base, "flow_d": [0.088, 0.092], "talr_d": [0.080, 0.080]})[0] == "inconclusive"
+    assert d({**base, "flow_d": [0.08], "talr_d": [0.05]})[0] == "inconclusive"  # one seed: no interval
     assert d({"lr": 1e-3, "talr": None, "flow": _row(0.08)})[0] == "inconclusive"
 
 

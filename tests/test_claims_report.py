@@ -63,7 +63,7 @@ def test_every_registered_check_has_a_claim_module_with_pure_rules():
     import importlib
 
     modules = {c.check.__module__ for c in claims.CHECKS}
-    assert len(claims.CHECKS) == 22 and len(modules) == 18
+    assert len(claims.CHECKS) == 26 and len(modules) == 18
     for name in modules:
         mod = importlib.import_module(name)
         assert any(n.startswith("decide") for n in vars(mod)), name
@@ -72,7 +72,30 @@ def test_every_registered_check_has_a_claim_module_with_pure_rules():
 
 def test_selection_by_group_and_by_figure():
     synthetic = claims.select_checks(["synthetic"])
-    assert {c.group for c in synthetic} == {"synthetic"} and sorted({c.number for c in synthetic}) == [3, 4, 5, 7, 10, 17, 18]
+    assert {c.group for c in synthetic} == {"synthetic"} and sorted({c.number for c in synthetic}) == [3, 4, 5, 7, 10, 13, 14, 16, 17, 18]
     by_figure = claims.select_checks([], figures=["synthetic_matched_gain"])
     assert sorted(c.number for c in by_figure) == [3, 4, 5]
     assert len(claims.select_checks(None)) == len(claims.CHECKS)
+
+
+def test_paper_number_interval_seeds_rule_and_threshold_columns_render_and_read_back():
+    v = Verdict("inconclusive", "evidence", "cmd", ours="D diff +0.01 [-0.1, +0.12] (n = 2)", seeds="2 paired",
+                rule="holds when the interval lies above 0", sensitivity="inconclusive / inconclusive")
+    text = render_paper_checks({(12, "real LM (x)"): v})
+    assert "+0.024 domain / −0.311 general" in text and "at ½× / 2× threshold" in text
+    row = read_rows(text)[(12, "real LM (x)")]
+    assert (row.ours, row.seeds, row.rule, row.sensitivity) == (v.ours, v.seeds, v.rule, v.sensitivity)
+    assert render_paper_checks(read_rows(text)) == text
+
+
+def test_sensitivity_evaluates_the_rule_at_half_and_double_threshold():
+    from claims.registry import rule_of, sensitivity
+
+    def decide(m, threshold_scale=1.0):
+        """Holds when m exceeds 1 (scaled).
+
+        More words."""
+        return ("holds" if m > threshold_scale else "fails"), ""
+
+    assert sensitivity(decide, 1.5) == "holds / fails"
+    assert rule_of(decide) == "Holds when m exceeds 1 (scaled)."

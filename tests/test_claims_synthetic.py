@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from claims import cost_per_gain, gradient_flow_limit, matched_gain_monotone, matched_gain_slope, safe_step_size, talr_curriculum, \
-    token_vs_sample_weighting
+from claims import cost_per_gain, gradient_flow_limit, matched_gain_monotone, matched_gain_slope, method_ranking, no_free_lunch, \
+    safe_step_size, small_lr_compression, talr_curriculum, token_vs_sample_weighting
 
 NAN = float("nan")
 
@@ -131,12 +131,73 @@ def _claim17(talr, flow):
             "end_talr": 0.4, "end_flow": 0.5}
 
 
-def test_claim17_synthetic_holds_partly_holds_fails_and_is_inconclusive():
+_NOISE = np.array([0.0, 0.001, -0.001, 0.0005, -0.0005])  # five seeds' paired offsets: a tight interval
+
+
+def _seeds(values):
+    """[seed, lr]: five seeds scattered tightly around ``values`` (NaN stays NaN)."""
+    return np.asarray(values, float)[None, :] + _NOISE[:, None]
+
+
+def _claim17_paired(talr, flow, lrs=(1.0, 3.0, 10.0)):
+    return {"target_gain": 0.3, "lrs": list(lrs), "n_seeds": 5, "talr_name": "TALR (mean 1)", "talr_variant": "v",
+            "flow_variant": "v", "talr": talr, "flow": flow}
+
+
+def test_claim17_synthetic_decided_by_paired_intervals_per_step_size():
     d = token_vs_sample_weighting.decide_synthetic
-    assert d(_claim17([0.01, 0.02, 0.03], [0.02, 0.03, 0.04]))[0] == "holds"
-    assert d(_claim17([NAN, 0.04, 0.03], [0.02, 0.03, 0.04]))[0] == "partly holds"
-    assert d(_claim17([0.01, 0.02, 0.05], [0.02, 0.03, 0.04]))[0] == "fails"
-    assert d(_claim17([NAN, NAN, NAN], [0.02, 0.03, 0.04]))[0] == "inconclusive"
+    flow = _seeds([0.02, 0.03, 0.04])
+    assert d(_claim17_paired(_seeds([0.01, 0.02, 0.03]), flow))[0] == "holds"
+    assert d(_claim17_paired(_seeds([0.03, 0.02, 0.03]), flow))[0] == "partly holds"  # FLOW better at the smallest lr
+    assert d(_claim17_paired(_seeds([0.03, 0.04, 0.05]), flow))[0] == "fails"
+    assert d(_claim17_paired(_seeds([NAN, NAN, NAN]), flow))[0] == "inconclusive"  # never reaches Δ*: not ranked
+    # the means differ, but seed-to-seed noise larger than the difference: the interval crosses 0
+    noisy = flow + np.array([0.02, -0.02, 0.015, -0.015, 0.0])[:, None] - 0.002
+    assert d(_claim17_paired(noisy, flow))[0] == "inconclusive"
+    # one seed short of Δ* at a step size: that step size is not compared
+    t = _seeds([0.01, 0.02, 0.03])
+    t[0, 0] = NAN
+    verdict, reason = d(_claim17_paired(t, flow))
+    assert verdict == "holds" and "1.0" not in reason
+
+
+def test_claim13_synthetic_ranks_only_methods_that_reach_the_matched_gain():
+    d = method_ranking.decide_synthetic
+    names = method_ranking.SYNTHETIC_ORDER
+    m = lambda vals: {"matched": {n: _seeds([v])[:, 0] for n, v in zip(names, vals)}}  # noqa: E731
+    assert d(m([0.01, 0.02, 0.03, 0.04]))[0] == "holds"
+    verdict, reason = d(m([0.01, 0.03, 0.02, 0.04]))
+    assert verdict == "fails" and "L2 over FLOW" in reason
+    verdict, reason = d(m([NAN, 0.02, 0.03, 0.04]))
+    assert verdict == "inconclusive" and "TALR (mean 1)" in reason
+    noisy = m([0.01, 0.0101, 0.03, 0.04])
+    noisy["matched"]["TALR (mean 1)"] = noisy["matched"]["TALR (mean 1)"] + np.array([0.003, -0.003, 0.002, -0.002, 0.0])
+    assert d(noisy)[0] == "inconclusive"  # TALR vs FLOW within the seeds' noise
+    # a constant paired difference is decided however small: pairing removes the shared seed noise
+    assert d(m([0.01, 0.0101, 0.03, 0.04]))[0] == "holds"
+
+
+def test_claim14_synthetic_spreads_paired_by_seed():
+    d = small_lr_compression.decide_synthetic
+    small, large = np.full(5, 0.1) + _NOISE, np.full(5, 0.3) + _NOISE[::-1]
+    assert d({"d_small": small, "d_large": large, "g_small": small, "g_large": large})[0] == "holds"
+    assert d({"d_small": small, "d_large": large, "g_small": large, "g_large": small})[0] == "partly holds"
+    assert d({"d_small": large, "d_large": small, "g_small": large, "g_large": small})[0] == "fails"
+    assert d({"d_small": small, "d_large": small[::-1], "g_small": small, "g_large": small[::-1]})[0] == "inconclusive"
+
+
+def test_claim16_synthetic_every_method_and_its_threshold_sensitivity():
+    from claims.intervals import Interval
+    from claims.registry import sensitivity
+
+    d = no_free_lunch.decide_synthetic
+    up, flat, down = Interval(0.3, 0.2, 0.4, 5), Interval(0.01, -0.02, 0.04, 5), Interval(-0.3, -0.4, -0.2, 5)
+    assert d({"intervals": {"a": up, "b": up, "c": up}})[0] == "holds"
+    m = {"intervals": {"a": up, "b": up, "c": flat}}
+    assert d(m)[0] == "partly holds"
+    assert sensitivity(d, m) == "partly holds / fails"  # doubled, the share is every method: 2 of 3 is not enough
+    assert d({"intervals": {"a": up, "b": down, "c": down}})[0] == "fails"
+    assert d({"intervals": {"a": up, "b": flat, "c": flat}})[0] == "inconclusive"
 
 
 def test_matched_means_drop_learning_rates_some_seed_never_reached():
@@ -144,9 +205,12 @@ def test_matched_means_drop_learning_rates_some_seed_never_reached():
     np.testing.assert_allclose(token_vs_sample_weighting.matched_means(m), [0.2, NAN])
 
 
-def test_claim18_synthetic_holds_partly_holds_and_fails():
+def test_claim18_synthetic_holds_partly_holds_fails_and_is_inconclusive():
     d = cost_per_gain.decide_synthetic
-    base = {"target_gain": 0.3, "lrs": np.array([1.0, 3.0, 10.0])}
-    assert d({**base, "sft": np.array([0.01, 0.02, 0.2]), "talr": np.array([0.02, 0.015, 0.05])})[0] == "holds"
-    assert d({**base, "sft": np.array([0.01, 0.02, 0.2]), "talr": np.array([0.005, 0.01, 0.3])})[0] == "partly holds"
-    assert d({**base, "sft": np.array([0.2, 0.02, 0.01]), "talr": np.array([0.3, 0.1, 0.05])})[0] == "fails"
+    base = {"target_gain": 0.3, "lrs": [1.0, 3.0, 10.0], "n_seeds": 5, "talr_name": "TALR (mean 1)"}
+    assert d({**base, "sft": _seeds([0.01, 0.02, 0.2]), "talr": _seeds([0.02, 0.015, 0.05])})[0] == "holds"
+    assert d({**base, "sft": _seeds([0.01, 0.02, 0.2]), "talr": _seeds([0.005, 0.01, 0.3])})[0] == "partly holds"
+    assert d({**base, "sft": _seeds([0.2, 0.02, 0.01]), "talr": _seeds([0.3, 0.1, 0.05])})[0] == "fails"
+    # SFT's rise between the two smallest steps lost in seed noise: undecided, nothing contradicted
+    sft = _seeds([0.01, 0.0105, 0.2]) + np.array([[0, 0.01, 0], [0, -0.01, 0], [0, 0.008, 0], [0, -0.008, 0], [0, 0, 0]])
+    assert d({**base, "sft": sft, "talr": _seeds([0.02, 0.015, 0.05])})[0] == "inconclusive"

@@ -11,8 +11,13 @@ minibatches). Recorded per epoch: domain gain ``G`` and general degradation ``D`
   epochs around the first crossing; NaN when a run never reaches ``Delta*``), and the degradation per unit gain
   ``D(Delta*) / Delta*``.
 
-Methods from the registry (:mod:`sims.methods`) under display names: TALR unnormalised ``max(p^(1/tau), 0.01)``
-(``talr``), which also lowers the effective step size; the comparison at matched gain removes that difference.
+Methods from the registry (:mod:`sims.methods`) under display names. The weighting methods are compared at
+equal effective step: TALR, DFT and FLOW use weights of mean one over the batch's supervised tokens
+(``normalization="mean"``; for TALR the registered ``talr-mean``), so a step moves the model as far as an SFT step
+of the same learning rate and only the distribution of the weight over tokens differs. DiSC's unnormalised TALR
+(``talr-disc``, raw weights ``max(p^(1/tau), 0.01)`` below one) takes smaller effective steps; it is kept as its
+own method, never as "the" TALR of a comparison, because a smaller effective step alone lowers the degradation at
+matched gain (claim 3).
 """
 
 from __future__ import annotations
@@ -29,19 +34,23 @@ from sims.synthetic.training import TrainConfig, train_epochs
 from sims.methods import MethodConfig
 from sims.synthetic.worlds import WorldConfig, make_world
 
-__all__ = ["METHOD_CONFIGS", "MethodsConfig", "matched_value", "run"]
+__all__ = ["METHOD_CONFIGS", "COMPARED_TALR", "UNNORMALISED_TALR", "MethodsConfig", "matched_value", "run"]
 
 NAME = "methods"
 
 #: display name (the result key) -> registered method with its hyper-parameters
 METHOD_CONFIGS = {
     "SFT": MethodConfig("sft"),
-    "TALR (dynamic tau)": MethodConfig("talr", tau_mode="dynamic", floor=0.01),
-    "TALR (tau = 1)": MethodConfig("talr", tau_mode="fixed", tau=1.0, floor=0.01),
-    "DFT": MethodConfig("dft"),
-    "FLOW": MethodConfig("flow"),
+    "TALR (mean 1)": MethodConfig("talr-mean", tau_mode="dynamic", floor=0.01),
+    "TALR (DiSC, unnormalised)": MethodConfig("talr-disc", tau_mode="dynamic", floor=0.01),
+    "DFT (mean 1)": MethodConfig("dft", normalization="mean"),
+    "FLOW (mean 1)": MethodConfig("flow", normalization="mean"),
     "L2": MethodConfig("l2", mu=1e-2),
 }
+
+#: the TALR every comparison uses (equal effective step), and the unnormalised variant reported on its own
+COMPARED_TALR = "TALR (mean 1)"
+UNNORMALISED_TALR = "TALR (DiSC, unnormalised)"
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class MethodsConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig("shared", dim=64, coupling=0.3))
     methods: tuple = tuple(METHOD_CONFIGS)
     lrs: tuple = (1.0, 3.0, 10.0, 30.0)
-    seeds: tuple = (0, 1, 2)
+    seeds: tuple = (0, 1, 2, 3, 4)  # >= 5 paired seeds: a 95% t interval of a paired difference needs them
     n_epochs: int = 20
     batch_size: int = 12
     target_gain: float = 0.3  # the matched domain gain Delta* (nats/token)
@@ -83,7 +92,7 @@ class MethodsConfig:
             return cls(
                 world=WorldConfig(n_general=8, n_domain=8, n_answer_contexts=2, overlap=0.5, cot_length=3, n_sequences=12),
                 model=ModelConfig("shared", dim=24, coupling=0.3),
-                methods=("SFT", "TALR (dynamic tau)"), lrs=(1.0, 10.0), seeds=(0, 1), n_epochs=4, batch_size=6,
+                methods=("SFT", "TALR (mean 1)"), lrs=(1.0, 10.0), seeds=(0, 1), n_epochs=4, batch_size=6,
                 target_gain=0.1,
             )
         if name == "large":
