@@ -463,3 +463,66 @@ def test_regenerated_reference_equals_the_fixture_and_the_jax_model(reference, t
         got = _jax_log_probs(config, jax.tree_util.tree_map(jnp.asarray, params), new["texts"])
         assert _max_error(got, new["texts"]) <= TOLERANCE_NATS
     shutil.rmtree(tmp_path / "lm_arch")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# GGUF (llama.cpp's metadata keys and tensor names for qwen3 / gemma3)
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["qwen3", "gemma3"])
+def test_gguf_round_trip_keeps_the_model(reference, models, name, tmp_path):
+    import gguf
+    from gguf.constants import MODEL_ARCH_NAMES, MODEL_TENSORS, TENSOR_NAMES
+
+    from sims.lm.gguf_io import gguf_metadata, load_gguf, save_gguf
+
+    config, params = models[name]
+    path = save_gguf(tmp_path / f"{name}.gguf", config, params, "F32")
+    arch = next(a for a, n in MODEL_ARCH_NAMES.items() if n == name)
+    allowed = {TENSOR_NAMES[t].format(bid=i) + ".weight" for t in MODEL_TENSORS[arch] for i in range(config.n_layers)}
+    names = {t.name for t in gguf.GGUFReader(str(path)).tensors}
+    assert names <= allowed, sorted(names - allowed)  # llama.cpp's names for this architecture
+    meta = gguf_metadata(path)
+    assert meta[f"{name}.attention.key_length"] == config.head_dim
+    loaded_config, loaded = load_gguf(path)
+    f32 = float(np.float32(config.norm_eps))
+    if name == "gemma3":
+        assert meta["gemma3.attention.sliding_window"] == 4 and meta["gemma3.rope.freq_base_swa"] == 100.0
+        assert loaded_config.query_pre_attn_scalar == pytest.approx(24.0, rel=1e-6)
+        loaded_config = dataclasses.replace(loaded_config, query_pre_attn_scalar=24.0)
+        # llama.cpp stores Gemma norm gains as 1 + w
+        raw = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(str(path)).tensors}
+        np.testing.assert_allclose(raw["blk.0.attn_q_norm.weight"], np.asarray(params["layers"]["q_norm"][0]) + 1,
+                                   rtol=0, atol=1e-6)
+    assert loaded_config == dataclasses.replace(config, norm_eps=f32)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-6), params, loaded)
+    texts = reference["models"][name]["texts"]
+    got = _jax_log_probs(loaded_config, jax.tree_util.tree_map(jnp.asarray, loaded), texts)
+    assert _max_error(got, texts) <= TOLERANCE_NATS
+
+
+def test_gguf_without_gemma3_swa_keys_uses_llama_cpp_defaults(models, tmp_path, monkeypatch):
+    """Files from converters that write only the sliding window get llama.cpp's fixed pattern 6 and base 10000."""
+    import gguf
+
+    from sims.lm.gguf_io import gguf_metadata, load_gguf, save_gguf
+
+    monkeypatch.setattr(gguf.GGUFWriter, "add_sliding_window_pattern", lambda self, value: None)
+    monkeypatch.setattr(gguf.GGUFWriter, "add_rope_freq_base_swa", lambda self, value: None)
+    config, params = models["gemma3"]
+    config = dataclasses.replace(config, n_layers=1, rope_local_theta=10000.0, layer_types=("sliding_attention",))
+    params = dict(params, layers={k: v[:1] for k, v in params["layers"].items()})
+    path = save_gguf(tmp_path / "g.gguf", config, params, "F32")
+    assert "gemma3.attention.sliding_window_pattern" not in gguf_metadata(path)
+    loaded, _ = load_gguf(path)
+    assert loaded.layer_types == ("sliding_attention",) and loaded.rope_local_theta == 10000.0
+
+
+@pytest.mark.parametrize("name, message", [("llama3", r"rope_scaling"), ("qwen2", r"layer_types")])
+def test_gguf_refuses_what_llama_cpp_files_cannot_express(models, name, message, tmp_path):
+    from sims.lm.gguf_io import save_gguf
+
+    config, params = models[name]
+    with pytest.raises(ValueError, match=rf"a {config.architecture} GGUF file cannot express .*{message}"):
+        save_gguf(tmp_path / "x.gguf", config, params)

@@ -200,8 +200,8 @@ def _rope_dict(f: _Fields, params: dict, name: str, default_theta) -> tuple[floa
     theta = f.number("rope_theta", default_theta, container=params, name=f"{name}.rope_theta")
     if rope_type == "default":
         return theta, None
-    factor = f.number("factor", container=params, name=f"{name}.factor")
     try:
+        factor = f.number("factor", container=params, name=f"{name}.factor")
         if rope_type == "linear":
             return theta, RopeScaling("linear", factor)
         return theta, RopeScaling(
@@ -213,9 +213,10 @@ def _rope_dict(f: _Fields, params: dict, name: str, default_theta) -> tuple[floa
                 name=f"{name}.original_max_position_embeddings"),
         )
     except ValueError as err:
-        if str(err).startswith(f.source):
-            raise
-        raise f.error(f"rope scaling {rope_type!r} in {name!r} is invalid ({err})") from err
+        message = str(err)
+        if message.startswith(f.source + ": "):
+            message = message[len(f.source) + 2:]
+        raise f.error(f"rope scaling {rope_type!r} in {name!r} is invalid ({message})") from err
 
 
 def _rope(f: _Fields, default_theta: float) -> tuple[float, RopeScaling | None]:
