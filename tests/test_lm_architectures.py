@@ -142,6 +142,8 @@ def numpy_log_probs(hf, w, ids):
             if p("self_attn.q_norm.weight") is not None:
                 qh, kh = norm(qh, p("self_attn.q_norm.weight")), norm(kh, p("self_attn.k_norm.weight"))
             s = rope(qh) @ rope(kh).T * scale
+            if hf.get("attn_logit_softcapping"):  # Gemma 2 style; transformers' Gemma 3 never sets it
+                s = hf["attn_logit_softcapping"] * np.tanh(s / hf["attn_logit_softcapping"])
             hidden = pos[None, :] > pos[:, None]
             if types[i] == "sliding_attention" and window is not None:
                 hidden |= pos[:, None] - pos[None, :] >= window
@@ -196,6 +198,19 @@ def test_jax_float32_matches_numpy_float64(reference, models, name):
     got = _jax_log_probs(config, params, entry["texts"])
     for g, text in zip(got, entry["texts"]):
         np.testing.assert_allclose(g, numpy_log_probs(hf, w, np.asarray(text["token_ids"])), atol=TOLERANCE_NATS, rtol=0)
+
+
+def test_attention_logit_softcap_matches_numpy(reference, models):
+    """The decoder's attention soft-cap (no transformers model applies it to Gemma 3, so NumPy is the reference)."""
+    entry = reference["models"]["gemma3"]
+    hf, w = _raw(FIXTURES / entry["folder"])
+    config, params = models["gemma3"]
+    capped = dataclasses.replace(config, attn_logit_softcap=0.5)
+    got = _jax_log_probs(capped, params, entry["texts"])
+    for g, text in zip(got, entry["texts"]):
+        want = numpy_log_probs(dict(hf, attn_logit_softcapping=0.5), w, np.asarray(text["token_ids"]))
+        np.testing.assert_allclose(g, want, atol=TOLERANCE_NATS, rtol=0)
+    assert _max_error(got, entry["texts"]) > 100 * TOLERANCE_NATS
 
 
 # ------------------------------------------------------------------------------------------------------------
