@@ -541,3 +541,34 @@ def test_gguf_refuses_what_llama_cpp_files_cannot_express(models, name, message,
     config, params = models[name]
     with pytest.raises(ValueError, match=rf"a {config.architecture} GGUF file cannot express .*{message}"):
         save_gguf(tmp_path / "x.gguf", config, params)
+
+
+_READ_BACK = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM
+out = {}
+for folder, ids in json.loads(sys.argv[1]):
+    m = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+    with torch.no_grad():
+        lp = torch.log_softmax(m(torch.tensor([ids])).logits[0, :-1], -1)
+    out[folder] = lp.gather(-1, torch.tensor(ids[1:])[:, None])[:, 0].tolist()
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.mark.reference
+def test_transformers_reads_the_checkpoints_we_write(reference, models, tmp_path):
+    """save_hf_checkpoint's folders load in transformers as the same model (same log-probs as the fixture)."""
+    python = _reference_python()
+    if python is None:
+        pytest.fail("the reference test needs torch + transformers importable, or a .venv-ref/ with them")
+    jobs = []
+    for name in ARCHS:
+        save_hf_checkpoint(tmp_path / name, *models[name])
+        jobs.append((str(tmp_path / name), reference["models"][name]["texts"][0]["token_ids"]))
+    run = subprocess.run([python, "-c", _READ_BACK, json.dumps(jobs)], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=""))
+    got = json.loads(run.stdout.split("RESULT", 1)[1])
+    for name in ARCHS:
+        np.testing.assert_allclose(got[str(tmp_path / name)], reference["models"][name]["texts"][0]["log_probs_f32"],
+                                   atol=1e-5, rtol=0)

@@ -455,7 +455,8 @@ def model_config_to_hf_config(config: ModelConfig) -> dict[str, Any]:
             hf["rope_scaling"].update(low_freq_factor=float(s.low_freq_factor), high_freq_factor=float(s.high_freq_factor),
                                       original_max_position_embeddings=s.original_max_position_embeddings)
     if config.architecture == "gemma3":
-        hf.update(hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=float(config.query_pre_attn_scalar),
+        qpas = config.query_pre_attn_scalar  # transformers 5 validates it as an int
+        hf.update(hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=int(qpas) if qpas == int(qpas) else qpas,
                   final_logit_softcapping=config.final_logit_softcap, attn_logit_softcapping=None,
                   rope_local_base_freq=float(config.rope_local_theta if config.rope_local_theta is not None
                                              else config.rope_theta),
