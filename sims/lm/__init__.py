@@ -1,4 +1,5 @@
-"""A pure-JAX decoder-only transformer of the Llama family (Llama, Qwen2, SmolLM2), its loaders and tokenizer.
+"""A pure-JAX decoder-only transformer of the Llama family (Llama 2/3.x, SmolLM2, Qwen2, Qwen3, Gemma 3 text),
+its loaders and tokenizer.
 
 Import from the submodules (``sims.lm.model``, ``sims.lm.tokenizer``, ...) or from here.
 """

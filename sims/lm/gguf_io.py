@@ -1,4 +1,4 @@
-"""Read and write Llama/Qwen2 models in llama.cpp's GGUF format (via the ``gguf`` package).
+"""Read and write Llama / Qwen2 / Qwen3 / Gemma 3 models in llama.cpp's GGUF format (via the ``gguf`` package).
 
 Loading dequantises every tensor to float32 with ``gguf.quants.dequantize`` (F32, F16, BF16, Q8_0, Q4_0, Q4_1, and
 any other type that function supports), reads the hyperparameters from the ``{arch}.*`` metadata, and undoes
@@ -9,7 +9,25 @@ Meta's interleaved pairing (2i, 2i + 1), per head:
     W_gguf = W_hf.reshape(n, 2, hd/2, D).swapaxes(1, 2).reshape(n*hd, D)     (n = heads of that projection)
     W_hf   = W_gguf.reshape(n, hd/2, 2, D).swapaxes(1, 2).reshape(n*hd, D)    (the inverse, applied here)
 
-Qwen2 files are written without the permutation (llama.cpp runs them with the NeoX rotary layout).
+Qwen2, Qwen3 and Gemma 3 files are written without the permutation (llama.cpp runs them with the NeoX rotary
+layout).
+
+Metadata -> ``ModelConfig`` beyond the Llama keys (``{arch}.`` prefix, as llama.cpp's converter writes them):
+
+    attention.key_length (= value_length)   -> head_dim_override (Qwen3, Gemma 3: head width independent of D)
+    rope.scaling.type "linear" + rope.scaling.factor -> rope_scaling (Gemma 3's global layers)
+    Qwen3: tensors blk.{i}.attn_q_norm / attn_k_norm -> qk_norm
+    Gemma 3 (implied: qk_norm, norm_unit_offset, post_norms, GeGLU, embed_scale):
+      attention.sliding_window               -> sliding_window
+      attention.sliding_window_pattern       -> layer_types (an int p: every p-th layer global, or one bool per
+                                                layer, true = sliding); absent: 6, llama.cpp's fixed Gemma 3 value
+      rope.freq_base_swa                     -> rope_local_theta (absent: 10000, llama.cpp's fixed value)
+      attention.scale                        -> query_pre_attn_scalar = scale^-2 (absent: llama.cpp's rule,
+                                                head_dim, or dim / n_heads for the 62-layer 27B model)
+      final_logit_softcapping                -> final_logit_softcap
+      tensors blk.{i}.post_attention_norm / post_ffw_norm -> attn_post_norm / mlp_post_norm; ffn_norm is the
+      norm before the MLP. llama.cpp stores every Gemma norm gain as ``1 + w``; the loader subtracts the 1
+      (Hugging Face's convention, which ``norm_unit_offset`` computes with) and the writer adds it.
 
 GGUF tensors are stored as ``[out, in]`` row-major (ggml shape ``[in, out]``); this module transposes to the
 model's ``[in, out]``.
@@ -25,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from sims.lm.config import SUPPORTED_ARCHITECTURES, ModelConfig
+from sims.lm.config import SUPPORTED_ARCHITECTURES, ModelConfig, RopeScaling
 from sims.lm.model import param_shapes, validate_params
 
 __all__ = [
@@ -55,8 +73,22 @@ _LAYER_TENSORS = {
     "w_up": "ffn_up",
     "w_down": "ffn_down",
 }
+_QK_NORM_TENSORS = {"q_norm": "attn_q_norm", "k_norm": "attn_k_norm"}
+_POST_NORM_TENSORS = {"attn_post_norm": "post_attention_norm", "mlp_post_norm": "post_ffw_norm"}
+_GEMMA3_SWA_PATTERN = 6  # llama.cpp's fixed values for gemma3 files without the keys
+_GEMMA3_SWA_BASE = 10000.0
 _FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "BF16": 32}  # llama.cpp's general.file_type
 _LAYER_BIASES = {"bq": "attn_q", "bk": "attn_k", "bv": "attn_v"}
+
+
+def _layer_tensors(config: ModelConfig) -> dict[str, str]:
+    """Model key -> GGUF per-layer tensor suffix for this config's layer layout."""
+    out = dict(_LAYER_TENSORS)
+    if config.qk_norm:
+        out.update(_QK_NORM_TENSORS)
+    if config.post_norms:
+        out.update(_POST_NORM_TENSORS)
+    return out
 
 
 def default_model_path() -> Path:
@@ -166,12 +198,16 @@ def load_gguf(path: str | os.PathLike | None = None) -> tuple[ModelConfig, dict]
 
     def meta_int(key: str, default: Any = _missing) -> int:
         value = meta(key, default)
+        if value is None and default is None and key not in fields:
+            return None
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise ValueError(f"{path}: GGUF metadata {key!r} must be an integer, got {value!r}")
         return int(value)
 
     def meta_float(key: str, default: Any = _missing) -> float:
         value = meta(key, default)
+        if value is None and default is None and key not in fields:
+            return None
         if (
             isinstance(value, (bool, np.bool_))
             or not isinstance(value, (int, float, np.integer, np.floating))
@@ -195,16 +231,62 @@ def load_gguf(path: str | os.PathLike | None = None) -> tuple[ModelConfig, dict]
     dim = meta_int(f"{arch}.embedding_length")
     if n_heads < 1 or dim < 1:
         raise ValueError(f"{path}: {arch}.embedding_length = {dim} and {arch}.attention.head_count = {n_heads} must be positive")
+    key_length = meta_int(f"{arch}.attention.key_length", None)
+    value_length = meta_int(f"{arch}.attention.value_length", key_length)
+    if key_length is not None and value_length != key_length:
+        raise ValueError(f"{path}: {arch}.attention.key_length={key_length} != value_length={value_length} is not "
+                         "supported")
+    if key_length is None and dim % n_heads:
+        raise ValueError(f"{path}: {arch}.embedding_length={dim} is not a multiple of head_count={n_heads} and "
+                         f"{arch}.attention.key_length is missing")
+    head_dim = key_length if key_length is not None else dim // n_heads
     rope_dim = meta_int(f"{arch}.rope.dimension_count") if f"{arch}.rope.dimension_count" in fields else None
-    if rope_dim is not None and rope_dim != dim // n_heads:
+    if rope_dim is not None and rope_dim != head_dim:
         raise ValueError(f"{path}: partial rotary embeddings (rope.dimension_count={rope_dim}) are not supported")
-    if f"{arch}.rope.scaling.type" in fields and meta(f"{arch}.rope.scaling.type") != "none":
-        raise ValueError(f"{path}: rope scaling {meta(f'{arch}.rope.scaling.type')!r} is not supported")
+    scaling = None
+    scaling_type = meta(f"{arch}.rope.scaling.type", "none")
+    if scaling_type == "linear":
+        try:
+            scaling = RopeScaling("linear", meta_float(f"{arch}.rope.scaling.factor"))
+        except ValueError as err:
+            raise ValueError(f"{path}: rope scaling 'linear' is invalid ({err})") from err
+    elif scaling_type != "none":
+        raise ValueError(f"{path}: rope scaling {scaling_type!r} is not supported")
+    n_layers = meta_int(f"{arch}.block_count")
+    extra: dict[str, Any] = {}
+    if arch == "gemma3":
+        pattern = meta(f"{arch}.attention.sliding_window_pattern", _GEMMA3_SWA_PATTERN)
+        if isinstance(pattern, (list, tuple)):
+            if len(pattern) != n_layers or any(not isinstance(b, (bool, np.bool_)) for b in pattern):
+                raise ValueError(f"{path}: GGUF metadata '{arch}.attention.sliding_window_pattern' must be an "
+                                 f"integer or {n_layers} booleans, got {pattern!r}")
+            sliding = [bool(b) for b in pattern]
+        else:
+            pattern = meta_int(f"{arch}.attention.sliding_window_pattern", _GEMMA3_SWA_PATTERN)
+            if pattern < 1:
+                raise ValueError(f"{path}: GGUF metadata '{arch}.attention.sliding_window_pattern' must be "
+                                 f"positive, got {pattern}")
+            sliding = [bool((i + 1) % pattern) for i in range(max(n_layers, 0))]
+        scale = meta_float(f"{arch}.attention.scale", None)
+        if scale is not None and scale <= 0:
+            raise ValueError(f"{path}: GGUF metadata '{arch}.attention.scale' must be positive, got {scale}")
+        qpas = scale ** -2 if scale is not None else float(dim // n_heads if n_layers == 62 else head_dim)
+        extra = dict(
+            qk_norm=True, norm_unit_offset=True, post_norms=True, mlp_activation="gelu_tanh", embed_scale=True,
+            query_pre_attn_scalar=qpas,
+            final_logit_softcap=meta_float(f"{arch}.final_logit_softcapping", None),
+            rope_local_theta=meta_float(f"{arch}.rope.freq_base_swa", _GEMMA3_SWA_BASE),
+            layer_types=tuple("sliding_attention" if b else "full_attention" for b in sliding) if any(sliding)
+            else None,
+            sliding_window=meta_int(f"{arch}.attention.sliding_window") if any(sliding) else None,
+        )
+    elif arch == "qwen3":
+        extra = dict(qk_norm=True)
     try:
         config = ModelConfig(
             vocab_size=meta_int(f"{arch}.vocab_size", int(embd_shape[1])),
             dim=dim,
-            n_layers=meta_int(f"{arch}.block_count"),
+            n_layers=n_layers,
             n_heads=n_heads,
             n_kv_heads=meta_int(f"{arch}.attention.head_count_kv", n_heads),
             hidden_dim=meta_int(f"{arch}.feed_forward_length"),
@@ -214,6 +296,9 @@ def load_gguf(path: str | os.PathLike | None = None) -> tuple[ModelConfig, dict]
             tie_embeddings="output.weight" not in tensors,
             attention_bias="blk.0.attn_q.bias" in tensors,
             architecture=arch,
+            head_dim_override=key_length,
+            rope_scaling=scaling,
+            **extra,
         )
     except ValueError as err:
         if str(err).startswith(str(path)):
@@ -261,11 +346,12 @@ def load_gguf(path: str | os.PathLike | None = None) -> tuple[ModelConfig, dict]
 
     shapes = param_shapes(config)
     layers: dict[str, list] = {k: [] for k in shapes["layers"]}
+    norm_shift = np.float32(1.0 if config.norm_unit_offset else 0.0)
     for i in range(config.n_layers):
-        for key, suffix in _LAYER_TENSORS.items():
+        for key, suffix in _layer_tensors(config).items():
             name, what, shape = f"blk.{i}.{suffix}.weight", f"layers.{key}[{i}]", shapes["layers"][key][1:]
             if key.endswith("norm"):
-                layers[key].append(read(name, what, shape))
+                layers[key].append(read(name, what, shape) - norm_shift)
             else:
                 n_perm = {"wq": config.n_heads, "wk": config.n_kv_heads}.get(key)
                 layers[key].append(matrix(name, what, shape, n_perm))
@@ -279,7 +365,7 @@ def load_gguf(path: str | os.PathLike | None = None) -> tuple[ModelConfig, dict]
     params: dict[str, Any] = {
         "embed": read("token_embd.weight", "embed", shapes["embed"]),
         "layers": {k: np.stack(v) for k, v in layers.items()},
-        "final_norm": read("output_norm.weight", "final_norm", shapes["final_norm"]),
+        "final_norm": read("output_norm.weight", "final_norm", shapes["final_norm"]) - norm_shift,
     }
     if not config.tie_embeddings:
         params["lm_head"] = matrix("output.weight", "lm_head", shapes["lm_head"])
@@ -309,7 +395,28 @@ def save_gguf(
     if tensor_type not in SUPPORTED_GGUF_TYPES:
         raise ValueError(f"tensor_type must be one of {SUPPORTED_GGUF_TYPES}, got {tensor_type!r}")
     validate_params(config, params, source="save_gguf(params)")
+    _check_expressible(config)
     return _write_gguf(path, config, params, tensor_type, metadata)
+
+
+def _check_expressible(config: ModelConfig) -> None:
+    """ValueError naming the fields a GGUF file of ``config.architecture`` cannot carry (llama.cpp would run a
+    different model)."""
+    arch = config.architecture
+    gemma = arch == "gemma3"
+    implied = dict(qk_norm=arch in ("qwen3", "gemma3"), norm_unit_offset=gemma, post_norms=gemma,
+                   mlp_activation="gelu_tanh" if gemma else "silu", embed_scale=gemma, attn_logit_softcap=None)
+    if not gemma:
+        implied.update(query_pre_attn_scalar=None, final_logit_softcap=None, rope_local_theta=None, layer_types=None)
+    if arch in ("qwen3", "gemma3"):
+        implied["attention_bias"] = False
+    wrong = {k: getattr(config, k) for k, v in implied.items() if getattr(config, k) != v}
+    if config.rope_scaling is not None and config.rope_scaling.rope_type != "linear":
+        wrong["rope_scaling"] = config.rope_scaling  # llama.cpp stores llama3 factors as a tensor instead
+    if gemma and config.query_pre_attn_scalar is None:
+        wrong["query_pre_attn_scalar"] = None
+    if wrong:
+        raise ValueError(f"a {arch} GGUF file cannot express {wrong}")
 
 
 def _write_gguf(path, config: ModelConfig, params: dict, tensor_type: str, metadata=None, arch=None) -> Path:
@@ -332,8 +439,28 @@ def _write_gguf(path, config: ModelConfig, params: dict, tensor_type: str, metad
     writer.add_head_count_kv(config.n_kv_heads)
     writer.add_rope_freq_base(float(config.rope_theta))
     writer.add_rope_dimension_count(config.head_dim)
+    if config.head_dim_override is not None or config.architecture in ("qwen3", "gemma3"):
+        writer.add_key_length(config.head_dim)
+        writer.add_value_length(config.head_dim)
     writer.add_layer_norm_rms_eps(float(config.norm_eps))
     writer.add_vocab_size(config.vocab_size)
+    if config.rope_scaling is not None:
+        import gguf.constants
+
+        writer.add_rope_scaling_type(gguf.constants.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(float(config.rope_scaling.factor))
+    if config.architecture == "gemma3":
+        writer.add_rope_freq_base_swa(float(config.rope_local_theta if config.rope_local_theta is not None
+                                            else config.rope_theta))
+        if config.layer_types is None:  # no sliding layer
+            writer.add_sliding_window_pattern([False] * config.n_layers)
+            writer.add_sliding_window(0)
+        else:
+            writer.add_sliding_window(config.sliding_window)
+            writer.add_sliding_window_pattern(list(config.sliding_layers))
+        writer.add_attention_scale(float(config.query_pre_attn_scalar ** -0.5))
+        if config.final_logit_softcap is not None:
+            writer.add_final_logit_softcapping(float(config.final_logit_softcap))
     if tensor_type in _FILE_TYPES:
         writer.add_file_type(_FILE_TYPES[tensor_type])
     for key, value in (metadata or {}).items():
@@ -369,13 +496,14 @@ def _write_gguf(path, config: ModelConfig, params: dict, tensor_type: str, metad
                 raise ValueError(f"cannot store {name} of shape {w.shape} as {tensor_type}: {err}") from err
             writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=qtype)
 
+    norm_shift = np.float32(1.0 if config.norm_unit_offset else 0.0)  # llama.cpp stores Gemma gains as 1 + w
     add_matrix("token_embd.weight", np.asarray(params["embed"]).T)
     layers = params["layers"]
     for i in range(config.n_layers):
-        for key, suffix in _LAYER_TENSORS.items():
+        for key, suffix in _layer_tensors(config).items():
             name = f"blk.{i}.{suffix}.weight"
             if key.endswith("norm"):
-                add_vector(name, layers[key][i])
+                add_vector(name, np.asarray(layers[key][i], np.float32) + norm_shift)
             else:
                 add_matrix(name, layers[key][i], {"wq": config.n_heads, "wk": config.n_kv_heads}.get(key))
         if config.attention_bias:
@@ -385,7 +513,7 @@ def _write_gguf(path, config: ModelConfig, params: dict, tensor_type: str, metad
                 if n_perm is not None and arch == "llama":
                     b = _permute(b, n_perm)
                 add_vector(f"blk.{i}.{suffix}.bias", b)
-    add_vector("output_norm.weight", params["final_norm"])
+    add_vector("output_norm.weight", np.asarray(params["final_norm"], np.float32) + norm_shift)
     if not config.tie_embeddings:
         add_matrix("output.weight", params["lm_head"])
 
