@@ -376,7 +376,8 @@ def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.
                 vals = [v for v in vals if v is not None]
                 if vals:
                     cells.append({"target_gain": target, "lr": lr, "general_change": float(np.mean(vals)),
-                                  "general_change_sd": float(np.std(vals)), "n": len(vals)})
+                                  "general_change_sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"),
+                                  "n": len(vals)})
         monotone = {}
         for target in targets:
             gs = [c["general_change"] for c in cells if c["target_gain"] == target]
@@ -425,7 +426,7 @@ def _stats(values) -> tuple[float, float, int]:
     v = np.asarray([x for x in values if x is not None], float)
     if v.size == 0:
         return float("nan"), float("nan"), 0
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan"), int(v.size)  # no spread from one seed
 
 
 def method_front(preset: Preset, progress: bool = True) -> dict:

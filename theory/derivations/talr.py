@@ -126,7 +126,7 @@ def derive() -> Result:
             sp.Le(sp.Sum(w[i] * (1 - p[i]), (i, 1, n)), sp.Sum(1 - p[i], (i, 1, n)) / n),
         ),
         text="argmin_{w in simplex} sum w_i l_i + tau sum w_i log w_i = softmax(-l/tau) ∝ p^{1/tau}; optimum -tau log sum exp(-l_i/tau); "
-        "tau -> inf uniform, tau -> 0+ one-hot on argmin l; sum_i w_i (1 - p_i) <= mean_i (1 - p_i) (Chebyshev), so lam_safe(TALR) >= lam_safe(SFT)",
+        "tau -> inf uniform, tau -> 0+ one-hot on argmin l; sum_i w_i (1 - p_i) <= mean_i (1 - p_i) (Chebyshev): TALR never raises the hard-token mass. At a fixed gain rate g_min the safe step is non-increasing in the mass, but TALR also lowers the gain rate, so no ordering of TALR's and SFT's safe steps follows",
         assumptions=ASSUMPTIONS,
         checks=tuple(kkt_checks()) + tuple(chebyshev_checks()) + (numeric_check("float64: closed form, optimality, value and mass vs theory exports", _numeric),),
     )
