@@ -23,6 +23,7 @@ import pytest
 from sims.lm.config import ModelConfig
 from sims.lm.gguf_io import default_model_path, save_gguf
 from sims.lm.model import forward, init_params
+from tiny_harness import tiny_harness_env
 
 pytestmark = pytest.mark.skipif(not jax.config.jax_enable_x64, reason="conftest sets JAX_ENABLE_X64")
 
@@ -30,21 +31,8 @@ pytestmark = pytest.mark.skipif(not jax.config.jax_enable_x64, reason="conftest 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A tiny GGUF model on disk, private cache and run folders, and the tiny preset."""
-    root = tmp_path_factory.mktemp("harness")
-    cfg = ModelConfig.tiny(vocab_size=49152, max_seq_len=256)
-    path = root / "tiny.gguf"
-    save_gguf(path, cfg, init_params(cfg, jax.random.key(0)))
-    old = {k: os.environ.get(k) for k in ("SFT_RUNS_DIR", "SFT_CACHE_DIR", "SFT_TINY_MODEL", "SFT_REAL_LM_PRESET")}
-    os.environ.update(SFT_RUNS_DIR=str(root / "runs"), SFT_CACHE_DIR=str(root / "cache"), SFT_TINY_MODEL=str(path),
-                      SFT_REAL_LM_PRESET="tiny")
-    from sims.harness.presets import get_preset
-
-    yield {"root": root, "model": str(path), "preset": get_preset("tiny")}
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with tiny_harness_env(tmp_path_factory.mktemp("harness")) as environment:
+        yield environment
 
 
 @pytest.fixture(scope="module")

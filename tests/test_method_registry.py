@@ -23,6 +23,7 @@ from sims.methods import (
     unregister_method,
 )
 from sims.weighting import LossWeighting, reweighted_loss, token_nll, token_weights
+from tiny_harness import tiny_harness_env
 
 pytestmark = pytest.mark.skipif(not jax.config.jax_enable_x64, reason="conftest sets JAX_ENABLE_X64")
 
@@ -72,26 +73,9 @@ def test_registered_method_trains_end_to_end_in_the_synthetic_trainer(toy):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """A tiny GGUF model on disk, private cache and run folders, and the tiny preset (as in test_harness_pipeline)."""
-    from sims.lm.config import ModelConfig
-    from sims.lm.gguf_io import save_gguf
-    from sims.lm.model import init_params
-
-    root = tmp_path_factory.mktemp("registry")
-    cfg = ModelConfig.tiny(vocab_size=49152, max_seq_len=256)
-    path = root / "tiny.gguf"
-    save_gguf(path, cfg, init_params(cfg, jax.random.key(0)))
-    old = {k: os.environ.get(k) for k in ("SFT_RUNS_DIR", "SFT_CACHE_DIR", "SFT_TINY_MODEL", "SFT_REAL_LM_PRESET")}
-    os.environ.update(SFT_RUNS_DIR=str(root / "runs"), SFT_CACHE_DIR=str(root / "cache"), SFT_TINY_MODEL=str(path),
-                      SFT_REAL_LM_PRESET="tiny")
-    from sims.harness.presets import get_preset
-
-    yield {"root": root, "model": str(path), "preset": get_preset("tiny")}
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    """A tiny GGUF model on disk, private cache and run folders, and the tiny preset."""
+    with tiny_harness_env(tmp_path_factory.mktemp("registry")) as environment:
+        yield environment
 
 
 def test_registered_method_runs_through_the_harness_cli_and_a_figure_legend(toy, env, tmp_path, monkeypatch, capsys):

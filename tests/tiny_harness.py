@@ -1,0 +1,38 @@
+"""A tiny random GGUF model on disk with private cache and run folders: the harness's test environment."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import jax
+
+_VARIABLES = ("SFT_RUNS_DIR", "SFT_CACHE_DIR", "SFT_TINY_MODEL", "SFT_REAL_LM_PRESET")
+
+
+@contextlib.contextmanager
+def tiny_harness_env(root: Path):
+    """Write a tiny model (SmolLM2's vocabulary, random weights) under ``root``, point the harness's cache, run
+    folders, tiny model and real-LM preset at it, yield ``{"root", "model", "preset"}``, and restore the
+    environment afterwards."""
+    from sims.lm.config import ModelConfig
+    from sims.lm.gguf_io import save_gguf
+    from sims.lm.model import init_params
+
+    cfg = ModelConfig.tiny(vocab_size=49152, max_seq_len=256)
+    path = Path(root) / "tiny.gguf"
+    save_gguf(path, cfg, init_params(cfg, jax.random.key(0)))
+    old = {k: os.environ.get(k) for k in _VARIABLES}
+    os.environ.update(SFT_RUNS_DIR=str(Path(root) / "runs"), SFT_CACHE_DIR=str(Path(root) / "cache"),
+                      SFT_TINY_MODEL=str(path), SFT_REAL_LM_PRESET="tiny")
+    try:
+        from sims.harness.presets import get_preset
+
+        yield {"root": Path(root), "model": str(path), "preset": get_preset("tiny")}
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
