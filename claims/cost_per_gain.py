@@ -4,7 +4,7 @@ and TALR lowers it mainly at large learning rates.
 Synthetic setting: D(Delta*) / Delta* of SFT and TALR (mean-one weights, ``talr-mean``) at matched gain per learning
 rate, paired by seed. Real-LM
 setting: D / G of SFT at the end of training over the learning-rate grid, and SFT minus TALR at the two method
-learning rates.
+learning rates, each paired by seed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from claims.intervals import paired_interval, side
 from claims.registry import NO_THRESHOLD, Verdict, check, rule_of
 from claims.token_vs_sample_weighting import matched_means
 
-__all__ = ["measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm", "decide_real_lm", "describe_real_lm"]
+__all__ = ["measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm", "decide_real_lm", "describe_real_lm",
+           "ours_real_lm"]
 
 
 def measure_synthetic() -> dict:
@@ -89,45 +90,106 @@ def synthetic() -> Verdict:
                    seeds=f"{m['n_seeds']} paired", rule=rule_of(decide_synthetic), sensitivity=NO_THRESHOLD + " (signs of paired differences)")
 
 
+def _ratio(d: float, g: float) -> float:
+    """D / G, undefined (NaN) where the run made no domain gain."""
+    return d / g if g > 0 else float("nan")
+
+
 def measure_real_lm() -> dict:
+    """Per seed: SFT's D/G (CoT) at every lr of the grid, and SFT's minus TALR's D/G at the two method lrs (NaN
+    where a run made no domain gain)."""
     from sims.harness.experiments import lr_tradeoff
 
     p = real.preset()
-    runs = lr_tradeoff(p, progress=False)
-    ratios = []
-    for lr in p.lr_grid:
-        sel = [r["general_change"] / r["domain_gain"] for r in runs if r["fmt"] == "cot" and r["lr"] == lr and r["domain_gain"] > 0]
-        ratios.append(float(np.mean(sel)) if sel else float("nan"))
-    reduction = {}
+    runs = [r for r in lr_tradeoff(p, progress=False) if r["fmt"] == "cot"]
+    seeds = sorted({int(r["seed"]) for r in runs})
+    sft = np.full((len(seeds), len(p.lr_grid)), np.nan)
+    for r in runs:
+        sft[seeds.index(int(r["seed"])), list(p.lr_grid).index(r["lr"])] = _ratio(r["general_change"], r["domain_gain"])
+    reduction, talr_gain = {}, {}
     for name, lr in zip(("small", "large"), p.method_lrs):
         rows = real.method_rows(p, lr)
-        if "talr" in rows and "sft" in rows:
-            reduction[name] = rows["sft"]["general_change_per_gain"] - rows["talr"]["general_change_per_gain"]
-    return {"lr_grid": list(p.lr_grid), "ratios": ratios, "reduction": reduction}
+        if "talr" not in rows or "sft" not in rows:
+            continue
+        gs, ds = real.by_seed(rows["sft"], "domain_gain"), real.by_seed(rows["sft"], "general_change")
+        gt, dt = real.by_seed(rows["talr"], "domain_gain"), real.by_seed(rows["talr"], "general_change")
+        common = sorted(set(gs) & set(gt))
+        reduction[name] = [_ratio(ds[s], gs[s]) - _ratio(dt[s], gt[s]) for s in common]
+        talr_gain[name] = [gt[s] for s in common]
+    return {"lr_grid": list(p.lr_grid), "method_lrs": list(p.method_lrs), "seeds": seeds, "sft": sft, "reduction": reduction,
+            "talr_gain": talr_gain}
 
 
-def decide_real_lm(m: dict) -> tuple[str, str]:
-    """Holds when SFT's D/G is finite and non-decreasing over the lr grid and TALR's reduction is positive and
-    larger at the large than at the small lr; partly holds when one of the two is seen; fails otherwise (a NaN
-    reduction, where TALR made no domain gain, does not count as a reduction)."""
-    r = np.asarray(m["ratios"], float)
-    increasing = bool(np.all(np.isfinite(r)) and np.all(np.diff(r) >= 0))
-    red = m["reduction"]
-    at_large = bool(len(red) == 2 and red["large"] > red["small"] and red["large"] > 0)
-    failed = [n for n, ok in [("SFT's D/G non-decreasing in lr", increasing), ("TALR's reduction larger at the large lr", at_large)] if not ok]
-    if not failed:
-        return "holds", "both parts seen."
-    return ("partly holds" if len(failed) == 1 else "fails"), "not met: " + "; ".join(failed) + "."
+def _real_parts(m: dict):
+    """(increasing, mainly_large, notes, intervals) as in the synthetic rule, from per-seed arrays."""
+    sft = np.asarray(m["sft"], float)
+    notes, ivs = [], {}
+    if sft.size and not np.isfinite(sft).all():
+        notes.append("SFT made no domain gain in some seed at some lr (D/G undefined there)")
+    steps = [paired_interval(sft[:, j + 1], sft[:, j]) for j in range(sft.shape[1] - 1)] if sft.ndim == 2 else []
+    for j, iv in enumerate(steps):
+        ivs[f"SFT D/G lr {m['lr_grid'][j + 1]:g} − {m['lr_grid'][j]:g}"] = iv
+    s1 = [side(iv) for iv in steps]
+    inc = "undecided" if not steps else "seen" if all(x == "above" for x in s1) else "contradicted" if "below" in s1 else "undecided"
+    red = {k: np.asarray(v, float) for k, v in m["reduction"].items()}
+    if "large" not in red or "small" not in red:
+        return inc, "undecided", notes + ["TALR or SFT missing at a method lr"], ivs
+    if not np.isfinite(red["large"]).all():
+        return inc, "undecided", notes + ["TALR makes no domain gain at the large lr in some seed: its D/G is undefined, not compared"], ivs
+    at_large = paired_interval(red["large"])
+    ivs["SFT − TALR D/G at the large lr"] = at_large
+    sides = [side(at_large)]
+    if np.isfinite(red["small"]).all():
+        vs_small = paired_interval(red["large"], red["small"])
+        ivs["reduction large − small"] = vs_small
+        sides.append(side(vs_small))
+    else:
+        notes.append("TALR makes no domain gain at the small lr in some seed")
+        sides.append("crosses")
+    large = "seen" if all(x == "above" for x in sides) else "contradicted" if "below" in sides else "undecided"
+    return inc, large, notes, ivs
+
+
+def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
+    """Two parts, each decided by 95% t intervals of paired (same seed) differences: SFT's D/G rises from each lr of
+    the grid to the next (every interval above 0), and TALR's reduction SFT - TALR of D/G at the large method lr is
+    above 0 and above its reduction at the small one. A run with no domain gain has no D/G: the part it enters is
+    undecided (reported, not compared). Holds when both parts are seen; partly holds when one is seen and the other
+    contradicted (an interval below 0); fails when none is seen and one is contradicted; inconclusive otherwise
+    (with 2 seeds, t = 12.7).
+
+    The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
+    inc, large, notes, _ = _real_parts(m)
+    parts = {"SFT's D/G increasing in lr": inc, "TALR's reduction larger at the large lr": large}
+    seen = [k for k, v in parts.items() if v == "seen"]
+    contra = [k for k, v in parts.items() if v == "contradicted"]
+    undecided = [k for k, v in parts.items() if v == "undecided"]
+    note = (" " + "; ".join(notes) + ".") if notes else ""
+    if len(seen) == 2:
+        return "holds", "both parts seen with 95% confidence." + note
+    if seen and contra:
+        return "partly holds", f"seen: {seen}; contradicted: {contra}." + note
+    if contra:
+        return "fails", f"contradicted: {contra}; undecided: {undecided}." + note
+    return "inconclusive", f"seen: {seen}; undecided: {undecided}." + note
+
+
+def ours_real_lm(m: dict) -> str:
+    return "; ".join(f"{k} {iv.text()}" for k, iv in _real_parts(m)[3].items()) or "-"
 
 
 def describe_real_lm(m: dict) -> str:
-    return (f"Prediction: D/G grows with lr; TALR lowers it mainly at large lr. Ours (SFT, CoT) D/G by lr "
-            f"{ {f'{lr:g}': round(x, 3) for lr, x in zip(m['lr_grid'], m['ratios'])} }; SFT minus TALR D/G: "
-            f"{ {k: round(v, 3) for k, v in m['reduction'].items()} }. " + real.DIRECTIONS)
+    with np.errstate(all="ignore"):
+        means = np.nanmean(np.asarray(m["sft"], float), 0) if np.size(m["sft"]) else []
+    return (f"Prediction: D/G grows with lr; TALR lowers it mainly at large lr. Ours (SFT, CoT, {len(m['seeds'])} seeds) mean D/G by lr "
+            f"{ {f'{lr:g}': round(float(x), 3) for lr, x in zip(m['lr_grid'], means)} }; TALR's domain gain per seed at the method lrs "
+            f"{ {k: [round(x, 4) for x in v] for k, v in m['talr_gain'].items()} }. Paired 95% t intervals: {ours_real_lm(m)}. {real.T_NOTE} "
+            + real.DIRECTIONS)
 
 
 @check(18, real.setting(), real.GROUP, figures=("real_lm_lr_tradeoff", "real_lm_methods_pareto"))
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command())
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command(), ours=ours_real_lm(m), seeds=f"{len(m['seeds'])} paired",
+                   rule=rule_of(decide_real_lm), sensitivity=NO_THRESHOLD + " (signs of paired differences)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from claims import real_lm_results as real
-from claims.registry import Verdict, check
+from claims.registry import NO_THRESHOLD, Verdict, check, rule_of
 
 __all__ = ["measure", "decide", "describe"]
 
@@ -32,10 +32,13 @@ def measure() -> dict:
             "accuracy": {lr: (round(float(np.mean(v)), 2) if v else None) for lr, v in acc.items()}}
 
 
-def decide(m: dict) -> tuple[str, str]:
+def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """Fails when the larger learning rate does not raise the domain gain (the claim is that it buys domain gain)
     or does not raise the general loss; holds when both rise and the marginal general cost per unit domain gain
-    exceeds the small learning rate's average cost; partly holds when both rise at a cost no worse than average."""
+    exceeds the small learning rate's average cost; partly holds when both rise at a cost no worse than average
+    (seed means).
+
+    Signs and a comparison of two rates, so ``threshold_scale`` has nothing to scale."""
     dd = m["domain_gain"]["large"] - m["domain_gain"]["small"]
     dg = m["general_change"]["large"] - m["general_change"]["small"]
     if dd <= 0:
@@ -62,4 +65,7 @@ def describe(m: dict) -> str:
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_lr_tradeoff"))
+    g, d = m["domain_gain"], m["general_change"]
+    ours = f"G {g['large'] - g['small']:+.4f}, D {d['large'] - d['small']:+.4f} (large minus small lr, seed means)"
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_lr_tradeoff"), ours=ours, seeds="seed means (no interval)",
+                   rule=rule_of(decide), sensitivity=NO_THRESHOLD + " (signs and a comparison of two rates)")

@@ -1,7 +1,8 @@
 """Claim 13: at the larger learning rate general retention orders TALR > FLOW > L2 > SFT.
 
-Real-LM setting: general change D (mean over seeds) of the four methods at the larger method learning rate on
-SmolLM2; lower D is better retention.
+Real-LM setting: at the larger method learning rate on SmolLM2, per seed the general change D of each method minus
+the SFT learning-rate curve's D at that seed's domain gain (matched domain gain), paired by seed between adjacent
+methods of the paper's order; lower is better retention.
 """
 
 from __future__ import annotations
@@ -13,15 +14,24 @@ from claims import synthetic_results as synth
 from claims.intervals import paired_interval, side
 from claims.registry import NO_THRESHOLD, Verdict, check, rule_of
 
-__all__ = ["PAPER_ORDER", "SYNTHETIC_ORDER", "measure", "decide", "describe", "measure_synthetic", "decide_synthetic",
+__all__ = ["PAPER_ORDER", "SYNTHETIC_ORDER", "measure", "decide", "describe", "ours", "measure_synthetic", "decide_synthetic",
            "ours_synthetic"]
 
 PAPER_ORDER = ("talr", "flow", "l2", "sft")
 
 
 def measure() -> dict:
+    """At the larger method lr, per method of the paper's order: its row, and per seed its general change minus the
+    SFT learning-rate curve's at the seed's domain gain (``below``), and whether every seed's gain lies on that curve."""
     p = real.preset()
-    return {"lr": p.method_lrs[1], "rows": real.method_rows(p, p.method_lrs[1])}
+    mf = real.method_front(p)
+    lr = p.method_lrs[1]
+    rows = {r["method"]: r for r in mf["rows"] if r["lr"] == lr}
+    ran = [n for n in PAPER_ORDER if n in rows and rows[n]["n"] > 0]
+    return {"lr": lr, "rows": {n: rows[n] for n in ran},
+            "below": {n: real.below_front(rows[n], mf["front"]) for n in ran},
+            "reached": {n: real.in_front_range(rows[n], mf["front"]) for n in ran},
+            "front_max": max(mf["front"]["domain_gain"])}
 
 
 def retention_order(rows: dict) -> list[str]:
@@ -29,32 +39,64 @@ def retention_order(rows: dict) -> list[str]:
     return sorted((n for n in PAPER_ORDER if n in rows and rows[n]["n"] > 0), key=lambda n: rows[n]["general_change"])
 
 
-def decide(m: dict) -> tuple[str, str]:
-    """Holds when the retention order is exactly TALR > FLOW > L2 > SFT; partly holds when TALR is best but the
-    others differ; fails when TALR is not best; inconclusive when a method is missing."""
-    order = retention_order(m["rows"])
-    if len(order) < len(PAPER_ORDER):
-        return "inconclusive", f"missing methods: {sorted(set(PAPER_ORDER) - set(order))}."
-    if tuple(order) == PAPER_ORDER:
-        return "holds", "ordering as in the paper."
-    if order[0] == "talr":
-        return "partly holds", f"TALR best, ordering of the others differs: {order}."
-    return "fails", f"retention order {order}, TALR not best."
+def _real_pairs(m: dict):
+    """Adjacent pairs of the paper's order among the methods that are ranked (every seed's domain gain on the SFT
+    curve), with the paired interval of below_worse - below_better (positive: the paper's order)."""
+    ranked = [n for n in PAPER_ORDER if n in m["below"] and m["reached"].get(n)]
+    out = []
+    for a, b in zip(ranked[:-1], ranked[1:]):
+        seeds = sorted(set(m["below"][a]) & set(m["below"][b]))
+        out.append((a, b, paired_interval([m["below"][b][s] for s in seeds], [m["below"][a][s] for s in seeds])))
+    return ranked, out
+
+
+def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
+    """At the larger lr and matched domain gain (each seed's D minus the SFT learning-rate curve's D at that seed's
+    G), each adjacent pair of TALR > FLOW > L2 > SFT among the ranked methods is decided by the 95% t interval of
+    the paired (same seed) difference, worse minus better: holds when every pair's interval is above 0, fails when
+    some pair's is below 0, inconclusive when none is reversed but some contains 0, when a method did not run, or
+    when a method's domain gain is <= 0 or beyond the SFT curve in some seed (reported, not ranked).
+
+    The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
+    missing = [n for n in PAPER_ORDER if n not in m["below"]]
+    ranked, pairs = _real_pairs(m)
+    unranked = [n for n in PAPER_ORDER if n in m["below"] and n not in ranked]
+    note = (f"; domain gain not on the SFT curve in every seed (<= 0 or beyond it; not ranked): {unranked}" if unranked else "") + \
+        (f"; did not run: {missing}" if missing else "")
+    reversed_ = [f"{b} over {a}" for a, b, iv in pairs if side(iv) == "below"]
+    if reversed_:
+        return "fails", f"reversed with 95% confidence at matched domain gain: {reversed_}{note}."
+    if missing or unranked:
+        return "inconclusive", f"no ranked pair reversed{note}."
+    if pairs and all(side(iv) == "above" for _, _, iv in pairs):
+        return "holds", "every adjacent pair in the paper's order with 95% confidence at matched domain gain."
+    return "inconclusive", "no pair reversed, but some paired interval contains 0."
+
+
+def ours(m: dict) -> str:
+    ranked, pairs = _real_pairs(m)
+    txt = "; ".join(f"below-front D_{b} − D_{a} {iv.text()}" for a, b, iv in pairs) or "no ranked pair"
+    unranked = [n for n in PAPER_ORDER if n in m["below"] and n not in ranked]
+    return txt + (f"; not ranked: {unranked}" if unranked else "")
 
 
 def describe(m: dict) -> str:
     rows = m["rows"]
     desc = ", ".join(f"{n}: G={rows[n]['domain_gain']:.4f}+-{rows[n]['domain_gain_sd']:.4f}, D={rows[n]['general_change']:+.4f}"
-                     f"+-{rows[n]['general_change_sd']:.4f}" for n in retention_order(rows))
+                     f"+-{rows[n]['general_change_sd']:.4f}, D minus SFT curve at its G {np.mean(list(m['below'][n].values())):+.4f}"
+                     for n in retention_order(rows))
     return (f"Paper (5e-6): general TALR 0.502 > FLOW 0.450 > L2 0.395 > SFT 0.381, domain 0.542/0.553/0.555/0.558. Ours (lr {m['lr']:g}, "
-            f"best retention first): {desc}. " + real.DIRECTIONS)
+            f"best end-of-training retention first; sd over seeds, ddof 1): {desc}. Ranked at matched domain gain (the SFT learning-rate "
+            f"curve spans G 0..{m['front_max']:.4f}); paired 95% t intervals: {ours(m)}. {real.T_NOTE} " + real.DIRECTIONS)
 
 
 @check(13, real.setting(), real.GROUP, figures=("real_lm_methods_pareto",))
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto"))
+    n = min((len(v) for v in m["below"].values()), default=0)
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto"), ours=ours(m), seeds=f"{n} paired",
+                   rule=rule_of(decide), sensitivity=NO_THRESHOLD + " (signs of paired differences)")
 
 
 #: the paper's order in the synthetic sweep's display names (TALR and FLOW with mean-one weights: equal effective step)

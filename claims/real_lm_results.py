@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["GROUP", "DIRECTIONS", "setting", "command", "preset", "method_rows"]
+__all__ = ["GROUP", "DIRECTIONS", "T_NOTE", "setting", "command", "preset", "method_rows", "method_front", "by_seed", "below_front",
+           "in_front_range"]
 
 GROUP = "real_lm"
 DIRECTIONS = ("Paper numbers are benchmark accuracies of 3-4B models; ours are held-out nats/token on SmolLM2-135M and a "
               "generated domain: only directions and orderings are compared.")
+
+
+T_NOTE = ("With 2 seeds a paired 95% t interval uses t = 12.7 (1 degree of freedom), about 6.4 times wider than mean +- 2 SE: "
+          "it rarely excludes a boundary.")
 
 
 def _preset_name() -> str:
@@ -50,3 +55,33 @@ def method_rows(p, lr) -> dict[str, dict]:
     from sims.harness.experiments import method_front
 
     return {r["method"]: r for r in method_front(p, progress=False)["rows"] if r["lr"] == lr}
+
+
+def method_front(p) -> dict:
+    """``method_front`` of the preset: ``{"rows": [...], "front": {"domain_gain", "general_change"}}``."""
+    from sims.harness.experiments import method_front as front
+
+    return front(p, progress=False)
+
+
+def by_seed(row: dict | None, key: str) -> dict:
+    """``{seed: row["per_seed"][i][key]}`` of one ``method_front`` row (empty when the method did not run)."""
+    return {int(s["seed"]): float(s[key]) for s in (row or {}).get("per_seed", [])}
+
+
+def below_front(row: dict | None, front: dict) -> dict:
+    """Per seed, the seed's general change minus the SFT learning-rate curve's general change at the seed's domain
+    gain (negative: better than SFT at equal domain gain), as ``method_front``'s ``below_front`` per row."""
+    import numpy as np
+
+    d = np.asarray(front["domain_gain"], float)
+    g = np.asarray(front["general_change"], float)
+    return {int(s["seed"]): float(s["general_change"] - np.interp(s["domain_gain"], d, g)) for s in (row or {}).get("per_seed", [])}
+
+
+def in_front_range(row: dict | None, front: dict) -> bool:
+    """Whether every seed's domain gain is positive and within the SFT curve's range (where ``below_front`` is an
+    interpolation, not the curve's end value held flat)."""
+    seeds = (row or {}).get("per_seed", [])
+    hi = max(front["domain_gain"]) if front["domain_gain"] else 0.0
+    return bool(seeds) and all(0 < s["domain_gain"] <= hi for s in seeds)

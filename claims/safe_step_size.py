@@ -12,9 +12,12 @@ import numpy as np
 
 from claims import real_lm_results as real
 from claims import synthetic_results as synth
-from claims.registry import Verdict, check
+from claims.registry import Verdict, check, rule_of, sensitivity
 
-__all__ = ["measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm", "decide_real_lm", "describe_real_lm"]
+__all__ = ["GRID_TIE", "measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm", "decide_real_lm", "describe_real_lm"]
+
+# lam_safe values censored at a grid end repeat exactly; a rise below 1e-12 is rounding, not an increase.
+GRID_TIE = 1e-12
 
 
 def measure_synthetic() -> dict:
@@ -25,13 +28,17 @@ def measure_synthetic() -> dict:
     return {"cot": cot, "label": label, "lams": np.asarray(r["lams"]), "eps": cfg.eps, "excess_tolerance": cfg.excess_tolerance}
 
 
-def decide_synthetic(m: dict) -> tuple[str, str]:
+def decide_synthetic(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """Holds when lam_safe (both definitions) is non-increasing in the hard-token mass over the CoT worlds and
     label-only is at least every CoT world's; partly holds when one definition is non-increasing; fails otherwise.
-    Non-increasing allows 1e-12 for ties on the grid (censored values repeat exactly)."""
+    Non-increasing allows GRID_TIE for ties on the grid (censored values repeat exactly).
+
+    ``threshold_scale`` multiplies GRID_TIE; eps and the 5% excess define lam_safe inside the cached sweep and are
+    not rescaled here."""
     rel = np.array([c["lam_safe_relative"] for c in m["cot"]])
     ab = np.array([c["lam_safe"] for c in m["cot"]])
-    mono_rel, mono_abs = bool(np.all(np.diff(rel) <= 1e-12)), bool(np.all(np.diff(ab) <= 1e-12))
+    tie = GRID_TIE * threshold_scale
+    mono_rel, mono_abs = bool(np.all(np.diff(rel) <= tie)), bool(np.all(np.diff(ab) <= tie))
     lab = m["label"]
     label_wins = bool(lab["lam_safe_relative"] >= rel.max() and lab["lam_safe"] >= ab.max())
     failed = [n for n, ok in [("relative lam_safe non-increasing in mass", mono_rel), ("absolute lam_safe non-increasing in mass", mono_abs),
@@ -60,7 +67,11 @@ def describe_synthetic(m: dict) -> str:
 def synthetic() -> Verdict:
     m = measure_synthetic()
     verdict, reason = decide_synthetic(m)
-    return Verdict(verdict, describe_synthetic(m) + " " + reason, synth.command("synthetic_safe_step_size"))
+    ours = (f"lam_safe (relative / absolute) by hard-token mass: {[round(c['lam_safe_relative'], 3) for c in m['cot']]} / "
+            f"{[round(c['lam_safe'], 3) for c in m['cot']]}; label-only {m['label']['lam_safe_relative']:.3g} / {m['label']['lam_safe']:.3g}")
+    return Verdict(verdict, describe_synthetic(m) + " " + reason, synth.command("synthetic_safe_step_size"), ours=ours,
+                   seeds="1 per world", rule=rule_of(decide_synthetic),
+                   sensitivity=sensitivity(decide_synthetic, m) + " (GRID_TIE; eps fixed in the sweep)")
 
 
 def measure_real_lm() -> dict:
@@ -73,14 +84,25 @@ def measure_real_lm() -> dict:
     return {"formats": sl["formats"], "eps": sl["eps"], "lr_grid": list(p.lr_grid), "hard_per_example": per_example}
 
 
-def decide_real_lm(m: dict) -> tuple[str, str]:
+def safe_lr(general_change_final: dict, eps: float):
+    """The largest learning rate whose final general change (seed mean) is <= ``eps``; None when there is none (a
+    NaN mean, where every run diverged, is never safe)."""
+    safe = [lr for lr, d in general_change_final.items() if np.isfinite(d) and d <= eps]
+    return max(safe) if safe else None
+
+
+def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """Holds when label-only's safe lr is larger than CoT's; fails when smaller, or when equal and label-only
     degrades more at every lr above it; partly holds when equal and label-only degrades less above it;
-    inconclusive when a format is missing or neither ordering is seen."""
+    inconclusive when a format is missing or neither ordering is seen. The safe lr is the largest grid lr with
+    final D <= eps (the preset's safe_eps: a general loss increase small against the large-lr one).
+
+    ``threshold_scale`` multiplies eps."""
     f = m["formats"]
     if "cot" not in f or "label" not in f:
         return "inconclusive", "needs both response formats."
-    c, lab = f["cot"], f["label"]
+    eps = m["eps"] * threshold_scale
+    c, lab = ({**f[k], "safe_lr": safe_lr(f[k]["general_change_final"], eps)} for k in ("cot", "label"))
     rank = lambda x: -1.0 if x is None else x  # noqa: E731  (no safe lr on the grid ranks below every lr)
     if rank(lab["safe_lr"]) > rank(c["safe_lr"]):
         return "holds", "label-only has the larger safe lr."
@@ -113,4 +135,7 @@ def describe_real_lm(m: dict) -> str:
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_safe_lr"))
+    f = m["formats"]
+    ours = ", ".join(f"safe lr {k} {safe_lr(f[k]['general_change_final'], m['eps'])}" for k in ("cot", "label") if k in f)
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_safe_lr"), ours=ours + f" (D <= {m['eps']:g})",
+                   seeds="seed means per lr (no interval)", rule=rule_of(decide_real_lm), sensitivity=sensitivity(decide_real_lm, m) + " (eps)")

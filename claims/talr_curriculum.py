@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from claims import real_lm_results as real
 from claims import synthetic_results as synth
-from claims.registry import Verdict, check
+from claims.intervals import paired_interval, side
+from claims.registry import Verdict, check, rule_of, sensitivity
 
-__all__ = ["RISE_SHARE", "measure", "decide", "describe"]
+__all__ = ["RISE_SHARE", "TIE", "measure", "decide", "describe", "epoch_arrays", "measure_real_lm", "decide_real_lm",
+           "describe_real_lm"]
 
 # "rises epoch over epoch" is read as: rising in at least half of the epochs (and never falling).
 RISE_SHARE = 0.5
 # a change below 1e-12 in a fraction of tokens is rounding: neither a rise nor a fall.
-_TIE = 1e-12
+TIE = 1e-12
 
 
 def measure() -> dict:
@@ -27,17 +30,20 @@ def measure() -> dict:
             "lr": cfg.lr, "n_seeds": len(cfg.seeds)}
 
 
-def decide(m: dict) -> tuple[str, str]:
+def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """Holds when tau decreases every epoch and the fraction never falls, ends higher and rises in at least
     RISE_SHARE of the epochs; partly holds when it never falls and ends higher but rises in fewer epochs; fails
-    otherwise."""
+    otherwise.
+
+    ``threshold_scale`` multiplies RISE_SHARE (at most 1) and TIE."""
     tau, frac = np.asarray(m["tau"], float), np.asarray(m["frac"], float)
+    tie, share = TIE * threshold_scale, min(RISE_SHARE * threshold_scale, 1.0)
     tau_dec = bool(np.all(np.diff(tau) < 0))
-    nondec = bool(np.all(np.diff(frac) >= -_TIE))
-    rises = int(np.sum(np.diff(frac) > _TIE))
+    nondec = bool(np.all(np.diff(frac) >= -tie))
+    rises = int(np.sum(np.diff(frac) > tie))
     n = len(frac) - 1
     if tau_dec and nondec and frac[-1] > frac[0]:
-        if rises >= RISE_SHARE * n:
+        if rises >= share * n:
             return "holds", f"tau decays and the fraction rises in {rises}/{n} epochs."
         return "partly holds", f"tau decays and the fraction never falls, but rises in only {rises}/{n} epochs."
     failed = [w for w, ok in [("tau decreasing every epoch", tau_dec), ("fraction never falling", nondec),
@@ -48,11 +54,11 @@ def decide(m: dict) -> tuple[str, str]:
 def describe(m: dict) -> str:
     tau, frac, sft = (np.asarray(m[k], float) for k in ("tau", "frac", "sft_frac"))
     d = np.diff(frac)
-    rises = int(np.sum(d > _TIE))
-    first = int(np.argmax(d > _TIE)) if rises else "none"
+    rises = int(np.sum(d > TIE))
+    first = int(np.argmax(d > TIE)) if rises else "none"
     return (f"TALR (dynamic τ, floor 0.01), SGD lr {m['lr']:g}, {m['n_seeds']} seeds: τ {tau[0]:.3f} -> {tau[-1]:.3f}, decreasing every "
             f"epoch: {bool(np.all(np.diff(tau) < 0))}; fraction of targets with p > 0.2: {frac[0]:.3f} -> {frac[-1]:.3f}, never decreasing: "
-            f"{bool(np.all(d >= -_TIE))}, rising in {rises}/{len(frac) - 1} epochs (first rise after epoch {first}); SFT for comparison: "
+            f"{bool(np.all(d >= -TIE))}, rising in {rises}/{len(frac) - 1} epochs (first rise after epoch {first}); SFT for comparison: "
             f"{sft[0]:.3f} -> {sft[-1]:.3f}.")
 
 
@@ -60,4 +66,100 @@ def describe(m: dict) -> str:
 def synthetic() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
-    return Verdict(verdict, describe(m) + " " + reason, synth.command("synthetic_token_stats"))
+    tau, frac = np.asarray(m["tau"], float), np.asarray(m["frac"], float)
+    ours = (f"τ {tau[0]:.3f} -> {tau[-1]:.3f}; fraction p > 0.2 {frac[0]:.3f} -> {frac[-1]:.3f}, rising in "
+            f"{int(np.sum(np.diff(frac) > TIE))}/{len(frac) - 1} epochs (seed means)")
+    return Verdict(verdict, describe(m) + " " + reason, synth.command("synthetic_token_stats"), ours=ours,
+                   seeds=f"{m['n_seeds']} (means; no interval)", rule=rule_of(decide), sensitivity=sensitivity(decide, m))
+
+
+def epoch_arrays(per_seed: list[dict]) -> dict:
+    """``token_analysis()["epochs"][method]["per_seed"]`` (per seed ``{epoch: {"frac_above", "tau"}}``) as
+    ``[seeds, epochs]`` arrays over the epochs every seed has (epoch keys may be strings after a JSON round trip)."""
+    rows = [{int(e): v for e, v in s.items()} for s in per_seed]
+    epochs = sorted(set.intersection(*(set(r) for r in rows))) if rows else []
+    return {"epochs": epochs, "tau": np.array([[r[e]["tau"] for e in epochs] for r in rows], float).reshape(len(rows), len(epochs)),
+            "frac": np.array([[r[e]["frac_above"] for e in epochs] for r in rows], float).reshape(len(rows), len(epochs))}
+
+
+def measure_real_lm() -> dict:
+    from sims.harness.experiments import token_analysis
+
+    ep = token_analysis(real.preset(), progress=False)["epochs"]
+    out = {"talr": epoch_arrays(ep["talr"]["per_seed"]) if "talr" in ep else None,
+           "sft": epoch_arrays(ep["sft"]["per_seed"]) if "sft" in ep else None}
+    out["lr"] = ep.get("talr", ep.get("sft", {})).get("lr")
+    return out
+
+
+def _real_parts(t: dict, threshold_scale: float = 1.0):
+    """(tau part, fraction part, intervals): each "seen" / "contradicted" / "undecided"."""
+    tau, frac = np.asarray(t["tau"], float), np.asarray(t["frac"], float)
+    tau_iv = paired_interval(tau[:, -1], tau[:, 0])
+    frac_iv = paired_interval(frac[:, -1], frac[:, 0])
+    steps = [paired_interval(frac[:, j + 1], frac[:, j]) for j in range(frac.shape[1] - 1)]
+    mean_d = np.diff(frac.mean(0))
+    rises = int(np.sum(mean_d > TIE * threshold_scale))
+    share = min(RISE_SHARE * threshold_scale, 1.0)
+    tau_part = {"below": "seen", "above": "contradicted"}.get(side(tau_iv), "undecided")
+    falls = [j for j, iv in enumerate(steps) if side(iv) == "below"]
+    if side(frac_iv) == "below" or falls:
+        frac_part = "contradicted"
+    elif side(frac_iv) == "above" and rises >= share * len(steps):
+        frac_part = "seen"
+    else:
+        frac_part = "undecided"
+    return tau_part, frac_part, {"tau last − first": tau_iv, "fraction last − first": frac_iv}, rises, len(steps), falls
+
+
+def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
+    """Over TALR's epochs, paired by seed with 95% t intervals (with 2 seeds t = 12.7): τ decays when τ(last) -
+    τ(first) is below 0 (contradicted above 0); the fraction with p > 0.2 rises when fraction(last) - fraction(first)
+    is above 0, no epoch-to-epoch change is below 0, and the seed-mean fraction rises in at least RISE_SHARE of the
+    epochs (contradicted when the overall or an epoch's change is below 0). Holds when both are seen; partly holds
+    when one is seen and the other contradicted; fails when none is seen and one is contradicted; inconclusive
+    otherwise, or with fewer than two epochs or no TALR runs.
+
+    ``threshold_scale`` multiplies RISE_SHARE (at most 1) and TIE."""
+    t = m.get("talr")
+    if not t or len(t["epochs"]) < 2 or np.asarray(t["tau"]).shape[0] == 0:
+        return "inconclusive", "no TALR runs with two epochs or more."
+    tau_part, frac_part, _, rises, n, falls = _real_parts(t, threshold_scale)
+    parts = {"τ decays": tau_part, "fraction with p > 0.2 rises": frac_part}
+    seen = [k for k, v in parts.items() if v == "seen"]
+    contra = [k for k, v in parts.items() if v == "contradicted"]
+    detail = f" (seed-mean fraction rises in {rises}/{n} epochs" + (f"; falls with 95% confidence after epochs {falls}" if falls else "") + ")"
+    if len(seen) == 2:
+        return "holds", "both seen with 95% confidence" + detail + "."
+    if seen and contra:
+        return "partly holds", f"seen: {seen}; contradicted: {contra}" + detail + "."
+    if contra:
+        return "fails", f"contradicted: {contra}; undecided: {[k for k, v in parts.items() if v == 'undecided']}" + detail + "."
+    return "inconclusive", f"seen: {seen}; undecided: {[k for k, v in parts.items() if v == 'undecided']}" + detail + "."
+
+
+def ours_real_lm(m: dict) -> str:
+    t = m.get("talr")
+    if not t or len(t["epochs"]) < 2:
+        return "-"
+    return "; ".join(f"{k} {iv.text()}" for k, iv in _real_parts(t)[2].items())
+
+
+def describe_real_lm(m: dict) -> str:
+    t, s = m.get("talr"), m.get("sft")
+    if not t or len(t["epochs"]) < 2:
+        return "No TALR runs with two epochs or more."
+    tau, frac = np.asarray(t["tau"]).mean(0), np.asarray(t["frac"]).mean(0)
+    sft = f"; SFT fraction {np.asarray(s['frac']).mean(0)[0]:.3f} -> {np.asarray(s['frac']).mean(0)[-1]:.3f}" if s and s["epochs"] else ""
+    return (f"Paper: dynamic τ decays and the fraction of tokens with p > 0.2 rises epoch over epoch. Ours (TALR, lr {m['lr']:g}, "
+            f"{np.asarray(t['tau']).shape[0]} seeds, epochs {t['epochs']}): seed-mean τ {np.round(tau, 3).tolist()}, fraction p > 0.2 "
+            f"{np.round(frac, 3).tolist()}{sft}. Paired 95% t intervals: {ours_real_lm(m)}. {real.T_NOTE} " + real.DIRECTIONS)
+
+
+@check(10, real.setting(), real.GROUP, figures=("real_lm_token_stats",))
+def real_lm() -> Verdict:
+    m = measure_real_lm()
+    verdict, reason = decide_real_lm(m)
+    n = np.asarray(m["talr"]["tau"]).shape[0] if m.get("talr") else 0
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_token_stats"), ours=ours_real_lm(m),
+                   seeds=f"{n} paired", rule=rule_of(decide_real_lm), sensitivity=sensitivity(decide_real_lm, m))

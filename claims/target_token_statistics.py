@@ -8,12 +8,13 @@ domain's conversion factors and values).
 from __future__ import annotations
 
 from claims import real_lm_results as real
-from claims.registry import Verdict, check
+from claims.registry import Verdict, check, rule_of, sensitivity
 
-__all__ = ["MEDIAN_NEAR_ONE", "MINORITY", "measure", "decide", "describe"]
+__all__ = ["MEDIAN_GAP", "MEDIAN_NEAR_ONE", "MINORITY", "measure", "decide", "describe"]
 
-# "median about 1": the median target token is predicted with probability at least 0.9.
-MEDIAN_NEAR_ONE = 0.9
+# "median about 1": the median target token's probability is within 0.1 of 1 (at least 0.9).
+MEDIAN_GAP = 0.1
+MEDIAN_NEAR_ONE = 1 - MEDIAN_GAP
 # "a small minority": at most one target token in four is hard.
 MINORITY = 0.25
 
@@ -29,12 +30,16 @@ def measure() -> dict:
             "hardest": [t for t, _ in st["hard_tokens"][:10]]}
 
 
-def decide(m: dict) -> tuple[str, str]:
+def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """Three criteria: median p >= MEDIAN_NEAR_ONE, hard fraction <= MINORITY, digits over-represented among hard
     tokens. Holds when all three are met, partly holds when two are, fails otherwise; the reason names the failed
-    ones."""
-    criteria = [(f"median p >= {MEDIAN_NEAR_ONE}", m["median_p"] >= MEDIAN_NEAR_ONE),
-                (f"hard fraction <= {MINORITY}", m["hard_fraction"] <= MINORITY),
+    ones.
+
+    ``threshold_scale`` multiplies MEDIAN_GAP (the distance of the median from 1) and MINORITY; the digits
+    criterion is a comparison (no threshold)."""
+    near_one, minority = 1 - MEDIAN_GAP * threshold_scale, MINORITY * threshold_scale
+    criteria = [(f"median p >= {near_one:g}", m["median_p"] >= near_one),
+                (f"hard fraction <= {minority:g}", m["hard_fraction"] <= minority),
                 ("hard tokens concentrated on domain content (digits)", m["digit_share_hard"] > m["digit_share_all"])]
     failed = [name for name, ok in criteria if not ok]
     if not failed:
@@ -54,4 +59,7 @@ def describe(m: dict) -> str:
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_token_stats"))
+    ours = (f"median p {m['median_p']:.3f}; fraction p <= 0.2 {m['hard_fraction']:.3f}; digits {m['digit_share_hard']:.2f} of hard vs "
+            f"{m['digit_share_all']:.2f} of all")
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_token_stats"), ours=ours,
+                   seeds=f"base model, {m['n_tokens']} target tokens (no seeds)", rule=rule_of(decide), sensitivity=sensitivity(decide, m))

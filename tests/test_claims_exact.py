@@ -110,3 +110,19 @@ def test_claim2_counterexample_ratio_is_exactly_two_with_finite_dl(eps):
     assert np.isfinite(float(theory.single_step_code_length_change(P, q, s, 1.0)))
     # with TV read as the full L1 distance the notes' constant lam sup|s| ||P - q||_1 holds (ratio 1)
     assert abs(q @ s - P @ s) / np.abs(P - q).sum() == pytest.approx(1.0, rel=1e-12)
+
+
+def test_exact_rules_scale_their_tolerances_so_a_verdict_resting_on_one_shows_in_the_threshold_column():
+    from claims.registry import sensitivity
+
+    near = {"derivations": _derivations(code_length_identity),
+            "zero_branches": dict(n=10, err_tree_vs_kl=7e-11, err_tree_vs_ce=0.0, err_flat_vs_kl=0.0, range=[-1.0, 1.0])}
+    assert code_length_identity.decide(near)[0] == "holds"
+    assert sensitivity(code_length_identity.decide, near) == "fails / holds"
+    assert tilt_expansion.decide(_claim2(adv={"jensen": -1.5e-12, "hoeffding": 0.0, "bennett": 0.0}))[0] == "fails"
+    assert sensitivity(tilt_expansion.decide, _claim2(adv={"jensen": -1.5e-12, "hoeffding": 0.0, "bennett": 0.0})) == "fails / holds"
+    assert sensitivity(hard_token_update_norm.decide, _claim6(grad_err=7e-13)) == "fails / holds"
+    assert sensitivity(talr_closed_form.decide, _claim8(slsqp=7e-5)) == "fails / holds"
+    assert sensitivity(talr_gradient.decide, _claim9(nosg_diff=1.5e-6)) == "holds / fails"
+    # far from every tolerance the verdict does not move
+    assert sensitivity(talr_gradient.decide, _claim9()) == "holds / holds"

@@ -63,7 +63,7 @@ def test_every_registered_check_has_a_claim_module_with_pure_rules():
     import importlib
 
     modules = {c.check.__module__ for c in claims.CHECKS}
-    assert len(claims.CHECKS) == 26 and len(modules) == 18
+    assert len(claims.CHECKS) == 28 and len(modules) == 18
     for name in modules:
         mod = importlib.import_module(name)
         assert any(n.startswith("decide") for n in vars(mod)), name

@@ -107,14 +107,21 @@ def _formats(cot_safe, label_safe, cot_final, label_final):
 
 
 def test_claim7_real_lm_holds_fails_partly_holds_and_is_inconclusive():
+    """The safe lr is recomputed from the final D per lr at eps (scaled), not read from the sweep."""
+    from claims.registry import sensitivity
+
     d = safe_step_size.decide_real_lm
     g = {1e-5: 0.0, 5e-5: 0.0, 2.5e-4: 0.1}
-    assert d(_formats(5e-5, 2.5e-4, g, g))[0] == "holds"
-    assert d(_formats(2.5e-4, 5e-5, g, g))[0] == "fails"
+    assert d(_formats(5e-5, 2.5e-4, g, {**g, 2.5e-4: 0.01}))[0] == "holds"
+    assert d(_formats(2.5e-4, 5e-5, {**g, 2.5e-4: 0.01}, g))[0] == "fails"
     assert d(_formats(5e-5, 5e-5, g, {**g, 2.5e-4: 0.2}))[0] == "fails"  # equal; label-only degrades more above
     assert d(_formats(5e-5, 5e-5, g, {**g, 2.5e-4: 0.05}))[0] == "partly holds"
     assert d(_formats(5e-5, 5e-5, g, g))[0] == "inconclusive"
     assert d({"formats": {"cot": {}}, "eps": 0.02, "lr_grid": []})[0] == "inconclusive"
+    # label-only's D 0.03 at the largest lr: safe at eps 0.04 (double), not at 0.02 or 0.01
+    m = _formats(5e-5, 5e-5, g, {**g, 2.5e-4: 0.03})
+    assert d(m)[0] == "partly holds" and sensitivity(d, m) == "partly holds / holds"
+    assert safe_step_size.safe_lr({1e-5: float("nan"), 5e-5: 0.0}, 0.02) == 5e-5
 
 
 def test_claim10_holds_partly_holds_and_fails():
@@ -195,7 +202,8 @@ def test_claim16_synthetic_every_method_and_its_threshold_sensitivity():
     assert d({"intervals": {"a": up, "b": up, "c": up}})[0] == "holds"
     m = {"intervals": {"a": up, "b": up, "c": flat}}
     assert d(m)[0] == "partly holds"
-    assert sensitivity(d, m) == "partly holds / fails"  # doubled, the share is every method: 2 of 3 is not enough
+    # doubled, the share is every method: 2 of 3 is not enough, but the third is undecided, not contradicted
+    assert sensitivity(d, m) == "partly holds / inconclusive"
     assert d({"intervals": {"a": up, "b": down, "c": down}})[0] == "fails"
     assert d({"intervals": {"a": up, "b": flat, "c": flat}})[0] == "inconclusive"
 
@@ -214,3 +222,18 @@ def test_claim18_synthetic_holds_partly_holds_fails_and_is_inconclusive():
     # SFT's rise between the two smallest steps lost in seed noise: undecided, nothing contradicted
     sft = _seeds([0.01, 0.0105, 0.2]) + np.array([[0, 0.01, 0], [0, -0.01, 0], [0, 0.008, 0], [0, -0.008, 0], [0, 0, 0]])
     assert d({**base, "sft": sft, "talr": _seeds([0.02, 0.015, 0.05])})[0] == "inconclusive"
+
+
+def test_thresholded_rules_of_claims_3_4_5_10_report_their_verdict_at_half_and_double_threshold():
+    from claims.registry import sensitivity
+
+    assert sensitivity(matched_gain_monotone.decide_synthetic, _claim3(quadratic_rel_rms=0.15)) == "partly holds / holds"
+    m4 = dict(target_gain=np.array([0.3, 0.6]), slopes=np.array([1e-5, 4e-5]), exponent=2.2, rss_quadratic=1.0, rss_linear=2.0,
+              rel_rms_quadratic=0.3, rel_rms_linear=0.3)
+    assert matched_gain_slope.decide(m4)[0] == "holds" and sensitivity(matched_gain_slope.decide, m4) == "inconclusive / holds"
+    shrinking = _claim5([[0.010, 0.0104, 0.0115, 0.0130], [0.030, 0.0315, 0.034, 0.040]])  # ratios 0.27, 0.25
+    assert gradient_flow_limit.decide(shrinking)[0] == "holds"
+    assert sensitivity(gradient_flow_limit.decide, shrinking) == "fails / holds"
+    tau = [1.0, 0.9, 0.8, 0.7, 0.6]
+    m10 = {"sft_frac": [0.7, 1.0], "lr": 10.0, "n_seeds": 3, "tau": tau, "frac": [0.7, 0.7, 0.72, 0.74, 0.76]}  # rises in 3/4
+    assert talr_curriculum.decide(m10)[0] == "holds" and sensitivity(talr_curriculum.decide, m10) == "holds / partly holds"
