@@ -89,6 +89,9 @@ def render_paper_checks(results: dict[tuple[int, str], Verdict | Exception | Row
     lines += ["", "## The claims", "", "| # | kind | where in the paper | claim | what is measured |", "|---|---|---|---|---|"]
     for c in CLAIM_TABLE:
         lines.append(f"| {c.number} | {c.kind} | {_cell(c.section)} | {_cell(c.wording)} | {_cell(c.measured)} |")
+    from claims.talr_variants import render_variants
+
+    lines += render_variants()
     lines.append("")
     return "\n".join(lines)
 
