@@ -75,3 +75,14 @@ def test_the_repository_speaks_of_itself():
             if outside.search(line):
                 hits.append(f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()[:80]}")
     assert hits == []
+
+
+def test_real_lm_run_keys_do_not_depend_on_reports_figures_or_the_command_line():
+    """A label fix in the report, a figure, a claim rule or the CLI recomputes no fine-tuning run."""
+    from store import dependency_closure
+
+    closure = set(dependency_closure("sims.harness.runs"))
+    assert "sims.harness.runs" in closure and "sims.lm.model" in closure and "sims.weighting" in closure
+    for unrelated in ("sims.harness.report", "sims.harness.__main__", "sims.harness.presets", "sims.harness.experiments"):
+        assert unrelated not in closure
+    assert not any(m.startswith(("figures", "claims", "sims.synthetic")) for m in closure)
