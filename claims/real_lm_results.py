@@ -26,14 +26,26 @@ def _preset_name() -> str:
     return os.environ.get("SFT_REAL_LM_PRESET", "default")
 
 
+def _talr_variants(name: str) -> str:
+    from sims.harness.presets import PRESETS
+
+    try:
+        methods = PRESETS[name]().methods
+    except (KeyError, ValueError):  # the paper preset without its model: the variant is still the registry default
+        methods = ("talr",)
+    return ", ".join(m for m in methods if m.startswith("talr")) or "none"
+
+
 def setting() -> str:
-    """The setting column of a real-LM row (fixed at import: a check registers under it)."""
+    """The setting column of a real-LM row (fixed at import: a check registers under it), naming the TALR variant
+    the preset trains."""
     name = _preset_name()
+    talr = f"TALR = {_talr_variants(name)}"
     if name == "default":
-        return "real LM (SmolLM2-135M-Instruct)"
+        return f"real LM (SmolLM2-135M-Instruct; {talr})"
     if name == "paper":
-        return f"real LM (paper preset: {os.environ.get('SFT_PAPER_MODEL', '?')})"
-    return f"real LM ({name} preset)"
+        return f"real LM (paper preset: {os.environ.get('SFT_PAPER_MODEL', '?')}; {talr})"
+    return f"real LM ({name} preset; {talr})"
 
 
 def command(figure: str | None = None) -> str:

@@ -96,6 +96,8 @@ def real_lm_methods_pareto(out_dir: Path) -> dict:
                 continue
             st = plot_style(row["method_name"])
             label = st.label if row["alpha"] is None else f"{st.label} (a={row['alpha']:g})"
+            if row["method_name"].startswith("talr"):
+                label = f"{label} [{row['method_name']}]"  # which TALR variant
             ax.errorbar(row["domain_gain"], row["general_change"], xerr=row["domain_gain_sd"], yerr=row["general_change_sd"],
                         fmt=st.marker, color=st.color, capsize=3, label=label, alpha=0.85)
         ax.axhline(0, color="grey", lw=0.6)
@@ -144,7 +146,7 @@ def real_lm_token_stats(out_dir: Path) -> dict:
         for seed_rows in ep["per_seed"]:
             epochs = sorted(int(e) for e in seed_rows)
             axes[2].plot([e + 1 for e in epochs], [seed_rows[e]["frac_above"] if e in seed_rows else seed_rows[str(e)]["frac_above"] for e in epochs],
-                         st.marker + st.linestyle, color=st.color, label=f"{st.label} (lr {ep['lr']:g})", alpha=0.8)
+                         st.marker + st.linestyle, color=st.color, label=f"{st.label}{' [' + method + ']' if method.startswith('talr') else ''} (lr {ep['lr']:g})", alpha=0.8)
     axes[2].set_xlabel("epoch")
     axes[2].set_ylabel("fraction of training target tokens with p > 0.2")
     axes[2].set_title("(c) p > 0.2 across epochs (each step's batch, before its update)")
