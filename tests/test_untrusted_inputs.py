@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import struct
 from pathlib import Path
 
 import gguf
@@ -612,3 +613,21 @@ def test_fuzz_encode_and_decode(tok, text, ids):
         assert isinstance(decoded, str) and all(type(i) is int and 0 <= i < tok.vocab_size for i in ids)
     except ValueError as err:
         assert str(err).startswith("ids: "), str(err)
+
+
+@pytest.mark.parametrize("tail, message", [
+    (struct.pack("<I", 9) + struct.pack("<I", 8) + struct.pack("<Q", 2**40), "more than the file can hold"),  # array
+    (struct.pack("<I", 8) + struct.pack("<Q", 2**40), "beyond the file"),  # one huge string
+    (struct.pack("<I", 77), "unknown value type"),
+])
+def test_a_gguf_header_declaring_more_than_the_file_holds_is_refused_before_parsing(tmp_path, tail, message):
+    """The gguf library trusts these counts and would allocate without limit (a fuzzed file once took 20 GB)."""
+    from sims.lm.gguf_io import load_gguf
+
+    header = b"GGUF" + struct.pack("<I", 3) + struct.pack("<Q", 0) + struct.pack("<Q", 1)
+    key = struct.pack("<Q", 1) + b"a"
+    path = tmp_path / "huge.gguf"
+    path.write_bytes(header + key + tail + b"\0" * 64)
+    with pytest.raises(ValueError, match=message) as err:
+        load_gguf(path)
+    assert str(path) in str(err.value)

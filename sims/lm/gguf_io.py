@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from sims.lm.gguf_header import check_gguf_header
 from sims.lm.config import SUPPORTED_ARCHITECTURES, ModelConfig, RopeScaling
 from sims.lm.model import param_shapes, validate_params
 
@@ -128,6 +129,7 @@ def _open(path: str | os.PathLike):
         raise ValueError(f"{path}: is a directory, not a GGUF file")
     if not path.is_file():
         raise FileNotFoundError(f"GGUF file {path} does not exist")
+    check_gguf_header(path)  # the reader trusts the header's counts; refuse any that cannot fit in the file first
     try:
         return gguf.GGUFReader(str(path))
     except Exception as err:  # the reader raises ValueError, struct.error, IndexError... on bad bytes
