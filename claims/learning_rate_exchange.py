@@ -2,7 +2,7 @@
 domain for -0.311 general).
 
 Real-LM setting: SFT on chain-of-thought targets at the two method learning rates (5x apart), domain gain G and
-general change D at the end of training, mean over seeds.
+general change D at the end of training, paired by seed (same seed: same data order and initialisation).
 """
 
 from __future__ import annotations
@@ -10,62 +10,92 @@ from __future__ import annotations
 import numpy as np
 
 from claims import real_lm_results as real
+from claims.intervals import paired_interval, side
 from claims.registry import NO_THRESHOLD, Verdict, check, rule_of
 
-__all__ = ["measure", "decide", "describe"]
+__all__ = ["measure", "decide", "ours", "describe"]
 
 
 def measure() -> dict:
+    """Per seed (the seeds both learning rates finished): G and D at the small and at the large method lr."""
     from sims.harness.experiments import lr_tradeoff
 
     p = real.preset()
     runs = lr_tradeoff(p, progress=False)
     small, large = p.method_lrs
+    cot = [r for r in runs if r["fmt"] == "cot"]
+    seeds = sorted({int(r["seed"]) for r in cot if r["lr"] == small} & {int(r["seed"]) for r in cot if r["lr"] == large})
 
-    def mean(key, lr):
-        return float(np.mean([r[key] for r in runs if r["fmt"] == "cot" and r["lr"] == lr]))
+    def per_seed(key, lr):
+        by = {int(r["seed"]): float(r[key]) for r in cot if r["lr"] == lr}
+        return np.array([by[s] for s in seeds], float)
 
-    acc = {lr: [r["accuracy"] for r in runs if r["fmt"] == "cot" and r["lr"] == lr and r["accuracy"] is not None] for lr in (small, large)}
-    return {"small": small, "large": large,
-            "domain_gain": {"small": mean("domain_gain", small), "large": mean("domain_gain", large)},
-            "general_change": {"small": mean("general_change", small), "large": mean("general_change", large)},
+    acc = {lr: [r["accuracy"] for r in cot if r["lr"] == lr and r["accuracy"] is not None] for lr in (small, large)}
+    return {"small": small, "large": large, "seeds": seeds,
+            "domain_gain": {"small": per_seed("domain_gain", small), "large": per_seed("domain_gain", large)},
+            "general_change": {"small": per_seed("general_change", small), "large": per_seed("general_change", large)},
             "accuracy": {lr: (round(float(np.mean(v)), 2) if v else None) for lr, v in acc.items()}}
 
 
-def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
-    """Fails when the larger learning rate does not raise the domain gain (the claim is that it buys domain gain)
-    or does not raise the general loss; holds when both rise and the marginal general cost per unit domain gain
-    exceeds the small learning rate's average cost; partly holds when both rise at a cost no worse than average
-    (seed means).
+def _intervals(m: dict) -> dict:
+    g, d = ({k: np.asarray(v, float) for k, v in m[key].items()} for key in ("domain_gain", "general_change"))
+    dG, dD = g["large"] - g["small"], d["large"] - d["small"]
+    # marginal cost dD/dG above the small lr's average cost D_s/G_s  <=>  dD G_s - D_s dG > 0 (for dG, G_s > 0):
+    # a per-seed difference without ratios of noisy numbers
+    excess = dD * g["small"] - d["small"] * dG
+    return {"domain gain (large - small)": paired_interval(dG), "general change (large - small)": paired_interval(dD),
+            "marginal minus average cost (x G_small)": paired_interval(excess)}
 
-    Signs and a comparison of two rates, so ``threshold_scale`` has nothing to scale."""
-    dd = m["domain_gain"]["large"] - m["domain_gain"]["small"]
-    dg = m["general_change"]["large"] - m["general_change"]["small"]
-    if dd <= 0:
-        return "fails", f"the larger lr lowers the domain gain ({dd:+.4f}): it buys no domain gain."
-    if dg <= 0:
-        return "fails", f"the larger lr does not raise the general loss ({dg:+.4f})."
-    g_s = m["domain_gain"]["small"]
-    average = m["general_change"]["small"] / g_s if g_s > 0 else float("inf")
-    marginal = dg / dd
-    if marginal > average:
-        return "holds", f"marginal general cost per unit domain gain {marginal:.3g} > {average:.3g} at the small lr."
-    return "partly holds", f"larger lr degrades more, but at a marginal cost {marginal:.3g} <= {average:.3g}."
+
+def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
+    """Paired by seed, with 95% t intervals. Fails when the larger learning rate lowers the domain gain (interval of
+    G_large - G_small below 0: it buys no domain gain) or lowers the general loss change (interval of D_large -
+    D_small below 0); inconclusive when either interval crosses 0 or the small rate made no domain gain; otherwise
+    (both above 0) holds when the marginal general cost per unit domain gain exceeds the small rate's average
+    cost (interval of dD G_small - D_small dG above 0), partly holds when it is below, inconclusive when it crosses.
+
+    Signs of paired differences, so ``threshold_scale`` has nothing to scale."""
+    if len(m.get("seeds", [])) == 0:
+        return "inconclusive", "no seed finished at both learning rates."
+    iv = _intervals(m)
+    g_side = side(iv["domain gain (large - small)"])
+    d_side = side(iv["general change (large - small)"])
+    text = lambda k: iv[k].text()  # noqa: E731
+    if g_side == "below":
+        return "fails", f"the larger lr lowers the domain gain ({text('domain gain (large - small)')}): it buys no domain gain."
+    if d_side == "below":
+        return "fails", f"the larger lr lowers the general loss change ({text('general change (large - small)')})."
+    if g_side == "crosses" or d_side == "crosses":
+        return "inconclusive", (f"domain gain change {text('domain gain (large - small)')}, general change "
+                                f"{text('general change (large - small)')}: an interval crosses 0.")
+    if not np.all(np.asarray(m["domain_gain"]["small"], float) > 0):
+        return "inconclusive", "the small lr made no domain gain in some seed: its average cost is undefined."
+    e = iv["marginal minus average cost (x G_small)"]
+    if side(e) == "above":
+        return "holds", f"both rise and the marginal general cost per unit domain gain exceeds the small lr's average ({e.text()})."
+    if side(e) == "below":
+        return "partly holds", f"both rise, but at a marginal cost below the small lr's average ({e.text()})."
+    return "inconclusive", f"both rise; marginal versus average cost undecided ({e.text()})."
+
+
+def ours(m: dict) -> str:
+    if len(m.get("seeds", [])) == 0:
+        return "-"
+    return "; ".join(f"{k} {iv.text()}" for k, iv in _intervals(m).items())
 
 
 def describe(m: dict) -> str:
-    g, d = m["domain_gain"], m["general_change"]
+    g, d = ({k: float(np.mean(v)) if np.size(v) else float("nan") for k, v in m[key].items()} for key in ("domain_gain", "general_change"))
     return (f"Paper (MedCalc, 3-model avg): SFT 1e-6 -> 5e-6 gives domain +0.024 for general -0.311. Ours (SFT, CoT, {m['small']:g} -> "
-            f"{m['large']:g}, {m['large'] / m['small']:g}x): domain gain G {g['small']:.4f} -> {g['large']:.4f} ({g['large'] - g['small']:+.4f}), "
-            f"general loss change D {d['small']:+.4f} -> {d['large']:+.4f} ({d['large'] - d['small']:+.4f}) nats/token; greedy accuracy "
-            f"{m['accuracy']}. " + real.DIRECTIONS)
+            f"{m['large']:g}, {m['large'] / m['small']:g}x, {len(m['seeds'])} seeds): seed-mean domain gain G {g['small']:.4f} -> "
+            f"{g['large']:.4f}, general loss change D {d['small']:+.4f} -> {d['large']:+.4f} nats/token; greedy accuracy "
+            f"{m['accuracy']}. Paired 95% t intervals: {ours(m)}. " + real.DIRECTIONS)
 
 
 @check(12, real.setting(), real.GROUP, figures=("real_lm_lr_tradeoff",))
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
-    g, d = m["domain_gain"], m["general_change"]
-    ours = f"G {g['large'] - g['small']:+.4f}, D {d['large'] - d['small']:+.4f} (large minus small lr, seed means)"
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_lr_tradeoff"), ours=ours, seeds="seed means (no interval)",
-                   rule=rule_of(decide), sensitivity=NO_THRESHOLD + " (signs and a comparison of two rates)")
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_lr_tradeoff"), ours=ours(m),
+                   seeds=f"{len(m['seeds'])} paired", rule=rule_of(decide),
+                   sensitivity=NO_THRESHOLD + " (signs of paired differences)")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+import theory
 from claims import real_lm_results as real
 from claims import synthetic_results as synth
+from claims.intervals import paired_interval, side
 from claims.registry import NO_THRESHOLD, Verdict, check, rule_of, sensitivity
 
 __all__ = ["MONOTONE_TOLERANCE", "SHAPE_REL_RMS", "measure_synthetic", "decide_synthetic", "describe_synthetic",
@@ -87,25 +89,79 @@ def measure_real_lm() -> dict:
     return {"formats": matched_gain(real.preset(), progress=False)}
 
 
-def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
-    """Holds when every format's general change at matched gain is non-decreasing in lr at every Delta* and the
-    better-fitting shape's floor k1 is positive; partly holds when monotonicity holds at some matched gain;
-    fails when it holds at none; inconclusive when no format has matched-gain cells.
+def _seed_table(cells: list[dict], target: float, lrs: list[float]) -> np.ndarray:
+    """``[seed, lr]`` general change at matched gain ``target`` (NaN where a seed's run never reached it)."""
+    seeds = sorted({int(k) for c in cells for k in c.get("per_seed", {})})
+    out = np.full((len(seeds), len(lrs)), np.nan)
+    for c in cells:
+        if c["target_gain"] == target and c["lr"] in lrs:
+            for k, v in c.get("per_seed", {}).items():
+                out[seeds.index(int(k)), lrs.index(c["lr"])] = v
+    return out
 
-    Signs only (a difference of seed means, a fitted k1), so ``threshold_scale`` has nothing to scale."""
+
+def _monotone_parts(r: dict) -> dict:
+    """Per matched gain Δ*: "contradicted" when D at matched gain falls from one lr to the next with 95% confidence
+    (paired by seed), "seen" when no step falls and D at the largest lr exceeds D at the smallest (interval above
+    0), "undecided" otherwise; with the intervals behind them."""
+    out = {}
+    for target in r["target_gains"]:
+        lrs = sorted({c["lr"] for c in r["cells"] if c["target_gain"] == target})
+        table = _seed_table(r["cells"], target, lrs)
+        if len(lrs) < 2:
+            out[target] = ("undecided", [])
+            continue
+        steps = [paired_interval(table[:, j + 1], table[:, j]) for j in range(len(lrs) - 1)]
+        overall = paired_interval(table[:, -1], table[:, 0])
+        if any(side(iv) == "below" for iv in steps):
+            part = "contradicted"
+        elif side(overall) == "above":
+            part = "seen"
+        else:
+            part = "undecided"
+        out[target] = (part, steps + [overall])
+    return out
+
+
+def _k1_interval(r: dict):
+    """95% t interval over seeds of the floor k1 of the better shape (chosen on seed means), fitted per seed."""
+    shape = r["fit"]["better"]
+    seeds = sorted({int(k) for c in r["cells"] for k in c.get("per_seed", {})})
+    k1 = []
+    for s in seeds:
+        rows = [(c["target_gain"], c["lr"], float(v)) for c in r["cells"]
+                for k, v in c.get("per_seed", {}).items() if int(k) == s]
+        if len(rows) >= 3:
+            gains, lrs, changes = zip(*rows)
+            k1.append(theory.fit_matched_gain_shapes(gains, lrs, changes)[shape]["k1"])
+    return paired_interval(np.array(k1, float))
+
+
+def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
+    """Monotonicity per matched gain Δ*, paired by seed with 95% t intervals: contradicted at a Δ* when D at matched
+    gain falls from one grid lr to the next (interval below 0), seen when none falls and D(largest lr) - D(smallest)
+    is above 0. The floor: k1 of the better-fitting shape, fitted per seed, interval above 0. Holds when monotone
+    is seen at every Δ* of every format and the floor is positive; fails when monotonicity is contradicted at some
+    Δ* and seen at none; partly holds when seen at some Δ* (and contradicted at some, or the floor is not shown
+    positive); inconclusive otherwise, or when no format has matched-gain cells.
+
+    Signs of paired differences, so ``threshold_scale`` has nothing to scale."""
     fitted = {f: r for f, r in m["formats"].items() if r.get("fit")}
     if not fitted:
         return "inconclusive", "no format has matched-gain cells (a run made no domain gain)."
-    mono = [v for r in fitted.values() for v in r["monotone"].values()]
-    mono_all = len(fitted) == len(m["formats"]) and all(mono)
-    k1_positive = all(r["fit"][r["fit"]["better"]]["k1"] > 0 for r in fitted.values())
-    floor = "" if k1_positive else (" The fitted floor k1 Δ* is not positive: at the smallest lr general loss does not rise, so "
-                                    "'reducing lr never drives degradation to zero' is not seen here.")
-    if mono_all and k1_positive:
-        return "holds", "monotone at every matched gain with a positive floor."
-    if any(mono):
-        return "partly holds", f"monotone at {sum(mono)}/{len(mono)} matched gains." + floor
-    return "fails", "monotone at no matched gain." + floor
+    parts = [p for r in fitted.values() for p, _ in _monotone_parts(r).values()]
+    seen, contra = parts.count("seen"), parts.count("contradicted")
+    k1 = {f: _k1_interval(r) for f, r in fitted.items()}
+    floor_ok = all(side(iv) == "above" for iv in k1.values())
+    floor = "; floor k1 per seed " + ", ".join(f"{f} {iv.text('.3g')}" for f, iv in k1.items())
+    counts = f"monotone seen at {seen}, contradicted at {contra}, undecided at {len(parts) - seen - contra} of {len(parts)} matched gains"
+    if seen == len(parts) and len(fitted) == len(m["formats"]) and floor_ok:
+        return "holds", counts + floor + " (above 0)."
+    if seen:
+        return "partly holds", counts + floor + "."
+    if contra:
+        return "fails", counts + floor + "."
+    return "inconclusive", counts + floor + "."
 
 
 def describe_real_lm(m: dict) -> str:
@@ -130,9 +186,9 @@ def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
     fitted = {f: r for f, r in m["formats"].items() if r.get("fit")}
-    ours = "; ".join(f"{f}: monotone at {sum(r['monotone'].values())}/{len(r['monotone'])} Δ*, k1 ({r['fit']['better']}) "
-                     f"{r['fit'][r['fit']['better']]['k1']:.3g}" for f, r in fitted.items()) or "no matched-gain cells"
+    ours = "; ".join(f"{f}: D(largest lr) - D(smallest) at Δ* " + ", ".join(f"{t:.3f}: {ivs[-1].text()}" for t, (_, ivs) in _monotone_parts(r).items() if ivs)
+                     for f, r in fitted.items()) or "no matched-gain cells"
     n = sorted({c["n"] for r in fitted.values() for c in r["cells"]})
     return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_matched_gain"), ours=ours,
-                   seeds=f"{'/'.join(map(str, n)) or 0} per cell (seed means; no interval)", rule=rule_of(decide_real_lm),
-                   sensitivity=NO_THRESHOLD + " (signs of differences of seed means)")
+                   seeds=f"{'/'.join(map(str, n)) or 0} paired per cell", rule=rule_of(decide_real_lm),
+                   sensitivity=NO_THRESHOLD + " (signs of paired differences)")

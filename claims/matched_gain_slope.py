@@ -1,7 +1,7 @@
 """Claim 4: the lam-slope of the matched-gain bound scales with Delta*^2 (the naive expansion predicts Delta*).
 
 Real-LM setting: the same from SmolLM2's matched-gain cells (SFT over the learning-rate grid, D interpolated at
-matched domain gains, seed means), per response format, decided by the same rule.
+matched domain gains), per response format, decided by the same rule on the interval of the per-seed exponents.
 
 Synthetic setting: per matched gain, the local slope dD/dlam through the smallest step sizes, and the exponent
 p of slope ~ Delta*^p (log-log fit over the matched gains); also which lam-term (Delta* lam or Delta*^2 lam) fits
@@ -14,6 +14,7 @@ import numpy as np
 
 from claims import real_lm_results as real
 from claims import synthetic_results as synth
+from claims.intervals import paired_interval
 from claims.registry import Verdict, check, rule_of, sensitivity
 
 __all__ = ["NEAR", "FAR", "N_SLOPE", "measure", "decide", "describe", "slope_measurements", "measure_real_lm",
@@ -40,24 +41,31 @@ def measure() -> dict:
 def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """Symmetric in the two candidate exponents: holds when p is within NEAR of 2 and the Delta*^2 lam term fits
     better; fails when p is within NEAR of 1, or farther than FAR from both 1 and 2; inconclusive otherwise (p
-    between the bands, p near 2 while the Delta* lam term fits better, or no exponent).
+    between the bands, p near 2 while the Delta* lam term fits better, or no exponent). Where seeds give p a 95% t
+    interval (``exponent_interval``), "within" and "farther" apply to the whole interval: an interval reaching
+    out of a band is inconclusive.
 
     ``threshold_scale`` multiplies NEAR and FAR."""
     near, far = NEAR * threshold_scale, FAR * threshold_scale
     p = m["exponent"]
     if not np.isfinite(p):
         return "inconclusive", "no exponent: fewer than two positive slopes."
+    lo, hi = m.get("exponent_interval") or (p, p)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "inconclusive", f"p = {p:.2f} has no finite interval over seeds (fewer than two seeds with an exponent)."
     quad_better = m["rss_quadratic"] < m["rss_linear"]
-    d1, d2 = abs(p - 1), abs(p - 2)
-    if d2 <= near and quad_better:
-        return "holds", f"p = {p:.2f} is within {near} of 2 and the Δ*^2 λ term fits better."
-    if d1 <= near:
-        return "fails", f"p = {p:.2f} is within {near} of 1 (the naive expansion), not 2."
-    if min(d1, d2) > far:
-        return "fails", f"p = {p:.2f} is more than {far} from both 1 and 2: the slope does not scale as Δ*^2."
-    if d2 <= near:
-        return "inconclusive", f"p = {p:.2f} is near 2 but the Δ* λ term fits better."
-    return "inconclusive", f"p = {p:.2f} lies between the bands around 1 and 2."
+    shown = f"p = {p:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if (lo, hi) != (p, p) else "")
+    within = lambda c: abs(lo - c) <= near and abs(hi - c) <= near  # noqa: E731
+    beyond = lambda c: (lo > c + far) or (hi < c - far)  # noqa: E731
+    if within(2) and quad_better:
+        return "holds", f"{shown} is within {near} of 2 and the Δ*^2 λ term fits better."
+    if within(1):
+        return "fails", f"{shown} is within {near} of 1 (the naive expansion), not 2."
+    if beyond(1) and beyond(2):
+        return "fails", f"{shown} is more than {far} from both 1 and 2: the slope does not scale as Δ*^2."
+    if within(2):
+        return "inconclusive", f"{shown} is near 2 but the Δ* λ term fits better."
+    return "inconclusive", f"{shown} lies between or across the bands around 1 and 2."
 
 
 def describe(m: dict) -> str:
@@ -97,19 +105,33 @@ def slope_measurements(cells: list[dict], fit: dict | None, n_slope: int = N_SLO
 
 
 def measure_real_lm() -> dict:
+    """Per format the slope measurements of the seed-mean cells, with the exponent's 95% t interval over the
+    exponents fitted to each seed's own cells."""
     from sims.harness.experiments import matched_gain
 
     out, n = {}, set()
     for fmt, r in matched_gain(real.preset(), progress=False).items():
-        out[fmt] = slope_measurements(r["cells"], r.get("fit")) if r.get("cells") else None
-        n |= {c["n"] for c in r.get("cells", [])}
+        cells = r.get("cells") or []
+        if not cells:
+            out[fmt] = None
+            continue
+        x = slope_measurements(cells, r.get("fit"))
+        seeds = sorted({int(k) for c in cells for k in c.get("per_seed", {})})
+        per_seed = [slope_measurements([{**c, "general_change": float(v)} for c in cells for k, v in c.get("per_seed", {}).items()
+                                        if int(k) == s], None)["exponent"] for s in seeds]
+        iv = paired_interval(np.array(per_seed, float))
+        x["exponent_interval"] = (iv.lo, iv.hi)
+        x["exponent_per_seed"] = per_seed
+        out[fmt] = x
+        n |= {c["n"] for c in cells}
     return {"formats": out, "n_per_cell": sorted(n)}
 
 
 def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """Per response format the synthetic rule (symmetric in the exponents 1 and 2: holds when p is within NEAR of 2
     and the Δ*^2 λ term fits better, fails when p is within NEAR of 1 or farther than FAR from both, else
-    inconclusive) on the slopes through the N_SLOPE smallest lrs of seed-mean matched-gain D. Holds or fails when
+    inconclusive) on the slopes through the N_SLOPE smallest lrs of seed-mean matched-gain D, applied to the whole
+    95% t interval of the per-seed exponents. Holds or fails when
     every format does; partly holds when some format holds; fails when some fails and none holds; inconclusive
     otherwise, or when no format has matched-gain cells.
 
@@ -129,7 +151,7 @@ def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
 
 
 def ours_real_lm(m: dict) -> str:
-    return "; ".join(f"{f}: p = {x['exponent']:.2f}, RSS Δ*^2 λ {x['rss_quadratic']:.3g} vs Δ* λ {x['rss_linear']:.3g}"
+    return "; ".join(f"{f}: p = {x['exponent']:.2f} [{x['exponent_interval'][0]:.2f}, {x['exponent_interval'][1]:.2f}], RSS Δ*^2 λ {x['rss_quadratic']:.3g} vs Δ* λ {x['rss_linear']:.3g}"
                      if x is not None else f"{f}: no cells" for f, x in m["formats"].items())
 
 
@@ -143,7 +165,7 @@ def describe_real_lm(m: dict) -> str:
                      f"{np.round(x['target_gain'], 3).tolist()}, exponent p = {x['exponent']:.2f}; free-intercept RSS Δ*^2 λ "
                      f"{x['rss_quadratic']:.3g} vs Δ* λ {x['rss_linear']:.3g}")
     return (f"Paper: λ-slope ∝ Δ*^2 (p = 2; naive expansion p = 1). Ours (SFT, slopes through the {N_SLOPE} smallest lrs of seed-mean "
-            f"matched-gain D, no seed interval): " + " | ".join(parts) + ". " + real.DIRECTIONS)
+            f"matched-gain D; p's interval from the per-seed exponents): " + " | ".join(parts) + ". " + real.DIRECTIONS)
 
 
 @check(4, real.setting(), real.GROUP, figures=("real_lm_matched_gain",))
@@ -152,5 +174,5 @@ def real_lm() -> Verdict:
     verdict, reason = decide_real_lm(m)
     n = m["n_per_cell"]
     return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_matched_gain"), ours=ours_real_lm(m),
-                   seeds=f"{'/'.join(map(str, n)) or 0} per cell (seed means; no interval)", rule=rule_of(decide_real_lm),
+                   seeds=f"{'/'.join(map(str, n)) or 0} per cell (exponent interval over seeds)", rule=rule_of(decide_real_lm),
                    sensitivity=sensitivity(decide_real_lm, m))

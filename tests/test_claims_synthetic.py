@@ -26,17 +26,31 @@ def test_claim3_synthetic_holds_partly_holds_and_fails():
     assert matched_gain_monotone.decide_synthetic(_claim3(bound_holds=np.zeros((2, 3), bool)))[0] == "fails"
 
 
-def _fmt(monotone, k1):
-    fit = {"linear": {"k1": k1, "k2": 1.0, "rmse": 0.01}, "quadratic": {"k1": k1, "k2": 1.0, "rmse": 0.02}, "better": "linear"}
-    return {"target_gains": [0.1, 0.2], "cells": [], "monotone": dict(zip([0.1, 0.2], monotone)), "fit": fit}
+def _fmt(k1, k2, noise=(0.0, 0.001, -0.001)):
+    """Matched-gain cells of three seeds with D = k1 Δ* + k2 Δ*^2 lr + a per-seed offset, in the shape
+    sims.harness.experiments.matched_gain returns (the fit on seed means, as it computes it)."""
+    import theory
+
+    targets, lrs = [0.1, 0.2], [1.0, 2.0, 4.0]
+    cells = []
+    for t in targets:
+        for lr in lrs:
+            per_seed = {s: k1 * t + k2 * t * t * lr + e * (1 + lr) for s, e in enumerate(noise)}
+            cells.append({"target_gain": t, "lr": lr, "general_change": float(np.mean(list(per_seed.values()))), "n": 3,
+                          "per_seed": per_seed})
+    fit = theory.fit_matched_gain_shapes([c["target_gain"] for c in cells], [c["lr"] for c in cells],
+                                         [c["general_change"] for c in cells])
+    return {"target_gains": targets, "cells": cells, "monotone": {}, "fit": fit}
 
 
-def test_claim3_real_lm_holds_partly_holds_fails_and_is_inconclusive_without_cells():
+def test_claim3_real_lm_holds_partly_holds_fails_and_is_inconclusive_from_paired_seeds():
     d = matched_gain_monotone.decide_real_lm
-    assert d({"formats": {"cot": _fmt([True, True], 0.01)}})[0] == "holds"
-    verdict, reason = d({"formats": {"cot": _fmt([True, True], -0.05)}})
+    assert d({"formats": {"cot": _fmt(0.1, 1.0)}})[0] == "holds"
+    verdict, reason = d({"formats": {"cot": _fmt(-0.05, 1.0)}})  # rising in lr, but the floor is negative
     assert verdict == "partly holds" and "floor" in reason
-    assert d({"formats": {"cot": _fmt([False, False], 0.01)}})[0] == "fails"
+    assert d({"formats": {"cot": _fmt(0.1, -1.0)}})[0] == "fails"  # falling in lr at every Δ*
+    # seeds disagree (one seed's D falls as much as another's rises): nothing is seen or contradicted
+    assert d({"formats": {"cot": _fmt(0.1, 0.01, noise=(0.05, -0.05, 0.0))}})[0] == "inconclusive"
     assert d({"formats": {"cot": {"target_gains": [], "cells": [], "fit": None, "note": "no gain"}}})[0] == "inconclusive"
 
 
@@ -124,13 +138,26 @@ def test_claim7_real_lm_holds_fails_partly_holds_and_is_inconclusive():
     assert safe_step_size.safe_lr({1e-5: float("nan"), 5e-5: 0.0}, 0.02) == 5e-5
 
 
-def test_claim10_holds_partly_holds_and_fails():
-    tau = [1.0, 0.9, 0.8, 0.7, 0.6]
-    base = {"sft_frac": [0.7, 1.0], "lr": 10.0, "n_seeds": 3}
-    assert talr_curriculum.decide({**base, "tau": tau, "frac": [0.7, 0.72, 0.74, 0.76, 0.78]})[0] == "holds"
-    assert talr_curriculum.decide({**base, "tau": tau, "frac": [0.7, 0.7, 0.7, 0.7, 0.78]})[0] == "partly holds"
-    assert talr_curriculum.decide({**base, "tau": tau, "frac": [0.7, 0.72, 0.69, 0.76, 0.78]})[0] == "fails"
-    assert talr_curriculum.decide({**base, "tau": [1.0, 1.1, 0.8, 0.7, 0.6], "frac": [0.7, 0.72, 0.74, 0.76, 0.78]})[0] == "fails"
+def _curriculum(tau, frac):
+    """Seeds as rows, epochs as columns, the shape talr_curriculum.measure returns."""
+    tau, frac = np.asarray(tau, float), np.asarray(frac, float)
+    return {"talr": {"epochs": list(range(tau.shape[1])), "tau": tau, "frac": frac},
+            "sft": {"epochs": list(range(tau.shape[1])), "tau": None, "frac": frac}, "lr": 10.0}
+
+
+def test_claim10_synthetic_is_decided_by_paired_intervals_over_seeds():
+    d = talr_curriculum.decide
+    tau = [[1.0, 0.9, 0.8, 0.7, 0.6], [1.02, 0.91, 0.82, 0.71, 0.6], [0.99, 0.9, 0.79, 0.7, 0.61]]
+    rising = [[0.7, 0.72, 0.74, 0.76, 0.78], [0.71, 0.73, 0.75, 0.77, 0.79], [0.7, 0.721, 0.741, 0.76, 0.781]]
+    assert d(_curriculum(tau, rising))[0] == "holds"
+    assert d(_curriculum(tau, np.flip(rising, 1)))[0] == "partly holds"  # τ decays, the fraction falls
+    assert d(_curriculum(np.flip(tau, 1), np.flip(rising, 1)))[0] == "fails"
+    # the seed means rise, but one seed falls as much as the others rise: the interval crosses 0
+    disagree = [[0.7, 0.72, 0.74, 0.76, 0.78], [0.78, 0.76, 0.74, 0.72, 0.70], [0.7, 0.72, 0.74, 0.76, 0.79]]
+    assert d(_curriculum(tau, disagree))[0] == "inconclusive"
+    # rises in only 1 of 4 epochs (flat, flat, flat, up): below RISE_SHARE, so the fraction part stays undecided
+    late = [[0.7, 0.7, 0.7, 0.7, 0.78], [0.71, 0.71, 0.71, 0.71, 0.79], [0.7, 0.7, 0.7, 0.7, 0.785]]
+    assert d(_curriculum(tau, late))[0] == "inconclusive"
 
 
 def _claim17(talr, flow):
@@ -234,6 +261,7 @@ def test_thresholded_rules_of_claims_3_4_5_10_report_their_verdict_at_half_and_d
     shrinking = _claim5([[0.010, 0.0104, 0.0115, 0.0130], [0.030, 0.0315, 0.034, 0.040]])  # ratios 0.27, 0.25
     assert gradient_flow_limit.decide(shrinking)[0] == "holds"
     assert sensitivity(gradient_flow_limit.decide, shrinking) == "fails / holds"
-    tau = [1.0, 0.9, 0.8, 0.7, 0.6]
-    m10 = {"sft_frac": [0.7, 1.0], "lr": 10.0, "n_seeds": 3, "tau": tau, "frac": [0.7, 0.7, 0.72, 0.74, 0.76]}  # rises in 3/4
-    assert talr_curriculum.decide(m10)[0] == "holds" and sensitivity(talr_curriculum.decide, m10) == "holds / partly holds"
+    tau = [[1.0, 0.9, 0.8, 0.7, 0.6], [1.01, 0.9, 0.81, 0.7, 0.61], [1.0, 0.91, 0.8, 0.71, 0.6]]
+    rises_3_of_4 = [[0.7, 0.7, 0.72, 0.74, 0.76], [0.71, 0.71, 0.73, 0.75, 0.77], [0.7, 0.7, 0.721, 0.741, 0.762]]
+    m10 = _curriculum(tau, rises_3_of_4)  # RISE_SHARE doubled asks for a rise in every epoch
+    assert talr_curriculum.decide(m10)[0] == "holds" and sensitivity(talr_curriculum.decide, m10) == "holds / inconclusive"

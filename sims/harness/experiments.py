@@ -372,12 +372,13 @@ def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.
         cells = []
         for target in targets:
             for lr in preset.lr_grid:
-                vals = [_general_change_at_gain(r["trajectory"], target) for r in rows if r["lr"] == lr]
-                vals = [v for v in vals if v is not None]
+                per_seed = {int(r["seed"]): _general_change_at_gain(r["trajectory"], target) for r in rows if r["lr"] == lr}
+                per_seed = {s: float(v) for s, v in per_seed.items() if v is not None}
+                vals = list(per_seed.values())
                 if vals:
                     cells.append({"target_gain": target, "lr": lr, "general_change": float(np.mean(vals)),
                                   "general_change_sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"),
-                                  "n": len(vals)})
+                                  "n": len(vals), "per_seed": per_seed})
         monotone = {}
         for target in targets:
             gs = [c["general_change"] for c in cells if c["target_gain"] == target]
