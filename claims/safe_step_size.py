@@ -3,7 +3,8 @@ label-only targets admit a larger safe step than chain-of-thought targets.
 
 Synthetic setting: lam_safe over chain-of-thought worlds of increasing hard-token mass and a label-only world,
 with two definitions (D at matched gain within 5% of its smallest-step value; D <= eps). Real-LM setting: the
-largest learning rate of the grid keeping SmolLM2's general loss increase <= eps, per response format.
+largest learning rate of the grid keeping SmolLM2's general loss increase at matched domain gain <= eps, per
+response format, with 95% t intervals over seeds.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import numpy as np
 
 from claims import real_lm_results as real
 from claims import synthetic_results as synth
+from claims.intervals import paired_interval, side
 from claims.registry import Verdict, check, rule_of, sensitivity
 
-__all__ = ["GRID_TIE", "measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm", "decide_real_lm", "describe_real_lm"]
+__all__ = ["GRID_TIE", "measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm", "safe_range",
+           "decide_real_lm", "describe_real_lm"]
 
 # lam_safe values censored at a grid end repeat exactly; a rise below 1e-12 is rounding, not an increase.
 GRID_TIE = 1e-12
@@ -75,60 +78,94 @@ def synthetic() -> Verdict:
 
 
 def measure_real_lm() -> dict:
-    from sims.harness.experiments import safe_lr, token_analysis
+    """Per format, at its middle matched gain Δ* (half the smallest final gain over the grid; where every lr's runs
+    reach it): per lr the per-seed general change at matched gain, with the hard-token statistics."""
+    from sims.harness.experiments import matched_gain, token_analysis
 
     p = real.preset()
-    sl = safe_lr(p, progress=False)
+    mg = matched_gain(p, progress=False)
     ta = token_analysis(p, progress=False)["formats"]
     per_example = {f: ta[f]["hard_fraction"] * ta[f]["n_tokens"] / p.data.n_train for f in ta}
-    return {"formats": sl["formats"], "eps": sl["eps"], "lr_grid": list(p.lr_grid), "hard_per_example": per_example}
+    formats = {}
+    for fmt, r in mg.items():
+        if len(r.get("target_gains") or []) < 2:
+            continue
+        target = r["target_gains"][1]
+        cells = {c["lr"]: {int(k): float(v) for k, v in c.get("per_seed", {}).items()} for c in r["cells"]
+                 if abs(c["target_gain"] - target) < 1e-12}
+        formats[fmt] = {"target_gain": target, "per_seed": cells, "hard_token_mass": ta[fmt]["hard_token_mass"],
+                        "hard_fraction": ta[fmt]["hard_fraction"]}
+    return {"formats": formats, "eps": p.safe_eps, "lr_grid": list(p.lr_grid), "hard_per_example": per_example}
 
 
-def safe_lr(general_change_final: dict, eps: float):
-    """The largest learning rate whose final general change (seed mean) is <= ``eps``; None when there is none (a
-    NaN mean, where every run diverged, is never safe)."""
-    safe = [lr for lr, d in general_change_final.items() if np.isfinite(d) and d <= eps]
-    return max(safe) if safe else None
+def _status(per_seed: dict, eps: float) -> str:
+    """"safe" when the 95% t interval over seeds of D at matched gain lies below ``eps``, "unsafe" when above it
+    (or no seed reached the matched gain), "undecided" otherwise."""
+    if not per_seed:
+        return "unsafe"
+    return {"below": "safe", "above": "unsafe"}.get(side(paired_interval(np.array(list(per_seed.values()), float)), eps), "undecided")
+
+
+def safe_range(f: dict, lr_grid: list, eps: float) -> tuple:
+    """(certainly safe, possibly safe): the largest grid lr up to which every lr is safe, and the largest up to which
+    none is unsafe (None where the smallest lr already fails the test)."""
+    known = possible = None
+    certain = hopeful = True
+    for lr in lr_grid:
+        st = _status(f["per_seed"].get(lr, {}), eps)
+        certain = certain and st == "safe"
+        hopeful = hopeful and st != "unsafe"
+        known = lr if certain else known
+        possible = lr if hopeful else possible
+    return known, possible
 
 
 def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
-    """Holds when label-only's safe lr is larger than CoT's; fails when smaller, or when equal and label-only
-    degrades more at every lr above it; partly holds when equal and label-only degrades less above it;
-    inconclusive when a format is missing or neither ordering is seen. The safe lr is the largest grid lr with
-    final D <= eps (the preset's safe_eps: a general loss increase small against the large-lr one).
+    """At matched domain gain, paired by seed with 95% t intervals. A grid lr is safe for a format when the interval
+    of D at matched gain lies below eps (the preset's safe_eps), unsafe when above. Holds when label-only's certainly
+    safe lr exceeds chain-of-thought's possibly safe one; fails when label-only's possibly safe lr is below CoT's
+    certainly safe one; when both are pinned to the same lr, fails if label-only degrades more than CoT (paired
+    interval of D_label - D_cot above 0) at every lr above it, partly holds if less at every one; inconclusive
+    otherwise, or when a format has no matched-gain cells.
 
     ``threshold_scale`` multiplies eps."""
     f = m["formats"]
     if "cot" not in f or "label" not in f:
-        return "inconclusive", "needs both response formats."
+        return "inconclusive", "needs matched-gain cells of both response formats."
     eps = m["eps"] * threshold_scale
-    c, lab = ({**f[k], "safe_lr": safe_lr(f[k]["general_change_final"], eps)} for k in ("cot", "label"))
+    grid = m["lr_grid"]
+    (ck, cp), (lk, lp) = safe_range(f["cot"], grid, eps), safe_range(f["label"], grid, eps)
     rank = lambda x: -1.0 if x is None else x  # noqa: E731  (no safe lr on the grid ranks below every lr)
-    if rank(lab["safe_lr"]) > rank(c["safe_lr"]):
-        return "holds", "label-only has the larger safe lr."
-    if rank(lab["safe_lr"]) < rank(c["safe_lr"]):
-        return "fails", "label-only has the smaller safe lr."
-    gl, gc = lab["general_change_final"], c["general_change_final"]
-    above = [lr for lr in m["lr_grid"] if c["safe_lr"] is None or lr > c["safe_lr"]]
-    if above and all(gl[lr] > gc[lr] for lr in above):
-        return "fails", "equal safe lr on this grid, and above it label-only degrades general ability more than CoT."
-    if above and all(gl[lr] < gc[lr] for lr in above):
-        return "partly holds", "equal safe lr on this grid; above it label-only degrades less."
-    return "inconclusive", "equal safe lr on this grid."
+    text = f"safe lr (certain / possible) CoT {ck} / {cp}, label-only {lk} / {lp} at D <= {eps:g}"
+    if rank(lk) > rank(cp):
+        return "holds", text + ": label-only's is larger."
+    if rank(lp) < rank(ck):
+        return "fails", text + ": label-only's is smaller."
+    if ck == cp == lk == lp:
+        above = [lr for lr in grid if ck is None or lr > ck]
+        sides = []
+        for lr in above:
+            a, b = f["label"]["per_seed"].get(lr, {}), f["cot"]["per_seed"].get(lr, {})
+            seeds = sorted(set(a) & set(b))
+            sides.append(side(paired_interval([a[s] for s in seeds], [b[s] for s in seeds])))
+        if above and all(x == "above" for x in sides):
+            return "fails", text + ": equal, and above it label-only degrades general ability more than CoT."
+        if above and all(x == "below" for x in sides):
+            return "partly holds", text + ": equal; above it label-only degrades less."
+    return "inconclusive", text + ": the intervals do not order them."
 
 
 def describe_real_lm(m: dict) -> str:
     f = m["formats"]
     if "cot" not in f or "label" not in f:
-        return "needs both formats."
+        return "needs matched-gain cells of both formats."
     c, lab = f["cot"], f["label"]
     per = m["hard_per_example"]
+    mean = lambda x: {f"{lr:g}": round(float(np.mean(list(v.values()))), 4) for lr, v in x["per_seed"].items() if v}  # noqa: E731
     return (f"Paper: label-only targets (fewer hard tokens) tolerate larger LRs (5e-6 fine) than CoT (5e-6 degrades). Ours: hard tokens "
-            f"(p <= 0.2) per training example CoT {per['cot']:.1f} vs label {per['label']:.1f}, but hard-token mass mean(1-p) per target "
-            f"token CoT {c['hard_token_mass']:.3f} vs label {lab['hard_token_mass']:.3f} (hard fraction {c['hard_fraction']:.3f} vs "
-            f"{lab['hard_fraction']:.3f}); final D by lr CoT { {k: round(v, 4) for k, v in c['general_change_final'].items()} } label "
-            f"{ {k: round(v, 4) for k, v in lab['general_change_final'].items()} }; safe lr (D <= {m['eps']}) CoT {c['safe_lr']} vs label "
-            f"{lab['safe_lr']}. " + real.DIRECTIONS)
+            f"(p <= 0.2) per training example CoT {per['cot']:.1f} vs label {per['label']:.1f}, hard-token mass mean(1-p) per target "
+            f"token CoT {c['hard_token_mass']:.3f} vs label {lab['hard_token_mass']:.3f}; seed-mean D at matched gain by lr, CoT "
+            f"(Δ* = {c['target_gain']:.3f}) {mean(c)}, label (Δ* = {lab['target_gain']:.3f}) {mean(lab)}. " + real.DIRECTIONS)
 
 
 @check(7, real.setting(), real.GROUP, figures=("real_lm_safe_lr",))
@@ -136,6 +173,8 @@ def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
     f = m["formats"]
-    ours = ", ".join(f"safe lr {k} {safe_lr(f[k]['general_change_final'], m['eps'])}" for k in ("cot", "label") if k in f)
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_safe_lr"), ours=ours + f" (D <= {m['eps']:g})",
-                   seeds="seed means per lr (no interval)", rule=rule_of(decide_real_lm), sensitivity=sensitivity(decide_real_lm, m) + " (eps)")
+    ours = ", ".join(f"safe lr {k} (certain / possible) {'/'.join(str(x) for x in safe_range(f[k], m['lr_grid'], m['eps']))}"
+                     for k in ("cot", "label") if k in f)
+    n = sorted({len(v) for x in f.values() for v in x["per_seed"].values()})
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_safe_lr"), ours=ours + f" (D at matched gain <= {m['eps']:g})",
+                   seeds=f"{'/'.join(map(str, n)) or 0} per lr", rule=rule_of(decide_real_lm), sensitivity=sensitivity(decide_real_lm, m) + " (eps)")

@@ -114,28 +114,30 @@ def test_claim7_synthetic_holds_partly_holds_and_fails():
     assert d(_claim7(rising, _world(0.95, 32, 4)))[0] == "fails"
 
 
-def _formats(cot_safe, label_safe, cot_final, label_final):
-    return {"formats": {"cot": {"safe_lr": cot_safe, "general_change_final": cot_final, "hard_token_mass": 0.5, "hard_fraction": 0.3},
-                        "label": {"safe_lr": label_safe, "general_change_final": label_final, "hard_token_mass": 0.6, "hard_fraction": 0.6}},
-            "eps": 0.02, "lr_grid": [1e-5, 5e-5, 2.5e-4], "hard_per_example": {"cot": 20.0, "label": 5.0}}
+def _formats(cot, label, spread=0.002):
+    """D at matched gain per lr (three seeds around the given means) for each format."""
+    seeds = lambda x: {s: x + e for s, e in enumerate((-spread, 0.0, spread))}  # noqa: E731
+    fmt = lambda d, mass: {"target_gain": 0.2, "per_seed": {lr: seeds(v) for lr, v in d.items()}, "hard_token_mass": mass,  # noqa: E731
+                           "hard_fraction": 0.3}
+    return {"formats": {"cot": fmt(cot, 0.5), "label": fmt(label, 0.6)}, "eps": 0.02, "lr_grid": [1e-5, 5e-5, 2.5e-4],
+            "hard_per_example": {"cot": 20.0, "label": 5.0}}
 
 
-def test_claim7_real_lm_holds_fails_partly_holds_and_is_inconclusive():
-    """The safe lr is recomputed from the final D per lr at eps (scaled), not read from the sweep."""
+def test_claim7_real_lm_holds_fails_partly_holds_and_is_inconclusive_at_matched_gain():
     from claims.registry import sensitivity
 
     d = safe_step_size.decide_real_lm
     g = {1e-5: 0.0, 5e-5: 0.0, 2.5e-4: 0.1}
-    assert d(_formats(5e-5, 2.5e-4, g, {**g, 2.5e-4: 0.01}))[0] == "holds"
-    assert d(_formats(2.5e-4, 5e-5, {**g, 2.5e-4: 0.01}, g))[0] == "fails"
-    assert d(_formats(5e-5, 5e-5, g, {**g, 2.5e-4: 0.2}))[0] == "fails"  # equal; label-only degrades more above
-    assert d(_formats(5e-5, 5e-5, g, {**g, 2.5e-4: 0.05}))[0] == "partly holds"
-    assert d(_formats(5e-5, 5e-5, g, g))[0] == "inconclusive"
+    assert d(_formats(g, {**g, 2.5e-4: 0.01}))[0] == "holds"
+    assert d(_formats({**g, 2.5e-4: 0.01}, g))[0] == "fails"
+    assert d(_formats(g, {**g, 2.5e-4: 0.2}))[0] == "fails"  # equal; label-only degrades more above
+    assert d(_formats(g, {**g, 2.5e-4: 0.05}))[0] == "partly holds"
+    assert d(_formats(g, g))[0] == "inconclusive"
+    assert d(_formats(g, {**g, 2.5e-4: 0.019}, spread=0.01))[0] == "inconclusive"  # label's interval straddles eps
     assert d({"formats": {"cot": {}}, "eps": 0.02, "lr_grid": []})[0] == "inconclusive"
     # label-only's D 0.03 at the largest lr: safe at eps 0.04 (double), not at 0.02 or 0.01
-    m = _formats(5e-5, 5e-5, g, {**g, 2.5e-4: 0.03})
+    m = _formats(g, {**g, 2.5e-4: 0.03})
     assert d(m)[0] == "partly holds" and sensitivity(d, m) == "partly holds / holds"
-    assert safe_step_size.safe_lr({1e-5: float("nan"), 5e-5: 0.0}, 0.02) == 5e-5
 
 
 def _curriculum(tau, frac):
