@@ -52,14 +52,22 @@ def _row(change, gain=0.4, n=3, sd=0.01):
     return {"domain_gain": gain, "domain_gain_sd": 0.01, "general_change": change, "general_change_sd": sd, "n": n}
 
 
-def test_claim15_holds_partly_holds_fails_and_is_inconclusive():
+def _seeds(g, d, jitter=(0.0, 0.002, -0.002)):
+    """A method row with three seeds around domain gain g and general change d."""
+    return {"domain_gain": g, "general_change": d,
+            "per_seed": [{"seed": s, "domain_gain": g + e, "general_change": d + e / 10} for s, e in enumerate(jitter)]}
+
+
+def test_claim15_holds_partly_holds_fails_and_is_inconclusive_paired_by_seed():
     d = parameter_space_baselines.decide
-    sft = {"domain_gain": 0.48, "general_change": 0.0004}
-    keeps_loses = {"domain_gain": 0.1, "general_change": -0.001}
-    keeps_wins = {"domain_gain": 0.39, "general_change": -0.002}
+    sft = _seeds(0.48, 0.0004)
+    keeps_loses = _seeds(0.1, -0.001, jitter=(0.0, 0.0021, -0.0019))
+    keeps_wins = _seeds(0.39, -0.002, jitter=(0.0, 0.0019, -0.0021))
+    noisy = {**keeps_loses, "per_seed": [{"seed": s, "domain_gain": 0.1, "general_change": c} for s, c in enumerate((-0.01, 0.01, 0.0))]}
     assert d({"lr": 5e-5, "sft": sft, "candidates": {"lora": keeps_loses, "averaging(0.5)": keeps_loses}})[0] == "holds"
     assert d({"lr": 5e-5, "sft": sft, "candidates": {"lora": keeps_loses, "averaging(0.5)": keeps_wins}})[0] == "partly holds"
     assert d({"lr": 5e-5, "sft": sft, "candidates": {"lora": keeps_wins}})[0] == "fails"
+    assert d({"lr": 5e-5, "sft": sft, "candidates": {"lora": noisy}})[0] == "inconclusive"  # general change undecided
     assert d({"lr": 5e-5, "sft": sft, "candidates": {}})[0] == "inconclusive"
 
 
