@@ -155,8 +155,7 @@ def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     the grid to the next (every interval above 0), and TALR's reduction SFT - TALR of D/G at the large method lr is
     above 0 and above its reduction at the small one. A run with no domain gain has no D/G: the part it enters is
     undecided (reported, not compared). Holds when both parts are seen; partly holds when one is seen and the other
-    contradicted (an interval below 0); fails when none is seen and one is contradicted; inconclusive otherwise
-    (with 2 seeds, t = 12.7).
+    contradicted (an interval below 0); fails when none is seen and one is contradicted; inconclusive otherwise.
 
     The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
     inc, large, notes, _ = _real_parts(m)

@@ -37,7 +37,7 @@ def measure() -> dict:
 
 def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """Per method the 95% t interval of the paired difference D(large lr) - D(small lr) decides whether it degrades
-    more at the larger lr (above 0; with 2 seeds t = 12.7). Holds when every method does; partly holds when more
+    more at the larger lr (above 0). Holds when every method does; partly holds when more
     than MAJORITY of them do and none degrades less; inconclusive when that share is reached only counting
     undecided intervals, or when no method ran at both; fails otherwise.
 

@@ -18,8 +18,8 @@ DIRECTIONS = ("Paper numbers are benchmark accuracies of 3-4B models; ours are h
               "generated domain: only directions and orderings are compared.")
 
 
-T_NOTE = ("With 2 seeds a paired 95% t interval uses t = 12.7 (1 degree of freedom), about 6.4 times wider than mean +- 2 SE: "
-          "it rarely excludes a boundary.")
+T_NOTE = ("A paired 95% t interval over n seeds uses t with n - 1 degrees of freedom: 12.7 for 2 seeds, 4.3 for 3, 2.8 for 5 "
+          "(against the 2 of mean +- 2 SE), so few seeds rarely exclude a boundary.")
 
 
 def _preset_name() -> str:
@@ -27,13 +27,20 @@ def _preset_name() -> str:
 
 
 def _talr_variants(name: str) -> str:
+    """"talr-mean (compared; also talr-disc)": the TALR variant the claims read and the others the preset trains."""
     from sims.harness.presets import PRESETS
 
     try:
-        methods = PRESETS[name]().methods
-    except (KeyError, ValueError):  # the paper preset without its model: the variant is still the registry default
-        methods = ("talr",)
-    return ", ".join(m for m in methods if m.startswith("talr")) or "none"
+        p = PRESETS[name]()
+        methods, compared = p.methods, p.compared_talr
+    except (KeyError, ValueError):  # the paper preset without its model: name its defaults
+        from sims.harness.presets import Preset
+
+        methods, compared = Preset.__dataclass_fields__["methods"].default, Preset.__dataclass_fields__["compared_talr"].default
+    others = [m for m in methods if m.startswith("talr") and m != compared]
+    if compared not in methods:
+        return "none"
+    return compared + (f"; also {', '.join(others)}" if others else "")
 
 
 def setting() -> str:
@@ -63,10 +70,16 @@ def preset():
 
 
 def method_rows(p, lr) -> dict[str, dict]:
-    """``method_front`` rows at learning rate ``lr``, by method name."""
+    """``method_front`` rows at the method-comparison slot ``lr`` (one of ``p.method_lrs``; a method with its own
+    learning rates appears at its rate for that slot), by method name, except that the preset's compared TALR
+    variant (``p.compared_talr``) is keyed ``"talr"``: the row every claim about "TALR" reads (the setting column
+    names the variant)."""
     from sims.harness.experiments import method_front
 
-    return {r["method"]: r for r in method_front(p, progress=False)["rows"] if r["lr"] == lr}
+    rows = {r["method"]: r for r in method_front(p, progress=False)["rows"] if r["lr"] == lr}
+    if p.compared_talr in rows:
+        rows["talr"] = rows.pop(p.compared_talr)
+    return rows
 
 
 def method_front(p) -> dict:

@@ -40,8 +40,8 @@ def measure() -> dict:
 def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """The 95% t intervals of the paired (same seed) differences spread at the large minus spread at the small
     lr, of D and of G (spread = max - min over SFT, L2, TALR), decide: holds when both are above 0, partly holds
-    when one is, fails when neither is and one is below 0, inconclusive when both contain 0 (with 2 seeds, t =
-    12.7) or fewer than two methods ran.
+    when one is, fails when neither is and one is below 0, inconclusive when both contain 0 or fewer
+    than two methods ran.
 
     The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
     if len(m.get("methods", ())) < 2:

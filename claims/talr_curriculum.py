@@ -64,10 +64,12 @@ def epoch_arrays(per_seed: list[dict]) -> dict:
 def measure_real_lm() -> dict:
     from sims.harness.experiments import token_analysis
 
-    ep = token_analysis(real.preset(), progress=False)["epochs"]
-    out = {"talr": epoch_arrays(ep["talr"]["per_seed"]) if "talr" in ep else None,
+    p = real.preset()
+    ep = token_analysis(p, progress=False)["epochs"]
+    talr = p.compared_talr
+    out = {"talr": epoch_arrays(ep[talr]["per_seed"]) if talr in ep else None,
            "sft": epoch_arrays(ep["sft"]["per_seed"]) if "sft" in ep else None}
-    out["lr"] = ep.get("talr", ep.get("sft", {})).get("lr")
+    out["lr"] = ep.get(talr, ep.get("sft", {})).get("lr")
     return out
 
 

