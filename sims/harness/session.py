@@ -21,7 +21,8 @@ import numpy as np
 from sims.harness.encoding import EncodedSet, encode_chat_set, encode_text_set
 from sims.harness.general_sets import GENERAL_SETS, INSTRUCTIONS, code_texts, docs_texts
 from sims.harness.measure import greedy_accuracy, mean_nll, probability_stats, sequence_mean_nll, set_token_losses
-from sims.harness.medcalc import CALCULATORS, FORMATS, SYSTEM_PROMPT, make_splits
+from sims.harness.medcalc import FORMATS, SYSTEM_PROMPT
+from sims.harness.medcalc_bench import CALCULATORS, make_splits
 from store import cached, code_key, content_key
 
 __all__ = ["DataConfig", "Session", "get_session", "model_fingerprint"]
@@ -56,7 +57,7 @@ def model_fingerprint(path: str | os.PathLike) -> str:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Sizes of every data set a session builds (see module docstrings of medcalc / general_sets)."""
+    """Sizes of every data set a session builds (see module docstrings of medcalc_bench / general_sets)."""
 
     n_train: int = 16
     n_heldout: int = 8
