@@ -114,7 +114,7 @@ def _default() -> Preset:
         name="default",
         data=DataConfig(n_train=4, n_heldout=4, calculators=SHORT_CALCULATORS, seq_len_cot=320, seq_len_label=160,
                         seq_len_general=96, n_self=4, self_max_new_tokens=40, n_docs=4, n_code=4, eval_batch=4,
-                        n_accuracy=4, accuracy_max_new_tokens_cot=72, accuracy_max_new_tokens_label=10),
+                        n_accuracy=4, accuracy_max_new_tokens_cot=200, accuracy_max_new_tokens_label=10),
         batch_size=2,
         steps=4,
         eval_every=2,
