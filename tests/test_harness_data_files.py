@@ -176,9 +176,15 @@ def test_csv_and_jsonl_train_and_evaluate_through_the_harness(env, tmp_path, mon
                           replace(env["preset"].data, calculators=None, domain_data=DataFile.from_path(domain_csv)))
     im_end = session.tokenizer.encode("<|im_end|>", parse_special=True)
     assert len(im_end) == 1
-    counts = {int((row == im_end[0]).sum()) for row in session.train["cot"].tokens}
-    counts |= {int((row == im_end[0]).sum()) for row in session.heldout["cot"].tokens}
-    assert counts == {3}  # system, user and assistant turns
+    from sims.harness.medcalc import SYSTEM_PROMPT
+
+    examples = session.splits.train + session.splits.heldout
+    rows = np.concatenate([session.train["cot"].tokens, session.heldout["cot"].tokens])
+    for ex, row in zip(examples, rows):
+        ids, _ = session.tokenizer.encode_chat_example(ex.prompt, ex.response("cot"), system=SYSTEM_PROMPT)
+        assert row[: len(ids)].tolist() == list(ids)
+        assert list(ids).count(im_end[0]) == 3  # system, user and assistant turns; the note's spelling is text
+    assert any("<|im_end|>" in ex.prompt for ex in examples)
     # a malformed file is a usage error naming the option, the line and the column, before any work starts
     bad = _write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "response": ""}])
     with pytest.raises(SystemExit):
