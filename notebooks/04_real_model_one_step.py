@@ -18,7 +18,7 @@
 # Notebooks 01-03 worked on distributions small enough to enumerate. Here the model is a real pretrained LM,
 # SmolLM2-135M-Instruct, run in pure JAX by the toolkit (`sims.lm`, exact to 4e-5 nats/token against
 # transformers), and the fine-tuning data is one clinical-calculation problem from the harness's generator
-# (`sims.harness.medcalc`). We take **one SGD step** on that problem and measure, in nats/token,
+# (`sims.harness.medcalc_bench`). We take **one SGD step** on that problem and measure, in nats/token,
 #
 # * the **domain gain** $G$: how much the loss on a *different* (held-out) problem of the same kind falls, and
 # * the **general change** $D$: how much the loss on English prose (Python's own documentation) changes,
@@ -52,7 +52,8 @@ from matplotlib.ticker import NullFormatter
 import numpy as np
 
 from sims.harness.general_sets import docs_texts
-from sims.harness.medcalc import SYSTEM_PROMPT, make_splits
+from sims.harness.medcalc import SYSTEM_PROMPT
+from sims.harness.medcalc_bench import make_splits
 from sims.lm import load_gguf
 from sims.lm.model import per_token_losses
 from sims.lm.tokenizer import Tokenizer
@@ -84,7 +85,7 @@ del params32
 n_params = sum(x.size for x in jax.tree_util.tree_leaves(params0))
 print(f"SmolLM2: {config.n_layers} layers, width {config.dim}, {n_params / 1e6:.1f} M parameters (float64)")
 
-splits = make_splits(n_train=1, n_heldout=1, seed=0, calculators=("bmi",))
+splits = make_splits(n_train=1, n_heldout=1, seed=0, calculators=("bmi_calculator",))
 train_ex, held_ex = splits.train[0], splits.heldout[0]
 rows = [tokenizer.encode_chat_example(ex.prompt, ex.response("label"), system=SYSTEM_PROMPT) for ex in (train_ex, held_ex)]
 T = max(len(ids) for ids, _ in rows)

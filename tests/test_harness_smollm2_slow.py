@@ -17,7 +17,7 @@ def session():
     from sims.harness.session import DataConfig, Session
     from sims.lm.gguf_io import default_model_path
 
-    data = DataConfig(n_train=2, n_heldout=1, calculators=SHORT_CALCULATORS, seq_len_cot=160, seq_len_label=112, n_self=1,
+    data = DataConfig(n_train=2, n_heldout=1, calculators=SHORT_CALCULATORS, seq_len_cot=320, seq_len_label=160, n_self=1,
                       n_docs=1, n_code=1, eval_batch=1, n_accuracy=0)
     return Session(str(default_model_path()), None, data)
 

@@ -20,7 +20,7 @@ def tiny_harness_env(root: Path):
     from sims.lm.gguf_io import save_gguf
     from sims.lm.model import init_params
 
-    cfg = ModelConfig.tiny(vocab_size=49152, max_seq_len=256)
+    cfg = ModelConfig.tiny(vocab_size=49152, max_seq_len=512)
     path = Path(root) / "tiny.gguf"
     save_gguf(path, cfg, init_params(cfg, jax.random.key(0)))
     old = {k: os.environ.get(k) for k in _VARIABLES}

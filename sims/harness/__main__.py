@@ -6,7 +6,9 @@
 
 ``--method`` is any registered method (:mod:`sims.methods`); ``--lr`` is a short alias of
 ``--learning-rate``. ``--model PATH`` selects the model file (GGUF) or checkpoint folder (Hugging Face) for the ``tiny``
-preset (``paper`` reads ``$SFT_PAPER_MODEL``). Finished runs are read from their run folders
+preset (``paper`` reads ``$SFT_PAPER_MODEL``). ``--domain-data FILE`` replaces the generated MedCalc-Bench problems
+with a file's (a MedCalc-Bench CSV or a JSONL of prompt/response[/answer/lower/upper]); ``--general-data FILE``
+(JSONL of text, or of prompt/response) adds the general set "data" (:mod:`sims.harness.data_files`). Finished runs are read from their run folders
 (``$SFT_RUNS_DIR`` or ``.cache/runs``); an interrupted sweep resumes where it stopped.
 """
 
@@ -105,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--model", default=None,
                        help=f"model file (GGUF) or Hugging Face folder; only for the presets {sorted(presets_taking_a_model())}")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--domain-data", default=None, metavar="FILE",
+                       help="domain problems from FILE instead of the generated ones: a MedCalc-Bench CSV or a JSONL "
+                            "with prompt, response and optionally answer, lower, upper")
+        p.add_argument("--general-data", default=None, metavar="FILE",
+                       help="an extra general set 'data' from a JSONL with text, or with prompt and response")
         if name == "run":
             p.add_argument("--method", default="sft", choices=method_names(),
                            help="a registered fine-tuning method (sims.methods; default: sft)")
@@ -126,12 +133,27 @@ def main(argv: list[str] | None = None) -> int:
 
     from dataclasses import replace
 
+    from sims.harness.data_files import DataFile, read_domain_file, read_general_file
+
+    files = {}
+    for option, name, read in (("--domain-data", "domain_data", read_domain_file), ("--general-data", "general_data", read_general_file)):
+        path = getattr(args, name)
+        if path is not None:
+            try:  # every malformed row is a usage error before any work starts
+                files[name] = DataFile.from_path(path, name)
+                read(files[name], name)
+            except ValueError as err:
+                parser.error(f"{option}: {err}")
+
     from sims.harness import experiments as ex
     from sims.harness.presets import get_preset
     from sims.harness.runs import run_one
 
     enable_compilation_cache()
     preset = get_preset(args.preset, args.model)
+    if files:
+        calculators = None if "domain_data" in files else preset.data.calculators
+        preset = replace(preset, data=replace(preset.data, calculators=calculators, **files))
     progress = not args.quiet
 
     if args.command == "run":

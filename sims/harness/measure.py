@@ -11,7 +11,7 @@
   ``sum_i (1 - p_i) / n`` (``theory.hard_token_mass``: mean distance of targets from certainty, which bounds the CE update size
   ``||e_y - q|| in [1 - p, sqrt2 (1 - p)]``), and a histogram on ``[0, 1]``.
 * Greedy domain accuracy: the answer parsed from a greedy completion is correct if
-  ``|pred - truth| <= rel_tol |truth|`` (:func:`sims.harness.medcalc.answer_is_correct`).
+  ``|pred - truth| <= rel_tol |truth|``, or inside the example's ``[lower, upper]`` (:func:`sims.harness.medcalc.is_correct`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.harness.encoding import EncodedSet, batch_slices
-from sims.harness.medcalc import answer_is_correct, parse_answer
+from sims.harness.medcalc import is_correct, parse_answer
 from sims.lm.model import per_token_losses
 from theory import HARD_TOKEN_THRESHOLD, hard_token_mass
 
@@ -114,6 +114,6 @@ def greedy_accuracy(params, model_config, tokenizer, examples, max_new_tokens: i
             new = new[: new.index(eos)]
         text = tokenizer.decode(new, skip_special_tokens=True)
         pred = parse_answer(text)
-        records.append({"pred": pred, "truth": ex.answer, "correct": bool(answer_is_correct(pred, ex.answer, rel_tol)), "text": text})
+        records.append({"pred": pred, "truth": ex.answer, "correct": bool(is_correct(pred, ex, rel_tol)), "text": text})
     acc = float(np.mean([r["correct"] for r in records])) if records else float("nan")
     return {"accuracy": acc, "n": len(records), "records": records}

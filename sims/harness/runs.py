@@ -136,6 +136,9 @@ def _material(cfg: RunConfig, session: Session) -> dict:
     # an averaging method trains exactly as the method it names (trains_as); both share a run when the alphas agree
     d["method"] = dict(d["method"], name=cfg.method.trains_as)
     d.pop("method_name")
+    for name in ("domain_data", "general_data"):  # a data file counts by its content hash, not where it lies
+        if getattr(cfg.data, name) is not None:
+            d["data"][name] = getattr(cfg.data, name).key_material()
     return {"run": d, "model": session.fingerprint, "code": code_key(__name__), "libs": library_versions()}
 
 

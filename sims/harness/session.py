@@ -18,10 +18,12 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from sims.harness.data_files import DataFile, read_domain_file, read_general_file, split_examples
 from sims.harness.encoding import EncodedSet, encode_chat_set, encode_text_set
-from sims.harness.general_sets import GENERAL_SETS, INSTRUCTIONS, code_texts, docs_texts
+from sims.harness.general_sets import INSTRUCTIONS, code_texts, docs_texts
 from sims.harness.measure import greedy_accuracy, mean_nll, probability_stats, sequence_mean_nll, set_token_losses
-from sims.harness.medcalc import CALCULATORS, FORMATS, SYSTEM_PROMPT, make_splits
+from sims.harness.medcalc import FORMATS, SYSTEM_PROMPT
+from sims.harness.medcalc_bench import CALCULATORS, make_splits
 from store import cached, code_key, content_key
 
 __all__ = ["DataConfig", "Session", "get_session", "model_fingerprint"]
@@ -56,7 +58,7 @@ def model_fingerprint(path: str | os.PathLike) -> str:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Sizes of every data set a session builds (see module docstrings of medcalc / general_sets)."""
+    """Sizes of every data set a session builds (see module docstrings of medcalc_bench / general_sets)."""
 
     n_train: int = 16
     n_heldout: int = 8
@@ -73,6 +75,8 @@ class DataConfig:
     n_accuracy: int = 4
     accuracy_max_new_tokens_cot: int = 80
     accuracy_max_new_tokens_label: int = 12
+    domain_data: DataFile | None = None  # a user's domain problems instead of the generated ones (data_files)
+    general_data: DataFile | None = None  # a user's general set "data", measured beside self, docs and code
 
     def __post_init__(self):
         for name in ("n_train", "n_heldout", "seq_len_cot", "seq_len_label", "seq_len_general", "n_self",
@@ -85,6 +89,11 @@ class DataConfig:
             raise ValueError(f"n_accuracy: must be in [0, n_heldout={self.n_heldout}], got {self.n_accuracy!r}")
         if self.n_self > len(INSTRUCTIONS):
             raise ValueError(f"n_self: at most {len(INSTRUCTIONS)} instructions exist, got {self.n_self}")
+        for name in ("domain_data", "general_data"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), DataFile):
+                raise ValueError(f"{name}: expected a sims.harness.data_files.DataFile, got {type(getattr(self, name)).__name__}")
+        if self.domain_data is not None and self.calculators is not None:
+            raise ValueError("calculators: choose calculators of the generated domain or a domain_data file, not both")
         if self.calculators is not None:
             unknown = [c for c in self.calculators if c not in CALCULATORS]
             if unknown or not self.calculators:
@@ -141,7 +150,11 @@ class Session:
     def __post_init__(self):
         self.config, self.params, self.tokenizer = _load_model(self.model, self.tokenizer_source)
         self.fingerprint = model_fingerprint(self.model)
-        self.splits = make_splits(self.data.n_train, self.data.n_heldout, self.data.data_seed, self.data.calculators)
+        if self.data.domain_data is not None:
+            self.splits = split_examples(read_domain_file(self.data.domain_data), self.data.n_train, self.data.n_heldout,
+                                         self.data.data_seed)
+        else:
+            self.splits = make_splits(self.data.n_train, self.data.n_heldout, self.data.data_seed, self.data.calculators)
         self.pad_id = int(self.tokenizer.pad_id if self.tokenizer.pad_id is not None else 0)
         self.train: dict[str, EncodedSet] = {}
         self.heldout: dict[str, EncodedSet] = {}
@@ -195,6 +208,13 @@ class Session:
                 "docs": encode_text_set(self.tokenizer, docs_texts(self.data.n_docs), n, self.pad_id),
                 "code": encode_text_set(self.tokenizer, code_texts(self.data.n_code), n, self.pad_id),
             }
+            if self.data.general_data is not None:
+                texts, pairs = read_general_file(self.data.general_data)
+                if texts:
+                    self._general["data"] = encode_text_set(self.tokenizer, texts, n, self.pad_id)
+                else:
+                    longest = max(len(self.tokenizer.encode_chat_example(p, r)[0]) for p, r in pairs)
+                    self._general["data"] = encode_chat_set(self.tokenizer, pairs, max(n, longest), self.pad_id)
         return self._general
 
     # -- evaluation ----------------------------------------------------------------------------------------
@@ -214,7 +234,7 @@ class Session:
         if dl is None:
             return None
         out = {"domain_loss": mean_nll(dl, dm), "heldout_stats": probability_stats(dl, dm), "general": {}}
-        for name in GENERAL_SETS:
+        for name in self.general:  # GENERAL_SETS, and "data" with a general_data file
             gl, gm = losses(self.general[name])
             if gl is None:
                 return None
@@ -231,7 +251,8 @@ class Session:
         if n == 0:
             return {"accuracy": float("nan"), "n": 0, "records": []}
         max_new = self.data.accuracy_max_new_tokens_cot if fmt == "cot" else self.data.accuracy_max_new_tokens_label
-        return greedy_accuracy(params, self.config, self.tokenizer, self.splits.heldout[:n], max_new, SYSTEM_PROMPT)
+        gradeable = [e for e in self.splits.heldout if np.isfinite(e.answer) or e.lower is not None][:n]  # not dates
+        return greedy_accuracy(params, self.config, self.tokenizer, gradeable, max_new, SYSTEM_PROMPT)
 
     def base(self) -> dict:
         """Evaluation of the initial model in both formats (cached on disk)."""
