@@ -6,7 +6,7 @@ an optional L2 pull toward the initial parameters, whether it needs the initial 
 (FLOW), whether it is post-hoc parameter averaging (WiSE-FT), its hyper-parameters with defaults, its formula
 and source, and its plot style. Every objective is
 
-    J(theta) = (1/N) sum_i w_i l_i(theta)  [+ mu/2 ||theta - theta_0||^2]
+    J(theta) = (1/N) sum_i w_i l_i(theta)  [+ mu/2 ||theta - theta_0||^2]  [+ beta (1/N) sum_i KL(q_0 || q_theta)_i]
 
 with detached weights ``w`` (``sims.weighting``). A run names a method with its hyper-parameters through one
 dataclass, :class:`MethodConfig` (used by ``sims.synthetic.training.TrainConfig`` and
@@ -18,7 +18,8 @@ figure markers, colours and labels) reads this registry; a new method is one :fu
     TrainConfig(method=MethodConfig("dft2"))      # synthetic;  RunConfig(..., method=MethodConfig("dft2"))
 
 Registered: ``sft``, ``talr`` (the toolkit's reading of the paper), ``talr-disc`` (DiSC's ``talr_loss``),
-``talr-mean``, ``talr-simplex``, ``dft``, ``flow``, ``l2``, ``lora``, ``averaging``.
+``talr-mean``, ``talr-simplex``, ``dft``, ``flow``, ``eaft``, ``asft``, ``sft-kl``, ``l2``, ``lora``,
+``averaging``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sims.weighting import LossWeighting, flow_sequence_weights
 __all__ = [
     "PlotStyle",
     "L2Penalty",
+    "KLAnchor",
     "Method",
     "MethodConfig",
     "TRAINABLE",
@@ -68,6 +70,15 @@ class L2Penalty:
     coefficient: str = "mu"
 
 
+@dataclass(frozen=True)
+class KLAnchor:
+    """``beta (1/N) sum_t m_t KL(q_0(.|t) || q_theta(.|t))`` added to the objective (``sims.weighting.kl_to_reference``):
+    a pull of the predictive distribution at every supervised position toward the initial model's; ``coefficient``
+    names the hyper-parameter that holds ``beta >= 0``."""
+
+    coefficient: str = "beta"
+
+
 def _frozen(mapping) -> tuple[tuple[str, Any], ...]:
     items = dict(mapping or {})
     return tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in items.items()))
@@ -85,6 +96,7 @@ class Method:
         trainable: ``"full"`` (every parameter) or ``"lora"`` (low-rank adapters from the hyper-parameters
             ``rank``, ``alpha``, ``targets``, base frozen; real-LM harness only).
         penalty: ``L2Penalty`` or ``None``.
+        anchor: ``KLAnchor`` or ``None``.
         initial_sequence_weights: ``f(f0, hp) -> w`` static per-sequence weights from the initial model's
             per-sequence mean losses ``f0`` ``[n_train]`` (FLOW), or ``None``.
         averaging: post-hoc parameter averaging ``(1 - a) theta_0 + a theta`` over the run's
@@ -99,6 +111,7 @@ class Method:
     hyperparameters: Mapping[str, Any] | tuple = ()
     trainable: str = "full"
     penalty: L2Penalty | None = None
+    anchor: KLAnchor | None = None
     initial_sequence_weights: Callable[[Any, Mapping[str, Any]], Any] | None = None
     averaging: bool = False
     trains_as: str | None = None
@@ -118,6 +131,10 @@ class Method:
             raise ValueError(f"penalty: expected an L2Penalty or None, got {self.penalty!r}")
         if self.penalty is not None and self.penalty.coefficient not in self.defaults:
             raise ValueError(f"penalty: its coefficient {self.penalty.coefficient!r} is not a hyper-parameter")
+        if self.anchor is not None and not isinstance(self.anchor, KLAnchor):
+            raise ValueError(f"anchor: expected a KLAnchor or None, got {self.anchor!r}")
+        if self.anchor is not None and self.anchor.coefficient not in self.defaults:
+            raise ValueError(f"anchor: its coefficient {self.anchor.coefficient!r} is not a hyper-parameter")
         if self.trainable == "lora" and not {"rank", "alpha", "targets"} <= set(self.defaults):
             raise ValueError("trainable: 'lora' needs the hyper-parameters rank, alpha and targets")
         if self.initial_sequence_weights is not None and not callable(self.initial_sequence_weights):
@@ -213,10 +230,11 @@ class MethodConfig:
                 raise ValueError(f"alpha: must be > 0, got {hp['alpha']!r}")
             if not (isinstance(hp["targets"], tuple) and hp["targets"] and all(isinstance(t, str) for t in hp["targets"])):
                 raise ValueError(f"targets: must be a non-empty tuple of weight names, got {hp['targets']!r}")
-        if spec.penalty is not None:
-            mu = self.hp[spec.penalty.coefficient]
-            if not (isinstance(mu, (int, float)) and np.isfinite(mu) and mu >= 0):
-                raise ValueError(f"{spec.penalty.coefficient}: must be a finite number >= 0, got {mu!r}")
+        for term in (spec.penalty, spec.anchor):
+            if term is not None:
+                c = self.hp[term.coefficient]
+                if not (isinstance(c, (int, float)) and not isinstance(c, bool) and np.isfinite(c) and c >= 0):
+                    raise ValueError(f"{term.coefficient}: must be a finite number >= 0, got {c!r}")
 
     @property
     def spec(self) -> Method:
@@ -238,6 +256,12 @@ class MethodConfig:
         """``mu`` of the L2 pull toward the initial parameters, ``None`` when the method has no penalty."""
         pen = self.spec.penalty
         return None if pen is None else float(self.hp[pen.coefficient])
+
+    @property
+    def kl_coefficient(self) -> float | None:
+        """``beta`` of the KL anchor to the initial model, ``None`` when the method has none."""
+        anchor = self.spec.anchor
+        return None if anchor is None else float(self.hp[anchor.coefficient])
 
     @property
     def trains_as(self) -> str:
@@ -314,6 +338,12 @@ def _talr_disc(hp) -> LossWeighting:
                          min_prob=hp["min_prob"], median="lower", empty_sequences="zero")
 
 
+def _eaft(hp) -> LossWeighting:
+    """LLaMA-Factory's EAFT weights (entropy of the top-k softmax over a scale, to a power)."""
+    return LossWeighting("eaft", eaft_alpha=hp["eaft_alpha"], eaft_k=hp["eaft_k"], entropy_scale=hp["entropy_scale"],
+                         normalization=hp["normalization"])
+
+
 def _flow_initial(f0, hp):
     return flow_sequence_weights(f0, hp["tau"])
 
@@ -367,6 +397,22 @@ register_method(Method(
             "(or the tau hyper-parameter); static, computed once",
     source="FLOW, Sanyal et al., ICML 2025",
     style=PlotStyle("FLOW", "C2", "D")))
+register_method(Method(
+    "eaft", _eaft,
+    {"eaft_alpha": 1.0, "eaft_k": 20, "entropy_scale": 3.0, "normalization": "none"},
+    formula="w = (H_k / 3)^alpha, H_k the entropy of the softmax over the k = 20 largest logits (detached); loss (1/N) sum w l",
+    source="EAFT, Diao et al. 2026, arXiv 2601.02151; LLaMA-Factory use_eaft_loss / eaft_alpha",
+    style=PlotStyle("EAFT", "C7", "X")))
+register_method(Method(
+    "asft", LossWeighting("dft"), {"alpha": 0.1}, anchor=KLAnchor("alpha"),
+    formula="(1/N) sum p l + alpha (1/N) sum_t KL(q_0 || q_theta) (DFT plus a KL anchor to the initial model, alpha = 0.1)",
+    source="Anchored SFT (zhuchichi56/ASFT); LLaMA-Factory use_asft_loss / asft_alpha, KL direction as its F.kl_div",
+    style=PlotStyle("ASFT", "C8", "v")))
+register_method(Method(
+    "sft-kl", LossWeighting("sft"), {"beta": 0.1}, anchor=KLAnchor("beta"),
+    formula="(1/N) sum l + beta (1/N) sum_t KL(q_0 || q_theta) (beta = 0.1, the same anchor as ASFT)",
+    source="SFT with a KL penalty to the initial model (the SFT-KL baseline of EAFT, arXiv 2601.02151)",
+    style=PlotStyle("SFT-KL", "C0", "s", "--")))
 register_method(Method(
     "l2", LossWeighting("sft"), {"mu": 1.0}, penalty=L2Penalty("mu"),
     formula="(1/N) sum l + mu/2 ||theta - theta_0||^2",

@@ -27,8 +27,16 @@ Weighting kinds (``w`` before the mask; ``p = exp(-l)`` the detached target-toke
 * ``dft``:  ``w = p`` (Dynamic Fine-Tuning, Wu et al. 2025, arXiv 2508.05629; TRL's ``dft`` loss). No floor.
 * ``flow``: ``w_bt = sequence_weights_b``: static per-sequence weights ``exp(-f_b(theta0) / tau)`` computed
   once from the *initial* model by :func:`flow_sequence_weights` (Sanyal et al., ICML 2025). No floor.
+* ``eaft``: ``w = (H_k / entropy_scale)^alpha``, ``H_k = -sum_j pi_j log pi_j`` the entropy of the softmax over
+  the ``k`` largest logits at the position (detached; :func:`topk_entropy`): entropy-adaptive fine-tuning (EAFT,
+  Diao et al. 2026, arXiv 2601.02151) as LLaMA-Factory's ``use_eaft_loss`` computes it (``k = 20``,
+  ``entropy_scale = 3.0``, about ``log 20``; ``alpha`` is ``eaft_alpha``). Confident predictions (low entropy),
+  right or wrong, get small weights. Needs the per-token entropies (``entropies`` argument).
 * ``function``: ``w = function(l, m)`` for a user function of the detached losses (``0`` off the mask) and the
   mask, e.g. ``w = p^2`` (how a new method is added without editing this module).
+
+A KL anchor to the initial model (ASFT, SFT-KL) is a term added to the objective, not a weighting:
+:func:`kl_to_reference` gives ``(1/N) sum_t m_t KL(q_0(.|t) || q_theta(.|t))``.
 
 Normalisation of the weights over the supervised tokens of the batch (``normalization``):
 
@@ -96,9 +104,11 @@ __all__ = [
     "weighted_loss",
     "reweighted_loss",
     "l2_penalty",
+    "topk_entropy",
+    "kl_to_reference",
 ]
 
-KINDS = ("sft", "talr", "dft", "flow", "function")
+KINDS = ("sft", "talr", "dft", "flow", "eaft", "function")
 TAU_MODES = ("dynamic", "fixed")
 NORMALIZATIONS = ("none", "batch_size", "mean", "simplex")
 MEDIANS = ("average", "lower")
@@ -124,6 +134,9 @@ class LossWeighting:
         empty_sequences: a sequence without supervised tokens in the dynamic tau: ``"skip"`` or ``"zero"``.
         function: for ``kind == "function"``, ``function(losses, mask) -> w`` ``[B, T]`` (jax-traceable; gets
             the detached losses with ``0`` off the mask).
+        eaft_alpha: EAFT's exponent ``alpha > 0`` of the normalised entropy.
+        eaft_k: EAFT's number of largest logits whose softmax entropy is the token's entropy (``>= 2``).
+        entropy_scale: EAFT's divisor of the entropy (``> 0``; LLaMA-Factory: 3.0).
     """
 
     kind: str = "sft"
@@ -135,6 +148,9 @@ class LossWeighting:
     median: str = "average"
     empty_sequences: str = "skip"
     function: Callable[[Any, Any], Any] | None = None
+    eaft_alpha: float = 1.0
+    eaft_k: int = 20
+    entropy_scale: float = 3.0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -155,7 +171,17 @@ class LossWeighting:
             raise ValueError(f"empty_sequences: {self.empty_sequences!r} is not one of {EMPTY_SEQUENCES}")
         if (self.kind == "function") != callable(self.function):
             raise ValueError("function: a callable is required for kind 'function' and only there")
+        if not (isinstance(self.eaft_alpha, (int, float)) and np.isfinite(self.eaft_alpha) and self.eaft_alpha > 0):
+            raise ValueError(f"eaft_alpha: must be a finite number > 0, got {self.eaft_alpha!r}")
+        if not (isinstance(self.eaft_k, int) and not isinstance(self.eaft_k, bool) and self.eaft_k >= 2):
+            raise ValueError(f"eaft_k: must be an integer >= 2, got {self.eaft_k!r}")
+        if not (isinstance(self.entropy_scale, (int, float)) and np.isfinite(self.entropy_scale) and self.entropy_scale > 0):
+            raise ValueError(f"entropy_scale: must be a finite number > 0, got {self.entropy_scale!r}")
 
+    @property
+    def needs_entropies(self) -> bool:
+        """True when the weights need each token's top-k entropy (EAFT)."""
+        return self.kind == "eaft"
     @property
     def label(self) -> str:
         """Short human-readable name, e.g. ``talr(dyn, floor=0.01, none)``."""
@@ -348,7 +374,45 @@ _RAW_WEIGHTS = {"sft": _sft_weights, "flow": _flow_weights, "dft": _dft_weights,
                 "function": _function_weights}
 
 
-def token_weights(weighting: LossWeighting, losses, mask, sequence_weights=None) -> jax.Array:
+def _eaft_weights(weighting, entropies, mask):
+    h = jnp.maximum(jax.lax.stop_gradient(entropies), 0.0)
+    w = (h / weighting.entropy_scale) ** weighting.eaft_alpha
+    return _normalise(jnp.where(mask > 0, w, 0.0), mask, weighting.normalization)
+
+
+def topk_entropy(logits, k: int) -> jax.Array:
+    """``H_k = -sum_j pi_j log pi_j`` with ``pi = softmax`` of the ``k`` largest of ``logits`` (last axis), per
+    position (``logits.shape[:-1]``); EAFT's cheap stand-in for the full predictive entropy. ``-inf`` logits
+    (masked vocabulary entries) contribute nothing; a row with fewer than ``k`` finite logits uses those."""
+    logits = jnp.asarray(logits)
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"k: must be a positive integer, got {k!r}")
+    top, _ = jax.lax.top_k(logits, min(k, logits.shape[-1]))
+    logp = jax.nn.log_softmax(top, axis=-1)
+    p = jnp.exp(logp)
+    return -jnp.sum(jnp.where(p > 0, p * logp, 0.0), axis=-1)
+
+
+def kl_to_reference(log_probs, reference_log_probs, mask) -> jax.Array:
+    """``(1/N) sum_bt m_bt KL(q_0(.|bt) || q_theta(.|bt))``, ``KL(q_0 || q) = sum_v q_0(v) (log q_0(v) - log q(v))``:
+    the anchor of ASFT and SFT-KL (LLaMA-Factory's ``F.kl_div(log_softmax(policy), softmax(reference))``, whose
+    first argument is the trained model) over the supervised positions, ``N = sum m`` (0 when ``N = 0``).
+    ``log_probs``/``reference_log_probs`` ``[B, T, V]`` normalised log-probabilities; the reference is a constant
+    (no gradient). Terms with ``q_0(v) = 0`` are 0 even where ``log q(v) = -inf``."""
+    log_probs, ref = jnp.asarray(log_probs), jax.lax.stop_gradient(jnp.asarray(reference_log_probs))
+    mask = jnp.asarray(mask, dtype=log_probs.dtype)
+    if log_probs.shape != ref.shape:
+        raise ValueError(f"reference_log_probs: shape {ref.shape} does not match log_probs {log_probs.shape}")
+    if mask.shape != log_probs.shape[:-1]:
+        raise ValueError(f"mask: shape {mask.shape} does not match the positions {log_probs.shape[:-1]}")
+    q0 = jnp.exp(ref)
+    on = q0 > 0
+    per = jnp.sum(jnp.where(on, q0 * (jnp.where(on, ref, 0.0) - jnp.where(on, log_probs, 0.0)), 0.0), axis=-1)
+    n = mask.sum()
+    return jnp.where(n > 0, jnp.sum(per * mask) / jnp.where(n > 0, n, 1.0), 0.0)
+
+
+def token_weights(weighting: LossWeighting, losses, mask, sequence_weights=None, entropies=None) -> jax.Array:
     """Detached token weights ``w`` ``[B, T]`` of ``weighting`` (module docstring), zero where ``mask == 0``.
 
     ``normalization`` then rescales over the supervised tokens of the whole batch: ``"batch_size"``: ``N w / B``;
@@ -361,7 +425,15 @@ def token_weights(weighting: LossWeighting, losses, mask, sequence_weights=None)
     losses, mask = _check_batch(losses, mask)
     on = mask > 0
     safe_losses = jax.lax.stop_gradient(jnp.where(on, losses, 0.0))
-    w = _RAW_WEIGHTS[weighting.kind](weighting, safe_losses, mask, sequence_weights)
+    if weighting.needs_entropies:
+        if entropies is None:
+            raise ValueError("entropies: EAFT weights need each token's top-k entropy (topk_entropy of its logits)")
+        entropies = jnp.asarray(entropies, dtype=losses.dtype)
+        if entropies.shape != losses.shape:
+            raise ValueError(f"entropies: shape {entropies.shape} does not match losses {losses.shape}")
+        w = _eaft_weights(weighting, jnp.where(on, entropies, 0.0), mask)
+    else:
+        w = _RAW_WEIGHTS[weighting.kind](weighting, safe_losses, mask, sequence_weights)
     return jax.lax.stop_gradient(jnp.where(on, w, 0.0))
 
 
@@ -381,10 +453,10 @@ def weighted_loss(losses, mask, weights) -> jax.Array:
     return total / jnp.maximum(mask.sum(), 1.0)
 
 
-def reweighted_loss(weighting: LossWeighting, losses, mask, sequence_weights=None) -> jax.Array:
-    """``weighted_loss(losses, mask, token_weights(weighting, losses, mask, sequence_weights))``: the training
-    objective of one batch, whose gradient is ``(1/N) sum_i w_i grad l_i`` with ``w`` held fixed."""
-    return weighted_loss(losses, mask, token_weights(weighting, losses, mask, sequence_weights))
+def reweighted_loss(weighting: LossWeighting, losses, mask, sequence_weights=None, entropies=None) -> jax.Array:
+    """``weighted_loss(losses, mask, token_weights(weighting, losses, mask, sequence_weights, entropies))``: the
+    training objective of one batch, whose gradient is ``(1/N) sum_i w_i grad l_i`` with ``w`` held fixed."""
+    return weighted_loss(losses, mask, token_weights(weighting, losses, mask, sequence_weights, entropies))
 
 
 def l2_penalty(params: Any, params0: Any, mu: float) -> jax.Array:

@@ -154,7 +154,7 @@ def _paper() -> Preset:
         model=model,
         data=DataConfig(n_train=512, n_heldout=128, seq_len_cot=1280, seq_len_label=192, seq_len_general=256,
                         n_self=32, self_max_new_tokens=128, n_docs=32, n_code=16, eval_batch=16, n_accuracy=128,
-                        accuracy_max_new_tokens_cot=128, accuracy_max_new_tokens_label=16),
+                        accuracy_max_new_tokens_cot=1024, accuracy_max_new_tokens_label=16),
         lr_grid=(1e-6, 5e-6, 2e-5),
         method_lrs=(1e-6, 5e-6),
         methods=("talr-mean", "talr-disc", "flow", "l2", "lora", "dft"),

@@ -2,12 +2,13 @@
 
 Objective of one step on a batch ``B`` of domain responses (``sims.weighting``)::
 
-    J(W) = sum_{b in B, t} w_bt l_bt(W) m_bt / sum_{b in B, t} m_bt  +  mu/2 ||W - W0||^2,
+    J(W) = sum_{b in B, t} w_bt l_bt(W) m_bt / N  +  mu/2 ||W - W0||^2  +  beta sum_{b, t} m_bt KL(q_W0 || q_W)(c_bt) / N,
 
-``l_bt = -log q_W(y_bt | c_bt)``, ``w`` the detached token weights of the registered method ``config.method``
-(:mod:`sims.methods`; methods that need the initial model's per-sequence losses, FLOW, get their static weights
-from it), the L2 term only for a method with an ``L2Penalty``, then one ``optax`` SGD or Adam update with step
-size ``learning_rate``.
+``N = sum_{b in B, t} m_bt``, ``l_bt = -log q_W(y_bt | c_bt)``, ``w`` the detached token weights of the registered
+method ``config.method`` (:mod:`sims.methods`; methods that need the initial model's per-sequence losses, FLOW,
+get their static weights from it; EAFT gets each position's top-k entropy of ``q_W``), the L2 term only for a
+method with an ``L2Penalty``, the KL anchor only for one with a ``KLAnchor`` (ASFT, SFT-KL), then one ``optax``
+SGD or Adam update with step size ``learning_rate``.
 
 Measured quantities (exact expectations, no sampling):
 
@@ -35,9 +36,9 @@ import optax
 
 import theory
 from theory import HARD_TOKEN_THRESHOLD
-from sims.synthetic.models import SoftmaxModel, all_log_probs, init_params, token_losses
+from sims.synthetic.models import SoftmaxModel, all_log_probs, context_log_probs, init_params, token_losses
 from sims.methods import MethodConfig
-from sims.weighting import dynamic_tau, l2_penalty, reweighted_loss, sequence_mean_losses
+from sims.weighting import dynamic_tau, kl_to_reference, l2_penalty, reweighted_loss, sequence_mean_losses, topk_entropy
 from sims.synthetic.worlds import World
 
 __all__ = [
@@ -173,13 +174,18 @@ def _make_step(model: SoftmaxModel, world: World, config: TrainConfig, learning_
     N = world.contexts.shape[0]
     weighting = config.method.weighting()
     mu = config.method.l2_coefficient
+    beta = config.method.kl_coefficient
 
     def objective(W, idx):
         ctx, tgt, m = world.contexts[idx], world.targets[idx], world.mask[idx]
-        l = token_losses(model, W, ctx, tgt)
-        loss = reweighted_loss(weighting, l, m, None if seq_weights is None else seq_weights[idx])
+        logp = context_log_probs(model, W, ctx)
+        l = -jnp.take_along_axis(logp, tgt[..., None], axis=-1)[..., 0]
+        entropies = topk_entropy(logp, weighting.eaft_k) if weighting.needs_entropies else None
+        loss = reweighted_loss(weighting, l, m, None if seq_weights is None else seq_weights[idx], entropies)
         if mu is not None:
             loss = loss + l2_penalty(W, W0, mu)
+        if beta is not None:
+            loss = loss + beta * kl_to_reference(logp, context_log_probs(model, W0, ctx), m)
         return loss
 
     def step(W, opt_state, key):
