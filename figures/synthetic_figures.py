@@ -232,7 +232,7 @@ def draw_methods(out_dir):
     ax.set_xlabel(f"domain gain $G$ after {cfg.n_epochs} epochs [nats/token]")
     ax.set_ylabel("general degradation $D$ [nats/token]")
     ax.set_title(f"end points over lr = {r['lrs'].tolist()} (bars: min-max over {len(r['seeds'])} seeds);\n"
-                 "TALR, DFT, FLOW with mean-one weights (equal effective step); DiSC's TALR unnormalised", fontsize=8)
+                 "TALR, DFT, FLOW, EAFT, ASFT with mean-one weights (equal effective step); DiSC's TALR unnormalised", fontsize=8)
     ax.legend(fontsize=7)
     ax = axes[1]
     for st, (name, c) in zip(styles, r["per_method"].items()):

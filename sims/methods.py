@@ -402,17 +402,17 @@ register_method(Method(
     {"eaft_alpha": 1.0, "eaft_k": 20, "entropy_scale": 3.0, "normalization": "none"},
     formula="w = (H_k / 3)^alpha, H_k the entropy of the softmax over the k = 20 largest logits (detached); loss (1/N) sum w l",
     source="EAFT, Diao et al. 2026, arXiv 2601.02151; LLaMA-Factory use_eaft_loss / eaft_alpha",
-    style=PlotStyle("EAFT", "C7", "X")))
+    style=PlotStyle("EAFT", "darkviolet", "X")))
 register_method(Method(
-    "asft", LossWeighting("dft"), {"alpha": 0.1}, anchor=KLAnchor("alpha"),
+    "asft", _normalised("dft"), {"alpha": 0.1, "normalization": "none"}, anchor=KLAnchor("alpha"),
     formula="(1/N) sum p l + alpha (1/N) sum_t KL(q_0 || q_theta) (DFT plus a KL anchor to the initial model, alpha = 0.1)",
     source="Anchored SFT (zhuchichi56/ASFT); LLaMA-Factory use_asft_loss / asft_alpha, KL direction as its F.kl_div",
-    style=PlotStyle("ASFT", "C8", "v")))
+    style=PlotStyle("ASFT", "goldenrod", "<")))
 register_method(Method(
     "sft-kl", LossWeighting("sft"), {"beta": 0.1}, anchor=KLAnchor("beta"),
     formula="(1/N) sum l + beta (1/N) sum_t KL(q_0 || q_theta) (beta = 0.1, the same anchor as ASFT)",
     source="SFT with a KL penalty to the initial model (the SFT-KL baseline of EAFT, arXiv 2601.02151)",
-    style=PlotStyle("SFT-KL", "C0", "s", "--")))
+    style=PlotStyle("SFT-KL", "navy", ">", "--")))
 register_method(Method(
     "l2", LossWeighting("sft"), {"mu": 1.0}, penalty=L2Penalty("mu"),
     formula="(1/N) sum l + mu/2 ||theta - theta_0||^2",

@@ -281,11 +281,16 @@ def test_every_registered_method_resolves_and_has_a_formula_source_and_style():
         assert spec.formula and spec.source and isinstance(spec.style, PlotStyle)
         assert cfg.canonical()["name"] == name and hash(cfg) == hash(MethodConfig(name))
         assert isinstance(cfg.weighting(), LossWeighting)
-    assert {"sft", "talr", "talr-disc", "talr-mean", "talr-simplex", "dft", "flow", "l2", "lora", "averaging"} <= set(method_names())
+    assert {"sft", "talr", "talr-disc", "talr-mean", "talr-simplex", "dft", "flow", "eaft", "asft", "sft-kl", "l2", "lora",
+            "averaging"} <= set(method_names())
+    assert MethodConfig("asft").kl_coefficient == 0.1 and MethodConfig("sft").kl_coefficient is None
+    assert MethodConfig("eaft").weighting().needs_entropies and not MethodConfig("dft").weighting().needs_entropies
     assert MethodConfig("l2").l2_coefficient == 1.0 and MethodConfig("talr").l2_coefficient is None
     assert MethodConfig("flow").spec.needs_initial_losses and not MethodConfig("talr").spec.needs_initial_losses
     assert MethodConfig("averaging").trains_as == "sft" and get_method("lora").trainable == "lora"
     assert MethodConfig("talr", tau_mode="fixed", tau=0.7).label == "TALR (tau=0.7, tau_mode=fixed)"
+    colours = [get_method(n).style.color for n in method_names()]
+    assert len(set(colours)) == len(colours), "two registered methods share a colour: figures could not tell them apart"
     a, b = plot_styles([MethodConfig("talr"), MethodConfig("talr", tau=0.5, tau_mode="fixed")])
     assert a.color == b.color and (a.marker, a.linestyle) != (b.marker, b.linestyle)
 

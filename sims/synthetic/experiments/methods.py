@@ -1,4 +1,4 @@
-"""Experiment 5: SFT, TALR (dynamic and fixed tau), DFT, FLOW and L2 across step sizes, with seed variation.
+"""Experiment 5: SFT, TALR, DFT, FLOW, EAFT, ASFT, SFT-KL and L2 across step sizes, with seed variation.
 
 Each method trains the shared-parameter model on the domain responses with minibatch SGD for ``n_epochs``
 epochs at each learning rate of a grid, for several seeds (the seed draws the world, the features and the
@@ -12,7 +12,7 @@ minibatches). Recorded per epoch: domain gain ``G`` and general degradation ``D`
   ``D(Delta*) / Delta*``.
 
 Methods from the registry (:mod:`sims.methods`) under display names. The weighting methods are compared at
-equal effective step: TALR, DFT and FLOW use weights of mean one over the batch's supervised tokens
+equal effective step: TALR, DFT, FLOW, EAFT and ASFT use weights of mean one over the batch's supervised tokens
 (``normalization="mean"``; for TALR the registered ``talr-mean``), so a step moves the model as far as an SFT step
 of the same learning rate and only the distribution of the weight over tokens differs. DiSC's unnormalised TALR
 (``talr-disc``, raw weights ``max(p^(1/tau), 0.01)`` below one) takes smaller effective steps; it is kept as its
@@ -45,6 +45,9 @@ METHOD_CONFIGS = {
     "TALR (DiSC, unnormalised)": MethodConfig("talr-disc", tau_mode="dynamic", floor=0.01),
     "DFT (mean 1)": MethodConfig("dft", normalization="mean"),
     "FLOW (mean 1)": MethodConfig("flow", normalization="mean"),
+    "EAFT (mean 1)": MethodConfig("eaft", normalization="mean"),
+    "ASFT (mean 1)": MethodConfig("asft", normalization="mean"),
+    "SFT-KL": MethodConfig("sft-kl"),
     "L2": MethodConfig("l2", mu=1e-2),
 }
 
