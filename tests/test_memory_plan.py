@@ -99,6 +99,7 @@ def test_a_config_folder_is_read_and_the_smallest_mesh_fits(tmp_path):
     assert smallest_mesh(config, 8, 64, need).devices == 1
     best = smallest_mesh(config, 8, 64, need - 1)
     assert best.devices > 1 and best.total <= need - 1
+    assert smallest_mesh(config, 8, 64, need, reserve=1).devices > 1
     assert parse_bytes("80GB") == 80 * 10**9 and parse_bytes("1GiB") == 2**30
 
 
@@ -144,4 +145,4 @@ def test_plan_command_prints_every_mesh_and_the_smallest_that_fits(capsys):
     out = capsys.readouterr().out
     for mesh in ("8x1", "4x2", "2x4", "1x8"):
         assert f"| {mesh} |" in out
-    assert "smallest mesh that fits 40.00 GB per device: 1x2" in out
+    assert "smallest mesh that fits 40.00 GB per device with the base model on the first: 1x4" in out

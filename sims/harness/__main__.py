@@ -155,13 +155,18 @@ def _plan(args, parser) -> int:
         vals = (p.parameters, p.gradients, p.optimizer, p.gathered, p.activations_remat, p.activations_no_remat,
                 p.total, p.total_no_remat)
         print(f"| {p.data}x{p.model} | " + " | ".join(format_bytes(v) for v in vals) + " |")
+    base = 4 * config.n_params()
+    print(f"the harness also keeps the base model ({format_bytes(base)}, float32) on its first device for evaluation"
+          " and model averaging; on a mesh, evaluation gathers the trained weights there too (another "
+          f"{format_bytes(base)}, while the step's gradients and activations are free)")
     if memory is not None:
-        best = smallest_mesh(config, args.batch, args.seq, memory)
+        best = smallest_mesh(config, args.batch, args.seq, memory, reserve=base)
         if best is None:
             print(f"no mesh of up to 4096 devices fits {format_bytes(memory)} per device")
         else:
-            print(f"smallest mesh that fits {format_bytes(memory)} per device: {best.data}x{best.model} "
-                  f"({best.devices} devices, {format_bytes(best.total)} per device)")
+            print(f"smallest mesh that fits {format_bytes(memory)} per device with the base model on the first: "
+                  f"{best.data}x{best.model} ({best.devices} devices, {format_bytes(best.total)} per device "
+                  f"+ {format_bytes(base)} on the first)")
     return 0
 
 

@@ -191,11 +191,12 @@ def _output_split(path, shape, model: int, axis: int = -1) -> int:
 
 
 def smallest_mesh(config: ModelConfig, batch: int, seq: int, device_memory: int, max_devices: int = 4096,
-                  remat: bool = True) -> MemoryPlan | None:
-    """The plan of the fewest devices (then the largest data axis) whose per-device total fits
-    ``device_memory`` bytes, over ``data x model`` meshes with ``data`` dividing ``batch``; None if none up to
-    ``max_devices`` does."""
-    device_memory = _positive_int("device_memory", device_memory)
+                  remat: bool = True, reserve: int = 0) -> MemoryPlan | None:
+    """The plan of the fewest devices (then the largest data axis) whose per-device total plus ``reserve``
+    bytes (memory the caller holds besides the step, e.g. a copy of the base model) fits ``device_memory``
+    bytes, over ``data x model`` meshes with ``data`` dividing ``batch``; None if none up to ``max_devices``
+    does."""
+    device_memory = _positive_int("device_memory", device_memory) - reserve
     for devices in range(1, _positive_int("max_devices", max_devices) + 1):
         for data in sorted((d for d in range(1, devices + 1) if devices % d == 0 and batch % d == 0), reverse=True):
             plan = plan_memory(config, data, devices // data, batch, seq)
