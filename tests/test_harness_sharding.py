@@ -194,3 +194,79 @@ def test_a_harness_run_on_a_mesh_has_its_own_key_and_agrees_with_one_device(tmp_
         assert not s["diverged"]
         assert abs(s["domain_gain"] - base["domain_gain"]) <= 1e-5
         assert abs(s["general_change"] - base["general_change"]) <= 1e-5
+
+
+def test_mesh_text_and_shapes_are_checked():
+    import jax
+
+    from sims.lm.sharding import make_mesh, parse_mesh
+
+    assert parse_mesh("2x4") == (2, 4) and parse_mesh(" 1X1 ") == (1, 1)
+    for bad in ("2", "2x", "0x4", "2x-1", "axb", "2x2x2"):
+        with pytest.raises(ValueError, match="^mesh: "):
+            parse_mesh(bad)
+    with pytest.raises(ValueError, match="^mesh: 2x2 needs 4 devices"):
+        make_mesh(2, 2, devices=jax.devices()[:1])
+    mesh = make_mesh(1, 1)
+    assert mesh.axis_names == ("data", "model") and mesh.devices.shape == (1, 1)
+
+
+def test_the_parameter_layout_rule():
+    from jax.tree_util import DictKey
+
+    from sims.lm.sharding import param_spec
+
+    layers = [DictKey("layers"), DictKey("w_gate")]
+    assert tuple(param_spec(layers, (2, 64, 96), 4)) == (None, None, "model")  # largest divisible axis
+    assert tuple(param_spec(layers, (2, 64, 96), 64)) == (None, "model", None)  # 96 not divisible by 64
+    assert tuple(param_spec(layers, (2, 64, 64), 4)) == (None, "model", None)  # ties: the first
+    assert tuple(param_spec(layers, (4, 64), 4)) == ()  # a stacked norm: replicated, never split over layers
+    assert tuple(param_spec([DictKey("embed")], (96, 64), 4)) == ("model", None)
+    assert tuple(param_spec([DictKey("final_norm")], (64,), 4)) == ()
+    assert tuple(param_spec([DictKey("embed")], (9, 7), 4)) == ()  # nothing divisible: replicated
+    assert tuple(param_spec([DictKey("wq"), DictKey("A")], (2, 64, 8), 4)) == (None, "model", None)  # adapters
+    assert tuple(param_spec([], (), 4)) == ()  # Adam's count
+
+
+def test_distributed_start_follows_the_environment(monkeypatch):
+    import jax
+
+    from sims.lm.sharding import initialize_distributed
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append(k))
+    assert initialize_distributed({}) is False and calls == []
+    with pytest.raises(ValueError, match="^JAX_NUM_PROCESSES: must be set"):
+        initialize_distributed({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_PROCESS_ID": "0"})
+    with pytest.raises(ValueError, match="^JAX_PROCESS_ID: must lie in"):
+        initialize_distributed({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"})
+    with pytest.raises(ValueError, match="^JAX_NUM_PROCESSES: must be an integer"):
+        initialize_distributed({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "two", "JAX_PROCESS_ID": "0"})
+    assert calls == []
+    assert initialize_distributed({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"})
+    assert calls == [{"coordinator_address": "h:1", "num_processes": 2, "process_id": 1}]
+    assert initialize_distributed({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"}) and calls[-1] == {}
+    assert initialize_distributed({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"}) is False
+
+
+def test_run_config_mesh_is_checked_and_the_command_line_refuses_a_bad_mesh(capsys):
+    from dataclasses import replace
+
+    from sims.harness.__main__ import main
+    from sims.harness.runs import RunConfig
+    from sims.harness.session import DataConfig
+
+    cfg = RunConfig(model="m", data=DataConfig(n_train=8), batch_size=4)
+    assert cfg.mesh == (1, 1)
+    for bad in ((0, 1), (2,), [2, 2], (True, 1)):
+        with pytest.raises(ValueError, match="^mesh: "):
+            replace(cfg, mesh=bad)
+    with pytest.raises(ValueError, match="^mesh: the data axis"):
+        replace(cfg, mesh=(3, 1))
+    for argv, words in ((["run", "--preset", "tiny", "--lr", "1e-3", "--mesh", "2by2"], "DATAxMODEL"),
+                        (["run", "--preset", "tiny", "--lr", "1e-3", "--mesh", "2x2"], "needs 4 devices")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "--mesh" in err and words in err
