@@ -172,6 +172,7 @@ RUN_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # ~50 s on 2 cores: a third subprocess; the default suite keeps one per device count
 def test_a_harness_run_on_a_mesh_has_its_own_key_and_agrees_with_one_device(tmp_path):
     """``run_one`` end to end (tiny model, 2 Adam steps, evaluation, accuracy) on 2x2 and 1x4 meshes of four
     virtual CPU devices: a one-device run's key material has no mesh (as before the option existed); a sharded
