@@ -3,6 +3,13 @@
     python -m sims.harness run    --preset default --method talr --learning-rate 2.5e-4 --fmt cot --seed 0
     python -m sims.harness sweep  --preset default [--experiment lr|methods|tokens|single-step|all]
     python -m sims.harness report --preset default [--out report.md]
+    python -m sims.harness plan   --model DIR|NAME --devices N --batch B --seq T [--device-memory 80GB]
+
+``--mesh DATAxMODEL`` (run, sweep, report; default 1x1: one device, as before) runs every train step on
+``DATA x MODEL`` devices: the batch split over DATA, parameters, gradients and Adam state sharded over MODEL
+(:mod:`sims.lm.sharding`); a sharded run has its own run key. Several hosts: set ``JAX_COORDINATOR_ADDRESS``,
+``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (or launch under Slurm / Open MPI) and start the same command on
+every host; ``jax.distributed`` is initialised from them before any device is touched.
 
 ``--method`` is any registered method (:mod:`sims.methods`); ``--lr`` is a short alias of
 ``--learning-rate``. ``--model PATH`` selects the model file (GGUF) or checkpoint folder (Hugging Face) for the ``tiny``
@@ -55,6 +62,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def mesh_shape(text: str) -> tuple[int, int]:
+    """argparse type: ``DATAxMODEL``, two positive integers (``2x4``)."""
+    from sims.lm.sharding import parse_mesh
+
+    try:
+        return parse_mesh(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("mesh: ")) from None
+
+
 def writable_file(text: str) -> Path:
     """argparse type: a file path whose folder exists and can be written (checked before any work starts)."""
     path = Path(text)
@@ -92,6 +109,69 @@ def _attach_negative_numbers(argv: list[str]) -> list[str]:
     return out
 
 
+def _add_plan_parser(sub) -> None:
+    help_ = "print the bytes per device of a train step on each mesh of N devices (sims.lm.memory_plan)"
+    p = sub.add_parser("plan", help=help_, description=help_)
+    p.add_argument("--model", required=True,
+                   help="a folder with a Hugging Face config.json, or a published model's name: "
+                        "Qwen2.5-3B-Instruct, Qwen3-4B, gemma-3-4b-it")
+    p.add_argument("--devices", type=positive_int, required=True, help="number of devices N")
+    p.add_argument("--batch", type=positive_int, required=True, help="global batch size (sequences per step)")
+    p.add_argument("--seq", type=positive_int, required=True, help="tokens per sequence")
+    p.add_argument("--mesh", type=mesh_shape, default=None, metavar="DATAxMODEL",
+                   help="only this mesh (DATA x MODEL must equal --devices)")
+    p.add_argument("--device-memory", default=None, metavar="SIZE",
+                   help="memory of one device (e.g. 80GB, 141GiB): also print the smallest mesh that fits")
+
+
+def _plan(args, parser) -> int:
+    from sims.lm.memory_plan import format_bytes, load_model_config, parse_bytes, plan_memory, smallest_mesh
+
+    if args.mesh is not None and args.mesh[0] * args.mesh[1] != args.devices:
+        parser.error(f"--devices: {args.devices} is not the mesh's {args.mesh[0]}x{args.mesh[1]} = "
+                     f"{args.mesh[0] * args.mesh[1]} devices")
+    try:
+        memory = None if args.device_memory is None else parse_bytes(args.device_memory)
+    except ValueError as exc:
+        parser.error(f"--device-memory: {str(exc).removeprefix('device_memory: ')}")
+    try:
+        config = load_model_config(args.model)
+    except ValueError as exc:
+        parser.error(f"--model: {exc}")
+    meshes = [args.mesh] if args.mesh else [(d, args.devices // d) for d in range(args.devices, 0, -1)
+                                            if args.devices % d == 0 and args.batch % d == 0]
+    if not meshes or args.batch % meshes[0][0]:
+        parser.error(f"--batch: {args.batch} is not divisible by the data axis of "
+                     f"{'the mesh' if args.mesh else 'any mesh of the devices'}")
+    try:
+        plans = [plan_memory(config, d, m, args.batch, args.seq) for d, m in meshes]
+    except ValueError as exc:
+        parser.error(f"--{exc}")
+    print(f"{args.model}: {config.n_params() / 1e9:.3f}B parameters, batch {args.batch} x {args.seq} tokens, float32, "
+          f"Adam; bytes per device")
+    cols = ("mesh", "parameters", "gradients", "Adam moments", "gathered", "activations", "act. no remat",
+            "total", "total no remat")
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for p in plans:
+        vals = (p.parameters, p.gradients, p.optimizer, p.gathered, p.activations_remat, p.activations_no_remat,
+                p.total, p.total_no_remat)
+        print(f"| {p.data}x{p.model} | " + " | ".join(format_bytes(v) for v in vals) + " |")
+    base = 4 * config.n_params()
+    print(f"the harness also keeps the base model ({format_bytes(base)}, float32) on its first device for evaluation"
+          " and model averaging; on a mesh, evaluation gathers the trained weights there too (another "
+          f"{format_bytes(base)}, while the step's gradients and activations are free)")
+    if memory is not None:
+        best = smallest_mesh(config, args.batch, args.seq, memory, reserve=base)
+        if best is None:
+            print(f"no mesh of up to 4096 devices fits {format_bytes(memory)} per device")
+        else:
+            print(f"smallest mesh that fits {format_bytes(memory)} per device with the base model on the first: "
+                  f"{best.data}x{best.model} ({best.devices} devices, {format_bytes(best.total)} per device "
+                  f"+ {format_bytes(base)} on the first)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from sims.harness.presets import PRESETS, presets_taking_a_model
     from sims.methods import method_names
@@ -101,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     helps = {"run": "fine-tune once and print the run's domain gain and general change",
              "sweep": "run an experiment's grid of runs (finished runs are read, not recomputed)",
              "report": "print (and with --out write) the Markdown report of every experiment"}
+    _add_plan_parser(sub)
     for name in ("run", "sweep", "report"):
         p = sub.add_parser(name, help=helps[name], description=helps[name])
         p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="experiment size (default: default)")
@@ -112,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                             "with prompt, response and optionally answer, lower, upper")
         p.add_argument("--general-data", default=None, metavar="FILE",
                        help="an extra general set 'data' from a JSONL with text, or with prompt and response")
+        p.add_argument("--mesh", type=mesh_shape, default=(1, 1), metavar="DATAxMODEL",
+                       help="devices of the train step: batch over DATA, parameters/gradients/Adam state sharded "
+                            "over MODEL (default: 1x1, one device)")
         if name == "run":
             p.add_argument("--method", default="sft", choices=method_names(),
                            help="a registered fine-tuning method (sims.methods; default: sft)")
@@ -127,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "report":
             p.add_argument("--out", type=writable_file, default=None, help="also write the report to this file")
     args = parser.parse_args(_attach_negative_numbers(list(sys.argv[1:] if argv is None else argv)))
+    if args.command == "plan":
+        return _plan(args, parser)
     if args.model is not None and args.preset not in presets_taking_a_model():
         parser.error(f"--model: the {args.preset!r} preset does not take a model (only {sorted(presets_taking_a_model())});"
                      " the paper preset reads $SFT_PAPER_MODEL")
@@ -149,8 +235,19 @@ def main(argv: list[str] | None = None) -> int:
     from sims.harness.presets import get_preset
     from sims.harness.runs import run_one
 
+    if args.mesh != (1, 1):  # before anything touches a device
+        import jax
+
+        from sims.lm.sharding import initialize_distributed
+
+        initialize_distributed()
+        if args.mesh[0] * args.mesh[1] != jax.device_count():
+            parser.error(f"--mesh: {args.mesh[0]}x{args.mesh[1]} needs {args.mesh[0] * args.mesh[1]} devices, "
+                         f"there are {jax.device_count()}")
     enable_compilation_cache()
-    preset = get_preset(args.preset, args.model)
+    preset = replace(get_preset(args.preset, args.model), mesh=args.mesh)
+    if preset.batch_size % args.mesh[0]:
+        parser.error(f"--mesh: the data axis ({args.mesh[0]}) must divide the preset's batch size {preset.batch_size}")
     if files:
         calculators = None if "domain_data" in files else preset.data.calculators
         preset = replace(preset, data=replace(preset.data, calculators=calculators, **files))

@@ -23,6 +23,7 @@ import optax
 
 from sims.harness.lora import LoraConfig, init_lora, merge_lora
 from sims.lm.model import per_token_losses
+from sims.lm.sharding import constrain_params, replicated
 from sims.methods import MethodConfig, method_names
 from sims.weighting import dynamic_tau, l2_penalty, token_weights, weighted_loss
 
@@ -92,13 +93,16 @@ def make_optimizer(learning_rate: float, name: str = "adam") -> optax.GradientTr
 _STEPS: dict = {}
 
 
-def make_train_step(method: MethodConfig, model_config, optimizer_name: str = "adam"):
+def make_train_step(method: MethodConfig, model_config, optimizer_name: str = "adam", mesh=None):
     """Jitted ``step(trainable, opt_state, frozen, batch) -> (trainable, opt_state, loss, aux)``.
 
-    Compiled once per (method with its registry entry, model, optimiser) and reused for every learning rate
-    and seed.
+    Compiled once per (method with its registry entry, model, optimiser, mesh) and reused for every learning
+    rate and seed. ``mesh``: None (one device, as placed by the caller) or a ``data x model`` mesh of
+    :mod:`sims.lm.sharding`; then the caller places the state with ``place_params`` and the batch with
+    ``place_batch``, and the step pins gradients, parameters and optimiser state to that layout (fully-sharded
+    over ``model``, batch over ``data``) and returns the loss and ``aux`` replicated.
     """
-    key = (method, method.spec, model_config, optimizer_name)
+    key = (method, method.spec, model_config, optimizer_name, mesh)
     if key not in _STEPS:
         objective = make_objective(method, model_config)
         optimizer = make_optimizer(1.0, optimizer_name)  # the real learning rate lives in opt_state
@@ -106,8 +110,14 @@ def make_train_step(method: MethodConfig, model_config, optimizer_name: str = "a
         @partial(jax.jit, donate_argnums=(0, 1))
         def step(trainable, opt_state, frozen, batch):
             (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(trainable, frozen, batch)
+            if mesh is not None:
+                grads = constrain_params(grads, mesh)
             updates, opt_state = optimizer.update(grads, opt_state, trainable)
-            return optax.apply_updates(trainable, updates), opt_state, loss, aux
+            trainable = optax.apply_updates(trainable, updates)
+            if mesh is not None:
+                trainable, opt_state = constrain_params(trainable, mesh), constrain_params(opt_state, mesh)
+                loss, aux = jax.lax.with_sharding_constraint((loss, aux), replicated(mesh))
+            return trainable, opt_state, loss, aux
 
         _STEPS[key] = step
     return _STEPS[key]

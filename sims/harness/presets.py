@@ -60,6 +60,7 @@ class Preset:
     single_step_formats: tuple[str, ...] = ("cot",)
     safe_eps: float = 0.02  # tolerance on mean general-loss increase (nats/token) for the "safe" learning rate
     accuracy_in_method_runs: bool = False
+    mesh: tuple[int, int] = (1, 1)  # (data, model) devices of every run's train step (sims.lm.sharding)
 
     def __post_init__(self):
         if not self.lr_grid or sorted(self.lr_grid) != list(self.lr_grid):

@@ -47,6 +47,7 @@ from sims.harness.measure import HIST_BINS
 from sims.harness.medcalc import FORMATS
 from sims.harness.methods import full_params, init_trainable, make_optimizer, make_train_step
 from sims.harness.session import DataConfig, Session, get_session
+from sims.lm.sharding import make_mesh, place_batch, place_params, replicated
 from sims.methods import MethodConfig, averaging_bases
 from theory import HARD_TOKEN_THRESHOLD
 from store import atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record, write_record
@@ -82,6 +83,7 @@ class RunConfig:
     final_accuracy: bool = True
     averaging_accuracy: bool = False
     checkpoint_state: bool = True
+    mesh: tuple[int, int] = (1, 1)
 
     def __post_init__(self):
         if self.fmt not in FORMATS:
@@ -98,6 +100,11 @@ class RunConfig:
                 raise ValueError(f"{name}: must be a positive int, got {v!r}")
         if self.batch_size > self.data.n_train:
             raise ValueError(f"batch_size: {self.batch_size} exceeds n_train={self.data.n_train}")
+        if (not isinstance(self.mesh, tuple) or len(self.mesh) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.mesh)):
+            raise ValueError(f"mesh: must be (data, model), two positive ints, got {self.mesh!r}")
+        if self.batch_size % self.mesh[0]:
+            raise ValueError(f"mesh: the data axis ({self.mesh[0]}) must divide batch_size={self.batch_size}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed: must be a non-negative int, got {self.seed!r}")
         if any(not 0.0 <= a <= 1.0 for a in self.averaging_alphas):
@@ -139,6 +146,10 @@ def _material(cfg: RunConfig, session: Session) -> dict:
     for name in ("domain_data", "general_data"):  # a data file counts by its content hash, not where it lies
         if getattr(cfg.data, name) is not None:
             d["data"][name] = getattr(cfg.data, name).key_material()
+    # one device is today's run; a mesh changes results at float32 round-off (tests/test_harness_sharding.py),
+    # and greedy accuracy can flip on such a difference, so a sharded run has its own key
+    if tuple(d.pop("mesh")) != (1, 1):
+        d["mesh"] = list(cfg.mesh)
     return {"run": d, "model": session.fingerprint, "code": code_key(__name__), "libs": library_versions()}
 
 
@@ -274,7 +285,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
 
     trainable, frozen = init_trainable(cfg.method, session.params, jax.random.key(cfg.seed))
     opt_state = make_optimizer(cfg.learning_rate, cfg.optimizer).init(trainable)
-    step_fn = make_train_step(cfg.method, session.config, cfg.optimizer)
+    mesh = None if cfg.mesh == (1, 1) else make_mesh(*cfg.mesh)
+    step_fn = make_train_step(cfg.method, session.config, cfg.optimizer, mesh)
 
     points = _read_points(folder)
     start = 0
@@ -282,6 +294,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
         restored = _load_state(folder, trainable, opt_state)
         if restored is not None and restored[0] in {p["step"] for p in points}:
             start, trainable, opt_state = restored
+    if mesh is not None:
+        trainable, frozen, opt_state = place_params(trainable, mesh), place_params(frozen, mesh), place_params(opt_state, mesh)
     if start == 0:
         points = []
     else:
@@ -295,6 +309,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     diverged = None
     for step in range(start, cfg.steps):
         batch, _ = _batch(cfg, session, step, sequence_weights)
+        if mesh is not None:
+            batch = place_batch(batch, mesh)
         trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
         records.append(_step_record(step, loss, aux, step // cfg.steps_per_epoch))
         bar.update(1)
@@ -302,7 +318,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
         if step + 1 in eval_steps or not finite:
             ev = {}
             if finite:
-                ev = session.evaluate(full_params(cfg.method, trainable, frozen), cfg.fmt, finite_only=True)
+                ev = session.evaluate(_gathered(full_params(cfg.method, trainable, frozen), mesh), cfg.fmt,
+                                      finite_only=True)
                 finite = ev is not None
             ev = _relative(ev, base) if finite else {"diverged": True}
             ev.update(step=step + 1, epochs=(step + 1) / cfg.steps_per_epoch, train_steps=records)
@@ -313,13 +330,13 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
                 diverged = step + 1
                 break
             if cfg.checkpoint_state:
-                _save_state(folder, step + 1, trainable, opt_state)
+                _save_state(folder, step + 1, *_gathered((trainable, opt_state), mesh))
             if interrupt_after is not None and step + 1 >= interrupt_after and step + 1 < cfg.steps:
                 bar.close()
                 raise Interrupted(f"simulated interruption after step {step + 1}")
     bar.close()
 
-    params = full_params(cfg.method, trainable, frozen)
+    params = _gathered(full_params(cfg.method, trainable, frozen), mesh)
     result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "points": points,
               "diverged": diverged is not None, "diverged_step": diverged}
     if diverged is not None:  # nothing to evaluate: the parameters or their losses are not finite
@@ -338,6 +355,15 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     result["averaging"] = averaging
     result["wall_s"] = time.perf_counter() - t0
     return _finish(folder, result)
+
+
+def _gathered(tree, mesh):
+    """A mesh-sharded pytree as whole host arrays (evaluation and checkpoints run as on one device); unchanged
+    without a mesh. Gathered to a replicated layout first, which every process can read."""
+    if mesh is None:
+        return tree
+    whole = jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), whole)
 
 
 def _finish(folder: Path, result: dict) -> dict:
