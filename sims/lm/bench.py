@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Workload", "plain_workload", "run_benchmark", "markdown_table", "main"]
+__all__ = ["Workload", "plain_workload", "run_benchmark", "not_comparable_because", "markdown_table", "main"]
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCH_WORKER = ROOT / "tools" / "bench_torch_worker.py"
@@ -348,14 +348,21 @@ def run_benchmark(workloads: list[Workload], model_path: str | None = None, reps
     readings = [result["load_average_start"], result["load_average_end"]] + [
         x for w in result["workloads"] for entry in w["loads"] for x in (entry["before"], entry["after"])]
     result["load_average_max"] = max(readings)
-    result["comparable"] = result["load_average_max"] <= cores and reps >= 5
+    result["not_comparable_because"] = not_comparable_because(readings, cores, reps)
+    result["comparable"] = not result["not_comparable_because"]
+    return result
+
+
+def not_comparable_because(load_averages, cores: int, reps: int) -> list[str]:
+    """Why a run's figures may not be compared (empty when they may): a 1-minute load average reading above the
+    machine's core count (other work competed for the CPUs), or fewer than 5 timed repetitions."""
     reasons = []
-    if result["load_average_max"] > cores:
-        reasons.append(f"the 1-minute load average reached {result['load_average_max']:.2f} > {cores} cores")
+    peak = max(load_averages)
+    if peak > cores:
+        reasons.append(f"the 1-minute load average reached {peak:.2f} > {cores} cores")
     if reps < 5:
         reasons.append(f"only {reps} timed repetitions (< 5)")
-    result["not_comparable_because"] = reasons
-    return result
+    return reasons
 
 
 def markdown_table(result: dict) -> str:
