@@ -52,7 +52,7 @@ test-reference: $(STAMP) reference-env
 
 bench: $(STAMP)
 	$(PY) -m sims.synthetic.bench
-	$(PY) -m sims.lm.bench
+	$(PY) -m sims.harness.bench
 
 clean:
 	rm -rf $(VENV) .venv-ref .cache figures/out

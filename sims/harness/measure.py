@@ -24,7 +24,7 @@ import numpy as np
 
 from sims.harness.encoding import EncodedSet, batch_slices
 from sims.harness.medcalc import is_correct, parse_answer
-from sims.lm.model import per_token_losses
+from sims.lm.supervised_loss import supervised_capacity, supervised_token_losses
 from theory import HARD_TOKEN_THRESHOLD, hard_token_mass
 
 __all__ = [
@@ -41,18 +41,21 @@ HIST_BINS = 20
 _EVAL_FNS: dict = {}
 
 
-def _eval_fn(model_config):
-    if model_config not in _EVAL_FNS:
-        _EVAL_FNS[model_config] = jax.jit(partial(per_token_losses, config=model_config))
-    return _EVAL_FNS[model_config]
+def _eval_fn(model_config, capacity: int):
+    key = (model_config, capacity)
+    if key not in _EVAL_FNS:
+        _EVAL_FNS[key] = jax.jit(partial(supervised_token_losses, config=model_config, capacity=capacity))
+    return _EVAL_FNS[key]
 
 
 def set_token_losses(params, model_config, enc: EncodedSet, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-token NLL ``[N, T-1]`` (float64 numpy) of every window of ``enc`` and the target mask ``[N, T-1]``.
 
-    Batches have exactly ``batch_size`` rows (the last is padded with masked copies) so one program is compiled.
+    Batches have exactly ``batch_size`` rows (the last is padded with masked copies) so one program is compiled
+    per set; the output head is applied only at the set's target tokens (``sims.lm.supervised_loss``, with slots
+    for the ``batch_size`` windows holding the most targets).
     """
-    fn = _eval_fn(model_config)
+    fn = _eval_fn(model_config, supervised_capacity(enc.loss_mask, batch_size))
     out = np.zeros((enc.n, enc.seq_len - 1))
     for idx in batch_slices(enc.n, batch_size):
         real = idx >= 0

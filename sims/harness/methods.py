@@ -5,12 +5,16 @@ Every method minimises a reweighted token cross-entropy on the response tokens o
 
     L(theta) = (1/N) sum_i w_i l_i(theta)  [+ mu/2 ||theta - theta_0||^2 for a method with an L2Penalty]
 
-with ``l_i = -log q_theta(y_i | context_i)`` (``sims.lm.model.per_token_losses``) and the detached weights of
+with ``l_i = -log q_theta(y_i | context_i)`` and the detached weights of
 the method's ``LossWeighting``. What is trained comes from the registry entry: every parameter
 (``trainable="full"``) or low-rank adapters ``W + (alpha/r) A B`` with the base frozen (``"lora"``,
 :mod:`sims.harness.lora`). Methods that need the initial model's per-sequence losses (FLOW) get their static
 weights in ``batch["sequence_weights"]`` (:mod:`sims.harness.runs`); post-hoc averaging (WiSE-FT) is evaluated
 by the run after training. The formulas and sources of each method are in :mod:`sims.methods`.
+
+The token losses ``l_i`` come from ``sims.lm.supervised_loss.supervised_token_losses`` when the objective is
+given a ``capacity`` (what runs do: the output head is applied only at response tokens, the same losses up to
+float32 round-off) and from ``sims.lm.model.per_token_losses`` (logits at every position) without one.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from sims.harness.lora import LoraConfig, init_lora, merge_lora
 from sims.lm.model import per_token_losses
 from sims.lm.sharding import constrain_params, replicated
+from sims.lm.supervised_loss import supervised_token_losses
 from sims.methods import MethodConfig, method_names
 from sims.weighting import dynamic_tau, l2_penalty, token_weights, weighted_loss
 
@@ -55,17 +61,25 @@ def init_trainable(method: MethodConfig, params0, key: jax.Array):
     return trainable, {}
 
 
-def make_objective(method: MethodConfig, model_config):
+def make_objective(method: MethodConfig, model_config, capacity: int | None = None):
     """``objective(trainable, frozen, batch) -> (loss, aux)``; ``batch`` has ``tokens`` ``[B, T]``,
     ``loss_mask`` ``[B, T]`` and (methods needing initial losses) ``sequence_weights`` ``[B]``; ``aux`` has the
-    per-token losses ``[B, T-1]``, their mask and the batch's dynamic temperature (the weighting's median rules)."""
+    per-token losses ``[B, T-1]``, their mask and the batch's dynamic temperature (the weighting's median rules).
+
+    With ``capacity`` (at least the batch's number of target tokens, ``sims.lm.supervised_loss.supervised_capacity``)
+    the losses are computed at the target positions only; without, from the logits at every position."""
     weighting = method.weighting()
     mu = method.l2_coefficient
+
+    def token_losses(params, batch):
+        if capacity is None:
+            return per_token_losses(params, model_config, batch["tokens"], batch["loss_mask"])
+        return supervised_token_losses(params, model_config, batch["tokens"], batch["loss_mask"], capacity)
 
     def objective(trainable, frozen, batch):
         params = full_params(method, trainable, frozen)
         mask = batch["loss_mask"][:, 1:].astype(jnp.float32)
-        losses = per_token_losses(params, model_config, batch["tokens"], batch["loss_mask"])
+        losses = token_losses(params, batch)
         w = token_weights(weighting, losses, mask, batch.get("sequence_weights"))
         loss = weighted_loss(losses, mask, w)
         if mu is not None:
@@ -93,18 +107,21 @@ def make_optimizer(learning_rate: float, name: str = "adam") -> optax.GradientTr
 _STEPS: dict = {}
 
 
-def make_train_step(method: MethodConfig, model_config, optimizer_name: str = "adam", mesh=None):
+def make_train_step(method: MethodConfig, model_config, optimizer_name: str = "adam", mesh=None,
+                    capacity: int | None = None):
     """Jitted ``step(trainable, opt_state, frozen, batch) -> (trainable, opt_state, loss, aux)``.
 
-    Compiled once per (method with its registry entry, model, optimiser, mesh) and reused for every learning
-    rate and seed. ``mesh``: None (one device, as placed by the caller) or a ``data x model`` mesh of
+    Compiled once per (method with its registry entry, model, optimiser, mesh, capacity) and reused for every
+    learning rate and seed. ``mesh``: None (one device, as placed by the caller) or a ``data x model`` mesh of
     :mod:`sims.lm.sharding`; then the caller places the state with ``place_params`` and the batch with
     ``place_batch``, and the step pins gradients, parameters and optimiser state to that layout (fully-sharded
-    over ``model``, batch over ``data``) and returns the loss and ``aux`` replicated.
+    over ``model``, batch over ``data``) and returns the loss and ``aux`` replicated. With ``capacity`` the
+    objective projects to the vocabulary only at target tokens (:func:`make_objective`), and a batch with more
+    targets than ``capacity`` is refused (``ValueError``) before it reaches the compiled step.
     """
-    key = (method, method.spec, model_config, optimizer_name, mesh)
+    key = (method, method.spec, model_config, optimizer_name, mesh, capacity)
     if key not in _STEPS:
-        objective = make_objective(method, model_config)
+        objective = make_objective(method, model_config, capacity)
         optimizer = make_optimizer(1.0, optimizer_name)  # the real learning rate lives in opt_state
 
         @partial(jax.jit, donate_argnums=(0, 1))
@@ -118,6 +135,15 @@ def make_train_step(method: MethodConfig, model_config, optimizer_name: str = "a
                 trainable, opt_state = constrain_params(trainable, mesh), constrain_params(opt_state, mesh)
                 loss, aux = jax.lax.with_sharding_constraint((loss, aux), replicated(mesh))
             return trainable, opt_state, loss, aux
+
+        if capacity is not None:
+            jitted = step
+
+            def step(trainable, opt_state, frozen, batch):
+                n = int(np.count_nonzero(np.asarray(batch["loss_mask"])[:, 1:]))
+                if n > capacity:
+                    raise ValueError(f"batch: {n} target tokens, more than the step's capacity={capacity}")
+                return jitted(trainable, opt_state, frozen, batch)
 
         _STEPS[key] = step
     return _STEPS[key]

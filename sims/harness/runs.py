@@ -48,6 +48,7 @@ from sims.harness.medcalc import FORMATS
 from sims.harness.methods import full_params, init_trainable, make_optimizer, make_train_step
 from sims.harness.session import DataConfig, Session, get_session
 from sims.lm.sharding import make_mesh, place_batch, place_params, replicated
+from sims.lm.supervised_loss import supervised_capacity
 from sims.methods import MethodConfig, averaging_bases
 from theory import HARD_TOKEN_THRESHOLD
 from store import atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record, write_record
@@ -286,7 +287,9 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     trainable, frozen = init_trainable(cfg.method, session.params, jax.random.key(cfg.seed))
     opt_state = make_optimizer(cfg.learning_rate, cfg.optimizer).init(trainable)
     mesh = None if cfg.mesh == (1, 1) else make_mesh(*cfg.mesh)
-    step_fn = make_train_step(cfg.method, session.config, cfg.optimizer, mesh)
+    # the output head runs only at response tokens: slots for the batch of batch_size rows with the most of them
+    capacity = supervised_capacity(session.train[cfg.fmt].loss_mask, cfg.batch_size)
+    step_fn = make_train_step(cfg.method, session.config, cfg.optimizer, mesh, capacity)
 
     points = _read_points(folder)
     start = 0

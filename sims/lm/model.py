@@ -63,6 +63,7 @@ __all__ = [
     "rope_inv_freq",
     "forward",
     "forward_hidden",
+    "output_logits",
     "init_kv_cache",
     "forward_cached",
     "token_log_probs",
@@ -329,8 +330,10 @@ def _embed(params: Params, config: ModelConfig, tokens: jax.Array) -> jax.Array:
     return x
 
 
-def _output_logits(params: Params, config: ModelConfig, x: jax.Array) -> jax.Array:
-    """Final RMSNorm and the output head (and soft-cap); logits in float32 (float64 only for float64 weights)."""
+def output_logits(params: Params, config: ModelConfig, x: jax.Array) -> jax.Array:
+    """Final RMSNorm and the output head (and soft-cap) of hidden states ``x`` [..., D] (any leading shape: every
+    position is independent): ``RMSNorm(x; g_final) @ head`` [..., V], in float32 (float64 only for float64 weights).
+    """
     x = rms_norm(x, params["final_norm"], config.norm_eps, config.norm_unit_offset)
     head = params["embed"].T if config.tie_embeddings else params["lm_head"]
     acc = jnp.promote_types(head.dtype, jnp.float32)
@@ -395,7 +398,7 @@ def forward(params: Params, config: ModelConfig, tokens: jax.Array, positions=No
     ``positions`` ([T] or [B, T] integers, default ``arange(T)``) only enter the rotary embedding; the
     attention mask is causal in ``positions`` (key j visible from query i iff pos_j <= pos_i).
     """
-    return _output_logits(params, config, forward_hidden(params, config, tokens, positions))
+    return output_logits(params, config, forward_hidden(params, config, tokens, positions))
 
 
 def init_kv_cache(config: ModelConfig, batch: int, length: int, dtype: Any = jnp.float32):
@@ -428,7 +431,7 @@ def forward_cached(params: Params, config: ModelConfig, tokens: jax.Array, cache
 
     x, (k_cache, v_cache) = jax.lax.scan(body, x, (_layer_xs(config, params), k_cache, v_cache),
                                          unroll=_scan_unroll(config))
-    return _output_logits(params, config, x), (k_cache, v_cache)
+    return output_logits(params, config, x), (k_cache, v_cache)
 
 
 # ---------------------------------------------------------------------------------------------------------------

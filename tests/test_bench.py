@@ -1,0 +1,56 @@
+"""The LM benchmark's pure parts: workloads, the comparability rule and the table (the timed run is a script)."""
+
+import numpy as np
+import pytest
+
+from sims.lm.bench import Workload, markdown_table, not_comparable_because, plain_workload
+
+
+def test_a_run_is_comparable_only_below_the_core_count_with_five_repetitions():
+    assert not_comparable_because([0.3, 1.9, 2.0], cores=2, reps=5) == []
+    assert "2.10 > 2 cores" in not_comparable_because([0.3, 2.1], cores=2, reps=5)[0]
+    assert not_comparable_because([0.1], cores=2, reps=4) == ["only 4 timed repetitions (< 5)"]
+
+
+def test_plain_workload_supervises_every_token_and_rejects_bad_sizes():
+    w = plain_workload(100, batch=3, seq=7)
+    assert w.tokens.shape == (3, 7) and w.tokens.dtype == np.int32 and w.tokens.max() < 100
+    assert w.n_targets == 3 * 6 and w.tokens_per_step == 21
+    for kwargs, name in [(dict(batch=0), "batch"), (dict(seq=1), "seq")]:
+        with pytest.raises(ValueError, match=name):
+            plain_workload(100, **kwargs)
+    with pytest.raises(ValueError, match="loss_mask"):
+        Workload("x", "", w.tokens, w.loss_mask[:, 1:], w.attention_mask)
+    with pytest.raises(ValueError, match="implementations"):
+        Workload("x", "", w.tokens, w.loss_mask, w.attention_mask, implementations=("numpy",))
+
+
+def test_the_sft_workload_is_the_harness_encoding_with_loss_on_responses_only():
+    from sims.harness.bench import sft_workload
+
+    w = sft_workload(batch=2)
+    assert w.tokens.shape == (2, 192)
+    real = w.attention_mask.sum(axis=1)
+    assert list(real) == w.notes["real_lengths"]
+    assert 0 < w.n_targets < real.sum() - 2  # responses only, not prompts
+    assert np.all(w.loss_mask[w.attention_mask == 0] == 0)  # padding is never a target
+
+
+def _entry(rate, rss=1024.0):
+    return {"peak_rss_mb": rss, **{p: {"tokens_per_s_median": rate, "tokens_per_s_min": rate - 1,
+                                       "tokens_per_s_max": rate + 1, "seconds": [1.0]} for p in ("eval", "train")}}
+
+
+def test_the_table_gives_ratios_to_torch_and_flags_a_loaded_run():
+    result = {"comparable": False, "not_comparable_because": ["the 1-minute load average reached 3.00 > 2 cores"],
+              "reps": 5, "threads": 2, "cpu_count": 2, "load_average_start": 0.5, "load_average_max": 3.0,
+              "load_average_end": 1.0,
+              "workloads": [{"workload": "plain", "description": "d", "tokens_per_step": 8, "targets_per_step": 6,
+                             "loss_max_abs_diff": {"jax vs torch": 2e-5},
+                             "implementations": {"jax": _entry(300.0), "torch": _entry(200.0),
+                                                 "jax-fast": {"error": "boom"}}}]}
+    table = markdown_table(result)
+    assert table.startswith("**NOT COMPARABLE")
+    assert "| plain | eval | jax | 300 | 299-301 | 1.50x | 1.00 GB |" in table
+    assert "| plain | | jax-fast | boom |" in table
+    assert "jax vs torch 2.0e-05" in table
