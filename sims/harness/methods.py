@@ -4,6 +4,7 @@ Every method minimises a reweighted token cross-entropy on the response tokens o
 (``sims.weighting``, the same functions the synthetic simulator uses):
 
     L(theta) = (1/N) sum_i w_i l_i(theta)  [+ mu/2 ||theta - theta_0||^2 for a method with an L2Penalty]
+                                           [+ beta (1/N) sum_i KL(q_theta_0 || q_theta)_i for one with a KLAnchor]
 
 with ``l_i = -log q_theta(y_i | context_i)`` and the detached weights of
 the method's ``LossWeighting``. What is trained comes from the registry entry: every parameter
@@ -14,7 +15,9 @@ by the run after training. The formulas and sources of each method are in :mod:`
 
 The token losses ``l_i`` come from ``sims.lm.supervised_loss.supervised_token_losses`` when the objective is
 given a ``capacity`` (what runs do: the output head is applied only at response tokens, the same losses up to
-float32 round-off) and from ``sims.lm.model.per_token_losses`` (logits at every position) without one.
+float32 round-off) and from ``sims.lm.model.per_token_losses`` (logits at every position) without one. EAFT
+(top-k entropy of each prediction) and the KL-anchored methods (ASFT, SFT-KL; the initial model's prediction at
+each target, from a second forward pass of the frozen initial parameters) read the full logits.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ import numpy as np
 import optax
 
 from sims.harness.lora import LoraConfig, init_lora, merge_lora
-from sims.lm.model import per_token_losses
+from sims.lm.model import forward, per_token_losses
 from sims.lm.sharding import constrain_params, replicated
 from sims.lm.supervised_loss import supervised_token_losses
 from sims.methods import MethodConfig, method_names
-from sims.weighting import dynamic_tau, l2_penalty, token_weights, weighted_loss
+from sims.weighting import dynamic_tau, kl_to_reference, l2_penalty, token_weights, topk_entropy, weighted_loss
 
 __all__ = ["MethodConfig", "method_names", "lora_config", "make_objective", "init_trainable", "make_optimizer",
            "make_train_step", "full_params"]
@@ -52,11 +55,11 @@ def full_params(method: MethodConfig, trainable, frozen):
 
 def init_trainable(method: MethodConfig, params0, key: jax.Array):
     """``(trainable, frozen)``: what the optimiser updates, and the constants the objective reads
-    (``base`` for adapters, ``params0`` for an L2 penalty)."""
+    (``base`` for adapters, ``params0`` for an L2 penalty or a KL anchor)."""
     if method.spec.trainable == "lora":
         return init_lora(params0, lora_config(method), key), {"base": params0}
     trainable = jax.tree_util.tree_map(jnp.array, params0)  # a copy: the train step donates its buffers
-    if method.spec.penalty is not None:
+    if method.spec.penalty is not None or method.spec.anchor is not None:
         return trainable, {"params0": params0}
     return trainable, {}
 
@@ -70,6 +73,9 @@ def make_objective(method: MethodConfig, model_config, capacity: int | None = No
     the losses are computed at the target positions only; without, from the logits at every position."""
     weighting = method.weighting()
     mu = method.l2_coefficient
+    beta = method.kl_coefficient
+    # EAFT's entropies and the KL anchor read the whole predictive distribution at each target: the full logits
+    needs_logits = weighting.needs_entropies or beta is not None
 
     def token_losses(params, batch):
         if capacity is None:
@@ -79,11 +85,24 @@ def make_objective(method: MethodConfig, model_config, capacity: int | None = No
     def objective(trainable, frozen, batch):
         params = full_params(method, trainable, frozen)
         mask = batch["loss_mask"][:, 1:].astype(jnp.float32)
-        losses = token_losses(params, batch)
-        w = token_weights(weighting, losses, mask, batch.get("sequence_weights"))
+        entropies = anchor = None
+        if needs_logits:
+            logp = jax.nn.log_softmax(forward(params, model_config, batch["tokens"])[:, :-1].astype(jnp.float32), axis=-1)
+            targets = batch["tokens"][:, 1:]
+            losses = jnp.where(mask != 0, -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0] * mask, 0.0)
+            if weighting.needs_entropies:
+                entropies = topk_entropy(logp, weighting.eaft_k)
+            if beta is not None:
+                ref = jax.nn.log_softmax(forward(frozen["params0"], model_config, batch["tokens"])[:, :-1].astype(jnp.float32), axis=-1)
+                anchor = beta * kl_to_reference(logp, ref, mask)
+        else:
+            losses = token_losses(params, batch)
+        w = token_weights(weighting, losses, mask, batch.get("sequence_weights"), entropies)
         loss = weighted_loss(losses, mask, w)
         if mu is not None:
             loss = loss + l2_penalty(trainable, frozen["params0"], mu)
+        if anchor is not None:
+            loss = loss + anchor
         detached = jax.lax.stop_gradient(losses)
         aux = {"losses": detached, "mask": mask, "tau": dynamic_tau(detached, mask, weighting.median, weighting.empty_sequences)}
         return loss, aux
