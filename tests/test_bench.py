@@ -28,8 +28,10 @@ def test_plain_workload_supervises_every_token_and_rejects_bad_sizes():
 def test_the_sft_workload_is_the_harness_encoding_with_loss_on_responses_only():
     from sims.harness.bench import sft_workload
 
+    from sims.harness.presets import get_preset
+
     w = sft_workload(batch=2)
-    assert w.tokens.shape == (2, 192)
+    assert w.tokens.shape == (2, get_preset("default").data.seq_len_cot)  # the default preset's window
     real = w.attention_mask.sum(axis=1)
     assert list(real) == w.notes["real_lengths"]
     assert 0 < w.n_targets < real.sum() - 2  # responses only, not prompts

@@ -4,7 +4,7 @@
 
 Runs ``sims.lm.bench``'s ``plain`` workload and adds ``sft``: ``--sft-batch`` chat-formatted MedCalc fine-tuning
 examples (chain-of-thought responses) encoded exactly as a harness session encodes its training set
-(``encode_chat_set`` with the model's chat template, ``SYSTEM_PROMPT``, right-padded to ``DataConfig().seq_len_cot``
+(``encode_chat_set`` with the model's chat template, ``SYSTEM_PROMPT``, right-padded to the ``default`` preset's ``seq_len_cot``
 tokens, variable real lengths), loss on response tokens only. Compared:
 
 * ``jax``: ``sims.lm`` with logits at every position (``per_token_losses``, the harness before the fast path);
@@ -20,8 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from sims.harness.encoding import encode_chat_set
-from sims.harness.medcalc import SYSTEM_PROMPT, generate_examples
-from sims.harness.session import DataConfig
+from sims.harness.medcalc import SYSTEM_PROMPT
+from sims.harness.medcalc_bench import generate_examples
+from sims.harness.presets import get_preset
 from sims.lm.bench import Workload, main as lm_main
 
 __all__ = ["sft_workload", "main"]
@@ -34,10 +35,10 @@ def sft_workload(model_path=None, batch: int = 8, seed: int = 0, fmt: str = "cot
 
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch: must be a positive int, got {batch!r}")
-    data = DataConfig()
+    data = get_preset("default").data  # the default preset's calculators and windows
     tokenizer = Tokenizer.from_gguf(model_path or default_model_path())
     pad_id = int(tokenizer.pad_id if tokenizer.pad_id is not None else 0)
-    examples = generate_examples(batch, seed)
+    examples = generate_examples(batch, seed, calculators=data.calculators)
     enc = encode_chat_set(tokenizer, [(e.prompt, e.response(fmt)) for e in examples], data.seq_len(fmt), pad_id,
                           SYSTEM_PROMPT)
     lengths = np.array([len(tokenizer.encode_chat_example(e.prompt, e.response(fmt), system=SYSTEM_PROMPT)[0])
