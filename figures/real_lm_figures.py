@@ -26,11 +26,19 @@ def _preset():
     return get_preset(os.environ.get("SFT_REAL_LM_PRESET", "default"))
 
 
+_PLAN_SHOWN: set = set()
+
+
 def _setup():
     from sims.harness.compilation_cache import enable_compilation_cache
+    from sims.harness.sweep_plan import describe_plan
 
     enable_compilation_cache()
-    return _preset()
+    preset = _preset()
+    if preset.name not in _PLAN_SHOWN:  # once per process: what the real-LM figures may have to compute
+        _PLAN_SHOWN.add(preset.name)
+        print("[figures] real-LM runs of the preset " + describe_plan(preset), flush=True)
+    return preset
 
 
 def _config(preset) -> dict:

@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "sweep":
+        from sims.harness.sweep_plan import describe_plan
+
+        print("planned: " + describe_plan(preset), flush=True)
         steps = {
             "lr": [ex.lr_tradeoff],
             "methods": [ex.method_comparison],

@@ -51,6 +51,9 @@ from store import cached, code_key, library_versions
 __all__ = [
     "sft_config",
     "method_config",
+    "sft_configs",
+    "method_configs",
+    "token_configs",
     "lr_tradeoff",
     "method_comparison",
     "token_analysis",
@@ -144,10 +147,29 @@ def _finished(summaries: list[dict], include_diverged: bool, what: str) -> list[
     return [s for s in summaries if not s["diverged"]]
 
 
+def sft_configs(preset: Preset) -> list[RunConfig]:
+    """The runs of experiment 1: SFT over ``formats`` x ``lr_grid`` x ``seeds``."""
+    return [sft_config(preset, lr, fmt, seed) for fmt in preset.formats for lr in preset.lr_grid for seed in preset.seeds]
+
+
+def method_configs(preset: Preset) -> list[RunConfig]:
+    """The runs of experiment 2: ``sft`` and every trained method at its (small, large) learning rates x ``seeds``."""
+    trained = [m for m in ("sft",) + tuple(preset.methods) if not get_method(m).averaging]
+    return [method_config(preset, m, lr, seed) for i in range(2) for m in trained for lr in [preset.learning_rates_of(m)[i]]
+            for seed in preset.seeds]
+
+
+def token_configs(preset: Preset) -> list[RunConfig]:
+    """The runs whose per-epoch token statistics experiment 3 reads: SFT and the compared TALR at the large
+    method learning rate."""
+    methods = ["sft"] + ([preset.compared_talr] if preset.compared_talr in preset.methods else [])
+    return [method_config(preset, m, preset.learning_rates_of(m)[-1], seed) for m in methods for seed in preset.seeds]
+
+
 def lr_tradeoff(preset: Preset, progress: bool = True, include_diverged: bool = False) -> list[dict]:
     """Experiment 1: SFT runs over ``lr_grid`` x ``formats`` x ``seeds`` (summaries; diverged runs only with
     ``include_diverged``)."""
-    cfgs = [sft_config(preset, lr, fmt, seed) for fmt in preset.formats for lr in preset.lr_grid for seed in preset.seeds]
+    cfgs = sft_configs(preset)
     return _finished([summarise_run(r) for r in run_many(cfgs, progress=progress, desc="exp1 learning-rate grid")],
                      include_diverged, "exp1 learning-rate grid")
 
@@ -157,9 +179,7 @@ def method_comparison(preset: Preset, progress: bool = True, include_diverged: b
     method's own, :meth:`Preset.learning_rates_of`) and ``seeds`` (chain-of-thought);
     model averaging rows come from the SFT runs (``method`` = the registered averaging method, one row per
     mixing weight); diverged runs only with ``include_diverged``."""
-    trained = [m for m in ("sft",) + tuple(preset.methods) if not get_method(m).averaging]
-    cfgs = [method_config(preset, m, lr, seed) for i in range(2) for m in trained for lr in [preset.learning_rates_of(m)[i]]
-            for seed in preset.seeds]
+    cfgs = method_configs(preset)
     averaging = {get_method(m).trains_as: m for m in (_averaging_methods(preset))}
     out = []
     summaries = [summarise_run(r) for r in run_many(cfgs, progress=progress, desc="exp2 methods")]
@@ -237,15 +257,15 @@ def token_analysis(preset: Preset, progress: bool = True) -> dict:
             "base_accuracy": base[fmt]["accuracy"]["accuracy"],
         }
     # fraction of training tokens with p > 0.2 per epoch (measured on each step's batch before its update)
-    large = preset.method_lrs[-1]
-    for method in ("sft", preset.compared_talr):
-        if method != "sft" and method not in preset.methods:
-            continue
-        rows = []
-        for seed in preset.seeds:
-            cfg = method_config(preset, method, large, seed)
-            from sims.harness.runs import run_one
+    from sims.harness.runs import run_one
 
+    by_method: dict[str, list[RunConfig]] = {}
+    for cfg in token_configs(preset):
+        by_method.setdefault(cfg.method.name, []).append(cfg)
+    for method, cfgs in by_method.items():
+        large = cfgs[0].learning_rate
+        rows = []
+        for cfg in cfgs:
             s = summarise_run(run_one(cfg, progress=progress))
             per_epoch = {}
             for rec in s["train_steps"]:

@@ -332,7 +332,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
             if not finite:
                 diverged = step + 1
                 break
-            if cfg.checkpoint_state:
+            if cfg.checkpoint_state and step + 1 < cfg.steps:  # after the last step the result is written instead
                 _save_state(folder, step + 1, *_gathered((trainable, opt_state), mesh))
             if interrupt_after is not None and step + 1 >= interrupt_after and step + 1 < cfg.steps:
                 bar.close()

@@ -22,7 +22,8 @@ worker runs two warm-up steps (compilation), then the parent asks them in turn f
 hits every implementation alike; only one worker computes at a time. Every worker is pinned to the same
 ``--threads`` CPUs (``sched_setaffinity``, which sizes XLA's and Eigen's thread pools) and torch uses that many
 threads (``torch.set_num_threads``, ``OMP_NUM_THREADS``). The 1-minute load average is recorded before and after
-every timed step; the result is marked *not comparable* when any reading exceeds the machine's core count.
+every timed step; the result is marked *not comparable* when any reading exceeds the machine's core count by more
+than half a core (the benchmark's own threads account for about the core count: :func:`not_comparable_because`).
 Reported: median and min-max tokens/s (``batch * seq`` tokens per step), peak RSS per worker, and the largest
 absolute difference of the per-token losses between implementations (before training).
 """
@@ -44,7 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Workload", "plain_workload", "run_benchmark", "not_comparable_because", "markdown_table", "main"]
+__all__ = ["OTHER_LOAD_ALLOWANCE", "Workload", "plain_workload", "run_benchmark", "not_comparable_because", "markdown_table",
+           "main"]
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCH_WORKER = ROOT / "tools" / "bench_torch_worker.py"
@@ -353,13 +355,22 @@ def run_benchmark(workloads: list[Workload], model_path: str | None = None, reps
     return result
 
 
+#: Load (in cores) that other processes may add before a run stops being comparable.
+OTHER_LOAD_ALLOWANCE = 0.5
+
+
 def not_comparable_because(load_averages, cores: int, reps: int) -> list[str]:
     """Why a run's figures may not be compared (empty when they may): a 1-minute load average reading above the
-    machine's core count (other work competed for the CPUs), or fewer than 5 timed repetitions."""
+    machine's core count plus OTHER_LOAD_ALLOWANCE, or fewer than 5 timed repetitions.
+
+    The benchmark itself keeps up to ``cores`` threads busy (one implementation steps at a time, with as many
+    threads as cores), so on an otherwise idle machine its own load average sits at about the core count (1.94 to
+    2.10 on the idle 2-core reference machine); other work competing for the CPUs shows as readings above that."""
     reasons = []
     peak = max(load_averages)
-    if peak > cores:
-        reasons.append(f"the 1-minute load average reached {peak:.2f} > {cores} cores")
+    if peak > cores + OTHER_LOAD_ALLOWANCE:
+        reasons.append(f"the 1-minute load average reached {peak:.2f} > {cores} cores + {OTHER_LOAD_ALLOWANCE} "
+                       f"(other work competed for the CPUs)")
     if reps < 5:
         reasons.append(f"only {reps} timed repetitions (< 5)")
     return reasons

@@ -1,0 +1,87 @@
+"""What a preset's sweep will compute, and about how long it takes, before any run starts.
+
+``planned_runs(preset)`` lists the distinct run configurations of every experiment (a run shared by two
+experiments, e.g. the SFT baseline of the learning-rate grid and of the method comparison, counts once);
+``plan(preset)`` counts, per run and in total,
+
+    train tokens   = steps x batch_size x seq_len(fmt)                      (padded rows, forward + backward)
+    eval tokens    = (steps / eval_every) x [n_heldout x seq_len(fmt) + (n_self + n_docs + n_code) x seq_len_general]
+                     x (1 + number of averaging weights)                   (held-out domain + general sets)
+    decode tokens  = n_accuracy x accuracy_max_new_tokens(fmt)             (runs that score greedy accuracy)
+
+and turns them into an ETA with throughputs measured on this project's reference machine (2 cores, SmolLM2-135M,
+float32; :data:`REFERENCE_RATES`, from ``python -m sims.harness.bench`` and timed greedy decoding). The ETA scales
+with the model's parameter count and says which machine the rates come from; the first run of a sweep also pays
+the session's base-model evaluation and compilation, which the estimate adds once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["REFERENCE_RATES", "RunCost", "planned_runs", "run_cost", "plan", "describe_plan"]
+
+#: tokens per second of SmolLM2-135M-Instruct on the reference machine (2 cores, idle): training and evaluation of
+#: the harness's chat-formatted examples (``python -m sims.harness.bench``, workload "sft", jax-fast: 104 and 460
+#: padded tokens/s), greedy decoding with the KV cache, and the session's one-off setup (base-model evaluation,
+#: general-set generation, compilation).
+REFERENCE_RATES = {"parameters": 134.5e6, "train": 104.0, "eval": 460.0, "decode": 40.0, "setup_s": 240.0}
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """Token counts of one run (see the module docstring)."""
+
+    train_tokens: int
+    eval_tokens: int
+    decode_tokens: int
+
+    def seconds(self, rates: dict, scale: float = 1.0) -> float:
+        return scale * (self.train_tokens / rates["train"] + self.eval_tokens / rates["eval"]
+                        + self.decode_tokens / rates["decode"])
+
+
+def planned_runs(preset) -> list:
+    """The distinct ``RunConfig`` of every experiment of ``preset`` (learning-rate grid, methods, token statistics),
+    in the order a full sweep meets them."""
+    from sims.harness.experiments import method_configs, sft_configs, token_configs
+
+    seen, out = set(), []
+    for cfg in sft_configs(preset) + method_configs(preset) + token_configs(preset):
+        if cfg not in seen:
+            seen.add(cfg)
+            out.append(cfg)
+    return out
+
+
+def run_cost(cfg) -> RunCost:
+    """Token counts of one run configuration."""
+    d = cfg.data
+    points = max(1, cfg.steps // cfg.eval_every) + (1 if cfg.steps % cfg.eval_every else 0)
+    per_point = d.n_heldout * d.seq_len(cfg.fmt) + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general
+    averaging = len(cfg.averaging_alphas)
+    decode = d.n_accuracy * (d.accuracy_max_new_tokens_cot if cfg.fmt == "cot" else d.accuracy_max_new_tokens_label)
+    return RunCost(train_tokens=cfg.steps * cfg.batch_size * d.seq_len(cfg.fmt),
+                   eval_tokens=points * per_point + averaging * per_point,
+                   decode_tokens=decode if cfg.final_accuracy else 0)
+
+
+def plan(preset, parameters: float | None = None, rates: dict | None = None) -> dict:
+    """``{"runs", "train_tokens", "eval_tokens", "decode_tokens", "eta_s", "rates"}`` of a full sweep of ``preset``;
+    ``parameters`` (the model's parameter count, default the reference model's) scales the reference rates."""
+    rates = dict(REFERENCE_RATES if rates is None else rates)
+    scale = (parameters or rates["parameters"]) / rates["parameters"]
+    if not scale > 0:
+        raise ValueError(f"parameters: must be > 0, got {parameters!r}")
+    costs = [run_cost(c) for c in planned_runs(preset)]
+    return {"runs": len(costs), "train_tokens": sum(c.train_tokens for c in costs),
+            "eval_tokens": sum(c.eval_tokens for c in costs), "decode_tokens": sum(c.decode_tokens for c in costs),
+            "eta_s": rates["setup_s"] * scale + sum(c.seconds(rates, scale) for c in costs), "rates": rates}
+
+
+def describe_plan(preset, parameters: float | None = None) -> str:
+    """One line for the command line: runs, tokens and the ETA on the reference machine."""
+    p = plan(preset, parameters)
+    return (f"{preset.name}: {p['runs']} runs, {p['train_tokens'] / 1e6:.2f}M train + {p['eval_tokens'] / 1e6:.2f}M eval + "
+            f"{p['decode_tokens'] / 1e3:.1f}k decoded tokens; about {p['eta_s'] / 60:.0f} min on an idle 2-core CPU "
+            f"(finished runs are read, not recomputed)")

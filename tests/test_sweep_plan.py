@@ -1,0 +1,43 @@
+"""The sweep plan counts each distinct run once and its tokens by the documented formulas."""
+
+from dataclasses import replace
+
+import pytest
+
+from sims.harness.presets import get_preset
+from sims.harness.sweep_plan import REFERENCE_RATES, describe_plan, plan, planned_runs, run_cost
+
+
+def test_the_default_sweep_counts_shared_sft_runs_once():
+    p = get_preset("default")
+    runs = planned_runs(p)
+    sft = len(p.formats) * len(p.lr_grid) * len(p.seeds)
+    trained = [m for m in p.methods if m != "averaging"]
+    # the SFT runs at the method learning rates (chain-of-thought) are the learning-rate grid's own runs
+    assert set(p.method_lrs) <= set(p.lr_grid)
+    assert len(runs) == sft + len(trained) * 2 * len(p.seeds)
+    assert len(set(runs)) == len(runs)
+    lora = [c for c in runs if c.method.name == "lora"]
+    assert sorted({c.learning_rate for c in lora}) == sorted(p.learning_rates_of("lora"))
+
+
+def test_run_cost_follows_the_formulas():
+    p = get_preset("default")
+    cfg = [c for c in planned_runs(p) if c.method.name == "sft" and c.fmt == "cot" and c.learning_rate == p.method_lrs[0]][0]
+    d = cfg.data
+    points = cfg.steps // cfg.eval_every
+    per_point = d.n_heldout * d.seq_len_cot + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general
+    c = run_cost(cfg)
+    assert c.train_tokens == cfg.steps * cfg.batch_size * d.seq_len_cot
+    assert c.eval_tokens == (points + len(cfg.averaging_alphas)) * per_point
+    assert c.decode_tokens == d.n_accuracy * d.accuracy_max_new_tokens_cot
+    assert run_cost(replace(cfg, final_accuracy=False)).decode_tokens == 0
+
+
+def test_the_eta_scales_with_the_model_and_bad_sizes_are_refused():
+    p = get_preset("default")
+    base = plan(p)["eta_s"]
+    assert plan(p, parameters=2 * REFERENCE_RATES["parameters"])["eta_s"] == pytest.approx(2 * base)
+    with pytest.raises(ValueError, match="parameters"):
+        plan(p, parameters=-1.0)
+    assert "runs" in describe_plan(p) and "min" in describe_plan(p)
