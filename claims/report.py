@@ -89,9 +89,11 @@ def render_paper_checks(results: dict[tuple[int, str], Verdict | Exception | Row
     lines += ["", "## The claims", "", "| # | kind | where in the paper | claim | what is measured |", "|---|---|---|---|---|"]
     for c in CLAIM_TABLE:
         lines.append(f"| {c.number} | {c.kind} | {_cell(c.section)} | {_cell(c.wording)} | {_cell(c.measured)} |")
+    from claims.method_comparison_table import render_method_table
     from claims.talr_variants import render_variants
 
     lines += render_variants()
+    lines += render_method_table()
     lines.append("")
     return "\n".join(lines)
 

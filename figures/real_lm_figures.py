@@ -224,27 +224,38 @@ def real_lm_matched_gain(out_dir: Path) -> dict:
     return save_figure(fig, out_dir, "real_lm_matched_gain", {"preset": _config(preset), "matched_gain": mg})
 
 
-@figure("real_lm_safe_lr", "SmolLM2: hard-token mass of CoT vs label-only targets against the largest safe learning rate (Exp. 4c)", GROUP)
+@figure("real_lm_safe_lr", "SmolLM2: hard-token mass of CoT vs label-only targets against the largest safe learning rate at matched gain (Exp. 4c)", GROUP)
 def real_lm_safe_lr(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    from sims.harness.experiments import safe_lr
+    from claims.intervals import paired_interval
+    from claims.safe_step_size import measure_real_lm, safe_range
 
     preset = _setup()
-    sl = safe_lr(preset)
+    m = measure_real_lm()  # what claim 7 decides on: D at matched domain gain, per seed
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    fmts = list(sl["formats"])
-    axes[0].bar(fmts, [sl["formats"][f]["hard_token_mass"] for f in fmts], color=["C0", "C1"][: len(fmts)])
+    fmts = list(m["formats"])
+    axes[0].bar(fmts, [m["formats"][f]["hard_token_mass"] for f in fmts], color=["C0", "C1"][: len(fmts)])
     axes[0].set_ylabel("hard-token mass  mean(1 - p) of training targets")
     axes[0].set_title("hard-token mass under the initial model")
-    for f in fmts:
-        g = sl["formats"][f]["general_change_final"]
-        axes[1].plot(list(map(float, g.keys())), list(g.values()), "o-", label=f"{f}: safe lr {sl['formats'][f]['safe_lr']}")
-    axes[1].axhline(sl["eps"], color="r", ls="--", lw=0.8, label=rf"$\epsilon$ = {sl['eps']}")
+    for k, f in enumerate(fmts):
+        x = m["formats"][f]
+        lrs = sorted(x["per_seed"])
+        ivs = [paired_interval(np.array(list(x["per_seed"][lr].values()), float)) for lr in lrs]
+        mean = np.array([iv.mean for iv in ivs])
+        lo = np.array([iv.lo if np.isfinite(iv.lo) else iv.mean for iv in ivs])
+        hi = np.array([iv.hi if np.isfinite(iv.hi) else iv.mean for iv in ivs])
+        known, possible = safe_range(x, m["lr_grid"], m["eps"])
+        shift = 1.0 + 0.04 * (k - 0.5)  # side by side on the log axis
+        axes[1].errorbar(np.array(lrs) * shift, mean, yerr=[mean - lo, hi - mean], fmt="o-", capsize=3,
+                         label=f"{f} (Δ* = {x['target_gain']:.3f}): safe lr certain {known}, possible {possible}")
+    axes[1].axhline(m["eps"], color="r", ls="--", lw=0.8, label=rf"$\epsilon$ = {m['eps']}")
     axes[1].set_xscale("log")
     axes[1].set_xlabel("learning rate")
-    axes[1].set_ylabel("general loss change $D$ after training (nats/token)")
-    axes[1].set_title(r"largest learning rate keeping $D \leq \epsilon$")
-    axes[1].legend(fontsize=7)
+    axes[1].set_ylabel("general loss change $D$ at matched domain gain (nats/token)")
+    axes[1].set_title(r"$D$ at matched gain, mean and 95% t interval over seeds")
+    axes[1].legend(fontsize=6)
     fig.suptitle("Theorem 3.2: fewer hard tokens should allow a larger safe step", fontsize=9)
+    sl = {"eps": m["eps"], "lr_grid": m["lr_grid"], "formats": {f: {**x, "per_seed": {str(lr): v for lr, v in x["per_seed"].items()}}
+                                                                 for f, x in m["formats"].items()}}
     return save_figure(fig, out_dir, "real_lm_safe_lr", {"preset": _config(preset), "safe_lr": sl})
