@@ -41,3 +41,14 @@ def test_the_eta_scales_with_the_model_and_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="parameters"):
         plan(p, parameters=-1.0)
     assert "runs" in describe_plan(p) and "min" in describe_plan(p)
+
+
+def test_every_preset_that_fixes_its_model_has_a_plan_and_the_cpu_preset_its_promised_size():
+    for name in ("smoke", "default", "cpu"):
+        p = plan(get_preset(name))
+        assert p["runs"] > 0 and p["eta_s"] > 0
+    cpu = get_preset("cpu")
+    points = cpu.steps // cpu.eval_every + (cpu.steps % cpu.eval_every > 0)
+    assert cpu.data.n_train >= 256 and cpu.steps >= 100 and len(cpu.seeds) >= 3 and points >= 10
+    assert all(len(cpu.lr_grid) >= 5 for _ in cpu.formats)
+    assert {"eaft", "asft", "sft-kl"} <= set(cpu.methods)
