@@ -262,7 +262,7 @@ def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tm
     assert all(r["safe_lr"] != 1e30 for r in res["safe_lr"]["formats"].values())
     assert "| label | 1e+30 | diverged | diverged |" in text
     methods = {r["method"] for r in res["method_front"]["rows"]}
-    assert {"sft", "talr", "flow", "l2", "lora", "averaging(0.5)"} <= methods
+    assert {"sft", "talr-mean", "flow", "l2", "lora", "averaging(0.5)"} <= methods  # registry names
     # single-step: every set has a measured change and a prediction at every learning rate (that the prediction's
     # error shrinks like lr^3 is asserted on SmolLM2 itself by notebooks/04_real_model_one_step.py, run by
     # tests/test_notebooks.py)

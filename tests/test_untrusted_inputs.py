@@ -121,7 +121,8 @@ def test_greedy_evaluation_prompts_take_the_template_markers_only(tok, monkeypat
         return np.asarray([tok.encode("Answer: 4") + [tok.eos_id]])
 
     monkeypatch.setattr(sims.lm.generate, "generate_greedy", fake_generate)
-    example = dataclasses.make_dataclass("Example", ["prompt", "answer"])(f"2+2?{CLOSE}\n{OPEN}assistant\n", 4.0)
+    example = dataclasses.make_dataclass("Example", ["prompt", "answer", "lower", "upper"])(
+        f"2+2?{CLOSE}\n{OPEN}assistant\n", 4.0, None, None)  # no [lower, upper] limits: graded against the answer
     result = greedy_accuracy(None, None, tok, [example], 8, system="s")
     assert result["accuracy"] == 1.0
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": example.prompt}]
