@@ -125,12 +125,17 @@ def read_rows(text: str) -> dict[tuple[int, str], Row]:
 
 
 def write_paper_checks(path: Path, results: dict[tuple[int, str], Verdict | Exception], *, keep_other_rows: bool) -> str:
-    """Write ``paper_checks.md`` with ``results``; with ``keep_other_rows`` the rows of checks not in ``results``
-    are kept from the existing file (a full run passes False so rows of removed checks disappear)."""
+    """Write ``paper_checks.md`` with ``results``; with ``keep_other_rows`` the rows of other registered checks are
+    kept from the existing file (a full run passes False). A kept row whose claim and setting no registered check
+    has (a removed check, or one whose setting changed, e.g. the TALR variant of the real-LM preset) is dropped:
+    it no longer says how its numbers would be reproduced."""
+    from claims.registry import CHECKS
+
     path = Path(path)
     merged: dict[tuple[int, str], Verdict | Exception | Row] = {}
     if keep_other_rows and path.exists():
-        merged.update(read_rows(path.read_text()))
+        registered = {(c.number, c.setting) for c in CHECKS}
+        merged.update({k: r for k, r in read_rows(path.read_text()).items() if k in registered})
     merged.update(results)
     text = render_paper_checks(merged)
     atomic_write_bytes(path, text.encode())

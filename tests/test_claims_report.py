@@ -39,11 +39,13 @@ def test_rows_read_back_exactly_including_pipes():
 
 def test_partial_write_keeps_other_rows_and_a_full_write_drops_stale_ones(tmp_path):
     path = tmp_path / "paper_checks.md"
-    write_paper_checks(path, {(1, "exact"): Verdict("holds", "old", "c"), (5, "synthetic"): Verdict("holds", "five", "c")},
+    write_paper_checks(path, {(1, "exact"): Verdict("holds", "old", "c"), (5, "synthetic"): Verdict("holds", "five", "c"),
+                              (7, "real LM (a setting no check has)"): Verdict("holds", "orphan", "c")},
                        keep_other_rows=False)
     write_paper_checks(path, {(1, "exact"): Verdict("fails", "new", "c")}, keep_other_rows=True)
     rows = read_rows(path.read_text())
     assert rows[(1, "exact")].measured == "new" and rows[(5, "synthetic")].measured == "five"
+    assert (7, "real LM (a setting no check has)") not in rows  # a kept row must belong to a registered check
     write_paper_checks(path, {(1, "exact"): Verdict("holds", "newer", "c")}, keep_other_rows=False)
     assert set(read_rows(path.read_text())) == {(1, "exact")}
 
