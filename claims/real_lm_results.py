@@ -83,10 +83,13 @@ def method_rows(p, lr) -> dict[str, dict]:
 
 
 def method_front(p) -> dict:
-    """``method_front`` of the preset: ``{"rows": [...], "front": {"domain_gain", "general_change"}}``."""
+    """``method_front`` of the preset: ``{"rows": [...], "front": {"domain_gain", "general_change"}}``, the rows of
+    the compared TALR variant (``p.compared_talr``) named ``"talr"`` as in :func:`method_rows`."""
     from sims.harness.experiments import method_front as front
 
-    return front(p, progress=False)
+    mf = front(p, progress=False)
+    rows = [{**r, "method": "talr"} if r["method"] == p.compared_talr else r for r in mf["rows"]]
+    return {**mf, "rows": rows}
 
 
 def by_seed(row: dict | None, key: str) -> dict:

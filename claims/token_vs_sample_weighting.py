@@ -116,28 +116,45 @@ def _paired_seeds(rows: dict, a: str, b: str, key: str):
 
 
 def measure_real_lm() -> dict:
+    """At the larger method lr: TALR's and FLOW's rows, and per seed each one's general change minus the SFT
+    learning-rate curve's at the seed's domain gain (matched gain), with whether every seed lies on that curve."""
     p = real.preset()
-    rows = real.method_rows(p, p.method_lrs[1])
+    mf = real.method_front(p)
+    lr = p.method_lrs[1]
+    rows = {r["method"]: r for r in mf["rows"] if r["lr"] == lr}
     keys = ("domain_gain", "general_change", "general_change_sd", "n")
-    out = {"lr": p.method_lrs[1], **{n: ({k: rows[n][k] for k in keys} if n in rows and rows[n]["n"] > 0 else None) for n in ("talr", "flow")}}
-    if out["talr"] and out["flow"]:
-        out["flow_d"], out["talr_d"] = _paired_seeds(rows, "flow", "talr", "general_change")
+    out = {"lr": lr, **{n: ({k: rows[n][k] for k in keys} if n in rows and rows[n]["n"] > 0 else None) for n in ("talr", "flow")}}
+    for n in ("talr", "flow"):
+        if out[n]:
+            out[f"{n}_below"] = real.below_front(rows[n], mf["front"])
+            out[f"{n}_reached"] = real.in_front_range(rows[n], mf["front"])
     return out
 
 
+def _matched_interval(m: dict):
+    a, b = m.get("flow_below", {}), m.get("talr_below", {})
+    seeds = sorted(set(a) & set(b))
+    return paired_interval([a[s] for s in seeds], [b[s] for s in seeds])
+
+
 def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
-    """The 95% t interval of the paired (same seed) difference D_FLOW - D_TALR decides: above 0 holds (TALR retains
-    more), below 0 fails, across 0 inconclusive;
-    inconclusive when a method is missing.
+    """At matched domain gain: each method's general change minus the SFT learning-rate curve's at the same domain
+    gain, per seed; the 95% t interval of the paired difference FLOW - TALR decides: above 0 holds (TALR retains more
+    for the same gain), below 0 fails, across 0 inconclusive. Inconclusive, and not compared, when a method is
+    missing or some seed's domain gain is not on the SFT curve (no gain, or beyond the curve).
 
     The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
     if not m.get("talr") or not m.get("flow"):
         return "inconclusive", "TALR or FLOW runs missing."
-    iv = paired_interval(m.get("flow_d", []), m.get("talr_d", []))
+    off = [n.upper() for n in ("talr", "flow") if not m.get(f"{n}_reached")]
+    if off:
+        return "inconclusive", (f"{' and '.join(off)} made a domain gain off the SFT curve in some seed (<= 0 or beyond it): "
+                                "no matched-gain comparison, not ranked.")
+    iv = _matched_interval(m)
     s = side(iv)
     if s == "crosses":
-        return "inconclusive", f"the 95% t interval of D_FLOW − D_TALR, {iv.text()}, contains 0."
-    return ("holds", "TALR retains more.") if s == "above" else ("fails", "FLOW retains more.")
+        return "inconclusive", f"the 95% t interval of FLOW − TALR at matched gain, {iv.text()}, contains 0."
+    return ("holds", "TALR retains more at matched gain.") if s == "above" else ("fails", "FLOW retains more at matched gain.")
 
 
 def describe_real_lm(m: dict) -> str:
@@ -154,7 +171,7 @@ def describe_real_lm(m: dict) -> str:
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
-    iv = paired_interval(m.get("flow_d", []), m.get("talr_d", []))
+    iv = _matched_interval(m)
     return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_methods_pareto"),
-                   ours=f"D_FLOW − D_TALR {iv.text()}", seeds=f"{iv.n} paired", rule=rule_of(decide_real_lm),
+                   ours=f"FLOW − TALR at matched gain {iv.text()}", seeds=f"{iv.n} paired", rule=rule_of(decide_real_lm),
                    sensitivity=NO_THRESHOLD + " (sign of a paired difference)")

@@ -237,7 +237,6 @@ def real_lm_safe_lr(out_dir: Path) -> dict:
     fmts = list(m["formats"])
     axes[0].bar(fmts, [m["formats"][f]["hard_token_mass"] for f in fmts], color=["C0", "C1"][: len(fmts)])
     axes[0].set_ylabel("hard-token mass  mean(1 - p) of training targets")
-    axes[0].set_title("hard-token mass under the initial model")
     for k, f in enumerate(fmts):
         x = m["formats"][f]
         lrs = sorted(x["per_seed"])
@@ -252,10 +251,12 @@ def real_lm_safe_lr(out_dir: Path) -> dict:
     axes[1].axhline(m["eps"], color="r", ls="--", lw=0.8, label=rf"$\epsilon$ = {m['eps']}")
     axes[1].set_xscale("log")
     axes[1].set_xlabel("learning rate")
-    axes[1].set_ylabel("general loss change $D$ at matched domain gain (nats/token)")
-    axes[1].set_title(r"$D$ at matched gain, mean and 95% t interval over seeds")
+    axes[1].set_ylabel("$D$ at matched domain gain (nats/token)")
+    axes[1].set_title("mean and 95% t interval over seeds", fontsize=9)
     axes[1].legend(fontsize=6)
+    axes[0].set_title("hard-token mass under the initial model", fontsize=9)
     fig.suptitle("Theorem 3.2: fewer hard tokens should allow a larger safe step", fontsize=9)
+    fig.tight_layout()
     sl = {"eps": m["eps"], "lr_grid": m["lr_grid"], "formats": {f: {**x, "per_seed": {str(lr): v for lr, v in x["per_seed"].items()}}
                                                                  for f, x in m["formats"].items()}}
     return save_figure(fig, out_dir, "real_lm_safe_lr", {"preset": _config(preset), "safe_lr": sl})
