@@ -107,14 +107,6 @@ def synthetic_unnormalised() -> Verdict:
     return _synthetic_verdict(UNNORMALISED_TALR)
 
 
-def _paired_seeds(rows: dict, a: str, b: str, key: str):
-    """Values of ``key`` of methods ``a`` and ``b`` for the seeds both ran (a run's ``per_seed`` list)."""
-    va = {s["seed"]: s[key] for s in rows[a].get("per_seed", [])}
-    vb = {s["seed"]: s[key] for s in rows[b].get("per_seed", [])}
-    seeds = sorted(set(va) & set(vb))
-    return [va[s] for s in seeds], [vb[s] for s in seeds]
-
-
 def measure_real_lm() -> dict:
     """At the larger method lr: TALR's and FLOW's rows, and per seed each one's general change minus the SFT
     learning-rate curve's at the seed's domain gain (matched gain), with whether every seed lies on that curve."""
