@@ -43,16 +43,27 @@ def _talr_variants(name: str) -> str:
     return compared + (f"; also {', '.join(others)}" if others else "")
 
 
+def _scale(name: str) -> str:
+    """"4 steps x batch 2, 3 seeds": the scale at which the preset's verdicts are taken."""
+    from sims.harness.presets import PRESETS, Preset
+
+    try:
+        p = PRESETS[name]()
+    except (KeyError, ValueError):  # the paper preset without its model
+        return "scale of the paper preset"
+    return f"{p.steps} steps x batch {p.batch_size}, {len(p.seeds)} seeds"
+
+
 def setting() -> str:
-    """The setting column of a real-LM row (fixed at import: a check registers under it), naming the TALR variant
-    the preset trains."""
+    """The setting column of a real-LM row (fixed at import: a check registers under it), naming the preset's scale
+    and the TALR variant it trains."""
     name = _preset_name()
     talr = f"TALR = {_talr_variants(name)}"
     if name == "default":
-        return f"real LM (SmolLM2-135M-Instruct; {talr})"
+        return f"real LM (SmolLM2-135M-Instruct, {_scale(name)}; {talr})"
     if name == "paper":
         return f"real LM (paper preset: {os.environ.get('SFT_PAPER_MODEL', '?')}; {talr})"
-    return f"real LM ({name} preset; {talr})"
+    return f"real LM ({name} preset, {_scale(name)}; {talr})"
 
 
 def command(figure: str | None = None) -> str:

@@ -90,10 +90,12 @@ def render_paper_checks(results: dict[tuple[int, str], Verdict | Exception | Row
     for c in CLAIM_TABLE:
         lines.append(f"| {c.number} | {c.kind} | {_cell(c.section)} | {_cell(c.wording)} | {_cell(c.measured)} |")
     from claims.method_comparison_table import render_method_table
+    from claims.real_lm_accuracy_table import render_accuracy_table
     from claims.talr_variants import render_variants
 
     lines += render_variants()
     lines += render_method_table()
+    lines += render_accuracy_table()
     lines.append("")
     return "\n".join(lines)
 

@@ -86,6 +86,73 @@ def real_lm_lr_tradeoff(out_dir: Path) -> dict:
     return save_figure(fig, out_dir, "real_lm_lr_tradeoff", {"preset": _config(preset), "runs": [{k: r[k] for k in ("fmt", "lr", "seed", "domain_gain", "general_change", "general_change_sets", "accuracy")} for r in runs]})
 
 
+@figure("real_lm_accuracy", "SFT learning rates on SmolLM2 as the paper's Fig. 1 draws them: domain accuracy vs general accuracy, with the base model, chance and the NLL view beside", GROUP)
+def real_lm_accuracy(out_dir: Path) -> dict:
+    import matplotlib.pyplot as plt
+
+    from sims.harness.experiments import lr_tradeoff
+
+    preset = _setup()
+    runs = lr_tradeoff(preset)
+    panels = (("answer_accuracy", "choice", "held-out answer accuracy (teacher-forced)", "general multiple-choice accuracy"),
+              ("answer_accuracy", "general_top1", "held-out answer accuracy (teacher-forced)",
+               "general next-token accuracy (self: agreement with base greedy)"),
+              ("unseen_accuracy", "choice", "unseen-calculator answer accuracy", "general multiple-choice accuracy"))
+    fig, axes = plt.subplots(len(preset.formats), len(panels) + 1, figsize=(4.6 * (len(panels) + 1), 4.0 * len(preset.formats)),
+                             squeeze=False)
+    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(preset.lr_grid)))
+    rows = []
+    for row, fmt in zip(axes, preset.formats):
+        name = "chain-of-thought" if fmt == "cot" else "label-only"
+        for ax, (x_key, y_key, x_label, y_label) in zip(row, panels):
+            drawn = False
+            for c, lr in zip(colors, preset.lr_grid):
+                sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]
+                finals = [(r["accuracy_trajectory"][-1][x_key], r["accuracy_trajectory"][-1][y_key]) for r in sel
+                          if r.get("accuracy_trajectory") and r["accuracy_trajectory"][-1][x_key] is not None
+                          and r["accuracy_trajectory"][-1][y_key] is not None]
+                if not finals:
+                    continue
+                drawn = True
+                for r in sel:
+                    t = np.array([(a[x_key], a[y_key]) for a in r["accuracy_trajectory"]
+                                  if a[x_key] is not None and a[y_key] is not None], dtype=float)
+                    ax.plot(t[:, 0], t[:, 1], "-", color=c, alpha=0.3, lw=1)
+                x, x_sd = _mean_sd([f[0] for f in finals])
+                y, y_sd = _mean_sd([f[1] for f in finals])
+                ax.errorbar(x, y, xerr=x_sd, yerr=y_sd, fmt="o", color=c, capsize=3, label=f"lr {lr:g}")
+                rows.append({"fmt": fmt, "lr": lr, "x": x_key, "y": y_key, "x_mean": x, "y_mean": y, "n": len(finals)})
+            base = next((r["accuracy_trajectory"][0] for r in runs if r["fmt"] == fmt and r.get("accuracy_trajectory")), None)
+            if drawn and base is not None and base[x_key] is not None and base[y_key] is not None:
+                ax.plot(base[x_key], base[y_key], "k*", ms=10, label="initial model")
+                chance = next((r["chance"] for r in runs if r.get("chance")), {})
+                if y_key == "choice" and "choice" in chance:
+                    ax.axhline(chance["choice"], color="grey", ls=":", lw=1, label="chance")
+            if not drawn:
+                ax.text(0.5, 0.5, "not measured by this preset's runs", ha="center", va="center", transform=ax.transAxes,
+                        fontsize=8)
+            ax.set_xlabel(x_label, fontsize=8)
+            ax.set_ylabel(y_label, fontsize=8)
+            ax.set_title(f"SFT, {name}", fontsize=9)
+            ax.legend(fontsize=7)
+        ax = row[-1]
+        for c, lr in zip(colors, preset.lr_grid):
+            sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]
+            if sel:
+                gain, gain_sd = _mean_sd([r["domain_gain"] for r in sel])
+                change, change_sd = _mean_sd([r["general_change"] for r in sel])
+                ax.errorbar(gain, change, xerr=gain_sd, yerr=change_sd, fmt="o", color=c, capsize=3, label=f"lr {lr:g}")
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.plot(0, 0, "k*", ms=9, label="initial model")
+        ax.set_xlabel("held-out domain gain (nats/token)", fontsize=8)
+        ax.set_ylabel("general loss change (nats/token)", fontsize=8)
+        ax.set_title(f"the same runs in NLL, {name}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Domain vs general performance per learning rate ({preset.name} preset; mean +- sd over "
+                 f"{len(preset.seeds)} seeds; lines: trajectories from the initial model)", fontsize=9)
+    return save_figure(fig, out_dir, "real_lm_accuracy", {"preset": _config(preset), "points": rows})
+
+
 @figure("real_lm_methods_pareto", "Methods at a small and a large learning rate on SmolLM2: domain gain vs general loss, with seed intervals (Fig. 2)", GROUP)
 def real_lm_methods_pareto(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt

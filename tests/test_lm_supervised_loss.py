@@ -120,3 +120,23 @@ def test_bad_arguments_name_themselves(kwargs, match):
         supervised_token_losses(PARAMS, CONFIG, tokens, mask, **args)
     with pytest.raises(ValueError, match="loss_mask"):
         supervised_token_losses(PARAMS, CONFIG, tokens, mask[:, 1:], 64)
+
+
+def test_top1_marks_exactly_the_targets_the_full_logits_rank_first():
+    """``supervised_token_scores``' top-1 flags against an independent argmax of ``forward``'s logits at every
+    target (a batch whose targets are the model's own greedy tokens at some positions, so both values occur)."""
+    from sims.lm.model import forward
+    from sims.lm.supervised_loss import supervised_token_scores
+
+    tokens, mask = _batch(3, 24, seed=5)
+    tokens = np.asarray(tokens).copy()
+    for t in range(1, 24, 2):  # every other token becomes the greedy continuation of its (edited) prefix
+        tokens[:, t] = np.asarray(forward(PARAMS, CONFIG, jnp.asarray(tokens)))[:, t - 1].argmax(-1)
+    logits = np.asarray(forward(PARAMS, CONFIG, jnp.asarray(tokens)), np.float64)
+    losses, top1 = supervised_token_scores(PARAMS, CONFIG, jnp.asarray(tokens), mask, supervised_capacity(np.asarray(mask)))
+    target_logit = np.take_along_axis(logits[:, :-1], tokens[:, 1:, None], -1)[..., 0]
+    expected = (target_logit >= logits[:, :-1].max(-1)) & (np.asarray(mask)[:, 1:] != 0)
+    np.testing.assert_array_equal(np.asarray(top1) != 0, expected)
+    assert 0 < expected.sum() < (np.asarray(mask)[:, 1:] != 0).sum()
+    ref = fast(PARAMS, CONFIG, jnp.asarray(tokens), mask, supervised_capacity(np.asarray(mask)), 1024)
+    np.testing.assert_allclose(np.asarray(losses), np.asarray(ref), rtol=0, atol=1e-6)

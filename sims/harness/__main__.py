@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         cfg = ex.method_config(preset, args.method, args.learning_rate, args.seed, args.fmt)
         if args.steps is not None:
-            cfg = replace(cfg, steps=args.steps)
+            cfg = replace(cfg, steps=args.steps, warmup_steps=min(int(round(preset.warmup_fraction * args.steps)), args.steps - 1))
         result = run_one(cfg, progress=progress)
         s = ex.summarise_run(result)
         if s["diverged"]:

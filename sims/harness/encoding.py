@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EncodedSet", "encode_chat_set", "encode_text_set", "batch_slices"]
+__all__ = ["encode_answer_mask", "EncodedSet", "encode_chat_set", "encode_text_set", "batch_slices"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,39 @@ def encode_chat_set(tokenizer, pairs, seq_len: int, pad_id: int = 0, system: str
     if not rows:
         raise ValueError("pairs: empty")
     return _pad(rows, seq_len, pad_id)
+
+
+def encode_answer_mask(tokenizer, pairs, starts, seq_len: int, system: str | None = None) -> np.ndarray:
+    """``[N, seq_len - 1]`` 0/1 mask of the targets that spell each response's final answer, aligned with the
+    per-token losses of ``encode_chat_set(tokenizer, pairs, seq_len, system=system)`` (column t: token t + 1).
+
+    The answer of pair n is ``response[starts[n]:]`` (``starts[n]`` None: no answer, an all-zero row). Its tokens
+    are found without assuming how BPE splits text: the conversation is encoded with and without the answer, and
+    the answer's tokens are those between the two encodings' longest common prefix and common suffix (the closing
+    template tokens), so a token fused across the answer's first character counts as an answer token.
+    """
+    if len(starts) != len(pairs):
+        raise ValueError(f"starts: {len(starts)} entries for {len(pairs)} pairs")
+    out = np.zeros((len(pairs), seq_len - 1), np.float32)
+    for n, ((prompt, response), start) in enumerate(zip(pairs, starts)):
+        if start is None:
+            continue
+        if not 0 < start < len(response):
+            raise ValueError(f"starts: entry {n} ({start}) is not inside its response of {len(response)} characters")
+        full, _ = tokenizer.encode_chat_example(prompt, response, system=system)
+        cut, _ = tokenizer.encode_chat_example(prompt, response[:start].rstrip(), system=system)
+        if len(full) > seq_len:
+            raise ValueError(f"seq_len: example {n} needs {len(full)} tokens, more than seq_len={seq_len}")
+        prefix = 0
+        while prefix < min(len(full), len(cut)) and full[prefix] == cut[prefix]:
+            prefix += 1
+        suffix = 0
+        while suffix < min(len(full), len(cut)) - prefix and full[-1 - suffix] == cut[-1 - suffix]:
+            suffix += 1
+        if len(full) - suffix <= prefix:
+            raise ValueError(f"pairs: the answer of example {n} ({response[start:]!r}) adds no token")
+        out[n, prefix - 1 : len(full) - suffix - 1] = 1.0
+    return out
 
 
 def encode_text_set(tokenizer, texts, seq_len: int, pad_id: int = 0) -> EncodedSet:

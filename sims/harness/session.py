@@ -19,10 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.harness.data_files import DataFile, read_domain_file, read_general_file, split_examples
-from sims.harness.encoding import EncodedSet, encode_chat_set, encode_text_set
+from sims.harness.encoding import EncodedSet, encode_answer_mask, encode_chat_set, encode_text_set
 from sims.harness.general_sets import INSTRUCTIONS, code_texts, docs_texts
-from sims.harness.measure import greedy_accuracy, mean_nll, probability_stats, sequence_mean_nll, set_token_losses
-from sims.harness.medcalc import FORMATS, SYSTEM_PROMPT
+from sims.harness.measure import (answer_accuracy, greedy_accuracy, mean_nll, probability_stats, sequence_mean_nll,
+                                  set_token_scores, top1_rate)
+from sims.harness.medcalc import FORMATS, SYSTEM_PROMPT, answer_start
 from sims.harness.medcalc_bench import CALCULATORS, make_splits
 from store import cached, code_key, content_key
 
@@ -75,10 +76,18 @@ class DataConfig:
     n_accuracy: int = 4
     accuracy_max_new_tokens_cot: int = 80
     accuracy_max_new_tokens_label: int = 12
+    n_unseen: int = 0  # held-out examples of calculators never trained on (medcalc_bench.HELDOUT_CALCULATORS)
+    n_choice: int = 0  # general multiple-choice items (general_choice), scored at every evaluation point
     domain_data: DataFile | None = None  # a user's domain problems instead of the generated ones (data_files)
     general_data: DataFile | None = None  # a user's general set "data", measured beside self, docs and code
 
     def __post_init__(self):
+        for name in ("n_unseen", "n_choice"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name}: must be a non-negative int, got {v!r}")
+        if self.n_unseen and self.domain_data is not None:
+            raise ValueError("n_unseen: unseen calculators exist only in the generated domain, not with domain_data")
         for name in ("n_train", "n_heldout", "seq_len_cot", "seq_len_label", "seq_len_general", "n_self",
                      "self_max_new_tokens", "n_docs", "n_code", "eval_batch", "accuracy_max_new_tokens_cot",
                      "accuracy_max_new_tokens_label"):
@@ -154,17 +163,30 @@ class Session:
             self.splits = split_examples(read_domain_file(self.data.domain_data), self.data.n_train, self.data.n_heldout,
                                          self.data.data_seed)
         else:
-            self.splits = make_splits(self.data.n_train, self.data.n_heldout, self.data.data_seed, self.data.calculators)
+            self.splits = make_splits(self.data.n_train, self.data.n_heldout, self.data.data_seed, self.data.calculators,
+                                      n_unseen=self.data.n_unseen)
         self.pad_id = int(self.tokenizer.pad_id if self.tokenizer.pad_id is not None else 0)
         self.train: dict[str, EncodedSet] = {}
         self.heldout: dict[str, EncodedSet] = {}
+        self.unseen: dict[str, EncodedSet] = {}
+        self.answer_masks: dict[tuple[str, str], np.ndarray] = {}  # (split, fmt) -> encode_answer_mask
         for fmt in FORMATS:
             n = self.data.seq_len(fmt)
             self.train[fmt] = encode_chat_set(self.tokenizer, [(e.prompt, e.response(fmt)) for e in self.splits.train], n, self.pad_id, SYSTEM_PROMPT)
-            self.heldout[fmt] = encode_chat_set(self.tokenizer, [(e.prompt, e.response(fmt)) for e in self.splits.heldout], n, self.pad_id, SYSTEM_PROMPT)
+            self.heldout[fmt] = self._encode_graded("heldout", fmt, self.splits.heldout, n)
+            if self.splits.unseen:  # other calculators' explanations may be longer: the window fits the longest
+                longest = max(len(self.tokenizer.encode_chat_example(e.prompt, e.response(fmt), system=SYSTEM_PROMPT)[0])
+                              for e in self.splits.unseen)
+                self.unseen[fmt] = self._encode_graded("unseen", fmt, self.splits.unseen, max(n, longest))
         self._general: dict[str, EncodedSet] | None = None
         self._base: dict | None = None
         self.progress = True  # progress bars of the session's own one-off computations (get_session sets it)
+
+    def _encode_graded(self, split: str, fmt: str, examples, seq_len: int) -> EncodedSet:
+        pairs = [(e.prompt, e.response(fmt)) for e in examples]
+        self.answer_masks[split, fmt] = encode_answer_mask(self.tokenizer, pairs, [answer_start(r) for _, r in pairs],
+                                                           seq_len, SYSTEM_PROMPT)
+        return encode_chat_set(self.tokenizer, pairs, seq_len, self.pad_id, SYSTEM_PROMPT)
 
     # -- identity ------------------------------------------------------------------------------------
 
@@ -220,30 +242,80 @@ class Session:
     # -- evaluation ----------------------------------------------------------------------------------------
 
     def evaluate(self, params, fmt: str, with_train_stats: bool = False, finite_only: bool = False) -> dict | None:
-        """Held-out domain loss and statistics in ``fmt`` and every general set's loss (nats/token).
+        """Held-out domain loss, statistics and teacher-forced accuracies in ``fmt``, every general set's loss
+        (nats/token) and next-token accuracy, the unseen calculators' loss and answer accuracy (``n_unseen``), and
+        the general multiple-choice accuracy (``n_choice``).
 
+        ``answer_accuracy``: the fraction of held-out problems whose answer tokens are all the model's top-1 given
+        the reference response before them (``measure.answer_accuracy``; over the problems with an answer).
+        ``general_top1``: per general set, the fraction of targets that are top-1; on ``"self"`` (the base model's
+        own greedy responses) it is the agreement with the base model's greedy answers.
         With ``finite_only``, None as soon as a set's token losses are not all finite (a diverged model).
         """
         b = self.data.eval_batch
 
-        def losses(enc):
-            l, m = set_token_losses(params, self.config, enc, b)
-            return (None, m) if finite_only and not np.isfinite(l[m > 0]).all() else (l, m)
+        def scores(enc):
+            l, top1, m = set_token_scores(params, self.config, enc, b)
+            return (None, top1, m) if finite_only and not np.isfinite(l[m > 0]).all() else (l, top1, m)
 
-        dl, dm = losses(self.heldout[fmt])
+        def graded_accuracy(split, top1):
+            answer_mask = self.answer_masks[split, fmt]
+            has = answer_mask.sum(axis=1) > 0
+            return answer_accuracy(top1[has], answer_mask[has]) if has.any() else float("nan")
+
+        dl, dtop1, dm = scores(self.heldout[fmt])
         if dl is None:
             return None
-        out = {"domain_loss": mean_nll(dl, dm), "heldout_stats": probability_stats(dl, dm), "general": {}}
+        out = {"domain_loss": mean_nll(dl, dm), "heldout_stats": probability_stats(dl, dm),
+               "answer_accuracy": graded_accuracy("heldout", dtop1), "domain_top1": top1_rate(dtop1, dm),
+               "general": {}, "general_top1": {}}
         for name in self.general:  # GENERAL_SETS, and "data" with a general_data file
-            gl, gm = losses(self.general[name])
+            gl, gtop1, gm = scores(self.general[name])
             if gl is None:
                 return None
             out["general"][name] = mean_nll(gl, gm)
+            out["general_top1"][name] = top1_rate(gtop1, gm)
+        if fmt in self.unseen:
+            ul, utop1, um = scores(self.unseen[fmt])
+            if ul is None:
+                return None
+            out["unseen"] = {"loss": mean_nll(ul, um), "answer_accuracy": graded_accuracy("unseen", utop1)}
+        if self.data.n_choice:
+            from sims.harness.general_choice import choice_accuracy
+
+            enc, item_of_row, items = self.choice_set
+            cl, _, cm = scores(enc)
+            if cl is None:
+                return None
+            out["choice"] = choice_accuracy(cl, cm, items, item_of_row)
         if with_train_stats:
-            tl, tm = set_token_losses(params, self.config, self.train[fmt], b)
+            tl, _, tm = scores(self.train[fmt])
             out["train_stats"] = probability_stats(tl, tm)
             out["train_sequence_nll"] = sequence_mean_nll(tl, tm).tolist()
             out["train_token_losses"] = (tl, tm)
+        return out
+
+    @functools.cached_property
+    def choice_set(self):
+        """``(encoded rows, item of each row, items)`` of the general multiple-choice items (``n_choice``)."""
+        from sims.harness.general_choice import choice_items, encode_choice_set
+
+        items = choice_items(self.data.n_choice, self.data.data_seed)
+        # the rows are short (a question and a few words): a window of the longest, not of seq_len_general
+        longest = max(len(self.tokenizer.encode_chat_example(item.prompt, choice)[0]) for item in items for choice in item.choices)
+        enc, item_of_row = encode_choice_set(self.tokenizer, items, longest, self.pad_id)
+        return enc, item_of_row, items
+
+    def chance_levels(self) -> dict:
+        """What guessing scores on each accuracy: a uniformly random next token is top-1 with probability 1/V;
+        a uniformly random answer spells the reference with probability ~0; multiple choice: mean 1/#choices."""
+        out = {"top1": 1.0 / self.config.vocab_size, "answer_accuracy": 0.0}
+        if self.data.n_choice:
+            from sims.harness.general_choice import choice_accuracy
+
+            enc, item_of_row, items = self.choice_set
+            zeros = np.zeros((enc.n, enc.seq_len - 1))
+            out["choice"] = choice_accuracy(zeros, enc.loss_mask[:, 1:].astype(np.float64), items, item_of_row)["chance"]
         return out
 
     def accuracy(self, params, fmt: str) -> dict:
@@ -260,7 +332,7 @@ class Session:
             material = {**self.key_material(), "what": "base_eval", "code": code_key(__name__)}
 
             def compute():
-                out = {}
+                out = {"chance": self.chance_levels()}
                 for fmt in FORMATS:
                     ev = self.evaluate(self.params, fmt, with_train_stats=True)
                     ev["accuracy"] = self.accuracy(self.params, fmt)

@@ -5,8 +5,10 @@ experiments, e.g. the SFT baseline of the learning-rate grid and of the method c
 ``plan(preset)`` counts, per run and in total,
 
     train tokens   = steps x batch_size x seq_len(fmt)                      (padded rows, forward + backward)
-    eval tokens    = (steps / eval_every) x [n_heldout x seq_len(fmt) + (n_self + n_docs + n_code) x seq_len_general]
-                     x (1 + number of averaging weights)                   (held-out domain + general sets)
+    eval tokens    = (steps / eval_every) x [(n_heldout + n_unseen) x seq_len(fmt)
+                                          + (n_self + n_docs + n_code) x seq_len_general + 4 n_choice x 48]
+                     x (1 + number of averaging weights)     (held-out and unseen domain, general sets, <= 4 choices
+                                                              in windows of about 48 tokens)
     decode tokens  = n_accuracy x accuracy_max_new_tokens(fmt)             (runs that score greedy accuracy)
 
 and turns them into an ETA with throughputs measured on this project's reference machine (2 cores, SmolLM2-135M,
@@ -58,7 +60,8 @@ def run_cost(cfg) -> RunCost:
     """Token counts of one run configuration."""
     d = cfg.data
     points = max(1, cfg.steps // cfg.eval_every) + (1 if cfg.steps % cfg.eval_every else 0)
-    per_point = d.n_heldout * d.seq_len(cfg.fmt) + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general
+    per_point = ((d.n_heldout + d.n_unseen) * d.seq_len(cfg.fmt)
+                 + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general + 4 * d.n_choice * 48)
     averaging = len(cfg.averaging_alphas)
     decode = d.n_accuracy * (d.accuracy_max_new_tokens_cot if cfg.fmt == "cot" else d.accuracy_max_new_tokens_label)
     return RunCost(train_tokens=cfg.steps * cfg.batch_size * d.seq_len(cfg.fmt),

@@ -34,7 +34,7 @@ from sims.lm.config import ModelConfig
 from sims.lm.model import forward_hidden, output_logits
 
 __all__ = ["DEFAULT_BUCKET", "DEFAULT_CHUNK_SIZE", "supervised_capacity", "supervised_token_losses",
-           "supervised_mean_nll"]
+           "supervised_token_scores", "supervised_mean_nll"]
 
 #: Capacities are rounded up to a multiple of this many slots (fewer distinct programs to compile).
 DEFAULT_BUCKET = 64
@@ -77,6 +77,19 @@ def supervised_token_losses(params, config: ModelConfig, tokens, loss_mask, capa
       chunk_size: slots projected to the vocabulary at once (static).
       positions: as in ``forward`` (rotary positions).
     """
+    return supervised_token_scores(params, config, tokens, loss_mask, capacity, chunk_size, positions)[0]
+
+
+def supervised_token_scores(params, config: ModelConfig, tokens, loss_mask, capacity: int,
+                            chunk_size: int = DEFAULT_CHUNK_SIZE, positions=None) -> tuple[jax.Array, jax.Array]:
+    """``(losses, top1)``, both [B, T-1]: the losses of :func:`supervised_token_losses` and, at every target,
+    whether the target is the model's greedy choice there,
+
+        top1[b, t] = 1  iff  z[y] >= max_v z[v]        (z: the logits predicting token t+1; ties count as top-1)
+
+    (0 off the mask). Teacher-forced accuracies are means of ``top1`` over a set of targets; one forward pass gives
+    both.
+    """
     capacity = _positive_int("capacity", capacity)
     chunk_size = _positive_int("chunk_size", chunk_size)
     tokens = jnp.asarray(tokens)
@@ -104,23 +117,28 @@ def supervised_token_losses(params, config: ModelConfig, tokens, loss_mask, capa
     count = jnp.sum(selected)
     valid = jnp.arange(size) < count
 
-    def chunk_nll(h, y):
+    def chunk_scores(h, y):
         logits = output_logits(params, config, h)  # [c, V]
         picked = jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
-        return jax.nn.logsumexp(logits, axis=-1) - picked
+        # top-1 is not differentiable; stop_gradient keeps it out of the backward pass of a training loss
+        top1 = jax.lax.stop_gradient(picked >= jnp.max(logits, axis=-1)).astype(logits.dtype)
+        return jax.nn.logsumexp(logits, axis=-1) - picked, top1
 
     h, y = hidden[index], targets[index]
     if n_chunks == 1:
-        nll = chunk_nll(h, y)
+        nll, top1 = chunk_scores(h, y)
     else:
-        nll = jax.lax.map(lambda hy: jax.checkpoint(chunk_nll)(*hy),
-                          (h.reshape(n_chunks, chunk_size, D), y.reshape(n_chunks, chunk_size)))
-        nll = nll.reshape(size)
-    nll = jnp.where(valid, nll, 0.0)
-    out = jnp.zeros(B * (T - 1), nll.dtype).at[index].add(nll).reshape(B, T - 1)
-    out = jnp.where(count > size, jnp.nan, out)  # under jit: a batch that does not fit is NaN, never truncated
-    mask = mask.astype(out.dtype)
-    return jnp.where(mask != 0, out * mask, 0.0)
+        nll, top1 = jax.lax.map(lambda hy: jax.checkpoint(chunk_scores)(*hy),
+                                (h.reshape(n_chunks, chunk_size, D), y.reshape(n_chunks, chunk_size)))
+        nll, top1 = nll.reshape(size), top1.reshape(size)
+    mask = mask.astype(nll.dtype)
+
+    def scatter(values):
+        values = jnp.where(valid, values, 0.0)
+        out = jnp.zeros(B * (T - 1), values.dtype).at[index].add(values).reshape(B, T - 1)
+        return jnp.where(count > size, jnp.nan, out)  # under jit: a batch that does not fit is NaN, never truncated
+
+    return jnp.where(mask != 0, scatter(nll) * mask, 0.0), jnp.where(mask != 0, scatter(top1), 0.0)
 
 
 def supervised_mean_nll(config: ModelConfig, capacity: int, chunk_size: int = DEFAULT_CHUNK_SIZE):
