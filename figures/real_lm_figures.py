@@ -31,13 +31,14 @@ _PLAN_SHOWN: set = set()
 
 def _setup():
     from sims.harness.compilation_cache import enable_compilation_cache
-    from sims.harness.sweep_plan import describe_plan
+    from sims.harness.sweep_plan import describe_pending, describe_plan
 
     enable_compilation_cache()
     preset = _preset()
     if preset.name not in _PLAN_SHOWN:  # once per process: what the real-LM figures may have to compute
         _PLAN_SHOWN.add(preset.name)
         print("[figures] real-LM runs of the preset " + describe_plan(preset), flush=True)
+        print("[figures] of which " + describe_pending(preset), flush=True)
     return preset
 
 

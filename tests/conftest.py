@@ -11,3 +11,8 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 settings.register_profile("ci", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", deadline=None, max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config):
+    # in the default suite, unlike "slow": the committed real-LM results are checked on every test run
+    config.addinivalue_line("markers", "real_model: reads or runs the real model (SmolLM2); part of the default suite")

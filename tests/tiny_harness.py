@@ -8,13 +8,13 @@ from pathlib import Path
 
 import jax
 
-_VARIABLES = ("SFT_RUNS_DIR", "SFT_CACHE_DIR", "SFT_TINY_MODEL", "SFT_REAL_LM_PRESET")
+_VARIABLES = ("SFT_RUNS_DIR", "SFT_CACHE_DIR", "SFT_RESULTS_DIR", "SFT_TINY_MODEL", "SFT_REAL_LM_PRESET")
 
 
 @contextlib.contextmanager
 def tiny_harness_env(root: Path):
     """Write a tiny model (SmolLM2's vocabulary, random weights) under ``root``, point the harness's cache, run
-    folders, tiny model and real-LM preset at it, yield ``{"root", "model", "preset"}``, and restore the
+    folders, committed results, tiny model and real-LM preset at it, yield ``{"root", "model", "preset"}``, and restore the
     environment afterwards."""
     from sims.lm.config import ModelConfig
     from sims.lm.gguf_io import save_gguf
@@ -25,7 +25,7 @@ def tiny_harness_env(root: Path):
     save_gguf(path, cfg, init_params(cfg, jax.random.key(0)))
     old = {k: os.environ.get(k) for k in _VARIABLES}
     os.environ.update(SFT_RUNS_DIR=str(Path(root) / "runs"), SFT_CACHE_DIR=str(Path(root) / "cache"),
-                      SFT_TINY_MODEL=str(path), SFT_REAL_LM_PRESET="tiny")
+                      SFT_RESULTS_DIR=str(Path(root) / "results"), SFT_TINY_MODEL=str(path), SFT_REAL_LM_PRESET="tiny")
     try:
         from sims.harness.presets import get_preset
 

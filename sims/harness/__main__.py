@@ -4,6 +4,7 @@
     python -m sims.harness sweep  --preset default [--experiment lr|methods|tokens|single-step|all]
     python -m sims.harness report --preset default [--out report.md]
     python -m sims.harness plan   --model DIR|NAME --devices N --batch B --seq T [--device-memory 80GB]
+    python -m sims.harness export --preset cpu [--results-dir DIR]
 
 ``--mesh DATAxMODEL`` (run, sweep, report; default 1x1: one device, as before) runs every train step on
 ``DATA x MODEL`` devices: the batch split over DATA, parameters, gradients and Adam state sharded over MODEL
@@ -16,7 +17,9 @@ every host; ``jax.distributed`` is initialised from them before any device is to
 preset (``paper`` reads ``$SFT_PAPER_MODEL``). ``--domain-data FILE`` replaces the generated MedCalc-Bench problems
 with a file's (a MedCalc-Bench CSV or a JSONL of prompt/response[/answer/lower/upper]); ``--general-data FILE``
 (JSONL of text, or of prompt/response) adds the general set "data" (:mod:`sims.harness.data_files`). Finished runs are read from their run folders
-(``$SFT_RUNS_DIR`` or ``.cache/runs``); an interrupted sweep resumes where it stopped.
+(``$SFT_RUNS_DIR`` or ``.cache/runs``), or from the committed ``results/`` when a run's key matches; an
+interrupted sweep resumes where it stopped. ``export`` copies every finished planned run of a preset to
+``results/<preset>/<key>/`` with an ``index.json`` (:mod:`sims.harness.results_export`), ready to commit.
 """
 
 from __future__ import annotations
@@ -180,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {"run": "fine-tune once and print the run's domain gain and general change",
              "sweep": "run an experiment's grid of runs (finished runs are read, not recomputed)",
-             "report": "print (and with --out write) the Markdown report of every experiment"}
+             "report": "print (and with --out write) the Markdown report of every experiment",
+             "export": "copy every finished planned run of the preset to results/<preset>/ for committing"}
     _add_plan_parser(sub)
-    for name in ("run", "sweep", "report"):
+    for name in ("run", "sweep", "report", "export"):
         p = sub.add_parser(name, help=helps[name], description=helps[name])
         p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="experiment size (default: default)")
         p.add_argument("--model", default=None,
@@ -210,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="which experiment's runs (default: all)")
         if name == "report":
             p.add_argument("--out", type=writable_file, default=None, help="also write the report to this file")
+        if name == "export":
+            p.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
+                           help="folder of committed results (default: $SFT_RESULTS_DIR or results/ in the repository)")
     args = parser.parse_args(_attach_negative_numbers(list(sys.argv[1:] if argv is None else argv)))
     if args.command == "plan":
         return _plan(args, parser)
@@ -269,10 +276,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  averaging alpha={a['alpha']:g}: G={a['domain_gain']:+.4f}  D={a['general_change']:+.4f}")
         return 0
 
+    if args.command == "export":
+        from sims.harness.results_export import export_runs
+        from sims.harness.runs import results_dir
+        from sims.harness.sweep_plan import planned_runs
+
+        if args.results_dir is not None and args.results_dir.exists() and not args.results_dir.is_dir():
+            parser.error(f"--results-dir: {args.results_dir} is not a directory")
+        configs = planned_runs(preset)
+        exported = export_runs(configs, preset.name, args.results_dir)
+        where = (args.results_dir or results_dir()) / preset.name
+        print(f"export {preset.name}: {len(exported)} of {len(configs)} planned runs finished and exported to {where}, "
+              f"{len(configs) - len(exported)} missing")
+        return 0
+
     if args.command == "sweep":
-        from sims.harness.sweep_plan import describe_plan
+        from sims.harness.sweep_plan import describe_pending, describe_plan
 
         print("planned: " + describe_plan(preset), flush=True)
+        print("pending: " + describe_pending(preset), flush=True)
         steps = {
             "lr": [ex.lr_tradeoff],
             "methods": [ex.method_comparison],

@@ -26,6 +26,19 @@ module (``store.code_key``: its source and that of every repository module it im
 graph), so edits to reports, figures or the command line do not invalidate results. A killed run restarts from its last saved point (the checkpoint and the points agree on
 the step) and otherwise from step 0; a sweep recomputes only unfinished runs. Batches are a pure
 function of (seed, step), so a resumed run follows the same trajectory as an uninterrupted one.
+
+Committed results: a finished run of a long preset can be committed to the repository as
+``<results>/<preset>/<key>/result.json`` (``<results>`` = ``$SFT_RESULTS_DIR`` or ``<repo>/results``; written by
+:mod:`sims.harness.results_export`). ``run_one`` returns such a file when its own run folder has no finished result
+and the file verifies for the run's key, so a fresh clone reads those runs instead of computing them; a committed
+file that fails its checksum or key is reported by path and the run recomputed into the run folder (the committed
+file is never written or deleted). Every result carries ``provenance``: the code key, the model file's full
+SHA-256, the data configuration's hash, library versions, the machine (platform, CPU, cores, load) and the wall
+time, which says where and with what a committed number was measured.
+
+``replay_points(cfg, n)`` recomputes a run's first ``n`` evaluation points from step 0 in a temporary folder (the
+reproducibility check of committed results): ``run_one(..., stop_after=k)`` stops the same loop at its first
+evaluation step at or after ``k`` and returns the points without writing a result.
 """
 
 from __future__ import annotations
@@ -33,8 +46,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
+import tempfile
 import warnings
 import time
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,14 +62,16 @@ from sims.harness.lora import interpolate_params
 from sims.harness.measure import HIST_BINS
 from sims.harness.medcalc import FORMATS
 from sims.harness.methods import full_params, init_trainable, make_optimizer, make_train_step
-from sims.harness.session import DataConfig, Session, get_session
+from sims.harness.session import DataConfig, Session, get_session, model_fingerprint
 from sims.lm.sharding import make_mesh, place_batch, place_params, replicated
 from sims.lm.supervised_loss import supervised_capacity
 from sims.methods import MethodConfig, averaging_bases
 from theory import HARD_TOKEN_THRESHOLD
-from store import atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record, write_record
+from store import (REPO_ROOT, atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record,
+                   write_record)
 
-__all__ = ["SCHEDULES", "learning_rate_at", "RunConfig", "runs_dir", "run_key", "run_folder", "run_one", "run_many", "load_result", "Interrupted"]
+__all__ = ["SCHEDULES", "learning_rate_at", "RunConfig", "runs_dir", "results_dir", "run_key", "run_folder", "run_one",
+           "run_many", "load_result", "committed_result", "replay_points", "model_sha256", "data_hash", "Interrupted"]
 
 
 #: Learning-rate schedules: "constant", or "linear" (linear warm-up, then linear decay; see learning_rate_at).
@@ -173,7 +191,12 @@ def runs_dir() -> Path:
     return Path(os.environ.get("SFT_RUNS_DIR", cache_root() / "runs"))
 
 
-def _material(cfg: RunConfig, session: Session) -> dict:
+def results_dir() -> Path:
+    """Folder of committed results (``$SFT_RESULTS_DIR`` or ``<repo>/results``; see the module docstring)."""
+    return Path(os.environ.get("SFT_RESULTS_DIR", REPO_ROOT / "results"))
+
+
+def _material(cfg: RunConfig, fingerprint: str) -> dict:
     d = cfg.describe()
     d.pop("model")
     d.pop("tokenizer")
@@ -187,12 +210,14 @@ def _material(cfg: RunConfig, session: Session) -> dict:
     # and greedy accuracy can flip on such a difference, so a sharded run has its own key
     if tuple(d.pop("mesh")) != (1, 1):
         d["mesh"] = list(cfg.mesh)
-    return {"run": d, "model": session.fingerprint, "code": code_key(__name__), "libs": library_versions()}
+    return {"run": d, "model": fingerprint, "code": code_key(__name__), "libs": library_versions()}
 
 
 def run_key(cfg: RunConfig, session: Session | None = None) -> str:
-    session = session or get_session(cfg.model, cfg.tokenizer, cfg.data)
-    return content_key(_material(cfg, session))[:20]
+    """The run's key. Without a session only the model file is hashed (memoised), nothing is loaded: the key
+    needs the model's fingerprint, which is the session's."""
+    fingerprint = session.fingerprint if session is not None else model_fingerprint(cfg.model)
+    return content_key(_material(cfg, fingerprint))[:20]
 
 
 def run_folder(cfg: RunConfig, session: Session | None = None) -> Path:
@@ -200,9 +225,31 @@ def run_folder(cfg: RunConfig, session: Session | None = None) -> Path:
 
 
 def load_result(cfg: RunConfig) -> dict | None:
-    """The finished run's result if its ``result.json`` is present and verifies, else None."""
+    """The finished run's result if its ``result.json`` (else a committed one) is present and verifies, else None."""
     folder = run_folder(cfg)
-    return read_record(folder / "result.json", key=folder.name)
+    return read_record(folder / "result.json", key=folder.name) or committed_result(folder.name)
+
+
+def committed_result(key: str) -> dict | None:
+    """The committed result of run ``key``: the first ``<results>/*/<key>/result.json`` (name order) that verifies
+    for ``key``, else None. A committed file that fails its checksum or key is reported by path and left as it is
+    (``read_record`` would delete a damaged cache entry; a committed file is the repository's to fix)."""
+    if not (isinstance(key, str) and key.isalnum()):
+        raise ValueError(f"key: expected a run key (letters and digits), got {key!r}")
+    root = results_dir()
+    if not root.is_dir():
+        return None
+    for path in sorted(root.glob(f"*/{key}/result.json")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = read_record(path, key=key, discard=False)
+        if isinstance(value, dict):
+            return value
+        why = "; ".join(str(w.message).partition("will be recomputed (")[2].rstrip(")") or str(w.message)
+                        for w in caught) or "not a result"
+        warnings.warn(f"{path}: committed result does not verify for key {key} ({why}); the run is recomputed "
+                      f"into {runs_dir() / key}, the committed file is left unchanged")
+    return None
 
 
 def _batch(cfg: RunConfig, session: Session, step: int, sequence_weights: np.ndarray | None) -> tuple[dict, np.ndarray]:
@@ -302,21 +349,37 @@ def _write_points(folder: Path, points: list[dict]) -> None:
     atomic_write_bytes(folder / "points.jsonl", "".join(_point_line(p) for p in points).encode())
 
 
-def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | None = None) -> dict:
-    """Run (or load) one fine-tuning trajectory and return its result dict (see module docstring)."""
+def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | None = None,
+            stop_after: int | None = None, runs_root: Path | None = None) -> dict | list[dict]:
+    """Run (or load) one fine-tuning trajectory and return its result dict (see module docstring).
+
+    The run folder's verified ``result.json`` is returned first, then a committed one (:func:`committed_result`).
+    ``stop_after=k`` computes the trajectory only up to its first evaluation step at or after ``k`` and returns
+    those points (as stored in ``points.jsonl``) without reading or writing a result (:func:`replay_points`);
+    ``runs_root`` puts the run folder there instead of :func:`runs_dir`.
+    """
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after: must be a positive int or None, got {stop_after!r}")
     session = get_session(cfg.model, cfg.tokenizer, cfg.data, progress)
-    folder = run_folder(cfg, session)
+    folder = (runs_dir() if runs_root is None else Path(runs_root)) / run_key(cfg, session)
     result_path = folder / "result.json"
-    done = read_record(result_path, key=folder.name)
-    if done is not None:
-        return done
+    if stop_after is None:
+        done = read_record(result_path, key=folder.name)
+        if done is None:
+            done = committed_result(folder.name)
+        if done is not None:
+            return done
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / "config.json", json.dumps({"config": cfg.describe(), "key_material": _material(cfg, session)},
+    atomic_write_bytes(folder / "config.json", json.dumps({"config": cfg.describe(),
+                                                          "key_material": _material(cfg, session.fingerprint)},
                                                          indent=1, default=str).encode())
     t0 = time.perf_counter()
-    base = session.base()[cfg.fmt]
-    base_public = {k: v for k, v in base.items() if k not in ("train_token_losses",)}
-    chance = session.base().get("chance")
+    # a replay of a method that does not read the initial losses needs no base evaluation (minutes at the cpu
+    # preset's size): its points then hold the measurements without the changes from the base model
+    replay_only = stop_after is not None and not cfg.method.spec.needs_initial_losses
+    base = None if replay_only else session.base()[cfg.fmt]
+    base_public = None if replay_only else {k: v for k, v in base.items() if k not in ("train_token_losses",)}
+    chance = None if replay_only else session.base().get("chance")
     sequence_weights = None
     if cfg.method.spec.needs_initial_losses:
         sequence_weights = np.asarray(cfg.method.initial_sequence_weights(jnp.asarray(base["train_sequence_nll"])), np.float32)
@@ -332,7 +395,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     start = 0
     if points and cfg.checkpoint_state:
         restored = _load_state(folder, trainable, opt_state)
-        if restored is not None and restored[0] in {p["step"] for p in points}:
+        if (restored is not None and restored[0] in {p["step"] for p in points}
+                and (stop_after is None or restored[0] <= stop_after)):
             start, trainable, opt_state = restored
     if mesh is not None:
         trainable, frozen, opt_state = place_params(trainable, mesh), place_params(frozen, mesh), place_params(opt_state, mesh)
@@ -365,7 +429,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
                 ev = session.evaluate(_gathered(full_params(cfg.method, trainable, frozen), mesh), cfg.fmt,
                                       finite_only=True)
                 finite = ev is not None
-            ev = _relative(ev, base) if finite else {"diverged": True}
+            ev = (ev if base is None else _relative(ev, base)) if finite else {"diverged": True}
             ev.update(step=step + 1, epochs=(step + 1) / cfg.steps_per_epoch, train_steps=records)
             records = []
             points.append(ev)
@@ -378,14 +442,18 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
             if interrupt_after is not None and step + 1 >= interrupt_after and step + 1 < cfg.steps:
                 bar.close()
                 raise Interrupted(f"simulated interruption after step {step + 1}")
+            if stop_after is not None and step + 1 >= stop_after:
+                break
     bar.close()
+    if stop_after is not None:  # a replay: the points so far, as points.jsonl stores them; no result written
+        return json.loads(json.dumps(_jsonable(points)))
 
     params = _gathered(full_params(cfg.method, trainable, frozen), mesh)
     result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "chance": chance, "points": points,
               "diverged": diverged is not None, "diverged_step": diverged}
     if diverged is not None:  # nothing to evaluate: the parameters or their losses are not finite
         result.update(averaging=[], wall_s=time.perf_counter() - t0)
-        return _finish(folder, result)
+        return _finish(folder, result, cfg)
     if cfg.final_accuracy:
         result["accuracy"] = session.accuracy(params, cfg.fmt)
     averaging = []
@@ -398,7 +466,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
         averaging.append(ev)
     result["averaging"] = averaging
     result["wall_s"] = time.perf_counter() - t0
-    return _finish(folder, result)
+    return _finish(folder, result, cfg)
 
 
 def _gathered(tree, mesh):
@@ -410,13 +478,91 @@ def _gathered(tree, mesh):
     return jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), whole)
 
 
-def _finish(folder: Path, result: dict) -> dict:
-    """Write ``result.json``, drop the checkpoint, and return the result as read back."""
+def _finish(folder: Path, result: dict, cfg: RunConfig) -> dict:
+    """Add the provenance, write ``result.json``, drop the checkpoint, and return the result as read back."""
+    result["provenance"] = _provenance(cfg, result["wall_s"])
     write_record(folder / "result.json", _jsonable(result), key=folder.name)
     state = folder / "state.npz"
     if state.exists():
         state.unlink()
     return read_record(folder / "result.json", key=folder.name)
+
+
+def replay_points(cfg: RunConfig, n_points: int, *, progress: bool = False) -> list[dict]:
+    """The first ``n_points`` evaluation points of run ``cfg`` recomputed from step 0 in a temporary run folder
+    (the cached and the committed run are neither read nor touched): the same loop as :func:`run_one`, stopped
+    after the ``n_points``-th evaluation step, so a learning-rate schedule sees the run's full length. Compared
+    with a stored run's points it checks that the run reproduces. Unless the method reads the initial model's
+    losses (FLOW), the base model is not evaluated and the points hold the measurements only (``domain_loss``,
+    ``general``, statistics, accuracies), not their changes from the base model."""
+    if isinstance(n_points, bool) or not isinstance(n_points, int) or not 1 <= n_points <= len(cfg.eval_steps):
+        raise ValueError(f"n_points: must be an int in [1, {len(cfg.eval_steps)}] (the run's evaluation points), "
+                         f"got {n_points!r}")
+    with tempfile.TemporaryDirectory(prefix="sft-replay-") as tmp:
+        return run_one(cfg, progress=progress, stop_after=cfg.eval_steps[n_points - 1], runs_root=Path(tmp))
+
+
+_MODEL_SHA256: dict = {}
+
+
+def model_sha256(path: str | os.PathLike) -> str:
+    """Full SHA-256 (hex) of a model file, or of a checkpoint folder: of its regular files in name order, each as
+    name, NUL, the file's SHA-256. Memoised per process by path, sizes and modification times."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"path: model {path} does not exist")
+    files = [path] if path.is_file() else sorted((f for f in path.iterdir() if f.is_file()), key=lambda f: f.name)
+    stamp = (str(path.resolve()), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if stamp not in _MODEL_SHA256:
+        digests = []
+        for f in files:
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+            digests.append((f.name, h.digest()))
+        if path.is_file():
+            _MODEL_SHA256[stamp] = digests[0][1].hex()
+        else:
+            folder = hashlib.sha256()
+            for name, digest in digests:
+                folder.update(name.encode() + b"\0" + digest)
+            _MODEL_SHA256[stamp] = folder.hexdigest()
+    return _MODEL_SHA256[stamp]
+
+
+def data_hash(data: DataConfig) -> str:
+    """Content hash of a data configuration: its sizes and seeds, a data file by its content's hash (not its path)."""
+    d = asdict(data)
+    for name in ("domain_data", "general_data"):
+        if getattr(data, name) is not None:
+            d[name] = getattr(data, name).key_material()
+    return content_key(d)
+
+
+def _machine() -> dict:
+    """Where a run was computed: platform, Python, CPU model, logical cores and the load average at the end."""
+    processor = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name") and ":" in line:
+                processor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        load = None
+    return {"platform": platform.platform(), "python": platform.python_version(), "processor": processor,
+            "logical_cores": os.cpu_count(), "loadavg": load}
+
+
+def _provenance(cfg: RunConfig, wall_s: float) -> dict:
+    """What a result was computed with and where (stored in ``result.json``, not part of the key)."""
+    return {"code_key": code_key(__name__), "model_sha256": model_sha256(cfg.model), "data_hash": data_hash(cfg.data),
+            "libraries": library_versions(), "machine": _machine(), "wall_s": float(wall_s),
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def _all_finite(tree) -> bool:

@@ -15,13 +15,18 @@ and turns them into an ETA with throughputs measured on this project's reference
 float32; :data:`REFERENCE_RATES`, from ``python -m sims.harness.bench`` and timed greedy decoding). The ETA scales
 with the model's parameter count and says which machine the rates come from; the first run of a sweep also pays
 the session's base-model evaluation and compilation, which the estimate adds once.
+
+``pending(preset)`` says which planned runs will be read instead of computed: committed to ``results/``
+(:func:`sims.harness.runs.committed_result`), finished in the run folders, or still to compute, with the ETA of
+those alone. It hashes the model file once and reads one JSON file per finished run; it loads no model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["REFERENCE_RATES", "RunCost", "planned_runs", "run_cost", "plan", "describe_plan"]
+__all__ = ["REFERENCE_RATES", "RunCost", "planned_runs", "run_cost", "plan", "describe_plan", "pending",
+           "describe_pending"]
 
 #: tokens per second of SmolLM2-135M-Instruct on the reference machine (2 cores, idle): training and evaluation of
 #: the harness's chat-formatted examples (``python -m sims.harness.bench``, workload "sft", jax-fast: 104 and 460
@@ -88,3 +93,44 @@ def describe_plan(preset, parameters: float | None = None) -> str:
     return (f"{preset.name}: {p['runs']} runs, {p['train_tokens'] / 1e6:.2f}M train + {p['eval_tokens'] / 1e6:.2f}M eval + "
             f"{p['decode_tokens'] / 1e3:.1f}k decoded tokens; about {p['eta_s'] / 60:.0f} min on an idle 2-core CPU "
             f"(finished runs are read, not recomputed)")
+
+
+def pending(preset, parameters: float | None = None, rates: dict | None = None) -> dict:
+    """``{"planned", "committed", "cached", "to_compute", "eta_s"}`` of a sweep of ``preset``: the number of
+    planned runs, the keys of those read from ``results/`` and from the run folders, the keys still to compute,
+    and the ETA of those (reference rates as in :func:`plan`, setup included only when something is computed).
+    A run folder's result wins over a committed one, as in ``run_one``; nothing is deleted or written."""
+    import warnings
+
+    from sims.harness.runs import committed_result, run_key, runs_dir
+    from store import read_record
+
+    rates = dict(REFERENCE_RATES if rates is None else rates)
+    scale = (parameters or rates["parameters"]) / rates["parameters"]
+    if not scale > 0:
+        raise ValueError(f"parameters: must be > 0, got {parameters!r}")
+    out = {"planned": 0, "committed": [], "cached": [], "to_compute": [], "eta_s": 0.0}
+    for cfg in planned_runs(preset):
+        key = run_key(cfg)  # the model file's fingerprint, no session
+        out["planned"] += 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # run_one reports a damaged file when it meets it
+            if isinstance(read_record(runs_dir() / key / "result.json", key=key, discard=False), dict):
+                out["cached"].append(key)
+                continue
+        if committed_result(key) is not None:
+            out["committed"].append(key)
+            continue
+        out["to_compute"].append(key)
+        out["eta_s"] += run_cost(cfg).seconds(rates, scale)
+    if out["to_compute"]:
+        out["eta_s"] += rates["setup_s"] * scale
+    return out
+
+
+def describe_pending(preset, parameters: float | None = None) -> str:
+    """One line for the command line: how many planned runs are committed, cached, to compute, and the ETA."""
+    p = pending(preset, parameters)
+    return (f"{preset.name}: {p['planned']} planned runs: {len(p['committed'])} committed (results/), "
+            f"{len(p['cached'])} finished in the run folders, {len(p['to_compute'])} to compute"
+            + (f", about {p['eta_s'] / 60:.0f} min on an idle 2-core CPU" if p["to_compute"] else ""))

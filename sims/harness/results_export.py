@@ -1,0 +1,102 @@
+"""Export finished runs to ``results/``: the committed, reproducible real-LM result of a preset.
+
+``export_runs(configs, preset_name)`` copies each *finished* run's ``config.json``, ``points.jsonl`` and
+``result.json`` from its run folder (``$SFT_RUNS_DIR`` or ``.cache/runs``) to
+``<results>/<preset_name>/<key>/`` (``<results>`` = ``$SFT_RESULTS_DIR`` or ``<repo>/results``) and writes
+``<results>/<preset_name>/index.json`` (key -> label, format, method, learning rate, seed, wall time). A run counts
+as finished when its ``result.json`` verifies for its key and every line of its ``points.jsonl`` verifies and
+matches the result's points; an unfinished or damaged run is skipped and named. The copies are the run folder's
+bytes, so the committed records keep their checksums; the index is sorted JSON, so exporting the same runs twice
+writes the same files.
+
+``run_one`` (:mod:`sims.harness.runs`) reads the committed ``result.json`` of a run whose key matches; this module
+is not imported by it (its source would otherwise enter every run key).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from store import atomic_write_bytes, read_record
+
+__all__ = ["export_runs", "FILES"]
+
+#: The files of a run folder that are committed (the checkpoint is dropped when a run finishes).
+FILES = ("config.json", "points.jsonl", "result.json")
+
+
+def _finished(folder: Path) -> tuple[dict | None, str]:
+    """``(result, "")`` when the run in ``folder`` is finished and its files verify, else ``(None, why)``."""
+    from sims.harness.runs import _read_points
+
+    if not (folder / "result.json").exists():
+        return None, "no result.json (unfinished or never started)"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = read_record(folder / "result.json", key=folder.name, discard=False)
+        points = _read_points(folder)
+    if not isinstance(result, dict):
+        return None, "result.json does not verify: " + "; ".join(str(w.message) for w in caught)
+    if points != result.get("points"):
+        return None, "points.jsonl does not verify or does not match result.json's points"
+    if not (folder / "config.json").is_file():
+        return None, "no config.json"
+    try:
+        json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"config.json is not JSON ({exc})"
+    return result, ""
+
+
+def _index_row(result: dict) -> dict:
+    cfg = result["config"]
+    return {"label": f"{cfg['method_name']} {cfg['fmt']} lr={cfg['learning_rate']:g} seed={cfg['seed']}",
+            "format": cfg["fmt"], "method": cfg["method_name"], "lr": cfg["learning_rate"], "seed": cfg["seed"],
+            "wall_s": result.get("wall_s"), "diverged": bool(result.get("diverged"))}
+
+
+def export_runs(configs: list, preset_name: str, results_dir: Path | None = None, *,
+                verbose: bool = True) -> list[Path]:
+    """Copy every finished run of ``configs`` (``RunConfig``) to ``<results_dir>/<preset_name>/<key>/`` and
+    rewrite that folder's ``index.json``; return the exported run folders (in the order of ``configs``).
+
+    Runs already exported and not among ``configs`` stay in the index (it lists the folder's verified runs), so
+    exporting in several sittings accumulates. Unfinished runs are skipped and, with ``verbose``, named.
+    """
+    from sims.harness.runs import results_dir as default_results_dir, run_folder
+
+    if not isinstance(preset_name, str) or not preset_name or not preset_name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"preset_name: expected a folder name (letters, digits, - and _), got {preset_name!r}")
+    target = Path(results_dir if results_dir is not None else default_results_dir()) / preset_name
+    exported, skipped = [], []
+    for cfg in configs:
+        folder = run_folder(cfg)
+        result, why = _finished(folder)
+        if result is None:
+            skipped.append((cfg.label(), folder.name, why))
+            continue
+        out = target / folder.name
+        out.mkdir(parents=True, exist_ok=True)
+        for name in FILES:
+            atomic_write_bytes(out / name, (folder / name).read_bytes())
+        exported.append(out)
+    if verbose:
+        for label, key, why in skipped:
+            print(f"skipped {label} ({key}): {why}")
+    if target.is_dir():
+        _write_index(target)
+    return exported
+
+
+def _write_index(target: Path) -> None:
+    """``index.json``: every verified run under ``target``, key -> summary row, sorted."""
+    index = {}
+    for path in sorted(target.glob("*/result.json")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = read_record(path, key=path.parent.name, discard=False)
+        if isinstance(result, dict):
+            index[path.parent.name] = _index_row(result)
+    atomic_write_bytes(target / "index.json", (json.dumps(index, indent=1, sort_keys=True) + "\n").encode())

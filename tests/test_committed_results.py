@@ -1,0 +1,366 @@
+"""Committed real-LM results: provenance, the lookup in ``results/``, export, pending work and replay.
+
+The tiny random model (``tests/tiny_harness.py``) tests the plumbing in seconds; the last test reads the
+repository's own ``results/`` (the committed runs of the real model) and replays the cheapest of them.
+"""
+
+import hashlib
+import json
+import math
+import re
+import shutil
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import jax
+import pytest
+
+from store import REPO_ROOT, code_key, library_versions, read_record
+from tiny_harness import tiny_harness_env
+
+pytestmark = pytest.mark.skipif(not jax.config.jax_enable_x64, reason="conftest sets JAX_ENABLE_X64")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    with tiny_harness_env(tmp_path_factory.mktemp("committed")) as environment:
+        yield environment
+
+
+@pytest.fixture
+def dirs(env, monkeypatch, tmp_path):
+    """Private run and results folders per test (the model and the session cache are shared)."""
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("SFT_RESULTS_DIR", str(tmp_path / "results"))
+    return {"runs": tmp_path / "runs", "results": tmp_path / "results"}
+
+
+def _config(preset, **kw):
+    from sims.harness.experiments import sft_config
+
+    return replace(sft_config(preset, 4e-3, "label", 0), **{"steps": 2, "final_accuracy": False,
+                                                            "averaging_alphas": (), **kw})
+
+
+def _counting_steps(monkeypatch, runs):
+    calls = []
+    make = runs.make_train_step
+
+    def counting(*a, **k):
+        step = make(*a, **k)
+
+        def counted(*args):
+            calls.append(1)
+            return step(*args)
+
+        return counted
+
+    monkeypatch.setattr(runs, "make_train_step", counting)
+    return calls
+
+
+def _without_provenance(result):
+    return {k: v for k, v in result.items() if k not in ("wall_s", "provenance")}
+
+
+def _measured(point) -> dict:
+    """The measured numbers of a point: domain loss, every general loss and every held-out statistic."""
+    out = {"domain_loss": point["domain_loss"]}
+    out.update({f"general.{k}": v for k, v in point["general"].items()})
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{prefix}[{i}]", v)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[prefix] = value
+
+    walk("heldout_stats", point["heldout_stats"])
+    return out
+
+
+def _assert_points_match(replayed, stored, tol):
+    assert [p["step"] for p in replayed] == [p["step"] for p in stored]
+    for a, b in zip(replayed, stored):
+        ma, mb = _measured(a), _measured(b)
+        assert ma.keys() == mb.keys() and len(ma) > 3
+        far = {k: (ma[k], mb[k]) for k in ma if not abs(ma[k] - mb[k]) <= tol}
+        assert not far, f"step {a['step']}: replayed vs stored differ by more than {tol}: {far}"
+
+
+def _flip_a_digit(path: Path) -> None:
+    """Change one byte of ``path``: the last digit of the first ``domain_loss`` number."""
+    data = bytearray(path.read_bytes())
+    m = re.search(rb'"domain_loss": -?[0-9.]+[0-9]', bytes(data))
+    assert m is not None
+    i = m.end() - 1
+    data[i] = ord("1") if data[i] != ord("1") else ord("2")
+    path.write_bytes(bytes(data))
+
+
+# ----------------------------------------------------------------------------- lookup in results/
+
+
+def test_an_exported_run_is_read_from_results_without_computing(env, dirs, monkeypatch):
+    from sims.harness import runs
+    from sims.harness.results_export import export_runs
+
+    cfg = _config(env["preset"])
+    first = runs.run_one(cfg, progress=False)
+    [exported] = export_runs([cfg], "tiny", verbose=False)
+    assert exported == dirs["results"] / "tiny" / first["key"]
+    shutil.rmtree(dirs["runs"])
+    monkeypatch.setattr(runs, "make_train_step", lambda *a, **k: pytest.fail("computed a committed run"))
+    assert runs.run_one(cfg, progress=False) == first
+    assert not dirs["runs"].exists()  # nothing written to the cache
+    assert runs.load_result(cfg) == first
+
+
+@pytest.mark.parametrize("damage", ["one byte", "another key"])
+def test_a_damaged_committed_result_is_reported_and_recomputed_into_the_cache(env, dirs, monkeypatch, damage):
+    from sims.harness import runs
+    from sims.harness.results_export import export_runs
+
+    cfg = _config(env["preset"], seed=1)
+    first = runs.run_one(cfg, progress=False)
+    [exported] = export_runs([cfg], "tiny", verbose=False)
+    committed = exported / "result.json"
+    if damage == "one byte":
+        _flip_a_digit(committed)
+    else:  # a verified record, but of another run
+        other = runs.run_one(replace(cfg, seed=2), progress=False)
+        shutil.copyfile(runs.run_folder(replace(cfg, seed=2)) / "result.json", committed)
+        assert other["key"] != first["key"]
+    damaged = committed.read_bytes()
+    shutil.rmtree(runs.run_folder(cfg))
+    calls = _counting_steps(monkeypatch, runs)
+    with pytest.warns(UserWarning, match=re.escape(str(committed))):
+        again = runs.run_one(cfg, progress=False)
+    assert len(calls) == cfg.steps  # recomputed
+    assert _without_provenance(again) == _without_provenance(first)
+    assert committed.read_bytes() == damaged  # the committed file is neither repaired nor deleted
+    assert read_record(runs.run_folder(cfg) / "result.json", key=first["key"]) == again  # into the cache
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+def test_replay_recomputes_the_first_points_of_a_finished_run(env, dirs, monkeypatch):
+    from sims.harness import runs
+
+    cfg = _config(env["preset"], steps=3, seed=3)
+    finished = runs.run_one(cfg, progress=False)
+    folder = runs.run_folder(cfg)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    calls = _counting_steps(monkeypatch, runs)
+    replayed = runs.replay_points(cfg, 2)
+    assert len(calls) == 2  # computed from step 0, not read
+    _assert_points_match(replayed, finished["points"][:2], 1e-6)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the run folder is untouched
+    with pytest.raises(ValueError, match="n_points"):
+        runs.replay_points(cfg, len(cfg.eval_steps) + 1)
+    with pytest.raises(ValueError, match="stop_after"):
+        runs.run_one(cfg, progress=False, stop_after=0)
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def test_a_result_carries_its_provenance(env, dirs, tmp_path):
+    from sims.harness import runs
+
+    cfg = _config(env["preset"], seed=4)
+    result = runs.run_one(cfg, progress=False)
+    p = result["provenance"]
+    assert set(p) == {"code_key", "model_sha256", "data_hash", "libraries", "machine", "wall_s", "finished_utc"}
+    assert p["model_sha256"] == hashlib.sha256(Path(env["model"]).read_bytes()).hexdigest()
+    assert p["code_key"] == code_key("sims.harness.runs")
+    assert p["libraries"] == library_versions()
+    assert isinstance(p["data_hash"], str) and re.fullmatch(r"[0-9a-f]{64}", p["data_hash"])
+    assert p["data_hash"] != runs.data_hash(replace(cfg.data, data_seed=cfg.data.data_seed + 1))
+    m = p["machine"]
+    assert all(isinstance(m[k], str) and m[k] for k in ("platform", "python", "processor"))
+    assert isinstance(m["logical_cores"], int) and m["logical_cores"] >= 1
+    assert isinstance(m["loadavg"], list) and len(m["loadavg"]) == 3 and all(x >= 0 for x in m["loadavg"])
+    assert p["wall_s"] == result["wall_s"] > 0
+    assert datetime.fromisoformat(p["finished_utc"]).utcoffset().total_seconds() == 0
+    # a checkpoint folder: each file as name, NUL, its SHA-256, in name order
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    (folder / "b.safetensors").write_bytes(b"\x01\x02")
+    (folder / "a.json").write_text("{}")
+    expected = hashlib.sha256()
+    for name in ("a.json", "b.safetensors"):
+        expected.update(name.encode() + b"\0" + hashlib.sha256((folder / name).read_bytes()).digest())
+    assert runs.model_sha256(folder) == expected.hexdigest()
+    with pytest.raises(ValueError, match="path"):
+        runs.model_sha256(tmp_path / "absent.gguf")
+
+
+# ----------------------------------------------------------------------------- export and pending work
+
+
+def test_export_writes_deterministic_files_and_skips_unfinished_runs(env, dirs, tmp_path, capsys):
+    from sims.harness import runs
+    from sims.harness.results_export import export_runs
+
+    done = [_config(env["preset"], seed=5), _config(env["preset"], seed=6, learning_rate=1e-3)]
+    for cfg in done:
+        runs.run_one(cfg, progress=False)
+    unfinished = _config(env["preset"], seed=7)
+    with pytest.raises(runs.Interrupted):
+        runs.run_one(unfinished, progress=False, interrupt_after=1)
+    never = _config(env["preset"], seed=8)
+    configs = [done[0], unfinished, done[1], never]
+
+    a = export_runs(configs, "tiny", tmp_path / "a")
+    out = capsys.readouterr().out
+    assert unfinished.label() in out and never.label() in out and "skipped" in out
+    assert [p.name for p in a] == [runs.run_folder(c).name for c in done]
+    b = export_runs(list(reversed(configs)), "tiny", tmp_path / "b", verbose=False)
+    again = export_runs(configs, "tiny", tmp_path / "a", verbose=False)
+    assert again == a
+
+    def files(root):
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert files(tmp_path / "a") == files(tmp_path / "b")
+    assert sorted(files(tmp_path / "a")) == sorted(["tiny/index.json"] + [f"tiny/{p.name}/{f}" for p in a for f in
+                                                                        ("config.json", "points.jsonl", "result.json")])
+    for p in a:  # byte copies of the run folders
+        for name in ("config.json", "points.jsonl", "result.json"):
+            assert (p / name).read_bytes() == (runs_dir_of(p.name) / name).read_bytes()
+    index = json.loads((tmp_path / "a" / "tiny" / "index.json").read_text())
+    assert set(index) == {p.name for p in a}
+    row = index[runs.run_folder(done[1]).name]
+    assert row["label"] == done[1].label() and row["format"] == "label" and row["method"] == "sft"
+    assert row["lr"] == 1e-3 and row["seed"] == 6 and row["wall_s"] > 0
+    with pytest.raises(ValueError, match="preset_name"):
+        export_runs(configs, "../x", tmp_path / "a")
+
+
+def runs_dir_of(key: str) -> Path:
+    from sims.harness.runs import runs_dir
+
+    return runs_dir() / key
+
+
+def test_pending_and_the_export_command_line(env, dirs, monkeypatch, capsys):
+    from sims.harness import __main__ as cli
+    from sims.harness import runs
+    from sims.harness.sweep_plan import REFERENCE_RATES, describe_pending, pending, planned_runs, run_cost
+
+    monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)
+    preset = env["preset"]
+    planned = planned_runs(preset)
+    first, second = planned[0], planned[1]
+    runs.run_one(first, progress=False)
+    runs.run_one(second, progress=False)
+    p = pending(preset)
+    assert p["planned"] == len(planned) and p["committed"] == []
+    assert p["cached"] == [runs.run_folder(first).name, runs.run_folder(second).name]
+    assert len(p["to_compute"]) == len(planned) - 2
+    rest = sum(run_cost(c).seconds(REFERENCE_RATES) for c in planned[2:])
+    assert p["eta_s"] == pytest.approx(rest + REFERENCE_RATES["setup_s"])  # the model is the reference's scale
+
+    assert cli.main(["export", "--preset", "tiny", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"2 of {len(planned)} planned runs finished" in out and f"{len(planned) - 2} missing" in out
+    assert (dirs["results"] / "tiny" / "index.json").exists()
+    shutil.rmtree(runs.run_folder(first))  # now read from results/ only
+    p = pending(preset)
+    assert p["committed"] == [runs.run_folder(first).name] and p["cached"] == [runs.run_folder(second).name]
+    line = describe_pending(preset)
+    assert f"{len(planned)} planned runs: 1 committed" in line and "1 finished in the run folders" in line
+    assert f"{len(planned) - 2} to compute" in line and "min" in line
+
+
+def test_run_keys_do_not_depend_on_export_or_the_sweep_plan():
+    """The run key hashes runs.py and every repository module it imports: export and the pending-work message
+    live outside that closure, so editing them keeps the committed results valid."""
+    from store import dependency_closure
+
+    closure = set(dependency_closure("sims.harness.runs"))
+    assert "sims.harness.session" in closure  # the import graph was read
+    assert not closure & {"sims.harness.results_export", "sims.harness.sweep_plan", "sims.harness.__main__"}
+
+
+# ----------------------------------------------------------------------------- the repository's committed runs
+
+
+RESULTS = REPO_ROOT / "results"
+
+
+def _finite_numbers(value, where="") -> list[str]:
+    """Paths of the non-finite numbers in ``value`` (none expected in a measured point)."""
+    if isinstance(value, dict):
+        return [w for k, v in value.items() for w in _finite_numbers(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [w for i, v in enumerate(value) for w in _finite_numbers(v, f"{where}[{i}]")]
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return [where]
+    return []
+
+
+def _planned_config(preset_name: str, result: dict):
+    """The planned run of preset ``preset_name`` whose key is the result's, else whose configuration (model path
+    aside, which differs between machines) is the result's; None if there is none."""
+    from sims.harness.presets import PRESETS, get_preset
+    from sims.harness.runs import _jsonable, run_key
+    from sims.harness.sweep_plan import planned_runs
+
+    if preset_name not in PRESETS or preset_name == "tiny":
+        return None
+    configs = planned_runs(get_preset(preset_name))
+
+    def portable(described):
+        return {k: v for k, v in json.loads(json.dumps(_jsonable(described), default=str)).items()
+                if k not in ("model", "tokenizer")}
+
+    return (next((c for c in configs if run_key(c) == result["key"]), None)
+            or next((c for c in configs if portable(c.describe()) == portable(result["config"])), None))
+
+
+@pytest.mark.real_model
+def test_the_committed_real_results_verify_and_the_cheapest_reproduces():
+    """Every ``results/*/*/result.json`` verifies for its folder's key, carries provenance, has finite points that
+    its ``points.jsonl`` repeats line by line; the cheapest committed run (label-only first, then the fewest steps
+    to its second evaluation point) is recomputed for two points and matches the stored numbers to 1e-5."""
+    from sims.harness.runs import _read_points
+
+    files = sorted(RESULTS.glob("*/*/result.json"))
+    assert files, (f"{RESULTS} holds no committed run: run a preset's sweep (python -m sims.harness sweep --preset "
+                   "cpu), export it (python -m sims.harness export --preset cpu) and commit results/")
+    candidates = []
+    for path in files:
+        key = path.parent.name
+        result = read_record(path, key=key, discard=False)
+        assert isinstance(result, dict), f"{path}: does not verify for key {key}"
+        prov = result.get("provenance")
+        assert isinstance(prov, dict) and re.fullmatch(r"[0-9a-f]{64}", str(prov.get("model_sha256"))), \
+            f"{path}: no provenance"
+        assert {"code_key", "data_hash", "libraries", "machine", "wall_s", "finished_utc"} <= set(prov), path
+        assert result["points"], f"{path}: no points"
+        measured = [p for p in result["points"] if not p.get("diverged")]
+        bad = [w for p in measured for w in _finite_numbers(_measured(p), f"step {p['step']}")]
+        assert not bad, f"{path}: non-finite numbers at {bad}"
+        assert _read_points(path.parent) == result["points"], f"{path.parent / 'points.jsonl'}: does not match"
+        index = json.loads((path.parent.parent / "index.json").read_text())
+        assert key in index, f"{path.parent.parent / 'index.json'}: does not list {key}"
+        if len(measured) >= 2 and not result["diverged"]:
+            candidates.append((result["config"]["fmt"] != "label", measured[1]["step"], key, path, result))
+    assert candidates, f"{RESULTS}: no committed run has two evaluation points to replay"
+    for *_, path, result in sorted(candidates, key=lambda c: c[:3]):
+        cfg = _planned_config(path.parent.parent.name, result)
+        if cfg is not None:
+            break
+    else:
+        pytest.fail(f"{RESULTS}: no committed run is a planned run of its folder's preset under the current code; "
+                    "rerun the sweep and export it")
+    from sims.harness.runs import replay_points
+
+    _assert_points_match(replay_points(cfg, 2), result["points"][:2], 1e-5)
