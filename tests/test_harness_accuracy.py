@@ -44,7 +44,7 @@ def test_schedule_rejects_steps_outside_the_run(args, name):
 def test_top1_rate_and_answer_accuracy_on_known_arrays():
     top1 = np.array([[1, 0, 1, 1], [1, 1, 0, 1], [0, 0, 0, 0]], float)
     mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1], [0, 1, 1, 0]], float)
-    assert top1_rate(top1, mask) == pytest.approx(4 / 9)  # top-1 at scored targets: 2 + 2 + 0 of 3 + 4 + 2
+    assert top1_rate(top1, mask) == pytest.approx(5 / 9)  # top-1 at scored targets: 2 + 3 + 0 of 3 + 4 + 2
     answer = np.array([[0, 0, 1, 0], [0, 1, 1, 0], [0, 0, 1, 0]], float)
     assert answer_accuracy(top1, answer) == pytest.approx(1 / 3)  # row 0 right; row 1 misses t=2; row 2 misses
     with pytest.raises(ValueError, match="answer_mask"):
@@ -67,7 +67,9 @@ def session(env):
     from sims.harness.session import get_session
 
     p = env["preset"]
-    data = replace(p.data, n_unseen=2, n_choice=4)
+    from sims.harness.presets import SHORT_UNSEEN_CALCULATORS
+
+    data = replace(p.data, n_unseen=2, unseen_calculators=SHORT_UNSEEN_CALCULATORS, n_choice=4)
     return get_session(p.resolved_model(), p.tokenizer, data)
 
 

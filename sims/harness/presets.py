@@ -27,13 +27,19 @@ from dataclasses import dataclass
 from sims.methods import MethodConfig, get_method
 from sims.harness.session import DataConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "SHORT_CALCULATORS"]
+__all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "SHORT_CALCULATORS", "SHORT_UNSEEN_CALCULATORS"]
 
 #: MedCalc-Bench calculators (sims.harness.medcalc_bench) whose chain-of-thought example (note + the package's
 #: explanation) fits 320 tokens with SmolLM2's tokenizer (digits split; longest of 30 drawn per calculator: 227-313).
 #: Those whose explanations convert units at length (anion gap in mmol/L, osmolality, Cockcroft-Gault) need 450-1200.
 SHORT_CALCULATORS = ("mean_arterial_pressure", "ideal_body_weight", "maintenance_fluid_calc", "bmi_calculator",
                      "bsa_calculator", "ldl_calculated", "qt_calculator_bazett", "qt_calculator_fredericia")
+
+#: Calculators never trained on whose chain-of-thought is short (272-366 tokens, longest of 6 drawn): the unseen-
+#: calculator evaluation of the SmolLM2 presets. Three QTc formulas beside the trained Bazett and Fredericia, and
+#: adjusted body weight beside the trained ideal body weight: transfer to related, unseen formulas.
+SHORT_UNSEEN_CALCULATORS = ("qt_calculator_framingham", "qt_calculator_hodges", "qt_calculator_rautaharju",
+                            "adjusted_body_weight")
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,7 @@ def _default() -> Preset:
         data=DataConfig(n_train=4, n_heldout=4, calculators=SHORT_CALCULATORS, seq_len_cot=320, seq_len_label=160,
                         seq_len_general=96, n_self=4, self_max_new_tokens=40, n_docs=4, n_code=4, eval_batch=4,
                         n_accuracy=4, accuracy_max_new_tokens_cot=200, accuracy_max_new_tokens_label=10,
-                        n_unseen=2, n_choice=8),
+                        n_unseen=2, unseen_calculators=SHORT_UNSEEN_CALCULATORS, n_choice=8),
         # DiSC's unnormalised TALR has its own row in the synthetic sweep and the cpu and paper presets; left out
         # here to keep make figures near half an hour on two cores
         methods=("talr-mean", "flow", "l2", "lora"),
@@ -177,7 +183,7 @@ def _paper() -> Preset:
         model=model,
         data=DataConfig(n_train=512, n_heldout=128, seq_len_cot=1280, seq_len_label=192, seq_len_general=256,
                         n_self=32, self_max_new_tokens=128, n_docs=32, n_code=16, eval_batch=16, n_accuracy=128,
-                        accuracy_max_new_tokens_cot=1024, accuracy_max_new_tokens_label=16),
+                        accuracy_max_new_tokens_cot=1024, accuracy_max_new_tokens_label=16, n_unseen=32, n_choice=64),
         lr_grid=(1e-6, 5e-6, 2e-5),
         method_lrs=(1e-6, 5e-6),
         methods=("talr-mean", "talr-disc", "flow", "l2", "lora", "dft"),
@@ -230,7 +236,7 @@ def _cpu() -> Preset:
         data=DataConfig(n_train=256, n_heldout=16, calculators=SHORT_CALCULATORS, seq_len_cot=320, seq_len_label=160,
                         seq_len_general=64, n_self=8, self_max_new_tokens=40, n_docs=4, n_code=4, eval_batch=8,
                         n_accuracy=8, accuracy_max_new_tokens_cot=200, accuracy_max_new_tokens_label=10,
-                        n_unseen=4, n_choice=16),
+                        n_unseen=4, unseen_calculators=SHORT_UNSEEN_CALCULATORS, n_choice=16),
         lr_grid=(3e-6, 1e-5, 3e-5, 1e-4, 3e-4),
         method_lrs=(1e-5, 1e-4),
         methods=("talr-mean", "flow", "dft", "eaft", "asft", "sft-kl", "l2", "lora"),

@@ -76,7 +76,8 @@ class DataConfig:
     n_accuracy: int = 4
     accuracy_max_new_tokens_cot: int = 80
     accuracy_max_new_tokens_label: int = 12
-    n_unseen: int = 0  # held-out examples of calculators never trained on (medcalc_bench.HELDOUT_CALCULATORS)
+    n_unseen: int = 0  # held-out examples of calculators never trained on
+    unseen_calculators: tuple[str, ...] | None = None  # those calculators (None: medcalc_bench.HELDOUT_CALCULATORS)
     n_choice: int = 0  # general multiple-choice items (general_choice), scored at every evaluation point
     domain_data: DataFile | None = None  # a user's domain problems instead of the generated ones (data_files)
     general_data: DataFile | None = None  # a user's general set "data", measured beside self, docs and code
@@ -103,6 +104,13 @@ class DataConfig:
                 raise ValueError(f"{name}: expected a sims.harness.data_files.DataFile, got {type(getattr(self, name)).__name__}")
         if self.domain_data is not None and self.calculators is not None:
             raise ValueError("calculators: choose calculators of the generated domain or a domain_data file, not both")
+        if self.unseen_calculators is not None:
+            unknown = [c for c in self.unseen_calculators if c not in CALCULATORS]
+            if unknown or not self.unseen_calculators:
+                raise ValueError(f"unseen_calculators: unknown or empty {unknown}; known {sorted(CALCULATORS)}")
+            if self.calculators is not None and set(self.calculators) & set(self.unseen_calculators):
+                raise ValueError(f"unseen_calculators: {sorted(set(self.calculators) & set(self.unseen_calculators))} "
+                                 "are also trained on (calculators)")
         if self.calculators is not None:
             unknown = [c for c in self.calculators if c not in CALCULATORS]
             if unknown or not self.calculators:
@@ -164,7 +172,7 @@ class Session:
                                          self.data.data_seed)
         else:
             self.splits = make_splits(self.data.n_train, self.data.n_heldout, self.data.data_seed, self.data.calculators,
-                                      n_unseen=self.data.n_unseen)
+                                      heldout_calculators=self.data.unseen_calculators, n_unseen=self.data.n_unseen)
         self.pad_id = int(self.tokenizer.pad_id if self.tokenizer.pad_id is not None else 0)
         self.train: dict[str, EncodedSet] = {}
         self.heldout: dict[str, EncodedSet] = {}
