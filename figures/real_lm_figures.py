@@ -135,7 +135,8 @@ def real_lm_accuracy(out_dir: Path) -> dict:
             ax.set_xlabel(x_label, fontsize=8)
             ax.set_ylabel(y_label, fontsize=8)
             ax.set_title(f"SFT, {name}", fontsize=9)
-            ax.legend(fontsize=7)
+            if drawn:
+                ax.legend(fontsize=7)
         ax = row[-1]
         for c, lr in zip(colors, preset.lr_grid):
             sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]

@@ -26,7 +26,9 @@ def test_run_cost_follows_the_formulas():
     cfg = [c for c in planned_runs(p) if c.method.name == "sft" and c.fmt == "cot" and c.learning_rate == p.method_lrs[0]][0]
     d = cfg.data
     points = cfg.steps // cfg.eval_every
-    per_point = d.n_heldout * d.seq_len_cot + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general
+    # held-out and unseen problems in the format's window, the general sets in theirs, <= 4 choices of ~48 tokens
+    per_point = (d.n_heldout + d.n_unseen) * d.seq_len_cot + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general + 4 * 48 * d.n_choice
+    assert d.n_unseen > 0 and d.n_choice > 0  # the default preset measures both
     c = run_cost(cfg)
     assert c.train_tokens == cfg.steps * cfg.batch_size * d.seq_len_cot
     assert c.eval_tokens == (points + len(cfg.averaging_alphas)) * per_point
