@@ -252,7 +252,7 @@ def runs_dir_of(key: str) -> Path:
 def test_pending_and_the_export_command_line(env, dirs, monkeypatch, capsys):
     from sims.harness import __main__ as cli
     from sims.harness import runs
-    from sims.harness.sweep_plan import REFERENCE_RATES, describe_pending, pending, planned_runs, run_cost
+    from sims.harness.sweep_plan import REFERENCE_RATES, describe_pending, pending, planned_runs, run_cost, setup_cost
 
     monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)
     preset = env["preset"]
@@ -265,7 +265,8 @@ def test_pending_and_the_export_command_line(env, dirs, monkeypatch, capsys):
     assert p["cached"] == [runs.run_folder(first).name, runs.run_folder(second).name]
     assert len(p["to_compute"]) == len(planned) - 2
     rest = sum(run_cost(c).seconds(REFERENCE_RATES) for c in planned[2:])
-    assert p["eta_s"] == pytest.approx(rest + REFERENCE_RATES["setup_s"])  # the model is the reference's scale
+    setup = REFERENCE_RATES["setup_s"] + setup_cost(preset.data).seconds(REFERENCE_RATES)
+    assert p["eta_s"] == pytest.approx(rest + setup)  # the model is the reference's scale
 
     assert cli.main(["export", "--preset", "tiny", "--quiet"]) == 0
     out = capsys.readouterr().out

@@ -54,3 +54,17 @@ def test_every_preset_that_fixes_its_model_has_a_plan_and_the_cpu_preset_its_pro
     assert cpu.data.n_train >= 256 and cpu.steps >= 100 and len(cpu.seeds) >= 3 and points >= 10
     assert all(len(cpu.lr_grid) >= 5 for _ in cpu.formats)
     assert {"eaft", "asft", "sft-kl"} <= set(cpu.methods)
+
+
+def test_setup_cost_counts_the_base_evaluation_of_both_formats():
+    """The base model's evaluation: every train, held-out and unseen problem in both formats, the general sets and
+    the choice rows in both formats, and the decoded self responses and greedy answers (written out by hand)."""
+    from sims.harness.sweep_plan import setup_cost
+
+    d = get_preset("cpu").data
+    c = setup_cost(d)
+    assert c.train_tokens == 0
+    assert c.eval_tokens == (256 + 16 + 4) * (320 + 160) + 2 * ((8 + 4 + 4) * 64 + 4 * 16 * 48)
+    assert c.decode_tokens == 8 * 40 + 8 * (200 + 10)
+    small = setup_cost(get_preset("default").data)
+    assert small.eval_tokens < c.eval_tokens / 10  # the default preset's setup is a small fraction of the cpu one's
