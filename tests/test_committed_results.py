@@ -17,7 +17,7 @@ import jax
 import pytest
 
 from store import REPO_ROOT, code_key, library_versions, read_record
-from tiny_harness import tiny_harness_env
+from tiny_harness import counting_train_steps as _counting_steps, tiny_harness_env
 
 pytestmark = pytest.mark.skipif(not jax.config.jax_enable_x64, reason="conftest sets JAX_ENABLE_X64")
 
@@ -41,23 +41,6 @@ def _config(preset, **kw):
 
     return replace(sft_config(preset, 4e-3, "label", 0), **{"steps": 2, "final_accuracy": False,
                                                             "averaging_alphas": (), **kw})
-
-
-def _counting_steps(monkeypatch, runs):
-    calls = []
-    make = runs.make_train_step
-
-    def counting(*a, **k):
-        step = make(*a, **k)
-
-        def counted(*args):
-            calls.append(1)
-            return step(*args)
-
-        return counted
-
-    monkeypatch.setattr(runs, "make_train_step", counting)
-    return calls
 
 
 def _without_provenance(result):

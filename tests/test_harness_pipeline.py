@@ -23,7 +23,7 @@ import pytest
 from sims.lm.config import ModelConfig
 from sims.lm.gguf_io import default_model_path, save_gguf
 from sims.lm.model import forward, init_params
-from tiny_harness import tiny_harness_env
+from tiny_harness import counting_train_steps as _counting_steps, tiny_harness_env
 
 pytestmark = pytest.mark.skipif(not jax.config.jax_enable_x64, reason="conftest sets JAX_ENABLE_X64")
 
@@ -327,24 +327,6 @@ def _config(preset, **kw):
     from sims.harness.experiments import sft_config
 
     return replace(sft_config(preset, 4e-3, "label", 0), **{"steps": 3, "final_accuracy": False, "averaging_alphas": (0.5,), **kw})
-
-
-def _counting_steps(monkeypatch, runs):
-    """Count the optimiser steps ``run_one`` computes."""
-    calls = []
-    make = runs.make_train_step
-
-    def counting(*a, **k):
-        step = make(*a, **k)
-
-        def counted(*args):
-            calls.append(1)
-            return step(*args)
-
-        return counted
-
-    monkeypatch.setattr(runs, "make_train_step", counting)
-    return calls
 
 
 def _without_wall(result):

@@ -36,3 +36,22 @@ def tiny_harness_env(root: Path):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def counting_train_steps(monkeypatch, runs) -> list:
+    """Make ``runs.run_one`` count the optimiser steps it computes: returns the list it appends one entry to per
+    step (``runs`` is the ``sims.harness.runs`` module)."""
+    calls = []
+    make = runs.make_train_step
+
+    def counting(*a, **k):
+        step = make(*a, **k)
+
+        def counted(*args):
+            calls.append(1)
+            return step(*args)
+
+        return counted
+
+    monkeypatch.setattr(runs, "make_train_step", counting)
+    return calls
