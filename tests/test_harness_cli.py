@@ -67,3 +67,22 @@ def test_every_progress_bar_of_the_harness_obeys_quiet():
                 if not any(k.arg == "disable" for k in node.keywords):
                     missing.append(f"{path.name}:{node.lineno}")
     assert missing == []
+
+
+def test_cheapest_first_computes_the_planned_runs_in_order_of_planned_cost(capsys, monkeypatch):
+    """``sweep --cheapest-first`` hands every planned run to run_many, label-only (half the window) before
+    chain-of-thought, before the experiments read them."""
+    import sims.harness.experiments as ex
+    import sims.harness.runs as runs
+    from sims.harness.sweep_plan import planned_runs
+
+    seen = []
+    monkeypatch.setattr(runs, "run_many", lambda cfgs, **k: seen.append(list(cfgs)) or [])
+    monkeypatch.setattr(ex, "lr_tradeoff", lambda *a, **k: seen.append("experiment"))
+    monkeypatch.setattr("sims.harness.__main__.enable_compilation_cache", lambda: None)
+    assert main(["sweep", "--preset", "default", "--experiment", "lr", "--cheapest-first", "--quiet"]) == 0
+    ordered, after = seen
+    assert after == "experiment"
+    assert sorted(map(repr, ordered)) == sorted(map(repr, planned_runs(get_preset("default"))))
+    formats = [c.fmt for c in ordered]
+    assert formats == sorted(formats, key=lambda f: f != "label")  # every label-only run before any CoT run

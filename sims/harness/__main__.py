@@ -1,7 +1,7 @@
 """Command line of the real-LM harness.
 
     python -m sims.harness run    --preset default --method talr --learning-rate 2.5e-4 --fmt cot --seed 0
-    python -m sims.harness sweep  --preset default [--experiment lr|methods|tokens|single-step|all]
+    python -m sims.harness sweep  --preset default [--experiment lr|methods|tokens|single-step|all] [--cheapest-first]
     python -m sims.harness report --preset default [--out report.md]
     python -m sims.harness plan   --model DIR|NAME --devices N --batch B --seq T [--device-memory 80GB]
     python -m sims.harness export --preset cpu [--results-dir DIR]
@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "sweep":
             p.add_argument("--experiment", default="all", choices=("lr", "methods", "tokens", "single-step", "all"),
                            help="which experiment's runs (default: all)")
+            p.add_argument("--cheapest-first", action="store_true",
+                           help="first compute the preset's planned runs in order of their planned cost (label-only "
+                                "SFT first), so a sweep stopped early leaves the most finished runs to commit")
         if name == "report":
             p.add_argument("--out", type=writable_file, default=None, help="also write the report to this file")
         if name == "export":
@@ -291,9 +294,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "sweep":
-        from sims.harness.sweep_plan import describe_pending, describe_plan
+        from sims.harness.runs import run_many
+        from sims.harness.sweep_plan import REFERENCE_RATES, describe_pending, describe_plan
 
         print("planned: " + describe_plan(preset), flush=True)
+        if args.cheapest_first:
+            from sims.harness.sweep_plan import planned_runs, run_cost
+
+            ordered = sorted(planned_runs(preset), key=lambda c: run_cost(c).seconds(REFERENCE_RATES))
+            run_many(ordered, progress=progress, desc="planned runs, cheapest first")
         print("pending: " + describe_pending(preset), flush=True)
         steps = {
             "lr": [ex.lr_tradeoff],
