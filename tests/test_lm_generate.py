@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sims.lm.config import ModelConfig
-from sims.lm.generate import generate_greedy
+from sims.lm import generate as generate_module
+from sims.lm.generate import bucketed_length, generate_greedy, generate_greedy_many
 from sims.lm.model import forward, forward_cached, init_kv_cache, init_params
 
 # A sharper random model (larger init scale) so greedy choices are not near-ties.
@@ -44,6 +45,65 @@ def test_greedy_with_and_without_cache_equal_the_naive_loop():
     assert cached.shape == (8,) and cached.dtype == np.int32
     assert cached.tolist() == uncached.tolist() == want
     assert len(set(want)) > 1  # not a degenerate constant continuation
+
+
+def test_bucketed_lengths_round_up_and_stop_at_the_cap():
+    assert [bucketed_length(n, 32, 100) for n in (1, 31, 32, 33, 64, 65, 99, 100)] == [32, 32, 32, 64, 64, 96, 100, 100]
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_prompts_of_one_bucket_share_compiled_programs_and_equal_the_naive_loop(use_cache):
+    """Lengths 3..29 all pad to a 32-token prompt and a 64-position cache (the tiny model's whole context, so the
+    padded cache is longer than prompt + new tokens): every continuation must still equal the unpadded argmax loop,
+    and after the first length no new program may be compiled."""
+    step = generate_module._cached_step if use_cache else generate_module._full_step
+    key = jax.random.key(11)
+    for i, length in enumerate((3, 17, 29)):
+        prompt = np.asarray(jax.random.randint(jax.random.fold_in(key, length), (length,), 0, CONFIG.vocab_size))
+        got = generate_greedy(PARAMS, CONFIG, prompt, 6, use_cache=use_cache)
+        assert got.tolist() == _naive_greedy(PARAMS, CONFIG, prompt, 6), f"prompt length {length}"
+        if i == 0:
+            compiled = step._cache_size()
+    assert step._cache_size() == compiled
+
+
+def test_a_prompt_filling_its_bucket_exactly_and_a_cache_at_the_context_limit():
+    """A 32-token prompt needs no padding; 32 + 32 new tokens fill the 64-token context exactly."""
+    prompt = np.asarray(jax.random.randint(jax.random.key(12), (32,), 0, CONFIG.vocab_size))
+    got = generate_greedy(PARAMS, CONFIG, prompt, 32, use_cache=True)
+    assert got.tolist() == _naive_greedy(PARAMS, CONFIG, prompt, 32)
+
+
+def test_prompts_of_different_lengths_decoded_together_equal_the_naive_loop_in_the_order_given():
+    """Five prompts (lengths 9, 2, 20, 5, 14) in batches of two: the batches mix lengths, the last is filled."""
+    key = jax.random.key(13)
+    prompts = [np.asarray(jax.random.randint(jax.random.fold_in(key, n), (n,), 0, CONFIG.vocab_size))
+               for n in (9, 2, 20, 5, 14)]
+    got = generate_greedy_many(PARAMS, CONFIG, prompts, 7, batch_size=2)
+    assert got == [_naive_greedy(PARAMS, CONFIG, p, 7) for p in prompts]
+
+
+def test_many_prompts_stop_each_at_its_own_eos():
+    key = jax.random.key(14)
+    prompts = [np.asarray(jax.random.randint(jax.random.fold_in(key, n), (n,), 0, CONFIG.vocab_size)) for n in (4, 11)]
+    free = [_naive_greedy(PARAMS, CONFIG, p, 10) for p in prompts]
+    eos = free[0][3]  # the first prompt's fourth new token
+    got = generate_greedy_many(PARAMS, CONFIG, prompts, 10, eos_id=eos, batch_size=4)
+    for row, want in zip(got, free):
+        assert row == (want[: want.index(eos)] if eos in want else want)
+    assert len(got[0]) <= 3
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(prompts=[np.zeros((2, 3), np.int32)]), r"prompts\[0\] must be a non-empty 1-D"),
+    (dict(prompts=[np.array([1, 2]), np.array([], np.int32)]), r"prompts\[1\] must be a non-empty 1-D"),
+    (dict(prompts=[np.array([1, 999])]), r"prompts\[0\] must lie in"),
+    (dict(prompts=[np.arange(60) % 90]), r"prompts\[0\]: prompt length 60 \+ max_new_tokens 8"),
+    (dict(prompts=[np.array([1])], batch_size=0), "batch_size must be a positive int"),
+])
+def test_bad_many_prompt_arguments_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate_greedy_many(PARAMS, CONFIG, max_new_tokens=8, **kwargs)
 
 
 def test_batched_greedy_equals_row_by_row():

@@ -178,3 +178,37 @@ def test_params_with_wrong_shapes_are_rejected_with_the_parameter_name():
 def test_invalid_config_is_rejected(overrides, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig.tiny(**overrides)
+
+
+@pytest.mark.parametrize("choice, saves_dots", [("dots", True), ("none", False), ("auto", jax.default_backend() == "cpu")])
+def test_rematerialisation_policy_follows_the_environment(monkeypatch, choice, saves_dots):
+    from sims.lm.model import REMAT_ENV, remat_policy
+
+    monkeypatch.setenv(REMAT_ENV, choice)
+    policy = remat_policy()
+    want = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if saves_dots else jax.checkpoint_policies.nothing_saveable
+    assert policy is want
+
+
+def test_a_rematerialisation_policy_outside_the_choices_is_refused(monkeypatch):
+    from sims.lm.model import REMAT_ENV, remat_policy
+
+    monkeypatch.setenv(REMAT_ENV, "everything")
+    with pytest.raises(ValueError, match="SFT_REMAT: must be 'auto', 'dots' or 'none'"):
+        remat_policy()
+
+
+def test_gradients_do_not_depend_on_the_rematerialisation_policy(monkeypatch):
+    from sims.lm.model import REMAT_ENV
+    from sims.lm.training import masked_mean_nll
+
+    config = ModelConfig.tiny()
+    params = init_params(config, jax.random.key(5))
+    tokens = jax.random.randint(jax.random.key(6), (2, 16), 0, config.vocab_size)
+    batch = {"tokens": tokens, "loss_mask": jnp.ones((2, 16), jnp.float32)}
+    grads = {}
+    for choice in ("dots", "none"):
+        monkeypatch.setenv(REMAT_ENV, choice)
+        grads[choice] = jax.grad(lambda p: masked_mean_nll(config)(p, batch)[0])(params)
+    for a, b in zip(jax.tree_util.tree_leaves(grads["dots"]), jax.tree_util.tree_leaves(grads["none"])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)

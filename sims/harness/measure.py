@@ -140,17 +140,15 @@ def probability_stats(losses: np.ndarray, mask: np.ndarray, threshold: float = H
 
 def greedy_accuracy(params, model_config, tokenizer, examples, max_new_tokens: int, system: str | None, rel_tol: float = 0.05) -> dict:
     """Greedy-decode each example's prompt (chat template, generation prompt) and grade the parsed answer."""
-    from sims.lm.generate import generate_greedy
+    from sims.lm.generate import generate_greedy_many
 
-    records = []
     eos = getattr(tokenizer, "eos_id", None)
-    for ex in examples:
-        messages = ([] if system is None else [{"role": "system", "content": system}]) + [{"role": "user", "content": ex.prompt}]
-        prompt_ids = tokenizer.encode_chat(messages, add_generation_prompt=True)
-        out = generate_greedy(params, model_config, jnp.asarray([prompt_ids], jnp.int32), max_new_tokens, use_cache=True, eos_id=eos)
-        new = np.asarray(out).reshape(-1).tolist()  # the new tokens only
-        if eos is not None and eos in new:
-            new = new[: new.index(eos)]
+    prompts = [tokenizer.encode_chat(([] if system is None else [{"role": "system", "content": system}])
+                                     + [{"role": "user", "content": ex.prompt}], add_generation_prompt=True)
+               for ex in examples]
+    outputs = generate_greedy_many(params, model_config, prompts, max_new_tokens, eos_id=eos) if prompts else []
+    records = []
+    for ex, new in zip(examples, outputs):  # the new tokens only, ending before eos
         text = tokenizer.decode(new, skip_special_tokens=True)
         pred = parse_answer(text)
         records.append({"pred": pred, "truth": ex.answer, "correct": bool(is_correct(pred, ex, rel_tol)), "text": text})

@@ -209,18 +209,15 @@ class Session:
                     "max_new_tokens": self.data.self_max_new_tokens, "code": code_key(__name__)}
 
         def compute():
-            from sims.lm.generate import generate_greedy
-            from tqdm.auto import tqdm
+            from sims.lm.generate import generate_greedy_many
 
+            instructions = INSTRUCTIONS[: self.data.n_self]
+            prompts = [self.tokenizer.encode_chat([{"role": "user", "content": instr}], add_generation_prompt=True)
+                       for instr in instructions]
             out = []
-            for instr in tqdm(INSTRUCTIONS[: self.data.n_self], desc="general set (a): base-model responses", leave=False,
-                              disable=not self.progress):
-                ids = self.tokenizer.encode_chat([{"role": "user", "content": instr}], add_generation_prompt=True)
-                gen = generate_greedy(self.params, self.config, jnp.asarray([ids], jnp.int32), self.data.self_max_new_tokens,
-                                      use_cache=True, eos_id=self.tokenizer.eos_id)
-                new = np.asarray(gen).reshape(-1).tolist()  # the new tokens only
-                if self.tokenizer.eos_id in new:
-                    new = new[: new.index(self.tokenizer.eos_id)]
+            for new in generate_greedy_many(self.params, self.config, prompts, self.data.self_max_new_tokens,
+                                            eos_id=self.tokenizer.eos_id,  # the new tokens only, ending before eos
+                                            progress="general set (a): base-model responses" if self.progress else None):
                 text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
                 out.append(text if text else ".")
             return out

@@ -26,7 +26,8 @@ parameter values a device holds (``param_spec`` applied to every tensor of ``sim
     activations without rematerialisation = b ((L + 1) saved + head)
                                                               every block's values, plus one block's gradients
     total        = parameters + gradients + optimiser + gathered + activations (with rematerialisation:
-                   the model library always rematerialises its blocks, ``sims.lm.model.forward_hidden``)
+                   the model library rematerialises its blocks whole on accelerators,
+                   ``sims.lm.model.remat_policy``; on CPU it keeps the matmul outputs too unless SFT_REMAT=none)
 
 ``s_x`` is ``model`` when the weight producing that activation is split along its *output* axis (``wq`` for
 queries and heads, ``wk`` for keys/values, ``w_gate`` for the MLP, the embedding's vocabulary axis for logits)
