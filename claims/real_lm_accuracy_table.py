@@ -23,7 +23,8 @@ from claims.intervals import paired_interval
 __all__ = ["ACCURACIES", "measure", "render_accuracy_table"]
 
 #: (key of ``summarise_run``'s accuracy trajectory, what the column says)
-ACCURACIES = (("answer_accuracy", "held-out answer acc."), ("unseen_accuracy", "unseen-calculator answer acc."),
+ACCURACIES = (("answer_accuracy", "held-out answer acc."), ("answer_token_accuracy", "held-out answer-token acc."),
+              ("unseen_accuracy", "unseen-calculator answer acc."),
               ("choice", "general multiple choice"), ("general_top1", "general next-token acc."))
 
 
@@ -70,7 +71,7 @@ def render_accuracy_table(m: dict | None = None) -> list[str]:
     chance = m["chance"]
     lines += [f"Change from the base model after fine-tuning, mean [95% t interval] over seeds; base value in "
               f"parentheses. Chance: multiple choice {chance.get('choice', float('nan')):.3f}, next token "
-              f"{chance.get('top1', float('nan')):.1e}, answer ~0."
+              f"{chance.get('top1', float('nan')):.1e} (an answer token alike), whole answer ~0."
               + (f" {m['missing']} runs of the grid are not finished." if m["missing"] else ""), "",
               "| format | lr | seeds | " + " | ".join(label for _, label in ACCURACIES) + " |",
               "|---|---|---|" + "---|" * len(ACCURACIES)]

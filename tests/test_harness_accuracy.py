@@ -104,16 +104,17 @@ def test_teacher_forced_accuracies_equal_an_independent_argmax(session):
     answer = session.answer_masks["heldout", "label"] > 0
     expected = np.mean([np.all(hits[n][answer[n]]) for n in range(len(hits))])
     assert ev["answer_accuracy"] == pytest.approx(expected)
+    assert ev["answer_token_accuracy"] == pytest.approx(hits[answer].mean())
     for name, enc in session.general.items():
         m = enc.loss_mask[:, 1:] > 0
         assert ev["general_top1"][name] == pytest.approx(argmax_hits(enc)[m].mean()), name
-    assert set(ev["unseen"]) == {"loss", "answer_accuracy"} and np.isfinite(ev["unseen"]["loss"])
+    assert set(ev["unseen"]) == {"loss", "answer_accuracy", "answer_token_accuracy"} and np.isfinite(ev["unseen"]["loss"])
     assert 0.0 <= ev["choice"]["accuracy"] <= 1.0 and ev["choice"]["n"] == 4
 
 
 def test_chance_levels_are_what_guessing_scores(session):
     chance = session.chance_levels()
-    assert chance["top1"] == pytest.approx(1 / session.config.vocab_size)
+    assert chance["top1"] == chance["answer_token_accuracy"] == pytest.approx(1 / session.config.vocab_size)
     _, _, items = session.choice_set
     assert chance["choice"] == pytest.approx(np.mean([1 / len(item.choices) for item in items]))
 

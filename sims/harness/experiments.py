@@ -141,6 +141,7 @@ def _accuracies(step: int, ev: dict) -> dict:
     return {
         "step": step,
         "answer_accuracy": ev.get("answer_accuracy"),
+        "answer_token_accuracy": ev.get("answer_token_accuracy"),
         "general_top1": float(np.mean(list(top1.values()))) if top1 else None,
         "general_top1_sets": top1,
         "choice": (ev.get("choice") or {}).get("accuracy"),

@@ -62,7 +62,7 @@ from sims.harness.lora import interpolate_params
 from sims.harness.measure import HIST_BINS
 from sims.harness.medcalc import FORMATS
 from sims.harness.methods import full_params, init_trainable, make_optimizer, make_train_step
-from sims.harness.session import DataConfig, Session, get_session, model_fingerprint
+from sims.harness.session import DataConfig, Session, get_session, model_fingerprint, model_sha256
 from sims.lm.sharding import make_mesh, place_batch, place_params, replicated
 from sims.lm.supervised_loss import supervised_capacity
 from sims.methods import MethodConfig, averaging_bases
@@ -500,35 +500,6 @@ def replay_points(cfg: RunConfig, n_points: int, *, progress: bool = False) -> l
                          f"got {n_points!r}")
     with tempfile.TemporaryDirectory(prefix="sft-replay-") as tmp:
         return run_one(cfg, progress=progress, stop_after=cfg.eval_steps[n_points - 1], runs_root=Path(tmp))
-
-
-_MODEL_SHA256: dict = {}
-
-
-def model_sha256(path: str | os.PathLike) -> str:
-    """Full SHA-256 (hex) of a model file, or of a checkpoint folder: of its regular files in name order, each as
-    name, NUL, the file's SHA-256. Memoised per process by path, sizes and modification times."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"path: model {path} does not exist")
-    files = [path] if path.is_file() else sorted((f for f in path.iterdir() if f.is_file()), key=lambda f: f.name)
-    stamp = (str(path.resolve()), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
-    if stamp not in _MODEL_SHA256:
-        digests = []
-        for f in files:
-            h = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(chunk)
-            digests.append((f.name, h.digest()))
-        if path.is_file():
-            _MODEL_SHA256[stamp] = digests[0][1].hex()
-        else:
-            folder = hashlib.sha256()
-            for name, digest in digests:
-                folder.update(name.encode() + b"\0" + digest)
-            _MODEL_SHA256[stamp] = folder.hexdigest()
-    return _MODEL_SHA256[stamp]
 
 
 def data_hash(data: DataConfig) -> str:

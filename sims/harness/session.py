@@ -27,34 +27,41 @@ from sims.harness.medcalc import FORMATS, SYSTEM_PROMPT, answer_start
 from sims.harness.medcalc_bench import CALCULATORS, make_splits
 from store import cached, code_key, content_key
 
-__all__ = ["DataConfig", "Session", "get_session", "model_fingerprint"]
+__all__ = ["DataConfig", "Session", "get_session", "model_fingerprint", "model_sha256"]
 
-_FINGERPRINTS: dict = {}
+_MODEL_SHA256: dict = {}
+
+
+def model_sha256(path: str | os.PathLike) -> str:
+    """Full SHA-256 (hex) of a model file, or of a checkpoint folder: of its regular files in name order, each as
+    name, NUL, the file's SHA-256. Memoised per process by path, sizes and modification times."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"path: model {path} does not exist")
+    files = [path] if path.is_file() else sorted((f for f in path.iterdir() if f.is_file()), key=lambda f: f.name)
+    stamp = (str(path.resolve()), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if stamp not in _MODEL_SHA256:
+        digests = []
+        for f in files:
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+            digests.append((f.name, h.digest()))
+        if path.is_file():
+            _MODEL_SHA256[stamp] = digests[0][1].hex()
+        else:
+            folder = hashlib.sha256()
+            for name, digest in digests:
+                folder.update(name.encode() + b"\0" + digest)
+            _MODEL_SHA256[stamp] = folder.hexdigest()
+    return _MODEL_SHA256[stamp]
 
 
 def model_fingerprint(path: str | os.PathLike) -> str:
-    """Content hash of a model file (GGUF) or checkpoint folder (config + tensor files), memoised per mtime."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"model: {path} does not exist")
-    files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.suffix in (".json", ".safetensors", ".gguf"))
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    if stamp not in _FINGERPRINTS:
-        digest = hashlib.sha256()
-        for f in files:
-            digest.update(f.name.encode())
-            size = f.stat().st_size
-            with open(f, "rb") as fh:
-                if size <= 1 << 30:
-                    for chunk in iter(lambda: fh.read(1 << 22), b""):
-                        digest.update(chunk)
-                else:  # a multi-GB checkpoint: size plus head and tail blocks
-                    digest.update(str(size).encode())
-                    digest.update(fh.read(1 << 24))
-                    fh.seek(size - (1 << 24))
-                    digest.update(fh.read())
-        _FINGERPRINTS[stamp] = digest.hexdigest()[:16]
-    return _FINGERPRINTS[stamp]
+    """The model's identity in run and cache keys: the first 16 hex digits of :func:`model_sha256` (one hash of
+    the file serves the keys and the provenance)."""
+    return model_sha256(path)[:16]
 
 
 @dataclass(frozen=True)
@@ -253,6 +260,8 @@ class Session:
 
         ``answer_accuracy``: the fraction of held-out problems whose answer tokens are all the model's top-1 given
         the reference response before them (``measure.answer_accuracy``; over the problems with an answer).
+        ``answer_token_accuracy``: the fraction of those answer tokens that are top-1 (a finer grade: partly right
+        answers count in part).
         ``general_top1``: per general set, the fraction of targets that are top-1; on ``"self"`` (the base model's
         own greedy responses) it is the agreement with the base model's greedy answers.
         With ``finite_only``, None as soon as a set's token losses are not all finite (a diverged model).
@@ -268,11 +277,16 @@ class Session:
             has = answer_mask.sum(axis=1) > 0
             return answer_accuracy(top1[has], answer_mask[has]) if has.any() else float("nan")
 
+        def answer_token_accuracy(split, top1):
+            answer_mask = self.answer_masks[split, fmt]
+            return top1_rate(top1, answer_mask) if answer_mask.any() else float("nan")
+
         dl, dtop1, dm = scores(self.heldout[fmt])
         if dl is None:
             return None
         out = {"domain_loss": mean_nll(dl, dm), "heldout_stats": probability_stats(dl, dm),
-               "answer_accuracy": graded_accuracy("heldout", dtop1), "domain_top1": top1_rate(dtop1, dm),
+               "answer_accuracy": graded_accuracy("heldout", dtop1),
+               "answer_token_accuracy": answer_token_accuracy("heldout", dtop1), "domain_top1": top1_rate(dtop1, dm),
                "general": {}, "general_top1": {}}
         for name in self.general:  # GENERAL_SETS, and "data" with a general_data file
             gl, gtop1, gm = scores(self.general[name])
@@ -284,7 +298,8 @@ class Session:
             ul, utop1, um = scores(self.unseen[fmt])
             if ul is None:
                 return None
-            out["unseen"] = {"loss": mean_nll(ul, um), "answer_accuracy": graded_accuracy("unseen", utop1)}
+            out["unseen"] = {"loss": mean_nll(ul, um), "answer_accuracy": graded_accuracy("unseen", utop1),
+                             "answer_token_accuracy": answer_token_accuracy("unseen", utop1)}
         if self.data.n_choice:
             from sims.harness.general_choice import choice_accuracy
 
@@ -314,7 +329,8 @@ class Session:
     def chance_levels(self) -> dict:
         """What guessing scores on each accuracy: a uniformly random next token is top-1 with probability 1/V;
         a uniformly random answer spells the reference with probability ~0; multiple choice: mean 1/#choices."""
-        out = {"top1": 1.0 / self.config.vocab_size, "answer_accuracy": 0.0}
+        out = {"top1": 1.0 / self.config.vocab_size, "answer_accuracy": 0.0,
+               "answer_token_accuracy": 1.0 / self.config.vocab_size}
         if self.data.n_choice:
             from sims.harness.general_choice import choice_accuracy
 

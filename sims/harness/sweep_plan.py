@@ -29,12 +29,13 @@ __all__ = ["REFERENCE_RATES", "RunCost", "planned_runs", "run_cost", "setup_cost
            "describe_pending"]
 
 #: tokens per second of SmolLM2-135M-Instruct on the reference machine (2 cores, idle): training and evaluation of
-#: the harness's chat-formatted examples (``python -m sims.harness.bench``, workload "sft", jax-fast: 104 and 460
-#: padded tokens/s), greedy decoding with the KV cache, and the session's one-off setup (base-model evaluation,
+#: the harness's chat-formatted examples (``python -m sims.harness.bench``, workload "sft", jax-fast: 121 and 467
+#: padded tokens/s), greedy decoding with the KV cache (``generate_greedy_many``: 12 prompts of 100-300 tokens, 40 new
+#: tokens each, in 26 s once compiled, about 18 new tokens/s), and the session's one-off setup (base-model evaluation,
 #: general-set generation, compilation). ``setup_s`` is the fixed part of a session's setup (loading, compiling); the
-#: base model's evaluation, which grows with the data, is :func:`setup_cost`. The decoding rate and the fixed setup
-#: are estimates, not yet calibrated on an idle sweep.
-REFERENCE_RATES = {"parameters": 134.5e6, "train": 104.0, "eval": 460.0, "decode": 40.0, "setup_s": 120.0}
+#: base model's evaluation, which grows with the data, is :func:`setup_cost`. The fixed setup is an estimate, not yet
+#: calibrated on an idle sweep.
+REFERENCE_RATES = {"parameters": 134.5e6, "train": 121.0, "eval": 467.0, "decode": 18.0, "setup_s": 120.0}
 
 
 @dataclass(frozen=True)
