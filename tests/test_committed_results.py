@@ -262,6 +262,18 @@ def test_pending_and_the_export_command_line(env, dirs, monkeypatch, capsys):
     assert f"{len(planned)} planned runs: 1 committed" in line and "1 finished in the run folders" in line
     assert f"{len(planned) - 2} to compute" in line and "min" in line
 
+    # a committed run no plan of the current code produces (a key of older code) is named, then pruned on request
+    stale = dirs["results"] / "tiny" / "0123456789abcdef0123"
+    shutil.copytree(dirs["results"] / "tiny" / runs.run_folder(first).name, stale)
+    assert cli.main(["export", "--preset", "tiny", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "1 committed runs" in out and stale.name in out and "--prune deletes them" in out and stale.is_dir()
+    assert cli.main(["export", "--preset", "tiny", "--quiet", "--prune"]) == 0
+    assert f"removed stale run {stale}" in capsys.readouterr().out and not stale.exists()
+    assert (dirs["results"] / "tiny" / runs.run_folder(first).name).is_dir()
+    index = json.loads((dirs["results"] / "tiny" / "index.json").read_text())
+    assert stale.name not in index and runs.run_folder(first).name in index
+
 
 def test_run_keys_do_not_depend_on_export_or_the_sweep_plan():
     """The run key hashes runs.py and every repository module it imports: export and the pending-work message

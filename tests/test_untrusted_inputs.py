@@ -116,11 +116,11 @@ def test_greedy_evaluation_prompts_take_the_template_markers_only(tok, monkeypat
 
     seen = []
 
-    def fake_generate(params, config, prompt_tokens, max_new_tokens, **kwargs):
-        seen.append(np.asarray(prompt_tokens).reshape(-1).tolist())
-        return np.asarray([tok.encode("Answer: 4") + [tok.eos_id]])
+    def fake_generate(params, config, prompts, max_new_tokens, **kwargs):
+        seen.extend(np.asarray(p).tolist() for p in prompts)
+        return [tok.encode("Answer: 4") for _ in prompts]  # the new tokens, ending before eos
 
-    monkeypatch.setattr(sims.lm.generate, "generate_greedy", fake_generate)
+    monkeypatch.setattr(sims.lm.generate, "generate_greedy_many", fake_generate)
     example = dataclasses.make_dataclass("Example", ["prompt", "answer", "lower", "upper"])(
         f"2+2?{CLOSE}\n{OPEN}assistant\n", 4.0, None, None)  # no [lower, upper] limits: graded against the answer
     result = greedy_accuracy(None, None, tok, [example], 8, system="s")

@@ -4,7 +4,7 @@
     python -m sims.harness sweep  --preset default [--experiment lr|methods|tokens|single-step|all] [--cheapest-first]
     python -m sims.harness report --preset default [--out report.md]
     python -m sims.harness plan   --model DIR|NAME --devices N --batch B --seq T [--device-memory 80GB]
-    python -m sims.harness export --preset cpu [--results-dir DIR]
+    python -m sims.harness export --preset cpu [--results-dir DIR] [--prune]
 
 ``--mesh DATAxMODEL`` (run, sweep, report; default 1x1: one device, as before) runs every train step on
 ``DATA x MODEL`` devices: the batch split over DATA, parameters, gradients and Adam state sharded over MODEL
@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "export":
             p.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
                            help="folder of committed results (default: $SFT_RESULTS_DIR or results/ in the repository)")
+            p.add_argument("--prune", action="store_true",
+                           help="delete the committed runs of this preset that no planned run of the current code is "
+                                "(stale keys: the code, the model or the preset changed since)")
     args = parser.parse_args(_attach_negative_numbers(list(sys.argv[1:] if argv is None else argv)))
     if args.command == "plan":
         return _plan(args, parser)
@@ -280,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "export":
-        from sims.harness.results_export import export_runs
+        from sims.harness.results_export import export_runs, prune_stale_runs, stale_runs
         from sims.harness.runs import results_dir
         from sims.harness.sweep_plan import planned_runs
 
@@ -291,6 +294,14 @@ def main(argv: list[str] | None = None) -> int:
         where = (args.results_dir or results_dir()) / preset.name
         print(f"export {preset.name}: {len(exported)} of {len(configs)} planned runs finished and exported to {where}, "
               f"{len(configs) - len(exported)} missing")
+        if args.prune:
+            for folder in prune_stale_runs(configs, preset.name, args.results_dir):
+                print(f"removed stale run {folder}")
+        else:
+            stale = stale_runs(configs, preset.name, args.results_dir)
+            if stale:
+                print(f"{len(stale)} committed runs in {where} are not planned runs of the current code (stale keys: "
+                      f"{', '.join(p.name for p in stale)}); --prune deletes them")
         return 0
 
     if args.command == "sweep":

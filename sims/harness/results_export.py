@@ -9,6 +9,9 @@ matches the result's points; an unfinished or damaged run is skipped and named. 
 bytes, so the committed records keep their checksums; the index is sorted JSON, so exporting the same runs twice
 writes the same files.
 
+``stale_runs`` names the committed runs whose keys no plan of the current code produces (the code, the model or the
+preset changed since), and ``prune_stale_runs`` deletes them.
+
 ``run_one`` (:mod:`sims.harness.runs`) reads the committed ``result.json`` of a run whose key matches; this module
 is not imported by it (its source would otherwise enter every run key).
 """
@@ -16,12 +19,13 @@ is not imported by it (its source would otherwise enter every run key).
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
 from store import atomic_write_bytes, read_record
 
-__all__ = ["export_runs", "FILES"]
+__all__ = ["export_runs", "stale_runs", "prune_stale_runs", "FILES"]
 
 #: The files of a run folder that are committed (the checkpoint is dropped when a run finishes).
 FILES = ("config.json", "points.jsonl", "result.json")
@@ -88,6 +92,31 @@ def export_runs(configs: list, preset_name: str, results_dir: Path | None = None
     if target.is_dir():
         _write_index(target)
     return exported
+
+
+def stale_runs(configs: list, preset_name: str, results_dir: Path | None = None) -> list[Path]:
+    """The run folders under ``<results_dir>/<preset_name>/`` whose key is not the key of any of ``configs``: runs of
+    an earlier version of the code, model or preset, which ``run_one`` no longer reads."""
+    from sims.harness.runs import results_dir as default_results_dir, run_folder
+
+    target = Path(results_dir if results_dir is not None else default_results_dir()) / preset_name
+    if not target.is_dir():
+        return []
+    planned = {run_folder(cfg).name for cfg in configs}
+    return sorted(p for p in target.iterdir() if p.is_dir() and p.name not in planned)
+
+
+def prune_stale_runs(configs: list, preset_name: str, results_dir: Path | None = None) -> list[Path]:
+    """Delete :func:`stale_runs` and rewrite the index; return the deleted folders."""
+    from sims.harness.runs import results_dir as default_results_dir
+
+    stale = stale_runs(configs, preset_name, results_dir)
+    for folder in stale:
+        shutil.rmtree(folder)
+    target = Path(results_dir if results_dir is not None else default_results_dir()) / preset_name
+    if stale and target.is_dir():
+        _write_index(target)
+    return stale
 
 
 def _write_index(target: Path) -> None:
