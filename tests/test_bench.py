@@ -57,3 +57,42 @@ def test_the_table_gives_ratios_to_torch_and_flags_a_loaded_run():
     assert "| plain | eval | jax | 300 | 299-301 | 1.50x | 1.00 GB |" in table
     assert "| plain | | jax-fast | boom |" in table
     assert "jax vs torch 2.0e-05" in table
+
+
+def test_the_matmul_products_of_a_step_are_six_flops_per_weight_per_row():
+    from sims.lm.config import ModelConfig
+    from sims.lm.matmul_ceiling import step_products
+
+    config = ModelConfig.smollm2_135m()
+    rows = 24
+    products = step_products(config, rows)
+    # independent count: every weight matrix of the model (embedding tied, so the head is the embedding's transpose)
+    D, F, V, L = config.dim, config.hidden_dim, config.vocab_size, config.n_layers
+    Q, KV = config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim
+    matrix_params = L * (D * Q + 2 * D * KV + Q * D + 3 * D * F) + D * V
+    assert sum(p["flops"] * p["count"] for p in products) == 6 * rows * matrix_params
+    for p in products:  # the operand shapes multiply as stated, to [rows, m], [rows, n] or [n, m]
+        a = p["a"][::-1] if p["transpose_a"] else p["a"]
+        b = p["b"][::-1] if p["transpose_b"] else p["b"]
+        assert a[1] == b[0] and p["flops"] == 2 * a[0] * a[1] * b[1]
+    assert {p["kind"] for p in products} == {"forward", "input_grad", "weight_grad"}
+    with pytest.raises(ValueError, match="rows"):
+        step_products(config, 0)
+
+
+def test_the_matmul_ceiling_is_torch_time_over_jax_time_weighted_by_count():
+    from sims.lm.matmul_ceiling import summarise
+
+    products = [{"name": "w", "kind": "forward", "a": [2, 3], "b": [3, 4], "flops": 48, "count": 10},
+                {"name": "w", "kind": "weight_grad", "a": [2, 3], "b": [2, 4], "flops": 48, "count": 10},
+                {"name": "head", "kind": "forward", "a": [2, 3], "b": [3, 9], "flops": 108, "count": 1}]
+    seconds = {"jax": [[1.0, 3.0, 2.0], [4.0, 4.0, 5.0], [0.5, 0.5, 0.5]],
+               "torch": [[1.0, 1.0, 1.0], [2.0, 2.0, 9.0], [1.5, 1.0, 2.0]]}
+    out = summarise(products, seconds)
+    # medians: jax 2, 4, 0.5; torch 1, 2, 1.5
+    assert out["totals"]["jax"]["train_s"] == pytest.approx(10 * 2 + 10 * 4 + 0.5)
+    assert out["totals"]["torch"]["eval_s"] == pytest.approx(10 * 1 + 1.5)
+    assert out["ceiling"]["train"] == pytest.approx((10 + 20 + 1.5) / 60.5)
+    assert out["ceiling"]["eval"] == pytest.approx(11.5 / 20.5)
+    assert out["products"][2]["torch"]["gflops"] == pytest.approx(108 / 1.5 / 1e9)
+    assert "ceiling" not in summarise(products, {"jax": seconds["jax"]})
