@@ -115,9 +115,8 @@ def _jax_worker() -> None:
             compiled[key] = (f, a, b)
         f, a, b = compiled[key]
         t0 = time.perf_counter()
-        for _ in range(inner):
-            out = f(a, b)
-        jax.block_until_ready(out)
+        for _ in range(inner):  # one at a time, as torch's calls run: no queued executions sharing the cores
+            jax.block_until_ready(f(a, b))
         return (time.perf_counter() - t0) / inner
 
     _serve(run, {"jax": jax.__version__, "threads": len(os.sched_getaffinity(0))})
@@ -147,7 +146,7 @@ def _inner_repeats(flops: float) -> int:
 
 
 def run_benchmark(batch: int = 8, seq: int = 128, reps: int = 7, threads: int | None = None,
-                  use_torch: bool = True) -> dict:
+                  use_torch: bool = True, pause: float = 0.3) -> dict:
     from sims.lm.bench import _Worker, _load, not_comparable_because, torch_python
     from sims.lm.config import ModelConfig
 
@@ -178,6 +177,7 @@ def run_benchmark(batch: int = 8, seq: int = 128, reps: int = 7, threads: int | 
             w.request({"op": "time", "product": p, "inner": 1})
         for _ in range(reps):
             for impl, w in workers.items():
+                time.sleep(pause)  # the previous turn's idle threads stop spinning (OpenMP, Eigen) before this one
                 answer = w.request({"op": "time", "product": p, "inner": inner})
                 if answer is None:
                     raise RuntimeError(f"the {impl} worker failed: {w.error}")
@@ -187,7 +187,7 @@ def run_benchmark(batch: int = 8, seq: int = 128, reps: int = 7, threads: int | 
     for w in workers.values():
         w.close()
     result = summarise(products, seconds)
-    result.update(batch=batch, seq=seq, reps=reps, threads=threads, cpus=cpus, load_averages=loads, versions=infos,
+    result.update(batch=batch, seq=seq, reps=reps, pause_s=pause, threads=threads, cpus=cpus, load_averages=loads, versions=infos,
                   not_comparable=not_comparable_because(loads, os.cpu_count() or threads, reps),
                   machine={"platform": platform.platform(), "processor": platform.processor(),
                            "cores": os.cpu_count()})
