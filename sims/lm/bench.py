@@ -19,7 +19,8 @@ Implementations, each in its own worker process (so peak memory, ``VmHWM``, is p
 Method: all workers load the model and the same batch (one ``.npz``) and wait. For each phase (eval, train) every
 worker runs two warm-up steps (compilation), then the parent asks them in turn for one timed step,
 ``A B C A B C ...``, ``--reps`` rounds (at least 5 for a figure worth recording), so a change in machine load
-hits every implementation alike; only one worker computes at a time. Every worker is pinned to the same
+hits every implementation alike; only one worker computes at a time, after a pause of ``TURN_PAUSE_S`` (a worker's
+idle threads spin for a while after its turn and would slow the next one). Every worker is pinned to the same
 ``--threads`` CPUs (``sched_setaffinity``, which sizes XLA's and Eigen's thread pools) and torch uses that many
 threads (``torch.set_num_threads``, ``OMP_NUM_THREADS``). The 1-minute load average is recorded before and after
 every timed step; the result is marked *not comparable* when any reading exceeds the machine's core count by more
@@ -53,6 +54,7 @@ TORCH_WORKER = ROOT / "tools" / "bench_torch_worker.py"
 IMPLEMENTATIONS = ("jax", "jax-fast", "torch")
 PHASES = ("eval", "train")
 LOSS_AGREEMENT = 1e-4  # nats/token: per-token losses of two implementations must agree to this
+TURN_PAUSE_S = 0.3  # before each timed step: the previous worker's idle threads (OpenMP, Eigen) stop spinning
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,7 @@ def run_workload(workload: Workload, model_path: str, reps: int, threads: int, u
                     w.request({"op": "warmup", "phase": phase, "n": 2})
                 for rep in range(reps):
                     for impl, w in workers.items():  # A B C A B C ...
+                        time.sleep(TURN_PAUSE_S)
                         before = _load()
                         answer = w.request({"op": "time", "phase": phase})
                         after = _load()
