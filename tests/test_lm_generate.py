@@ -1,5 +1,6 @@
 """Greedy generation: KV cache against recomputation against an argmax loop over the plain forward pass."""
 
+import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,10 +69,14 @@ def test_prompts_of_one_bucket_share_compiled_programs_and_equal_the_naive_loop(
 
 
 def test_a_prompt_filling_its_bucket_exactly_and_a_cache_at_the_context_limit():
-    """A 32-token prompt needs no padding; 32 + 32 new tokens fill the 64-token context exactly."""
+    """A 32-token prompt needs no padding; 32 + 8 new tokens fill a 40-token context exactly, so the cache is the
+    context (capped below its 64-token bucket). The context length is not a parameter shape: same weights."""
+    short = dataclasses.replace(CONFIG, max_seq_len=40)
     prompt = np.asarray(jax.random.randint(jax.random.key(12), (32,), 0, CONFIG.vocab_size))
-    got = generate_greedy(PARAMS, CONFIG, prompt, 32, use_cache=True)
-    assert got.tolist() == _naive_greedy(PARAMS, CONFIG, prompt, 32)
+    got = generate_greedy(PARAMS, short, prompt, 8, use_cache=True)
+    assert got.tolist() == _naive_greedy(PARAMS, short, prompt, 8)
+    with pytest.raises(ValueError, match="max_new_tokens 9"):  # one more would not fit
+        generate_greedy(PARAMS, short, prompt, 9, use_cache=True)
 
 
 def test_prompts_of_different_lengths_decoded_together_equal_the_naive_loop_in_the_order_given():
