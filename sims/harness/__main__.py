@@ -5,6 +5,7 @@
     python -m sims.harness report --preset default [--out report.md]
     python -m sims.harness plan   --model DIR|NAME --devices N --batch B --seq T [--device-memory 80GB]
     python -m sims.harness export --preset cpu [--results-dir DIR] [--prune]
+    python -m sims.harness summary --preset cpu [--out summary.md]
 
 ``--mesh DATAxMODEL`` (run, sweep, report; default 1x1: one device, as before) runs every train step on
 ``DATA x MODEL`` devices: the batch split over DATA, parameters, gradients and Adam state sharded over MODEL
@@ -184,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     helps = {"run": "fine-tune once and print the run's domain gain and general change",
              "sweep": "run an experiment's grid of runs (finished runs are read, not recomputed)",
              "report": "print (and with --out write) the Markdown report of every experiment",
-             "export": "copy every finished planned run of the preset to results/<preset>/ for committing"}
+             "export": "copy every finished planned run of the preset to results/<preset>/ for committing",
+             "summary": "tabulate the preset's finished runs (run folders and results/) without computing anything"}
     _add_plan_parser(sub)
-    for name in ("run", "sweep", "report", "export"):
+    for name in ("run", "sweep", "report", "export", "summary"):
         p = sub.add_parser(name, help=helps[name], description=helps[name])
         p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="experiment size (default: default)")
         p.add_argument("--model", default=None,
@@ -215,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--cheapest-first", action="store_true",
                            help="first compute the preset's planned runs in order of their planned cost (label-only "
                                 "SFT first), so a sweep stopped early leaves the most finished runs to commit")
-        if name == "report":
-            p.add_argument("--out", type=writable_file, default=None, help="also write the report to this file")
+        if name in ("report", "summary"):
+            p.add_argument("--out", type=writable_file, default=None, help=f"also write the {name} to this file")
         if name == "export":
             p.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
                            help="folder of committed results (default: $SFT_RESULTS_DIR or results/ in the repository)")
@@ -280,6 +282,16 @@ def main(argv: list[str] | None = None) -> int:
               f"nats/token  D per set={sets}")
         for a in s["averaging"]:
             print(f"  averaging alpha={a['alpha']:g}: G={a['domain_gain']:+.4f}  D={a['general_change']:+.4f}")
+        return 0
+
+    if args.command == "summary":
+        from sims.harness.results_summary import finished_results, render_summary, summary_rows
+
+        results, n_planned = finished_results(preset)
+        text = render_summary(*summary_rows(results), len(results), n_planned, preset.name)
+        print(text, end="")
+        if args.out is not None:
+            args.out.write_text(text)
         return 0
 
     if args.command == "export":

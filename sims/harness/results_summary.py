@@ -1,0 +1,128 @@
+"""What a preset's finished runs say so far, without computing anything.
+
+    python -m sims.harness summary --preset cpu [--out summary.md]
+
+A preset such as ``cpu`` is computed over several sittings, its finished runs committed as they complete
+(``results/``). This table reads only the planned runs that have finished, from a run folder or from ``results/``,
+and leaves the rest out. It gives one row per (method, format, learning rate): the seeds found and, at each run's
+final point, the mean over seeds of
+
+* ``G``, the held-out domain gain (nats/token; > 0: the domain loss fell), and ``D``, the mean general loss change
+  over the general sets (> 0: degradation), each with its 95 % Student-t interval over seeds,
+  ``mean +- t_{0.975, n-1} sd / sqrt(n)`` (``claims.intervals.paired_interval`` of the values alone; no interval
+  from one seed);
+* the held-out answer-token accuracy (answer tokens that are the model's top-1 given the reference reasoning),
+  general multiple-choice accuracy, top-1 agreement with the base model's own greedy responses, and greedy answer
+  accuracy within the row's limits where the run measured it.
+
+The base model's values and the chance levels head the table. These are summaries of what has finished, not
+verdicts. The claims are decided from the complete preset by the tested rules behind ``paper_checks.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+
+import numpy as np
+
+__all__ = ["finished_results", "summary_rows", "render_summary"]
+
+
+def finished_results(preset) -> tuple[list[dict], int]:
+    """(the finished planned runs of ``preset``, each read from its run folder or else from ``results/``; the number
+    of planned runs). Nothing is computed; a file that does not verify counts as unfinished."""
+    from sims.harness.runs import committed_result, run_key, runs_dir
+    from sims.harness.sweep_plan import planned_runs
+    from store import read_record
+
+    configs = planned_runs(preset)
+    found = []
+    for cfg in configs:
+        key = run_key(cfg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged file is reported when a run meets it, not here
+            result = read_record(runs_dir() / key / "result.json", key=key, discard=False)
+        if not isinstance(result, dict):
+            result = committed_result(key)
+        if result is not None:
+            found.append(result)
+    return found, len(configs)
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
+def _final(summary: dict, name: str):
+    return summary["accuracy_trajectory"][-1].get(name)
+
+
+def _agreement(accuracies: dict):
+    return (accuracies.get("general_top1_sets") or {}).get("self")
+
+
+def summary_rows(results: list[dict]) -> tuple[list[dict], dict]:
+    """(one row per (method, format, learning rate), sorted; the base model's accuracies and the chance levels).
+
+    A row holds ``method``, ``fmt``, ``lr``, ``seeds`` (finished, not diverged), ``diverged`` (their seeds),
+    ``G`` and ``D`` (``claims.intervals.Interval`` over the seeds' final values) and the means over seeds of
+    ``answer_token_accuracy``, ``choice``, ``agreement`` and ``greedy_accuracy`` (None where not measured)."""
+    from claims.intervals import paired_interval
+    from sims.harness.experiments import summarise_run
+
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for result in results:
+        s = summarise_run(result)
+        groups[(s["method"], s["fmt"], s["lr"])].append(s)
+    rows, base = [], {}
+    for (method, fmt, lr), runs in sorted(groups.items()):
+        ok = sorted((s for s in runs if not s["diverged"]), key=lambda s: s["seed"])
+        rows.append({
+            "method": method, "fmt": fmt, "lr": lr,
+            "seeds": [s["seed"] for s in ok],
+            "diverged": sorted(s["seed"] for s in runs if s["diverged"]),
+            "G": paired_interval([s["domain_gain"] for s in ok]),
+            "D": paired_interval([s["general_change"] for s in ok]),
+            "answer_token_accuracy": _mean(_final(s, "answer_token_accuracy") for s in ok),
+            "choice": _mean(_final(s, "choice") for s in ok),
+            "agreement": _mean(_agreement(s["accuracy_trajectory"][-1]) for s in ok),
+            "greedy_accuracy": _mean(s["accuracy"] for s in ok),
+        })
+        for s in ok:
+            if not base:
+                first = s["accuracy_trajectory"][0]
+                base = {"answer_token_accuracy": first.get("answer_token_accuracy"), "choice": first.get("choice"),
+                        "agreement": _agreement(first), "greedy_accuracy": s["base_accuracy"],
+                        "chance": dict(s["chance"])}
+    return rows, base
+
+
+def _cell(x, fmt=".3f") -> str:
+    return "-" if x is None else f"{x:{fmt}}"
+
+
+def render_summary(rows: list[dict], base: dict, n_finished: int, n_planned: int, preset_name: str) -> str:
+    """The Markdown table of :func:`summary_rows`, headed by the count of finished runs and the base model's row."""
+    lines = [f"# Finished runs of the `{preset_name}` preset: {n_finished} of {n_planned}", "",
+             "Final point of each run; G = held-out domain gain, D = mean general loss change (nats/token), each the "
+             "mean over seeds with its 95% t interval. Summaries of what has finished, not verdicts.", ""]
+    if base:
+        chance = base.get("chance") or {}
+        lines += ["Base model: answer-token accuracy " + _cell(base.get("answer_token_accuracy"))
+                  + ", multiple choice " + _cell(base.get("choice"))
+                  + ", agreement with its own greedy responses " + _cell(base.get("agreement"))
+                  + ", greedy answer accuracy " + _cell(base.get("greedy_accuracy"))
+                  + (". Chance: " + ", ".join(f"{k} {_cell(v, '.4g')}" for k, v in sorted(chance.items()))
+                     if chance else "") + ".", ""]
+    lines += ["| method | format | lr | seeds | G | D | answer-token acc. | choice | agreement | greedy acc. |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        seeds = ",".join(map(str, r["seeds"])) + (f" (diverged: {','.join(map(str, r['diverged']))})"
+                                                   if r["diverged"] else "")
+        lines.append(f"| {r['method']} | {r['fmt']} | {r['lr']:g} | {seeds} | {r['G'].text('+.4f')} | "
+                     f"{r['D'].text('+.4f')} | {_cell(r['answer_token_accuracy'])} | {_cell(r['choice'])} | "
+                     f"{_cell(r['agreement'])} | {_cell(r['greedy_accuracy'])} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,85 @@
+"""The table of a preset's finished runs: grouping, intervals over seeds (checked against scipy's t quantile),
+accuracies, and the command line on the committed ``results/``."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sims.harness.results_summary import render_summary, summary_rows
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def _result(method, fmt, lr, seed, gain, change, token_acc=0.5, choice=0.75, agreement=0.9, greedy=0.25,
+            diverged=False):
+    """A run result with the fields ``summarise_run`` reads: one evaluation point at step 10."""
+    config = {"method_name": method, "fmt": fmt, "learning_rate": lr, "seed": seed}
+    key = f"{method}-{fmt}-{lr}-{seed}"
+    if diverged:
+        return {"config": config, "points": [{"step": 4, "train_steps": []}], "diverged": True, "diverged_step": 4,
+                "key": key}
+    point = {"step": 10, "domain_gain": gain, "general_change_mean": change, "general_change": {"docs": change},
+             "train_steps": [], "answer_token_accuracy": token_acc, "choice": {"accuracy": choice},
+             "general_top1": {"self": agreement, "docs": 0.4}}
+    base = {"accuracy": {"accuracy": 0.0}, "answer_token_accuracy": 0.3, "choice": {"accuracy": 0.6},
+            "general_top1": {"self": 1.0, "docs": 0.4}}
+    return {"config": config, "points": [point], "base": base, "accuracy": {"accuracy": greedy},
+            "chance": {"choice": 0.25}, "key": key, "diverged": False, "averaging": []}
+
+
+def test_rows_group_by_method_format_and_rate_with_t_intervals_over_seeds():
+    gains = [1.0, 1.3, 0.7]
+    results = [_result("sft", "label", 1e-5, s, g, 0.01 * s, token_acc=0.4 + 0.1 * s) for s, g in enumerate(gains)]
+    results += [_result("sft", "label", 3e-5, 0, 2.0, 0.05), _result("sft", "label", 3e-5, 1, 0, 0, diverged=True),
+                _result("talr-mean", "cot", 1e-5, 0, 0.5, -0.01, greedy=None)]
+    rows, base = summary_rows(results)
+    assert [(r["method"], r["fmt"], r["lr"]) for r in rows] == [("sft", "label", 1e-5), ("sft", "label", 3e-5),
+                                                                ("talr-mean", "cot", 1e-5)]
+    first = rows[0]
+    half = stats.t.ppf(0.975, 2) * np.std(gains, ddof=1) / np.sqrt(3)  # independent: the interval by hand
+    assert first["seeds"] == [0, 1, 2] and first["diverged"] == []
+    assert first["G"].mean == pytest.approx(1.0) and first["G"].lo == pytest.approx(1.0 - half)
+    assert first["G"].hi == pytest.approx(1.0 + half) and first["G"].n == 3
+    assert first["D"].mean == pytest.approx(0.01)
+    assert first["answer_token_accuracy"] == pytest.approx(0.5) and first["agreement"] == pytest.approx(0.9)
+    second = rows[1]
+    assert second["seeds"] == [0] and second["diverged"] == [1]
+    assert second["G"].n == 1 and not np.isfinite(second["G"].lo)  # one seed: no interval
+    assert rows[2]["greedy_accuracy"] is None  # not measured
+    assert base == {"answer_token_accuracy": 0.3, "choice": 0.6, "agreement": 1.0, "greedy_accuracy": 0.0,
+                    "chance": {"choice": 0.25}}
+    text = render_summary(rows, base, 6, 10, "cpu")
+    assert "6 of 10" in text and "| sft | label | 3e-05 | 0 (diverged: 1) |" in text
+    assert "+2.0000 (n = 1, no interval)" in text and "not verdicts" in text
+
+
+def test_summary_reads_the_committed_runs_without_computing(tmp_path, monkeypatch, capsys):
+    """With an empty run folder, the ``cpu`` summary lists exactly the committed runs of results/cpu/index.json
+    that the current code plans (their labels, their seeds) and writes the same text to --out."""
+    from sims.harness.__main__ import main
+    from sims.harness.runs import run_key
+    from sims.harness.presets import get_preset
+    from sims.harness.sweep_plan import planned_runs
+
+    import sims.harness.runs as runs
+
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(runs, "run_one", lambda *a, **k: pytest.fail("the summary must not compute a run"))
+    index = json.loads((RESULTS / "cpu" / "index.json").read_text())
+    planned = {run_key(cfg) for cfg in planned_runs(get_preset("cpu"))}
+    committed = {k: v for k, v in index.items() if k in planned}
+    assert committed, "results/cpu holds no run of the current code"
+    out = tmp_path / "summary.md"
+    assert main(["summary", "--preset", "cpu", "--quiet", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text == out.read_text()
+    assert f"{len(committed)} of {len(planned)}" in text
+    groups = {}
+    for entry in committed.values():
+        if not entry["diverged"]:
+            groups.setdefault((entry["method"], entry["format"], entry["lr"]), []).append(entry["seed"])
+    for (method, fmt, lr), seeds in groups.items():
+        assert f"| {method} | {fmt} | {lr:g} | {','.join(map(str, sorted(seeds)))} |" in text
