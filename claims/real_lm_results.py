@@ -1,6 +1,8 @@
-"""The cached real-LM experiments the real-LM claim checks read (:mod:`sims.harness.experiments`, preset
-``$SFT_REAL_LM_PRESET``, default ``"default"``: SmolLM2-135M-Instruct). The first call runs the sweep (about
-20 minutes on a 2-core CPU); later calls read the run folders.
+"""The cached real-LM experiments the real-LM claim checks read (:mod:`sims.harness.experiments`, on
+SmolLM2-135M-Instruct unless the preset says otherwise). The preset is the one
+``sims.harness.presets.real_lm_preset_name`` names: ``$SFT_REAL_LM_PRESET`` when set, else ``"cpu"`` once all of
+its runs are committed, else ``"default"``. Runs not stored are computed (the ``default`` sweep: about 20 minutes
+on a 2-core CPU); stored runs are read.
 
 Quantities keep the harness's names (``domain_gain``, ``general_change``); the evidence texts show them as the
 theory's letters G and D.
@@ -23,7 +25,9 @@ T_NOTE = ("A paired 95% t interval over n seeds uses t with n - 1 degrees of fre
 
 
 def _preset_name() -> str:
-    return os.environ.get("SFT_REAL_LM_PRESET", "default")
+    from sims.harness.presets import real_lm_preset_name
+
+    return real_lm_preset_name()
 
 
 def _talr_variants(name: str) -> str:

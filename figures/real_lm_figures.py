@@ -2,15 +2,15 @@
 checked in ``claims/``.
 
 Every figure calls the cached experiment functions of :mod:`sims.harness.experiments`
-with the preset named by ``$SFT_REAL_LM_PRESET`` (default ``"default"``); the first call runs the
-sweep (about 20 minutes cold on a 2-core CPU), later calls read the run folders. Domain gain and
+with the preset ``sims.harness.presets.real_lm_preset_name`` names: ``$SFT_REAL_LM_PRESET`` when set, else ``"cpu"``
+once all of its runs are committed, else ``"default"``. A run not stored is computed (the ``default`` preset's sweep
+takes about 20 minutes cold on a 2-core CPU); stored runs are read. Domain gain and
 general loss change are in nats/token (held-out). The harness results name their quantities
 (``domain_gain``, ``general_change``); the drawings label them with the theory's letters, G and D.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,9 @@ GROUP = "real_lm"
 
 
 def _preset():
-    from sims.harness.presets import get_preset
+    from sims.harness.presets import get_preset, real_lm_preset_name
 
-    return get_preset(os.environ.get("SFT_REAL_LM_PRESET", "default"))
+    return get_preset(real_lm_preset_name())
 
 
 _PLAN_SHOWN: set = set()

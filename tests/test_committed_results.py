@@ -360,3 +360,28 @@ def test_the_committed_real_results_verify_and_the_cheapest_reproduces():
     from sims.harness.runs import replay_points
 
     _assert_points_match(replay_points(cfg, 2), result["points"][:2], 1e-5)
+
+
+def test_the_real_lm_figures_read_the_cpu_preset_once_it_is_complete(env, dirs, monkeypatch):
+    """``$SFT_REAL_LM_PRESET`` wins; unset, the figures and claims read ``default`` while any ``cpu`` run is left to
+    compute (empty run and results folders here) and ``cpu`` once none is."""
+    import claims.real_lm_results as claim_results
+    import figures.real_lm_figures as real_lm_figures
+    import sims.harness.presets as presets
+    import sims.harness.sweep_plan as sweep_plan
+
+    assert presets.real_lm_preset_name() == "tiny"  # the test environment sets it
+    monkeypatch.delenv(presets.REAL_LM_PRESET_ENV)
+    presets._all_finished.cache_clear()
+    assert presets.real_lm_preset_name() == "default"
+    assert claim_results._preset_name() == "default" and real_lm_figures._preset().name == "default"
+    left = sweep_plan.pending(presets.get_preset("cpu"))["to_compute"]
+    assert len(left) == len(sweep_plan.planned_runs(presets.get_preset("cpu")))  # nothing stored in these folders
+    real_pending = sweep_plan.pending
+    monkeypatch.setattr(sweep_plan, "pending", lambda preset: {**real_pending(preset), "to_compute": []})
+    presets._all_finished.cache_clear()
+    assert presets.real_lm_preset_name() == "cpu"
+    assert claim_results.setting().startswith("real LM (cpu preset, 100 steps x batch 2, 3 seeds")
+    monkeypatch.setenv(presets.REAL_LM_PRESET_ENV, "smoke")
+    assert presets.real_lm_preset_name() == "smoke"
+    presets._all_finished.cache_clear()

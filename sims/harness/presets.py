@@ -21,13 +21,18 @@ Every preset trains with linear warm-up over the first tenth of its steps and li
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
 from sims.methods import MethodConfig, get_method
 from sims.harness.session import DataConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "SHORT_CALCULATORS", "SHORT_UNSEEN_CALCULATORS"]
+__all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "real_lm_preset_name", "REAL_LM_PRESET_ENV",
+           "SHORT_CALCULATORS", "SHORT_UNSEEN_CALCULATORS"]
+
+#: Environment variable naming the preset whose runs the real-LM figures and claims read.
+REAL_LM_PRESET_ENV = "SFT_REAL_LM_PRESET"
 
 #: MedCalc-Bench calculators (sims.harness.medcalc_bench) whose chain-of-thought example (note + the package's
 #: explanation) fits 320 tokens with SmolLM2's tokenizer (digits split; longest of 30 drawn per calculator: 227-313).
@@ -267,3 +272,23 @@ def get_preset(name: str, model: str | None = None) -> Preset:
     if model is not None and name not in presets_taking_a_model():
         raise ValueError(f"model: the {name!r} preset fixes its model and would ignore {model!r}")
     return PRESETS[name](model) if name == "tiny" else PRESETS[name]()
+
+
+def real_lm_preset_name() -> str:
+    """The preset the real-LM figures and claims read: ``$SFT_REAL_LM_PRESET`` when it is set; otherwise ``"cpu"``
+    once every planned run of the ``cpu`` preset has finished (committed under ``results/`` or in a run folder), so
+    ``make figures`` draws that CPU-scale result in minutes; until then ``"default"``, computed when not stored."""
+    name = os.environ.get(REAL_LM_PRESET_ENV)
+    if name:
+        return name
+    from sims.harness.runs import results_dir, runs_dir
+
+    return "cpu" if _all_finished("cpu", str(results_dir()), str(runs_dir())) else "default"
+
+
+@functools.lru_cache(maxsize=8)
+def _all_finished(name: str, results: str, runs: str) -> bool:
+    """Whether nothing of preset ``name`` is left to compute (keyed by the folders read; once per process)."""
+    from sims.harness.sweep_plan import pending
+
+    return not pending(get_preset(name))["to_compute"]
