@@ -363,11 +363,20 @@ def test_a_killed_run_resumes_from_its_checkpoint(env, session, monkeypatch, tmp
         log.close()
     assert [p["step"] for p in runs._read_points(folder)] == [1]
     assert not (folder / "result.json").exists()
+    from store import read_record
+
+    first_segment_s = read_record(folder / "state.npz", key=folder.name)["wall_s"]
+    assert first_segment_s > 0
     # restarted, it computes only the steps after the checkpoint and ends where the uninterrupted run ends
     calls = _counting_steps(monkeypatch, runs)
+    t0 = time.perf_counter()
     resumed = runs.run_one(cfg, progress=False)
+    second_segment_s = time.perf_counter() - t0
     assert len(calls) == cfg.steps - 1
     assert _without_wall(resumed) == _without_wall(uninterrupted)
+    # the wall time counts both segments (the killed one up to its checkpoint), and says where it resumed
+    assert first_segment_s < resumed["provenance"]["wall_s"] <= first_segment_s + second_segment_s
+    assert resumed["provenance"]["resumed_at_step"] == 1 and uninterrupted["provenance"]["resumed_at_step"] is None
     assert runs._read_points(folder) == uninterrupted["points"]
     assert not (folder / "state.npz").exists()
 

@@ -212,3 +212,30 @@ def test_gradients_do_not_depend_on_the_rematerialisation_policy(monkeypatch):
         grads[choice] = jax.grad(lambda p: masked_mean_nll(config)(p, batch)[0])(params)
     for a, b in zip(jax.tree_util.tree_leaves(grads["dots"]), jax.tree_util.tree_leaves(grads["none"])):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+
+
+def test_a_sequence_longer_than_the_attention_chunk_matches_the_numpy_forward():
+    """150 tokens: queries in chunks of ATTENTION_CHUNK (64, 64, 22), each reading only the keys up to its end."""
+    from sims.lm.model import ATTENTION_CHUNK
+
+    config = ModelConfig.tiny(max_seq_len=160, n_kv_heads=1)
+    params = init_params(config, jax.random.key(3))
+    tokens = jax.random.randint(jax.random.key(4), (1, 150), 0, config.vocab_size)
+    assert 150 > 2 * ATTENTION_CHUNK
+    got = jax.jit(forward, static_argnums=1)(params, config, tokens)
+    np.testing.assert_allclose(np.asarray(got), numpy_forward(params, config, tokens), atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("window, softcap", [(None, None), (5, None), (None, 3.0), (4, 2.0)])
+def test_attention_by_query_chunks_equals_the_whole_and_refuses_a_foreign_cache(window, softcap):
+    from sims.lm.model import attention
+
+    q = jax.random.normal(jax.random.key(5), (2, 13, 4, 8))
+    k, v = (jax.random.normal(jax.random.key(s), (2, 13, 2, 8)) for s in (6, 7))
+    pos = jnp.broadcast_to(jnp.arange(13), (2, 13))
+    whole = attention(q, k, v, pos, pos, softcap=softcap, window=window)
+    for chunk in (1, 4, 12, 13, 64):
+        chunked = attention(q, k, v, pos, pos, softcap=softcap, window=window, query_chunk=chunk)
+        np.testing.assert_allclose(np.asarray(chunked), np.asarray(whole), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="query_chunk"):
+        attention(q, k[:, :5], v[:, :5], pos, pos[:, :5], query_chunk=4)

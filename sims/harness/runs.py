@@ -288,22 +288,24 @@ def _step_record(step: int, loss, aux, epoch: int) -> dict:
     }
 
 
-def _save_state(folder: Path, step: int, trainable, opt_state) -> None:
+def _save_state(folder: Path, step: int, trainable, opt_state, wall_s: float) -> None:
+    """Checkpoint at ``step`` with the run's compute time so far, ``wall_s`` (every segment, this one included)."""
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get((trainable, opt_state)))]
     # the shapes are stored beside the leaves: the record gives scalars (0-d leaves) back with shape (1,)
-    write_record(folder / "state.npz", {"step": step, "leaves": leaves, "shapes": [list(x.shape) for x in leaves]},
-                 key=folder.name)
+    write_record(folder / "state.npz", {"step": step, "leaves": leaves, "shapes": [list(x.shape) for x in leaves],
+                                        "wall_s": float(wall_s)}, key=folder.name)
 
 
 def _load_state(folder: Path, trainable, opt_state):
-    """``(step, trainable, opt_state)`` from the checkpoint, or None when absent or not matching the fresh state."""
+    """``(step, trainable, opt_state, wall_s)`` from the checkpoint (``wall_s``: the compute time of the segments
+    before it), or None when absent or not matching the fresh state."""
     state = read_record(folder / "state.npz", key=folder.name)
     if state is None:
         return None
     fresh, treedef = jax.tree_util.tree_flatten((trainable, opt_state))
     try:
         leaves = [np.asarray(a).reshape(shape) for a, shape in zip(state["leaves"], state["shapes"], strict=True)]
-        step = state["step"]
+        step, wall_s = state["step"], float(state["wall_s"])
     except (KeyError, TypeError, ValueError) as exc:
         warnings.warn(f"{folder / 'state.npz'}: not a checkpoint of this format ({exc}); restarting from step 0")
         return None
@@ -316,7 +318,7 @@ def _load_state(folder: Path, trainable, opt_state):
                       "restarting from step 0")
         return None
     trainable, opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves])
-    return step, trainable, opt_state
+    return step, trainable, opt_state, wall_s
 
 
 def _point_line(point: dict) -> str:
@@ -392,12 +394,12 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     step_fn = make_train_step(cfg.method, session.config, cfg.optimizer, mesh, capacity)
 
     points = _read_points(folder)
-    start = 0
+    start, earlier_s = 0, 0.0  # earlier_s: compute time of the segments before a resumed checkpoint
     if points and cfg.checkpoint_state:
         restored = _load_state(folder, trainable, opt_state)
         if (restored is not None and restored[0] in {p["step"] for p in points}
                 and (stop_after is None or restored[0] <= stop_after)):
-            start, trainable, opt_state = restored
+            start, trainable, opt_state, earlier_s = restored
     if mesh is not None:
         trainable, frozen, opt_state = place_params(trainable, mesh), place_params(frozen, mesh), place_params(opt_state, mesh)
     if start == 0:
@@ -438,7 +440,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
                 diverged = step + 1
                 break
             if cfg.checkpoint_state and step + 1 < cfg.steps:  # after the last step the result is written instead
-                _save_state(folder, step + 1, *_gathered((trainable, opt_state), mesh))
+                _save_state(folder, step + 1, *_gathered((trainable, opt_state), mesh),
+                            earlier_s + time.perf_counter() - t0)
             if interrupt_after is not None and step + 1 >= interrupt_after and step + 1 < cfg.steps:
                 bar.close()
                 raise Interrupted(f"simulated interruption after step {step + 1}")
@@ -452,7 +455,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "chance": chance, "points": points,
               "diverged": diverged is not None, "diverged_step": diverged}
     if diverged is not None:  # nothing to evaluate: the parameters or their losses are not finite
-        result.update(averaging=[], wall_s=time.perf_counter() - t0)
+        result.update(averaging=[], wall_s=earlier_s + time.perf_counter() - t0, resumed_at=start or None)
         return _finish(folder, result, cfg)
     if cfg.final_accuracy:
         result["accuracy"] = session.accuracy(params, cfg.fmt)
@@ -465,7 +468,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
             ev["accuracy"] = session.accuracy(mixed, cfg.fmt)
         averaging.append(ev)
     result["averaging"] = averaging
-    result["wall_s"] = time.perf_counter() - t0
+    result.update(wall_s=earlier_s + time.perf_counter() - t0, resumed_at=start or None)
     return _finish(folder, result, cfg)
 
 
@@ -480,7 +483,7 @@ def _gathered(tree, mesh):
 
 def _finish(folder: Path, result: dict, cfg: RunConfig) -> dict:
     """Add the provenance, write ``result.json``, drop the checkpoint, and return the result as read back."""
-    result["provenance"] = _provenance(cfg, result["wall_s"])
+    result["provenance"] = dict(_provenance(cfg, result["wall_s"]), resumed_at_step=result.pop("resumed_at", None))
     write_record(folder / "result.json", _jsonable(result), key=folder.name)
     state = folder / "state.npz"
     if state.exists():
@@ -536,8 +539,15 @@ def _provenance(cfg: RunConfig, wall_s: float) -> dict:
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
+@jax.jit
+def _finite_flag(tree):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
+
+
 def _all_finite(tree) -> bool:
-    return bool(jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)])))
+    """Whether every entry of every leaf is finite: one compiled pass over the pytree (per leaf, eagerly, it was
+    hundreds of dispatched operations per training step)."""
+    return bool(_finite_flag(tree))
 
 
 def _jsonable(obj):
