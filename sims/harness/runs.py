@@ -6,7 +6,9 @@ A run folder ``<runs_dir>/<key>/`` (``runs_dir`` = ``$SFT_RUNS_DIR`` or ``<cache
 * ``points.jsonl``  one line of metrics per evaluation point, each with its own checksum, rewritten atomically
   as the run goes,
 * ``state.npz``     (``checkpoint_state``, on by default) trainable parameters + optimiser state at the last
-  point, as a checksummed ``.npz`` of the state's leaves (no pickle),
+  point, and the run's compute time up to it, as a checksummed ``.npz`` of the state's leaves (no pickle); a
+  resumed run adds that time to its own, so the wall time of a run computed in several segments counts them all,
+  and its provenance names the step it resumed at,
 * ``result.json``   the finished run (points, final accuracy, model-averaging evaluations) as a checksummed
   record carrying the run's key: a valid one means the run is never recomputed.
 
