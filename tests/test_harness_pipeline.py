@@ -472,7 +472,7 @@ def test_a_checkpoint_that_does_not_fit_the_run_is_ignored(env, session, monkeyp
         from sims.harness.methods import make_optimizer
 
         small = {"w": jnp.zeros((2, 3), jnp.float32)}
-        runs._save_state(folder, 1, small, make_optimizer(cfg.learning_rate).init(small))
+        runs._save_state(folder, 1, small, make_optimizer(cfg.learning_rate).init(small), wall_s=1.0)
     calls = _counting_steps(monkeypatch, runs)
     with pytest.warns(UserWarning, match=str(state)):
         resumed = runs.run_one(cfg, progress=False)
