@@ -53,6 +53,7 @@ test-reference: $(STAMP) reference-env
 bench: $(STAMP)
 	$(PY) -m sims.synthetic.bench
 	$(PY) -m sims.harness.bench
+	$(PY) -m sims.lm.matmul_ceiling
 
 clean:
 	rm -rf $(VENV) .venv-ref .cache figures/out
