@@ -159,7 +159,9 @@ def test_a_result_carries_its_provenance(env, dirs, tmp_path):
     cfg = _config(env["preset"], seed=4)
     result = runs.run_one(cfg, progress=False)
     p = result["provenance"]
-    assert set(p) == {"code_key", "model_sha256", "data_hash", "libraries", "machine", "wall_s", "finished_utc"}
+    assert set(p) == {"code_key", "model_sha256", "data_hash", "libraries", "machine", "wall_s", "finished_utc",
+                      "resumed_at_step"}
+    assert p["resumed_at_step"] is None  # computed in one go
     assert p["model_sha256"] == hashlib.sha256(Path(env["model"]).read_bytes()).hexdigest()
     assert p["code_key"] == code_key("sims.harness.runs")
     assert p["libraries"] == library_versions()

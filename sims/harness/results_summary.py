@@ -9,8 +9,8 @@ final point, the mean over seeds of
 
 * ``G``, the held-out domain gain (nats/token; > 0: the domain loss fell), and ``D``, the mean general loss change
   over the general sets (> 0: degradation), each with its 95 % Student-t interval over seeds,
-  ``mean +- t_{0.975, n-1} sd / sqrt(n)`` (``claims.intervals.paired_interval`` of the values alone; no interval
-  from one seed);
+  ``mean +- t_{0.975, n-1} sd / sqrt(n)`` with ``sd`` over seeds at ddof 1 (the convention of ``claims.intervals``,
+  which ``sims`` may not import); no interval from one seed;
 * the held-out answer-token accuracy (answer tokens that are the model's top-1 given the reference reasoning),
   general multiple-choice accuracy, top-1 agreement with the base model's own greedy responses, and greedy answer
   accuracy within the row's limits where the run measured it.
@@ -24,10 +24,43 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["finished_results", "summary_rows", "render_summary"]
+__all__ = ["SeedInterval", "seed_interval", "finished_results", "summary_rows", "render_summary"]
+
+
+@dataclass(frozen=True)
+class SeedInterval:
+    """Mean of ``n`` per-seed values with its two-sided 95 % Student-t interval ``[lo, hi]`` (infinite for n = 1)."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+    def text(self, fmt: str = "+.4f") -> str:
+        if self.n == 0:
+            return "-"
+        if not np.isfinite(self.lo):
+            return f"{self.mean:{fmt}} (n = {self.n}, no interval)"
+        return f"{self.mean:{fmt}} [{self.lo:{fmt}}, {self.hi:{fmt}}] (n = {self.n})"
+
+
+def seed_interval(values) -> SeedInterval:
+    """``mean +- t_{0.975, n-1} sd / sqrt(n)`` of the finite ``values`` (sd at ddof 1)."""
+    from scipy import stats
+
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], float)
+    n = int(x.size)
+    if n == 0:
+        return SeedInterval(float("nan"), float("nan"), float("nan"), 0)
+    mean = float(x.mean())
+    if n == 1:
+        return SeedInterval(mean, -math.inf, math.inf, 1)
+    half = float(stats.t.ppf(0.975, n - 1) * np.std(x, ddof=1) / math.sqrt(n))
+    return SeedInterval(mean, mean - half, mean + half, n)
 
 
 def finished_results(preset) -> tuple[list[dict], int]:
@@ -68,9 +101,8 @@ def summary_rows(results: list[dict]) -> tuple[list[dict], dict]:
     """(one row per (method, format, learning rate), sorted; the base model's accuracies and the chance levels).
 
     A row holds ``method``, ``fmt``, ``lr``, ``seeds`` (finished, not diverged), ``diverged`` (their seeds),
-    ``G`` and ``D`` (``claims.intervals.Interval`` over the seeds' final values) and the means over seeds of
+    ``G`` and ``D`` (:class:`SeedInterval` over the seeds' final values) and the means over seeds of
     ``answer_token_accuracy``, ``choice``, ``agreement`` and ``greedy_accuracy`` (None where not measured)."""
-    from claims.intervals import paired_interval
     from sims.harness.experiments import summarise_run
 
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -84,8 +116,8 @@ def summary_rows(results: list[dict]) -> tuple[list[dict], dict]:
             "method": method, "fmt": fmt, "lr": lr,
             "seeds": [s["seed"] for s in ok],
             "diverged": sorted(s["seed"] for s in runs if s["diverged"]),
-            "G": paired_interval([s["domain_gain"] for s in ok]),
-            "D": paired_interval([s["general_change"] for s in ok]),
+            "G": seed_interval([s["domain_gain"] for s in ok]),
+            "D": seed_interval([s["general_change"] for s in ok]),
             "answer_token_accuracy": _mean(_final(s, "answer_token_accuracy") for s in ok),
             "choice": _mean(_final(s, "choice") for s in ok),
             "agreement": _mean(_agreement(s["accuracy_trajectory"][-1]) for s in ok),
