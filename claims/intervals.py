@@ -6,61 +6,20 @@ minibatches), so the seed-to-seed variation they share cancels. With n paired di
 is mean(d) +- t_{0.975, n-1} sd(d) / sqrt(n), sd with ddof = 1 (the one convention in :mod:`claims`). With n = 2
 the t quantile is 12.71: the interval is about 6.4 times wider than mean +- 2 SE would say, and rarely excludes a
 boundary; with n = 1 there is no interval (infinite), and the comparison is inconclusive.
+
+The interval itself (:class:`Interval`, :func:`paired_interval`, :func:`sd`) is defined in :mod:`sims.intervals`,
+where the run summaries of ``sims.harness`` use it too; this module re-exports it and adds the Welch interval of
+stored summaries and the side of a boundary an interval lies on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import stats
 
+from sims.intervals import CONFIDENCE, DDOF, Interval, paired_interval, sd
+
 __all__ = ["CONFIDENCE", "DDOF", "Interval", "sd", "paired_interval", "interval_from_summary", "side"]
-
-CONFIDENCE = 0.95  # the interval's coverage; a verdict is inconclusive when this interval crosses the boundary
-DDOF = 1  # sample standard deviations everywhere in claims/ (unbiased variance over seeds)
-
-
-@dataclass(frozen=True)
-class Interval:
-    """Mean of n paired differences with its two-sided ``CONFIDENCE`` t interval ``[lo, hi]``."""
-
-    mean: float
-    lo: float
-    hi: float
-    n: int
-
-    def text(self, fmt: str = "+.4f") -> str:
-        if self.n == 0:
-            return "no pairs"
-        if not np.isfinite(self.lo):
-            return f"{self.mean:{fmt}} (n = {self.n}, no interval)"
-        return f"{self.mean:{fmt}} [{self.lo:{fmt}}, {self.hi:{fmt}}] (n = {self.n})"
-
-
-def sd(x, axis=None) -> np.ndarray:
-    """Sample standard deviation (ddof = DDOF); NaN with fewer than two values."""
-    x = np.asarray(x, float)
-    n = x.size if axis is None else x.shape[axis]
-    if n < 2:
-        return np.full(np.shape(np.mean(x, axis=axis)), np.nan) if axis is not None else np.float64(np.nan)
-    return np.std(x, axis=axis, ddof=DDOF)
-
-
-def paired_interval(a, b=None, confidence: float = CONFIDENCE) -> Interval:
-    """Interval of mean(a - b) over paired values (``b`` None: of mean(a)). Pairs where either is NaN are dropped
-    (a seed that never reached a matched gain has no value)."""
-    a = np.asarray(a, float).ravel()
-    d = a if b is None else a - np.asarray(b, float).ravel()
-    d = d[np.isfinite(d)]
-    n = int(d.size)
-    if n == 0:
-        return Interval(float("nan"), float("nan"), float("nan"), 0)
-    mean = float(d.mean())
-    if n == 1:
-        return Interval(mean, -np.inf, np.inf, 1)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * np.std(d, ddof=DDOF) / np.sqrt(n))
-    return Interval(mean, mean - half, mean + half, n)
 
 
 def interval_from_summary(mean_a, sd_a, n_a, mean_b, sd_b, n_b, confidence: float = CONFIDENCE) -> Interval:

@@ -54,3 +54,16 @@ def test_welch_interval_from_summaries():
     assert side(iv) == "above"
     assert side(interval_from_summary(0.0707, 0.0082, 2, 0.0808, 0.0034, 2)) == "crosses"
     assert interval_from_summary(1.0, 0.1, 1, 0.5, 0.1, 2).n == 1
+
+
+def test_claims_and_the_run_summaries_share_one_interval():
+    """``claims.intervals`` re-exports the interval of ``sims.intervals`` that ``sims.harness.results_summary`` uses,
+    so a verdict and a summary of the same seeds cannot disagree."""
+    import claims.intervals as claims_intervals
+    import sims.intervals as sims_intervals
+    from sims.harness.results_summary import seed_interval
+
+    for name in ("CONFIDENCE", "DDOF", "Interval", "sd", "paired_interval"):
+        assert getattr(claims_intervals, name) is getattr(sims_intervals, name)
+    values = [0.3, None, 0.5, float("nan"), 0.4]
+    assert seed_interval(values) == paired_interval([0.3, 0.5, 0.4])

@@ -233,9 +233,11 @@ def test_attention_by_query_chunks_equals_the_whole_and_refuses_a_foreign_cache(
     q = jax.random.normal(jax.random.key(5), (2, 13, 4, 8))
     k, v = (jax.random.normal(jax.random.key(s), (2, 13, 2, 8)) for s in (6, 7))
     pos = jnp.broadcast_to(jnp.arange(13), (2, 13))
-    whole = attention(q, k, v, pos, pos, softcap=softcap, window=window)
+    # jitted: eagerly, every chunk's operations compile one by one (20 s for these shapes)
+    run = jax.jit(attention, static_argnames=("softcap", "window", "query_chunk"))
+    whole = run(q, k, v, pos, pos, softcap=softcap, window=window)
     for chunk in (1, 4, 12, 13, 64):
-        chunked = attention(q, k, v, pos, pos, softcap=softcap, window=window, query_chunk=chunk)
+        chunked = run(q, k, v, pos, pos, softcap=softcap, window=window, query_chunk=chunk)
         np.testing.assert_allclose(np.asarray(chunked), np.asarray(whole), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="query_chunk"):
         attention(q, k[:, :5], v[:, :5], pos, pos[:, :5], query_chunk=4)

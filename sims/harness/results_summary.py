@@ -9,8 +9,8 @@ final point, the mean over seeds of
 
 * ``G``, the held-out domain gain (nats/token; > 0: the domain loss fell), and ``D``, the mean general loss change
   over the general sets (> 0: degradation), each with its 95 % Student-t interval over seeds,
-  ``mean +- t_{0.975, n-1} sd / sqrt(n)`` with ``sd`` over seeds at ddof 1 (the convention of ``claims.intervals``,
-  which ``sims`` may not import); no interval from one seed;
+  ``mean +- t_{0.975, n-1} sd / sqrt(n)`` with ``sd`` over seeds at ddof 1 (:mod:`sims.intervals`, the convention of
+  ``claims``); no interval from one seed;
 * the held-out answer-token accuracy (answer tokens that are the model's top-1 given the reference reasoning),
   general multiple-choice accuracy, top-1 agreement with the base model's own greedy responses, and greedy answer
   accuracy within the row's limits where the run measured it.
@@ -24,43 +24,18 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SeedInterval", "seed_interval", "finished_results", "summary_rows", "render_summary"]
+from sims.intervals import Interval, paired_interval
+
+__all__ = ["seed_interval", "finished_results", "summary_rows", "render_summary"]
 
 
-@dataclass(frozen=True)
-class SeedInterval:
-    """Mean of ``n`` per-seed values with its two-sided 95 % Student-t interval ``[lo, hi]`` (infinite for n = 1)."""
-
-    mean: float
-    lo: float
-    hi: float
-    n: int
-
-    def text(self, fmt: str = "+.4f") -> str:
-        if self.n == 0:
-            return "-"
-        if not np.isfinite(self.lo):
-            return f"{self.mean:{fmt}} (n = {self.n}, no interval)"
-        return f"{self.mean:{fmt}} [{self.lo:{fmt}}, {self.hi:{fmt}}] (n = {self.n})"
-
-
-def seed_interval(values) -> SeedInterval:
-    """``mean +- t_{0.975, n-1} sd / sqrt(n)`` of the finite ``values`` (sd at ddof 1)."""
-    from scipy import stats
-
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], float)
-    n = int(x.size)
-    if n == 0:
-        return SeedInterval(float("nan"), float("nan"), float("nan"), 0)
-    mean = float(x.mean())
-    if n == 1:
-        return SeedInterval(mean, -math.inf, math.inf, 1)
-    half = float(stats.t.ppf(0.975, n - 1) * np.std(x, ddof=1) / math.sqrt(n))
-    return SeedInterval(mean, mean - half, mean + half, n)
+def seed_interval(values) -> Interval:
+    """The mean of the finite per-seed ``values`` (None skipped) with its 95 % t interval
+    (:func:`sims.intervals.paired_interval` of the values alone)."""
+    return paired_interval(list(values))
 
 
 def finished_results(preset) -> tuple[list[dict], int]:
@@ -101,7 +76,7 @@ def summary_rows(results: list[dict]) -> tuple[list[dict], dict]:
     """(one row per (method, format, learning rate), sorted; the base model's accuracies and the chance levels).
 
     A row holds ``method``, ``fmt``, ``lr``, ``seeds`` (finished, not diverged), ``diverged`` (their seeds),
-    ``G`` and ``D`` (:class:`SeedInterval` over the seeds' final values) and the means over seeds of
+    ``G`` and ``D`` (:class:`~sims.intervals.Interval` over the seeds' final values) and the means over seeds of
     ``answer_token_accuracy``, ``choice``, ``agreement`` and ``greedy_accuracy`` (None where not measured)."""
     from sims.harness.experiments import summarise_run
 
@@ -132,6 +107,10 @@ def summary_rows(results: list[dict]) -> tuple[list[dict], dict]:
     return rows, base
 
 
+def _interval_cell(interval: Interval) -> str:
+    return "-" if interval.n == 0 else interval.text("+.4f")
+
+
 def _cell(x, fmt=".3f") -> str:
     return "-" if x is None else f"{x:{fmt}}"
 
@@ -154,7 +133,7 @@ def render_summary(rows: list[dict], base: dict, n_finished: int, n_planned: int
     for r in rows:
         seeds = ",".join(map(str, r["seeds"])) + (f" (diverged: {','.join(map(str, r['diverged']))})"
                                                    if r["diverged"] else "")
-        lines.append(f"| {r['method']} | {r['fmt']} | {r['lr']:g} | {seeds} | {r['G'].text('+.4f')} | "
-                     f"{r['D'].text('+.4f')} | {_cell(r['answer_token_accuracy'])} | {_cell(r['choice'])} | "
+        lines.append(f"| {r['method']} | {r['fmt']} | {r['lr']:g} | {seeds} | {_interval_cell(r['G'])} | "
+                     f"{_interval_cell(r['D'])} | {_cell(r['answer_token_accuracy'])} | {_cell(r['choice'])} | "
                      f"{_cell(r['agreement'])} | {_cell(r['greedy_accuracy'])} |")
     return "\n".join(lines) + "\n"
