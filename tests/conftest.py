@@ -1,9 +1,20 @@
 """Test configuration: float64 JAX (set before any test imports JAX) and hypothesis profiles."""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# One XLA compilation cache per test session, shared by the xdist workers (which inherit the controller's
+# environment) and the subprocesses tests start: many tests compile the same programs (the tiny model's steps, the
+# real model's forward at the same shapes). A fresh folder each session, so nothing compiled by other code is read.
+_COMPILE_CACHE_PREFIX = os.path.join(tempfile.gettempdir(), "sft-test-xla-")
+if "PYTEST_XDIST_WORKER" not in os.environ and "SFT_TEST_COMPILE_CACHE" not in os.environ:
+    os.environ["SFT_TEST_COMPILE_CACHE"] = tempfile.mkdtemp(prefix=os.path.basename(_COMPILE_CACHE_PREFIX))
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["SFT_TEST_COMPILE_CACHE"]
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
@@ -16,3 +27,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def pytest_configure(config):
     # in the default suite, unlike "slow": the committed real-LM results are checked on every test run
     config.addinivalue_line("markers", "real_model: reads or runs the real model (SmolLM2); part of the default suite")
+
+
+def pytest_unconfigure(config):
+    folder = os.environ.get("SFT_TEST_COMPILE_CACHE", "")
+    if not hasattr(config, "workerinput") and folder.startswith(_COMPILE_CACHE_PREFIX):
+        shutil.rmtree(folder, ignore_errors=True)  # the controller made this session's compilation cache
