@@ -243,8 +243,7 @@ def test_pending_and_the_export_command_line(env, dirs, monkeypatch, capsys):
     preset = env["preset"]
     planned = planned_runs(preset)
     first, second = planned[0], planned[1]
-    runs.run_one(first, progress=False)
-    runs.run_one(second, progress=False)
+    walls = [runs.run_one(cfg, progress=False)["wall_s"] for cfg in (first, second)]
     p = pending(preset)
     assert p["planned"] == len(planned) and p["committed"] == []
     assert p["cached"] == [runs.run_folder(first).name, runs.run_folder(second).name]
@@ -252,6 +251,12 @@ def test_pending_and_the_export_command_line(env, dirs, monkeypatch, capsys):
     rest = sum(run_cost(c).seconds(REFERENCE_RATES) for c in planned[2:])
     setup = REFERENCE_RATES["setup_s"] + setup_cost(preset.data).seconds(REFERENCE_RATES)
     assert p["eta_s"] == pytest.approx(rest + setup)  # the model is the reference's scale
+    # the pace: the median (of two: the mean) of measured over estimated wall time of the finished runs
+    ratios = [w / (run_cost(c).train_tokens / REFERENCE_RATES["train"] + run_cost(c).eval_tokens / REFERENCE_RATES["eval"]
+                   + run_cost(c).decode_tokens / REFERENCE_RATES["decode"]) for w, c in zip(walls, (first, second))]
+    assert p["pace_runs"] == 2 and p["pace"] == pytest.approx(sum(ratios) / 2)
+    assert p["eta_at_pace_s"] == pytest.approx(p["pace"] * (rest + setup))
+    assert "at the pace of its 2 finished runs" in describe_pending(preset)
 
     assert cli.main(["export", "--preset", "tiny", "--quiet"]) == 0
     out = capsys.readouterr().out

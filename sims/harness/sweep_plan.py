@@ -19,11 +19,21 @@ the session's base-model evaluation and compilation, which the estimate adds onc
 ``pending(preset)`` says which planned runs will be read instead of computed: committed to ``results/``
 (:func:`sims.harness.runs.committed_result`), finished in the run folders, or still to compute, with the ETA of
 those alone. It hashes the model file once and reads one JSON file per finished run; it loads no model.
+
+The reference rates come from step benchmarks, and whole runs take longer (compilation, checkpoints, batches of 2
+that use the cores less well than the benchmark's 8). So ``pending`` also gives the pace of the preset's own
+finished runs on the machine that ran them,
+
+    pace = median over finished runs of  wall_s / estimate(run),      ETA at that pace = pace x ETA,
+
+which follows the machine a sweep actually runs on (a run's ``wall_s`` adds the segments of a resumed run).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 __all__ = ["REFERENCE_RATES", "RunCost", "planned_runs", "run_cost", "setup_cost", "plan", "describe_plan", "pending",
            "describe_pending"]
@@ -111,9 +121,11 @@ def describe_plan(preset, parameters: float | None = None) -> str:
 
 
 def pending(preset, parameters: float | None = None, rates: dict | None = None) -> dict:
-    """``{"planned", "committed", "cached", "to_compute", "eta_s"}`` of a sweep of ``preset``: the number of
-    planned runs, the keys of those read from ``results/`` and from the run folders, the keys still to compute,
-    and the ETA of those (reference rates as in :func:`plan`, setup included only when something is computed).
+    """``{"planned", "committed", "cached", "to_compute", "eta_s", "pace", "pace_runs", "eta_at_pace_s"}`` of a sweep
+    of ``preset``: the number of planned runs, the keys of those read from ``results/`` and from the run folders, the
+    keys still to compute, the ETA of those (reference rates as in :func:`plan`, setup included only when something
+    is computed), and the pace of the finished runs with the ETA at that pace (module docstring; None when no
+    finished run recorded its wall time).
     A run folder's result wins over a committed one, as in ``run_one``; nothing is deleted or written."""
     import warnings
 
@@ -125,27 +137,41 @@ def pending(preset, parameters: float | None = None, rates: dict | None = None) 
     if not scale > 0:
         raise ValueError(f"parameters: must be > 0, got {parameters!r}")
     out = {"planned": 0, "committed": [], "cached": [], "to_compute": [], "eta_s": 0.0}
+    ratios = []
     for cfg in planned_runs(preset):
         key = run_key(cfg)  # the model file's fingerprint, no session
         out["planned"] += 1
+        estimate = run_cost(cfg).seconds(rates, scale)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # run_one reports a damaged file when it meets it
-            if isinstance(read_record(runs_dir() / key / "result.json", key=key, discard=False), dict):
-                out["cached"].append(key)
-                continue
-        if committed_result(key) is not None:
+            result = read_record(runs_dir() / key / "result.json", key=key, discard=False)
+        if isinstance(result, dict):
+            out["cached"].append(key)
+        elif (result := committed_result(key)) is not None:
             out["committed"].append(key)
+        else:
+            out["to_compute"].append(key)
+            out["eta_s"] += estimate
             continue
-        out["to_compute"].append(key)
-        out["eta_s"] += run_cost(cfg).seconds(rates, scale)
+        wall = result.get("wall_s")
+        if isinstance(wall, (int, float)) and wall > 0 and estimate > 0:
+            ratios.append(wall / estimate)
     if out["to_compute"]:  # the base evaluation is cached on disk apart from the runs: counted as still to do
         out["eta_s"] += rates["setup_s"] * scale + setup_cost(preset.data).seconds(rates, scale)
+    out["pace"] = float(np.median(ratios)) if ratios else None
+    out["pace_runs"] = len(ratios)
+    out["eta_at_pace_s"] = out["eta_s"] * out["pace"] if ratios else None
     return out
 
 
 def describe_pending(preset, parameters: float | None = None) -> str:
     """One line for the command line: how many planned runs are committed, cached, to compute, and the ETA."""
     p = pending(preset, parameters)
-    return (f"{preset.name}: {p['planned']} planned runs: {len(p['committed'])} committed (results/), "
-            f"{len(p['cached'])} finished in the run folders, {len(p['to_compute'])} to compute"
-            + (f", about {p['eta_s'] / 60:.0f} min on an idle 2-core CPU" if p["to_compute"] else ""))
+    line = (f"{preset.name}: {p['planned']} planned runs: {len(p['committed'])} committed (results/), "
+            f"{len(p['cached'])} finished in the run folders, {len(p['to_compute'])} to compute")
+    if p["to_compute"]:
+        line += f", about {p['eta_s'] / 60:.0f} min on an idle 2-core CPU at the reference rates"
+        if p["pace"] is not None:
+            line += (f", about {p['eta_at_pace_s'] / 60:.0f} min at the pace of its {p['pace_runs']} finished runs "
+                     f"({p['pace']:.2f} x their estimate)")
+    return line
