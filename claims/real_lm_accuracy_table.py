@@ -4,8 +4,12 @@ benchmark accuracies, so the losses of the real-LM claims are shown here with th
 For each format and learning rate of the preset's SFT grid, over the seeds whose runs are finished, the 95% t
 interval of the change from the base model (``final - base``; the base model is the same in every seed) of
 
+* held-out greedy answer accuracy: the share of held-out problems whose greedily decoded response gives an answer
+  within the row's lower and upper limits (MedCalc-Bench's rule), measured once, after training (chance ~ 0);
 * held-out answer accuracy, teacher-forced: the share of held-out problems whose answer tokens are all the model's
-  top-1 given the reference response before them (chance ~ 0);
+  top-1 given the reference response before them (chance ~ 0). In the chain-of-thought format the reference
+  reasoning already spells the answer out, so the model can copy it and this accuracy starts near 1; the greedy
+  accuracy is the one that asks the model to reason;
 * unseen-calculator answer accuracy (the same, on calculators never trained on), where the preset measures it;
 * general multiple-choice accuracy (log-likelihood scoring of offline-generated questions; chance = mean 1/#choices);
 * general next-token accuracy (top-1 rate over the three general sets; on the base model's own greedy responses it
@@ -22,9 +26,12 @@ from claims.intervals import paired_interval
 
 __all__ = ["ACCURACIES", "measure", "render_accuracy_table"]
 
-#: (key of ``summarise_run``'s accuracy trajectory, what the column says)
-ACCURACIES = (("answer_accuracy", "held-out answer acc."), ("answer_token_accuracy", "held-out answer-token acc."),
-              ("unseen_accuracy", "unseen-calculator answer acc."),
+#: (key of ``summarise_run``'s accuracy trajectory, what the column says); ``greedy_accuracy`` is read from the
+#: run's final greedy decoding (``summarise_run``'s ``accuracy`` and ``base_accuracy``)
+ACCURACIES = (("greedy_accuracy", "held-out greedy answer acc."),
+              ("answer_accuracy", "held-out answer acc. (teacher-forced)"),
+              ("answer_token_accuracy", "held-out answer-token acc. (teacher-forced)"),
+              ("unseen_accuracy", "unseen-calculator answer acc. (teacher-forced)"),
               ("choice", "general multiple choice"), ("general_top1", "general next-token acc."))
 
 
@@ -49,10 +56,11 @@ def measure(preset=None) -> dict:
             if not runs:
                 continue
             chance = chance or runs[0].get("chance") or {}
-            base = runs[0]["accuracy_trajectory"][0]
+            base = {**runs[0]["accuracy_trajectory"][0], "greedy_accuracy": runs[0]["base_accuracy"]}
             change = {}
             for key, _ in ACCURACIES:
-                finals = [r["accuracy_trajectory"][-1][key] for r in runs]
+                finals = [r["accuracy"] if key == "greedy_accuracy" else r["accuracy_trajectory"][-1][key]
+                          for r in runs]
                 if base[key] is not None and all(v is not None for v in finals):
                     change[key] = paired_interval(np.asarray(finals, float) - base[key])
             rows.append({"fmt": fmt, "lr": lr, "n": len(runs), "base": {k: base[k] for k, _ in ACCURACIES}, "change": change})

@@ -279,6 +279,25 @@ def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tm
     for c in checks:
         assert isinstance(c.check(), claims.Verdict)
 
+    # the accuracy table: each change is the mean over seeds of the final minus the base value, read here from the
+    # stored results themselves (greedy decoding once after training; teacher-forced at the last point)
+    from claims.real_lm_accuracy_table import measure, render_accuracy_table
+    from sims.harness.experiments import sft_configs
+    from sims.harness.runs import load_result
+
+    table = measure(preset)
+    assert {(r["fmt"], r["lr"]) for r in table["rows"]} == {(f, lr) for f in preset.formats for lr in env["preset"].lr_grid}
+    for row in table["rows"]:
+        results = [load_result(c) for c in sft_configs(preset) if (c.fmt, c.learning_rate) == (row["fmt"], row["lr"])]
+        assert row["n"] == len(results) and all(r is not None and not r["diverged"] for r in results)
+        greedy = [r["accuracy"]["accuracy"] - r["base"]["accuracy"]["accuracy"] for r in results]
+        teacher = [r["points"][-1]["answer_accuracy"] - r["base"]["answer_accuracy"] for r in results]
+        assert row["change"]["greedy_accuracy"].mean == pytest.approx(np.mean(greedy))
+        assert row["change"]["answer_accuracy"].mean == pytest.approx(np.mean(teacher))
+        assert row["base"]["greedy_accuracy"] == results[0]["base"]["accuracy"]["accuracy"]
+    text = "\n".join(render_accuracy_table(table))
+    assert "held-out greedy answer acc." in text and "held-out answer acc. (teacher-forced)" in text
+
 
 def test_bad_configurations_raise_naming_the_argument(env):
     from sims.harness.methods import MethodConfig
