@@ -61,9 +61,10 @@ def test_claims_and_the_run_summaries_share_one_interval():
     so a verdict and a summary of the same seeds cannot disagree."""
     import claims.intervals as claims_intervals
     import sims.intervals as sims_intervals
-    from sims.harness.results_summary import seed_interval
+    import sims.harness.results_summary as results_summary
 
     for name in ("CONFIDENCE", "DDOF", "Interval", "sd", "paired_interval"):
         assert getattr(claims_intervals, name) is getattr(sims_intervals, name)
+    assert results_summary.paired_interval is sims_intervals.paired_interval
     values = [0.3, None, 0.5, float("nan"), 0.4]
-    assert seed_interval(values) == paired_interval([0.3, 0.5, 0.4])
+    assert paired_interval(values) == paired_interval([0.3, 0.5, 0.4])

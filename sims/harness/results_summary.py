@@ -29,13 +29,7 @@ import numpy as np
 
 from sims.intervals import Interval, paired_interval
 
-__all__ = ["seed_interval", "finished_results", "summary_rows", "render_summary"]
-
-
-def seed_interval(values) -> Interval:
-    """The mean of the finite per-seed ``values`` (None skipped) with its 95 % t interval
-    (:func:`sims.intervals.paired_interval` of the values alone)."""
-    return paired_interval(list(values))
+__all__ = ["finished_results", "summary_rows", "render_summary"]
 
 
 def finished_results(preset) -> tuple[list[dict], int]:
@@ -91,8 +85,8 @@ def summary_rows(results: list[dict]) -> tuple[list[dict], dict]:
             "method": method, "fmt": fmt, "lr": lr,
             "seeds": [s["seed"] for s in ok],
             "diverged": sorted(s["seed"] for s in runs if s["diverged"]),
-            "G": seed_interval([s["domain_gain"] for s in ok]),
-            "D": seed_interval([s["general_change"] for s in ok]),
+            "G": paired_interval([s["domain_gain"] for s in ok]),
+            "D": paired_interval([s["general_change"] for s in ok]),
             "answer_token_accuracy": _mean(_final(s, "answer_token_accuracy") for s in ok),
             "choice": _mean(_final(s, "choice") for s in ok),
             "agreement": _mean(_agreement(s["accuracy_trajectory"][-1]) for s in ok),
