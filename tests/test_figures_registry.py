@@ -24,7 +24,7 @@ def test_every_figure_belongs_to_a_known_group_and_every_check_names_real_figure
 
 
 @pytest.fixture
-def cheap(monkeypatch, tmp_path):
+def cheap(monkeypatch, tmp_path, fixed_method_table):
     """Replace every figure and claim check by a cheap one that records that it ran."""
     drawn, checked = [], []
     figs = {}
