@@ -2,6 +2,7 @@
 
     python -m sims.harness run    --preset default --method talr --learning-rate 2.5e-4 --fmt cot --seed 0
     python -m sims.harness sweep  --preset default [--experiment lr|methods|tokens|single-step|all] [--cheapest-first]
+                                  [--workers N]
     python -m sims.harness report --preset default [--out report.md]
     python -m sims.harness plan   --model DIR|NAME --devices N --batch B --seq T [--device-memory 80GB]
     python -m sims.harness export --preset cpu [--results-dir DIR] [--prune]
@@ -19,7 +20,9 @@ preset (``paper`` reads ``$SFT_PAPER_MODEL``). ``--domain-data FILE`` replaces t
 with a file's (a MedCalc-Bench CSV or a JSONL of prompt/response[/answer/lower/upper]); ``--general-data FILE``
 (JSONL of text, or of prompt/response) adds the general set "data" (:mod:`sims.harness.data_files`). Finished runs are read from their run folders
 (``$SFT_RUNS_DIR`` or ``.cache/runs``), or from the committed ``results/`` when a run's key matches; an
-interrupted sweep resumes where it stopped. ``export`` copies every finished planned run of a preset to
+interrupted sweep resumes where it stopped. ``--workers N`` computes a sweep's runs in N processes, each pinned to
+its own CPUs (:mod:`sims.harness.sweep_workers`: on two cores, two one-thread workers finish more runs per hour than
+one two-thread process). ``export`` copies every finished planned run of a preset to
 ``results/<preset>/<key>/`` with an ``index.json`` (:mod:`sims.harness.results_export`), ready to commit.
 """
 
@@ -215,8 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--experiment", default="all", choices=("lr", "methods", "tokens", "single-step", "all"),
                            help="which experiment's runs (default: all)")
             p.add_argument("--cheapest-first", action="store_true",
-                           help="first compute the preset's planned runs in order of their planned cost (label-only "
+                           help="first compute the experiment's planned runs in order of their planned cost (label-only "
                                 "SFT first), so a sweep stopped early leaves the most finished runs to commit")
+            p.add_argument("--workers", type=positive_int, default=1,
+                           help="compute the planned runs in N processes, each pinned to its own CPUs and claiming "
+                                "runs one at a time (sims.harness.sweep_workers; default: 1, this process)")
+            p.add_argument("--worker-index", type=non_negative_int, default=None, help=argparse.SUPPRESS)
         if name in ("report", "summary"):
             p.add_argument("--out", type=writable_file, default=None, help=f"also write the {name} to this file")
         if name == "export":
@@ -225,12 +232,23 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--prune", action="store_true",
                            help="delete the committed runs of this preset that no planned run of the current code is "
                                 "(stale keys: the code, the model or the preset changed since)")
-    args = parser.parse_args(_attach_negative_numbers(list(sys.argv[1:] if argv is None else argv)))
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_attach_negative_numbers(raw_argv))
     if args.command == "plan":
         return _plan(args, parser)
     if args.model is not None and args.preset not in presets_taking_a_model():
         parser.error(f"--model: the {args.preset!r} preset does not take a model (only {sorted(presets_taking_a_model())});"
                      " the paper preset reads $SFT_PAPER_MODEL")
+
+    if getattr(args, "workers", 1) > 1 and args.worker_index is None:
+        from sims.harness.sweep_workers import cpu_groups
+
+        if args.mesh != (1, 1):
+            parser.error("--workers: each worker runs on one device; it cannot be combined with --mesh")
+        try:
+            cpu_groups(args.workers)
+        except ValueError as err:
+            parser.error(f"--workers: {err}")
 
     from dataclasses import replace
 
@@ -318,14 +336,40 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "sweep":
         from sims.harness.runs import run_many
-        from sims.harness.sweep_plan import REFERENCE_RATES, describe_pending, describe_plan
+        from sims.harness.sweep_plan import REFERENCE_RATES, describe_pending, describe_plan, planned_runs, run_cost
 
+        def ordered_runs():
+            """The experiment's distinct planned runs, in sweep order or cheapest first."""
+            if args.experiment == "all":
+                configs = planned_runs(preset)
+            else:
+                made = {"lr": ex.sft_configs, "methods": ex.method_configs, "tokens": ex.token_configs,
+                        "single-step": lambda p: []}[args.experiment](preset)
+                configs = list(dict.fromkeys(made))
+            if args.cheapest_first:
+                configs = sorted(configs, key=lambda c: run_cost(c).seconds(REFERENCE_RATES))
+            return configs
+
+        if args.worker_index is not None:  # one of the processes a --workers sweep started
+            from sims.harness import sweep_workers
+            from sims.harness.runs import run_key
+
+            done = sweep_workers.run_claimed(ordered_runs(), run_key, lambda c: run_one(c, progress=progress),
+                                             sweep_workers.claims_folder())
+            print(f"worker {args.worker_index}: {len(done)} runs", flush=True)
+            return 0
         print("planned: " + describe_plan(preset), flush=True)
-        if args.cheapest_first:
-            from sims.harness.sweep_plan import planned_runs, run_cost
+        if args.workers > 1:
+            from sims.harness import sweep_workers
 
-            ordered = sorted(planned_runs(preset), key=lambda c: run_cost(c).seconds(REFERENCE_RATES))
-            run_many(ordered, progress=progress, desc="planned runs, cheapest first")
+            sweep_workers.clear_claims(sweep_workers.claims_folder())
+            codes = sweep_workers.launch_workers(sweep_workers.harness_command(raw_argv), args.workers)
+            if any(codes):
+                print(f"sweep: worker exit codes {codes}; finished runs are kept, rerun the command to resume",
+                      file=sys.stderr, flush=True)
+                return 1
+        elif args.cheapest_first:
+            run_many(ordered_runs(), progress=progress, desc="planned runs, cheapest first")
         print("pending: " + describe_pending(preset), flush=True)
         steps = {
             "lr": [ex.lr_tradeoff],
