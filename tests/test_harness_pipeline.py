@@ -209,7 +209,7 @@ def test_result_keys_say_what_they_measure(env, session):
     general losses (per set and averaged); the same keys in the trajectory, the averaging points, matched-gain
     cells and method rows."""
     from sims.harness import runs
-    from sims.harness.experiments import _front_row, _general_change_at_gain, sft_config, summarise_run
+    from sims.harness.experiments import _front_row, general_change_at_gain, sft_config, summarise_run
 
     cfg = replace(sft_config(env["preset"], 4e-3, "label", 1), final_accuracy=False, averaging_alphas=(0.0, 1.0))
     res = runs.run_one(cfg, progress=False)
@@ -227,8 +227,8 @@ def test_result_keys_say_what_they_measure(env, session):
     assert at_one["domain_gain"] == pytest.approx(s["domain_gain"], rel=1e-5)
     assert at_one["general_change"] == pytest.approx(s["general_change"], rel=1e-5, abs=1e-6)
     # matched gain: the general change where the domain gain first reaches the target (interpolated)
-    assert _general_change_at_gain([(0, 0.0, 0.0), (1, 0.2, 0.02), (2, 0.4, 0.06)], 0.3) == pytest.approx(0.04)
-    assert _general_change_at_gain([(0, 0.0, 0.0), (1, -0.1, 0.02)], 0.05) is None  # the domain loss rose: never reached
+    assert general_change_at_gain([(0, 0.0, 0.0), (1, 0.2, 0.02), (2, 0.4, 0.06)], 0.3) == pytest.approx(0.04)
+    assert general_change_at_gain([(0, 0.0, 0.0), (1, -0.1, 0.02)], 0.05) is None  # the domain loss rose: never reached
     runs_ = [{"seed": 0, "domain_gain": 0.4, "general_change": 0.02, "accuracy": None},
              {"seed": 1, "domain_gain": 0.2, "general_change": 0.04, "accuracy": None}]
     row = _front_row("sft", 1e-3, runs_, np.array([0.0, 1.0]), np.array([0.0, 0.1]), "sft")

@@ -83,3 +83,45 @@ def test_summary_reads_the_committed_runs_without_computing(tmp_path, monkeypatc
             groups.setdefault((entry["method"], entry["format"], entry["lr"]), []).append(entry["seed"])
     for (method, fmt, lr), seeds in groups.items():
         assert f"| {method} | {fmt} | {lr:g} | {','.join(map(str, sorted(seeds)))} |" in text
+
+
+def _trajectory_result(method, fmt, lr, seed, gains, changes):
+    """A run result whose evaluation points (steps 10, 20, ...) have these domain gains and general changes."""
+    result = _result(method, fmt, lr, seed, gains[-1], changes[-1])
+    last = result["points"][0]
+    result["points"] = [{**last, "step": 10 * (i + 1), "domain_gain": g, "general_change_mean": d,
+                         "general_change": {"docs": d}} for i, (g, d) in enumerate(zip(gains, changes))]
+    return result
+
+
+def test_matched_gain_rows_interpolate_each_trajectory_and_give_t_intervals():
+    from sims.harness.results_summary import matched_gain_rows, render_matched_gain
+
+    results = [
+        _trajectory_result("sft", "label", 1e-5, 0, [0.4, 1.0], [0.01, 0.03]),
+        _trajectory_result("sft", "label", 1e-5, 1, [0.2, 0.8], [0.02, 0.05]),
+        _trajectory_result("talr", "label", 1e-5, 0, [0.3, 0.5], [0.0, 0.01]),  # never reaches 0.6
+        _trajectory_result("talr", "label", 1e-5, 1, [0.3, 0.9], [0.0, 0.02]),
+        _trajectory_result("talr", "cot", 1e-5, 0, [0.3], [0.0]),  # no SFT run of this format: no table
+    ]
+    matched = matched_gain_rows(results)
+    assert list(matched) == ["label"]
+    m = matched["label"]
+    # the smallest SFT run's largest gain is 0.8, so the targets are 0.2, 0.4, 0.6, 0.8
+    assert m["targets"] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    assert [(r["method"], r["lr"], r["n"]) for r in m["rows"]] == [("sft", 1e-5, 2), ("talr", 1e-5, 2)]
+    sft, talr = m["rows"]
+    # by hand: the first crossing of each target, linear between (step 0: G 0, D 0) and the evaluation points
+    seed0 = [0.005, 0.01, 0.01 + 0.02 * (0.2 / 0.6), 0.01 + 0.02 * (0.4 / 0.6)]
+    seed1 = [0.02, 0.02 + 0.03 * (0.2 / 0.6), 0.02 + 0.03 * (0.4 / 0.6), 0.05]
+    for cell, a, b in zip(sft["cells"], seed0, seed1):
+        half = stats.t.ppf(0.975, 1) * np.std([a, b], ddof=1) / np.sqrt(2)
+        assert cell.n == 2 and cell.mean == pytest.approx((a + b) / 2) and cell.hi == pytest.approx((a + b) / 2 + half)
+    assert [c.n for c in talr["cells"]] == [2, 2, 1, 1]
+    assert talr["cells"][2].mean == pytest.approx(0.02 * (0.3 / 0.6))  # seed 1 alone, from (0.3, 0) to (0.9, 0.02)
+    text = render_matched_gain(matched)
+    assert "`label`" in text and "`cot`" not in text and "| Δ* = 0.2 | Δ* = 0.4 | Δ* = 0.6 | Δ* = 0.8 |" in text
+    assert "(n = 1, no interval) (1/2)" in text
+    never = matched_gain_rows([_trajectory_result("sft", "cot", 1e-5, 0, [-0.1], [0.0])])
+    assert never == {"cot": {"targets": [], "rows": []}} and "made no domain gain" in render_matched_gain(never)
+    assert render_matched_gain({}) == ""

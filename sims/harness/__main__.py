@@ -303,10 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "summary":
-        from sims.harness.results_summary import finished_results, render_summary, summary_rows
+        from sims.harness.results_summary import (finished_results, matched_gain_rows, render_matched_gain,
+                                                  render_summary, summary_rows)
 
         results, n_planned = finished_results(preset)
-        text = render_summary(*summary_rows(results), len(results), n_planned, preset.name)
+        text = (render_summary(*summary_rows(results), len(results), n_planned, preset.name)
+                + render_matched_gain(matched_gain_rows(results)))
         print(text, end="")
         if args.out is not None:
             args.out.write_text(text)

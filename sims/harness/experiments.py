@@ -49,6 +49,7 @@ from sims.methods import get_method, registered_methods
 from store import cached, code_key, library_versions
 
 __all__ = [
+    "general_change_at_gain",
     "sft_config",
     "method_config",
     "sft_configs",
@@ -382,7 +383,7 @@ def single_step_theory(preset: Preset, progress: bool = True) -> dict:
 # ----------------------------------------------------------------------------- experiment 4b
 
 
-def _general_change_at_gain(traj, target_gain):
+def general_change_at_gain(traj, target_gain):
     """General change where the trajectory ``(step, domain_gain, general_change)`` first reaches domain gain
     ``target_gain`` (linear interpolation between evaluation points); None if it never does."""
     for (s0, d0, g0), (s1, d1, g1) in zip(traj[:-1], traj[1:]):
@@ -411,7 +412,7 @@ def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.
         cells = []
         for target in targets:
             for lr in preset.lr_grid:
-                per_seed = {int(r["seed"]): _general_change_at_gain(r["trajectory"], target) for r in rows if r["lr"] == lr}
+                per_seed = {int(r["seed"]): general_change_at_gain(r["trajectory"], target) for r in rows if r["lr"] == lr}
                 per_seed = {s: float(v) for s, v in per_seed.items() if v is not None}
                 vals = list(per_seed.values())
                 if vals:

@@ -15,8 +15,16 @@ final point, the mean over seeds of
   general multiple-choice accuracy, top-1 agreement with the base model's own greedy responses, and greedy answer
   accuracy within the row's limits where the run measured it.
 
-The base model's values and the chance levels head the table. These are summaries of what has finished, not
-verdicts. The claims are decided from the complete preset by the tested rules behind ``paper_checks.md``.
+The base model's values and the chance levels head the table. A second table per format gives the general change
+at matched domain gain, the quantity the paper's learning-rate and method claims compare: for each target gain
+``Delta*`` and each (method, learning rate), the mean over seeds of ``D`` where the run's trajectory first reaches
+``G = Delta*`` (linear interpolation between evaluation points,
+:func:`sims.harness.experiments.general_change_at_gain`), with its t interval. The targets are fractions
+0.25 / 0.5 / 0.75 / 1 of the smallest, over the format's finished SFT runs, of a run's largest gain, so every SFT
+run reaches them; a run of another method that never reaches a target is counted as such.
+
+These are summaries of what has finished, not verdicts. The claims are decided from the complete preset by the
+tested rules behind ``paper_checks.md``.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import numpy as np
 
 from sims.intervals import Interval, paired_interval
 
-__all__ = ["finished_results", "summary_rows", "render_summary"]
+__all__ = ["finished_results", "summary_rows", "matched_gain_rows", "render_summary", "render_matched_gain"]
 
 
 def finished_results(preset) -> tuple[list[dict], int]:
@@ -99,6 +107,56 @@ def summary_rows(results: list[dict]) -> tuple[list[dict], dict]:
                         "agreement": _agreement(first), "greedy_accuracy": s["base_accuracy"],
                         "chance": dict(s["chance"])}
     return rows, base
+
+
+MATCHED_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+def matched_gain_rows(results: list[dict], fractions=MATCHED_FRACTIONS) -> dict[str, dict]:
+    """Per format with a finished SFT run: ``{"targets": [Delta*], "rows": [{"method", "lr", "n", "cells"}]}``, one
+    row per (method, learning rate) sorted, each cell the :class:`~sims.intervals.Interval` over the seeds that reach
+    that target (``n``: the finished seeds; a cell's ``.n`` the seeds that reached it)."""
+    from sims.harness.experiments import general_change_at_gain, summarise_run
+
+    runs = [s for s in map(summarise_run, results) if not s["diverged"]]
+    out = {}
+    for fmt in sorted({s["fmt"] for s in runs}):
+        sft = [s for s in runs if s["fmt"] == fmt and s["method"] == "sft"]
+        if not sft:
+            continue
+        reach = min(max(g for _, g, _ in s["trajectory"]) for s in sft)
+        if not reach > 0:
+            out[fmt] = {"targets": [], "rows": []}
+            continue
+        targets = [f * reach for f in fractions]
+        groups: dict[tuple, list[dict]] = defaultdict(list)
+        for s in runs:
+            if s["fmt"] == fmt:
+                groups[(s["method"], s["lr"])].append(s)
+        rows = []
+        for (method, lr), group in sorted(groups.items(), key=lambda kv: (kv[0][0] != "sft", kv[0])):
+            cells = [paired_interval([general_change_at_gain(s["trajectory"], t) for s in group]) for t in targets]
+            rows.append({"method": method, "lr": lr, "n": len(group), "cells": cells})
+        out[fmt] = {"targets": targets, "rows": rows}
+    return out
+
+
+def render_matched_gain(matched: dict[str, dict]) -> str:
+    """The Markdown tables of :func:`matched_gain_rows`, one per format."""
+    lines = []
+    for fmt, m in matched.items():
+        lines += ["", f"General change D at matched domain gain, `{fmt}` (nats/token; mean over the seeds that reach "
+                  "the gain, 95% t interval; k/n: seeds that reach it of the finished):", ""]
+        if not m["targets"]:
+            lines.append("No target: an SFT run of this format made no domain gain.")
+            continue
+        lines += ["| method | lr | " + " | ".join(f"Δ* = {t:.3g}" for t in m["targets"]) + " |",
+                  "|---|---|" + "---|" * len(m["targets"])]
+        for r in m["rows"]:
+            cells = [("not reached" if c.n == 0 else c.text("+.4f")) + ("" if c.n == r["n"] else f" ({c.n}/{r['n']})")
+                     for c in r["cells"]]
+            lines.append(f"| {r['method']} | {r['lr']:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _interval_cell(interval: Interval) -> str:
