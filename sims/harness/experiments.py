@@ -50,6 +50,7 @@ from store import cached, code_key, library_versions
 
 __all__ = [
     "general_change_at_gain",
+    "matched_targets",
     "sft_config",
     "method_config",
     "sft_configs",
@@ -393,6 +394,14 @@ def general_change_at_gain(traj, target_gain):
     return None
 
 
+def matched_targets(trajectories, fractions) -> list[float]:
+    """The matched domain gains ``f * reach`` for each fraction ``f``, ``reach`` being the smallest over the
+    trajectories ``(step, domain_gain, general_change)`` of their largest gain, so every trajectory reaches every
+    target; empty when some trajectory never gains."""
+    reach = min(max(g for _, g, _ in traj) for traj in trajectories)
+    return [f * reach for f in fractions] if reach > 0 else []
+
+
 def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.75, 1.0)) -> dict:
     """Experiment 4b: general change at matched domain gains ``target_gains`` (fractions of the smallest final
     gain over the grid) vs learning rate; per format ``{"target_gains", "cells": [{"target_gain", "lr",
@@ -404,11 +413,10 @@ def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.
         if not rows:
             out[fmt] = {"target_gains": [], "cells": [], "monotone": {}, "fit": None, "note": "every run diverged"}
             continue
-        max_gain = min(max(d for _, d, _ in r["trajectory"]) for r in rows)
-        if max_gain <= 0:
+        targets = matched_targets([r["trajectory"] for r in rows], fractions)
+        if not targets:
             out[fmt] = {"target_gains": [], "cells": [], "fit": None, "note": "a run made no domain gain"}
             continue
-        targets = [f * max_gain for f in fractions]
         cells = []
         for target in targets:
             for lr in preset.lr_grid:

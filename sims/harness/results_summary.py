@@ -20,6 +20,7 @@ at matched domain gain, the quantity the paper's learning-rate and method claims
 ``Delta*`` and each (method, learning rate), the mean over seeds of ``D`` where the run's trajectory first reaches
 ``G = Delta*`` (linear interpolation between evaluation points,
 :func:`sims.harness.experiments.general_change_at_gain`), with its t interval. The targets are fractions
+(:func:`sims.harness.experiments.matched_targets`)
 0.25 / 0.5 / 0.75 / 1 of the smallest, over the format's finished SFT runs, of a run's largest gain, so every SFT
 run reaches them; a run of another method that never reaches a target is counted as such.
 
@@ -116,7 +117,7 @@ def matched_gain_rows(results: list[dict], fractions=MATCHED_FRACTIONS) -> dict[
     """Per format with a finished SFT run: ``{"targets": [Delta*], "rows": [{"method", "lr", "n", "cells"}]}``, one
     row per (method, learning rate) sorted, each cell the :class:`~sims.intervals.Interval` over the seeds that reach
     that target (``n``: the finished seeds; a cell's ``.n`` the seeds that reached it)."""
-    from sims.harness.experiments import general_change_at_gain, summarise_run
+    from sims.harness.experiments import general_change_at_gain, matched_targets, summarise_run
 
     runs = [s for s in map(summarise_run, results) if not s["diverged"]]
     out = {}
@@ -124,11 +125,10 @@ def matched_gain_rows(results: list[dict], fractions=MATCHED_FRACTIONS) -> dict[
         sft = [s for s in runs if s["fmt"] == fmt and s["method"] == "sft"]
         if not sft:
             continue
-        reach = min(max(g for _, g, _ in s["trajectory"]) for s in sft)
-        if not reach > 0:
+        targets = matched_targets([s["trajectory"] for s in sft], fractions)
+        if not targets:
             out[fmt] = {"targets": [], "rows": []}
             continue
-        targets = [f * reach for f in fractions]
         groups: dict[tuple, list[dict]] = defaultdict(list)
         for s in runs:
             if s["fmt"] == fmt:
