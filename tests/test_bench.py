@@ -96,3 +96,16 @@ def test_the_matmul_ceiling_is_torch_time_over_jax_time_weighted_by_count():
     assert out["ceiling"]["eval"] == pytest.approx(11.5 / 20.5)
     assert out["products"][2]["torch"]["gflops"] == pytest.approx(108 / 1.5 / 1e9)
     assert "ceiling" not in summarise(products, {"jax": seconds["jax"]})
+
+
+def test_the_native_ceiling_is_torch_time_over_native_time():
+    from sims.lm.matmul_ceiling import summarise
+
+    products = [{"name": "w", "kind": "forward", "a": [2, 3], "b": [3, 4], "flops": 48, "count": 2},
+                {"name": "w", "kind": "input_grad", "a": [2, 4], "b": [3, 4], "flops": 48, "count": 2}]
+    seconds = {"jax": [[2.0], [2.0]], "jax-native": [[1.0], [3.0]], "torch": [[1.0], [1.0]]}
+    out = summarise(products, seconds)
+    assert out["native_ceiling"]["train"] == pytest.approx(4 / 8)
+    assert out["native_ceiling"]["eval"] == pytest.approx(2 / 2)
+    assert out["ceiling"]["train"] == pytest.approx(4 / 8)
+    assert "native_ceiling" not in summarise(products, {k: seconds[k] for k in ("jax", "torch")})

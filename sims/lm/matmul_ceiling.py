@@ -10,10 +10,13 @@ output head ``[D, V]``) and ``R = batch * seq`` rows, one step computes three pr
     input grad     dX = dY W^T       [R, m] x [m, n]          (W read transposed)
     weight grad    dW = X^T dY       [n, R] x [R, m]          (X read transposed)
 
-Each product is timed in isolation, in JAX (``jax.jit`` of ``jnp.dot``, float32, XLA's CPU backend) and in torch
-(``torch.matmul`` on transposed views, as autograd calls it), in two worker processes pinned to the same CPUs, their
+Each product is timed in isolation, in JAX (``jax.jit`` of ``jnp.dot``, float32, XLA's CPU backend), in JAX through
+``sims.lm.native_matmul`` (``jax-native``: NumPy's OpenBLAS sgemm called from the compiled program through XLA's FFI;
+left out where it cannot be built) and in torch (``torch.matmul`` on transposed views, as autograd calls it), in worker
+processes pinned to the same CPUs, their
 turns interleaved (``A B A B ...``, ``--reps`` rounds, median of each). Summed with their counts (``n_layers`` of
-each block product) they give the step's *matmul-only time* in each library; ``torch_time / jax_time`` is then the
+each block product) they give the step's *matmul-only time* in each library; ``torch_time / jax_time`` (and
+``torch_time / jax-native_time``) is then the
 largest JAX/torch training-speed ratio reachable while both run the same products with these kernels (everything
 else in a step, norms, attention, the optimiser, only adds to each side). The forward products alone bound
 evaluation the same way. Attention's score and value products (batched, about 4 % of the FLOPs at 128 tokens) are
@@ -94,13 +97,25 @@ def summarise(products: list[dict], seconds: dict[str, list[list[float]]]) -> di
     if {"jax", "torch"} <= set(seconds):
         t, j = out["totals"]["torch"], out["totals"]["jax"]
         out["ceiling"] = {"train": t["train_s"] / j["train_s"], "eval": t["eval_s"] / j["eval_s"]}
+    if {"jax-native", "torch"} <= set(seconds):
+        t, j = out["totals"]["torch"], out["totals"]["jax-native"]
+        out["native_ceiling"] = {"train": t["train_s"] / j["train_s"], "eval": t["eval_s"] / j["eval_s"]}
     return out
 
 
-def _jax_worker() -> None:
+def _jax_worker(native: bool = False) -> None:
     import jax
     import jax.numpy as jnp
     import numpy as np
+
+    if native:
+        from sims.lm.native_matmul import native_product
+
+        def product(a, b, p):
+            return native_product(a, b, p["transpose_a"], p["transpose_b"])
+    else:
+        def product(a, b, p):
+            return jnp.dot(a.T if p["transpose_a"] else a, b.T if p["transpose_b"] else b)
 
     compiled = {}
 
@@ -110,7 +125,7 @@ def _jax_worker() -> None:
             rng = np.random.default_rng(0)
             a = jnp.asarray(rng.standard_normal(p["a"], dtype=np.float32))
             b = jnp.asarray(rng.standard_normal(p["b"], dtype=np.float32))
-            f = jax.jit(lambda a, b: jnp.dot(a.T if p["transpose_a"] else a, b.T if p["transpose_b"] else b))
+            f = jax.jit(lambda a, b: product(a, b, p))
             jax.block_until_ready(f(a, b))
             compiled[key] = (f, a, b)
         f, a, b = compiled[key]
@@ -119,7 +134,7 @@ def _jax_worker() -> None:
             jax.block_until_ready(f(a, b))
         return (time.perf_counter() - t0) / inner
 
-    _serve(run, {"jax": jax.__version__, "threads": len(os.sched_getaffinity(0))})
+    _serve(run, {"jax": jax.__version__, "native": native, "threads": len(os.sched_getaffinity(0))})
 
 
 def _serve(run, info: dict) -> None:
@@ -146,7 +161,7 @@ def _inner_repeats(flops: float) -> int:
 
 
 def run_benchmark(batch: int = 8, seq: int = 128, reps: int = 7, threads: int | None = None,
-                  use_torch: bool = True, pause: float = 0.3) -> dict:
+                  use_torch: bool = True, pause: float = 0.3, use_native: bool = True) -> dict:
     from sims.lm.bench import _Worker, _load, not_comparable_because, torch_python
     from sims.lm.config import ModelConfig
 
@@ -165,6 +180,17 @@ def run_benchmark(batch: int = 8, seq: int = 128, reps: int = 7, threads: int | 
     workers = {"jax": _Worker("jax", [sys.executable, "-m", "sims.lm.matmul_ceiling", "--worker"],
                               dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", **thread_vars), cpus,
                               logs / "jax.log")}
+    if use_native:
+        from sims.lm.native_matmul import available
+
+        reason = available()
+        if reason is None:
+            workers["jax-native"] = _Worker("jax-native", [sys.executable, "-m", "sims.lm.matmul_ceiling", "--worker",
+                                                           "--native"],
+                                            dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", **thread_vars),
+                                            cpus, logs / "jax-native.log")
+        else:
+            print(f"jax-native left out: {reason}", file=sys.stderr)
     python = torch_python() if use_torch else None
     if python is not None:
         workers["torch"] = _Worker("torch", [python, str(TORCH_WORKER), str(threads)],
@@ -195,7 +221,7 @@ def run_benchmark(batch: int = 8, seq: int = 128, reps: int = 7, threads: int | 
 
 
 def report(result: dict) -> str:
-    impls = [k for k in ("jax", "torch") if k in result["totals"]]
+    impls = [k for k in ("jax", "jax-native", "torch") if k in result["totals"]]
     lines = [f"matmul products of one training step, SmolLM2-135M, {result['batch']} x {result['seq']} rows, "
              f"{result['threads']} threads, medians of {result['reps']} interleaved turns; "
              f"load average {min(result['load_averages']):.2f}-{max(result['load_averages']):.2f}",
@@ -212,6 +238,10 @@ def report(result: dict) -> str:
         c = result["ceiling"]
         lines.append(f"ceiling of JAX/torch speed set by the matmuls: training {c['train']:.2f}x, "
                      f"evaluation {c['eval']:.2f}x")
+    if "native_ceiling" in result:
+        c = result["native_ceiling"]
+        lines.append(f"the same with the native sgemm (jax-native): training {c['train']:.2f}x, "
+                     f"evaluation {c['eval']:.2f}x")
     if result.get("not_comparable"):
         lines.append("NOT COMPARABLE: " + "; ".join(result["not_comparable"]))
     return "\n".join(lines)
@@ -224,13 +254,15 @@ def main(argv=None) -> dict | None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-native", action="store_true", help="leave out jax-native (the FFI sgemm)")
+    parser.add_argument("--native", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        _jax_worker()
+        _jax_worker(args.native)
         return None
-    result = run_benchmark(args.batch, args.seq, args.reps, args.threads, not args.no_torch)
+    result = run_benchmark(args.batch, args.seq, args.reps, args.threads, not args.no_torch, use_native=not args.no_native)
     print(report(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
