@@ -174,6 +174,10 @@ def describe_real_lm(m: dict) -> str:
         fit = r["fit"]
         better.append(fit["better"])
         cells = "; ".join(f"Δ*={c['target_gain']:.3f} lr={c['lr']:g}: D={c['general_change']:+.4f}" for c in r["cells"])
+        chords = sum(1 for c in r["cells"] if c.get("from_base", 0))
+        if chords:  # a chord D = Δ* D_1 / G_1 keeps the lrs' order of D_1 / G_1 but is linear in Δ* by construction
+            cells += (f"; {chords} of {len(r['cells'])} cells interpolated from the base model (Δ* reached before the "
+                      "first evaluation point), so the Δ*-shape of those is linear by construction")
         parts.append(f"{fmt}: D non-decreasing in lr at {sum(mono)}/{len(mono)} matched gains ({cells}); fits k1 Δ*+k2 Δ* λ "
                      f"(k1={fit['linear']['k1']:.3g}, k2={fit['linear']['k2']:.3g}, rmse {fit['linear']['rmse']:.2g}) vs k1 Δ*+k2 Δ*^2 λ "
                      f"(k1={fit['quadratic']['k1']:.3g}, k2={fit['quadratic']['k2']:.3g}, rmse {fit['quadratic']['rmse']:.2g})")

@@ -2,6 +2,8 @@
 
 Real-LM setting: the same from SmolLM2's matched-gain cells (SFT over the learning-rate grid, D interpolated at
 matched domain gains), per response format, decided by the same rule on the interval of the per-seed exponents.
+Slopes whose cells are chords from the base model (a target reached before the first evaluation point) are left
+out: a chord is linear in Δ*, so it would force p = 1 (:func:`slope_measurements`).
 
 Synthetic setting: per matched gain, the local slope dD/dlam through the smallest step sizes, and the exponent
 p of slope ~ Delta*^p (log-log fit over the matched gains); also which lam-term (Delta* lam or Delta*^2 lam) fits
@@ -49,6 +51,11 @@ def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     near, far = NEAR * threshold_scale, FAR * threshold_scale
     p = m["exponent"]
     if not np.isfinite(p):
+        chords = m.get("chord_targets") or []
+        if chords:
+            return "inconclusive", (f"no exponent: at {len(chords)} of {len(m['target_gain'])} matched gains a cell of the "
+                                    "slope is a chord from the base model (reached before the first evaluation point; "
+                                    "linear in Δ* by construction), and fewer than two resolved positive slopes remain.")
         return "inconclusive", "no exponent: fewer than two positive slopes."
     lo, hi = m.get("exponent_interval") or (p, p)
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -86,19 +93,29 @@ def synthetic() -> Verdict:
 
 
 def slope_measurements(cells: list[dict], fit: dict | None, n_slope: int = N_SLOPE) -> dict:
-    """From matched-gain cells ``[{"target_gain", "lr", "general_change"}]``: per Δ* the least-squares slope of D
-    over the ``n_slope`` smallest lrs, the exponent p of slope ~ Δ*^p (log-log fit over the positive slopes; NaN with
-    fewer than two), and the free-intercept RSS of the two λ-terms from ``fit`` (theory.fit_matched_gain_shapes)."""
+    """From matched-gain cells ``[{"target_gain", "lr", "general_change", "from_base"?}]``: per Δ* the least-squares
+    slope of D over the ``n_slope`` smallest lrs, the exponent p of slope ~ Δ*^p (log-log fit over the positive
+    slopes; NaN with fewer than two), and the free-intercept RSS of the two λ-terms from ``fit``
+    (theory.fit_matched_gain_shapes).
+
+    A slope is left out (NaN, its Δ* listed in ``chord_targets``) when one of its cells has ``from_base`` > 0: some
+    seed reached that Δ* before its first evaluation point, so D there is the chord ``Δ* D_1 / G_1`` from the base
+    model to that point. A chord is linear in Δ* by construction, so slopes made of chords give p = 1 whatever the
+    model does."""
     targets = sorted({c["target_gain"] for c in cells})
-    slopes = []
+    slopes, chords = [], []
     for d in targets:
         cs = sorted((c for c in cells if c["target_gain"] == d), key=lambda c: c["lr"])[:n_slope]
+        if any(c.get("from_base", 0) for c in cs):
+            chords.append(d)
+            slopes.append(float("nan"))
+            continue
         slopes.append(float(np.polyfit([c["lr"] for c in cs], [c["general_change"] for c in cs], 1)[0]) if len(cs) >= 2 else float("nan"))
     tg, sl = np.asarray(targets, float), np.asarray(slopes, float)
     pos = np.isfinite(sl) & (sl > 0)
     p = float(np.polyfit(np.log(tg[pos]), np.log(sl[pos]), 1)[0]) if pos.sum() >= 2 else float("nan")
     nan = float("nan")
-    return {"target_gain": tg, "slopes": sl, "exponent": p,
+    return {"target_gain": tg, "slopes": sl, "exponent": p, "chord_targets": chords,
             "rss_quadratic": float(fit["quadratic"]["rss_free_intercepts"]) if fit else nan,
             "rss_linear": float(fit["linear"]["rss_free_intercepts"]) if fit else nan,
             "rel_rms_quadratic": float(fit["quadratic"]["rel_rms"]) if fit else nan, "rel_rms_linear": float(fit["linear"]["rel_rms"]) if fit else nan}
@@ -131,7 +148,8 @@ def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """Per response format the synthetic rule (symmetric in the exponents 1 and 2: holds when p is within NEAR of 2
     and the Δ*^2 λ term fits better, fails when p is within NEAR of 1 or farther than FAR from both, else
     inconclusive) on the slopes through the N_SLOPE smallest lrs of seed-mean matched-gain D, applied to the whole
-    95% t interval of the per-seed exponents. Holds or fails when
+    95% t interval of the per-seed exponents; a slope with a cell interpolated from the base model (the target
+    reached before the first evaluation point: linear in Δ* by construction) is left out. Holds or fails when
     every format does; partly holds when some format holds; fails when some fails and none holds; inconclusive
     otherwise, or when no format has matched-gain cells.
 
@@ -151,8 +169,15 @@ def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
 
 
 def ours_real_lm(m: dict) -> str:
-    return "; ".join(f"{f}: p = {x['exponent']:.2f} [{x['exponent_interval'][0]:.2f}, {x['exponent_interval'][1]:.2f}], RSS Δ*^2 λ {x['rss_quadratic']:.3g} vs Δ* λ {x['rss_linear']:.3g}"
-                     if x is not None else f"{f}: no cells" for f, x in m["formats"].items())
+    def one(f, x):
+        if x is None:
+            return f"{f}: no cells"
+        chords = len(x.get("chord_targets") or [])
+        return (f"{f}: p = {x['exponent']:.2f} [{x['exponent_interval'][0]:.2f}, {x['exponent_interval'][1]:.2f}], RSS Δ*^2 λ "
+                f"{x['rss_quadratic']:.3g} vs Δ* λ {x['rss_linear']:.3g}"
+                + (f", {chords} of {len(x['target_gain'])} slopes left out (chords from the base model)" if chords else ""))
+
+    return "; ".join(one(f, x) for f, x in m["formats"].items())
 
 
 def describe_real_lm(m: dict) -> str:
@@ -161,8 +186,12 @@ def describe_real_lm(m: dict) -> str:
         if x is None:
             parts.append(f"{f}: no matched-gain cells")
             continue
+        chords = x.get("chord_targets") or []
         parts.append(f"{f}: slopes dD/dlr {np.array2string(np.asarray(x['slopes']), precision=3)} at Δ* = "
-                     f"{np.round(x['target_gain'], 3).tolist()}, exponent p = {x['exponent']:.2f}; free-intercept RSS Δ*^2 λ "
+                     f"{np.round(x['target_gain'], 3).tolist()}"
+                     + (f" (nan: left out at Δ* = {np.round(chords, 3).tolist()}, a cell there is a chord from the base "
+                        "model)" if chords else "")
+                     + f", exponent p = {x['exponent']:.2f}; free-intercept RSS Δ*^2 λ "
                      f"{x['rss_quadratic']:.3g} vs Δ* λ {x['rss_linear']:.3g}")
     return (f"Paper: λ-slope ∝ Δ*^2 (p = 2; naive expansion p = 1). Ours (SFT, slopes through the {N_SLOPE} smallest lrs of seed-mean "
             f"matched-gain D; p's interval from the per-seed exponents): " + " | ".join(parts) + ". " + real.DIRECTIONS)

@@ -93,8 +93,9 @@ def measure_real_lm() -> dict:
         target = r["target_gains"][1]
         cells = {c["lr"]: {int(k): float(v) for k, v in c.get("per_seed", {}).items()} for c in r["cells"]
                  if abs(c["target_gain"] - target) < 1e-12}
+        chords = sorted(c["lr"] for c in r["cells"] if abs(c["target_gain"] - target) < 1e-12 and c.get("from_base", 0))
         formats[fmt] = {"target_gain": target, "per_seed": cells, "hard_token_mass": ta[fmt]["hard_token_mass"],
-                        "hard_fraction": ta[fmt]["hard_fraction"]}
+                        "hard_fraction": ta[fmt]["hard_fraction"], "chord_lrs": chords}
     return {"formats": formats, "eps": p.safe_eps, "lr_grid": list(p.lr_grid), "hard_per_example": per_example}
 
 
@@ -165,7 +166,11 @@ def describe_real_lm(m: dict) -> str:
     return (f"Paper: label-only targets (fewer hard tokens) tolerate larger LRs (5e-6 fine) than CoT (5e-6 degrades). Ours: hard tokens "
             f"(p <= 0.2) per training example CoT {per['cot']:.1f} vs label {per['label']:.1f}, hard-token mass mean(1-p) per target "
             f"token CoT {c['hard_token_mass']:.3f} vs label {lab['hard_token_mass']:.3f}; seed-mean D at matched gain by lr, CoT "
-            f"(Δ* = {c['target_gain']:.3f}) {mean(c)}, label (Δ* = {lab['target_gain']:.3f}) {mean(lab)}. " + real.DIRECTIONS)
+            f"(Δ* = {c['target_gain']:.3f}) {mean(c)}, label (Δ* = {lab['target_gain']:.3f}) {mean(lab)}. "
+            + "".join(f"{name}: at lr {', '.join(f'{lr:g}' for lr in x['chord_lrs'])} some seed reaches Δ* before its first "
+                      "evaluation point, so D there is interpolated from the base model. "
+                      for name, x in (("CoT", c), ("Label", lab)) if x.get("chord_lrs"))
+            + real.DIRECTIONS)
 
 
 @check(7, real.setting(), real.GROUP, figures=("real_lm_safe_lr",))

@@ -193,6 +193,30 @@ def test_claim4_real_lm_decides_on_the_whole_interval_of_the_per_seed_exponents(
     assert d({**quad, "exponent_interval": (float("-inf"), float("inf"))})[0] == "inconclusive"  # one seed
 
 
+def test_claim4_real_lm_leaves_out_slopes_made_of_chords_from_the_base_model():
+    """A target reached before the first evaluation point (G_1, D_1) gets D = Δ* D_1 / G_1: linear in Δ*, so slopes
+    of such cells give p = 1 whatever the model does. They are left out, not read as the naive expansion."""
+    d = matched_gain_slope.decide_real_lm
+    ratio = {1e-5: 0.001, 5e-5: 0.003, 2.5e-4: 0.02}  # D_1 / G_1 of each lr's first evaluation point
+
+    def chords(flagged):
+        return [{"target_gain": t, "lr": lr, "general_change": t * r, "n": 2, "from_base": 2 if flagged else 0}
+                for t in (0.06, 0.12, 0.18, 0.24) for lr, r in ratio.items()]
+
+    unflagged = matched_gain_slope.slope_measurements(chords(False), _fit(False))
+    assert unflagged["exponent"] == pytest.approx(1.0) and d({"formats": {"cot": unflagged}})[0] == "fails"
+    flagged = matched_gain_slope.slope_measurements(chords(True), _fit(False))
+    assert flagged["chord_targets"] == [0.06, 0.12, 0.18, 0.24] and np.all(np.isnan(flagged["slopes"]))
+    verdict, reason = d({"formats": {"cot": flagged}})
+    assert verdict == "inconclusive" and "chord from the base model" in reason
+    # two resolved targets with slopes ~ Δ*^2 decide; the two chord targets are left out
+    mixed = [{**c, "from_base": 1} if c["target_gain"] < 0.15 else c for c in _mg_cells(lambda t: 10 * t ** 2)]
+    m = matched_gain_slope.slope_measurements(mixed, _fit(True))
+    assert m["chord_targets"] == [0.06, 0.12] and m["exponent"] == pytest.approx(2.0)
+    assert d({"formats": {"cot": m}})[0] == "holds"
+    assert "2 of 4 slopes left out" in matched_gain_slope.ours_real_lm({"formats": {"cot": {**m, "exponent_interval": (2.0, 2.0)}}})
+
+
 def _epochs(tau, frac):
     """Per seed {epoch: {"tau", "frac_above"}} as token_analysis stores it (string epochs after a JSON round trip)."""
     return [{str(e): {"tau": t, "frac_above": f} for e, (t, f) in enumerate(zip(ts, fs))} for ts, fs in zip(tau, frac)]

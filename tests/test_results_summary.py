@@ -122,6 +122,20 @@ def test_matched_gain_rows_interpolate_each_trajectory_and_give_t_intervals():
     text = render_matched_gain(matched)
     assert "`label`" in text and "`cot`" not in text and "| Δ* = 0.2 | Δ* = 0.4 | Δ* = 0.6 | Δ* = 0.8 |" in text
     assert "(n = 1, no interval) (1/2)" in text
+    # reached before the first evaluation point (step 10): sft seed 0 (G 0.4 there) at 0.2 and 0.4, seed 1 (0.2) at 0.2
+    assert sft["from_base"] == [2, 1, 0, 0] and talr["from_base"] == [2, 0, 0, 0]
+    assert text.count(" †2") == 2 and text.count(" †1") == 1 and "†k: k seeds reach Δ* before their first" in text
     never = matched_gain_rows([_trajectory_result("sft", "cot", 1e-5, 0, [-0.1], [0.0])])
     assert never == {"cot": {"targets": [], "rows": []}} and "made no domain gain" in render_matched_gain(never)
     assert render_matched_gain({}) == ""
+
+
+def test_a_crossing_names_its_bracketing_steps_and_whether_it_starts_at_the_base_model():
+    from sims.harness.experiments import from_base, gain_crossing
+
+    traj = [(0, 0.0, 0.0), (10, 0.5, 0.01), (20, 0.4, 0.03), (30, 0.9, 0.05)]
+    assert gain_crossing(traj, 0.25) == pytest.approx((0.005, 0, 10)) and from_base(traj, 0.25)
+    assert gain_crossing(traj, 0.5) == pytest.approx((0.01, 0, 10)) and from_base(traj, 0.5)  # reached at the point
+    # 0.7 is first reached between steps 20 and 30 (the dip at 20 does not count as a crossing from 10)
+    assert gain_crossing(traj, 0.7) == pytest.approx((0.03 + 0.02 * 0.6, 20, 30)) and not from_base(traj, 0.7)
+    assert gain_crossing(traj, 1.0) is None and not from_base(traj, 1.0)

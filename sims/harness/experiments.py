@@ -50,6 +50,8 @@ from store import cached, code_key, library_versions
 
 __all__ = [
     "general_change_at_gain",
+    "gain_crossing",
+    "from_base",
     "matched_targets",
     "sft_config",
     "method_config",
@@ -384,14 +386,31 @@ def single_step_theory(preset: Preset, progress: bool = True) -> dict:
 # ----------------------------------------------------------------------------- experiment 4b
 
 
-def general_change_at_gain(traj, target_gain):
-    """General change where the trajectory ``(step, domain_gain, general_change)`` first reaches domain gain
-    ``target_gain`` (linear interpolation between evaluation points); None if it never does."""
+def gain_crossing(traj, target_gain):
+    """Where the trajectory ``(step, domain_gain, general_change)`` first reaches domain gain ``target_gain``:
+    ``(general_change, s0, s1)``, the general change interpolated linearly between the evaluation points at steps
+    ``s0`` and ``s1`` that bracket the target; None if it never does. ``s0`` is the trajectory's first step (the base
+    model) when the target lies below the first evaluation point's gain: the value is then a chord from the base
+    model, as coarse as that first interval."""
     for (s0, d0, g0), (s1, d1, g1) in zip(traj[:-1], traj[1:]):
         if d0 < target_gain <= d1:
             t = (target_gain - d0) / (d1 - d0)
-            return g0 + t * (g1 - g0)
+            return g0 + t * (g1 - g0), s0, s1
     return None
+
+
+def general_change_at_gain(traj, target_gain):
+    """General change where the trajectory ``(step, domain_gain, general_change)`` first reaches domain gain
+    ``target_gain`` (linear interpolation between evaluation points); None if it never does."""
+    hit = gain_crossing(traj, target_gain)
+    return None if hit is None else hit[0]
+
+
+def from_base(traj, target_gain) -> bool:
+    """Whether ``target_gain`` is first reached between the trajectory's first point (the base model) and the next,
+    so its matched-gain value is a chord from the base model (:func:`gain_crossing`)."""
+    hit = gain_crossing(traj, target_gain)
+    return hit is not None and hit[1] == traj[0][0]
 
 
 def matched_targets(trajectories, fractions) -> list[float]:
@@ -405,7 +424,9 @@ def matched_targets(trajectories, fractions) -> list[float]:
 def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.75, 1.0)) -> dict:
     """Experiment 4b: general change at matched domain gains ``target_gains`` (fractions of the smallest final
     gain over the grid) vs learning rate; per format ``{"target_gains", "cells": [{"target_gain", "lr",
-    "general_change", "general_change_sd", "n"}], "monotone": {target_gain: bool}, "fit"}``."""
+    "general_change", "general_change_sd", "n", "per_seed", "from_base"}], "monotone": {target_gain: bool}, "fit"}``
+    (``from_base``: how many of the cell's seeds reach the target before their first evaluation point, their value a
+    chord from the base model, :func:`from_base`)."""
     runs = lr_tradeoff(preset, progress)
     out = {}
     for fmt in preset.formats:
@@ -420,13 +441,15 @@ def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.
         cells = []
         for target in targets:
             for lr in preset.lr_grid:
-                per_seed = {int(r["seed"]): general_change_at_gain(r["trajectory"], target) for r in rows if r["lr"] == lr}
+                at_lr = [r for r in rows if r["lr"] == lr]
+                per_seed = {int(r["seed"]): general_change_at_gain(r["trajectory"], target) for r in at_lr}
                 per_seed = {s: float(v) for s, v in per_seed.items() if v is not None}
                 vals = list(per_seed.values())
                 if vals:
                     cells.append({"target_gain": target, "lr": lr, "general_change": float(np.mean(vals)),
                                   "general_change_sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"),
-                                  "n": len(vals), "per_seed": per_seed})
+                                  "n": len(vals), "per_seed": per_seed,
+                                  "from_base": sum(from_base(r["trajectory"], target) for r in at_lr)})
         monotone = {}
         for target in targets:
             gs = [c["general_change"] for c in cells if c["target_gain"] == target]

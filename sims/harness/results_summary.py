@@ -116,8 +116,9 @@ MATCHED_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 def matched_gain_rows(results: list[dict], fractions=MATCHED_FRACTIONS) -> dict[str, dict]:
     """Per format with a finished SFT run: ``{"targets": [Delta*], "rows": [{"method", "lr", "n", "cells"}]}``, one
     row per (method, learning rate) sorted, each cell the :class:`~sims.intervals.Interval` over the seeds that reach
-    that target (``n``: the finished seeds; a cell's ``.n`` the seeds that reached it)."""
-    from sims.harness.experiments import general_change_at_gain, matched_targets, summarise_run
+    that target (``n``: the finished seeds; a cell's ``.n`` the seeds that reached it; ``from_base``, per target, the
+    seeds that reached it before their first evaluation point, whose value is a chord from the base model)."""
+    from sims.harness.experiments import from_base, general_change_at_gain, matched_targets, summarise_run
 
     runs = [s for s in map(summarise_run, results) if not s["diverged"]]
     out = {}
@@ -136,7 +137,8 @@ def matched_gain_rows(results: list[dict], fractions=MATCHED_FRACTIONS) -> dict[
         rows = []
         for (method, lr), group in sorted(groups.items(), key=lambda kv: (kv[0][0] != "sft", kv[0])):
             cells = [paired_interval([general_change_at_gain(s["trajectory"], t) for s in group]) for t in targets]
-            rows.append({"method": method, "lr": lr, "n": len(group), "cells": cells})
+            early = [sum(from_base(s["trajectory"], t) for s in group) for t in targets]
+            rows.append({"method": method, "lr": lr, "n": len(group), "cells": cells, "from_base": early})
         out[fmt] = {"targets": targets, "rows": rows}
     return out
 
@@ -153,9 +155,13 @@ def render_matched_gain(matched: dict[str, dict]) -> str:
         lines += ["| method | lr | " + " | ".join(f"Δ* = {t:.3g}" for t in m["targets"]) + " |",
                   "|---|---|" + "---|" * len(m["targets"])]
         for r in m["rows"]:
+            early = r.get("from_base", [0] * len(r["cells"]))
             cells = [("not reached" if c.n == 0 else c.text("+.4f")) + ("" if c.n == r["n"] else f" ({c.n}/{r['n']})")
-                     for c in r["cells"]]
+                     + (f" †{k}" if k else "") for c, k in zip(r["cells"], early)]
             lines.append(f"| {r['method']} | {r['lr']:g} | " + " | ".join(cells) + " |")
+        if any(k for r in m["rows"] for k in r.get("from_base", [])):
+            lines += ["", "†k: k seeds reach Δ* before their first evaluation point, so their D there is interpolated "
+                      "between the base model and that point (a chord, as coarse as the first interval)."]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
