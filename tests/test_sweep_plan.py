@@ -68,3 +68,19 @@ def test_setup_cost_counts_the_base_evaluation_of_both_formats():
     assert c.decode_tokens == 8 * 40 + 8 * (200 + 10)
     small = setup_cost(get_preset("default").data)
     assert small.eval_tokens < c.eval_tokens / 10  # the default preset's setup is a small fraction of the cpu one's
+
+
+def test_early_points_cost_until_steps_and_one_evaluation_per_step():
+    from sims.harness.experiments import sft_configs
+    from sims.harness.sweep_plan import describe_early_plan, early_cost
+
+    preset = get_preset("cpu")
+    cfg = sft_configs(preset)[0]
+    d = cfg.data
+    per_point = ((d.n_heldout + d.n_unseen) * d.seq_len(cfg.fmt) + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general
+                 + 4 * d.n_choice * 48)
+    c = early_cost(cfg, 10)
+    assert (c.train_tokens, c.eval_tokens, c.decode_tokens) == (10 * cfg.batch_size * d.seq_len(cfg.fmt), 10 * per_point, 0)
+    n = len(set(sft_configs(preset)))
+    assert n == len(preset.lr_grid) * len(preset.formats) * len(preset.seeds)
+    assert f"the first 10 steps of {n} learning-rate-grid runs" in describe_early_plan(preset)

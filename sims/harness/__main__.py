@@ -215,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the batch order and adapters (default: 0)")
             p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default: the preset's)")
         if name == "sweep":
-            p.add_argument("--experiment", default="all", choices=("lr", "methods", "tokens", "single-step", "all"),
-                           help="which experiment's runs (default: all)")
+            p.add_argument("--experiment", default="all", choices=("lr", "methods", "tokens", "single-step", "early", "all"),
+                           help="which experiment's runs (default: all); early: the first steps of the learning-rate "
+                                "grid's runs evaluated at every step (the preset's early_until; sims.harness.early_points)")
             p.add_argument("--cheapest-first", action="store_true",
                            help="first compute the experiment's planned runs in order of their planned cost (label-only "
                                 "SFT first), so a sweep stopped early leaves the most finished runs to commit")
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
         results, n_planned = finished_results(preset)
         text = (render_summary(*summary_rows(results), len(results), n_planned, preset.name)
-                + render_matched_gain(matched_gain_rows(results)))
+                + render_matched_gain(matched_gain_rows(results, early_until=preset.early_until)))
         print(text, end="")
         if args.out is not None:
             args.out.write_text(text)
@@ -326,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
         where = (args.results_dir or results_dir()) / preset.name
         print(f"export {preset.name}: {len(exported)} of {len(configs)} planned runs finished and exported to {where}, "
               f"{len(configs) - len(exported)} missing")
+        if preset.early_until:
+            from sims.harness.results_export import export_early
+
+            grid = list(dict.fromkeys(ex.sft_configs(preset)))
+            early = export_early(grid, preset.early_until, preset.name, args.results_dir)
+            print(f"export {preset.name}: early points of {len(early)} of {len(grid)} learning-rate-grid runs exported "
+                  f"to {where / 'early'}")
         if args.prune:
             for folder in prune_stale_runs(configs, preset.name, args.results_dir):
                 print(f"removed stale run {folder}")
@@ -340,9 +348,15 @@ def main(argv: list[str] | None = None) -> int:
         from sims.harness.runs import run_many
         from sims.harness.sweep_plan import REFERENCE_RATES, describe_pending, describe_plan, planned_runs, run_cost
 
+        if args.experiment == "early" and not preset.early_until:
+            parser.error(f"--experiment early: the {preset.name!r} preset recomputes no early points (early_until = 0)")
+        early = args.experiment == "early"
+
         def ordered_runs():
             """The experiment's distinct planned runs, in sweep order or cheapest first."""
-            if args.experiment == "all":
+            if early:
+                configs = list(dict.fromkeys(ex.sft_configs(preset)))
+            elif args.experiment == "all":
                 configs = planned_runs(preset)
             else:
                 made = {"lr": ex.sft_configs, "methods": ex.method_configs, "tokens": ex.token_configs,
@@ -356,11 +370,23 @@ def main(argv: list[str] | None = None) -> int:
             from sims.harness import sweep_workers
             from sims.harness.runs import run_key
 
-            done = sweep_workers.run_claimed(ordered_runs(), run_key, lambda c: run_one(c, progress=progress),
-                                             sweep_workers.claims_folder())
+            if early:
+                from sims.harness.early_points import ensure_early
+
+                done = sweep_workers.run_claimed(ordered_runs(), lambda c: "early" + run_key(c),
+                                                 lambda c: ensure_early(c, preset.early_until, progress),
+                                                 sweep_workers.claims_folder())
+            else:
+                done = sweep_workers.run_claimed(ordered_runs(), run_key, lambda c: run_one(c, progress=progress),
+                                                 sweep_workers.claims_folder())
             print(f"worker {args.worker_index}: {len(done)} runs", flush=True)
             return 0
-        print("planned: " + describe_plan(preset), flush=True)
+        if early:
+            from sims.harness.sweep_plan import describe_early_plan
+
+            print("planned: " + describe_early_plan(preset), flush=True)
+        else:
+            print("planned: " + describe_plan(preset), flush=True)
         if args.workers > 1:
             from sims.harness import sweep_workers
 
@@ -370,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"sweep: worker exit codes {codes}; finished runs are kept, rerun the command to resume",
                       file=sys.stderr, flush=True)
                 return 1
+        elif early:
+            from sims.harness.early_points import ensure_early
+
+            for cfg in ordered_runs():
+                ensure_early(cfg, preset.early_until, progress)
         elif args.cheapest_first:
             run_many(ordered_runs(), progress=progress, desc="planned runs, cheapest first")
         print("pending: " + describe_pending(preset), flush=True)
@@ -378,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             "methods": [ex.method_comparison],
             "tokens": [ex.token_analysis],
             "single-step": [ex.single_step_theory],
+            "early": [],
             "all": [ex.run_all],
         }[args.experiment]
         for fn in steps:

@@ -189,10 +189,14 @@ def token_configs(preset: Preset) -> list[RunConfig]:
 
 def lr_tradeoff(preset: Preset, progress: bool = True, include_diverged: bool = False) -> list[dict]:
     """Experiment 1: SFT runs over ``lr_grid`` x ``formats`` x ``seeds`` (summaries; diverged runs only with
-    ``include_diverged``)."""
+    ``include_diverged``); trajectories filled in before step ``preset.early_until`` from the stored early points
+    where there are some (:func:`sims.harness.early_points.with_early`)."""
+    from sims.harness.early_points import with_early
+
     cfgs = sft_configs(preset)
-    return _finished([summarise_run(r) for r in run_many(cfgs, progress=progress, desc="exp1 learning-rate grid")],
-                     include_diverged, "exp1 learning-rate grid")
+    results = run_many(cfgs, progress=progress, desc="exp1 learning-rate grid")
+    summaries = with_early([summarise_run(r) for r in results], {r["key"]: r for r in results}, preset.early_until)
+    return _finished(summaries, include_diverged, "exp1 learning-rate grid")
 
 
 def method_comparison(preset: Preset, progress: bool = True, include_diverged: bool = False) -> list[dict]:

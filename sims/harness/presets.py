@@ -83,6 +83,10 @@ class Preset:
     # (Hugging Face Trainer's default "linear" schedule; sims.harness.runs.learning_rate_at)
     schedule: str = "linear"
     warmup_fraction: float = 0.1
+    # the first early_until steps of every learning-rate-grid run recomputed with an evaluation at every step
+    # (sims.harness.early_points), so a fast run's matched gains are measured, not interpolated from the base model;
+    # 0: none
+    early_until: int = 0
 
     def __post_init__(self):
         if not self.lr_grid or sorted(self.lr_grid) != list(self.lr_grid):
@@ -93,6 +97,8 @@ class Preset:
             raise ValueError("seeds: need at least one seed")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction: must lie in [0, 1), got {self.warmup_fraction}")
+        if isinstance(self.early_until, bool) or not isinstance(self.early_until, int) or not 0 <= self.early_until <= self.steps:
+            raise ValueError(f"early_until: must be an int in [0, steps={self.steps}], got {self.early_until!r}")
         if self.safe_eps <= 0:
             raise ValueError(f"safe_eps: must be > 0, got {self.safe_eps}")
         for name in self.methods:
@@ -231,7 +237,8 @@ def _smoke() -> Preset:
 
 def _cpu() -> Preset:
     """The experiment the real-LM claims need, on SmolLM2: 256 training problems, 100 steps of batch 2 with linear
-    warm-up (10 steps) and decay, 10 evaluation points per run, five learning rates per format, three
+    warm-up (10 steps) and decay, 10 evaluation points per run (and, for the learning-rate grid, one at each of the
+    first 10 steps: ``early_until``), five learning rates per format, three
     seeds, the forgetting-aware losses at two learning rates each; teacher-forced answer accuracy, unseen
     calculators and general multiple choice at every point. It is far larger than two hours at today's training
     speed (``describe_plan`` prints the ETA); finished runs are kept and can be committed to ``results/``, so it is
@@ -250,6 +257,7 @@ def _cpu() -> Preset:
         batch_size=2,
         steps=100,
         eval_every=10,
+        early_until=10,
         single_step_batch=4,
         single_step_lrs=(1e-5, 1e-4, 3e-4),
         single_step_formats=("cot", "label"),

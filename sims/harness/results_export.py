@@ -9,6 +9,9 @@ matches the result's points; an unfinished or damaged run is skipped and named. 
 bytes, so the committed records keep their checksums; the index is sorted JSON, so exporting the same runs twice
 writes the same files.
 
+``export_early`` copies the learning-rate grid's early points (:mod:`sims.harness.early_points`) to
+``<results>/<preset_name>/early/``.
+
 ``stale_runs`` names the committed runs whose keys no plan of the current code produces (the code, the model or the
 preset changed since), and ``prune_stale_runs`` deletes them.
 
@@ -25,7 +28,7 @@ from pathlib import Path
 
 from store import atomic_write_bytes, read_record
 
-__all__ = ["export_runs", "stale_runs", "prune_stale_runs", "FILES"]
+__all__ = ["export_runs", "export_early", "stale_runs", "prune_stale_runs", "FILES"]
 
 #: The files of a run folder that are committed (the checkpoint is dropped when a run finishes).
 FILES = ("config.json", "points.jsonl", "result.json")
@@ -94,6 +97,26 @@ def export_runs(configs: list, preset_name: str, results_dir: Path | None = None
     return exported
 
 
+def export_early(configs: list, until: int, preset_name: str, results_dir: Path | None = None) -> list[Path]:
+    """Copy the stored early points of ``configs`` (:mod:`sims.harness.early_points`) that are valid for the current
+    code and cover ``until`` steps to ``<results_dir>/<preset_name>/early/<key>.json``; return the copies."""
+    from sims.harness.early_points import FOLDER, read_early, record_path
+    from sims.harness.runs import results_dir as default_results_dir, run_key
+
+    target = Path(results_dir if results_dir is not None else default_results_dir()) / preset_name / FOLDER
+    out = []
+    for cfg in dict.fromkeys(configs):
+        key = run_key(cfg)
+        source = record_path(key)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            valid = source.exists() and read_early(key, until) is not None
+        if valid:
+            atomic_write_bytes(target / source.name, source.read_bytes())
+            out.append(target / source.name)
+    return out
+
+
 def stale_runs(configs: list, preset_name: str, results_dir: Path | None = None) -> list[Path]:
     """The run folders under ``<results_dir>/<preset_name>/`` whose key is not the key of any of ``configs``: runs of
     an earlier version of the code, model or preset, which ``run_one`` no longer reads."""
@@ -102,8 +125,10 @@ def stale_runs(configs: list, preset_name: str, results_dir: Path | None = None)
     target = Path(results_dir if results_dir is not None else default_results_dir()) / preset_name
     if not target.is_dir():
         return []
+    from sims.harness.early_points import FOLDER
+
     planned = {run_folder(cfg).name for cfg in configs}
-    return sorted(p for p in target.iterdir() if p.is_dir() and p.name not in planned)
+    return sorted(p for p in target.iterdir() if p.is_dir() and p.name not in planned and p.name != FOLDER)
 
 
 def prune_stale_runs(configs: list, preset_name: str, results_dir: Path | None = None) -> list[Path]:

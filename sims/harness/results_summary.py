@@ -113,14 +113,18 @@ def summary_rows(results: list[dict]) -> tuple[list[dict], dict]:
 MATCHED_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
-def matched_gain_rows(results: list[dict], fractions=MATCHED_FRACTIONS) -> dict[str, dict]:
+def matched_gain_rows(results: list[dict], fractions=MATCHED_FRACTIONS, early_until: int = 0) -> dict[str, dict]:
     """Per format with a finished SFT run: ``{"targets": [Delta*], "rows": [{"method", "lr", "n", "cells"}]}``, one
     row per (method, learning rate) sorted, each cell the :class:`~sims.intervals.Interval` over the seeds that reach
     that target (``n``: the finished seeds; a cell's ``.n`` the seeds that reached it; ``from_base``, per target, the
-    seeds that reached it before their first evaluation point, whose value is a chord from the base model)."""
+    seeds that reached it before their first evaluation point, whose value is a chord from the base model). With
+    ``early_until`` the runs' stored early points fill their trajectories first (:mod:`sims.harness.early_points`)."""
     from sims.harness.experiments import from_base, general_change_at_gain, matched_targets, summarise_run
 
-    runs = [s for s in map(summarise_run, results) if not s["diverged"]]
+    from sims.harness.early_points import with_early
+
+    summaries = with_early(list(map(summarise_run, results)), {r["key"]: r for r in results}, early_until)
+    runs = [s for s in summaries if not s["diverged"]]
     out = {}
     for fmt in sorted({s["fmt"] for s in runs}):
         sft = [s for s in runs if s["fmt"] == fmt and s["method"] == "sft"]

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["REFERENCE_RATES", "RunCost", "planned_runs", "run_cost", "setup_cost", "plan", "describe_plan", "pending",
-           "describe_pending"]
+__all__ = ["REFERENCE_RATES", "RunCost", "planned_runs", "run_cost", "early_cost", "describe_early_plan", "setup_cost",
+           "plan", "describe_plan", "pending", "describe_pending"]
 
 #: tokens per second of SmolLM2-135M-Instruct on the reference machine (2 cores, idle): training and evaluation of
 #: the harness's chat-formatted examples (``python -m sims.harness.bench``, workload "sft", jax-fast: 121 and 467
@@ -74,17 +74,42 @@ def planned_runs(preset) -> list:
     return out
 
 
+def _point_tokens(cfg) -> int:
+    d = cfg.data
+    return ((d.n_heldout + d.n_unseen) * d.seq_len(cfg.fmt)
+            + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general + 4 * d.n_choice * 48)
+
+
 def run_cost(cfg) -> RunCost:
     """Token counts of one run configuration."""
     d = cfg.data
     points = max(1, cfg.steps // cfg.eval_every) + (1 if cfg.steps % cfg.eval_every else 0)
-    per_point = ((d.n_heldout + d.n_unseen) * d.seq_len(cfg.fmt)
-                 + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general + 4 * d.n_choice * 48)
+    per_point = _point_tokens(cfg)
     averaging = len(cfg.averaging_alphas)
     decode = d.n_accuracy * (d.accuracy_max_new_tokens_cot if cfg.fmt == "cot" else d.accuracy_max_new_tokens_label)
     return RunCost(train_tokens=cfg.steps * cfg.batch_size * d.seq_len(cfg.fmt),
                    eval_tokens=points * per_point + averaging * per_point,
                    decode_tokens=decode if cfg.final_accuracy else 0)
+
+
+def early_cost(cfg, until: int) -> RunCost:
+    """Token counts of recomputing the first ``until`` steps of run ``cfg`` with an evaluation at every step
+    (:mod:`sims.harness.early_points`)."""
+    return RunCost(train_tokens=until * cfg.batch_size * cfg.data.seq_len(cfg.fmt), eval_tokens=until * _point_tokens(cfg),
+                   decode_tokens=0)
+
+
+def describe_early_plan(preset, parameters: float | None = None) -> str:
+    """One line for the command line: how many early recomputations the preset plans, their tokens and ETA."""
+    from sims.harness.experiments import sft_configs
+
+    rates = REFERENCE_RATES
+    scale = (parameters or rates["parameters"]) / rates["parameters"]
+    costs = [early_cost(c, preset.early_until) for c in dict.fromkeys(sft_configs(preset))]
+    eta = rates["setup_s"] * scale + setup_cost(preset.data).seconds(rates, scale) + sum(c.seconds(rates, scale) for c in costs)
+    return (f"{preset.name}: the first {preset.early_until} steps of {len(costs)} learning-rate-grid runs, evaluated at "
+            f"every step: {sum(c.train_tokens for c in costs) / 1e6:.2f}M train + {sum(c.eval_tokens for c in costs) / 1e6:.2f}M "
+            f"eval tokens; about {eta / 60:.0f} min on an idle 2-core CPU (stored early points are read, not recomputed)")
 
 
 def setup_cost(data) -> RunCost:
