@@ -108,7 +108,7 @@ def test_stored_records_are_read_checked_for_their_code_and_exported(env, monkey
     assert copy == tmp_path / "results" / "tiny" / "early" / f"{key}.json"
     ep.record_path(key).unlink()
     assert ep.read_early(key, 2) == record  # the committed copy
-    stale = {**record, "code_keys": {"runs": "0" * 16, "early": "1" * 16}}
+    stale = {**record, "code_keys": {"runs": "0" * 16, "early_config": "1" * 16}}
     write_record(ep.record_path(key), stale, key=key)
     copy.unlink()
     with pytest.warns(UserWarning, match="computed under other code"):

@@ -15,7 +15,7 @@ points before it fill the run's first interval. Nothing else is evaluated (no ac
 measures, no checkpoints).
 
 A record holds, for run key ``k``, the raw evaluations (domain loss, general losses per set) at steps ``1..until``,
-with the code keys it was computed under (the run code's and this module's). It is stored as a checksummed record
+with the code keys it was computed under (the run code's and :func:`early_config`'s). It is stored as a checksummed record
 ``<runs>/early/<k>.json`` and committed by ``python -m sims.harness export`` as ``results/<preset>/early/<k>.json``;
 a record whose code keys differ from the current code's is stale and ignored (with a message). Computed by
 
@@ -51,9 +51,16 @@ def early_config(cfg):
 
 
 def _code_keys() -> dict[str, str]:
+    """What the stored evaluations depend on: the run code (``run_one`` and everything it imports) and the rule
+    that derives the recomputed configuration (:func:`early_config`'s source). Splicing and reading are not in it,
+    so editing them keeps the records."""
+    import hashlib
+    import inspect
+
     from store import code_key
 
-    return {"runs": code_key("sims.harness.runs"), "early": code_key("sims.harness.early_points")}
+    rule = hashlib.sha256(inspect.getsource(early_config).encode()).hexdigest()[:16]
+    return {"runs": code_key("sims.harness.runs"), "early_config": rule}
 
 
 def record_path(key: str, root: Path | None = None) -> Path:
