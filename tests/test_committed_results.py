@@ -372,7 +372,8 @@ def test_the_committed_real_results_verify_and_the_cheapest_reproduces():
 
 def test_the_real_lm_figures_read_the_cpu_preset_once_it_is_complete(env, dirs, monkeypatch):
     """``$SFT_REAL_LM_PRESET`` wins; unset, the figures and claims read ``default`` while any ``cpu`` run is left to
-    compute (empty run and results folders here) and ``cpu`` once none is."""
+    compute (empty run and results folders here) or the early points of its learning-rate grid are missing, and
+    ``cpu`` once none is."""
     import claims.real_lm_results as claim_results
     import figures.real_lm_figures as real_lm_figures
     import sims.harness.presets as presets
@@ -387,6 +388,11 @@ def test_the_real_lm_figures_read_the_cpu_preset_once_it_is_complete(env, dirs, 
     assert len(left) == len(sweep_plan.planned_runs(presets.get_preset("cpu")))  # nothing stored in these folders
     real_pending = sweep_plan.pending
     monkeypatch.setattr(sweep_plan, "pending", lambda preset: {**real_pending(preset), "to_compute": []})
+    presets._all_finished.cache_clear()
+    assert presets.real_lm_preset_name() == "default"  # every run, but not the early points of the grid's runs
+    import sims.harness.early_points as early_points
+
+    monkeypatch.setattr(early_points, "read_early", lambda key, until: {"run_key": key, "until": until})
     presets._all_finished.cache_clear()
     assert presets.real_lm_preset_name() == "cpu"
     assert claim_results.setting().startswith("real LM (cpu preset, 100 steps x batch 2, 3 seeds")

@@ -284,7 +284,8 @@ def get_preset(name: str, model: str | None = None) -> Preset:
 
 def real_lm_preset_name() -> str:
     """The preset the real-LM figures and claims read: ``$SFT_REAL_LM_PRESET`` when it is set; otherwise ``"cpu"``
-    once every planned run of the ``cpu`` preset has finished (committed under ``results/`` or in a run folder), so
+    once every planned run of the ``cpu`` preset has finished (committed under ``results/`` or in a run folder) and
+    its early points are stored, so
     ``make figures`` draws that CPU-scale result in minutes; until then ``"default"``, computed when not stored."""
     name = os.environ.get(REAL_LM_PRESET_ENV)
     if name:
@@ -296,7 +297,19 @@ def real_lm_preset_name() -> str:
 
 @functools.lru_cache(maxsize=8)
 def _all_finished(name: str, results: str, runs: str) -> bool:
-    """Whether nothing of preset ``name`` is left to compute (keyed by the folders read; once per process)."""
+    """Whether nothing of preset ``name`` is left to compute: every planned run and, with ``early_until``, the early
+    points of every learning-rate-grid run (keyed by the folders read; once per process)."""
+    import warnings
+
+    from sims.harness.early_points import read_early
+    from sims.harness.experiments import sft_configs
+    from sims.harness.runs import run_key
     from sims.harness.sweep_plan import pending
 
-    return not pending(get_preset(name))["to_compute"]
+    preset = get_preset(name)
+    if pending(preset)["to_compute"]:
+        return False
+    with warnings.catch_warnings():  # a stale record only means "not finished" here
+        warnings.simplefilter("ignore")
+        return all(read_early(run_key(c), preset.early_until) is not None
+                   for c in sft_configs(preset)) if preset.early_until else True
