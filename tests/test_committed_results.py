@@ -290,7 +290,7 @@ def test_run_keys_do_not_depend_on_export_or_the_sweep_plan():
     closure = set(dependency_closure("sims.harness.runs"))
     assert "sims.harness.session" in closure  # the import graph was read
     assert not closure & {"sims.harness.results_export", "sims.harness.sweep_plan", "sims.harness.__main__",
-                          "sims.harness.results_summary", "sims.intervals"}
+                          "sims.harness.results_summary", "sims.intervals", "sims.harness.early_points"}
 
 
 # ----------------------------------------------------------------------------- the repository's committed runs
@@ -327,6 +327,26 @@ def _planned_config(preset_name: str, result: dict):
 
     return (next((c for c in configs if run_key(c) == result["key"]), None)
             or next((c for c in configs if portable(c.describe()) == portable(result["config"])), None))
+
+
+def test_the_committed_early_points_verify_and_continue_their_committed_runs():
+    """Every ``results/*/early/<key>.json`` verifies for its key and holds finite evaluations at steps 1..until; where
+    its run's result is committed too, the record's point at ``until`` reproduces the run's own (``splice``)."""
+    from sims.harness.early_points import splice
+    from sims.harness.experiments import summarise_run
+
+    for path in sorted(RESULTS.glob("*/early/*.json")):
+        key = path.stem
+        record = read_record(path, key=key, discard=False)
+        assert isinstance(record, dict) and record["run_key"] == key, f"{path}: does not verify for key {key}"
+        assert [p["step"] for p in record["points"]] == list(range(1, record["until"] + 1)), path
+        bad = [w for p in record["points"] for w in _finite_numbers({"d": p["domain_loss"], **p["general"]}, f"step {p['step']}")]
+        assert not bad, f"{path}: non-finite numbers at {bad}"
+        run = path.parent.parent / key / "result.json"
+        if run.exists():
+            result = read_record(run, key=key, discard=False)
+            spliced = splice(summarise_run(result), result["base"], record)  # raises unless step `until` agrees
+            assert [t[0] for t in spliced["trajectory"]][:record["until"] + 1] == list(range(record["until"] + 1))
 
 
 @pytest.mark.real_model
