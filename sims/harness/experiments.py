@@ -204,10 +204,14 @@ def method_comparison(preset: Preset, progress: bool = True, include_diverged: b
     method's own, :meth:`Preset.learning_rates_of`) and ``seeds`` (chain-of-thought);
     model averaging rows come from the SFT runs (``method`` = the registered averaging method, one row per
     mixing weight); diverged runs only with ``include_diverged``."""
+    from sims.harness.early_points import with_early
+
     cfgs = method_configs(preset)
     averaging = {get_method(m).trains_as: m for m in (_averaging_methods(preset))}
     out = []
-    summaries = [summarise_run(r) for r in run_many(cfgs, progress=progress, desc="exp2 methods")]
+    results = run_many(cfgs, progress=progress, desc="exp2 methods")
+    # the SFT runs shared with the learning-rate grid get the same early points there as here
+    summaries = with_early([summarise_run(r) for r in results], {r["key"]: r for r in results}, preset.early_until)
     for s in _finished(summaries, include_diverged, "exp2 methods"):
         out.append(s)
         if s["diverged"]:
