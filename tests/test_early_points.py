@@ -136,3 +136,5 @@ def test_the_sweep_refuses_early_points_for_a_preset_without_them(env, capsys):
     assert get_preset("cpu").early_until == 10
     with pytest.raises(ValueError, match="early_until"):
         replace(get_preset("cpu"), early_until=101)
+    with pytest.raises(ValueError, match="early_until: must be an evaluation step"):
+        replace(get_preset("cpu"), early_until=15)

@@ -99,6 +99,9 @@ class Preset:
             raise ValueError(f"warmup_fraction: must lie in [0, 1), got {self.warmup_fraction}")
         if isinstance(self.early_until, bool) or not isinstance(self.early_until, int) or not 0 <= self.early_until <= self.steps:
             raise ValueError(f"early_until: must be an int in [0, steps={self.steps}], got {self.early_until!r}")
+        if self.early_until and self.early_until % self.eval_every and self.early_until != self.steps:
+            raise ValueError(f"early_until: must be an evaluation step of the runs (a multiple of eval_every="
+                             f"{self.eval_every}, or steps), got {self.early_until}: the early points are checked there")
         if self.safe_eps <= 0:
             raise ValueError(f"safe_eps: must be > 0, got {self.safe_eps}")
         for name in self.methods:
