@@ -253,8 +253,9 @@ def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tm
         assert section in text
     for fmt, mg in res["matched_gain"].items():
         for c in mg["cells"]:
-            assert set(c) == {"target_gain", "lr", "general_change", "general_change_sd", "n", "per_seed"}
+            assert set(c) == {"target_gain", "lr", "general_change", "general_change_sd", "n", "per_seed", "from_base"}
             assert c["n"] == len(c["per_seed"]) and c["general_change"] == pytest.approx(np.mean(list(c["per_seed"].values())))
+            assert 0 <= c["from_base"] <= c["n"]  # seeds whose value there is a chord from the base model
     for fmt, sl in res["safe_lr"]["formats"].items():
         assert set(sl["general_change_final"]) == set(preset.lr_grid) and "domain_gain_final" in sl
     assert sorted((r["fmt"], r["lr"]) for r in res["diverged"]) == [("cot", 1e30), ("label", 1e30)]
