@@ -36,8 +36,14 @@ $(DOCS_STAMP): $(STAMP)
 notebooks: $(DOCS_STAMP)
 	$(PY) tools/execute_notebooks.py
 
+# Two passes (tests/conftest.py says why): execution-bound tests at XLA's default optimisation, the rest, which mostly
+# compile small programs, without XLA's backend optimisation. Both passes always run; the target fails if either does.
+TEST_MARKS := not slow and not reference
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) -q
+	$(PY) -m pytest -n $(TEST_WORKERS) -q -m "execution_bound and $(TEST_MARKS)"; first=$$?; \
+	XLA_FLAGS="$$XLA_FLAGS --xla_backend_optimization_level=0" \
+	  $(PY) -m pytest -n $(TEST_WORKERS) -q -m "not execution_bound and $(TEST_MARKS)"; second=$$?; \
+	test $$first -eq 0 && test $$second -eq 0
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -350,6 +350,7 @@ def test_the_committed_early_points_verify_and_continue_their_committed_runs():
 
 
 @pytest.mark.real_model
+@pytest.mark.execution_bound
 def test_the_committed_real_results_verify_and_the_cheapest_reproduces():
     """Every ``results/*/*/result.json`` verifies for its folder's key, carries provenance, has finite points that
     its ``points.jsonl`` repeats line by line; the cheapest committed run (label-only first, then the fewest steps

@@ -17,6 +17,11 @@ import pytest
 from sims.harness.general_choice import (CAPITALS, FAMILIES, ChoiceItem, choice_accuracy, choice_items,
                                          encode_choice_set)
 
+# Spends its time running compiled programs rather than compiling them: `make test` runs it at XLA's default
+# optimisation (see tests/conftest.py).
+pytestmark = pytest.mark.execution_bound
+
+
 SEQ_LEN = 56  # the longest row of any family is 53 tokens in SmolLM2's template (default system turn included)
 N_BASE = 48
 

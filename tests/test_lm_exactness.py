@@ -21,6 +21,11 @@ from sims.lm.generate import generate_greedy
 from sims.lm.gguf_io import default_model_path, load_gguf
 from sims.lm.model import token_log_probs
 
+# Spends its time running compiled programs rather than compiling them: `make test` runs it at XLA's default
+# optimisation (see tests/conftest.py).
+pytestmark = pytest.mark.execution_bound
+
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "lm_reference.json"
 TOLERANCE_NATS = 1e-4  # agreement required of the JAX model in float32

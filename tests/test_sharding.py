@@ -44,6 +44,7 @@ def _run(tmp_path, n_devices, *extra):
     return json.loads(path.read_text())
 
 
+@pytest.mark.execution_bound
 def test_two_virtual_devices_give_identical_results(tmp_path):
     """The single-step check sweep (elementwise per instance, 101 cells: padded to 102 on two devices) agrees
     bit for bit with the one-device run."""

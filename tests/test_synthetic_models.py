@@ -10,6 +10,11 @@ import theory
 from sims.synthetic.models import ModelConfig, all_log_probs, build_model, init_params, token_losses
 from sims.synthetic.worlds import WorldConfig, make_world
 
+# Spends its time running compiled programs rather than compiling them: `make test` runs it at XLA's default
+# optimisation (see tests/conftest.py).
+pytestmark = pytest.mark.execution_bound
+
+
 
 def _sgd_step(model, world, lr):
     W0 = init_params(model)

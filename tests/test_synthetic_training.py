@@ -18,6 +18,11 @@ from sims.synthetic.training import (
 from sims.methods import MethodConfig
 from sims.synthetic.worlds import WorldConfig, make_world
 
+# Spends its time running compiled programs rather than compiling them: `make test` runs it at XLA's default
+# optimisation (see tests/conftest.py).
+pytestmark = pytest.mark.execution_bound
+
+
 WORLD = make_world(WorldConfig(seed=4))
 
 
