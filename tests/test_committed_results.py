@@ -257,6 +257,12 @@ def test_pending_and_the_export_command_line(env, dirs, monkeypatch, capsys):
     assert p["pace_runs"] == 2 and p["pace"] == pytest.approx(sum(ratios) / 2)
     assert p["eta_at_pace_s"] == pytest.approx(p["pace"] * (rest + setup))
     assert "at the pace of its 2 finished runs" in describe_pending(preset)
+    assert "workers" not in describe_pending(preset)
+    two = describe_pending(preset, workers=2)
+    assert f"about {p['eta_at_pace_s'] / 2 / 60:.0f} min of wall time with 2 workers" in two
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="workers"):
+            describe_pending(preset, workers=bad)
 
     assert cli.main(["export", "--preset", "tiny", "--quiet"]) == 0
     out = capsys.readouterr().out

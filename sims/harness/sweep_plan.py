@@ -189,8 +189,13 @@ def pending(preset, parameters: float | None = None, rates: dict | None = None) 
     return out
 
 
-def describe_pending(preset, parameters: float | None = None) -> str:
-    """One line for the command line: how many planned runs are committed, cached, to compute, and the ETA."""
+def describe_pending(preset, parameters: float | None = None, workers: int = 1) -> str:
+    """One line for the command line: how many planned runs are committed, cached, to compute, and the ETA; with
+    ``workers`` > 1 also the wall time when that many processes share the runs, each at the finished runs' pace
+    (``eta_at_pace_s / workers``: a run's recorded wall time is what it took in its own process, alone or beside
+    other workers)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: must be a positive int, got {workers!r}")
     p = pending(preset, parameters)
     line = (f"{preset.name}: {p['planned']} planned runs: {len(p['committed'])} committed (results/), "
             f"{len(p['cached'])} finished in the run folders, {len(p['to_compute'])} to compute")
@@ -199,4 +204,6 @@ def describe_pending(preset, parameters: float | None = None) -> str:
         if p["pace"] is not None:
             line += (f", about {p['eta_at_pace_s'] / 60:.0f} min at the pace of its {p['pace_runs']} finished runs "
                      f"({p['pace']:.2f} x their estimate)")
+            if workers > 1:
+                line += f", so about {p['eta_at_pace_s'] / workers / 60:.0f} min of wall time with {workers} workers"
     return line
