@@ -17,13 +17,14 @@ if "PYTEST_XDIST_WORKER" not in os.environ and "SFT_TEST_COMPILE_CACHE" not in o
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 # Under pytest-xdist each worker is a process of its own, and XLA's CPU thread pool takes every core by default, so
-# two workers on two cores would run four busy threads. Each worker gets its share of the cores instead, as the
-# sweep's workers do (sims.harness.sweep_workers); subprocesses that set their own XLA_FLAGS keep their default.
+# two workers on two cores would run four busy threads. Each worker gets its share of the cores instead, set as the
+# sweep's workers set theirs (XLA's pool and the BLAS/OpenMP thread counts); subprocesses that set their own
+# XLA_FLAGS keep XLA's default pool.
 if "PYTEST_XDIST_WORKER" in os.environ:
-    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    _share = max(1, _cores // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
-    _threads = f"--xla_cpu_multi_thread_eigen={'true' if _share > 1 else 'false'} intra_op_parallelism_threads={_share}"
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_threads}".strip()
+    from sims.harness.sweep_workers import available_cpus, worker_environment
+
+    _share = max(1, len(available_cpus()) // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    os.environ.update(worker_environment(os.environ, _share))
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402

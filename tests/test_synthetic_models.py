@@ -15,7 +15,6 @@ from sims.synthetic.worlds import WorldConfig, make_world
 pytestmark = pytest.mark.execution_bound
 
 
-
 def _sgd_step(model, world, lr):
     W0 = init_params(model)
     loss = lambda W: jnp.mean(token_losses(model, W, world.contexts, world.targets))  # noqa: E731
