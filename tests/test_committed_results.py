@@ -264,6 +264,26 @@ def test_pending_and_the_export_command_line(env, dirs, monkeypatch, capsys):
         with pytest.raises(ValueError, match="workers"):
             describe_pending(preset, workers=bad)
 
+    # limited to some runs (one experiment's): their counts and ETA; the pace still from every finished run
+    third = planned[2]
+    some = pending(preset, configs=[second, third])
+    assert some["planned"] == 2 and some["committed"] == [] and some["cached"] == [runs.run_folder(second).name]
+    assert some["to_compute"] == [runs.run_folder(third).name]
+    assert some["eta_s"] == pytest.approx(run_cost(third).seconds(REFERENCE_RATES) + setup)
+    assert some["pace_runs"] == 2 and some["pace"] == pytest.approx(p["pace"])
+    line = describe_pending(preset, configs=[second, third], scope="experiment lr")
+    assert line.startswith(f"{preset.name}, experiment lr: 2 planned runs: 0 committed (results/), "
+                           "1 finished in the run folders, 1 to compute, about ")
+    done = pending(preset, configs=[first])
+    assert done["planned"] == 1 and done["to_compute"] == [] and done["eta_s"] == 0.0
+    assert pending(preset, configs=[])["planned"] == 0
+    for bad in ("lr", 3, [first, "lr"]):
+        with pytest.raises(ValueError, match="configs"):
+            pending(preset, configs=bad)
+    for bad in ("", "  ", 3):
+        with pytest.raises(ValueError, match="scope"):
+            describe_pending(preset, scope=bad)
+
     assert cli.main(["export", "--preset", "tiny", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"2 of {len(planned)} planned runs finished" in out and f"{len(planned) - 2} missing" in out

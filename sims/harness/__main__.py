@@ -387,7 +387,11 @@ def main(argv: list[str] | None = None) -> int:
             print("planned: " + describe_early_plan(preset), flush=True)
         else:
             print("planned: " + describe_plan(preset), flush=True)
-            print("pending: " + describe_pending(preset, workers=args.workers), flush=True)
+            if args.experiment == "all":
+                print("pending: " + describe_pending(preset, workers=args.workers), flush=True)
+            else:
+                print("pending: " + describe_pending(preset, workers=args.workers, configs=ordered_runs(),
+                                                     scope=f"experiment {args.experiment}"), flush=True)
         if args.workers > 1:
             from sims.harness import sweep_workers
 

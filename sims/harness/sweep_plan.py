@@ -145,38 +145,57 @@ def describe_plan(preset, parameters: float | None = None) -> str:
             f"(finished runs are read, not recomputed)")
 
 
-def pending(preset, parameters: float | None = None, rates: dict | None = None) -> dict:
+def pending(preset, parameters: float | None = None, rates: dict | None = None, configs=None) -> dict:
     """``{"planned", "committed", "cached", "to_compute", "eta_s", "pace", "pace_runs", "eta_at_pace_s"}`` of a sweep
     of ``preset``: the number of planned runs, the keys of those read from ``results/`` and from the run folders, the
     keys still to compute, the ETA of those (reference rates as in :func:`plan`, setup included only when something
     is computed), and the pace of the finished runs with the ETA at that pace (module docstring; None when no
     finished run recorded its wall time).
+    ``configs`` (a sequence of ``RunConfig``; default every planned run of ``preset``) limits the counts and the ETA
+    to those runs, e.g. one experiment's; the pace still comes from every finished run among the preset's planned
+    runs and ``configs``, so a sweep of a few runs is timed from all the runs finished so far.
     A run folder's result wins over a committed one, as in ``run_one``; nothing is deleted or written."""
     import warnings
 
-    from sims.harness.runs import committed_result, run_key, runs_dir
+    from sims.harness.runs import RunConfig, committed_result, run_key, runs_dir
     from store import read_record
 
     rates = dict(REFERENCE_RATES if rates is None else rates)
     scale = (parameters or rates["parameters"]) / rates["parameters"]
     if not scale > 0:
         raise ValueError(f"parameters: must be > 0, got {parameters!r}")
+    every = planned_runs(preset)
+    if configs is None:
+        scope = set(every)
+    else:
+        if isinstance(configs, (str, bytes)) or not hasattr(configs, "__iter__"):
+            raise ValueError(f"configs: must be a sequence of RunConfig, got {type(configs).__name__}")
+        configs = list(configs)
+        wrong = [type(c).__name__ for c in configs if not isinstance(c, RunConfig)]
+        if wrong:
+            raise ValueError(f"configs: must hold only RunConfig, got {', '.join(sorted(set(wrong)))}")
+        scope = set(configs)
+        every = list(dict.fromkeys(every + configs))
     out = {"planned": 0, "committed": [], "cached": [], "to_compute": [], "eta_s": 0.0}
     ratios = []
-    for cfg in planned_runs(preset):
+    for cfg in every:
         key = run_key(cfg)  # the model file's fingerprint, no session
-        out["planned"] += 1
         estimate = run_cost(cfg).seconds(rates, scale)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # run_one reports a damaged file when it meets it
             result = read_record(runs_dir() / key / "result.json", key=key, discard=False)
         if isinstance(result, dict):
-            out["cached"].append(key)
+            where = "cached"
         elif (result := committed_result(key)) is not None:
-            out["committed"].append(key)
+            where = "committed"
         else:
-            out["to_compute"].append(key)
-            out["eta_s"] += estimate
+            where = "to_compute"
+        if cfg in scope:
+            out["planned"] += 1
+            out[where].append(key)
+            if where == "to_compute":
+                out["eta_s"] += estimate
+        if where == "to_compute":
             continue
         wall = result.get("wall_s")
         if isinstance(wall, (int, float)) and wall > 0 and estimate > 0:
@@ -189,15 +208,20 @@ def pending(preset, parameters: float | None = None, rates: dict | None = None) 
     return out
 
 
-def describe_pending(preset, parameters: float | None = None, workers: int = 1) -> str:
+def describe_pending(preset, parameters: float | None = None, workers: int = 1, configs=None,
+                     scope: str | None = None) -> str:
     """One line for the command line: how many planned runs are committed, cached, to compute, and the ETA; with
     ``workers`` > 1 also the wall time when that many processes share the runs, each at the finished runs' pace
     (``eta_at_pace_s / workers``: a run's recorded wall time is what it took in its own process, alone or beside
-    other workers)."""
+    other workers). ``configs`` limits the line to those runs (:func:`pending`), ``scope`` names them
+    (e.g. ``"experiment lr"``)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: must be a positive int, got {workers!r}")
-    p = pending(preset, parameters)
-    line = (f"{preset.name}: {p['planned']} planned runs: {len(p['committed'])} committed (results/), "
+    if scope is not None and (not isinstance(scope, str) or not scope.strip()):
+        raise ValueError(f"scope: must be a non-empty str, got {scope!r}")
+    p = pending(preset, parameters, configs=configs)
+    name = preset.name if scope is None else f"{preset.name}, {scope}"
+    line = (f"{name}: {p['planned']} planned runs: {len(p['committed'])} committed (results/), "
             f"{len(p['cached'])} finished in the run folders, {len(p['to_compute'])} to compute")
     if p["to_compute"]:
         line += f", about {p['eta_s'] / 60:.0f} min on an idle 2-core CPU at the reference rates"
