@@ -242,20 +242,27 @@ def test_pending_and_the_export_command_line(env, dirs, monkeypatch, capsys):
     monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)
     preset = env["preset"]
     planned = planned_runs(preset)
-    first, second = planned[0], planned[1]
+    first = planned[0]
+    second = next(c for c in planned if c.fmt != first.fmt)  # one finished run of each format
+    remaining = [c for c in planned if c not in (first, second)]
     walls = [runs.run_one(cfg, progress=False)["wall_s"] for cfg in (first, second)]
     p = pending(preset)
     assert p["planned"] == len(planned) and p["committed"] == []
     assert p["cached"] == [runs.run_folder(first).name, runs.run_folder(second).name]
     assert len(p["to_compute"]) == len(planned) - 2
-    rest = sum(run_cost(c).seconds(REFERENCE_RATES) for c in planned[2:])
+    rest = sum(run_cost(c).seconds(REFERENCE_RATES) for c in remaining)
     setup = REFERENCE_RATES["setup_s"] + setup_cost(preset.data).seconds(REFERENCE_RATES)
     assert p["eta_s"] == pytest.approx(rest + setup)  # the model is the reference's scale
-    # the pace: the median (of two: the mean) of measured over estimated wall time of the finished runs
+    # the pace: the median (of two: the mean) of measured over estimated wall time of the finished runs, and per
+    # format (one run each); each run to compute is timed at its format's pace, the setup at the overall one
     ratios = [w / (run_cost(c).train_tokens / REFERENCE_RATES["train"] + run_cost(c).eval_tokens / REFERENCE_RATES["eval"]
                    + run_cost(c).decode_tokens / REFERENCE_RATES["decode"]) for w, c in zip(walls, (first, second))]
     assert p["pace_runs"] == 2 and p["pace"] == pytest.approx(sum(ratios) / 2)
-    assert p["eta_at_pace_s"] == pytest.approx(p["pace"] * (rest + setup))
+    assert p["pace_by_format"] == pytest.approx({first.fmt: ratios[0], second.fmt: ratios[1]})
+    by_format = {first.fmt: ratios[0], second.fmt: ratios[1]}
+    assert p["eta_at_pace_s"] == pytest.approx(sum(by_format[c.fmt] * run_cost(c).seconds(REFERENCE_RATES)
+                                                   for c in remaining) + p["pace"] * setup)
+    assert f"{first.fmt} {ratios[0]:.2f}" in describe_pending(preset)
     assert "at the pace of its 2 finished runs" in describe_pending(preset)
     assert "workers" not in describe_pending(preset)
     two = describe_pending(preset, workers=2)
@@ -265,7 +272,7 @@ def test_pending_and_the_export_command_line(env, dirs, monkeypatch, capsys):
             describe_pending(preset, workers=bad)
 
     # limited to some runs (one experiment's): their counts and ETA; the pace still from every finished run
-    third = planned[2]
+    third = remaining[0]
     some = pending(preset, configs=[second, third])
     assert some["planned"] == 2 and some["committed"] == [] and some["cached"] == [runs.run_folder(second).name]
     assert some["to_compute"] == [runs.run_folder(third).name]
@@ -283,6 +290,12 @@ def test_pending_and_the_export_command_line(env, dirs, monkeypatch, capsys):
     for bad in ("", "  ", 3):
         with pytest.raises(ValueError, match="scope"):
             describe_pending(preset, scope=bad)
+    # a format with no finished run is timed at the median over every finished run
+    aside = shutil.move(runs.run_folder(second), dirs["runs"] / "aside")
+    alone = pending(preset)
+    assert alone["pace_by_format"] == pytest.approx({first.fmt: ratios[0]}) and alone["pace"] == pytest.approx(ratios[0])
+    assert alone["eta_at_pace_s"] == pytest.approx(ratios[0] * alone["eta_s"])
+    shutil.move(aside, runs.run_folder(second))
 
     assert cli.main(["export", "--preset", "tiny", "--quiet"]) == 0
     out = capsys.readouterr().out

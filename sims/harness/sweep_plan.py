@@ -24,9 +24,13 @@ The reference rates come from step benchmarks, and whole runs take longer (compi
 that use the cores less well than the benchmark's 8). So ``pending`` also gives the pace of the preset's own
 finished runs on the machine that ran them,
 
-    pace = median over finished runs of  wall_s / estimate(run),      ETA at that pace = pace x ETA,
+    pace(format) = median over finished runs of that format of  wall_s / estimate(run),
+    ETA at that pace = sum over runs to compute of  pace(format) x estimate(run)  (+ setup x the median over all),
 
-which follows the machine a sweep actually runs on (a run's ``wall_s`` adds the segments of a resumed run).
+which follows the machine a sweep actually runs on (a run's ``wall_s`` adds the segments of a resumed run). The pace
+is taken per format because the reference rates miss by different factors (on the 2-core machine chain-of-thought
+runs took a median 1.7 x their estimate, label-only runs 1.2 x); a format with no finished run takes the median over
+all finished runs.
 """
 
 from __future__ import annotations
@@ -146,11 +150,12 @@ def describe_plan(preset, parameters: float | None = None) -> str:
 
 
 def pending(preset, parameters: float | None = None, rates: dict | None = None, configs=None) -> dict:
-    """``{"planned", "committed", "cached", "to_compute", "eta_s", "pace", "pace_runs", "eta_at_pace_s"}`` of a sweep
+    """``{"planned", "committed", "cached", "to_compute", "eta_s", "pace", "pace_by_format", "pace_runs",
+    "eta_at_pace_s"}`` of a sweep
     of ``preset``: the number of planned runs, the keys of those read from ``results/`` and from the run folders, the
     keys still to compute, the ETA of those (reference rates as in :func:`plan`, setup included only when something
-    is computed), and the pace of the finished runs with the ETA at that pace (module docstring; None when no
-    finished run recorded its wall time).
+    is computed), and the pace of the finished runs (over all of them, and per format) with the ETA at that pace
+    (module docstring; None when no finished run recorded its wall time).
     ``configs`` (a sequence of ``RunConfig``; default every planned run of ``preset``) limits the counts and the ETA
     to those runs, e.g. one experiment's; the pace still comes from every finished run among the preset's planned
     runs and ``configs``, so a sweep of a few runs is timed from all the runs finished so far.
@@ -177,7 +182,7 @@ def pending(preset, parameters: float | None = None, rates: dict | None = None, 
         scope = set(configs)
         every = list(dict.fromkeys(every + configs))
     out = {"planned": 0, "committed": [], "cached": [], "to_compute": [], "eta_s": 0.0}
-    ratios = []
+    ratios, to_compute = {}, []  # ratios: format -> measured / estimated wall time of its finished runs
     for cfg in every:
         key = run_key(cfg)  # the model file's fingerprint, no session
         estimate = run_cost(cfg).seconds(rates, scale)
@@ -195,16 +200,24 @@ def pending(preset, parameters: float | None = None, rates: dict | None = None, 
             out[where].append(key)
             if where == "to_compute":
                 out["eta_s"] += estimate
+                to_compute.append((cfg.fmt, estimate))
         if where == "to_compute":
             continue
         wall = result.get("wall_s")
         if isinstance(wall, (int, float)) and wall > 0 and estimate > 0:
-            ratios.append(wall / estimate)
+            ratios.setdefault(cfg.fmt, []).append(wall / estimate)
+    setup = rates["setup_s"] * scale + setup_cost(preset.data).seconds(rates, scale)
     if out["to_compute"]:  # the base evaluation is cached on disk apart from the runs: counted as still to do
-        out["eta_s"] += rates["setup_s"] * scale + setup_cost(preset.data).seconds(rates, scale)
-    out["pace"] = float(np.median(ratios)) if ratios else None
-    out["pace_runs"] = len(ratios)
-    out["eta_at_pace_s"] = out["eta_s"] * out["pace"] if ratios else None
+        out["eta_s"] += setup
+    every_ratio = [r for rs in ratios.values() for r in rs]
+    out["pace"] = float(np.median(every_ratio)) if every_ratio else None
+    out["pace_by_format"] = {fmt: float(np.median(rs)) for fmt, rs in sorted(ratios.items())}
+    out["pace_runs"] = len(every_ratio)
+    if every_ratio:
+        paced = sum(estimate * out["pace_by_format"].get(fmt, out["pace"]) for fmt, estimate in to_compute)
+        out["eta_at_pace_s"] = paced + (setup * out["pace"] if to_compute else 0.0)
+    else:
+        out["eta_at_pace_s"] = None
     return out
 
 
@@ -226,8 +239,9 @@ def describe_pending(preset, parameters: float | None = None, workers: int = 1, 
     if p["to_compute"]:
         line += f", about {p['eta_s'] / 60:.0f} min on an idle 2-core CPU at the reference rates"
         if p["pace"] is not None:
+            paces = ", ".join(f"{fmt} {pace:.2f}" for fmt, pace in p["pace_by_format"].items())
             line += (f", about {p['eta_at_pace_s'] / 60:.0f} min at the pace of its {p['pace_runs']} finished runs "
-                     f"({p['pace']:.2f} x their estimate)")
+                     f"({paces} x their estimate)")
             if workers > 1:
                 line += f", so about {p['eta_at_pace_s'] / workers / 60:.0f} min of wall time with {workers} workers"
     return line
