@@ -1,7 +1,8 @@
 """Command line of the real-LM harness.
 
     python -m sims.harness run    --preset default --method talr --learning-rate 2.5e-4 --fmt cot --seed 0
-    python -m sims.harness sweep  --preset default [--experiment lr|methods|tokens|single-step|all] [--cheapest-first]
+    python -m sims.harness sweep  --preset default [--experiment lr|methods|tokens|single-step|base|early|all]
+                                  [--cheapest-first]
                                   [--workers N]
     python -m sims.harness report --preset default [--out report.md]
     python -m sims.harness plan   --model DIR|NAME --devices N --batch B --seq T [--device-memory 80GB]
@@ -215,9 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the batch order and adapters (default: 0)")
             p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default: the preset's)")
         if name == "sweep":
-            p.add_argument("--experiment", default="all", choices=("lr", "methods", "tokens", "single-step", "early", "all"),
+            p.add_argument("--experiment", default="all",
+                           choices=("lr", "methods", "tokens", "single-step", "base", "early", "all"),
                            help="which experiment's runs (default: all); early: the first steps of the learning-rate "
-                                "grid's runs evaluated at every step (the preset's early_until; sims.harness.early_points)")
+                                "grid's runs evaluated at every step (the preset's early_until; sims.harness.early_points); "
+                                "base: only what is measured on the base model (target-token statistics and the "
+                                "single-step theory; sims.harness.base_model_analyses), no run")
             p.add_argument("--cheapest-first", action="store_true",
                            help="first compute the experiment's planned runs in order of their planned cost (label-only "
                                 "SFT first), so a sweep stopped early leaves the most finished runs to commit")
@@ -334,17 +338,32 @@ def main(argv: list[str] | None = None) -> int:
             early = export_early(grid, preset.early_until, preset.name, args.results_dir)
             print(f"export {preset.name}: early points of {len(early)} of {len(grid)} learning-rate-grid runs exported "
                   f"to {where / 'early'}")
+        from sims.harness.base_model_analyses import NAMESPACES
+        from sims.harness.results_export import export_base_analyses, stale_base_analyses
+
+        analyses = export_base_analyses(preset, args.results_dir)
+        print(f"export {preset.name}: {len(analyses)} of {len(NAMESPACES)} base-model analyses exported to "
+              f"{where / 'base'}" + ("" if len(analyses) == len(NAMESPACES) else
+                                      " (`sweep --experiment base` computes them)"))
+        stale_analyses = stale_base_analyses(preset, args.results_dir)
         if args.prune:
             for folder in prune_stale_runs(configs, preset.name, args.results_dir):
                 print(f"removed stale run {folder}")
+            for path in stale_analyses:
+                path.unlink()
+                print(f"removed stale base-model analysis {path}")
         else:
             stale = stale_runs(configs, preset.name, args.results_dir)
             if stale:
                 print(f"{len(stale)} committed runs in {where} are not planned runs of the current code (stale keys: "
                       f"{', '.join(p.name for p in stale)}); --prune deletes them")
+            if stale_analyses:
+                print(f"{len(stale_analyses)} committed base-model analyses are of older keys "
+                      f"({', '.join(str(p) for p in stale_analyses)}); --prune deletes them")
         return 0
 
     if args.command == "sweep":
+        from sims.harness.base_model_analyses import single_step, target_token_statistics
         from sims.harness.runs import run_many
         from sims.harness.sweep_plan import REFERENCE_RATES, describe_pending, describe_plan, planned_runs, run_cost
 
@@ -360,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                 configs = planned_runs(preset)
             else:
                 made = {"lr": ex.sft_configs, "methods": ex.method_configs, "tokens": ex.token_configs,
-                        "single-step": lambda p: []}[args.experiment](preset)
+                        "single-step": lambda p: [], "base": lambda p: []}[args.experiment](preset)
                 configs = list(dict.fromkeys(made))
             if args.cheapest_first:
                 configs = sorted(configs, key=lambda c: run_cost(c).seconds(REFERENCE_RATES))
@@ -414,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             "methods": [ex.method_comparison],
             "tokens": [ex.token_analysis],
             "single-step": [ex.single_step_theory],
+            "base": [target_token_statistics, single_step],
             "early": [],
             "all": [ex.run_all],
         }[args.experiment]

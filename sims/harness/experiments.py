@@ -28,25 +28,21 @@ general sets, the theory's ``D``; > 0 is degradation), ``general_change_sets`` (
 domain gain ``Delta*``).
 
 Every function reads finished runs through the run cache (:mod:`sims.harness.runs`), so calling it again
-costs nothing; :func:`single_step_theory` is cached on disk by its own key.
+costs nothing; what is measured on the base model alone (target-token statistics, the single-step theory) is cached
+and committed like the runs (:mod:`sims.harness.base_model_analyses`).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 import warnings
-from functools import partial
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sims.harness.presets import Preset
 from sims.harness.runs import RunConfig, run_many
-from sims.harness.session import get_session
 import theory
 from sims.methods import get_method, registered_methods
-from store import cached, code_key, library_versions
 
 __all__ = [
     "general_change_at_gain",
@@ -237,54 +233,13 @@ def _averaging_methods(preset: Preset) -> list[str]:
 # ----------------------------------------------------------------------------- experiment 3
 
 
-def _token_kind(text: str) -> str:
-    t = text.strip()
-    if not t:
-        return "whitespace"
-    if t.isdigit():
-        return "digit"
-    if t in {".", ",", "/", "^", "(", ")", "=", "+", "-", "x", "*"} or all(not c.isalnum() for c in t):
-        return "symbol"
-    return "word"
-
-
 def token_analysis(preset: Preset, progress: bool = True) -> dict:
-    """Experiment 3: base-model target-token statistics per format, the hard tokens, and p > 0.2 per epoch."""
-    from theory import hard_token_mass
+    """Experiment 3: ``{"formats": base-model target-token statistics per format
+    (:func:`sims.harness.base_model_analyses.target_token_statistics`), "epochs": {method: {"lr", "per_seed"}}}``
+    with, per seed and epoch, the fraction of training tokens with p > 0.2 and the mean TALR temperature."""
+    from sims.harness.base_model_analyses import target_token_statistics
 
-    session = get_session(preset.resolved_model(), preset.tokenizer, preset.data, progress)
-    base = session.base()
-    out = {"formats": {}, "epochs": {}}
-    for fmt in preset.formats:
-        losses, mask = base[fmt]["train_token_losses"]
-        enc = session.train[fmt]
-        p = np.exp(-losses)
-        hard = []
-        kinds = {}
-        for n in range(enc.n):
-            for t in range(enc.seq_len - 1):
-                if mask[n, t] > 0 and p[n, t] <= 0.2:
-                    tok_id = int(enc.tokens[n, t + 1])
-                    text = session.tokenizer.decode([tok_id])
-                    hard.append((text, float(p[n, t])))
-                    kind = _token_kind(text)
-                    kinds[kind] = kinds.get(kind, 0) + 1
-        all_kinds = {}
-        for n in range(enc.n):
-            for t in range(enc.seq_len - 1):
-                if mask[n, t] > 0:
-                    kind = _token_kind(session.tokenizer.decode([int(enc.tokens[n, t + 1])]))
-                    all_kinds[kind] = all_kinds.get(kind, 0) + 1
-        stats = base[fmt]["train_stats"]
-        out["formats"][fmt] = {
-            **stats,
-            "p": p[mask > 0].tolist(),
-            "hard_token_mass": float(hard_token_mass(jnp.asarray(p[mask > 0]))),
-            "hard_tokens": sorted(hard, key=lambda x: x[1])[:40],
-            "hard_kinds": kinds,
-            "all_kinds": all_kinds,
-            "base_accuracy": base[fmt]["accuracy"]["accuracy"],
-        }
+    out = {"formats": target_token_statistics(preset, progress), "epochs": {}}
     # fraction of training tokens with p > 0.2 per epoch (measured on each step's batch before its update)
     from sims.harness.runs import run_one
 
@@ -310,85 +265,12 @@ def token_analysis(preset: Preset, progress: bool = True) -> dict:
 # ----------------------------------------------------------------------------- experiment 4a
 
 
-def _set_loss(params, tokens, mask, config):
-    """Mean NLL of the scored tokens of one batch (nats/token)."""
-    from sims.lm.model import per_token_losses
-
-    count = jnp.maximum(mask[:, 1:].sum(), 1.0)
-    return per_token_losses(params, config, tokens, mask).sum() / count
-
-
-_loss_jit = jax.jit(_set_loss, static_argnames="config")
-_grad_jit = jax.jit(jax.grad(_set_loss), static_argnames="config")
-
-
-@partial(jax.jit, static_argnames="config")
-def _hvp_jit(params, v, tokens, mask, config):
-    """``H v`` with ``H`` the Hessian of the batch loss: forward-mode derivative (``jax.jvp``) of ``jax.grad``."""
-    return jax.jvp(lambda p: jax.grad(_set_loss)(p, tokens, mask, config), (params,), (v,))[1]
-
-
-def _vdot(a, b) -> float:
-    """``<a, b>`` over all leaves, accumulated in float64 on the host."""
-    return float(sum(np.vdot(np.asarray(x, np.float64), np.asarray(y, np.float64))
-                     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))))
-
-
 def single_step_theory(preset: Preset, progress: bool = True) -> dict:
-    """Experiment 4a (module docstring): measured vs predicted one-step changes, per format and set."""
-    session = get_session(preset.resolved_model(), preset.tokenizer, preset.data, progress)
-    material = {**session.key_material(), "what": "single_step", "fmts": preset.single_step_formats, "lrs": preset.single_step_lrs,
-                "batch": preset.single_step_batch, "optimizer": preset.optimizer, "code": code_key(__name__), "libs": library_versions()}
+    """Experiment 4a (module docstring): measured vs predicted one-step changes, per format and set
+    (:func:`sims.harness.base_model_analyses.single_step`)."""
+    from sims.harness.base_model_analyses import single_step
 
-    def compute():
-        from tqdm.auto import tqdm
-
-        from sims.harness.methods import make_objective, make_optimizer
-
-        b = preset.single_step_batch
-        params0 = session.params
-        sets = {}
-        for name, enc in session.general.items():
-            sets[name] = (jnp.asarray(enc.tokens[:b]), jnp.asarray(enc.loss_mask[:b]))
-        out = {"lrs": list(preset.single_step_lrs), "formats": {}}
-        total = len(preset.single_step_formats) * (len(sets) + 1)
-        bar = tqdm(total=total, desc="exp4a single-step theory", disable=not progress, leave=False)
-        grads_general = {}
-        for fmt in preset.single_step_formats:
-            train = session.train[fmt]
-            batch = {"tokens": jnp.asarray(train.tokens[:b]), "loss_mask": jnp.asarray(train.loss_mask[:b])}
-            objective = make_objective(preset.method("sft"), session.config)
-            g = jax.grad(lambda p: objective(p, {}, batch)[0])(params0)
-            opt = make_optimizer(1.0, preset.optimizer)
-            d, _ = opt.update(g, opt.init(params0), params0)  # unit-learning-rate first step: theta_1 = theta_0 + lam d
-            held = session.heldout[fmt]
-            fmt_sets = {"domain": (jnp.asarray(held.tokens[:b]), jnp.asarray(held.loss_mask[:b])), **sets}
-            res = {}
-            for name, (tok, msk) in fmt_sets.items():
-                cfg = session.config
-                if name in grads_general:
-                    gs = grads_general[name]
-                else:
-                    gs = _grad_jit(params0, tok, msk, config=cfg)
-                    if name != "domain":
-                        grads_general[name] = gs
-                first = _vdot(gs, d)
-                second = _vdot(d, _hvp_jit(params0, d, tok, msk, config=cfg))
-                l0 = float(_loss_jit(params0, tok, msk, config=cfg))
-                measured = []
-                for lam in preset.single_step_lrs:
-                    p1 = jax.tree_util.tree_map(lambda a, u: (a + lam * u).astype(a.dtype), params0, d)
-                    measured.append(float(_loss_jit(p1, tok, msk, config=cfg)) - l0)
-                predicted = [lam * first + 0.5 * lam**2 * second for lam in preset.single_step_lrs]
-                first_only = [lam * first for lam in preset.single_step_lrs]
-                res[name] = {"L0": l0, "first": first, "second": second, "measured": measured, "predicted": predicted,
-                             "predicted_first_order": first_only}
-                bar.update(1)
-            out["formats"][fmt] = res
-        bar.close()
-        return out
-
-    return cached("harness_single_step", material, compute)
+    return single_step(preset, progress)
 
 
 # ----------------------------------------------------------------------------- experiment 4b

@@ -12,8 +12,12 @@ writes the same files.
 ``export_early`` copies the learning-rate grid's early points (:mod:`sims.harness.early_points`) to
 ``<results>/<preset_name>/early/``.
 
+``export_base_analyses`` copies the cached records of the analyses measured on the base model alone (target-token
+statistics, the single-step theory: :mod:`sims.harness.base_model_analyses`) to ``<results>/<preset_name>/base/``.
+
 ``stale_runs`` names the committed runs whose keys no plan of the current code produces (the code, the model or the
-preset changed since), and ``prune_stale_runs`` deletes them.
+preset changed since), and ``prune_stale_runs`` deletes them; ``stale_base_analyses`` names the committed
+base-model records of older keys.
 
 ``run_one`` (:mod:`sims.harness.runs`) reads the committed ``result.json`` of a run whose key matches; this module
 is not imported by it (its source would otherwise enter every run key).
@@ -28,7 +32,8 @@ from pathlib import Path
 
 from store import atomic_write_bytes, read_record
 
-__all__ = ["export_runs", "export_early", "stale_runs", "prune_stale_runs", "FILES"]
+__all__ = ["export_runs", "export_early", "export_base_analyses", "stale_runs", "stale_base_analyses",
+           "prune_stale_runs", "FILES"]
 
 #: The files of a run folder that are committed (the checkpoint is dropped when a run finishes).
 FILES = ("config.json", "points.jsonl", "result.json")
@@ -117,6 +122,44 @@ def export_early(configs: list, until: int, preset_name: str, results_dir: Path 
     return out
 
 
+def export_base_analyses(preset, results_dir: Path | None = None) -> list[Path]:
+    """Copy the cache entries of ``preset``'s base-model analyses (:mod:`sims.harness.base_model_analyses`) that
+    verify for the current key to ``<results_dir>/<preset>/base/<namespace>/``; return the copies. An analysis
+    not yet computed (no cache entry) is left out."""
+    from sims.harness.base_model_analyses import FOLDER as BASE_FOLDER, NAMESPACES, material, stored_path
+    from sims.harness.runs import results_dir as default_results_dir
+    from store import content_key
+
+    target = Path(results_dir if results_dir is not None else default_results_dir()) / preset.name / BASE_FOLDER
+    out = []
+    for analysis, namespace in NAMESPACES.items():
+        source = stored_path(preset, analysis)
+        if source is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            valid = read_record(source, key=content_key(material(preset, analysis)), discard=False) is not None
+        if valid:
+            atomic_write_bytes(target / namespace / source.name, source.read_bytes())
+            out.append(target / namespace / source.name)
+    return out
+
+
+def stale_base_analyses(preset, results_dir: Path | None = None) -> list[Path]:
+    """The committed base-model analysis records of ``preset`` whose key is not the current one (the code, the model,
+    the data or the analysis's parameters changed since), which are no longer read."""
+    from sims.harness.base_model_analyses import FOLDER as BASE_FOLDER, NAMESPACES, material
+    from sims.harness.runs import results_dir as default_results_dir
+    from store import content_key
+
+    target = Path(results_dir if results_dir is not None else default_results_dir()) / preset.name / BASE_FOLDER
+    current = {NAMESPACES[a]: content_key(material(preset, a)) for a in NAMESPACES}
+    if not target.is_dir():
+        return []
+    return sorted(p for p in target.rglob("*") if p.is_file()
+                  and not (p.parent.name in current and p.parent.parent == target and p.stem == current[p.parent.name]))
+
+
 def stale_runs(configs: list, preset_name: str, results_dir: Path | None = None) -> list[Path]:
     """The run folders under ``<results_dir>/<preset_name>/`` whose key is not the key of any of ``configs``: runs of
     an earlier version of the code, model or preset, which ``run_one`` no longer reads."""
@@ -127,8 +170,11 @@ def stale_runs(configs: list, preset_name: str, results_dir: Path | None = None)
         return []
     from sims.harness.early_points import FOLDER
 
+    from sims.harness.base_model_analyses import FOLDER as BASE_FOLDER
+
     planned = {run_folder(cfg).name for cfg in configs}
-    return sorted(p for p in target.iterdir() if p.is_dir() and p.name not in planned and p.name != FOLDER)
+    return sorted(p for p in target.iterdir()
+                  if p.is_dir() and p.name not in planned and p.name not in (FOLDER, BASE_FOLDER))
 
 
 def prune_stale_runs(configs: list, preset_name: str, results_dir: Path | None = None) -> list[Path]:
