@@ -388,6 +388,25 @@ def test_the_committed_early_points_verify_and_continue_their_committed_runs():
             assert [t[0] for t in spliced["trajectory"]][:record["until"] + 1] == list(range(record["until"] + 1))
 
 
+def test_the_committed_base_model_analyses_verify():
+    """Every ``results/*/base/<namespace>/<key>.(json|npz)`` is a record of a known analysis that verifies for its key
+    and holds finite numbers; the key's code part covers the analyses' own module and what it imports, not the
+    experiment glue, the figures or the export, so editing those keeps the committed records."""
+    from sims.harness.base_model_analyses import NAMESPACES
+    from store import dependency_closure
+
+    closure = set(dependency_closure("sims.harness.base_model_analyses"))
+    assert "sims.harness.session" in closure
+    assert not closure & {"sims.harness.experiments", "sims.harness.results_export", "sims.harness.__main__",
+                          "figures", "claims"}
+    for path in sorted(RESULTS.glob("*/base/*/*")):
+        assert path.parent.name in NAMESPACES.values(), f"{path}: not a namespace of {sorted(NAMESPACES.values())}"
+        record = read_record(path, key=path.stem, discard=False)
+        assert isinstance(record, dict) and "value" in record, f"{path}: does not verify for key {path.stem}"
+        numbers = json.loads(json.dumps(record["value"], default=lambda a: a.tolist()))
+        assert not _finite_numbers(numbers), f"{path}: non-finite numbers at {_finite_numbers(numbers)}"
+
+
 @pytest.mark.real_model
 @pytest.mark.execution_bound
 def test_the_committed_real_results_verify_and_the_cheapest_reproduces():
