@@ -88,3 +88,30 @@ def test_cheapest_first_computes_the_planned_runs_in_order_of_planned_cost(capsy
     assert lr_runs < set(planned_runs(get_preset("default")))  # the methods' runs are not the lr experiment's
     formats = [c.fmt for c in ordered]
     assert formats == sorted(formats, key=lambda f: f != "label")  # every label-only run before any CoT run
+
+
+def test_sweep_of_one_experiment_reports_that_experiments_pending_runs(capsys, monkeypatch):
+    """``sweep --experiment lr`` counts the learning-rate grid's runs in its pending line (not the whole preset's);
+    ``--experiment base`` trains nothing and computes the two base-model analyses."""
+    import sims.harness.base_model_analyses as bma
+    import sims.harness.experiments as ex
+    import sims.harness.runs as runs
+
+    ran, analysed = [], []
+    monkeypatch.setattr(runs, "run_many", lambda cfgs, **k: ran.append(list(cfgs)) or [])
+    monkeypatch.setattr(ex, "lr_tradeoff", lambda *a, **k: None)
+    monkeypatch.setattr(bma, "target_token_statistics", lambda preset, progress: analysed.append("tokens"))
+    monkeypatch.setattr(bma, "single_step", lambda preset, progress: analysed.append("single-step"))
+    monkeypatch.setattr("sims.harness.__main__.enable_compilation_cache", lambda: None)
+    monkeypatch.setenv("SFT_RESULTS_DIR", "/nonexistent-results")  # nothing committed: every run is pending
+    monkeypatch.setenv("SFT_RUNS_DIR", "/nonexistent-runs")
+    assert main(["sweep", "--preset", "default", "--experiment", "lr", "--cheapest-first", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    n_lr = len(set(ex.sft_configs(get_preset("default"))))
+    assert f"pending: default, experiment lr: {n_lr} planned runs: 0 committed (results/), 0 finished in the run " \
+           f"folders, {n_lr} to compute" in out
+    ran.clear()
+    assert main(["sweep", "--preset", "default", "--experiment", "base", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "experiment base: no fine-tuning run" in out and "pending" not in out
+    assert ran == [] and analysed == ["tokens", "single-step"]

@@ -404,13 +404,16 @@ def main(argv: list[str] | None = None) -> int:
             from sims.harness.sweep_plan import describe_early_plan
 
             print("planned: " + describe_early_plan(preset), flush=True)
-        else:
+        elif args.experiment == "all":
             print("planned: " + describe_plan(preset), flush=True)
-            if args.experiment == "all":
-                print("pending: " + describe_pending(preset, workers=args.workers), flush=True)
-            else:
-                print("pending: " + describe_pending(preset, workers=args.workers, configs=ordered_runs(),
-                                                     scope=f"experiment {args.experiment}"), flush=True)
+            print("pending: " + describe_pending(preset, workers=args.workers), flush=True)
+        elif ordered_runs():
+            print("planned: " + describe_plan(preset), flush=True)
+            print("pending: " + describe_pending(preset, workers=args.workers, configs=ordered_runs(),
+                                                 scope=f"experiment {args.experiment}"), flush=True)
+        else:  # single-step and base: the base model only
+            print(f"planned: {preset.name}, experiment {args.experiment}: no fine-tuning run, the base model only",
+                  flush=True)
         if args.workers > 1:
             from sims.harness import sweep_workers
 
@@ -427,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                 ensure_early(cfg, preset.early_until, progress)
         elif args.cheapest_first:
             run_many(ordered_runs(), progress=progress, desc="planned runs, cheapest first")
-        print("pending: " + describe_pending(preset), flush=True)
+        if ordered_runs():
+            print("pending: " + describe_pending(preset), flush=True)
         steps = {
             "lr": [ex.lr_tradeoff],
             "methods": [ex.method_comparison],
