@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "export":
         from sims.harness.results_export import export_runs, prune_stale_runs, stale_runs
-        from sims.harness.runs import results_dir
+        from sims.harness.runs import results_dir, run_key
         from sims.harness.sweep_plan import planned_runs
 
         if args.results_dir is not None and args.results_dir.exists() and not args.results_dir.is_dir():
@@ -329,15 +329,18 @@ def main(argv: list[str] | None = None) -> int:
         configs = planned_runs(preset)
         exported = export_runs(configs, preset.name, args.results_dir)
         where = (args.results_dir or results_dir()) / preset.name
-        print(f"export {preset.name}: {len(exported)} of {len(configs)} planned runs finished and exported to {where}, "
-              f"{len(configs) - len(exported)} missing")
+        with_result = {p.name for p in exported} | {p.parent.name for p in where.glob("*/result.json")}
+        finished = sum(run_key(c) in with_result for c in configs)  # committed earlier or exported now
+        print(f"export {preset.name}: {len(exported)} finished runs of the run folders exported to {where}; "
+              f"{finished} of {len(configs)} planned runs finished and committed there, {len(configs) - finished} missing")
         if preset.early_until:
             from sims.harness.results_export import export_early
 
             grid = list(dict.fromkeys(ex.sft_configs(preset)))
             early = export_early(grid, preset.early_until, preset.name, args.results_dir)
-            print(f"export {preset.name}: early points of {len(early)} of {len(grid)} learning-rate-grid runs exported "
-                  f"to {where / 'early'}")
+            committed = sum((where / "early" / f"{run_key(c)}.json").is_file() for c in grid)
+            print(f"export {preset.name}: early points of {len(early)} learning-rate-grid runs exported to "
+                  f"{where / 'early'}; {committed} of {len(grid)} committed there")
         from sims.harness.base_model_analyses import NAMESPACES
         from sims.harness.results_export import export_base_analyses, stale_base_analyses
 
