@@ -97,15 +97,44 @@ def real_lm_accuracy(out_dir: Path) -> dict:
     runs = lr_tradeoff(preset)
     panels = (("answer_accuracy", "choice", "held-out answer accuracy (teacher-forced)", "general multiple-choice accuracy"),
               ("answer_accuracy", "general_top1", "held-out answer accuracy (teacher-forced)",
-               "general next-token accuracy (self: agreement with base greedy)"),
+               "general next-token accuracy (agreement with base)"),
               ("unseen_accuracy", "choice", "unseen-calculator answer accuracy", "general multiple-choice accuracy"))
-    fig, axes = plt.subplots(len(preset.formats), len(panels) + 1, figsize=(4.6 * (len(panels) + 1), 4.0 * len(preset.formats)),
+    fig, axes = plt.subplots(len(preset.formats), len(panels) + 2, figsize=(4.6 * (len(panels) + 2), 4.0 * len(preset.formats)),
                              squeeze=False)
     colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(preset.lr_grid)))
     rows = []
     for row, fmt in zip(axes, preset.formats):
         name = "chain-of-thought" if fmt == "cot" else "label-only"
-        for ax, (x_key, y_key, x_label, y_label) in zip(row, panels):
+        # the paper's own axes: greedy answer accuracy (MedCalc-Bench's rule), measured once, after training
+        ax = row[0]
+        drawn = False
+        for c, lr in zip(colors, preset.lr_grid):
+            finals = [(r["accuracy"], r["accuracy_trajectory"][-1]["choice"]) for r in runs
+                      if r["fmt"] == fmt and r["lr"] == lr and r.get("accuracy") is not None
+                      and r.get("accuracy_trajectory") and r["accuracy_trajectory"][-1]["choice"] is not None]
+            if finals:
+                drawn = True
+                x, x_sd = _mean_sd([f[0] for f in finals])
+                y, y_sd = _mean_sd([f[1] for f in finals])
+                ax.errorbar(x, y, xerr=x_sd, yerr=y_sd, fmt="o", color=c, capsize=3, label=f"lr {lr:g}")
+                rows.append({"fmt": fmt, "lr": lr, "x": "greedy_accuracy", "y": "choice", "x_mean": x, "y_mean": y,
+                             "n": len(finals)})
+        base = next((r for r in runs if r["fmt"] == fmt and r.get("base_accuracy") is not None
+                     and r.get("accuracy_trajectory") and r["accuracy_trajectory"][0]["choice"] is not None), None)
+        if drawn and base is not None:
+            ax.plot(base["base_accuracy"], base["accuracy_trajectory"][0]["choice"], "k*", ms=10, label="initial model")
+            chance = base.get("chance") or {}
+            if "choice" in chance:
+                ax.axhline(chance["choice"], color="grey", ls=":", lw=1, label="chance")
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "greedy accuracy not measured by this preset's runs", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8)
+        n_acc = preset.data.n_accuracy
+        ax.set_xlabel(f"held-out greedy answer accuracy ({n_acc} problems, after training)", fontsize=8)
+        ax.set_ylabel("general multiple-choice accuracy", fontsize=8)
+        ax.set_title(f"SFT, {name} (the paper's Fig. 1 axes)", fontsize=9)
+        for ax, (x_key, y_key, x_label, y_label) in zip(row[1:], panels):
             drawn = False
             for c, lr in zip(colors, preset.lr_grid):
                 sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]

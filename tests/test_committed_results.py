@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 from store import REPO_ROOT, code_key, library_versions, read_record
@@ -478,3 +479,35 @@ def test_the_real_lm_figures_read_the_cpu_preset_once_it_is_complete(env, dirs, 
     monkeypatch.setenv(presets.REAL_LM_PRESET_ENV, "smoke")
     assert presets.real_lm_preset_name() == "smoke"
     presets._all_finished.cache_clear()
+
+
+def test_the_accuracy_figure_draws_the_papers_axes_from_the_committed_runs(tmp_path, monkeypatch):
+    """The first panel of ``real_lm_accuracy`` (the paper's Figure 1 axes) is, per format and learning rate, the mean
+    over seeds of the committed ``default`` runs' greedy answer accuracy after training and their general
+    multiple-choice accuracy at the last point; nothing is computed (a run that is not committed fails the test)."""
+    import figures.real_lm_figures  # noqa: F401  (registers the figures)
+    import sims.harness.experiments as experiments
+    from figures import FIGURES
+    from sims.harness.presets import get_preset
+    from sims.harness.runs import load_result
+
+    def read_only(cfgs, **kwargs):
+        out = [load_result(c) for c in cfgs]
+        missing = [c.label() for c, r in zip(cfgs, out) if r is None]
+        assert not missing, f"not committed under the current code: {missing}; rerun and export the default preset"
+        return out
+
+    monkeypatch.setenv("SFT_REAL_LM_PRESET", "default")
+    monkeypatch.setattr(experiments, "run_many", read_only)
+    monkeypatch.setattr("sims.harness.compilation_cache.enable_compilation_cache", lambda: None)
+    FIGURES["real_lm_accuracy"].draw(tmp_path)
+    drawn = [r for r in json.loads((tmp_path / "real_lm_accuracy.json").read_text())["points"]
+             if r["x"] == "greedy_accuracy"]
+    preset = get_preset("default")
+    assert {(r["fmt"], r["lr"]) for r in drawn} == {(f, lr) for f in preset.formats for lr in preset.lr_grid}
+    for row in drawn:
+        results = [load_result(c) for c in experiments.sft_configs(preset)
+                   if (c.fmt, c.learning_rate) == (row["fmt"], row["lr"])]
+        assert row["n"] == len(results) == len(preset.seeds)
+        assert row["x_mean"] == pytest.approx(np.mean([r["accuracy"]["accuracy"] for r in results]))
+        assert row["y_mean"] == pytest.approx(np.mean([r["points"][-1]["choice"]["accuracy"] for r in results]))
