@@ -114,10 +114,20 @@ def measure_real_lm() -> dict:
         gs, ds = real.by_seed(rows["sft"], "domain_gain"), real.by_seed(rows["sft"], "general_change")
         gt, dt = real.by_seed(rows["talr"], "domain_gain"), real.by_seed(rows["talr"], "general_change")
         common = sorted(set(gs) & set(gt))
-        reduction[name] = [_ratio(ds[s], gs[s]) - _ratio(dt[s], gt[s]) for s in common]
+        reduction[name] = {s: _ratio(ds[s], gs[s]) - _ratio(dt[s], gt[s]) for s in common}
         talr_gain[name] = [gt[s] for s in common]
     return {"lr_grid": list(p.lr_grid), "method_lrs": list(p.method_lrs), "seeds": seeds, "sft": sft, "reduction": reduction,
             "talr_gain": talr_gain}
+
+
+def _by_seed(values, seeds) -> dict:
+    """``{seed: value}`` from a mapping, or from a sequence in the order of ``seeds``."""
+    if isinstance(values, dict):
+        return {int(k): float(v) for k, v in values.items()}
+    values = list(values)
+    if len(values) != len(seeds):
+        raise ValueError(f"reduction: {len(values)} values for {len(seeds)} seeds; give a mapping seed -> value")
+    return {int(s): float(v) for s, v in zip(seeds, values)}
 
 
 def _real_parts(m: dict):
@@ -131,20 +141,24 @@ def _real_parts(m: dict):
         ivs[f"SFT D/G lr {m['lr_grid'][j + 1]:g} − {m['lr_grid'][j]:g}"] = iv
     s1 = [side(iv) for iv in steps]
     inc = "undecided" if not steps else "seen" if all(x == "above" for x in s1) else "contradicted" if "below" in s1 else "undecided"
-    red = {k: np.asarray(v, float) for k, v in m["reduction"].items()}
-    if "large" not in red or "small" not in red:
+    red = {k: _by_seed(v, m["seeds"]) for k, v in m["reduction"].items()}
+    if not red.get("large") or not red.get("small"):
         return inc, "undecided", notes + ["TALR or SFT missing at a method lr"], ivs
-    if not np.isfinite(red["large"]).all():
+    large_values = np.asarray(list(red["large"].values()), float)
+    if not np.isfinite(large_values).all():
         return inc, "undecided", notes + ["TALR makes no domain gain at the large lr in some seed: its D/G is undefined, not compared"], ivs
-    at_large = paired_interval(red["large"])
+    at_large = paired_interval(large_values)
     ivs["SFT − TALR D/G at the large lr"] = at_large
     sides = [side(at_large)]
-    if np.isfinite(red["small"]).all():
-        vs_small = paired_interval(red["large"], red["small"])
+    common = sorted(set(red["large"]) & set(red["small"]))  # paired by seed: a seed missing at one lr drops out
+    small_values = np.asarray([red["small"][s] for s in common], float)
+    if common and np.isfinite(small_values).all():
+        vs_small = paired_interval(np.asarray([red["large"][s] for s in common], float), small_values)
         ivs["reduction large − small"] = vs_small
         sides.append(side(vs_small))
     else:
-        notes.append("TALR makes no domain gain at the small lr in some seed")
+        notes.append("TALR makes no domain gain at the small lr in some seed" if common else
+                     "no seed has TALR and SFT at both method lrs")
         sides.append("crosses")
     large = "seen" if all(x == "above" for x in sides) else "contradicted" if "below" in sides else "undecided"
     return inc, large, notes, ivs

@@ -153,6 +153,18 @@ def test_claim18_real_lm_paired_by_seed_and_undefined_without_domain_gain():
     falling = [[0.22, 0.001, -0.011], [0.23, 0.0012, -0.010]]
     assert d(_claim18(falling, {"small": [0.05, 0.051], "large": [-0.05, -0.052]}))[0] == "fails"
     assert d(_claim18([[0.0, 0.01, 0.2], [0.0, -0.01, 0.1]], {"small": [0.01, -0.01], "large": [0.02, -0.01]}))[0] == "inconclusive"
+    # paired by seed: a seed missing at one method lr (a diverged run is left out) drops out of the pair, no error
+    three = [[-0.011, 0.001, 0.22], [-0.010, 0.0012, 0.23], [-0.012, 0.0011, 0.21]]
+    # seed 1 has TALR at the small lr only; paired by position, seed 2's large would meet seed 1's small (0.052 - 0.06)
+    m = {**_claim18(three, {"small": {0: 0.01, 1: 0.06, 2: 0.012}, "large": {0: 0.05, 2: 0.052}}), "seeds": [0, 1, 2]}
+    verdict, reason = d(m)
+    assert verdict == "holds"  # by seed: large - small = 0.04 in both common seeds
+    assert "reduction large − small" in cost_per_gain.ours_real_lm(m) and "n = 2" in cost_per_gain.ours_real_lm(m)
+    assert d({**m, "reduction": {"small": {1: 0.01}, "large": {0: 0.05, 2: 0.052}}})[1].count("no seed has TALR") == 1
+    verdict, reason = d({**m, "reduction": {"small": {0: 0.01, 1: 0.011, 2: 0.012}, "large": {}}})
+    assert verdict == "inconclusive" and "missing at a method lr" in reason
+    with pytest.raises(ValueError, match="reduction"):
+        d({**m, "reduction": {"small": [0.01, 0.011], "large": [0.05, 0.052, 0.05]}})
 
 
 def _mg_cells(slope_of, targets=(0.06, 0.12, 0.18, 0.24), lrs=(1e-5, 5e-5, 2.5e-4)):
