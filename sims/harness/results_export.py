@@ -168,9 +168,8 @@ def stale_runs(configs: list, preset_name: str, results_dir: Path | None = None)
     target = Path(results_dir if results_dir is not None else default_results_dir()) / preset_name
     if not target.is_dir():
         return []
-    from sims.harness.early_points import FOLDER
-
     from sims.harness.base_model_analyses import FOLDER as BASE_FOLDER
+    from sims.harness.early_points import FOLDER
 
     planned = {run_folder(cfg).name for cfg in configs}
     return sorted(p for p in target.iterdir()
