@@ -498,6 +498,8 @@ def test_the_accuracy_figure_draws_the_papers_axes_from_the_committed_runs(tmp_p
         return out
 
     monkeypatch.setenv("SFT_REAL_LM_PRESET", "default")
+    monkeypatch.setenv("SFT_RESULTS_DIR", str(RESULTS))  # the repository's, whatever another test's fixture set
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "runs"))  # empty: every run is read from results/
     monkeypatch.setattr(experiments, "run_many", read_only)
     monkeypatch.setattr("sims.harness.compilation_cache.enable_compilation_cache", lambda: None)
     FIGURES["real_lm_accuracy"].draw(tmp_path)
