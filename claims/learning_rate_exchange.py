@@ -20,7 +20,7 @@ def measure() -> dict:
     """Per seed (the seeds both learning rates finished): G and D at the small and at the large method lr."""
     from sims.harness.experiments import lr_tradeoff
 
-    p = real.preset()
+    p = real.preset("grid")
     runs = lr_tradeoff(p, progress=False)
     small, large = p.method_lrs
     cot = [r for r in runs if r["fmt"] == "cot"]
@@ -92,10 +92,10 @@ def describe(m: dict) -> str:
             f"{m['accuracy']}. Paired 95% t intervals: {ours(m)}. " + real.DIRECTIONS)
 
 
-@check(12, real.setting(), real.GROUP, figures=("real_lm_lr_tradeoff",))
+@check(12, real.setting("grid"), real.GROUP, figures=("real_lm_lr_tradeoff",))
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_lr_tradeoff"), ours=ours(m),
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_lr_tradeoff", "grid"), ours=ours(m),
                    seeds=f"{len(m['seeds'])} paired", rule=rule_of(decide),
                    sensitivity=NO_THRESHOLD + " (signs of paired differences)")

@@ -86,7 +86,7 @@ def synthetic() -> Verdict:
 def measure_real_lm() -> dict:
     from sims.harness.experiments import matched_gain
 
-    return {"formats": matched_gain(real.preset(), progress=False)}
+    return {"formats": matched_gain(real.preset("grid"), progress=False)}
 
 
 def _seed_table(cells: list[dict], target: float, lrs: list[float]) -> np.ndarray:
@@ -185,7 +185,7 @@ def describe_real_lm(m: dict) -> str:
             + " | ".join(parts) + f". Better-fitting shape per format: {better}. " + real.DIRECTIONS)
 
 
-@check(3, real.setting(), real.GROUP, figures=("real_lm_matched_gain",))
+@check(3, real.setting("grid"), real.GROUP, figures=("real_lm_matched_gain",))
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
@@ -193,6 +193,6 @@ def real_lm() -> Verdict:
     ours = "; ".join(f"{f}: D(largest lr) - D(smallest) at Δ* " + ", ".join(f"{t:.3f}: {ivs[-1].text()}" for t, (_, ivs) in _monotone_parts(r).items() if ivs)
                      for f, r in fitted.items()) or "no matched-gain cells"
     n = sorted({c["n"] for r in fitted.values() for c in r["cells"]})
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_matched_gain"), ours=ours,
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_matched_gain", "grid"), ours=ours,
                    seeds=f"{'/'.join(map(str, n)) or 0} paired per cell", rule=rule_of(decide_real_lm),
                    sensitivity=NO_THRESHOLD + " (signs of paired differences)")

@@ -127,7 +127,7 @@ def measure_real_lm() -> dict:
     from sims.harness.experiments import matched_gain
 
     out, n = {}, set()
-    for fmt, r in matched_gain(real.preset(), progress=False).items():
+    for fmt, r in matched_gain(real.preset("grid"), progress=False).items():
         cells = r.get("cells") or []
         if not cells:
             out[fmt] = None
@@ -173,7 +173,10 @@ def ours_real_lm(m: dict) -> str:
         if x is None:
             return f"{f}: no cells"
         chords = len(x.get("chord_targets") or [])
-        return (f"{f}: p = {x['exponent']:.2f} [{x['exponent_interval'][0]:.2f}, {x['exponent_interval'][1]:.2f}], RSS Δ*^2 λ "
+        positive = int(np.sum(np.asarray(x["slopes"], float) > 0))
+        exponent = (f"p = {x['exponent']:.2f} [{x['exponent_interval'][0]:.2f}, {x['exponent_interval'][1]:.2f}]"
+                    if np.isfinite(x["exponent"]) else f"no exponent ({positive} of {len(x['slopes'])} slopes positive)")
+        return (f"{f}: {exponent}, RSS Δ*^2 λ "
                 f"{x['rss_quadratic']:.3g} vs Δ* λ {x['rss_linear']:.3g}"
                 + (f", {chords} of {len(x['target_gain'])} slopes left out (chords from the base model)" if chords else ""))
 
@@ -197,11 +200,11 @@ def describe_real_lm(m: dict) -> str:
             f"matched-gain D; p's interval from the per-seed exponents): " + " | ".join(parts) + ". " + real.DIRECTIONS)
 
 
-@check(4, real.setting(), real.GROUP, figures=("real_lm_matched_gain",))
+@check(4, real.setting("grid"), real.GROUP, figures=("real_lm_matched_gain",))
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
     n = m["n_per_cell"]
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_matched_gain"), ours=ours_real_lm(m),
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_matched_gain", "grid"), ours=ours_real_lm(m),
                    seeds=f"{'/'.join(map(str, n)) or 0} per cell (exponent interval over seeds)", rule=rule_of(decide_real_lm),
                    sensitivity=sensitivity(decide_real_lm, m))

@@ -37,12 +37,12 @@ ACCURACIES = (("greedy_accuracy", "held-out greedy answer acc."),
 
 def measure(preset=None) -> dict:
     """``{"preset", "scale", "rows": [{fmt, lr, n, base: {key: v}, change: {key: Interval}}], "chance", "missing"}``
-    from the finished SFT runs of ``preset`` (default: the real-LM claims' preset)."""
+    from the finished SFT runs of ``preset`` (default: the preset the real-LM claims read the learning-rate grid of)."""
     from claims import real_lm_results as real
     from sims.harness.experiments import sft_configs, summarise_run
     from sims.harness.runs import load_result
 
-    preset = real.preset() if preset is None else preset
+    preset = real.preset("grid") if preset is None else preset
     rows, chance, missing = [], {}, 0
     for fmt in preset.formats:
         for lr in preset.lr_grid:

@@ -1,8 +1,9 @@
 """The cached real-LM experiments the real-LM claim checks read (:mod:`sims.harness.experiments`, on
 SmolLM2-135M-Instruct unless the preset says otherwise). The preset is the one
-``sims.harness.presets.real_lm_preset_name`` names: ``$SFT_REAL_LM_PRESET`` when set, else ``"cpu"`` once all of
-its runs are committed, else ``"default"``. Runs not stored are computed (the ``default`` sweep: about 20 minutes
-on a 2-core CPU); stored runs are read.
+``sims.harness.presets.real_lm_preset_name`` names for the part of it a claim reads (``"grid"``: the SFT
+learning-rate grid and the base-model analyses; ``"all"``: the method comparison too): ``$SFT_REAL_LM_PRESET`` when
+set, else ``"cpu"`` once all of that part's runs are committed, else ``"default"``; each row's setting column names
+it. Runs not stored are computed (the ``default`` sweep: about 20 minutes on a 2-core CPU); stored runs are read.
 
 Quantities keep the harness's names (``domain_gain``, ``general_change``); the evidence texts show them as the
 theory's letters G and D.
@@ -24,10 +25,10 @@ T_NOTE = ("A paired 95% t interval over n seeds uses t with n - 1 degrees of fre
           "(against the 2 of mean +- 2 SE), so few seeds rarely exclude a boundary.")
 
 
-def _preset_name() -> str:
+def _preset_name(part: str = "all") -> str:
     from sims.harness.presets import real_lm_preset_name
 
-    return real_lm_preset_name()
+    return real_lm_preset_name(part)
 
 
 def _talr_variants(name: str) -> str:
@@ -58,10 +59,10 @@ def _scale(name: str) -> str:
     return f"{p.steps} steps x batch {p.batch_size}, {len(p.seeds)} seeds"
 
 
-def setting() -> str:
-    """The setting column of a real-LM row (fixed at import: a check registers under it), naming the preset's scale
-    and the TALR variant it trains."""
-    name = _preset_name()
+def setting(part: str = "all") -> str:
+    """The setting column of a real-LM row reading ``part`` of its preset (fixed at import: a check registers under
+    it), naming the preset's scale and the TALR variant it trains."""
+    name = _preset_name(part)
     talr = f"TALR = {_talr_variants(name)}"
     if name == "default":
         return f"real LM (SmolLM2-135M-Instruct, {_scale(name)}; {talr})"
@@ -70,18 +71,20 @@ def setting() -> str:
     return f"real LM ({name} preset, {_scale(name)}; {talr})"
 
 
-def command(figure: str | None = None) -> str:
-    name = _preset_name()
+def command(figure: str | None = None, part: str = "all") -> str:
+    """The command that recomputes a row: its figure (or the preset's report) under the preset ``part`` reads."""
+    name = _preset_name(part)
     prefix = "" if name == "default" else f"SFT_REAL_LM_PRESET={name} "
     return f"{prefix}python -m figures {figure}" if figure else f"python -m sims.harness report --preset {name}"
 
 
-def preset():
+def preset(part: str = "all"):
+    """The preset whose ``part`` a claim reads."""
     from sims.harness.compilation_cache import enable_compilation_cache
     from sims.harness.presets import get_preset
 
     enable_compilation_cache()
-    return get_preset(_preset_name())
+    return get_preset(_preset_name(part))
 
 
 def method_rows(p, lr) -> dict[str, dict]:

@@ -80,11 +80,12 @@ def synthetic() -> Verdict:
 def measure_real_lm() -> dict:
     """Per format, at its middle matched gain Δ* (half the smallest final gain over the grid; where every lr's runs
     reach it): per lr the per-seed general change at matched gain, with the hard-token statistics."""
-    from sims.harness.experiments import matched_gain, token_analysis
+    from sims.harness.base_model_analyses import target_token_statistics
+    from sims.harness.experiments import matched_gain
 
-    p = real.preset()
+    p = real.preset("grid")
     mg = matched_gain(p, progress=False)
-    ta = token_analysis(p, progress=False)["formats"]
+    ta = target_token_statistics(p, progress=False)
     per_example = {f: ta[f]["hard_fraction"] * ta[f]["n_tokens"] / p.data.n_train for f in ta}
     formats = {}
     for fmt, r in mg.items():
@@ -173,7 +174,7 @@ def describe_real_lm(m: dict) -> str:
             + real.DIRECTIONS)
 
 
-@check(7, real.setting(), real.GROUP, figures=("real_lm_safe_lr",))
+@check(7, real.setting("grid"), real.GROUP, figures=("real_lm_safe_lr",))
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
@@ -181,5 +182,5 @@ def real_lm() -> Verdict:
     ours = ", ".join(f"safe lr {k} (certain / possible) {'/'.join(str(x) for x in safe_range(f[k], m['lr_grid'], m['eps']))}"
                      for k in ("cot", "label") if k in f)
     n = sorted({len(v) for x in f.values() for v in x["per_seed"].values()})
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_safe_lr"), ours=ours + f" (D at matched gain <= {m['eps']:g})",
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_safe_lr", "grid"), ours=ours + f" (D at matched gain <= {m['eps']:g})",
                    seeds=f"{'/'.join(map(str, n)) or 0} per lr", rule=rule_of(decide_real_lm), sensitivity=sensitivity(decide_real_lm, m) + " (eps)")

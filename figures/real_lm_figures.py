@@ -2,9 +2,10 @@
 checked in ``claims/``.
 
 Every figure calls the cached experiment functions of :mod:`sims.harness.experiments`
-with the preset ``sims.harness.presets.real_lm_preset_name`` names: ``$SFT_REAL_LM_PRESET`` when set, else ``"cpu"``
-once all of its runs are committed, else ``"default"``. A run not stored is computed (the ``default`` preset's sweep
-takes about 20 minutes cold on a 2-core CPU); stored runs are read. Domain gain and
+with the preset ``sims.harness.presets.real_lm_preset_name`` names for the part of it a figure draws (``"grid"``: the
+SFT learning-rate grid and the base-model analyses; ``"all"``: the method comparison too): ``$SFT_REAL_LM_PRESET``
+when set, else ``"cpu"`` once all of that part's runs are committed, else ``"default"``. A run not stored is computed
+(the ``default`` preset's sweep takes about 20 minutes cold on a 2-core CPU); stored runs are read. Domain gain and
 general loss change are in nats/token (held-out). The harness results name their quantities
 (``domain_gain``, ``general_change``); the drawings label them with the theory's letters, G and D.
 """
@@ -20,21 +21,22 @@ from figures._registry import figure, save_figure
 GROUP = "real_lm"
 
 
-def _preset():
+def _preset(part: str = "all"):
+    """The preset whose ``part`` (``sims.harness.presets.REAL_LM_PARTS``) a figure draws."""
     from sims.harness.presets import get_preset, real_lm_preset_name
 
-    return get_preset(real_lm_preset_name())
+    return get_preset(real_lm_preset_name(part))
 
 
 _PLAN_SHOWN: set = set()
 
 
-def _setup():
+def _setup(part: str = "all"):
     from sims.harness.compilation_cache import enable_compilation_cache
     from sims.harness.sweep_plan import describe_pending, describe_plan
 
     enable_compilation_cache()
-    preset = _preset()
+    preset = _preset(part)
     if preset.name not in _PLAN_SHOWN:  # once per process: what the real-LM figures may have to compute
         _PLAN_SHOWN.add(preset.name)
         print("[figures] real-LM runs of the preset " + describe_plan(preset), flush=True)
@@ -64,7 +66,7 @@ def real_lm_lr_tradeoff(out_dir: Path) -> dict:
 
     from sims.harness.experiments import lr_tradeoff
 
-    preset = _setup()
+    preset = _setup("grid")
     runs = lr_tradeoff(preset)
     fig, axes = plt.subplots(1, len(preset.formats), figsize=(5.2 * len(preset.formats), 4.2), squeeze=False)
     colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(preset.lr_grid)))
@@ -93,7 +95,7 @@ def real_lm_accuracy(out_dir: Path) -> dict:
 
     from sims.harness.experiments import lr_tradeoff
 
-    preset = _setup()
+    preset = _setup("grid")
     runs = lr_tradeoff(preset)
     panels = (("answer_accuracy", "choice", "held-out answer accuracy (teacher-forced)", "general multiple-choice accuracy"),
               ("answer_accuracy", "general_top1", "held-out answer accuracy (teacher-forced)",
@@ -268,7 +270,7 @@ def real_lm_single_step(out_dir: Path) -> dict:
 
     from sims.harness.experiments import single_step_theory
 
-    preset = _setup()
+    preset = _setup("grid")
     ss = single_step_theory(preset)
     fig, axes = plt.subplots(1, len(ss["formats"]), figsize=(5.4 * len(ss["formats"]), 4.4), squeeze=False)
     for ax, (fmt, sets) in zip(axes[0], ss["formats"].items()):
@@ -295,7 +297,7 @@ def real_lm_matched_gain(out_dir: Path) -> dict:
 
     from sims.harness.experiments import matched_gain
 
-    preset = _setup()
+    preset = _setup("grid")
     mg = matched_gain(preset)
     fig, axes = plt.subplots(1, len(mg), figsize=(5.4 * len(mg), 4.2), squeeze=False)
     for ax, (fmt, r) in zip(axes[0], mg.items()):
@@ -329,7 +331,7 @@ def real_lm_safe_lr(out_dir: Path) -> dict:
     from claims.intervals import paired_interval
     from claims.safe_step_size import measure_real_lm, safe_range
 
-    preset = _setup()
+    preset = _setup("grid")
     m = measure_real_lm()  # what claim 7 decides on: D at matched domain gain, per seed
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     fmts = list(m["formats"])

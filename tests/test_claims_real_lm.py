@@ -229,6 +229,16 @@ def test_claim4_real_lm_leaves_out_slopes_made_of_chords_from_the_base_model():
     assert "2 of 4 slopes left out" in matched_gain_slope.ours_real_lm({"formats": {"cot": {**m, "exponent_interval": (2.0, 2.0)}}})
 
 
+def test_claim4_real_lm_without_an_exponent_says_how_many_slopes_are_positive():
+    """D at matched gain falling with the learning rate gives negative slopes: no power law, and the row says so
+    rather than printing p = nan."""
+    falling = matched_gain_slope.slope_measurements(_mg_cells(lambda t: -10 * t ** 2), _fit(True))
+    assert np.all(np.asarray(falling["slopes"]) < 0) and not np.isfinite(falling["exponent"])
+    m = {"formats": {"cot": {**falling, "exponent_interval": (float("-inf"), float("inf"))}}}
+    assert matched_gain_slope.decide_real_lm(m) == ("inconclusive", "cot: no exponent: fewer than two positive slopes.")
+    assert "cot: no exponent (0 of 4 slopes positive)" in matched_gain_slope.ours_real_lm(m)
+
+
 def _epochs(tau, frac):
     """Per seed {epoch: {"tau", "frac_above"}} as token_analysis stores it (string epochs after a JSON round trip)."""
     return [{str(e): {"tau": t, "frac_above": f} for e, (t, f) in enumerate(zip(ts, fs))} for ts, fs in zip(tau, frac)]

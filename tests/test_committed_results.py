@@ -451,33 +451,59 @@ def test_the_committed_real_results_verify_and_the_cheapest_reproduces():
 
 
 def test_the_real_lm_figures_read_the_cpu_preset_once_it_is_complete(env, dirs, monkeypatch):
-    """``$SFT_REAL_LM_PRESET`` wins; unset, the figures and claims read ``default`` while any ``cpu`` run is left to
-    compute (empty run and results folders here) or the early points of its learning-rate grid are missing, and
-    ``cpu`` once none is."""
+    """``$SFT_REAL_LM_PRESET`` wins; unset, the figures and claims read ``default`` while any ``cpu`` run of the part
+    they read is left to compute (empty run and results folders here) or the early points of its learning-rate grid
+    are missing, and ``cpu`` once none is: the learning-rate grid's part as soon as the grid is finished, the whole
+    comparison only when every planned run is."""
     import claims.real_lm_results as claim_results
     import figures.real_lm_figures as real_lm_figures
     import sims.harness.presets as presets
     import sims.harness.sweep_plan as sweep_plan
+    from sims.harness.experiments import sft_configs
+    from sims.harness.runs import run_key
 
     assert presets.real_lm_preset_name() == "tiny"  # the test environment sets it
+    assert presets.real_lm_preset_name("grid") == "tiny"
     monkeypatch.delenv(presets.REAL_LM_PRESET_ENV)
     presets._all_finished.cache_clear()
-    assert presets.real_lm_preset_name() == "default"
+    assert presets.real_lm_preset_name() == "default" and presets.real_lm_preset_name("grid") == "default"
     assert claim_results._preset_name() == "default" and real_lm_figures._preset().name == "default"
-    left = sweep_plan.pending(presets.get_preset("cpu"))["to_compute"]
-    assert len(left) == len(sweep_plan.planned_runs(presets.get_preset("cpu")))  # nothing stored in these folders
+    cpu = presets.get_preset("cpu")
+    left = sweep_plan.pending(cpu)["to_compute"]
+    assert len(left) == len(sweep_plan.planned_runs(cpu))  # nothing stored in these folders
+    grid_keys = {run_key(c) for c in sft_configs(cpu)}
+    assert 0 < len(grid_keys) < len(left)
     real_pending = sweep_plan.pending
-    monkeypatch.setattr(sweep_plan, "pending", lambda preset: {**real_pending(preset), "to_compute": []})
-    presets._all_finished.cache_clear()
-    assert presets.real_lm_preset_name() == "default"  # every run, but not the early points of the grid's runs
+    finished = set()  # the keys the patched pending counts as finished
+
+    def pending(preset, configs=None):
+        out = real_pending(preset, configs=configs)
+        return {**out, "to_compute": [k for k in out["to_compute"] if k not in finished]}
+
+    monkeypatch.setattr(sweep_plan, "pending", pending)
     import sims.harness.early_points as early_points
 
     monkeypatch.setattr(early_points, "read_early", lambda key, until: {"run_key": key, "until": until})
+    finished |= grid_keys - {sorted(grid_keys)[0]}  # all but one run of the grid
+    presets._all_finished.cache_clear()
+    assert presets.real_lm_preset_name("grid") == "default" and presets.real_lm_preset_name() == "default"
+    finished |= grid_keys  # the grid, not the methods
+    presets._all_finished.cache_clear()
+    assert presets.real_lm_preset_name("grid") == "cpu" and presets.real_lm_preset_name("all") == "default"
+    assert claim_results.setting("grid").startswith("real LM (cpu preset, 100 steps x batch 2, 3 seeds")
+    assert claim_results.command("real_lm_matched_gain", "grid") == "SFT_REAL_LM_PRESET=cpu python -m figures real_lm_matched_gain"
+    assert claim_results.setting().startswith("real LM (SmolLM2-135M-Instruct, 4 steps")
+    assert real_lm_figures._preset("grid").name == "cpu" and real_lm_figures._preset().name == "default"
+    finished |= set(left)
     presets._all_finished.cache_clear()
     assert presets.real_lm_preset_name() == "cpu"
-    assert claim_results.setting().startswith("real LM (cpu preset, 100 steps x batch 2, 3 seeds")
+    monkeypatch.setattr(early_points, "read_early", lambda key, until: None)  # every run, not the early points
+    presets._all_finished.cache_clear()
+    assert presets.real_lm_preset_name() == "default" and presets.real_lm_preset_name("grid") == "default"
     monkeypatch.setenv(presets.REAL_LM_PRESET_ENV, "smoke")
-    assert presets.real_lm_preset_name() == "smoke"
+    assert presets.real_lm_preset_name() == "smoke" and presets.real_lm_preset_name("grid") == "smoke"
+    with pytest.raises(ValueError, match="part: must be one of"):
+        presets.real_lm_preset_name("methods")
     presets._all_finished.cache_clear()
 
 

@@ -357,8 +357,10 @@ def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.
 def safe_lr(preset: Preset, progress: bool = True) -> dict:
     """Experiment 4c: hard-token mass per format vs the largest grid learning rate with general loss increase
     ``<= safe_eps`` (final point, seed mean), and the same at the matched gain of experiment 4b."""
+    from sims.harness.base_model_analyses import target_token_statistics
+
     runs = lr_tradeoff(preset, progress)
-    tokens = token_analysis(preset, progress)
+    tokens = {"formats": target_token_statistics(preset, progress)}  # the base model's alone: no method run needed
     mg = matched_gain(preset, progress)
     out = {"eps": preset.safe_eps, "formats": {}}
     for fmt in preset.formats:

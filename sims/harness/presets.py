@@ -28,11 +28,17 @@ from dataclasses import dataclass
 from sims.methods import MethodConfig, get_method
 from sims.harness.session import DataConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "real_lm_preset_name", "REAL_LM_PRESET_ENV",
+__all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "real_lm_preset_name", "REAL_LM_PRESET_ENV", "REAL_LM_PARTS",
            "SHORT_CALCULATORS", "SHORT_UNSEEN_CALCULATORS"]
 
 #: Environment variable naming the preset whose runs the real-LM figures and claims read.
 REAL_LM_PRESET_ENV = "SFT_REAL_LM_PRESET"
+
+#: What a real-LM figure or claim reads of its preset: ``"grid"``, the SFT learning-rate grid of every format with
+#: its early points and the base-model analyses (claims about learning rates and target tokens), or ``"all"``, every
+#: planned run (the method comparison too). A part is read from the ``cpu`` preset as soon as its own runs are all
+#: finished, so the learning-rate claims are decided at that scale while the method runs are still being computed.
+REAL_LM_PARTS = ("grid", "all")
 
 #: MedCalc-Bench calculators (sims.harness.medcalc_bench) whose chain-of-thought example (note + the package's
 #: explanation) fits 320 tokens with SmolLM2's tokenizer (digits split; longest of 30 drawn per calculator: 227-313).
@@ -285,23 +291,27 @@ def get_preset(name: str, model: str | None = None) -> Preset:
     return PRESETS[name](model) if name == "tiny" else PRESETS[name]()
 
 
-def real_lm_preset_name() -> str:
-    """The preset the real-LM figures and claims read: ``$SFT_REAL_LM_PRESET`` when it is set; otherwise ``"cpu"``
-    once every planned run of the ``cpu`` preset has finished (committed under ``results/`` or in a run folder) and
-    its early points are stored, so
-    ``make figures`` draws that CPU-scale result in minutes; until then ``"default"``, computed when not stored."""
+def real_lm_preset_name(part: str = "all") -> str:
+    """The preset the real-LM figures and claims reading ``part`` (one of :data:`REAL_LM_PARTS`) use:
+    ``$SFT_REAL_LM_PRESET`` when it is set; otherwise ``"cpu"`` once every planned run of that part of the ``cpu``
+    preset has finished (committed under ``results/`` or in a run folder) and the early points of its
+    learning-rate grid are stored, so ``make figures`` draws that CPU-scale result in minutes; until then
+    ``"default"``, computed when not stored."""
+    if part not in REAL_LM_PARTS:
+        raise ValueError(f"part: must be one of {REAL_LM_PARTS}, got {part!r}")
     name = os.environ.get(REAL_LM_PRESET_ENV)
     if name:
         return name
     from sims.harness.runs import results_dir, runs_dir
 
-    return "cpu" if _all_finished("cpu", str(results_dir()), str(runs_dir())) else "default"
+    return "cpu" if _all_finished("cpu", part, str(results_dir()), str(runs_dir())) else "default"
 
 
 @functools.lru_cache(maxsize=8)
-def _all_finished(name: str, results: str, runs: str) -> bool:
-    """Whether nothing of preset ``name`` is left to compute: every planned run and, with ``early_until``, the early
-    points of every learning-rate-grid run (keyed by the folders read; once per process)."""
+def _all_finished(name: str, part: str, results: str, runs: str) -> bool:
+    """Whether nothing of ``part`` of preset ``name`` is left to compute: every run of the part (``"grid"``: the SFT
+    learning-rate grid's; ``"all"``: every planned run) and, with ``early_until``, the early points of every
+    learning-rate-grid run (keyed by the folders read; once per process)."""
     import warnings
 
     from sims.harness.early_points import read_early
@@ -310,7 +320,7 @@ def _all_finished(name: str, results: str, runs: str) -> bool:
     from sims.harness.sweep_plan import pending
 
     preset = get_preset(name)
-    if pending(preset)["to_compute"]:
+    if pending(preset, configs=sft_configs(preset) if part == "grid" else None)["to_compute"]:
         return False
     with warnings.catch_warnings():  # a stale record only means "not finished" here
         warnings.simplefilter("ignore")
