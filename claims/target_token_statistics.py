@@ -20,9 +20,9 @@ MINORITY = 0.25
 
 
 def measure() -> dict:
-    from sims.harness.experiments import token_analysis
+    from sims.harness.base_model_analyses import target_token_statistics
 
-    st = token_analysis(real.preset(), progress=False)["formats"]["cot"]
+    st = target_token_statistics(real.preset("grid"), progress=False)["cot"]
     hard_total = max(sum(st["hard_kinds"].values()), 1)
     all_total = max(sum(st["all_kinds"].values()), 1)
     return {"n_tokens": st["n_tokens"], "median_p": st["median_p"], "hard_fraction": st["hard_fraction"],
@@ -55,11 +55,11 @@ def describe(m: dict) -> str:
             f"hardest: {', '.join(repr(t) for t in m['hardest'])}. " + real.DIRECTIONS)
 
 
-@check(11, real.setting(), real.GROUP, figures=("real_lm_token_stats",))
+@check(11, real.setting("grid"), real.GROUP, figures=("real_lm_target_tokens",))
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
     ours = (f"median p {m['median_p']:.3f}; fraction p <= 0.2 {m['hard_fraction']:.3f}; digits {m['digit_share_hard']:.2f} of hard vs "
             f"{m['digit_share_all']:.2f} of all")
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_token_stats"), ours=ours,
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_target_tokens", "grid"), ours=ours,
                    seeds=f"base model, {m['n_tokens']} target tokens (no seeds)", rule=rule_of(decide), sensitivity=sensitivity(decide, m))

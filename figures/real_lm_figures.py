@@ -218,16 +218,10 @@ def real_lm_methods_pareto(out_dir: Path) -> dict:
     return save_figure(fig, out_dir, "real_lm_methods_pareto", {"preset": _config(preset), "rows": front["rows"], "front": front["front"]})
 
 
-@figure("real_lm_token_stats", "Target-token probabilities under SmolLM2, hard tokens by kind, fraction with p > 0.2 per epoch for SFT and TALR (Fig. 3)", GROUP)
-def real_lm_token_stats(out_dir: Path) -> dict:
-    import matplotlib.pyplot as plt
-
-    from sims.harness.experiments import token_analysis
-
-    preset = _setup()
-    ta = token_analysis(preset)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for fmt, st in ta["formats"].items():
+def _draw_target_tokens(axes, formats: dict) -> None:
+    """Panels (b) and (a) of the paper's Figure 3 on ``axes[0]`` and ``axes[1]``: the base model's target-token
+    probabilities per format, and which kinds of token are hard (p <= 0.2) against all targets."""
+    for fmt, st in formats.items():
         axes[0].hist(st["p"], bins=20, range=(0, 1), alpha=0.55, label=f"{fmt}: median p={st['median_p']:.3f}, hard={st['hard_fraction']:.2f}")
     axes[0].axvline(0.2, color="r", lw=0.8, ls="--")
     axes[0].set_yscale("log")
@@ -235,9 +229,9 @@ def real_lm_token_stats(out_dir: Path) -> dict:
     axes[0].set_ylabel("tokens")
     axes[0].set_title("(b) distribution of target-token probabilities")
     axes[0].legend(fontsize=7)
-    kinds = sorted({k for st in ta["formats"].values() for k in st["all_kinds"]})
-    width = 0.8 / max(len(ta["formats"]), 1)
-    for i, (fmt, st) in enumerate(ta["formats"].items()):
+    kinds = sorted({k for st in formats.values() for k in st["all_kinds"]})
+    width = 0.8 / max(len(formats), 1)
+    for i, (fmt, st) in enumerate(formats.items()):
         hard_total = max(sum(st["hard_kinds"].values()), 1)
         all_total = max(sum(st["all_kinds"].values()), 1)
         x = np.arange(len(kinds)) + i * width
@@ -247,6 +241,33 @@ def real_lm_token_stats(out_dir: Path) -> dict:
     axes[1].set_ylabel("share of tokens (bars: hard p <= 0.2; dashes: all targets)")
     axes[1].set_title("(a) which tokens are hard")
     axes[1].legend(fontsize=7)
+
+
+@figure("real_lm_target_tokens", "Target-token probabilities under the base SmolLM2 and which tokens are hard, per format (Fig. 3a-b; no fine-tuning run)", GROUP)
+def real_lm_target_tokens(out_dir: Path) -> dict:
+    import matplotlib.pyplot as plt
+
+    from sims.harness.base_model_analyses import target_token_statistics
+
+    preset = _setup("grid")
+    formats = target_token_statistics(preset)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    _draw_target_tokens(axes, formats)
+    fig.suptitle("Target tokens of the training problems under the base model", fontsize=9)
+    cfg = {"preset": _config(preset), "formats": {f: {k: v for k, v in st.items() if k != "p"} for f, st in formats.items()}}
+    return save_figure(fig, out_dir, "real_lm_target_tokens", cfg)
+
+
+@figure("real_lm_token_stats", "Target-token probabilities under SmolLM2, hard tokens by kind, fraction with p > 0.2 per epoch for SFT and TALR (Fig. 3)", GROUP)
+def real_lm_token_stats(out_dir: Path) -> dict:
+    import matplotlib.pyplot as plt
+
+    from sims.harness.experiments import token_analysis
+
+    preset = _setup()
+    ta = token_analysis(preset)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    _draw_target_tokens(axes, ta["formats"])
     from sims.methods import plot_style
 
     for method, ep in ta["epochs"].items():
