@@ -52,6 +52,19 @@ def _config(preset) -> dict:
     return d
 
 
+def _symlog_if_one_value_dominates(ax, values, ratio: float = 20.0) -> None:
+    """A symmetric-log y axis, linear (over as much height as three decades) within twice the 75th percentile of
+    ``|values|``, when the largest ``|value|`` is
+    more than ``ratio`` times that percentile: one degraded run then no longer flattens the differences among the
+    others."""
+    v = np.abs(np.asarray([x for x in values if x is not None and np.isfinite(x)], float))
+    if v.size == 0:
+        return
+    typical = float(np.percentile(v, 75))
+    if typical > 0 and v.max() > ratio * typical:
+        ax.set_yscale("symlog", linthresh=2 * typical, linscale=3)
+
+
 def _mean_sd(values):
     v = np.asarray(values, float)
     return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else 0.0)
@@ -335,13 +348,16 @@ def real_lm_matched_gain(out_dir: Path) -> dict:
                 ax.plot(lam, f1["k1"] * target + f1["k2"] * target * lam, "-", color=color, lw=0.8)
                 ax.plot(lam, f2["k1"] * target + f2["k2"] * target**2 * lam, ":", color=color, lw=1.2)
         ax.set_xscale("log")
+        _symlog_if_one_value_dominates(ax, [c["general_change"] for c in r["cells"]])
         ax.set_xlabel(r"learning rate $\lambda$")
         ax.set_ylabel("general loss change $D$ at matched gain (nats/token)")
         fit = r.get("fit")
         sub = f"rmse linear {fit['linear']['rmse']:.2g} / quadratic {fit['quadratic']['rmse']:.2g}" if fit else "no fit"
         ax.set_title(rf"{fmt}: solid $k_1\Delta^* + k_2\Delta^*\lambda$, dotted $k_1\Delta^* + k_2\Delta^{{*2}}\lambda$" + f"\n{sub}", fontsize=8)
         ax.legend(fontsize=7)
-    fig.suptitle("Matched-gain degradation vs learning rate (Theorem 3.1's shape), SFT", fontsize=9)
+    fig.suptitle(f"Matched-gain degradation vs learning rate (Theorem 3.1's shape), SFT ({preset.name} preset; "
+                 f"mean +- sd over {len(preset.seeds)} seeds)", fontsize=9)
+    fig.tight_layout()
     return save_figure(fig, out_dir, "real_lm_matched_gain", {"preset": _config(preset), "matched_gain": mg})
 
 

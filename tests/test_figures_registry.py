@@ -1,5 +1,6 @@
 """The figure registry and the command line: which figures are drawn and which claim checks run."""
 
+import numpy as np
 import pytest
 
 import claims
@@ -89,3 +90,25 @@ def test_no_checks_leaves_paper_checks_alone_and_group_needs_all(cheap, tmp_path
     assert checked == [] and path.read_text() == before
     with pytest.raises(SystemExit):
         main(["fig_theory", "--group", "theory", "--paper-checks", str(path)])
+
+
+def test_a_real_lm_axis_turns_symmetric_log_only_when_one_value_dwarfs_the_rest():
+    """Matched-gain D of a grid is mostly a few thousandths with, at times, one degraded cell near 0.2: then the axis
+    is linear within twice the 75th percentile of |D| and logarithmic beyond; without such a cell it stays linear."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from figures.real_lm_figures import _symlog_if_one_value_dominates
+
+    fig, (even, dominated, empty) = plt.subplots(1, 3)
+    values = [-0.001, -0.002, -0.0025, 0.003, -0.0012, 0.002, -0.001, -0.002]
+    _symlog_if_one_value_dominates(even, values + [0.02])  # 0.02 is under 20 x the 75th percentile (0.0025)
+    _symlog_if_one_value_dominates(dominated, values + [0.2, None, float("nan")])
+    _symlog_if_one_value_dominates(empty, [None, float("nan")])
+    assert even.get_yscale() == "linear" and empty.get_yscale() == "linear"
+    assert dominated.get_yscale() == "symlog"
+    typical = float(np.percentile(np.abs(values + [0.2]), 75))
+    assert dominated.yaxis.get_transform().linthresh == pytest.approx(2 * typical)
+    plt.close(fig)
