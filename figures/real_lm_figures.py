@@ -196,6 +196,7 @@ def real_lm_accuracy(out_dir: Path) -> dict:
         ax.legend(fontsize=7)
     fig.suptitle(f"Domain vs general performance per learning rate ({preset.name} preset; mean +- sd over "
                  f"{len(preset.seeds)} seeds; lines: trajectories from the initial model)", fontsize=9)
+    fig.tight_layout()
     return save_figure(fig, out_dir, "real_lm_accuracy", {"preset": _config(preset), "points": rows})
 
 
@@ -251,8 +252,8 @@ def _draw_target_tokens(axes, formats: dict) -> None:
         axes[1].bar(x, [st["hard_kinds"].get(k, 0) / hard_total for k in kinds], width, label=f"{fmt}: hard tokens")
         axes[1].plot(x, [st["all_kinds"].get(k, 0) / all_total for k in kinds], "k_", ms=14)
     axes[1].set_xticks(np.arange(len(kinds)) + 0.4 - width / 2, kinds)
-    axes[1].set_ylabel("share of tokens (bars: hard p <= 0.2; dashes: all targets)")
-    axes[1].set_title("(a) which tokens are hard")
+    axes[1].set_ylabel("share of tokens")
+    axes[1].set_title("(a) which tokens are hard (bars: p <= 0.2; dashes: all targets)", fontsize=9)
     axes[1].legend(fontsize=7)
 
 
@@ -267,6 +268,7 @@ def real_lm_target_tokens(out_dir: Path) -> dict:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     _draw_target_tokens(axes, formats)
     fig.suptitle("Target tokens of the training problems under the base model", fontsize=9)
+    fig.tight_layout()
     cfg = {"preset": _config(preset), "formats": {f: {k: v for k, v in st.items() if k != "p"} for f, st in formats.items()}}
     return save_figure(fig, out_dir, "real_lm_target_tokens", cfg)
 
@@ -294,6 +296,7 @@ def real_lm_token_stats(out_dir: Path) -> dict:
     axes[2].set_title("(c) p > 0.2 across epochs (each step's batch, before its update)")
     axes[2].legend(fontsize=7)
     fig.suptitle("Token-level analysis on the generated clinical-calculation domain", fontsize=9)
+    fig.tight_layout()
     cfg = {"preset": _config(preset), "formats": {f: {k: v for k, v in st.items() if k != "p"} for f, st in ta["formats"].items()}, "epochs": ta["epochs"]}
     return save_figure(fig, out_dir, "real_lm_token_stats", cfg)
 
