@@ -76,7 +76,7 @@ def test_target_token_statistics_are_the_base_evaluation_of_the_training_targets
         np.testing.assert_allclose(hardest, np.sort(p[p <= HARD_BELOW])[:40])
 
 
-def test_committed_records_are_read_without_the_model_and_checked(env, dirs, monkeypatch):
+def test_committed_records_are_read_without_the_model_and_checked(env, dirs, monkeypatch, capsys):
     from sims.harness import __main__ as cli
     from sims.harness import base_model_analyses as bma
     from sims.harness.results_export import export_base_analyses, stale_base_analyses
@@ -113,6 +113,10 @@ def test_committed_records_are_read_without_the_model_and_checked(env, dirs, mon
         np.testing.assert_array_equal(again[fmt]["p"], stats[fmt]["p"])
         assert {k: v for k, v in again[fmt].items() if k != "p"} == {k: v for k, v in stats[fmt].items() if k != "p"}
     assert all(bma.stored_path(preset, a) is None for a in bma.NAMESPACES)  # read, not copied into the cache
+    capsys.readouterr()
+    assert cli.main(["export", "--preset", "tiny", "--quiet"]) == 0  # nothing in the cache, all of it committed
+    n = len(bma.NAMESPACES)
+    assert f"0 base-model analyses exported to {folder}; {n} of {n} committed there\n" in capsys.readouterr().out
 
     # a committed record that does not verify is named and recomputed into the cache; the file is left as it is
     path = committed["single_step"]

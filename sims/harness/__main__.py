@@ -341,13 +341,15 @@ def main(argv: list[str] | None = None) -> int:
             committed = sum((where / "early" / f"{run_key(c)}.json").is_file() for c in grid)
             print(f"export {preset.name}: early points of {len(early)} learning-rate-grid runs exported to "
                   f"{where / 'early'}; {committed} of {len(grid)} committed there")
-        from sims.harness.base_model_analyses import NAMESPACES
+        from sims.harness.base_model_analyses import NAMESPACES, committed_path
         from sims.harness.results_export import export_base_analyses, stale_base_analyses
 
         analyses = export_base_analyses(preset, args.results_dir)
-        print(f"export {preset.name}: {len(analyses)} of {len(NAMESPACES)} base-model analyses exported to "
-              f"{where / 'base'}" + ("" if len(analyses) == len(NAMESPACES) else
-                                      " (`sweep --experiment base` computes them)"))
+        # a committed record counts when its file is there under the current key (it is verified when read)
+        there = sum(committed_path(preset, a, args.results_dir) is not None for a in NAMESPACES)
+        print(f"export {preset.name}: {len(analyses)} base-model analyses exported to {where / 'base'}; {there} of "
+              f"{len(NAMESPACES)} committed there" + ("" if there == len(NAMESPACES) else
+                                                     " (`sweep --experiment base` computes the others)"))
         stale_analyses = stale_base_analyses(preset, args.results_dir)
         if args.prune:
             for folder in prune_stale_runs(configs, preset.name, args.results_dir):
