@@ -227,6 +227,13 @@ def test_export_writes_deterministic_files_and_skips_unfinished_runs(env, dirs, 
     assert row["lr"] == 1e-3 and row["seed"] == 6 and row["wall_s"] > 0
     with pytest.raises(ValueError, match="preset_name"):
         export_runs(configs, "../x", tmp_path / "a")
+    # a later sitting on a fresh machine: a run committed earlier, gone from the run folders, is not called skipped
+    shutil.rmtree(runs_dir_of(runs.run_folder(done[0]).name))
+    capsys.readouterr()
+    assert export_runs(configs, "tiny", tmp_path / "a") == a[1:]
+    out = capsys.readouterr().out
+    assert unfinished.label() in out and never.label() in out and done[0].label() not in out
+    assert set(json.loads((tmp_path / "a" / "tiny" / "index.json").read_text())) == {p.name for p in a}
 
 
 def runs_dir_of(key: str) -> Path:

@@ -75,7 +75,8 @@ def export_runs(configs: list, preset_name: str, results_dir: Path | None = None
     rewrite that folder's ``index.json``; return the exported run folders (in the order of ``configs``).
 
     Runs already exported and not among ``configs`` stay in the index (it lists the folder's verified runs), so
-    exporting in several sittings accumulates. Unfinished runs are skipped and, with ``verbose``, named.
+    exporting in several sittings accumulates. Unfinished runs are skipped and, with ``verbose``, named, unless
+    their folder under ``<results_dir>/<preset_name>/`` already holds them finished (exported earlier).
     """
     from sims.harness.runs import results_dir as default_results_dir, run_folder
 
@@ -87,7 +88,8 @@ def export_runs(configs: list, preset_name: str, results_dir: Path | None = None
         folder = run_folder(cfg)
         result, why = _finished(folder)
         if result is None:
-            skipped.append((cfg.label(), folder.name, why))
+            if _finished(target / folder.name)[0] is None:  # committed in an earlier sitting: nothing to say
+                skipped.append((cfg.label(), folder.name, why))
             continue
         out = target / folder.name
         out.mkdir(parents=True, exist_ok=True)
