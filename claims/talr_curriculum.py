@@ -3,7 +3,8 @@ rises epoch over epoch (a curriculum).
 
 Both settings are decided by one rule, :func:`decide`, on per-seed arrays of tau and of the fraction of targets with
 p > 0.2 per epoch, with paired (same seed) 95% t intervals. Synthetic setting: TALR (dynamic tau, floor 0.01)
-trained with SGD over several seeds (SFT shown for comparison). Real-LM setting: the harness's TALR runs.
+trained with SGD over several seeds (SFT shown for comparison). Real-LM setting: the harness's TALR runs, epoch over epoch, or, for runs shorter than two epochs, evaluation
+point over evaluation point on the held-out domain set (:func:`measure_real_lm`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from claims import synthetic_results as synth
 from claims.intervals import paired_interval, side
 from claims.registry import Verdict, check, rule_of, sensitivity
 
-__all__ = ["RISE_SHARE", "TIE", "measure", "decide", "ours", "describe", "epoch_arrays", "measure_real_lm", "describe_real_lm"]
+__all__ = ["RISE_SHARE", "TIE", "measure", "decide", "ours", "describe", "epoch_arrays", "pick_unit", "measure_real_lm", "describe_real_lm"]
 
 # "rises epoch over epoch" is read as: rising in at least half of the epochs (and never falling).
 RISE_SHARE = 0.5
@@ -62,14 +63,28 @@ def epoch_arrays(per_seed: list[dict]) -> dict:
 
 
 def measure_real_lm() -> dict:
+    """TALR's and SFT's per-seed arrays (:func:`epoch_arrays`) over the epochs of the preset's runs, or, when
+    TALR's runs cover fewer than two epochs (the ``cpu`` preset's 100 steps of 2 problems see 200 of its 256
+    problems once), over their evaluation points: the fraction with p > 0.2 then read on the fixed held-out domain
+    set at each point and τ averaged over each interval's training steps
+    (:func:`sims.harness.experiments.checkpoint_token_statistics`). ``"unit"`` says which."""
     from sims.harness.experiments import token_analysis
 
     p = real.preset()
-    ep = token_analysis(p, progress=False)["epochs"]
-    talr = p.compared_talr
-    out = {"talr": epoch_arrays(ep[talr]["per_seed"]) if talr in ep else None,
-           "sft": epoch_arrays(ep["sft"]["per_seed"]) if "sft" in ep else None}
-    out["lr"] = ep.get(talr, ep.get("sft", {})).get("lr")
+    ta = token_analysis(p, progress=False)
+    return pick_unit(ta, p.compared_talr)
+
+
+def pick_unit(ta: dict, talr: str) -> dict:
+    """The epochs of ``token_analysis`` output ``ta`` when the TALR variant ``talr`` has two or more, else its
+    evaluation points (see :func:`measure_real_lm`)."""
+    ep = ta["epochs"]
+    unit, series = "epoch", ep
+    if talr in ep and len(epoch_arrays(ep[talr]["per_seed"])["epochs"]) < 2 and talr in ta.get("checkpoints", {}):
+        unit, series = "evaluation point", ta["checkpoints"]
+    out = {"talr": epoch_arrays(series[talr]["per_seed"]) if talr in series else None,
+           "sft": epoch_arrays(series["sft"]["per_seed"]) if "sft" in series else None, "unit": unit}
+    out["lr"] = series.get(talr, series.get("sft", {})).get("lr")
     return out
 
 
@@ -94,7 +109,7 @@ def _real_parts(t: dict, threshold_scale: float = 1.0):
 
 
 def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
-    """Over TALR's epochs, paired by seed with 95% t intervals: τ decays when τ(last) -
+    """Over TALR's epochs (or evaluation points, ``m["unit"]``), paired by seed with 95% t intervals: τ decays when τ(last) -
     τ(first) is below 0 (contradicted above 0); the fraction with p > 0.2 rises when fraction(last) - fraction(first)
     is above 0, no epoch-to-epoch change is below 0, and the seed-mean fraction rises in at least RISE_SHARE of the
     epochs (contradicted when the overall or an epoch's change is below 0). Holds when both are seen; partly holds
@@ -109,7 +124,11 @@ def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     parts = {"τ decays": tau_part, "fraction with p > 0.2 rises": frac_part}
     seen = [k for k, v in parts.items() if v == "seen"]
     contra = [k for k, v in parts.items() if v == "contradicted"]
-    detail = f" (seed-mean fraction rises in {rises}/{n} epochs" + (f"; falls with 95% confidence after epochs {falls}" if falls else "") + ")"
+    labels = list(t["epochs"])
+    unit = m.get("unit", "epoch")
+    after = "epochs" if unit == "epoch" else "steps"
+    detail = (f" (seed-mean fraction rises in {rises} of the {n} changes from one {unit} to the next"
+              + (f"; falls with 95% confidence after {after} {[labels[j] for j in falls]}" if falls else "") + ")")
     if len(seen) == 2:
         return "holds", "both seen with 95% confidence" + detail + "."
     if seen and contra:
@@ -132,8 +151,13 @@ def describe_real_lm(m: dict) -> str:
         return "No TALR runs with two epochs or more."
     tau, frac = np.asarray(t["tau"]).mean(0), np.asarray(t["frac"]).mean(0)
     sft = f"; SFT fraction {np.asarray(s['frac']).mean(0)[0]:.3f} -> {np.asarray(s['frac']).mean(0)[-1]:.3f}" if s and s["epochs"] else ""
+    if m.get("unit", "epoch") == "epoch":
+        where = f"epochs {t['epochs']}"
+    else:
+        where = (f"one pass over less than two epochs, so read at the evaluation points, steps {t['epochs']}: the fraction on the "
+                 f"held-out domain targets, the same tokens at every point, and τ averaged over each interval's training steps")
     return (f"Paper: dynamic τ decays and the fraction of tokens with p > 0.2 rises epoch over epoch. Ours (TALR, lr {m['lr']:g}, "
-            f"{np.asarray(t['tau']).shape[0]} seeds, epochs {t['epochs']}): seed-mean τ {np.round(tau, 3).tolist()}, fraction p > 0.2 "
+            f"{np.asarray(t['tau']).shape[0]} seeds, {where}): seed-mean τ {np.round(tau, 3).tolist()}, fraction p > 0.2 "
             f"{np.round(frac, 3).tolist()}{sft}. Paired 95% t intervals: {ours(m)}. {real.T_NOTE} " + real.DIRECTIONS)
 
 

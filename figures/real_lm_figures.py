@@ -273,7 +273,7 @@ def real_lm_target_tokens(out_dir: Path) -> dict:
     return save_figure(fig, out_dir, "real_lm_target_tokens", cfg)
 
 
-@figure("real_lm_token_stats", "Target-token probabilities under SmolLM2, hard tokens by kind, fraction with p > 0.2 per epoch for SFT and TALR (Fig. 3)", GROUP)
+@figure("real_lm_token_stats", "Target-token probabilities under SmolLM2, hard tokens by kind, fraction with p > 0.2 per epoch (or evaluation point) for SFT and TALR (Fig. 3)", GROUP)
 def real_lm_token_stats(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
@@ -285,19 +285,30 @@ def real_lm_token_stats(out_dir: Path) -> dict:
     _draw_target_tokens(axes, ta["formats"])
     from sims.methods import plot_style
 
-    for method, ep in ta["epochs"].items():
+    from claims.talr_curriculum import pick_unit
+
+    by_point = pick_unit(ta, preset.compared_talr)["unit"] != "epoch"
+    series = ta["checkpoints"] if by_point else ta["epochs"]
+    for method, ep in series.items():
         st = plot_style(method)
-        for seed_rows in ep["per_seed"]:
-            epochs = sorted(int(e) for e in seed_rows)
-            axes[2].plot([e + 1 for e in epochs], [seed_rows[e]["frac_above"] if e in seed_rows else seed_rows[str(e)]["frac_above"] for e in epochs],
-                         st.marker + st.linestyle, color=st.color, label=f"{st.label}{' [' + method + ']' if method.startswith('talr') else ''} (lr {ep['lr']:g})", alpha=0.8)
-    axes[2].set_xlabel("epoch")
-    axes[2].set_ylabel("fraction of training target tokens with p > 0.2")
-    axes[2].set_title("(c) p > 0.2 across epochs (each step's batch, before its update)")
+        for i, seed_rows in enumerate(ep["per_seed"]):
+            rows = {int(k): v for k, v in seed_rows.items()}
+            xs = sorted(rows)
+            axes[2].plot([x if by_point else x + 1 for x in xs], [rows[x]["frac_above"] for x in xs], st.marker + st.linestyle, color=st.color,
+                         label=f"{st.label}{' [' + method + ']' if method.startswith('talr') else ''} (lr {ep['lr']:g})" if i == 0 else None, alpha=0.8)
+    if by_point:
+        axes[2].set_xlabel("step (runs shorter than two epochs: each evaluation point)")
+        axes[2].set_ylabel("held-out domain targets with p > 0.2")
+        axes[2].set_title("(c) p > 0.2 along training (same held-out tokens)", fontsize=10)
+    else:
+        axes[2].set_xlabel("epoch")
+        axes[2].set_ylabel("fraction of training target tokens with p > 0.2")
+        axes[2].set_title("(c) p > 0.2 across epochs (each step's batch, before its update)")
     axes[2].legend(fontsize=7)
     fig.suptitle("Token-level analysis on the generated clinical-calculation domain", fontsize=9)
     fig.tight_layout()
-    cfg = {"preset": _config(preset), "formats": {f: {k: v for k, v in st.items() if k != "p"} for f, st in ta["formats"].items()}, "epochs": ta["epochs"]}
+    cfg = {"preset": _config(preset), "formats": {f: {k: v for k, v in st.items() if k != "p"} for f, st in ta["formats"].items()}, "epochs": ta["epochs"],
+           "checkpoints": ta["checkpoints"]}
     return save_figure(fig, out_dir, "real_lm_token_stats", cfg)
 
 

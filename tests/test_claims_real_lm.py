@@ -260,6 +260,32 @@ def test_claim10_real_lm_pairs_epochs_over_seeds():
     assert d(half)[0] == "holds" and sensitivity(d, half) == "holds / inconclusive"
 
 
+def test_claim10_reads_evaluation_points_when_the_runs_are_shorter_than_two_epochs():
+    from sims.harness.experiments import checkpoint_token_statistics
+
+    def point(step, frac, taus):
+        return {"step": step, "heldout_stats": {"frac_above": frac}, "train_steps": [{"tau": t} for t in taus]}
+
+    result = {"diverged": False, "points": [point(10, 0.5, [2.0, 1.0]), point(20, 0.625, [0.5, 0.25, 0.75])]}
+    assert checkpoint_token_statistics(result) == {10: {"frac_above": 0.5, "tau": 1.5}, 20: {"frac_above": 0.625, "tau": 0.5}}
+    assert checkpoint_token_statistics({"diverged": True, "points": []}) == {}
+
+    one_epoch = [{"0": {"tau": 1.0, "frac_above": 0.6}}] * 2
+    two_epochs = [{"0": {"tau": 1.0, "frac_above": 0.6}, "1": {"tau": 0.8, "frac_above": 0.7}}] * 2
+    points = [{"10": {"tau": 1.0, "frac_above": 0.6}, "20": {"tau": 0.9, "frac_above": 0.65}, "30": {"tau": 0.7, "frac_above": 0.64}},
+              {"10": {"tau": 1.01, "frac_above": 0.61}, "20": {"tau": 0.91, "frac_above": 0.66}, "30": {"tau": 0.71, "frac_above": 0.65}}]
+    ta = lambda ep: {"epochs": {"talr-mean": {"lr": 1e-4, "per_seed": ep}, "sft": {"lr": 1e-4, "per_seed": ep}},  # noqa: E731
+                     "checkpoints": {"talr-mean": {"lr": 1e-4, "per_seed": points}, "sft": {"lr": 1e-4, "per_seed": points}}}
+    m = talr_curriculum.pick_unit(ta(two_epochs), "talr-mean")
+    assert m["unit"] == "epoch" and m["talr"]["epochs"] == [0, 1]
+    m = talr_curriculum.pick_unit(ta(one_epoch), "talr-mean")
+    assert m["unit"] == "evaluation point" and m["talr"]["epochs"] == [10, 20, 30] and m["lr"] == 1e-4
+    # τ decays; the fraction falls from step 20 to 30 in both seeds by the same 0.01: contradicted, named by step
+    verdict, reason = talr_curriculum.decide(m)
+    assert verdict == "partly holds" and "falls with 95% confidence after steps [20]" in reason and "evaluation point" in reason
+    assert "evaluation points, steps [10, 20, 30]" in talr_curriculum.describe_real_lm(m)
+
+
 def test_the_compared_talr_variant_is_the_talr_of_every_real_lm_claim(monkeypatch):
     """Both views of the method rows (by learning-rate slot, and the whole front) name the preset's compared TALR
     variant "talr", so claims 13-18 find it; other variants keep their registry names."""

@@ -57,6 +57,7 @@ __all__ = [
     "lr_tradeoff",
     "method_comparison",
     "token_analysis",
+    "checkpoint_token_statistics",
     "single_step_theory",
     "matched_gain",
     "safe_lr",
@@ -235,11 +236,13 @@ def _averaging_methods(preset: Preset) -> list[str]:
 
 def token_analysis(preset: Preset, progress: bool = True) -> dict:
     """Experiment 3: ``{"formats": base-model target-token statistics per format
-    (:func:`sims.harness.base_model_analyses.target_token_statistics`), "epochs": {method: {"lr", "per_seed"}}}``
-    with, per seed and epoch, the fraction of training tokens with p > 0.2 and the mean TALR temperature."""
+    (:func:`sims.harness.base_model_analyses.target_token_statistics`), "epochs": {method: {"lr", "per_seed"}},
+    "checkpoints": {method: {"lr", "per_seed"}}}`` with, per seed and epoch, the fraction of training tokens with
+    p > 0.2 and the mean TALR temperature, and per seed and evaluation point the same read on the held-out domain
+    set (:func:`checkpoint_token_statistics`)."""
     from sims.harness.base_model_analyses import target_token_statistics
 
-    out = {"formats": target_token_statistics(preset, progress), "epochs": {}}
+    out = {"formats": target_token_statistics(preset, progress), "epochs": {}, "checkpoints": {}}
     # fraction of training tokens with p > 0.2 per epoch (measured on each step's batch before its update)
     from sims.harness.runs import run_one
 
@@ -248,9 +251,11 @@ def token_analysis(preset: Preset, progress: bool = True) -> dict:
         by_method.setdefault(cfg.method.name, []).append(cfg)
     for method, cfgs in by_method.items():
         large = cfgs[0].learning_rate
-        rows = []
+        rows, checkpoints = [], []
         for cfg in cfgs:
-            s = summarise_run(run_one(cfg, progress=progress))
+            result = run_one(cfg, progress=progress)
+            s = summarise_run(result)
+            checkpoints.append(checkpoint_token_statistics(result))
             per_epoch = {}
             for rec in s["train_steps"]:
                 e = per_epoch.setdefault(rec["epoch"], [0, 0, []])
@@ -259,7 +264,20 @@ def token_analysis(preset: Preset, progress: bool = True) -> dict:
                 e[2].append(rec["tau"])
             rows.append({e: {"frac_above": a / max(n, 1), "tau": float(np.mean(taus))} for e, (a, n, taus) in sorted(per_epoch.items())})
         out["epochs"][method] = {"lr": large, "per_seed": rows}
+        out["checkpoints"][method] = {"lr": large, "per_seed": checkpoints}
     return out
+
+
+def checkpoint_token_statistics(result: dict) -> dict:
+    """Per evaluation point of a run, ``{step: {"frac_above", "tau"}}``: the fraction of the held-out domain
+    set's target tokens with p > 0.2 at that point (the same tokens at every point) and the mean TALR temperature
+    over the training steps since the previous point. The view of the curriculum for a run shorter than two
+    epochs, where there is no epoch over epoch to compare; empty for a diverged run."""
+    if result.get("diverged"):
+        return {}
+    return {int(p["step"]): {"frac_above": float(p["heldout_stats"]["frac_above"]),
+                             "tau": float(np.mean([t["tau"] for t in p["train_steps"]]))}
+            for p in result["points"] if p.get("train_steps")}
 
 
 # ----------------------------------------------------------------------------- experiment 4a

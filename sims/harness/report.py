@@ -51,6 +51,9 @@ def render_report(results: dict, preset_name: str) -> str:
     for method, ep in ta["epochs"].items():
         fr = [[v["frac_above"] for _, v in sorted(seed.items(), key=lambda kv: int(kv[0]))] for seed in ep["per_seed"]]
         lines.append(f"\nfraction of training tokens with p > 0.2 per epoch, {method} at lr {ep['lr']:g}: {fr}")
+    for method, cp in ta.get("checkpoints", {}).items():
+        fr = [[round(v["frac_above"], 4) for _, v in sorted(seed.items(), key=lambda kv: int(kv[0]))] for seed in cp["per_seed"]]
+        lines.append(f"\nfraction of held-out domain tokens with p > 0.2 at each evaluation point, {method} at lr {cp['lr']:g}: {fr}")
     ss = results["single_step"]
     lines += ["", "## 4a. One optimiser step: measured vs predicted change (nats/token)", "",
               "| format | set | lr | measured | predicted (2nd order) | 1st order only |", "|---|---|---|---|---|---|"]
