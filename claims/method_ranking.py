@@ -1,8 +1,9 @@
 """Claim 13: at the larger learning rate general retention orders TALR > FLOW > L2 > SFT.
 
-Real-LM setting: at the larger method learning rate on SmolLM2, per seed the general change D of each method minus
-the SFT learning-rate curve's D at that seed's domain gain (matched domain gain), paired by seed between adjacent
-methods of the paper's order; lower is better retention.
+Real-LM setting: at the larger method learning rate on SmolLM2, per seed the general change D of each method where
+its own trajectory reaches the matched domain gain Δ*, the largest gain every seed of every compared method reaches
+(:func:`claims.real_lm_results.matched_along_trajectories`), paired by seed between adjacent methods of the paper's
+order; lower is better retention.
 """
 
 from __future__ import annotations
@@ -21,17 +22,18 @@ PAPER_ORDER = ("talr", "flow", "l2", "sft")
 
 
 def measure() -> dict:
-    """At the larger method lr, per method of the paper's order: its row, and per seed its general change minus the
-    SFT learning-rate curve's at the seed's domain gain (``below``), and whether every seed's gain lies on that curve."""
+    """At the larger method lr, per method of the paper's order: its end-of-training row, per seed its general
+    change at the common matched gain Δ* along its trajectory (``matched``), whether it gains in every seed
+    (``reached``), Δ* (``target``) and how many seeds' values are chords from the base model (``chords``)."""
     p = real.preset()
-    mf = real.method_front(p)
     lr = p.method_lrs[1]
-    rows = {r["method"]: r for r in mf["rows"] if r["lr"] == lr}
+    rows = real.method_rows(p, lr)
     ran = [n for n in PAPER_ORDER if n in rows and rows[n]["n"] > 0]
+    mt = real.matched_along_trajectories(p, lr, ran)
     return {"lr": lr, "rows": {n: rows[n] for n in ran},
-            "below": {n: real.below_front(rows[n], mf["front"]) for n in ran},
-            "reached": {n: real.in_front_range(rows[n], mf["front"]) for n in ran},
-            "front_max": max(mf["front"]["domain_gain"])}
+            "matched": {n: mt["matched"].get(n, {}) for n in ran},
+            "reached": {n: n not in mt["no_gain"] for n in ran},
+            "target": mt["target"], "chords": mt["chords"]}
 
 
 def retention_order(rows: dict) -> list[str]:
@@ -40,28 +42,28 @@ def retention_order(rows: dict) -> list[str]:
 
 
 def _real_pairs(m: dict):
-    """Adjacent pairs of the paper's order among the methods that are ranked (every seed's domain gain on the SFT
-    curve), with the paired interval of below_worse - below_better (positive: the paper's order)."""
-    ranked = [n for n in PAPER_ORDER if n in m["below"] and m["reached"].get(n)]
+    """Adjacent pairs of the paper's order among the methods that are ranked (a domain gain in every seed), with the
+    paired interval of D_worse - D_better at the matched gain (positive: the paper's order)."""
+    ranked = [n for n in PAPER_ORDER if n in m["matched"] and m["reached"].get(n)]
     out = []
     for a, b in zip(ranked[:-1], ranked[1:]):
-        seeds = sorted(set(m["below"][a]) & set(m["below"][b]))
-        out.append((a, b, paired_interval([m["below"][b][s] for s in seeds], [m["below"][a][s] for s in seeds])))
+        seeds = sorted(set(m["matched"][a]) & set(m["matched"][b]))
+        out.append((a, b, paired_interval([m["matched"][b][s] for s in seeds], [m["matched"][a][s] for s in seeds])))
     return ranked, out
 
 
 def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
-    """At the larger lr and matched domain gain (each seed's D minus the SFT learning-rate curve's D at that seed's
-    G), each adjacent pair of TALR > FLOW > L2 > SFT among the ranked methods is decided by the 95% t interval of
-    the paired (same seed) difference, worse minus better: holds when every pair's interval is above 0, fails when
-    some pair's is below 0, inconclusive when none is reversed but some contains 0, when a method did not run, or
-    when a method's domain gain is <= 0 or beyond the SFT curve in some seed (reported, not ranked).
+    """At the larger lr and matched domain gain (each seed's D where its trajectory reaches Δ*), each adjacent pair
+    of TALR > FLOW > L2 > SFT among the ranked methods is decided by the 95% t interval of the paired (same seed)
+    difference, worse minus better: holds when every pair's interval is above 0, fails when some pair's is below 0,
+    inconclusive when none is reversed but some contains 0, when a method did not run, or when a method never gains
+    in some seed (reported, not ranked).
 
     The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
-    missing = [n for n in PAPER_ORDER if n not in m["below"]]
+    missing = [n for n in PAPER_ORDER if n not in m["matched"]]
     ranked, pairs = _real_pairs(m)
-    unranked = [n for n in PAPER_ORDER if n in m["below"] and n not in ranked]
-    note = (f"; domain gain not on the SFT curve in every seed (<= 0 or beyond it; not ranked): {unranked}" if unranked else "") + \
+    unranked = [n for n in PAPER_ORDER if n in m["matched"] and n not in ranked]
+    note = (f"; no domain gain in some seed (not ranked): {unranked}" if unranked else "") + \
         (f"; did not run: {missing}" if missing else "")
     reversed_ = [f"{b} over {a}" for a, b, iv in pairs if side(iv) == "below"]
     if reversed_:
@@ -75,26 +77,30 @@ def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
 
 def ours(m: dict) -> str:
     ranked, pairs = _real_pairs(m)
-    txt = "; ".join(f"below-front D_{b} − D_{a} {iv.text()}" for a, b, iv in pairs) or "no ranked pair"
-    unranked = [n for n in PAPER_ORDER if n in m["below"] and n not in ranked]
+    txt = "; ".join(f"D_{b} − D_{a} {iv.text()}" for a, b, iv in pairs) or "no ranked pair"
+    unranked = [n for n in PAPER_ORDER if n in m["matched"] and n not in ranked]
     return txt + (f"; not ranked: {unranked}" if unranked else "")
 
 
 def describe(m: dict) -> str:
     rows = m["rows"]
+    at = lambda n: f", D at Δ* {np.mean(list(m['matched'][n].values())):+.4f}" if m["matched"].get(n) else ""  # noqa: E731
     desc = ", ".join(f"{n}: G={rows[n]['domain_gain']:.4f}+-{rows[n]['domain_gain_sd']:.4f}, D={rows[n]['general_change']:+.4f}"
-                     f"+-{rows[n]['general_change_sd']:.4f}, D minus SFT curve at its G {np.mean(list(m['below'][n].values())):+.4f}"
-                     for n in retention_order(rows))
+                     f"+-{rows[n]['general_change_sd']:.4f}{at(n)}" for n in retention_order(rows))
+    chords = {n: k for n, k in m.get("chords", {}).items() if k}
+    target = "none (no method gains in every seed)" if m.get("target") is None else f"{m['target']:.4f}"
     return (f"Paper (5e-6): general TALR 0.502 > FLOW 0.450 > L2 0.395 > SFT 0.381, domain 0.542/0.553/0.555/0.558. Ours (lr {m['lr']:g}, "
-            f"best end-of-training retention first; sd over seeds, ddof 1): {desc}. Ranked at matched domain gain (the SFT learning-rate "
-            f"curve spans G 0..{m['front_max']:.4f}); paired 95% t intervals: {ours(m)}. {real.T_NOTE} " + real.DIRECTIONS)
+            f"best end-of-training retention first; sd over seeds, ddof 1): {desc}. Ranked at the matched domain gain Δ* = {target}, the "
+            f"largest every seed of every ranked method reaches, along each run's trajectory"
+            + (f" (seeds reaching it before their first evaluation point, whose D there is a chord from the base model: {chords})" if chords else "")
+            + f"; paired 95% t intervals: {ours(m)}. {real.T_NOTE} " + real.DIRECTIONS)
 
 
 @check(13, real.setting(), real.GROUP, figures=("real_lm_methods_pareto",))
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
-    n = min((len(v) for v in m["below"].values()), default=0)
+    n = min((len(v) for v in m["matched"].values()), default=0)
     return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto"), ours=ours(m), seeds=f"{n} paired",
                    rule=rule_of(decide), sensitivity=NO_THRESHOLD + " (signs of paired differences)")
 

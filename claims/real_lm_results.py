@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["GROUP", "DIRECTIONS", "T_NOTE", "setting", "command", "preset", "method_rows", "method_front", "by_seed", "below_front",
-           "in_front_range"]
+__all__ = ["GROUP", "DIRECTIONS", "T_NOTE", "setting", "command", "preset", "method_rows", "method_front", "by_seed",
+           "matched_along_trajectories", "matched_at_common_gain"]
 
 GROUP = "real_lm"
 DIRECTIONS = ("Paper numbers are benchmark accuracies of 3-4B models; ours are held-out nats/token on SmolLM2-135M and a "
@@ -115,19 +115,47 @@ def by_seed(row: dict | None, key: str) -> dict:
     return {int(s["seed"]): float(s[key]) for s in (row or {}).get("per_seed", [])}
 
 
-def below_front(row: dict | None, front: dict) -> dict:
-    """Per seed, the seed's general change minus the SFT learning-rate curve's general change at the seed's domain
-    gain (negative: better than SFT at equal domain gain), as ``method_front``'s ``below_front`` per row."""
-    import numpy as np
+def matched_at_common_gain(trajectories: dict[str, dict[int, list]]) -> dict:
+    """General change at one matched domain gain along each run's own trajectory.
 
-    d = np.asarray(front["domain_gain"], float)
-    g = np.asarray(front["general_change"], float)
-    return {int(s["seed"]): float(s["general_change"] - np.interp(s["domain_gain"], d, g)) for s in (row or {}).get("per_seed", [])}
+    ``trajectories``: per method, per seed, ``(step, domain_gain, general_change)`` points from the base model on.
+    The target ``Δ*`` is the largest domain gain that every seed of every method with a positive gain in every seed
+    reaches (:func:`sims.harness.experiments.matched_targets` with fraction 1: the most training at which all of
+    them can be compared); per method and seed, D where the trajectory first reaches ``Δ*`` (linear interpolation
+    between evaluation points, :func:`sims.harness.experiments.general_change_at_gain`). Returns ``{"target",
+    "matched": {method: {seed: D}}, "chords": {method: seeds whose value is a chord from the base model}, "no_gain":
+    methods with a seed that never gains}``; methods in ``no_gain`` get no values, and ``target`` is None when no
+    method gains in every seed."""
+    from sims.harness.experiments import from_base, general_change_at_gain, matched_targets
+
+    no_gain = [n for n, seeds in trajectories.items() if not seeds or any(max(g for _, g, _ in t) <= 0 for t in seeds.values())]
+    gaining = {n: seeds for n, seeds in trajectories.items() if n not in no_gain}
+    targets = matched_targets([t for seeds in gaining.values() for t in seeds.values()], (1.0,)) if gaining else []
+    if not targets:
+        return {"target": None, "matched": {}, "chords": {}, "no_gain": no_gain}
+    target = targets[0]
+    matched = {n: {s: float(general_change_at_gain(t, target)) for s, t in seeds.items()} for n, seeds in gaining.items()}
+    chords = {n: sum(from_base(t, target) for t in seeds.values()) for n, seeds in gaining.items()}
+    return {"target": float(target), "matched": matched, "chords": chords, "no_gain": no_gain}
 
 
-def in_front_range(row: dict | None, front: dict) -> bool:
-    """Whether every seed's domain gain is positive and within the SFT curve's range (where ``below_front`` is an
-    interpolation, not the curve's end value held flat)."""
-    seeds = (row or {}).get("per_seed", [])
-    hi = max(front["domain_gain"]) if front["domain_gain"] else 0.0
-    return bool(seeds) and all(0 < s["domain_gain"] <= hi for s in seeds)
+def matched_along_trajectories(p, lr, names) -> dict:
+    """:func:`matched_at_common_gain` of the methods ``names`` (``"talr"``: the preset's compared TALR variant) at
+    the method-comparison slot ``lr`` (one of ``p.method_lrs``; a method with its own learning rates at its rate for
+    that slot), from the runs' trajectories (:func:`sims.harness.experiments.method_comparison`, the SFT runs with
+    their early points); ``"missing"`` lists the names without a finished run there."""
+    from sims.harness.experiments import method_comparison
+
+    slot = list(p.method_lrs).index(lr)
+    runs = [r for r in method_comparison(p, progress=False) if r.get("alpha") is None and r.get("trajectory")]
+    trajectories = {}
+    for name in names:
+        registry_name = p.compared_talr if name == "talr" else name
+        if registry_name != "sft" and registry_name not in p.methods:
+            continue
+        own = p.learning_rates_of(registry_name)[slot]
+        seeds = {int(r["seed"]): [tuple(x) for x in r["trajectory"]] for r in runs if r["method"] == registry_name and r["lr"] == own}
+        if seeds:
+            trajectories[name] = seeds
+    out = matched_at_common_gain(trajectories)
+    return {**out, "missing": [n for n in names if n not in trajectories]}

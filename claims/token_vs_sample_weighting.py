@@ -108,40 +108,41 @@ def synthetic_unnormalised() -> Verdict:
 
 
 def measure_real_lm() -> dict:
-    """At the larger method lr: TALR's and FLOW's rows, and per seed each one's general change minus the SFT
-    learning-rate curve's at the seed's domain gain (matched gain), with whether every seed lies on that curve."""
+    """At the larger method lr: TALR's and FLOW's end-of-training rows, and per seed each one's general change where
+    its trajectory reaches the matched gain Δ*, the largest both reach in every seed
+    (:func:`claims.real_lm_results.matched_along_trajectories`), with whether it gains in every seed."""
     p = real.preset()
-    mf = real.method_front(p)
     lr = p.method_lrs[1]
-    rows = {r["method"]: r for r in mf["rows"] if r["lr"] == lr}
+    rows = real.method_rows(p, lr)
     keys = ("domain_gain", "general_change", "general_change_sd", "n")
     out = {"lr": lr, **{n: ({k: rows[n][k] for k in keys} if n in rows and rows[n]["n"] > 0 else None) for n in ("talr", "flow")}}
-    for n in ("talr", "flow"):
-        if out[n]:
-            out[f"{n}_below"] = real.below_front(rows[n], mf["front"])
-            out[f"{n}_reached"] = real.in_front_range(rows[n], mf["front"])
+    ran = [n for n in ("talr", "flow") if out[n]]
+    mt = real.matched_along_trajectories(p, lr, ran)
+    out.update(target=mt["target"], chords=mt["chords"])
+    for n in ran:
+        out[f"{n}_matched"] = mt["matched"].get(n, {})
+        out[f"{n}_reached"] = n not in mt["no_gain"]
     return out
 
 
 def _matched_interval(m: dict):
-    a, b = m.get("flow_below", {}), m.get("talr_below", {})
+    a, b = m.get("flow_matched", {}), m.get("talr_matched", {})
     seeds = sorted(set(a) & set(b))
     return paired_interval([a[s] for s in seeds], [b[s] for s in seeds])
 
 
 def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
-    """At matched domain gain: each method's general change minus the SFT learning-rate curve's at the same domain
-    gain, per seed; the 95% t interval of the paired difference FLOW - TALR decides: above 0 holds (TALR retains more
-    for the same gain), below 0 fails, across 0 inconclusive. Inconclusive, and not compared, when a method is
-    missing or some seed's domain gain is not on the SFT curve (no gain, or beyond the curve).
+    """At matched domain gain: each method's general change where its trajectory reaches Δ*, per seed; the 95% t
+    interval of the paired difference FLOW - TALR decides: above 0 holds (TALR retains more for the same gain),
+    below 0 fails, across 0 inconclusive. Inconclusive, and not compared, when a method is missing or never gains
+    in some seed.
 
     The boundary is 0 (a sign), so ``threshold_scale`` has nothing to scale."""
     if not m.get("talr") or not m.get("flow"):
         return "inconclusive", "TALR or FLOW runs missing."
     off = [n.upper() for n in ("talr", "flow") if not m.get(f"{n}_reached")]
     if off:
-        return "inconclusive", (f"{' and '.join(off)} made a domain gain off the SFT curve in some seed (<= 0 or beyond it): "
-                                "no matched-gain comparison, not ranked.")
+        return "inconclusive", f"{' and '.join(off)} made no domain gain in some seed: no matched-gain comparison, not ranked."
     iv = _matched_interval(m)
     s = side(iv)
     if s == "crosses":
@@ -156,7 +157,17 @@ def describe_real_lm(m: dict) -> str:
     return (f"Paper (5e-6): general TALR 0.502 vs FLOW 0.450 (domain 0.542 vs 0.553). Ours (lr {m['lr']:g}, TALR and FLOW "
             f"with mean-one weights, equal effective step): D TALR {t['general_change']:+.4f}+-{t['general_change_sd']:.4f} vs FLOW "
             f"{f['general_change']:+.4f}+-{f['general_change_sd']:.4f} (sd over seeds, ddof 1); G TALR {t['domain_gain']:.4f} vs FLOW "
-            f"{f['domain_gain']:.4f}. " + real.T_NOTE + " " + real.DIRECTIONS)
+            f"{f['domain_gain']:.4f}" + _matched_text(m) + ". " + real.T_NOTE + " " + real.DIRECTIONS)
+
+
+def _matched_text(m: dict) -> str:
+    if m.get("target") is None:
+        return ""
+    mean = lambda d: float(np.mean(list(d.values()))) if d else float("nan")  # noqa: E731
+    chords = {n.upper(): k for n, k in m.get("chords", {}).items() if k}
+    return (f"; at Δ* = {m['target']:.4f}, the largest gain both reach in every seed, along each run's trajectory: D TALR "
+            f"{mean(m.get('talr_matched', {})):+.4f} vs FLOW {mean(m.get('flow_matched', {})):+.4f}"
+            + (f" (seeds reaching Δ* before their first evaluation point, whose D there is a chord from the base model: {chords})" if chords else ""))
 
 
 @check(17, real.setting(), real.GROUP, figures=("real_lm_methods_pareto",))

@@ -74,7 +74,7 @@ def test_claim15_holds_partly_holds_fails_and_is_inconclusive_paired_by_seed():
 def test_claim17_real_lm_is_decided_at_matched_gain_by_the_paired_t_interval():
     d = token_vs_sample_weighting.decide_real_lm
     base = {"lr": 1e-3, "talr": _row(0.05, sd=0.005), "flow": _row(0.08, sd=0.005), "talr_reached": True, "flow_reached": True}
-    below = lambda flow, talr: {"flow_below": dict(enumerate(flow)), "talr_below": dict(enumerate(talr))}  # noqa: E731
+    below = lambda flow, talr: {"flow_matched": dict(enumerate(flow)), "talr_matched": dict(enumerate(talr))}  # noqa: E731
     assert d({**base, **below([0.030, 0.031, 0.029], [0.0, 0.0005, -0.0004])})[0] == "holds"
     assert d({**base, **below([0.0, 0.0005, -0.0004], [0.030, 0.031, 0.029])})[0] == "fails"
     assert d({**base, **below([0.03, -0.02, 0.01], [0.0, 0.0, 0.0])})[0] == "inconclusive"  # seeds disagree
@@ -86,11 +86,27 @@ def test_claim17_real_lm_is_decided_at_matched_gain_by_the_paired_t_interval():
 
 
 def _below(**per_method):
-    """Per method: seed -> D minus the SFT curve's D at that seed's gain; ``reached`` False for methods named in
-    ``unreached``."""
+    """Per method: seed -> D at the matched gain; ``reached`` False for methods named in ``unreached``."""
     unreached = per_method.pop("unreached", ())
-    below = {n: dict(enumerate(v)) for n, v in per_method.items()}
-    return {"lr": 2.5e-4, "rows": {}, "below": below, "reached": {n: n not in unreached for n in below}, "front_max": 0.5}
+    matched = {n: dict(enumerate(v)) for n, v in per_method.items()}
+    return {"lr": 2.5e-4, "rows": {}, "matched": matched, "reached": {n: n not in unreached for n in matched}, "target": 0.5, "chords": {}}
+
+
+def test_the_method_claims_compare_at_the_largest_gain_every_run_reaches_along_its_own_trajectory():
+    from claims.real_lm_results import matched_at_common_gain
+
+    fast = {0: [(0, 0.0, 0.0), (10, 1.0, 0.02), (20, 1.5, 0.10)], 1: [(0, 0.0, 0.0), (10, 0.8, 0.01), (20, 1.6, 0.05)]}
+    slow = {0: [(0, 0.0, 0.0), (10, -0.2, 0.04), (20, 0.4, 0.10), (30, 0.6, 0.12)],
+            1: [(0, 0.0, 0.0), (10, 0.3, 0.03), (20, 0.5, 0.06), (30, 0.7, 0.07)]}
+    never = {0: [(0, 0.0, 0.0), (10, -0.5, 0.2)], 1: [(0, 0.0, 0.0), (10, 0.1, 0.1)]}
+    out = matched_at_common_gain({"fast": fast, "slow": slow, "dft": never})
+    # Δ* = the smallest of the seeds' largest gains among the methods that gain in every seed: min(1.5, 1.6, 0.6, 0.7)
+    assert out["target"] == pytest.approx(0.6) and out["no_gain"] == ["dft"] and "dft" not in out["matched"]
+    # fast: reached before step 10 in both seeds, a chord from the base model, D = 0.6 D_10 / G_10
+    assert out["matched"]["fast"] == pytest.approx({0: 0.6 * 0.02 / 1.0, 1: 0.6 * 0.01 / 0.8}) and out["chords"]["fast"] == 2
+    # slow seed 0 reaches 0.6 at step 30 exactly; seed 1 between steps 20 and 30, halfway
+    assert out["matched"]["slow"] == pytest.approx({0: 0.12, 1: 0.065}) and out["chords"]["slow"] == 0
+    assert matched_at_common_gain({"dft": never}) == {"target": None, "matched": {}, "chords": {}, "no_gain": ["dft"]}
 
 
 def test_claim13_real_lm_ranks_at_matched_gain_by_paired_intervals_and_leaves_out_methods_without_gain():
