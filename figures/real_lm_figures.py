@@ -204,15 +204,19 @@ def real_lm_accuracy(out_dir: Path) -> dict:
 def real_lm_methods_pareto(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    from sims.harness.experiments import method_front
+    from claims.method_ranking import PAPER_ORDER
+    from claims.real_lm_results import matched_along_trajectories
+    from sims.harness.experiments import method_comparison, method_front
 
     preset = _setup()
     front = method_front(preset)
+    runs = [r for r in method_comparison(preset, progress=False) if r.get("alpha") is None and r.get("trajectory")]
     from sims.methods import plot_style
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    paths, targets = {}, {}
     for ax, lr in zip(axes, preset.method_lrs):
-        ax.plot(front["front"]["domain_gain"], front["front"]["general_change"], "k--", lw=1, label="SFT learning-rate curve")
+        ax.plot(front["front"]["domain_gain"], front["front"]["general_change"], "k--", lw=1, label="SFT learning-rate curve (final points)")
         for row in front["rows"]:
             if row["lr"] != lr or row["n"] == 0:
                 continue
@@ -222,14 +226,36 @@ def real_lm_methods_pareto(out_dir: Path) -> dict:
                 label = f"{label} [{row['method_name']}]"  # which TALR variant
             ax.errorbar(row["domain_gain"], row["general_change"], xerr=row["domain_gain_sd"], yerr=row["general_change_sd"],
                         fmt=st.marker, color=st.color, capsize=3, label=label, alpha=0.85)
+            if row["alpha"] is None:
+                path = mean_trajectory([r["trajectory"] for r in runs if r["method"] == row["method_name"] and r["lr"] == row["method_lr"]])
+                if path:
+                    ax.plot([g for _, g, _ in path], [d for _, _, d in path], "-", color=st.color, lw=0.9, alpha=0.6)
+                    paths[f"{row['method_name']}@{row['method_lr']:g}"] = path
+        target = matched_along_trajectories(preset, lr, PAPER_ORDER)["target"]
+        targets[f"{lr:g}"] = target
+        if target is not None:
+            ax.axvline(target, color="grey", ls=":", lw=1, label=f"matched gain Δ* = {target:.3f} (TALR/FLOW/L2/SFT)")
         ax.axhline(0, color="grey", lw=0.6)
         ax.plot(0, 0, "k*", ms=9)
         ax.set_xlabel("held-out domain gain $G$ (nats/token)")
         ax.set_ylabel("general loss change $D$ (nats/token)")
         ax.set_title(f"learning rate {lr:g} (chain-of-thought)")
-        ax.legend(fontsize=7)
-    fig.suptitle("Methods against the SFT trade-off curve (mean +- sd over seeds; lower is better retention)", fontsize=9)
-    return save_figure(fig, out_dir, "real_lm_methods_pareto", {"preset": _config(preset), "rows": front["rows"], "front": front["front"]})
+        ax.legend(fontsize=6)
+    fig.suptitle("Methods against the SFT trade-off curve (markers: end of training, mean +- sd over seeds; lines: seed-mean "
+                 "trajectories; lower is better retention)", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out_dir, "real_lm_methods_pareto", {"preset": _config(preset), "rows": front["rows"], "front": front["front"],
+                                                                 "trajectories": paths, "matched_gain": targets})
+
+
+def mean_trajectory(trajectories) -> list[tuple[int, float, float]]:
+    """The seed-mean ``(step, domain_gain, general_change)`` path over the steps every trajectory has (empty when
+    none is given)."""
+    if not trajectories:
+        return []
+    steps = sorted(set.intersection(*({int(s) for s, _, _ in t} for t in trajectories)))
+    at = [{int(s): (g, d) for s, g, d in t} for t in trajectories]
+    return [(s, float(np.mean([a[s][0] for a in at])), float(np.mean([a[s][1] for a in at]))) for s in steps]
 
 
 def _draw_target_tokens(axes, formats: dict) -> None:
