@@ -112,3 +112,13 @@ def test_a_real_lm_axis_turns_symmetric_log_only_when_one_value_dwarfs_the_rest(
     typical = float(np.percentile(np.abs(values + [0.2]), 75))
     assert dominated.yaxis.get_transform().linthresh == pytest.approx(2 * typical)
     plt.close(fig)
+
+
+def test_the_methods_figure_averages_trajectories_over_the_steps_every_seed_has():
+    from figures.real_lm_figures import mean_trajectory
+
+    # the SFT runs carry early points (steps 1-9) in some seeds only: those steps are left out, not averaged with fewer seeds
+    a = [(0, 0.0, 0.0), (5, 0.5, -0.01), (10, 1.0, 0.02), (20, 1.5, 0.10)]
+    b = [(0, 0.0, 0.0), (10, 0.8, 0.04), (20, 1.3, 0.06)]
+    assert mean_trajectory([a, b]) == pytest.approx([(0, 0.0, 0.0), (10, 0.9, 0.03), (20, 1.4, 0.08)])
+    assert mean_trajectory([]) == []
