@@ -112,11 +112,12 @@ def test_registered_method_runs_through_the_harness_cli_and_a_figure_legend(toy,
     assert summary["method"] == TOY and np.isfinite(summary["domain_gain"])
 
     # a drawn figure's legend shows the registry's label, colour and marker of the new method
-    row = {"method": TOY, "method_name": TOY, "alpha": None, "lr": preset.method_lrs[0], "n": 1,
+    row = {"method": TOY, "method_name": TOY, "alpha": None, "lr": preset.method_lrs[0], "method_lr": preset.method_lrs[0], "n": 1,
            "domain_gain": summary["domain_gain"], "general_change": summary["general_change"], "domain_gain_sd": 0.0,
            "general_change_sd": 0.0}
     sft = dict(row, method="sft", method_name="sft")
     monkeypatch.setattr(ex, "method_front", lambda preset, progress=True: {"rows": [sft, row], "front": {"domain_gain": [0.0, 1.0], "general_change": [0.0, 0.1]}})
+    monkeypatch.setattr(ex, "method_comparison", lambda preset, progress=True: [{**summary, "lr": preset.method_lrs[0], "seed": 0, "alpha": None}])
     drawn = {}
 
     def capture(fig, out_dir, name, config):
@@ -130,6 +131,8 @@ def test_registered_method_runs_through_the_harness_cli_and_a_figure_legend(toy,
     assert "toy p^2" in labels and "SFT" in labels
     line = next(c for c in ax.containers if c.get_label() == "toy p^2").lines[0]
     assert line.get_marker() == "*" and line.get_color() == "C9"
+    # its trajectory is drawn in the same colour
+    assert any(ln.get_color() == "C9" and ln.get_linestyle() == "-" and len(ln.get_xdata()) == len(summary["trajectory"]) for ln in ax.lines)
     assert plot_style(TOY) == PlotStyle("toy p^2", "C9", "*")
 
 
