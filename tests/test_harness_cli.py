@@ -90,6 +90,31 @@ def test_cheapest_first_computes_the_planned_runs_in_order_of_planned_cost(capsy
     assert formats == sorted(formats, key=lambda f: f != "label")  # every label-only run before any CoT run
 
 
+def test_sweep_of_named_methods_computes_only_their_runs_in_the_order_given(capsys, monkeypatch):
+    """``sweep --method l2 --method sft-kl`` hands run_many the L2 runs, then the SFT-KL ones, nothing else, and does
+    not assemble the experiment's tables (they would compute every other method's runs)."""
+    import sims.harness.experiments as ex
+    import sims.harness.runs as runs
+
+    seen = []
+    monkeypatch.setattr(runs, "run_many", lambda cfgs, **k: seen.append(list(cfgs)) or [])
+    monkeypatch.setattr(ex, "method_comparison", lambda *a, **k: seen.append("experiment"))
+    monkeypatch.setattr("sims.harness.__main__.enable_compilation_cache", lambda: None)
+    assert main(["sweep", "--preset", "default", "--experiment", "methods", "--method", "l2", "--method", "sft", "--quiet"]) == 0
+    assert len(seen) == 1
+    names = [c.method.name for c in seen[0]]
+    p = get_preset("default")
+    expected = [c for c in dict.fromkeys(ex.method_configs(p)) if c.method.name in ("l2", "sft")]
+    assert sorted(seen[0], key=repr) == sorted(expected, key=repr) and set(names) == {"l2", "sft"}
+    assert names == sorted(names, key=lambda n: n != "l2")  # every L2 run before any SFT run
+    assert "finished: the runs of l2, sft" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["sweep", "--preset", "default", "--method", "no-such-method", "--quiet"])
+    assert "--method: ['no-such-method'] not among" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sweep", "--preset", "default", "--experiment", "base", "--method", "sft", "--quiet"])
+
+
 def test_sweep_of_one_experiment_reports_that_experiments_pending_runs(capsys, monkeypatch):
     """``sweep --experiment lr`` counts the learning-rate grid's runs in its pending line (not the whole preset's);
     ``--experiment base`` trains nothing and computes the two base-model analyses."""

@@ -2,7 +2,7 @@
 
     python -m sims.harness run    --preset default --method talr --learning-rate 2.5e-4 --fmt cot --seed 0
     python -m sims.harness sweep  --preset default [--experiment lr|methods|tokens|single-step|base|early|all]
-                                  [--cheapest-first]
+                                  [--cheapest-first] [--method NAME ...]
                                   [--workers N]
     python -m sims.harness report --preset default [--out report.md]
     python -m sims.harness plan   --model DIR|NAME --devices N --batch B --seq T [--device-memory 80GB]
@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--cheapest-first", action="store_true",
                            help="first compute the experiment's planned runs in order of their planned cost (label-only "
                                 "SFT first), so a sweep stopped early leaves the most finished runs to commit")
+            p.add_argument("--method", action="append", default=None, metavar="NAME", dest="only_methods",
+                           help="only the runs of this method (repeatable; in the order given, so a sweep can finish the "
+                                "runs one claim reads first); the experiment's tables are then not assembled")
             p.add_argument("--workers", type=positive_int, default=1,
                            help="compute the planned runs in N processes, each pinned to its own CPUs and claiming "
                                 "runs one at a time (sims.harness.sweep_workers; default: 1, this process)")
@@ -375,6 +378,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.experiment == "early" and not preset.early_until:
             parser.error(f"--experiment early: the {preset.name!r} preset recomputes no early points (early_until = 0)")
         early = args.experiment == "early"
+        if args.only_methods:
+            known = {"sft", *preset.methods}
+            unknown = [m for m in args.only_methods if m not in known]
+            if unknown:
+                parser.error(f"--method: {unknown} not among the {preset.name!r} preset's methods {sorted(known)}")
+            if early or args.experiment in ("single-step", "base"):
+                parser.error(f"--method: the {args.experiment!r} experiment has no method runs to choose from")
 
         def ordered_runs():
             """The experiment's distinct planned runs, in sweep order or cheapest first."""
@@ -388,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
                 configs = list(dict.fromkeys(made))
             if args.cheapest_first:
                 configs = sorted(configs, key=lambda c: run_cost(c).seconds(REFERENCE_RATES))
+            if args.only_methods:
+                configs = sorted((c for c in configs if c.method.name in args.only_methods),
+                                 key=lambda c: args.only_methods.index(c.method.name))
             return configs
 
         if args.worker_index is not None:  # one of the processes a --workers sweep started
@@ -433,10 +446,14 @@ def main(argv: list[str] | None = None) -> int:
 
             for cfg in ordered_runs():
                 ensure_early(cfg, preset.early_until, progress)
-        elif args.cheapest_first:
-            run_many(ordered_runs(), progress=progress, desc="planned runs, cheapest first")
+        elif args.cheapest_first or args.only_methods:
+            run_many(ordered_runs(), progress=progress, desc=f"runs of {', '.join(args.only_methods)}" if args.only_methods
+                     else "planned runs, cheapest first")
         if ordered_runs():
             print("pending: " + describe_pending(preset), flush=True)
+        if args.only_methods:  # the experiment's tables would compute the other methods' runs too
+            print(f"sweep {args.experiment} ({preset.name}) finished: the runs of {', '.join(args.only_methods)}")
+            return 0
         steps = {
             "lr": [ex.lr_tradeoff],
             "methods": [ex.method_comparison],
