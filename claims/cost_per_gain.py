@@ -15,10 +15,15 @@ from claims import real_lm_results as real
 from claims import synthetic_results as synth
 from claims.intervals import paired_interval, side
 from claims.registry import NO_THRESHOLD, Verdict, check, rule_of
+from sims.harness.presets import methods_part
 from claims.token_vs_sample_weighting import matched_means
 
 __all__ = ["measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm", "decide_real_lm", "describe_real_lm",
            "ours_real_lm"]
+
+#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
+#: on the ``cpu`` preset as soon as those are finished).
+PART = methods_part("talr")
 
 
 def measure_synthetic() -> dict:
@@ -100,7 +105,7 @@ def measure_real_lm() -> dict:
     where a run made no domain gain)."""
     from sims.harness.experiments import lr_tradeoff
 
-    p = real.preset()
+    p = real.preset(PART)
     runs = [r for r in lr_tradeoff(p, progress=False) if r["fmt"] == "cot"]
     seeds = sorted({int(r["seed"]) for r in runs})
     sft = np.full((len(seeds), len(p.lr_grid)), np.nan)
@@ -200,9 +205,9 @@ def describe_real_lm(m: dict) -> str:
             + real.DIRECTIONS)
 
 
-@check(18, real.setting(), real.GROUP, figures=("real_lm_lr_tradeoff", "real_lm_methods_pareto"))
+@check(18, real.setting(PART), real.GROUP, figures=("real_lm_lr_tradeoff", "real_lm_methods_pareto"))
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command(), ours=ours_real_lm(m), seeds=f"{len(m['seeds'])} paired",
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command(None, PART), ours=ours_real_lm(m), seeds=f"{len(m['seeds'])} paired",
                    rule=rule_of(decide_real_lm), sensitivity=NO_THRESHOLD + " (signs of paired differences)")

@@ -14,9 +14,14 @@ from claims import real_lm_results as real
 from claims import synthetic_results as synth
 from claims.intervals import paired_interval, side
 from claims.registry import NO_THRESHOLD, Verdict, check, rule_of
+from sims.harness.presets import methods_part
 
 __all__ = ["PAPER_ORDER", "SYNTHETIC_ORDER", "measure", "decide", "describe", "ours", "measure_synthetic", "decide_synthetic",
            "ours_synthetic"]
+
+#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
+#: on the ``cpu`` preset as soon as those are finished).
+PART = methods_part("talr", "flow", "l2")
 
 PAPER_ORDER = ("talr", "flow", "l2", "sft")
 
@@ -25,7 +30,7 @@ def measure() -> dict:
     """At the larger method lr, per method of the paper's order: its end-of-training row, per seed its general
     change at the common matched gain Δ* along its trajectory (``matched``), whether it gains in every seed
     (``reached``), Δ* (``target``) and how many seeds' values are chords from the base model (``chords``)."""
-    p = real.preset()
+    p = real.preset(PART)
     lr = p.method_lrs[1]
     rows = real.method_rows(p, lr)
     ran = [n for n in PAPER_ORDER if n in rows and rows[n]["n"] > 0]
@@ -96,12 +101,12 @@ def describe(m: dict) -> str:
             + f"; paired 95% t intervals: {ours(m)}. {real.T_NOTE} " + real.DIRECTIONS)
 
 
-@check(13, real.setting(), real.GROUP, figures=("real_lm_methods_pareto",))
+@check(13, real.setting(PART), real.GROUP, figures=("real_lm_methods_pareto",))
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
-    n = min((len(v) for v in m["matched"].values()), default=0)
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto"), ours=ours(m), seeds=f"{n} paired",
+    n = min((len(v) for v in m["matched"].values() if v), default=0)  # over the ranked methods (with values)
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto", PART), ours=ours(m), seeds=f"{n} paired",
                    rule=rule_of(decide), sensitivity=NO_THRESHOLD + " (signs of paired differences)")
 
 

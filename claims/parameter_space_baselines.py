@@ -10,8 +10,13 @@ from __future__ import annotations
 from claims import real_lm_results as real
 from claims.intervals import paired_interval, side
 from claims.registry import Verdict, check, rule_of, sensitivity
+from sims.harness.presets import methods_part
 
 __all__ = ["CANDIDATES", "DOMAIN_SHARE", "measure", "decide", "describe"]
+
+#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
+#: on the ``cpu`` preset as soon as those are finished).
+PART = methods_part("lora")
 
 CANDIDATES = ("lora", "averaging(0.5)")
 # "lose about two thirds": keep at most half of SFT's domain gain (the paper's share is about 1/3).
@@ -19,7 +24,7 @@ DOMAIN_SHARE = 0.5
 
 
 def measure() -> dict:
-    p = real.preset()
+    p = real.preset(PART)
     rows = real.method_rows(p, p.method_lrs[0])
     keep = lambda r: {"domain_gain": r["domain_gain"], "general_change": r["general_change"],  # noqa: E731
                       "per_seed": r.get("per_seed", [])}
@@ -78,7 +83,7 @@ def describe(m: dict) -> str:
             f"{m['lr']:g}): " + "; ".join(parts) + f". Criterion: D <= SFT's and G <= {DOMAIN_SHARE} x SFT's. " + real.DIRECTIONS)
 
 
-@check(15, real.setting(), real.GROUP, figures=("real_lm_methods_pareto",))
+@check(15, real.setting(PART), real.GROUP, figures=("real_lm_methods_pareto",))
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
@@ -87,5 +92,5 @@ def real_lm() -> Verdict:
         crit = _criteria(m["sft"], r)
         ns.append(min(iv.n for _, iv in crit.values()))
         parts.append(f"{n}: " + ", ".join(f"{k} {v} ({iv.text()})" for k, (v, iv) in crit.items()))
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto"), ours="; ".join(parts) or "-",
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto", PART), ours="; ".join(parts) or "-",
                    seeds=f"{min(ns, default=0)} paired", rule=rule_of(decide), sensitivity=sensitivity(decide, m))

@@ -1,7 +1,8 @@
 """The cached real-LM experiments the real-LM claim checks read (:mod:`sims.harness.experiments`, on
 SmolLM2-135M-Instruct unless the preset says otherwise). The preset is the one
 ``sims.harness.presets.real_lm_preset_name`` names for the part of it a claim reads (``"grid"``: the SFT
-learning-rate grid and the base-model analyses; ``"all"``: the method comparison too): ``$SFT_REAL_LM_PRESET`` when
+learning-rate grid and the base-model analyses; ``"all"``: the method comparison too; ``methods_part(...)``: the
+grid and the comparison runs of the methods the claim compares, the preset restricted to them): ``$SFT_REAL_LM_PRESET`` when
 set, else ``"cpu"`` once all of that part's runs are committed, else ``"default"``; each row's setting column names
 it. Runs not stored are computed (the ``default`` sweep: about 20 minutes on a 2-core CPU); stored runs are read.
 
@@ -81,10 +82,10 @@ def command(figure: str | None = None, part: str = "all") -> str:
 def preset(part: str = "all"):
     """The preset whose ``part`` a claim reads."""
     from sims.harness.compilation_cache import enable_compilation_cache
-    from sims.harness.presets import get_preset
+    from sims.harness.presets import real_lm_preset
 
     enable_compilation_cache()
-    return get_preset(_preset_name(part))
+    return real_lm_preset(part)
 
 
 def method_rows(p, lr) -> dict[str, dict]:

@@ -12,8 +12,13 @@ from claims import real_lm_results as real
 from claims import synthetic_results as synth
 from claims.intervals import paired_interval, side
 from claims.registry import NO_THRESHOLD, Verdict, check, rule_of
+from sims.harness.presets import methods_part
 
 __all__ = ["METHODS", "SYNTHETIC_METHODS", "measure", "decide", "describe", "measure_synthetic", "decide_synthetic"]
+
+#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
+#: on the ``cpu`` preset as soon as those are finished).
+PART = methods_part("l2", "talr")
 
 METHODS = ("sft", "l2", "talr")
 
@@ -21,7 +26,7 @@ METHODS = ("sft", "l2", "talr")
 def measure() -> dict:
     """Per seed that every one of METHODS ran at both method lrs, the spread (max - min over METHODS) of D and of G
     at the small and at the large lr (same seed: same data order and initialisation)."""
-    p = real.preset()
+    p = real.preset(PART)
     small, large = (real.method_rows(p, lr) for lr in p.method_lrs)
     names = [n for n in METHODS if n in small and n in large and small[n]["n"] > 0 and large[n]["n"] > 0]
     vals = {(n, lr, k): real.by_seed(rows.get(n), k) for n in names for lr, rows in (("small", small), ("large", large))
@@ -58,11 +63,11 @@ def describe(m: dict) -> str:
             f"{m['best_small']}. {ours_synthetic(m)}. {real.T_NOTE} " + real.DIRECTIONS)
 
 
-@check(14, real.setting(), real.GROUP, figures=("real_lm_methods_pareto",))
+@check(14, real.setting(PART), real.GROUP, figures=("real_lm_methods_pareto",))
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto"),
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto", PART),
                    ours=ours_synthetic(m) if len(m["methods"]) >= 2 else "-", seeds=f"{m['n_seeds']} paired", rule=rule_of(decide),
                    sensitivity=NO_THRESHOLD + " (signs of paired differences)")
 

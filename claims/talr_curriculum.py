@@ -15,8 +15,13 @@ from claims import real_lm_results as real
 from claims import synthetic_results as synth
 from claims.intervals import paired_interval, side
 from claims.registry import Verdict, check, rule_of, sensitivity
+from sims.harness.presets import methods_part
 
 __all__ = ["RISE_SHARE", "TIE", "measure", "decide", "ours", "describe", "epoch_arrays", "pick_unit", "measure_real_lm", "describe_real_lm"]
+
+#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
+#: on the ``cpu`` preset as soon as those are finished).
+PART = methods_part("talr")
 
 # "rises epoch over epoch" is read as: rising in at least half of the epochs (and never falling).
 RISE_SHARE = 0.5
@@ -70,7 +75,7 @@ def measure_real_lm() -> dict:
     (:func:`sims.harness.experiments.checkpoint_token_statistics`). ``"unit"`` says which."""
     from sims.harness.experiments import token_analysis
 
-    p = real.preset()
+    p = real.preset(PART)
     ta = token_analysis(p, progress=False)
     return pick_unit(ta, p.compared_talr)
 
@@ -161,10 +166,10 @@ def describe_real_lm(m: dict) -> str:
             f"{np.round(frac, 3).tolist()}{sft}. Paired 95% t intervals: {ours(m)}. {real.T_NOTE} " + real.DIRECTIONS)
 
 
-@check(10, real.setting(), real.GROUP, figures=("real_lm_token_stats",))
+@check(10, real.setting(PART), real.GROUP, figures=("real_lm_token_stats",))
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide(m)
     n = np.asarray(m["talr"]["tau"]).shape[0] if m.get("talr") else 0
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_token_stats"), ours=ours(m),
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_token_stats", PART), ours=ours(m),
                    seeds=f"{n} paired", rule=rule_of(decide), sensitivity=sensitivity(decide, m))

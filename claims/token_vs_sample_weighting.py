@@ -17,9 +17,14 @@ from claims import real_lm_results as real
 from claims import synthetic_results as synth
 from claims.intervals import paired_interval, side
 from claims.registry import NO_THRESHOLD, Verdict, check, rule_of
+from sims.harness.presets import methods_part
 
 __all__ = ["matched_means", "measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm",
            "decide_real_lm", "describe_real_lm"]
+
+#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
+#: on the ``cpu`` preset as soon as those are finished).
+PART = methods_part("talr", "flow")
 
 FLOW = "FLOW (mean 1)"
 
@@ -111,7 +116,7 @@ def measure_real_lm() -> dict:
     """At the larger method lr: TALR's and FLOW's end-of-training rows, and per seed each one's general change where
     its trajectory reaches the matched gain Δ*, the largest both reach in every seed
     (:func:`claims.real_lm_results.matched_along_trajectories`), with whether it gains in every seed."""
-    p = real.preset()
+    p = real.preset(PART)
     lr = p.method_lrs[1]
     rows = real.method_rows(p, lr)
     keys = ("domain_gain", "general_change", "general_change_sd", "n")
@@ -170,11 +175,11 @@ def _matched_text(m: dict) -> str:
             + (f" (seeds reaching Δ* before their first evaluation point, whose D there is a chord from the base model: {chords})" if chords else ""))
 
 
-@check(17, real.setting(), real.GROUP, figures=("real_lm_methods_pareto",))
+@check(17, real.setting(PART), real.GROUP, figures=("real_lm_methods_pareto",))
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
     iv = _matched_interval(m)
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_methods_pareto"),
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_methods_pareto", PART),
                    ours=f"FLOW − TALR at matched gain {iv.text()}", seeds=f"{iv.n} paired", rule=rule_of(decide_real_lm),
                    sensitivity=NO_THRESHOLD + " (sign of a paired difference)")

@@ -3,7 +3,8 @@ checked in ``claims/``.
 
 Every figure calls the cached experiment functions of :mod:`sims.harness.experiments`
 with the preset ``sims.harness.presets.real_lm_preset_name`` names for the part of it a figure draws (``"grid"``: the
-SFT learning-rate grid and the base-model analyses; ``"all"``: the method comparison too): ``$SFT_REAL_LM_PRESET``
+SFT learning-rate grid and the base-model analyses; ``"all"``: the method comparison too; a ``methods_part``: the grid and
+some methods' comparison runs): ``$SFT_REAL_LM_PRESET``
 when set, else ``"cpu"`` once all of that part's runs are committed, else ``"default"``. A run not stored is computed
 (the ``default`` preset's sweep takes about 20 minutes cold on a 2-core CPU); stored runs are read. Domain gain and
 general loss change are in nats/token (held-out). The harness results name their quantities
@@ -22,10 +23,10 @@ GROUP = "real_lm"
 
 
 def _preset(part: str = "all"):
-    """The preset whose ``part`` (``sims.harness.presets.REAL_LM_PARTS``) a figure draws."""
-    from sims.harness.presets import get_preset, real_lm_preset_name
+    """The preset whose ``part`` (``sims.harness.presets.REAL_LM_PARTS`` or a ``methods_part``) a figure draws."""
+    from sims.harness.presets import real_lm_preset
 
-    return get_preset(real_lm_preset_name(part))
+    return real_lm_preset(part)
 
 
 _PLAN_SHOWN: set = set()
@@ -303,9 +304,10 @@ def real_lm_target_tokens(out_dir: Path) -> dict:
 def real_lm_token_stats(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
+    from claims.talr_curriculum import PART
     from sims.harness.experiments import token_analysis
 
-    preset = _setup()
+    preset = _setup(PART)  # the runs claim 10 reads, at the scale it is decided
     ta = token_analysis(preset)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     _draw_target_tokens(axes, ta["formats"])

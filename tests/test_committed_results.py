@@ -501,6 +501,24 @@ def test_the_real_lm_figures_read_the_cpu_preset_once_it_is_complete(env, dirs, 
     assert claim_results.command("real_lm_matched_gain", "grid") == "SFT_REAL_LM_PRESET=cpu python -m figures real_lm_matched_gain"
     assert claim_results.setting().startswith("real LM (SmolLM2-135M-Instruct, 4 steps")
     assert real_lm_figures._preset("grid").name == "cpu" and real_lm_figures._preset().name == "default"
+    # a part naming some methods: cpu once the grid and those methods' comparison runs (both rates) are finished
+    from sims.harness.experiments import method_config
+
+    talr_flow = presets.methods_part("talr", "flow")
+    talr_flow_keys = {run_key(method_config(cpu, m, lr, seed)) for m in ("talr-mean", "flow") for lr in cpu.method_lrs for seed in cpu.seeds}
+    sft_keys = {run_key(method_config(cpu, "sft", lr, seed)) for lr in cpu.method_lrs for seed in cpu.seeds}
+    assert sft_keys <= grid_keys and not talr_flow_keys & grid_keys
+    finished |= talr_flow_keys - {sorted(talr_flow_keys)[0]}
+    presets._all_finished.cache_clear()
+    assert presets.real_lm_preset_name(talr_flow) == "default"
+    finished |= talr_flow_keys
+    presets._all_finished.cache_clear()
+    assert presets.real_lm_preset_name(talr_flow) == "cpu" and presets.real_lm_preset_name(presets.methods_part("talr", "l2")) == "default"
+    assert presets.real_lm_preset_name("all") == "default"
+    restricted = presets.real_lm_preset(talr_flow)
+    assert restricted.name == "cpu" and restricted.methods == ("talr-mean", "flow") and restricted.data == cpu.data
+    assert claim_results.preset(talr_flow).methods == ("talr-mean", "flow")
+    assert claim_results.setting(talr_flow).startswith("real LM (cpu preset, 100 steps")
     finished |= set(left)
     presets._all_finished.cache_clear()
     assert presets.real_lm_preset_name() == "cpu"
@@ -511,6 +529,12 @@ def test_the_real_lm_figures_read_the_cpu_preset_once_it_is_complete(env, dirs, 
     assert presets.real_lm_preset_name() == "smoke" and presets.real_lm_preset_name("grid") == "smoke"
     with pytest.raises(ValueError, match="part: must be one of"):
         presets.real_lm_preset_name("methods")
+    with pytest.raises(ValueError, match="part: must be one of"):
+        presets.real_lm_preset_name("methods:")
+    with pytest.raises(ValueError, match="names: need one or more"):
+        presets.methods_part()
+    with pytest.raises(ValueError, match="no-such"):
+        presets.restrict_to_part(cpu, presets.methods_part("no-such"))
     presets._all_finished.cache_clear()
 
 

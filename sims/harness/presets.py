@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sims.methods import MethodConfig, get_method
 from sims.harness.session import DataConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "real_lm_preset_name", "REAL_LM_PRESET_ENV", "REAL_LM_PARTS",
+__all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "real_lm_preset_name", "real_lm_preset", "methods_part",
+           "restrict_to_part", "REAL_LM_PRESET_ENV", "REAL_LM_PARTS",
            "SHORT_CALCULATORS", "SHORT_UNSEEN_CALCULATORS"]
 
 #: Environment variable naming the preset whose runs the real-LM figures and claims read.
@@ -36,9 +37,44 @@ REAL_LM_PRESET_ENV = "SFT_REAL_LM_PRESET"
 
 #: What a real-LM figure or claim reads of its preset: ``"grid"``, the SFT learning-rate grid of every format with
 #: its early points and the base-model analyses (claims about learning rates and target tokens), or ``"all"``, every
-#: planned run (the method comparison too). A part is read from the ``cpu`` preset as soon as its own runs are all
-#: finished, so the learning-rate claims are decided at that scale while the method runs are still being computed.
+#: planned run (the method comparison too); besides these, :func:`methods_part` names the grid and the comparison
+#: runs of some methods only. A part is read from the ``cpu`` preset as soon as its own runs are all finished, so a
+#: claim is decided at that scale while the runs it does not read are still being computed.
 REAL_LM_PARTS = ("grid", "all")
+
+_METHODS_PREFIX = "methods:"
+
+
+def methods_part(*names: str) -> str:
+    """The part reading the SFT learning-rate grid (with its early points and the base-model analyses) and the
+    method comparison's runs of ``names`` only (registry names; ``"talr"`` is the preset's compared TALR variant;
+    SFT and the model averaging of its runs are always in): ``"methods:talr,flow"``."""
+    if not names or not all(isinstance(n, str) and n and "," not in n for n in names):
+        raise ValueError(f"names: need one or more method names without commas, got {names!r}")
+    return _METHODS_PREFIX + ",".join(names)
+
+
+def _part_methods(part: str) -> tuple[str, ...] | None:
+    """The method names of a :func:`methods_part` (None for ``"grid"`` and ``"all"``); a ValueError naming
+    ``part`` for anything else."""
+    if part in REAL_LM_PARTS:
+        return None
+    if isinstance(part, str) and part.startswith(_METHODS_PREFIX) and part[len(_METHODS_PREFIX):]:
+        return tuple(part[len(_METHODS_PREFIX):].split(","))
+    raise ValueError(f"part: must be one of {REAL_LM_PARTS} or a methods_part(...), got {part!r}")
+
+
+def restrict_to_part(preset: "Preset", part: str) -> "Preset":
+    """``preset`` with only the methods a :func:`methods_part` names (those it has; ``"talr"``: its
+    ``compared_talr``); ``"grid"`` and ``"all"`` leave it whole. Run keys do not depend on the method list, so the
+    restricted preset reads the same stored runs."""
+    names = _part_methods(part)
+    if names is None:
+        return preset
+    wanted = {preset.compared_talr if n == "talr" else n for n in names}
+    for n in wanted:
+        get_method(n)  # raises naming an unregistered method
+    return replace(preset, methods=tuple(m for m in preset.methods if m in wanted))
 
 #: MedCalc-Bench calculators (sims.harness.medcalc_bench) whose chain-of-thought example (note + the package's
 #: explanation) fits 320 tokens with SmolLM2's tokenizer (digits split; longest of 30 drawn per calculator: 227-313).
@@ -291,14 +327,20 @@ def get_preset(name: str, model: str | None = None) -> Preset:
     return PRESETS[name](model) if name == "tiny" else PRESETS[name]()
 
 
+def real_lm_preset(part: str = "all") -> "Preset":
+    """The preset :func:`real_lm_preset_name` names for ``part``, restricted to the part's methods
+    (:func:`restrict_to_part`)."""
+    return restrict_to_part(get_preset(real_lm_preset_name(part)), part)
+
+
 def real_lm_preset_name(part: str = "all") -> str:
-    """The preset the real-LM figures and claims reading ``part`` (one of :data:`REAL_LM_PARTS`) use:
+    """The preset the real-LM figures and claims reading ``part`` (one of :data:`REAL_LM_PARTS` or a
+    :func:`methods_part`) use:
     ``$SFT_REAL_LM_PRESET`` when it is set; otherwise ``"cpu"`` once every planned run of that part of the ``cpu``
     preset has finished (committed under ``results/`` or in a run folder) and the early points of its
     learning-rate grid are stored, so ``make figures`` draws that CPU-scale result in minutes; until then
     ``"default"``, computed when not stored."""
-    if part not in REAL_LM_PARTS:
-        raise ValueError(f"part: must be one of {REAL_LM_PARTS}, got {part!r}")
+    _part_methods(part)  # raises naming a malformed part
     name = os.environ.get(REAL_LM_PRESET_ENV)
     if name:
         return name
@@ -310,17 +352,25 @@ def real_lm_preset_name(part: str = "all") -> str:
 @functools.lru_cache(maxsize=8)
 def _all_finished(name: str, part: str, results: str, runs: str) -> bool:
     """Whether nothing of ``part`` of preset ``name`` is left to compute: every run of the part (``"grid"``: the SFT
-    learning-rate grid's; ``"all"``: every planned run) and, with ``early_until``, the early points of every
-    learning-rate-grid run (keyed by the folders read; once per process)."""
+    learning-rate grid's; ``"all"``: every planned run; a :func:`methods_part`: the grid's and the named methods'
+    comparison runs) and, with ``early_until``, the early points of every learning-rate-grid run (keyed by the
+    folders read; once per process)."""
     import warnings
 
     from sims.harness.early_points import read_early
-    from sims.harness.experiments import sft_configs
+    from sims.harness.experiments import method_configs, sft_configs
     from sims.harness.runs import run_key
     from sims.harness.sweep_plan import pending
 
     preset = get_preset(name)
-    if pending(preset, configs=sft_configs(preset) if part == "grid" else None)["to_compute"]:
+    if part == "grid":
+        configs = sft_configs(preset)
+    elif part == "all":
+        configs = None
+    else:
+        restricted = restrict_to_part(preset, part)
+        configs = list(dict.fromkeys(sft_configs(restricted) + method_configs(restricted)))
+    if pending(preset, configs=configs)["to_compute"]:
         return False
     with warnings.catch_warnings():  # a stale record only means "not finished" here
         warnings.simplefilter("ignore")
