@@ -140,15 +140,18 @@ def matched_at_common_gain(trajectories: dict[str, dict[int, list]]) -> dict:
     return {"target": float(target), "matched": matched, "chords": chords, "no_gain": no_gain}
 
 
-def matched_along_trajectories(p, lr, names) -> dict:
+def matched_along_trajectories(p, lr, names, runs: list[dict] | None = None) -> dict:
     """:func:`matched_at_common_gain` of the methods ``names`` (``"talr"``: the preset's compared TALR variant) at
     the method-comparison slot ``lr`` (one of ``p.method_lrs``; a method with its own learning rates at its rate for
-    that slot), from the runs' trajectories (:func:`sims.harness.experiments.method_comparison`, the SFT runs with
-    their early points); ``"missing"`` lists the names without a finished run there."""
-    from sims.harness.experiments import method_comparison
+    that slot), from the runs' trajectories (``runs``: :func:`sims.harness.experiments.method_comparison`'s output,
+    the SFT runs with their early points; read when not given); ``"missing"`` lists the names without a finished
+    run there."""
+    if runs is None:
+        from sims.harness.experiments import method_comparison
 
+        runs = method_comparison(p, progress=False)
     slot = list(p.method_lrs).index(lr)
-    runs = [r for r in method_comparison(p, progress=False) if r.get("alpha") is None and r.get("trajectory")]
+    runs = [r for r in runs if r.get("alpha") is None and r.get("trajectory")]
     trajectories = {}
     for name in names:
         registry_name = p.compared_talr if name == "talr" else name

@@ -3,8 +3,9 @@ rises epoch over epoch (a curriculum).
 
 Both settings are decided by one rule, :func:`decide`, on per-seed arrays of tau and of the fraction of targets with
 p > 0.2 per epoch, with paired (same seed) 95% t intervals. Synthetic setting: TALR (dynamic tau, floor 0.01)
-trained with SGD over several seeds (SFT shown for comparison). Real-LM setting: the harness's TALR runs, epoch over epoch, or, for runs shorter than two epochs, evaluation
-point over evaluation point on the held-out domain set (:func:`measure_real_lm`).
+trained with SGD over several seeds (SFT shown for comparison). Real-LM setting: the harness's TALR runs,
+epoch over epoch, or, for runs shorter than two epochs, evaluation point over evaluation point on the held-out
+domain set (:func:`measure_real_lm`).
 """
 
 from __future__ import annotations

@@ -211,7 +211,8 @@ def real_lm_methods_pareto(out_dir: Path) -> dict:
 
     preset = _setup()
     front = method_front(preset)
-    runs = [r for r in method_comparison(preset, progress=False) if r.get("alpha") is None and r.get("trajectory")]
+    comparison = method_comparison(preset, progress=False)  # read once: the trajectories and the matched gains
+    runs = [r for r in comparison if r.get("alpha") is None and r.get("trajectory")]
     from sims.methods import plot_style
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
@@ -232,7 +233,7 @@ def real_lm_methods_pareto(out_dir: Path) -> dict:
                 if path:
                     ax.plot([g for _, g, _ in path], [d for _, _, d in path], "-", color=st.color, lw=0.9, alpha=0.6)
                     paths[f"{row['method_name']}@{row['method_lr']:g}"] = path
-        target = matched_along_trajectories(preset, lr, PAPER_ORDER)["target"]
+        target = matched_along_trajectories(preset, lr, PAPER_ORDER, comparison)["target"]
         targets[f"{lr:g}"] = target
         if target is not None:
             ax.axvline(target, color="grey", ls=":", lw=1, label=f"matched gain Δ* = {target:.3f} (TALR/FLOW/L2/SFT)")
@@ -304,7 +305,7 @@ def real_lm_target_tokens(out_dir: Path) -> dict:
 def real_lm_token_stats(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    from claims.talr_curriculum import PART
+    from claims.talr_curriculum import PART, pick_unit
     from sims.harness.experiments import token_analysis
 
     preset = _setup(PART)  # the runs claim 10 reads, at the scale it is decided
@@ -312,8 +313,6 @@ def real_lm_token_stats(out_dir: Path) -> dict:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     _draw_target_tokens(axes, ta["formats"])
     from sims.methods import plot_style
-
-    from claims.talr_curriculum import pick_unit
 
     by_point = pick_unit(ta, preset.compared_talr)["unit"] != "epoch"
     series = ta["checkpoints"] if by_point else ta["epochs"]
