@@ -1,5 +1,5 @@
 # Two entry points do all setup on a fresh machine with python3 and make:
-#   make figures   regenerate every registered figure into figures/out/ and rewrite paper_checks.md
+#   make figures   regenerate every registered figure into sft_tilt/figures/out/ and rewrite paper_checks.md
 #   make test      run the test suite
 #   make notebooks execute notebooks/*.py into notebooks/*.ipynb (outputs and figures included)
 PYTHON ?= python3
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $@
 
 figures: $(STAMP)
-	$(PY) -m figures all
+	$(PY) -m sft_tilt.figures all
 
 # The optional docs extra (jupytext, nbclient, ipykernel) runs each notebook in a Jupyter kernel.
 $(DOCS_STAMP): $(STAMP)
@@ -57,9 +57,9 @@ test-reference: $(STAMP) reference-env
 	$(PY) -m pytest -q -m reference
 
 bench: $(STAMP)
-	$(PY) -m sims.synthetic.bench
-	$(PY) -m sims.harness.bench
-	$(PY) -m sims.lm.matmul_ceiling
+	$(PY) -m sft_tilt.benchmarks.synthetic
+	$(PY) -m sft_tilt.benchmarks.harness_step
+	$(PY) -m sft_tilt.benchmarks.matmul_ceiling
 
 clean:
-	rm -rf $(VENV) .venv-ref .cache figures/out
+	rm -rf $(VENV) .venv-ref .cache sft_tilt/figures/out

@@ -52,7 +52,7 @@ import optax
 from scipy.special import logsumexp, rel_entr
 from scipy.stats import entropy
 
-import theory
+import sft_tilt.theory
 
 assert jnp.zeros(1).dtype == jnp.float64, "float64 is not in effect: run with JAX_ENABLE_X64=1"
 
@@ -112,9 +112,9 @@ assert np.isclose(P.sum(), 1) and np.isclose(q1.sum(), 1) and np.isclose(q2.sum(
 dL_enum = np.sum(P * -np.log(q2)) - np.sum(P * -np.log(q1))
 dL_kl = entropy(P, q2) - entropy(P, q1)
 # the toolkit: on the sequence distributions, and in token-tree form on the conditional tables
-dL_theory = float(theory.code_length_change(P, q1, q2))
-dL_tree = float(theory.token_tree_code_length_change(P_tab, q1_tab, q2_tab))
-assert np.allclose(theory.sequence_distribution(P_tab), P, rtol=0, atol=1e-15)
+dL_theory = float(sft_tilt.theory.code_length_change(P, q1, q2))
+dL_tree = float(sft_tilt.theory.token_tree_code_length_change(P_tab, q1_tab, q2_tab))
+assert np.allclose(sft_tilt.theory.sequence_distribution(P_tab), P, rtol=0, atol=1e-15)
 print(f"dL by enumeration {dL_enum:+.12f}  KL difference {dL_kl:+.12f}")
 print(f"theory (sequences) {dL_theory:+.12f}  theory (token tree) {dL_tree:+.12f}  nats")
 for value in (dL_kl, dL_theory, dL_tree):
@@ -156,7 +156,7 @@ for q in (q1, q2):
 #
 # That is an **exponential tilt** of $q$ in direction $s$ with step $\lambda$. For a full batch of targets
 # $y_1,\dots,y_n$ at this context the mean loss gives $s = \hat P - q$ ($\hat P$ the empirical target
-# distribution). We take the step with `optax.sgd` and `jax.grad`, and compare with `theory.tilt`.
+# distribution). We take the step with `optax.sgd` and `jax.grad`, and compare with `sft_tilt.theory.tilt`.
 
 # %%
 Vt = 8
@@ -176,7 +176,7 @@ updates, _ = opt.update(jax.grad(ce)(z_j, y), opt.init(z_j))
 q_sgd = np.asarray(jax.nn.softmax(optax.apply_updates(z_j, updates)))
 
 s = np.eye(Vt)[y] - q
-q_tilt = np.asarray(theory.tilt(q, s, eta))
+q_tilt = np.asarray(sft_tilt.theory.tilt(q, s, eta))
 q_hand = q * np.exp(eta * s) / np.sum(q * np.exp(eta * s))  # the tilt formula written out
 print("max |q_sgd - q_tilt| =", np.max(np.abs(q_sgd - q_tilt)))
 assert np.allclose(q_sgd, q_tilt, rtol=1e-12, atol=1e-15)
@@ -188,7 +188,7 @@ P_hat = np.bincount(targets, minlength=Vt) / len(targets)
 grads = jax.grad(lambda zz: jnp.mean(jax.vmap(ce, in_axes=(None, 0))(zz, jnp.asarray(targets))))(z_j)
 updates, _ = opt.update(grads, opt.init(z_j))
 q_batch = np.asarray(jax.nn.softmax(optax.apply_updates(z_j, updates)))
-assert np.allclose(q_batch, theory.tilt(q, P_hat - q, eta), rtol=1e-12, atol=1e-15)
+assert np.allclose(q_batch, sft_tilt.theory.tilt(q, P_hat - q, eta), rtol=1e-12, atol=1e-15)
 
 # %% [markdown]
 # Two remarks a student should take away:
@@ -200,13 +200,13 @@ assert np.allclose(q_batch, theory.tilt(q, P_hat - q, eta), rtol=1e-12, atol=1e-
 #   split between $\lambda$ and $s$: only $\lambda s$ up to a constant matters.
 
 # %%
-assert np.allclose(theory.tilt(q, s + 3.0, eta), q_tilt, rtol=1e-12, atol=1e-15)
-assert np.allclose(theory.tilt(q, 2 * s, eta / 2), q_tilt, rtol=1e-12, atol=1e-15)
+assert np.allclose(sft_tilt.theory.tilt(q, s + 3.0, eta), q_tilt, rtol=1e-12, atol=1e-15)
+assert np.allclose(sft_tilt.theory.tilt(q, 2 * s, eta / 2), q_tilt, rtol=1e-12, atol=1e-15)
 # a fixed-direction tilt composes additively: two steps of lam = one step of 2 lam
-assert np.allclose(theory.tilt(theory.tilt(q, s, eta), s, eta), theory.tilt(q, s, 2 * eta), rtol=1e-12, atol=1e-15)
+assert np.allclose(sft_tilt.theory.tilt(sft_tilt.theory.tilt(q, s, eta), s, eta), sft_tilt.theory.tilt(q, s, 2 * eta), rtol=1e-12, atol=1e-15)
 # ... but two CE steps do not equal one double-size CE step: the direction e_y - q changes
-q_two_steps = np.asarray(theory.tilt(q_tilt, np.eye(Vt)[y] - q_tilt, eta))
-gap = np.max(np.abs(q_two_steps - np.asarray(theory.tilt(q, s, 2 * eta))))
+q_two_steps = np.asarray(sft_tilt.theory.tilt(q_tilt, np.eye(Vt)[y] - q_tilt, eta))
+gap = np.max(np.abs(q_two_steps - np.asarray(sft_tilt.theory.tilt(q, s, 2 * eta))))
 print(f"two CE steps vs one double step: max difference {gap:.3e} (non-zero: the direction is state-dependent)")
 assert gap > 1e-3
 
@@ -252,9 +252,9 @@ lam = 0.8
 for P in (P1, P2):
     by_def = exact_dL(P, q, s, lam)
     by_formula = -lam * np.sum(P * s) + K(q, s, lam)
-    tk = float(theory.single_step_code_length_change(P, q, s, lam))
+    tk = float(sft_tilt.theory.single_step_code_length_change(P, q, s, lam))
     assert abs(by_def - by_formula) < 1e-13 and abs(by_def - tk) < 1e-13
-    assert abs(float(theory.cumulant_generating_function(q, s, lam)) - K(q, s, lam)) < 1e-13
+    assert abs(float(sft_tilt.theory.cumulant_generating_function(q, s, lam)) - K(q, s, lam)) < 1e-13
 print(f"general dL(P1) = {exact_dL(P1, q, s, lam):+.6f} nats, domain dL(P2) = {exact_dL(P2, q, s, lam):+.6f} nats")
 assert exact_dL(P2, q, s, lam) < 0  # a step toward a domain target improves the domain code length
 
@@ -266,7 +266,7 @@ assert exact_dL(P2, q, s, lam) < 0  # a step toward a domain target improves the
 mu_q = np.sum(q * s)
 k2 = np.sum(q * (s - mu_q) ** 2)
 k3 = np.sum(q * (s - mu_q) ** 3)
-tk_mu, tk_k2, tk_k3 = (float(c) for c in theory.cumulants(q, s))
+tk_mu, tk_k2, tk_k3 = (float(c) for c in sft_tilt.theory.cumulants(q, s))
 assert np.allclose([tk_mu, tk_k2, tk_k3], [mu_q, k2, k3], rtol=1e-12, atol=1e-15)
 
 
@@ -282,7 +282,7 @@ for order in (1, 2, 3):
     ratio = r_a / r_b
     print(f"order {order}: remainder ratio when lam halves = {ratio:6.2f} (expected ~ {2 ** (order + 1)})")
     assert abs(ratio - 2 ** (order + 1)) < 0.15 * 2 ** (order + 1)
-    assert abs(float(theory.tilt_expansion(P2, q, s, lam_a, order=order)) - expansion(P2, lam_a, order)) < 1e-14
+    assert abs(float(sft_tilt.theory.tilt_expansion(P2, q, s, lam_a, order=order)) - expansion(P2, lam_a, order)) < 1e-14
 
 # %% [markdown]
 # **Bounds.** Write $X = s - \mathbb E_q s$ under $q$, with $s \in [a, b]$ on the support of $q$,
@@ -314,18 +314,18 @@ for P in (P1, P2):
     hoeff = first + lams**2 * (b - a) ** 2 / 8
     benn = first + k2 * lams**2 * h(lams * c)
     assert np.all(first <= exact + 1e-15) and np.all(exact <= hoeff + 1e-15) and np.all(exact <= benn + 1e-15)
-    assert np.allclose(theory.jensen_lower_bound(P, q, s, lams), first, rtol=1e-12, atol=1e-15)
-    assert np.allclose(theory.hoeffding_upper_bound(P, q, s, lams), hoeff, rtol=1e-12, atol=1e-15)
-    assert np.allclose(theory.bennett_upper_bound(P, q, s, lams), benn, rtol=1e-10, atol=1e-15)
-    assert np.allclose(theory.single_step_code_length_change(P, q, s, lams), exact, rtol=1e-10, atol=1e-15)
+    assert np.allclose(sft_tilt.theory.jensen_lower_bound(P, q, s, lams), first, rtol=1e-12, atol=1e-15)
+    assert np.allclose(sft_tilt.theory.hoeffding_upper_bound(P, q, s, lams), hoeff, rtol=1e-12, atol=1e-15)
+    assert np.allclose(sft_tilt.theory.bennett_upper_bound(P, q, s, lams), benn, rtol=1e-10, atol=1e-15)
+    assert np.allclose(sft_tilt.theory.single_step_code_length_change(P, q, s, lams), exact, rtol=1e-10, atol=1e-15)
     rows.append((exact, first, hoeff, benn))
 # As lam -> 0 both excess bounds are ~ lam^2 times a constant: sigma^2/2 (Bennett) vs (b-a)^2/8 (Hoeffding).
 # Their ratio there is 4 sigma^2/(b-a)^2 <= 1 (Popoviciu), but Bennett's h(lam c) grows exponentially, so
 # for large steps Hoeffding wins. Where do they cross for this instance?
 small = 1e-4
 ratio_small = float(
-    (theory.bennett_upper_bound(P1, q, s, small) - theory.jensen_lower_bound(P1, q, s, small))
-    / (theory.hoeffding_upper_bound(P1, q, s, small) - theory.jensen_lower_bound(P1, q, s, small))
+    (sft_tilt.theory.bennett_upper_bound(P1, q, s, small) - sft_tilt.theory.jensen_lower_bound(P1, q, s, small))
+    / (sft_tilt.theory.hoeffding_upper_bound(P1, q, s, small) - sft_tilt.theory.jensen_lower_bound(P1, q, s, small))
 )
 assert abs(ratio_small - 4 * k2 / (b - a) ** 2) < 1e-3
 excess_b, excess_h = k2 * lams**2 * h(lams * c), lams**2 * (b - a) ** 2 / 8
@@ -385,10 +385,10 @@ rho = n1 / g2
 Vexc = K(q, s, lam) - lam * mu_q
 print(f"D = {D:+.6f}, G = {G:+.6f}, rho = {rho:+.4f}, V = {Vexc:.6f}")
 assert abs(D - (rho * G + (1 + rho) * Vexc)) < 1e-13
-assert abs(float(theory.leakage(P1, P2, q, s)) - rho) < 1e-12
-assert abs(float(theory.tilt_excess(q, s, lam)) - Vexc) < 1e-13
-assert abs((D + G) - float(theory.tradeoff_sum(P1, P2, s, lam))) < 1e-13
-lo, hi = (float(x) for x in theory.degradation_given_gain_bounds(G, rho, lam, b - a))
+assert abs(float(sft_tilt.theory.leakage(P1, P2, q, s)) - rho) < 1e-12
+assert abs(float(sft_tilt.theory.tilt_excess(q, s, lam)) - Vexc) < 1e-13
+assert abs((D + G) - float(sft_tilt.theory.tradeoff_sum(P1, P2, s, lam))) < 1e-13
+lo, hi = (float(x) for x in sft_tilt.theory.degradation_given_gain_bounds(G, rho, lam, b - a))
 assert lo - 1e-13 <= D <= hi + 1e-13
 print(f"bounds on D given G: [{lo:+.6f}, {hi:+.6f}]")
 
@@ -459,7 +459,7 @@ lam_ex = 1e-2
 assert np.all(q_ex > 0) and abs(q_ex.sum() - 1) < 1e-12 and np.all(P_ex >= 0) and abs(P_ex.sum() - 1) < 1e-12
 excess = logsumexp(np.log(q_ex) + lam_ex * s_ex) - lam_ex * np.sum(q_ex * s_ex)  # V(lam), from its definition
 hoeffding_excess = lam_ex**2 * (s_ex.max() - s_ex.min()) ** 2 / 8
-slack = float(theory.hoeffding_upper_bound(P_ex, q_ex, s_ex, lam_ex) - theory.single_step_code_length_change(P_ex, q_ex, s_ex, lam_ex))
+slack = float(sft_tilt.theory.hoeffding_upper_bound(P_ex, q_ex, s_ex, lam_ex) - sft_tilt.theory.single_step_code_length_change(P_ex, q_ex, s_ex, lam_ex))
 assert abs(slack - (hoeffding_excess - excess)) < 1e-12  # the slack of the bound is its excess term minus V
 assert excess >= 0.999 * hoeffding_excess, f"Exercise 1: V is only {excess / hoeffding_excess:.1%} of the bound"
 print(f"Exercise 1 correct: V(lam) = {excess:.6e} is {excess / hoeffding_excess:.5%} of Hoeffding's {hoeffding_excess:.6e}")
@@ -475,8 +475,8 @@ s_move = np.log(q_to / q_from)
 
 # %%
 # Check of exercise 2
-moved = np.asarray(theory.tilt(q_from, s_move, 1.0))
+moved = np.asarray(sft_tilt.theory.tilt(q_from, s_move, 1.0))
 assert np.allclose(moved, q_to, rtol=0, atol=1e-12), f"Exercise 2: the tilt gives {moved}, not {q_to}"
 # the direction is only defined up to a constant: s + c works too
-assert np.allclose(theory.tilt(q_from, s_move + 7.0, 1.0), q_to, rtol=0, atol=1e-12)
+assert np.allclose(sft_tilt.theory.tilt(q_from, s_move + 7.0, 1.0), q_to, rtol=0, atol=1e-12)
 print(f"Exercise 2 correct: s = {np.round(s_move, 4)} (any s + c works as well)")

@@ -48,8 +48,8 @@ import numpy as np
 from scipy.optimize import brentq, minimize
 from scipy.special import logsumexp
 
-import theory
-from sims.weighting import dynamic_tau
+import sft_tilt.theory
+from sft_tilt.methods.weighting import dynamic_tau
 
 assert jnp.zeros(1).dtype == jnp.float64, "float64 is not in effect: run with JAX_ENABLE_X64=1"
 
@@ -90,7 +90,7 @@ Q /= Q.sum(axis=1, keepdims=True)
 ys = rng.integers(0, V, size=n)
 p_y = Q[np.arange(n), ys]
 norms = np.linalg.norm(np.eye(V)[ys] - Q, axis=1)
-lo, hi = (np.asarray(b) for b in theory.ce_update_norm_bounds(p_y))
+lo, hi = (np.asarray(b) for b in sft_tilt.theory.ce_update_norm_bounds(p_y))
 assert np.allclose(lo, 1 - p_y) and np.allclose(hi, np.sqrt(2) * (1 - p_y))
 assert np.all(lo <= norms + 1e-12) and np.all(norms <= hi + 1e-12)
 assert np.all(norms >= (1 - p_y) * np.sqrt(V / (V - 1)) - 1e-12)
@@ -161,7 +161,7 @@ def objective(w, losses=losses, tau=tau):
     return float(np.sum(w * losses) + tau * np.sum(w * np.log(w)))
 
 
-w_closed = np.asarray(theory.talr_weights(losses, tau))
+w_closed = np.asarray(sft_tilt.theory.talr_weights(losses, tau))
 k = len(losses)
 slsqp = minimize(
     objective, np.full(k, 1.0 / k), method="SLSQP", bounds=[(0.0, 1.0)] * k,
@@ -169,7 +169,7 @@ slsqp = minimize(
 )
 bfgs = minimize(lambda u: objective(np.exp(u - logsumexp(u))), np.zeros(k), method="BFGS", options={"gtol": 1e-8})
 w_bfgs = np.exp(bfgs.x - logsumexp(bfgs.x))
-opt_value = float(theory.talr_objective_value(losses, tau))
+opt_value = float(sft_tilt.theory.talr_objective_value(losses, tau))
 print("closed form:", np.round(w_closed, 5))
 print("SLSQP      :", np.round(slsqp.x, 5))
 print("BFGS       :", np.round(w_bfgs, 5))
@@ -202,22 +202,22 @@ assert np.allclose(w_closed, p_tokens ** (1 / tau) / np.sum(p_tokens ** (1 / tau
 
 # %%
 for t in (1e-3, 0.1, 0.5, 1.0, 3.0, 100.0, np.inf):
-    w = np.asarray(theory.talr_weights(losses, t))
+    w = np.asarray(sft_tilt.theory.talr_weights(losses, t))
     print(f"tau = {t:>7}: " + " ".join(f"{x:.3f}" for x in w))
-assert np.allclose(theory.talr_weights(losses, np.inf), np.full(k, 1 / k), rtol=0, atol=1e-15)
-assert np.max(np.abs(np.asarray(theory.talr_weights(losses, 1e4)) - 1 / k)) < 1e-3
-w_cold = np.asarray(theory.talr_weights(losses, 1e-3))
+assert np.allclose(sft_tilt.theory.talr_weights(losses, np.inf), np.full(k, 1 / k), rtol=0, atol=1e-15)
+assert np.max(np.abs(np.asarray(sft_tilt.theory.talr_weights(losses, 1e4)) - 1 / k)) < 1e-3
+w_cold = np.asarray(sft_tilt.theory.talr_weights(losses, 1e-3))
 assert w_cold[np.argmin(losses)] > 1 - 1e-6
 for kk in (1.0, 3.0):
     l_pair = np.array([0.2, 0.2 + kk * tau])
-    w_pair = np.asarray(theory.talr_weights(l_pair, tau))
+    w_pair = np.asarray(sft_tilt.theory.talr_weights(l_pair, tau))
     assert abs(w_pair[1] / w_pair[0] - np.exp(-kk)) < 1e-12
     print(f"loss gap {kk:g} tau -> relative weight {w_pair[1] / w_pair[0]:.4f} = e^-{kk:g}")
 
 # %% [markdown]
 # **Dynamic $\tau$ on a synthetic batch.** Eight responses of twelve tokens; in each, most tokens are easy and a
 # few are hard. We compute the median of per-sequence means by hand and compare with the toolkit's
-# `sims.weighting.dynamic_tau` (the function the simulator trains with).
+# `sft_tilt.methods.weighting.dynamic_tau` (the function the simulator trains with).
 
 # %%
 B, T = 8, 12
@@ -240,8 +240,8 @@ assert abs(tau_toolkit - max(tau_hand, 1e-6)) < 1e-12
 flat_losses = loss_batch.ravel()
 n_tok = flat_losses.size
 w_floor_value = 0.2 / n_tok
-w_nofloor = np.asarray(theory.talr_weights(flat_losses, tau_toolkit))
-w_floored = np.asarray(theory.talr_weights(flat_losses, tau_toolkit, floor=w_floor_value))
+w_nofloor = np.asarray(sft_tilt.theory.talr_weights(flat_losses, tau_toolkit))
+w_floored = np.asarray(sft_tilt.theory.talr_weights(flat_losses, tau_toolkit, floor=w_floor_value))
 raw = np.maximum(w_nofloor, w_floor_value)
 assert np.allclose(w_floored, raw / raw.sum(), rtol=1e-12)
 assert w_floor_value / (1 + n_tok * w_floor_value) - 1e-15 <= w_floored.min() <= w_floor_value + 1e-15
@@ -252,7 +252,7 @@ fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
 pp = np.linspace(0.005, 1.0, 300)
 ll = -np.log(pp)
 for t in (0.1, 0.3, 1.0, 3.0):
-    ax.plot(pp, np.asarray(theory.talr_weights(ll, t)) * len(pp), label=rf"$\tau = {t}$")
+    ax.plot(pp, np.asarray(sft_tilt.theory.talr_weights(ll, t)) * len(pp), label=rf"$\tau = {t}$")
 ax.axhline(1.0, color="k", lw=0.8, ls="--", label=r"SFT ($\tau = \infty$)")
 ax.axvline(0.2, color="grey", lw=0.8, ls=":", label="hard-token threshold 0.2")
 ax.set_yscale("log")
@@ -282,9 +282,9 @@ print("figure written to", path_w)
 # **TALR never increases the mass**: $m_{\text{TALR}} \le m_{\text{SFT}}$.
 
 # %%
-m_sft = float(theory.hard_token_mass(p_batch.ravel()))
-m_talr = float(theory.hard_token_mass(p_batch.ravel(), weights=w_nofloor))
-m_floor = float(theory.hard_token_mass(p_batch.ravel(), weights=w_floored))
+m_sft = float(sft_tilt.theory.hard_token_mass(p_batch.ravel()))
+m_talr = float(sft_tilt.theory.hard_token_mass(p_batch.ravel(), weights=w_nofloor))
+m_floor = float(sft_tilt.theory.hard_token_mass(p_batch.ravel(), weights=w_floored))
 assert abs(m_sft - np.mean(1 - p_batch)) < 1e-14
 assert abs(m_talr - np.sum(w_nofloor * (1 - p_batch.ravel())) / np.sum(w_nofloor)) < 1e-14
 print(f"hard-token mass: SFT {m_sft:.4f}, TALR {m_talr:.4f}, TALR with floor {m_floor:.4f}")
@@ -310,7 +310,7 @@ for _ in range(200):
 # with $B(\lambda, m) \le \varepsilon$; since $B$ grows with $m$, $\lambda_{\text{safe}}$ shrinks as the mass
 # grows. Fewer hard tokens (label-only targets, or TALR weights) therefore allow larger learning rates: the
 # paper's Finding 2. Below we implement $B$ from the formulas above in NumPy, find its root with `brentq`, and
-# compare with `theory.safe_step_size` (bisection inside the toolkit).
+# compare with `sft_tilt.theory.safe_step_size` (bisection inside the toolkit).
 
 # %%
 kappa, delta1, g_min, target_gain = 1.0, 0.05, 0.5, 0.2
@@ -333,19 +333,19 @@ def safe_numpy(eps, m):
 
 eps = 0.02
 masses = np.linspace(0.02, 0.6, 30)
-lam_theory = np.asarray(theory.safe_step_size(eps, target_gain, masses, coupling=kappa, general_misfit=delta1, g_min=g_min))
+lam_theory = np.asarray(sft_tilt.theory.safe_step_size(eps, target_gain, masses, coupling=kappa, general_misfit=delta1, g_min=g_min))
 lam_numpy = np.array([safe_numpy(eps, m) for m in masses])
 for m_, lt in zip(masses[::6], lam_theory[::6]):
     print(f"m = {m_:.2f}: safe step {lt:.4f}")
 assert np.allclose(lam_theory, lam_numpy, rtol=1e-8)
 assert np.all(np.diff(lam_theory) <= 0)  # fewer hard tokens, larger safe step
 B_theory = np.asarray(
-    theory.degradation_bound_from_mass(0.3, target_gain, masses, coupling=kappa, general_misfit=delta1, g_min=g_min)
+    sft_tilt.theory.degradation_bound_from_mass(0.3, target_gain, masses, coupling=kappa, general_misfit=delta1, g_min=g_min)
 )
 assert np.allclose(B_theory, [bound_numpy(0.3, m) for m in masses], rtol=1e-12)
 
 lam_sft, lam_talr = (
-    float(theory.safe_step_size(eps, target_gain, m, coupling=kappa, general_misfit=delta1, g_min=g_min))
+    float(sft_tilt.theory.safe_step_size(eps, target_gain, m, coupling=kappa, general_misfit=delta1, g_min=g_min))
     for m in (m_sft, m_talr)
 )
 print(f"on the synthetic batch: safe step {lam_sft:.3f} with SFT weights, {lam_talr:.3f} with TALR weights")
@@ -353,7 +353,7 @@ assert lam_talr >= lam_sft
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-ax.plot(masses, lam_theory, "k", label=r"theory.safe_step_size ($\varepsilon$ = %g nats)" % eps)
+ax.plot(masses, lam_theory, "k", label=r"sft_tilt.theory.safe_step_size ($\varepsilon$ = %g nats)" % eps)
 ax.plot(masses[::3], lam_numpy[::3], "o", mfc="none", color="C3", label="NumPy formula + brentq")
 ax.axvline(m_sft, color="C0", ls="--", label=f"SFT batch mass {m_sft:.3f}")
 ax.axvline(m_talr, color="C2", ls="--", label=f"TALR batch mass {m_talr:.3f}")
@@ -383,7 +383,7 @@ print("figure written to", path_s)
 m_big = 0.9
 rho_big = np.sqrt(2) * kappa * delta1 * m_big / g_min
 eps_small = 0.5 * rho_big * target_gain
-assert float(theory.safe_step_size(eps_small, target_gain, m_big, coupling=kappa, general_misfit=delta1, g_min=g_min)) == 0.0
+assert float(sft_tilt.theory.safe_step_size(eps_small, target_gain, m_big, coupling=kappa, general_misfit=delta1, g_min=g_min)) == 0.0
 
 # %% [markdown]
 # ## Exercises
@@ -397,7 +397,7 @@ tau_answer = np.log(0.05 / 0.9) / np.log(0.1)
 
 # %%
 # Check of exercise 1
-w_pair = np.asarray(theory.talr_weights(-np.log(np.array([0.9, 0.05])), tau_answer))
+w_pair = np.asarray(sft_tilt.theory.talr_weights(-np.log(np.array([0.9, 0.05])), tau_answer))
 assert abs(w_pair[1] / w_pair[0] - 0.1) < 1e-9, f"Exercise 1: with tau = {tau_answer} the ratio is {w_pair[1] / w_pair[0]:.4f}"
 print(f"Exercise 1 correct: tau = {tau_answer:.4f} gives weights {w_pair.round(4)} (ratio 1/10)")
 
@@ -413,8 +413,8 @@ w_more = 1.0 - p_tokens
 # Check of exercise 2
 w_more = np.asarray(w_more, dtype=float)
 assert w_more.shape == p_tokens.shape and np.all(w_more > 0), "Exercise 2: need one positive weight per token"
-m_more = float(theory.hard_token_mass(p_tokens, weights=w_more))
-m_plain = float(theory.hard_token_mass(p_tokens))
+m_more = float(sft_tilt.theory.hard_token_mass(p_tokens, weights=w_more))
+m_plain = float(sft_tilt.theory.hard_token_mass(p_tokens))
 assert m_more > m_plain, f"Exercise 2: mass {m_more:.4f} is not larger than SFT's {m_plain:.4f}"
 print(f"Exercise 2 correct: hard-token mass {m_more:.4f} > {m_plain:.4f} (SFT)")
 
@@ -426,7 +426,7 @@ print(f"Exercise 2 correct: hard-token mass {m_more:.4f} > {m_plain:.4f} (SFT)")
 # %%
 # Answer to exercise 3 (reference solution)
 def safe_at(m):
-    return float(theory.safe_step_size(eps, target_gain, m, coupling=kappa, general_misfit=delta1, g_min=g_min))
+    return float(sft_tilt.theory.safe_step_size(eps, target_gain, m, coupling=kappa, general_misfit=delta1, g_min=g_min))
 
 
 m_half = brentq(lambda m: safe_at(m) - 0.5 * safe_at(0.1), 0.1, 0.6, xtol=1e-14)

@@ -54,13 +54,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy.special import log_softmax
 
-import theory
-from sims.synthetic.experiments.matched_gain import MatchedGainConfig
-from sims.synthetic.models import build_model, init_params
-from sims.synthetic.training import TrainConfig, domain_code_length, train_to_gain
-from sims.methods import MethodConfig
-from sims.synthetic.worlds import make_world
-from theory import HARD_TOKEN_THRESHOLD
+import sft_tilt.theory
+from sft_tilt.synthetic.experiments.matched_gain import MatchedGainConfig
+from sft_tilt.synthetic.models import build_model, init_params
+from sft_tilt.synthetic.training import TrainConfig, domain_code_length, train_to_gain
+from sft_tilt.methods.registry import MethodConfig
+from sft_tilt.synthetic.worlds import make_world
+from sft_tilt.theory import HARD_TOKEN_THRESHOLD
 
 assert jnp.zeros(1).dtype == jnp.float64, "float64 is not in effect: run with JAX_ENABLE_X64=1"
 
@@ -71,7 +71,7 @@ OUT.mkdir(parents=True, exist_ok=True)
 # ## 1. A synthetic world
 #
 # We reuse the small world and model of the matched-gain experiment's `ci` preset
-# (`sims.synthetic.experiments.matched_gain`). The world has $C$ contexts over a vocabulary of $V$ tokens and an initial
+# (`sft_tilt.synthetic.experiments.matched_gain`). The world has $C$ contexts over a vocabulary of $V$ tokens and an initial
 # model $q_0(\cdot\mid c)$ with one dominant token (probability 0.9), one designated low-probability token, and a
 # Zipf tail. **General data** $P_1 = q_0$ on the general contexts: the model fits it exactly, so any change can
 # only hurt it. **Domain data** are short chain-of-thought responses: reasoning positions whose target is mostly
@@ -131,7 +131,7 @@ P1 = np.exp(np.asarray(world.log_p1))
 pi1 = np.asarray(world.general_weights)
 D1_direct = np.sum(pi1 * np.sum(P1 * (log_softmax(logits0, axis=-1) - log_softmax(logits1, axis=-1)), axis=-1))
 s = (logits1 - logits0) / lam
-D1_tilt = float(np.sum(pi1 * np.asarray(theory.single_step_code_length_change(P1, np.exp(log_q0), s, lam))))
+D1_tilt = float(np.sum(pi1 * np.asarray(sft_tilt.theory.single_step_code_length_change(P1, np.exp(log_q0), s, lam))))
 print(f"one step of lam = {lam}: general degradation {D1_direct:.3e} (direct) vs {D1_tilt:.3e} (tilt formula)")
 assert abs(D1_direct - D1_tilt) < 1e-13
 assert D1_direct > 0  # P1 = q0: the model fits the general data, so any change hurts it
@@ -139,7 +139,7 @@ assert D1_direct > 0  # P1 = q0: the model fits the general data, so any change 
 # %% [markdown]
 # ## 3. Fine-tune to a matched gain at several step sizes
 #
-# `sims.synthetic.training.train_to_gain` runs full-batch SGD until the domain gain $G = L_2(W_0) - L_2(W)$ first
+# `sft_tilt.synthetic.training.train_to_gain` runs full-batch SGD until the domain gain $G = L_2(W_0) - L_2(W)$ first
 # reaches $\Delta^\star$, then locates by bisection the point of the last step where $G = \Delta^\star$ exactly
 # (so big steps are not penalised for overshooting). We ask for $\Delta^\star = 0.4\,L_0$ and vary $\lambda$ over
 # six octaves. One `jax.vmap` runs all step sizes at once.
@@ -196,8 +196,8 @@ if one_step.sum() >= 2:
 # %% [markdown]
 # ## 4. The matched-gain bound, with constants measured along the run
 #
-# The toolkit's version of Theorem 3.1 (`theory.matched_gain_bound`, derived and machine-checked in
-# `python -m theory`) needs, along the trajectory up to the stopping step $T$: the largest leakage
+# The toolkit's version of Theorem 3.1 (`sft_tilt.theory.matched_gain_bound`, derived and machine-checked in
+# `python -m sft_tilt.theory`) needs, along the trajectory up to the stopping step $T$: the largest leakage
 # $\rho_{\max}$ (first-order general loss per unit first-order gain), the gain-rate range
 # $g_{\min} \le g_t \le g_{\max}$, and the ranges $r_2, r_1$ of the domain and general tilt directions. With
 # $c_i = r_i^2/8$, $C = c_1 + \rho_{\max}^+ c_2$, $a = g_{\min} - \lambda c_2 > 0$ and
@@ -224,7 +224,7 @@ def bound_numpy(res):
 
 
 bound_tk = np.asarray(
-    theory.matched_gain_bound(
+    sft_tilt.theory.matched_gain_bound(
         target_gain, lams, sft["c_rho_max"], sft["c_g_min"], sft["c_s_range"],
         g_max=sft["c_g_max"], s_range_general=sft["c_s_range_general"],
     ).bound
@@ -263,7 +263,7 @@ print(f"TALR degrades less than SFT at matched gain for {better.sum()} of {len(l
 if not better.any():
     print("In this world TALR costs MORE general ability per nat of domain gain than SFT at every step size:")
     print("its measured leakage rho_max is larger, and whatever lam-excess it saves does not make up for that")
-    print("at these step sizes. See sims.synthetic.experiments.methods for the sweep over worlds, methods and seeds.")
+    print("at these step sizes. See sft_tilt.synthetic.experiments.methods for the sweep over worlds, methods and seeds.")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
@@ -342,7 +342,7 @@ lam_max = sft["c_g_min"][-1] / (sft["c_s_range"][-1] ** 2 / 8)
 # Check of exercise 2
 def sft_bound_at(step):
     consts = {k: sft[k][-1] for k in ("c_rho_max", "c_g_min", "c_s_range", "c_g_max", "c_s_range_general")}
-    return float(theory.matched_gain_bound(
+    return float(sft_tilt.theory.matched_gain_bound(
         target_gain, step, consts["c_rho_max"], consts["c_g_min"], consts["c_s_range"],
         g_max=consts["c_g_max"], s_range_general=consts["c_s_range_general"],
     ).bound)

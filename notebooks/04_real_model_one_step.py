@@ -16,16 +16,16 @@
 # # One fine-tuning step of a real language model, against the theory
 #
 # Notebooks 01-03 worked on distributions small enough to enumerate. Here the model is a real pretrained LM,
-# SmolLM2-135M-Instruct, run in pure JAX by the toolkit (`sims.lm`, exact to 4e-5 nats/token against
+# SmolLM2-135M-Instruct, run in pure JAX by the toolkit (`sft_tilt.lm`, exact to 4e-5 nats/token against
 # transformers), and the fine-tuning data is one clinical-calculation problem from the harness's generator
-# (`sims.harness.medcalc_bench`). We take **one SGD step** on that problem and measure, in nats/token,
+# (`sft_tilt.harness.medcalc_bench`). We take **one SGD step** on that problem and measure, in nats/token,
 #
 # * the **domain gain** $G$: how much the loss on a *different* (held-out) problem of the same kind falls, and
 # * the **general change** $D$: how much the loss on English prose (Python's own documentation) changes,
 #
 # and compare both with the theory's **second-order prediction**, the expansion of notebook 01 with the
 # model's real gradient and curvature in place of $\mathbb E s$ and $\mathrm{Var}\,s$. The harness runs the same
-# comparison at scale (`sims.harness.experiments.single_step_theory`); this is a small version of it that fits in
+# comparison at scale (`sft_tilt.harness.experiments.single_step_theory`); this is a small version of it that fits in
 # a couple of minutes on a laptop CPU.
 #
 # Everything is float64 (the weights are cast up after loading), so that differences of $10^{-9}$ nats are real and
@@ -51,12 +51,12 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter
 import numpy as np
 
-from sims.harness.general_sets import docs_texts
-from sims.harness.medcalc import SYSTEM_PROMPT
-from sims.harness.medcalc_bench import make_splits
-from sims.lm import load_gguf
-from sims.lm.model import per_token_losses
-from sims.lm.tokenizer import Tokenizer
+from sft_tilt.harness.general_sets import docs_texts
+from sft_tilt.harness.medcalc import SYSTEM_PROMPT
+from sft_tilt.harness.medcalc_bench import make_splits
+from sft_tilt.lm import load_gguf
+from sft_tilt.lm.model import per_token_losses
+from sft_tilt.lm.tokenizer import Tokenizer
 
 assert jnp.zeros(1).dtype == jnp.float64, "float64 is not in effect: run with JAX_ENABLE_X64=1"
 

@@ -2,7 +2,12 @@
 
 import os
 import shutil
+import sys
 import tempfile
+
+# the shared helpers (tiny_harness, random_instances) live beside this file; the tests live in subfolders that
+# mirror the package's subpackages
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -21,7 +26,7 @@ if "PYTEST_XDIST_WORKER" not in os.environ and "SFT_TEST_COMPILE_CACHE" not in o
 # sweep's workers set theirs (XLA's pool and the BLAS/OpenMP thread counts); subprocesses that set their own
 # XLA_FLAGS keep XLA's default pool.
 if "PYTEST_XDIST_WORKER" in os.environ:
-    from sims.harness.sweep_workers import available_cpus, worker_environment
+    from sft_tilt.harness.sweep_workers import available_cpus, worker_environment
 
     _share = max(1, len(available_cpus()) // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
     os.environ.update(worker_environment(os.environ, _share))
@@ -62,12 +67,12 @@ def fixed_method_table(monkeypatch):
     section's own rendering and readings are tested on their own."""
     import numpy as np
 
-    from claims.intervals import paired_interval
+    from sft_tilt.claims.intervals import paired_interval
 
     table = {"target_gain": 0.3, "lrs": [3.0, 30.0], "n_seeds": 3,
              "rows": {"TALR (mean 1)": [paired_interval(np.array([-0.01, -0.012, -0.011])), None],
                       "DFT (mean 1)": [paired_interval(np.array([0.01, -0.02, 0.0])),
                                        paired_interval(np.array([0.02, 0.025, 0.022]))]},
              "variants": {"TALR (mean 1)": "talr, weights mean one", "DFT (mean 1)": "dft, weights mean one"}}
-    monkeypatch.setattr("claims.method_comparison_table.measure", lambda: table)
+    monkeypatch.setattr("sft_tilt.claims.method_comparison_table.measure", lambda: table)
     return table

@@ -16,9 +16,9 @@ def tiny_harness_env(root: Path):
     """Write a tiny model (SmolLM2's vocabulary, random weights) under ``root``, point the harness's cache, run
     folders, committed results, tiny model and real-LM preset at it, yield ``{"root", "model", "preset"}``, and restore the
     environment afterwards."""
-    from sims.lm.config import ModelConfig
-    from sims.lm.gguf_io import save_gguf
-    from sims.lm.model import init_params
+    from sft_tilt.lm.config import ModelConfig
+    from sft_tilt.lm.gguf_io import save_gguf
+    from sft_tilt.lm.model import init_params
 
     cfg = ModelConfig.tiny(vocab_size=49152, max_seq_len=512)
     path = Path(root) / "tiny.gguf"
@@ -27,7 +27,7 @@ def tiny_harness_env(root: Path):
     os.environ.update(SFT_RUNS_DIR=str(Path(root) / "runs"), SFT_CACHE_DIR=str(Path(root) / "cache"),
                       SFT_RESULTS_DIR=str(Path(root) / "results"), SFT_TINY_MODEL=str(path), SFT_REAL_LM_PRESET="tiny")
     try:
-        from sims.harness.presets import get_preset
+        from sft_tilt.harness.presets import get_preset
 
         yield {"root": Path(root), "model": str(path), "preset": get_preset("tiny")}
     finally:
@@ -40,7 +40,7 @@ def tiny_harness_env(root: Path):
 
 def counting_train_steps(monkeypatch, runs) -> list:
     """Make ``runs.run_one`` count the optimiser steps it computes: returns the list it appends one entry to per
-    step (``runs`` is the ``sims.harness.runs`` module)."""
+    step (``runs`` is the ``sft_tilt.harness.runs`` module)."""
     calls = []
     make = runs.make_train_step
 

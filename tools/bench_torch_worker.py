@@ -1,10 +1,10 @@
-"""The transformers + torch worker of ``python -m sims.lm.bench`` (run under ``.venv-ref``; imports nothing from sims).
+"""The transformers + torch worker of ``python -m sft_tilt.benchmarks.lm_step`` (run under ``.venv-ref``; imports nothing from sims).
 
     .venv-ref/bin/python tools/bench_torch_worker.py MODEL.gguf BATCH.npz THREADS
 
 Loads the GGUF file with ``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)`` in float32 and the batch
 (``tokens``, ``loss_mask``, ``attention_mask``; ``allow_pickle=False``), then answers the benchmark's requests on
-stdin with ``BENCH {json}`` lines on stdout, as ``sims.lm.bench._serve`` does:
+stdin with ``BENCH {json}`` lines on stdout, as ``sft_tilt.benchmarks.lm_step._serve`` does:
 
 * eval:  ``logits = model(tokens, attention_mask).logits`` at every position, ``-log_softmax`` at the targets;
 * train: ``model(tokens, attention_mask, labels).loss`` with ``labels = tokens`` where ``loss_mask != 0`` and

@@ -10,7 +10,7 @@ unchanged notebook re-executes to the same file apart from numbers that really c
     .venv/bin/python tools/execute_notebooks.py                 # every notebook
     .venv/bin/python tools/execute_notebooks.py notebooks/02_hard_tokens_and_talr.py
 
-tests/test_notebooks.py fails when an executed notebook's cells differ from its ``.py`` source (stale).
+tests/package/test_notebooks.py fails when an executed notebook's cells differ from its ``.py`` source (stale).
 """
 
 from __future__ import annotations

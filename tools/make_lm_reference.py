@@ -14,7 +14,7 @@ llama.cpp's Q/K permutation) in float32 on CPU, and the script records, for a fe
 Usage (from the repository root)::
 
     .venv-ref/bin/python tools/make_lm_reference.py --model "$(.venv/bin/python -c \
-        'from sims.lm.gguf_io import default_model_path; print(default_model_path())')"
+        'from sft_tilt.lm.gguf_io import default_model_path; print(default_model_path())')"
 """
 
 from __future__ import annotations

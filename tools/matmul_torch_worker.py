@@ -1,4 +1,4 @@
-"""The torch worker of ``python -m sims.lm.matmul_ceiling`` (run under ``.venv-ref``; imports nothing from sims).
+"""The torch worker of ``python -m sft_tilt.benchmarks.matmul_ceiling`` (run under ``.venv-ref``; imports nothing from sims).
 
     .venv-ref/bin/python tools/matmul_torch_worker.py THREADS
 

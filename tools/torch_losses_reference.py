@@ -1,4 +1,4 @@
-"""Evaluate ``torch_losses`` on the cases written by tests/test_torch_losses.py, under the reference environment.
+"""Evaluate ``torch_losses`` on the cases written by tests/torch_losses/test_torch_losses.py, under the reference environment.
 
 Run with .venv-ref's python (torch + transformers, no JAX) and the repository root on ``PYTHONPATH``:
 
@@ -20,12 +20,13 @@ import tempfile
 
 import torch
 
-import torch_losses
-from torch_losses import TokenWeightedLoss, dynamic_tau, flow_sequence_weights, token_losses
+import sft_tilt.torch_losses
+from sft_tilt.torch_losses import TokenWeightedLoss, dynamic_tau, flow_sequence_weights, token_losses
 
 
 def _independence() -> list[str]:
-    return sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "jaxlib", "sims", "theory", "store", "figures"))
+    return sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "jaxlib")
+                  or (m.startswith("sft_tilt.") and not m.startswith("sft_tilt.torch_losses")))
 
 
 def evaluate(case: dict) -> dict:
@@ -42,7 +43,7 @@ def evaluate(case: dict) -> dict:
         "loss": float(loss),
         "grad": grad.tolist(),
         "weights": loss_fn.weights(losses, mask, seq_w).tolist(),
-        "log_probs": torch_losses.token_log_probs(logits.detach(), labels)[0].tolist(),
+        "log_probs": sft_tilt.torch_losses.token_log_probs(logits.detach(), labels)[0].tolist(),
         "tau": float(dynamic_tau(losses, mask)),
     }
     if case.get("initial_sequence_losses") is not None:
@@ -67,8 +68,8 @@ def transformers_checks() -> dict:
     out = model(input_ids=ids)
     own = model(input_ids=ids, labels=labels).loss
     own_n = model(input_ids=ids, labels=labels, num_items_in_batch=torch.tensor(23)).loss
-    ours = torch_losses.sft_loss()(out, labels)
-    ours_n = torch_losses.sft_loss()(out, labels, num_items_in_batch=torch.tensor(23))
+    ours = sft_tilt.torch_losses.sft_loss()(out, labels)
+    ours_n = sft_tilt.torch_losses.sft_loss()(out, labels, num_items_in_batch=torch.tensor(23))
 
     seen: list = []
 

@@ -1,0 +1,1 @@
+"""Reading measurements: seed intervals and the decision boundaries they lie on."""

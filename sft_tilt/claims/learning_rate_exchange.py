@@ -1,0 +1,101 @@
+"""Claim 12: a 5x larger learning rate buys a little domain gain for a large general loss (MedCalc: +0.024
+domain for -0.311 general).
+
+Real-LM setting: SFT on chain-of-thought targets at the two method learning rates (5x apart), domain gain G and
+general change D at the end of training, paired by seed (same seed: same data order and initialisation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sft_tilt.claims import real_lm_results as real
+from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.claims.registry import NO_THRESHOLD, Verdict, check, rule_of
+
+__all__ = ["measure", "decide", "ours", "describe"]
+
+
+def measure() -> dict:
+    """Per seed (the seeds both learning rates finished): G and D at the small and at the large method lr."""
+    from sft_tilt.harness.experiments import lr_tradeoff
+
+    p = real.preset("grid")
+    runs = lr_tradeoff(p, progress=False)
+    small, large = p.method_lrs
+    cot = [r for r in runs if r["fmt"] == "cot"]
+    seeds = sorted({int(r["seed"]) for r in cot if r["lr"] == small} & {int(r["seed"]) for r in cot if r["lr"] == large})
+
+    def per_seed(key, lr):
+        by = {int(r["seed"]): float(r[key]) for r in cot if r["lr"] == lr}
+        return np.array([by[s] for s in seeds], float)
+
+    acc = {lr: [r["accuracy"] for r in cot if r["lr"] == lr and r["accuracy"] is not None] for lr in (small, large)}
+    return {"small": small, "large": large, "seeds": seeds,
+            "domain_gain": {"small": per_seed("domain_gain", small), "large": per_seed("domain_gain", large)},
+            "general_change": {"small": per_seed("general_change", small), "large": per_seed("general_change", large)},
+            "accuracy": {lr: (round(float(np.mean(v)), 2) if v else None) for lr, v in acc.items()}}
+
+
+def _intervals(m: dict) -> dict:
+    g, d = ({k: np.asarray(v, float) for k, v in m[key].items()} for key in ("domain_gain", "general_change"))
+    dG, dD = g["large"] - g["small"], d["large"] - d["small"]
+    # marginal cost dD/dG above the small lr's average cost D_s/G_s  <=>  dD G_s - D_s dG > 0 (for dG, G_s > 0):
+    # a per-seed difference without ratios of noisy numbers
+    excess = dD * g["small"] - d["small"] * dG
+    return {"domain gain (large - small)": paired_interval(dG), "general change (large - small)": paired_interval(dD),
+            "marginal minus average cost (x G_small)": paired_interval(excess)}
+
+
+def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
+    """Paired by seed, with 95% t intervals. Fails when the larger learning rate lowers the domain gain (interval of
+    G_large - G_small below 0: it buys no domain gain) or lowers the general loss change (interval of D_large -
+    D_small below 0); inconclusive when either interval crosses 0 or the small rate made no domain gain; otherwise
+    (both above 0) holds when the marginal general cost per unit domain gain exceeds the small rate's average
+    cost (interval of dD G_small - D_small dG above 0), partly holds when it is below, inconclusive when it crosses.
+
+    Signs of paired differences, so ``threshold_scale`` has nothing to scale."""
+    if len(m.get("seeds", [])) == 0:
+        return "inconclusive", "no seed finished at both learning rates."
+    iv = _intervals(m)
+    g_side = side(iv["domain gain (large - small)"])
+    d_side = side(iv["general change (large - small)"])
+    text = lambda k: iv[k].text()  # noqa: E731
+    if g_side == "below":
+        return "fails", f"the larger lr lowers the domain gain ({text('domain gain (large - small)')}): it buys no domain gain."
+    if d_side == "below":
+        return "fails", f"the larger lr lowers the general loss change ({text('general change (large - small)')})."
+    if g_side == "crosses" or d_side == "crosses":
+        return "inconclusive", (f"domain gain change {text('domain gain (large - small)')}, general change "
+                                f"{text('general change (large - small)')}: an interval crosses 0.")
+    if not np.all(np.asarray(m["domain_gain"]["small"], float) > 0):
+        return "inconclusive", "the small lr made no domain gain in some seed: its average cost is undefined."
+    e = iv["marginal minus average cost (x G_small)"]
+    if side(e) == "above":
+        return "holds", f"both rise and the marginal general cost per unit domain gain exceeds the small lr's average ({e.text()})."
+    if side(e) == "below":
+        return "partly holds", f"both rise, but at a marginal cost below the small lr's average ({e.text()})."
+    return "inconclusive", f"both rise; marginal versus average cost undecided ({e.text()})."
+
+
+def ours(m: dict) -> str:
+    if len(m.get("seeds", [])) == 0:
+        return "-"
+    return "; ".join(f"{k} {iv.text()}" for k, iv in _intervals(m).items())
+
+
+def describe(m: dict) -> str:
+    g, d = ({k: float(np.mean(v)) if np.size(v) else float("nan") for k, v in m[key].items()} for key in ("domain_gain", "general_change"))
+    return (f"Paper (MedCalc, 3-model avg): SFT 1e-6 -> 5e-6 gives domain +0.024 for general -0.311. Ours (SFT, CoT, {m['small']:g} -> "
+            f"{m['large']:g}, {m['large'] / m['small']:g}x, {len(m['seeds'])} seeds): seed-mean domain gain G {g['small']:.4f} -> "
+            f"{g['large']:.4f}, general loss change D {d['small']:+.4f} -> {d['large']:+.4f} nats/token; greedy accuracy "
+            f"{m['accuracy']}. Paired 95% t intervals: {ours(m)}. " + real.DIRECTIONS)
+
+
+@check(12, real.setting("grid"), real.GROUP, figures=("real_lm_lr_tradeoff",))
+def real_lm() -> Verdict:
+    m = measure()
+    verdict, reason = decide(m)
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_lr_tradeoff", "grid"), ours=ours(m),
+                   seeds=f"{len(m['seeds'])} paired", rule=rule_of(decide),
+                   sensitivity=NO_THRESHOLD + " (signs of paired differences)")

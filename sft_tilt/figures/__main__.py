@@ -1,0 +1,83 @@
+"""Command line: ``python -m sft_tilt.figures --list | all [--group GROUP] | NAME...``.
+
+``all`` draws every figure and rewrites ``paper_checks.md`` from every claim check; ``all --group G`` draws the
+figures of group G and runs only the checks of that group; ``NAME...`` draws those figures and runs only the
+checks that read the same experiments. A partial run rewrites only its own rows of ``paper_checks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("JAX_ENABLE_X64", "1")  # also set in sft_tilt/figures/__init__; here for clarity when read alone
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sft_tilt.claims
+    from sft_tilt.figures import DEFAULT_OUT_DIR, FIGURES
+
+    parser = argparse.ArgumentParser(prog="python -m sft_tilt.figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="figure names, or 'all' (every figure, then paper_checks.md)")
+    parser.add_argument("--list", action="store_true", help="list registered figures and exit")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="output directory (default: sft_tilt/figures/out)")
+    parser.add_argument("--group", default=None, choices=sft_tilt.claims.GROUPS, help="with 'all': only the figures and claim checks of this group")
+    parser.add_argument("--no-checks", action="store_true", help="draw only; do not run claim checks or touch paper_checks.md")
+    parser.add_argument("--paper-checks", type=Path, default=REPO_ROOT / "paper_checks.md", help="the file the claim checks write")
+    args = parser.parse_args(argv)
+
+    if args.list or not args.names:
+        width = max((len(n) for n in FIGURES), default=0)
+        for fig in FIGURES.values():
+            print(f"{fig.name:<{width}}  [{fig.group}]  {fig.description}")
+        return 0
+
+    run_all = args.names == ["all"]
+    if run_all:
+        names = [n for n, f in FIGURES.items() if args.group is None or f.group == args.group]
+        checks = sft_tilt.claims.select_checks(None if args.group is None else [args.group])
+    else:
+        if args.group is not None:
+            parser.error("--group: only with 'all' (name the figures instead)")
+        unknown = [n for n in args.names if n not in FIGURES]
+        if unknown:
+            parser.error(f"names: unknown figure(s) {unknown}; see --list")
+        names = args.names
+        checks = sft_tilt.claims.select_checks([], figures=names)
+
+    failures = []
+    for name in names:
+        start = time.perf_counter()
+        print(f"[figures] {name} ...", flush=True)
+        try:
+            FIGURES[name].draw(args.out)
+        except Exception as exc:  # keep going: one broken figure must not hide the rest
+            failures.append((name, exc))
+            print(f"[figures] {name} FAILED: {exc!r}", flush=True)
+            continue
+        print(f"[figures] {name} done in {time.perf_counter() - start:.1f} s", flush=True)
+
+    if checks and not args.no_checks:
+        full = run_all and args.group is None
+        print(f"[figures] running {len(checks)} claim check(s); {'rewriting' if full else 'updating their rows of'} {args.paper_checks.name}",
+              flush=True)
+        results = sft_tilt.claims.run_checks(checks)
+        sft_tilt.claims.write_paper_checks(args.paper_checks, results, keep_other_rows=not full)
+
+    if failures:
+        print(f"[figures] {len(failures)} figure(s) failed: {[n for n, _ in failures]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

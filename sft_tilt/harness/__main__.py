@@ -1,0 +1,481 @@
+"""Command line of the real-LM harness.
+
+    python -m sft_tilt.harness run    --preset default --method talr --learning-rate 2.5e-4 --fmt cot --seed 0
+    python -m sft_tilt.harness sweep  --preset default [--experiment lr|methods|tokens|single-step|base|early|all]
+                                  [--cheapest-first] [--method NAME ...]
+                                  [--workers N]
+    python -m sft_tilt.harness report --preset default [--out report.md]
+    python -m sft_tilt.harness plan   --model DIR|NAME --devices N --batch B --seq T [--device-memory 80GB]
+    python -m sft_tilt.harness export --preset cpu [--results-dir DIR] [--prune]
+    python -m sft_tilt.harness summary --preset cpu [--out summary.md]
+
+``--mesh DATAxMODEL`` (run, sweep, report; default 1x1: one device, as before) runs every train step on
+``DATA x MODEL`` devices: the batch split over DATA, parameters, gradients and Adam state sharded over MODEL
+(:mod:`sft_tilt.lm.sharding`); a sharded run has its own run key. Several hosts: set ``JAX_COORDINATOR_ADDRESS``,
+``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (or launch under Slurm / Open MPI) and start the same command on
+every host; ``jax.distributed`` is initialised from them before any device is touched.
+
+``--method`` is any registered method (:mod:`sft_tilt.methods.registry`); ``--lr`` is a short alias of
+``--learning-rate``. ``--model PATH`` selects the model file (GGUF) or checkpoint folder (Hugging Face) for the ``tiny``
+preset (``paper`` reads ``$SFT_PAPER_MODEL``). ``--domain-data FILE`` replaces the generated MedCalc-Bench problems
+with a file's (a MedCalc-Bench CSV or a JSONL of prompt/response[/answer/lower/upper]); ``--general-data FILE``
+(JSONL of text, or of prompt/response) adds the general set "data" (:mod:`sft_tilt.harness.data_files`). Finished runs are read from their run folders
+(``$SFT_RUNS_DIR`` or ``.cache/runs``), or from the committed ``results/`` when a run's key matches; an
+interrupted sweep resumes where it stopped. ``--workers N`` computes a sweep's runs in N processes, each pinned to
+its own CPUs (:mod:`sft_tilt.harness.sweep_workers`: on two cores, two one-thread workers finish more runs per hour than
+one two-thread process). ``export`` copies every finished planned run of a preset to
+``results/<preset>/<key>/`` with an ``index.json`` (:mod:`sft_tilt.harness.results_export`), ready to commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("JAX_ENABLE_X64", "1")  # like `python -m sft_tilt.figures`: float64 available; the LM sets float32 itself
+
+from sft_tilt.harness.compilation_cache import enable_compilation_cache  # noqa: E402
+
+
+def positive_finite_float(text: str) -> float:
+    """argparse type: a finite number > 0 (the learning rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a number of steps)."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def mesh_shape(text: str) -> tuple[int, int]:
+    """argparse type: ``DATAxMODEL``, two positive integers (``2x4``)."""
+    from sft_tilt.lm.sharding import parse_mesh
+
+    try:
+        return parse_mesh(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("mesh: ")) from None
+
+
+def writable_file(text: str) -> Path:
+    """argparse type: a file path whose folder exists and can be written (checked before any work starts)."""
+    path = Path(text)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"folder {folder} is not writable")
+    return path
+
+
+_NUMBER_OPTIONS = ("--learning-rate", "--lr")
+
+
+def _attach_negative_numbers(argv: list[str]) -> list[str]:
+    """``--lr -1e-3`` -> ``--lr=-1e-3``: argparse reads a token such as ``-1e-3`` as an option name and would
+    answer "expected one argument"; attached, the value reaches the type check and gets a clear error."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token in _NUMBER_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            try:
+                float(argv[i + 1])
+            except ValueError:
+                pass
+            else:
+                out.append(f"{token}={argv[i + 1]}")
+                i += 2
+                continue
+        out.append(token)
+        i += 1
+    return out
+
+
+def _add_plan_parser(sub) -> None:
+    help_ = "print the bytes per device of a train step on each mesh of N devices (sft_tilt.lm.memory_plan)"
+    p = sub.add_parser("plan", help=help_, description=help_)
+    p.add_argument("--model", required=True,
+                   help="a folder with a Hugging Face config.json, or a published model's name: "
+                        "Qwen2.5-3B-Instruct, Qwen3-4B, gemma-3-4b-it")
+    p.add_argument("--devices", type=positive_int, required=True, help="number of devices N")
+    p.add_argument("--batch", type=positive_int, required=True, help="global batch size (sequences per step)")
+    p.add_argument("--seq", type=positive_int, required=True, help="tokens per sequence")
+    p.add_argument("--mesh", type=mesh_shape, default=None, metavar="DATAxMODEL",
+                   help="only this mesh (DATA x MODEL must equal --devices)")
+    p.add_argument("--device-memory", default=None, metavar="SIZE",
+                   help="memory of one device (e.g. 80GB, 141GiB): also print the smallest mesh that fits")
+
+
+def _plan(args, parser) -> int:
+    from sft_tilt.lm.memory_plan import format_bytes, load_model_config, parse_bytes, plan_memory, smallest_mesh
+
+    if args.mesh is not None and args.mesh[0] * args.mesh[1] != args.devices:
+        parser.error(f"--devices: {args.devices} is not the mesh's {args.mesh[0]}x{args.mesh[1]} = "
+                     f"{args.mesh[0] * args.mesh[1]} devices")
+    try:
+        memory = None if args.device_memory is None else parse_bytes(args.device_memory)
+    except ValueError as exc:
+        parser.error(f"--device-memory: {str(exc).removeprefix('device_memory: ')}")
+    try:
+        config = load_model_config(args.model)
+    except ValueError as exc:
+        parser.error(f"--model: {exc}")
+    meshes = [args.mesh] if args.mesh else [(d, args.devices // d) for d in range(args.devices, 0, -1)
+                                            if args.devices % d == 0 and args.batch % d == 0]
+    if not meshes or args.batch % meshes[0][0]:
+        parser.error(f"--batch: {args.batch} is not divisible by the data axis of "
+                     f"{'the mesh' if args.mesh else 'any mesh of the devices'}")
+    try:
+        plans = [plan_memory(config, d, m, args.batch, args.seq) for d, m in meshes]
+    except ValueError as exc:
+        parser.error(f"--{exc}")
+    print(f"{args.model}: {config.n_params() / 1e9:.3f}B parameters, batch {args.batch} x {args.seq} tokens, float32, "
+          f"Adam; bytes per device")
+    cols = ("mesh", "parameters", "gradients", "Adam moments", "gathered", "activations", "act. no remat",
+            "total", "total no remat")
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for p in plans:
+        vals = (p.parameters, p.gradients, p.optimizer, p.gathered, p.activations_remat, p.activations_no_remat,
+                p.total, p.total_no_remat)
+        print(f"| {p.data}x{p.model} | " + " | ".join(format_bytes(v) for v in vals) + " |")
+    base = 4 * config.n_params()
+    print(f"the harness also keeps the base model ({format_bytes(base)}, float32) on its first device for evaluation"
+          " and model averaging; on a mesh, evaluation gathers the trained weights there too (another "
+          f"{format_bytes(base)}, while the step's gradients and activations are free)")
+    if memory is not None:
+        best = smallest_mesh(config, args.batch, args.seq, memory, reserve=base)
+        if best is None:
+            print(f"no mesh of up to 4096 devices fits {format_bytes(memory)} per device")
+        else:
+            print(f"smallest mesh that fits {format_bytes(memory)} per device with the base model on the first: "
+                  f"{best.data}x{best.model} ({best.devices} devices, {format_bytes(best.total)} per device "
+                  f"+ {format_bytes(base)} on the first)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sft_tilt.harness.presets import PRESETS, presets_taking_a_model
+    from sft_tilt.methods.registry import method_names
+
+    parser = argparse.ArgumentParser(prog="python -m sft_tilt.harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    helps = {"run": "fine-tune once and print the run's domain gain and general change",
+             "sweep": "run an experiment's grid of runs (finished runs are read, not recomputed)",
+             "report": "print (and with --out write) the Markdown report of every experiment",
+             "export": "copy every finished planned run of the preset to results/<preset>/ for committing",
+             "summary": "tabulate the preset's finished runs (run folders and results/) without computing anything"}
+    _add_plan_parser(sub)
+    for name in ("run", "sweep", "report", "export", "summary"):
+        p = sub.add_parser(name, help=helps[name], description=helps[name])
+        p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="experiment size (default: default)")
+        p.add_argument("--model", default=None,
+                       help=f"model file (GGUF) or Hugging Face folder; only for the presets {sorted(presets_taking_a_model())}")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--domain-data", default=None, metavar="FILE",
+                       help="domain problems from FILE instead of the generated ones: a MedCalc-Bench CSV or a JSONL "
+                            "with prompt, response and optionally answer, lower, upper")
+        p.add_argument("--general-data", default=None, metavar="FILE",
+                       help="an extra general set 'data' from a JSONL with text, or with prompt and response")
+        p.add_argument("--mesh", type=mesh_shape, default=(1, 1), metavar="DATAxMODEL",
+                       help="devices of the train step: batch over DATA, parameters/gradients/Adam state sharded "
+                            "over MODEL (default: 1x1, one device)")
+        if name == "run":
+            p.add_argument("--method", default="sft", choices=method_names(),
+                           help="a registered fine-tuning method (sft_tilt.methods.registry; default: sft)")
+            p.add_argument("--learning-rate", "--lr", dest="learning_rate", type=positive_finite_float, required=True,
+                           help="optimiser learning rate, a finite number > 0")
+            p.add_argument("--fmt", default="cot", choices=("cot", "label"),
+                           help="target format: chain-of-thought explanation or label only (default: cot)")
+            p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the batch order and adapters (default: 0)")
+            p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default: the preset's)")
+        if name == "sweep":
+            p.add_argument("--experiment", default="all",
+                           choices=("lr", "methods", "tokens", "single-step", "base", "early", "all"),
+                           help="which experiment's runs (default: all); early: the first steps of the learning-rate "
+                                "grid's runs evaluated at every step (the preset's early_until; sft_tilt.harness.early_points); "
+                                "base: only what is measured on the base model (target-token statistics and the "
+                                "single-step theory; sft_tilt.harness.base_model_analyses), no run")
+            p.add_argument("--cheapest-first", action="store_true",
+                           help="first compute the experiment's planned runs in order of their planned cost (label-only "
+                                "SFT first), so a sweep stopped early leaves the most finished runs to commit")
+            p.add_argument("--method", action="append", default=None, metavar="NAME", dest="only_methods",
+                           help="only the runs of this method (repeatable; in the order given, so a sweep can finish the "
+                                "runs one claim reads first); the experiment's tables are then not assembled")
+            p.add_argument("--workers", type=positive_int, default=1,
+                           help="compute the planned runs in N processes, each pinned to its own CPUs and claiming "
+                                "runs one at a time (sft_tilt.harness.sweep_workers; default: 1, this process)")
+            p.add_argument("--worker-index", type=non_negative_int, default=None, help=argparse.SUPPRESS)
+        if name in ("report", "summary"):
+            p.add_argument("--out", type=writable_file, default=None, help=f"also write the {name} to this file")
+        if name == "export":
+            p.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
+                           help="folder of committed results (default: $SFT_RESULTS_DIR or results/ in the repository)")
+            p.add_argument("--prune", action="store_true",
+                           help="delete the committed runs of this preset that no planned run of the current code is "
+                                "(stale keys: the code, the model or the preset changed since)")
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_attach_negative_numbers(raw_argv))
+    if args.command == "plan":
+        return _plan(args, parser)
+    if args.model is not None and args.preset not in presets_taking_a_model():
+        parser.error(f"--model: the {args.preset!r} preset does not take a model (only {sorted(presets_taking_a_model())});"
+                     " the paper preset reads $SFT_PAPER_MODEL")
+
+    if getattr(args, "workers", 1) > 1 and args.worker_index is None:
+        from sft_tilt.harness.sweep_workers import cpu_groups
+
+        if args.mesh != (1, 1):
+            parser.error("--workers: each worker runs on one device; it cannot be combined with --mesh")
+        try:
+            cpu_groups(args.workers)
+        except ValueError as err:
+            parser.error(f"--workers: {err}")
+
+    from dataclasses import replace
+
+    from sft_tilt.harness.data_files import DataFile, read_domain_file, read_general_file
+
+    files = {}
+    for option, name, read in (("--domain-data", "domain_data", read_domain_file), ("--general-data", "general_data", read_general_file)):
+        path = getattr(args, name)
+        if path is not None:
+            try:  # every malformed row is a usage error before any work starts
+                files[name] = DataFile.from_path(path, name)
+                read(files[name], name)
+            except ValueError as err:
+                parser.error(f"{option}: {err}")
+
+    from sft_tilt.harness import experiments as ex
+    from sft_tilt.harness.presets import get_preset
+    from sft_tilt.harness.runs import run_one
+
+    if args.mesh != (1, 1):  # before anything touches a device
+        import jax
+
+        from sft_tilt.lm.sharding import initialize_distributed
+
+        initialize_distributed()
+        if args.mesh[0] * args.mesh[1] != jax.device_count():
+            parser.error(f"--mesh: {args.mesh[0]}x{args.mesh[1]} needs {args.mesh[0] * args.mesh[1]} devices, "
+                         f"there are {jax.device_count()}")
+    enable_compilation_cache()
+    preset = replace(get_preset(args.preset, args.model), mesh=args.mesh)
+    if preset.batch_size % args.mesh[0]:
+        parser.error(f"--mesh: the data axis ({args.mesh[0]}) must divide the preset's batch size {preset.batch_size}")
+    if files:
+        calculators = None if "domain_data" in files else preset.data.calculators
+        preset = replace(preset, data=replace(preset.data, calculators=calculators, **files))
+    progress = not args.quiet
+
+    if args.command == "run":
+        cfg = ex.method_config(preset, args.method, args.learning_rate, args.seed, args.fmt)
+        if args.steps is not None:
+            cfg = replace(cfg, steps=args.steps, warmup_steps=min(int(round(preset.warmup_fraction * args.steps)), args.steps - 1))
+        result = run_one(cfg, progress=progress)
+        s = ex.summarise_run(result)
+        if s["diverged"]:
+            print(f"run {s['key']}: {cfg.label()}  diverged at step {s['diverged_step']} (non-finite loss, parameters or evaluation)")
+            return 0
+        sets = {k: round(v, 4) for k, v in s["general_change_sets"].items()}
+        print(f"run {s['key']}: {cfg.label()}  domain gain G={s['domain_gain']:+.4f}  general change D={s['general_change']:+.4f} "
+              f"nats/token  D per set={sets}")
+        for a in s["averaging"]:
+            print(f"  averaging alpha={a['alpha']:g}: G={a['domain_gain']:+.4f}  D={a['general_change']:+.4f}")
+        return 0
+
+    if args.command == "summary":
+        from sft_tilt.harness.results_summary import (finished_results, matched_gain_rows, render_matched_gain,
+                                                  render_summary, summary_rows)
+
+        results, n_planned = finished_results(preset)
+        text = (render_summary(*summary_rows(results), len(results), n_planned, preset.name)
+                + render_matched_gain(matched_gain_rows(results, early_until=preset.early_until)))
+        print(text, end="")
+        if args.out is not None:
+            args.out.write_text(text)
+        return 0
+
+    if args.command == "export":
+        from sft_tilt.harness.results_export import export_runs, prune_stale_runs, stale_runs
+        from sft_tilt.harness.runs import results_dir, run_key
+        from sft_tilt.harness.sweep_plan import planned_runs
+
+        if args.results_dir is not None and args.results_dir.exists() and not args.results_dir.is_dir():
+            parser.error(f"--results-dir: {args.results_dir} is not a directory")
+        configs = planned_runs(preset)
+        exported = export_runs(configs, preset.name, args.results_dir)
+        where = (args.results_dir or results_dir()) / preset.name
+        with_result = {p.name for p in exported} | {p.parent.name for p in where.glob("*/result.json")}
+        finished = sum(run_key(c) in with_result for c in configs)  # committed earlier or exported now
+        print(f"export {preset.name}: {len(exported)} finished runs of the run folders exported to {where}; "
+              f"{finished} of {len(configs)} planned runs finished and committed there, {len(configs) - finished} missing")
+        if preset.early_until:
+            from sft_tilt.harness.results_export import export_early
+
+            grid = list(dict.fromkeys(ex.sft_configs(preset)))
+            early = export_early(grid, preset.early_until, preset.name, args.results_dir)
+            committed = sum((where / "early" / f"{run_key(c)}.json").is_file() for c in grid)
+            print(f"export {preset.name}: early points of {len(early)} learning-rate-grid runs exported to "
+                  f"{where / 'early'}; {committed} of {len(grid)} committed there")
+        from sft_tilt.harness.base_model_analyses import NAMESPACES, committed_path
+        from sft_tilt.harness.results_export import export_base_analyses, stale_base_analyses
+
+        analyses = export_base_analyses(preset, args.results_dir)
+        # a committed record counts when its file is there under the current key (it is verified when read)
+        there = sum(committed_path(preset, a, args.results_dir) is not None for a in NAMESPACES)
+        print(f"export {preset.name}: {len(analyses)} base-model analyses exported to {where / 'base'}; {there} of "
+              f"{len(NAMESPACES)} committed there" + ("" if there == len(NAMESPACES) else
+                                                     " (`sweep --experiment base` computes the others)"))
+        stale_analyses = stale_base_analyses(preset, args.results_dir)
+        if args.prune:
+            for folder in prune_stale_runs(configs, preset.name, args.results_dir):
+                print(f"removed stale run {folder}")
+            for path in stale_analyses:
+                path.unlink()
+                print(f"removed stale base-model analysis {path}")
+        else:
+            stale = stale_runs(configs, preset.name, args.results_dir)
+            if stale:
+                print(f"{len(stale)} committed runs in {where} are not planned runs of the current code (stale keys: "
+                      f"{', '.join(p.name for p in stale)}); --prune deletes them")
+            if stale_analyses:
+                print(f"{len(stale_analyses)} committed base-model analyses are of older keys "
+                      f"({', '.join(str(p) for p in stale_analyses)}); --prune deletes them")
+        return 0
+
+    if args.command == "sweep":
+        from sft_tilt.harness.base_model_analyses import single_step, target_token_statistics
+        from sft_tilt.harness.runs import run_many
+        from sft_tilt.harness.sweep_plan import REFERENCE_RATES, describe_pending, describe_plan, planned_runs, run_cost
+
+        if args.experiment == "early" and not preset.early_until:
+            parser.error(f"--experiment early: the {preset.name!r} preset recomputes no early points (early_until = 0)")
+        early = args.experiment == "early"
+        if args.only_methods:
+            known = {"sft", *preset.methods}
+            unknown = [m for m in args.only_methods if m not in known]
+            if unknown:
+                parser.error(f"--method: {unknown} not among the {preset.name!r} preset's methods {sorted(known)}")
+            if early or args.experiment in ("single-step", "base"):
+                parser.error(f"--method: the {args.experiment!r} experiment has no method runs to choose from")
+
+        def ordered_runs():
+            """The experiment's distinct planned runs, in sweep order or cheapest first."""
+            if early:
+                configs = list(dict.fromkeys(ex.sft_configs(preset)))
+            elif args.experiment == "all":
+                configs = planned_runs(preset)
+            else:
+                made = {"lr": ex.sft_configs, "methods": ex.method_configs, "tokens": ex.token_configs,
+                        "single-step": lambda p: [], "base": lambda p: []}[args.experiment](preset)
+                configs = list(dict.fromkeys(made))
+            if args.cheapest_first:
+                configs = sorted(configs, key=lambda c: run_cost(c).seconds(REFERENCE_RATES))
+            if args.only_methods:
+                configs = sorted((c for c in configs if c.method.name in args.only_methods),
+                                 key=lambda c: args.only_methods.index(c.method.name))
+            return configs
+
+        if args.worker_index is not None:  # one of the processes a --workers sweep started
+            from sft_tilt.harness import sweep_workers
+            from sft_tilt.harness.runs import run_key
+
+            if early:
+                from sft_tilt.harness.early_points import ensure_early
+
+                done = sweep_workers.run_claimed(ordered_runs(), lambda c: "early" + run_key(c),
+                                                 lambda c: ensure_early(c, preset.early_until, progress),
+                                                 sweep_workers.claims_folder())
+            else:
+                done = sweep_workers.run_claimed(ordered_runs(), run_key, lambda c: run_one(c, progress=progress),
+                                                 sweep_workers.claims_folder())
+            print(f"worker {args.worker_index}: {len(done)} runs", flush=True)
+            return 0
+        if early:
+            from sft_tilt.harness.sweep_plan import describe_early_plan
+
+            print("planned: " + describe_early_plan(preset), flush=True)
+        elif args.experiment == "all":
+            print("planned: " + describe_plan(preset), flush=True)
+            print("pending: " + describe_pending(preset, workers=args.workers), flush=True)
+        elif ordered_runs():
+            print("planned: " + describe_plan(preset), flush=True)
+            print("pending: " + describe_pending(preset, workers=args.workers, configs=ordered_runs(),
+                                                 scope=f"experiment {args.experiment}"), flush=True)
+        else:  # single-step and base: the base model only
+            print(f"planned: {preset.name}, experiment {args.experiment}: no fine-tuning run, the base model only",
+                  flush=True)
+        if args.workers > 1:
+            from sft_tilt.harness import sweep_workers
+
+            sweep_workers.clear_claims(sweep_workers.claims_folder())
+            codes = sweep_workers.launch_workers(sweep_workers.harness_command(raw_argv), args.workers)
+            if any(codes):
+                print(f"sweep: worker exit codes {codes}; finished runs are kept, rerun the command to resume",
+                      file=sys.stderr, flush=True)
+                return 1
+        elif early:
+            from sft_tilt.harness.early_points import ensure_early
+
+            for cfg in ordered_runs():
+                ensure_early(cfg, preset.early_until, progress)
+        elif args.cheapest_first or args.only_methods:
+            run_many(ordered_runs(), progress=progress, desc=f"runs of {', '.join(args.only_methods)}" if args.only_methods
+                     else "planned runs, cheapest first")
+        if ordered_runs():
+            print("pending: " + describe_pending(preset), flush=True)
+        if args.only_methods:  # the experiment's tables would compute the other methods' runs too
+            print(f"sweep {args.experiment} ({preset.name}) finished: the runs of {', '.join(args.only_methods)}")
+            return 0
+        steps = {
+            "lr": [ex.lr_tradeoff],
+            "methods": [ex.method_comparison],
+            "tokens": [ex.token_analysis],
+            "single-step": [ex.single_step_theory],
+            "base": [target_token_statistics, single_step],
+            "early": [],
+            "all": [ex.run_all],
+        }[args.experiment]
+        for fn in steps:
+            fn(preset, progress)
+        print(f"sweep {args.experiment} ({preset.name}) finished")
+        return 0
+
+    from sft_tilt.harness.report import render_report
+
+    text = render_report(ex.run_all(preset, progress), preset.name)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,577 @@
+"""Runs: one fine-tuning trajectory, its run folder, caching and resumption.
+
+A run folder ``<runs_dir>/<key>/`` (``runs_dir`` = ``$SFT_RUNS_DIR`` or ``<cache>/runs``) holds
+
+* ``config.json``   the resolved configuration and the key material (for reading; never trusted),
+* ``points.jsonl``  one line of metrics per evaluation point, each with its own checksum, rewritten atomically
+  as the run goes,
+* ``state.npz``     (``checkpoint_state``, on by default) trainable parameters + optimiser state at the last
+  point, and the run's compute time up to it, as a checksummed ``.npz`` of the state's leaves (no pickle); a
+  resumed run adds that time to its own, so the wall time of a run computed in several segments counts them all,
+  and its provenance names the step it resumed at,
+* ``result.json``   the finished run (points, final accuracy, model-averaging evaluations) as a checksummed
+  record carrying the run's key: a valid one means the run is never recomputed.
+
+A run that diverges is a result, not an error: after every optimiser step the loss and the trainable
+parameters, and at every evaluation point the token losses, are checked; at the first that is not finite the
+run stops with a last point ``{"step": k, "diverged": true, "train_steps": [...]}`` (no evaluation) and
+``result.json`` has ``diverged: true``, ``diverged_step: k`` and no accuracy or model-averaging evaluations
+(a finished run has ``diverged: false``, ``diverged_step: null``).
+
+Nothing read back is trusted: a ``result.json`` that fails to parse, whose checksum does not match its content
+or whose key is not the run's is reported by path and the run recomputed; a ``points.jsonl`` line that fails its
+checksum ends the points read there; a checkpoint whose leaves do not match the freshly initialised state's
+shapes and dtypes is ignored.
+
+``key`` is the content hash of the configuration, the model file's fingerprint, the library versions and the
+training code's explicit version (:data:`sft_tilt.harness.versions.TRAINING_VERSION`, bumped with every change that
+moves numbers), so moving files or editing reports, figures or the command line does not invalidate results. A killed run restarts from its last saved point (the checkpoint and the points agree on
+the step) and otherwise from step 0; a sweep recomputes only unfinished runs. Batches are a pure
+function of (seed, step), so a resumed run follows the same trajectory as an uninterrupted one.
+
+Committed results: a finished run of a long preset can be committed to the repository as
+``<results>/<preset>/<key>/result.json`` (``<results>`` = ``$SFT_RESULTS_DIR`` or ``<repo>/results``; written by
+:mod:`sft_tilt.harness.results_export`). ``run_one`` returns such a file when its own run folder has no finished result
+and the file verifies for the run's key, so a fresh clone reads those runs instead of computing them; a committed
+file that fails its checksum or key is reported by path and the run recomputed into the run folder (the committed
+file is never written or deleted). Every result carries ``provenance``: the code key, the model file's full
+SHA-256, the data configuration's hash, library versions, the machine (platform, CPU, cores, load) and the wall
+time, which says where and with what a committed number was measured.
+
+``replay_points(cfg, n)`` recomputes a run's first ``n`` evaluation points from step 0 in a temporary folder (the
+reproducibility check of committed results): ``run_one(..., stop_after=k)`` stops the same loop at its first
+evaluation step at or after ``k`` and returns the points without writing a result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import warnings
+import time
+from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sft_tilt.harness.lora import interpolate_params
+from sft_tilt.harness.measure import HIST_BINS
+from sft_tilt.harness.medcalc import FORMATS
+from sft_tilt.harness.methods import full_params, init_trainable, make_optimizer, make_train_step
+from sft_tilt.harness.versions import TRAINING_VERSION
+from sft_tilt.harness.session import DataConfig, Session, get_session, model_fingerprint, model_sha256
+from sft_tilt.lm.sharding import make_mesh, place_batch, place_params, replicated
+from sft_tilt.lm.supervised_loss import supervised_capacity
+from sft_tilt.methods.registry import MethodConfig, averaging_bases
+from sft_tilt.theory import HARD_TOKEN_THRESHOLD
+from sft_tilt.store import (REPO_ROOT, atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record,
+                   write_record)
+
+__all__ = ["SCHEDULES", "learning_rate_at", "RunConfig", "runs_dir", "results_dir", "run_key", "run_folder", "run_one",
+           "run_many", "load_result", "committed_result", "replay_points", "model_sha256", "data_hash", "Interrupted"]
+
+
+#: Learning-rate schedules: "constant", or "linear" (linear warm-up, then linear decay; see learning_rate_at).
+SCHEDULES = ("constant", "linear")
+
+
+def learning_rate_at(step: int, peak: float, steps: int, warmup_steps: int = 0, schedule: str = "linear") -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of ``steps``.
+
+    ``"constant"``: ``peak`` at every step. ``"linear"``: a linear warm-up over the first ``w = warmup_steps`` steps,
+    then a linear decay towards zero (Hugging Face's default ``"linear"`` schedule, shifted so that no step has a
+    zero learning rate: the warm-up's last step and the decay's first reach ``peak``),
+
+        eta_k = peak (k + 1) / w              for k < w,
+        eta_k = peak (steps - k) / (steps - w)  for k >= w,
+
+    so the last step takes ``peak / (steps - w)``.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule: must be one of {SCHEDULES}, got {schedule!r}")
+    if not 0 <= step < steps:
+        raise ValueError(f"step: must lie in [0, steps={steps}), got {step}")
+    if not 0 <= warmup_steps < steps:
+        raise ValueError(f"warmup_steps: must lie in [0, steps={steps}), got {warmup_steps}")
+    if schedule == "constant":
+        return float(peak)
+    if step < warmup_steps:
+        return float(peak) * (step + 1) / warmup_steps
+    return float(peak) * (steps - step) / (steps - warmup_steps)
+
+
+class Interrupted(RuntimeError):
+    """Raised by ``run_one(..., interrupt_after=k)`` to simulate a killed run (tests)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one run's results.
+
+    ``method`` is a registered method with its hyper-parameters (:class:`sft_tilt.methods.registry.MethodConfig`);
+    ``averaging_alphas`` are the mixing weights ``a`` of post-hoc averaging ``(1 - a) theta_0 + a theta``
+    evaluated after training (allowed for an averaging method and the method whose training it reuses).
+    """
+
+    model: str
+    data: DataConfig
+    fmt: str = "cot"
+    method: MethodConfig = field(default_factory=MethodConfig)
+    learning_rate: float = 1e-4
+    optimizer: str = "adam"
+    batch_size: int = 4
+    steps: int = 8
+    eval_every: int = 4
+    seed: int = 0
+    tokenizer: str | None = None
+    averaging_alphas: tuple[float, ...] = ()
+    final_accuracy: bool = True
+    averaging_accuracy: bool = False
+    checkpoint_state: bool = True
+    mesh: tuple[int, int] = (1, 1)
+    schedule: str = "constant"
+    warmup_steps: int = 0
+
+    def __post_init__(self):
+        if self.fmt not in FORMATS:
+            raise ValueError(f"fmt: must be one of {FORMATS}, got {self.fmt!r}")
+        if not isinstance(self.method, MethodConfig):
+            raise ValueError(f"method: expected a sft_tilt.methods.registry.MethodConfig, got {type(self.method).__name__}")
+        if not (isinstance(self.learning_rate, (int, float)) and np.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate: must be a finite number > 0, got {self.learning_rate!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer: must be 'adam' or 'sgd', got {self.optimizer!r}")
+        for name in ("batch_size", "steps", "eval_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: must be a positive int, got {v!r}")
+        if self.batch_size > self.data.n_train:
+            raise ValueError(f"batch_size: {self.batch_size} exceeds n_train={self.data.n_train}")
+        if (not isinstance(self.mesh, tuple) or len(self.mesh) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.mesh)):
+            raise ValueError(f"mesh: must be (data, model), two positive ints, got {self.mesh!r}")
+        if self.batch_size % self.mesh[0]:
+            raise ValueError(f"mesh: the data axis ({self.mesh[0]}) must divide batch_size={self.batch_size}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: must be one of {SCHEDULES}, got {self.schedule!r}")
+        if (isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int)
+                or not 0 <= self.warmup_steps < self.steps):
+            raise ValueError(f"warmup_steps: must be an int in [0, steps={self.steps}), got {self.warmup_steps!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed: must be a non-negative int, got {self.seed!r}")
+        if any(not 0.0 <= a <= 1.0 for a in self.averaging_alphas):
+            raise ValueError(f"averaging_alphas: must lie in [0, 1], got {self.averaging_alphas}")
+        if self.averaging_alphas and not (self.method.spec.averaging or self.method.name in averaging_bases()):
+            raise ValueError(f"averaging_alphas: model averaging interpolates the run of an averaging method or of "
+                             f"{sorted(averaging_bases())}, not {self.method.name!r}")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data.n_train // self.batch_size
+
+    @property
+    def eval_steps(self) -> list[int]:
+        pts = list(range(self.eval_every, self.steps + 1, self.eval_every))
+        return pts if pts and pts[-1] == self.steps else pts + [self.steps]
+
+    def label(self) -> str:
+        return f"{self.method.name} {self.fmt} lr={self.learning_rate:g} seed={self.seed}"
+
+    def describe(self) -> dict:
+        d = asdict(self)
+        d["method"] = self.method.canonical()
+        d["method_name"] = self.method.name
+        return d
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("SFT_RUNS_DIR", cache_root() / "runs"))
+
+
+def results_dir() -> Path:
+    """Folder of committed results (``$SFT_RESULTS_DIR`` or ``<repo>/results``; see the module docstring)."""
+    return Path(os.environ.get("SFT_RESULTS_DIR", REPO_ROOT / "results"))
+
+
+def _material(cfg: RunConfig, fingerprint: str) -> dict:
+    d = cfg.describe()
+    d.pop("model")
+    d.pop("tokenizer")
+    # an averaging method trains exactly as the method it names (trains_as); both share a run when the alphas agree
+    d["method"] = dict(d["method"], name=cfg.method.trains_as)
+    d.pop("method_name")
+    for name in ("domain_data", "general_data"):  # a data file counts by its content hash, not where it lies
+        if getattr(cfg.data, name) is not None:
+            d["data"][name] = getattr(cfg.data, name).key_material()
+    # one device is today's run; a mesh changes results at float32 round-off (tests/harness/test_harness_sharding.py),
+    # and greedy accuracy can flip on such a difference, so a sharded run has its own key
+    if tuple(d.pop("mesh")) != (1, 1):
+        d["mesh"] = list(cfg.mesh)
+    return {"run": d, "model": fingerprint, "code": TRAINING_VERSION, "libs": library_versions()}
+
+
+def run_key(cfg: RunConfig, session: Session | None = None) -> str:
+    """The run's key. Without a session only the model file is hashed (memoised), nothing is loaded: the key
+    needs the model's fingerprint, which is the session's."""
+    fingerprint = session.fingerprint if session is not None else model_fingerprint(cfg.model)
+    return content_key(_material(cfg, fingerprint))[:20]
+
+
+def run_folder(cfg: RunConfig, session: Session | None = None) -> Path:
+    return runs_dir() / run_key(cfg, session)
+
+
+def load_result(cfg: RunConfig) -> dict | None:
+    """The finished run's result if its ``result.json`` (else a committed one) is present and verifies, else None."""
+    folder = run_folder(cfg)
+    return read_record(folder / "result.json", key=folder.name) or committed_result(folder.name)
+
+
+def committed_result(key: str) -> dict | None:
+    """The committed result of run ``key``: the first ``<results>/*/<key>/result.json`` (name order) that verifies
+    for ``key``, else None. A committed file that fails its checksum or key is reported by path and left as it is
+    (``read_record`` would delete a damaged cache entry; a committed file is the repository's to fix)."""
+    if not (isinstance(key, str) and key.isalnum()):
+        raise ValueError(f"key: expected a run key (letters and digits), got {key!r}")
+    root = results_dir()
+    if not root.is_dir():
+        return None
+    for path in sorted(root.glob(f"*/{key}/result.json")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = read_record(path, key=key, discard=False)
+        if isinstance(value, dict):
+            return value
+        why = "; ".join(str(w.message).partition("will be recomputed (")[2].rstrip(")") or str(w.message)
+                        for w in caught) or "not a result"
+        warnings.warn(f"{path}: committed result does not verify for key {key} ({why}); the run is recomputed "
+                      f"into {runs_dir() / key}, the committed file is left unchanged")
+    return None
+
+
+def _batch(cfg: RunConfig, session: Session, step: int, sequence_weights: np.ndarray | None) -> tuple[dict, np.ndarray]:
+    spe = cfg.steps_per_epoch
+    epoch, pos = divmod(step, spe)
+    perm = np.random.default_rng([cfg.seed, cfg.data.data_seed, epoch]).permutation(cfg.data.n_train)
+    idx = perm[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
+    enc = session.train[cfg.fmt]
+    batch = {"tokens": jnp.asarray(enc.tokens[idx]), "loss_mask": jnp.asarray(enc.loss_mask[idx])}
+    if sequence_weights is not None:
+        batch["sequence_weights"] = jnp.asarray(sequence_weights[idx], jnp.float32)
+    return batch, idx
+
+
+def _relative(ev: dict, base: dict) -> dict:
+    out = dict(ev)
+    out["domain_gain"] = base["domain_loss"] - ev["domain_loss"]
+    out["general_change"] = {k: ev["general"][k] - base["general"][k] for k in ev["general"]}
+    out["general_change_mean"] = float(np.mean(list(out["general_change"].values())))
+    return out
+
+
+def _step_record(step: int, loss, aux, epoch: int) -> dict:
+    losses = np.asarray(aux["losses"], np.float64)
+    mask = np.asarray(aux["mask"], np.float64)
+    p = np.exp(-losses[mask > 0])
+    hist, _ = np.histogram(p, bins=HIST_BINS, range=(0.0, 1.0))
+    return {
+        "step": step,
+        "epoch": epoch,
+        "loss": float(loss),
+        "tau": float(aux["tau"]),
+        "n_tokens": int(p.size),
+        "n_above": int(np.sum(p > HARD_TOKEN_THRESHOLD)),
+        "histogram": hist.astype(int).tolist(),
+    }
+
+
+def _save_state(folder: Path, step: int, trainable, opt_state, wall_s: float) -> None:
+    """Checkpoint at ``step`` with the run's compute time so far, ``wall_s`` (every segment, this one included)."""
+    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get((trainable, opt_state)))]
+    # the shapes are stored beside the leaves: the record gives scalars (0-d leaves) back with shape (1,)
+    write_record(folder / "state.npz", {"step": step, "leaves": leaves, "shapes": [list(x.shape) for x in leaves],
+                                        "wall_s": float(wall_s)}, key=folder.name)
+
+
+def _load_state(folder: Path, trainable, opt_state):
+    """``(step, trainable, opt_state, wall_s)`` from the checkpoint (``wall_s``: the compute time of the segments
+    before it), or None when absent or not matching the fresh state."""
+    state = read_record(folder / "state.npz", key=folder.name)
+    if state is None:
+        return None
+    fresh, treedef = jax.tree_util.tree_flatten((trainable, opt_state))
+    try:
+        leaves = [np.asarray(a).reshape(shape) for a, shape in zip(state["leaves"], state["shapes"], strict=True)]
+        step, wall_s = state["step"], float(state["wall_s"])
+    except (KeyError, TypeError, ValueError) as exc:
+        warnings.warn(f"{folder / 'state.npz'}: not a checkpoint of this format ({exc}); restarting from step 0")
+        return None
+    mismatch = "" if len(leaves) == len(fresh) else f"{len(leaves)} leaves, expected {len(fresh)}"
+    for i, (a, b) in enumerate(zip(leaves, fresh)):
+        if not mismatch and (a.shape != np.shape(b) or a.dtype != np.asarray(b).dtype):
+            mismatch = f"leaf {i} is {a.dtype}{list(a.shape)}, expected {np.asarray(b).dtype}{list(np.shape(b))}"
+    if mismatch or not isinstance(step, int):
+        warnings.warn(f"{folder / 'state.npz'}: does not match this run's state ({mismatch or 'no step'}); "
+                      "restarting from step 0")
+        return None
+    trainable, opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves])
+    return step, trainable, opt_state, wall_s
+
+
+def _point_line(point: dict) -> str:
+    text = json.dumps(point, sort_keys=True)
+    return json.dumps({"sha256": hashlib.sha256(text.encode()).hexdigest(), "point": point}, sort_keys=True) + "\n"
+
+
+def _read_points(folder: Path) -> list[dict]:
+    """The points whose lines verify, up to the first that does not (a torn or edited line ends the read)."""
+    path = folder / "points.jsonl"
+    if not path.exists():
+        return []
+    pts = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        try:
+            rec = json.loads(line)
+            text = json.dumps(rec["point"], sort_keys=True)
+            if hashlib.sha256(text.encode()).hexdigest() != rec["sha256"]:
+                raise ValueError("checksum mismatch")
+            if not isinstance(rec["point"], dict) or not isinstance(rec["point"].get("step"), int):
+                raise ValueError("not a point")
+        except (ValueError, KeyError, TypeError) as exc:
+            warnings.warn(f"{path}: line {number} discarded with the lines after it ({exc})")
+            break
+        pts.append(rec["point"])
+    return pts
+
+
+def _write_points(folder: Path, points: list[dict]) -> None:
+    atomic_write_bytes(folder / "points.jsonl", "".join(_point_line(p) for p in points).encode())
+
+
+def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | None = None,
+            stop_after: int | None = None, runs_root: Path | None = None) -> dict | list[dict]:
+    """Run (or load) one fine-tuning trajectory and return its result dict (see module docstring).
+
+    The run folder's verified ``result.json`` is returned first, then a committed one (:func:`committed_result`).
+    ``stop_after=k`` computes the trajectory only up to its first evaluation step at or after ``k`` and returns
+    those points (as stored in ``points.jsonl``) without reading or writing a result (:func:`replay_points`);
+    ``runs_root`` puts the run folder there instead of :func:`runs_dir`.
+    """
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after: must be a positive int or None, got {stop_after!r}")
+    session = get_session(cfg.model, cfg.tokenizer, cfg.data, progress)
+    folder = (runs_dir() if runs_root is None else Path(runs_root)) / run_key(cfg, session)
+    result_path = folder / "result.json"
+    if stop_after is None:
+        done = read_record(result_path, key=folder.name)
+        if done is None:
+            done = committed_result(folder.name)
+        if done is not None:
+            return done
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / "config.json", json.dumps({"config": cfg.describe(),
+                                                          "key_material": _material(cfg, session.fingerprint)},
+                                                         indent=1, default=str).encode())
+    t0 = time.perf_counter()
+    # a replay of a method that does not read the initial losses needs no base evaluation (minutes at the cpu
+    # preset's size): its points then hold the measurements without the changes from the base model
+    replay_only = stop_after is not None and not cfg.method.spec.needs_initial_losses
+    base = None if replay_only else session.base()[cfg.fmt]
+    base_public = None if replay_only else {k: v for k, v in base.items() if k not in ("train_token_losses",)}
+    chance = None if replay_only else session.base().get("chance")
+    sequence_weights = None
+    if cfg.method.spec.needs_initial_losses:
+        sequence_weights = np.asarray(cfg.method.initial_sequence_weights(jnp.asarray(base["train_sequence_nll"])), np.float32)
+
+    trainable, frozen = init_trainable(cfg.method, session.params, jax.random.key(cfg.seed))
+    opt_state = make_optimizer(cfg.learning_rate, cfg.optimizer).init(trainable)
+    mesh = None if cfg.mesh == (1, 1) else make_mesh(*cfg.mesh)
+    # the output head runs only at response tokens: slots for the batch of batch_size rows with the most of them
+    capacity = supervised_capacity(session.train[cfg.fmt].loss_mask, cfg.batch_size)
+    step_fn = make_train_step(cfg.method, session.config, cfg.optimizer, mesh, capacity)
+
+    points = _read_points(folder)
+    start, earlier_s = 0, 0.0  # earlier_s: compute time of the segments before a resumed checkpoint
+    if points and cfg.checkpoint_state:
+        restored = _load_state(folder, trainable, opt_state)
+        if (restored is not None and restored[0] in {p["step"] for p in points}
+                and (stop_after is None or restored[0] <= stop_after)):
+            start, trainable, opt_state, earlier_s = restored
+    if mesh is not None:
+        trainable, frozen, opt_state = place_params(trainable, mesh), place_params(frozen, mesh), place_params(opt_state, mesh)
+    if start == 0:
+        points = []
+    else:
+        points = [p for p in points if p["step"] <= start]
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=start, desc=cfg.label(), leave=False, disable=not progress)
+    records: list[dict] = []
+    eval_steps = set(cfg.eval_steps)
+    diverged = None
+    for step in range(start, cfg.steps):
+        batch, _ = _batch(cfg, session, step, sequence_weights)
+        if mesh is not None:
+            batch = place_batch(batch, mesh)
+        # the optimiser holds its learning rate in its state (make_optimizer), so the schedule is set from here and
+        # one compiled step serves every step's rate
+        rate = learning_rate_at(step, cfg.learning_rate, cfg.steps, cfg.warmup_steps, cfg.schedule)
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(rate, jnp.float32)
+        trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
+        records.append(dict(_step_record(step, loss, aux, step // cfg.steps_per_epoch), learning_rate=rate))
+        bar.update(1)
+        finite = bool(np.isfinite(float(loss))) and _all_finite(trainable)
+        if step + 1 in eval_steps or not finite:
+            ev = {}
+            if finite:
+                ev = session.evaluate(_gathered(full_params(cfg.method, trainable, frozen), mesh), cfg.fmt,
+                                      finite_only=True)
+                finite = ev is not None
+            ev = (ev if base is None else _relative(ev, base)) if finite else {"diverged": True}
+            ev.update(step=step + 1, epochs=(step + 1) / cfg.steps_per_epoch, train_steps=records)
+            records = []
+            points.append(ev)
+            _write_points(folder, points)
+            if not finite:
+                diverged = step + 1
+                break
+            if cfg.checkpoint_state and step + 1 < cfg.steps:  # after the last step the result is written instead
+                _save_state(folder, step + 1, *_gathered((trainable, opt_state), mesh),
+                            earlier_s + time.perf_counter() - t0)
+            if interrupt_after is not None and step + 1 >= interrupt_after and step + 1 < cfg.steps:
+                bar.close()
+                raise Interrupted(f"simulated interruption after step {step + 1}")
+            if stop_after is not None and step + 1 >= stop_after:
+                break
+    bar.close()
+    if stop_after is not None:  # a replay: the points so far, as points.jsonl stores them; no result written
+        return json.loads(json.dumps(_jsonable(points)))
+
+    params = _gathered(full_params(cfg.method, trainable, frozen), mesh)
+    result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "chance": chance, "points": points,
+              "diverged": diverged is not None, "diverged_step": diverged}
+    if diverged is not None:  # nothing to evaluate: the parameters or their losses are not finite
+        result.update(averaging=[], wall_s=earlier_s + time.perf_counter() - t0, resumed_at=start or None)
+        return _finish(folder, result, cfg)
+    if cfg.final_accuracy:
+        result["accuracy"] = session.accuracy(params, cfg.fmt)
+    averaging = []
+    for alpha in cfg.averaging_alphas:
+        mixed = interpolate_params(session.params, params, alpha)
+        ev = _relative(session.evaluate(mixed, cfg.fmt), base)
+        ev["alpha"] = alpha
+        if cfg.averaging_accuracy:
+            ev["accuracy"] = session.accuracy(mixed, cfg.fmt)
+        averaging.append(ev)
+    result["averaging"] = averaging
+    result.update(wall_s=earlier_s + time.perf_counter() - t0, resumed_at=start or None)
+    return _finish(folder, result, cfg)
+
+
+def _gathered(tree, mesh):
+    """A mesh-sharded pytree as whole host arrays (evaluation and checkpoints run as on one device); unchanged
+    without a mesh. Gathered to a replicated layout first, which every process can read."""
+    if mesh is None:
+        return tree
+    whole = jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), whole)
+
+
+def _finish(folder: Path, result: dict, cfg: RunConfig) -> dict:
+    """Add the provenance, write ``result.json``, drop the checkpoint, and return the result as read back."""
+    result["provenance"] = dict(_provenance(cfg, result["wall_s"]), resumed_at_step=result.pop("resumed_at", None))
+    write_record(folder / "result.json", _jsonable(result), key=folder.name)
+    state = folder / "state.npz"
+    if state.exists():
+        state.unlink()
+    return read_record(folder / "result.json", key=folder.name)
+
+
+def replay_points(cfg: RunConfig, n_points: int, *, progress: bool = False) -> list[dict]:
+    """The first ``n_points`` evaluation points of run ``cfg`` recomputed from step 0 in a temporary run folder
+    (the cached and the committed run are neither read nor touched): the same loop as :func:`run_one`, stopped
+    after the ``n_points``-th evaluation step, so a learning-rate schedule sees the run's full length. Compared
+    with a stored run's points it checks that the run reproduces. Unless the method reads the initial model's
+    losses (FLOW), the base model is not evaluated and the points hold the measurements only (``domain_loss``,
+    ``general``, statistics, accuracies), not their changes from the base model."""
+    if isinstance(n_points, bool) or not isinstance(n_points, int) or not 1 <= n_points <= len(cfg.eval_steps):
+        raise ValueError(f"n_points: must be an int in [1, {len(cfg.eval_steps)}] (the run's evaluation points), "
+                         f"got {n_points!r}")
+    with tempfile.TemporaryDirectory(prefix="sft-replay-") as tmp:
+        return run_one(cfg, progress=progress, stop_after=cfg.eval_steps[n_points - 1], runs_root=Path(tmp))
+
+
+def data_hash(data: DataConfig) -> str:
+    """Content hash of a data configuration: its sizes and seeds, a data file by its content's hash (not its path)."""
+    d = asdict(data)
+    for name in ("domain_data", "general_data"):
+        if getattr(data, name) is not None:
+            d[name] = getattr(data, name).key_material()
+    return content_key(d)
+
+
+def _machine() -> dict:
+    """Where a run was computed: platform, Python, CPU model, logical cores and the load average at the end."""
+    processor = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name") and ":" in line:
+                processor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        load = None
+    return {"platform": platform.platform(), "python": platform.python_version(), "processor": processor,
+            "logical_cores": os.cpu_count(), "loadavg": load}
+
+
+def _provenance(cfg: RunConfig, wall_s: float) -> dict:
+    """What a result was computed with and where (stored in ``result.json``, not part of the key)."""
+    return {"training_version": TRAINING_VERSION, "code_key": code_key(__name__), "model_sha256": model_sha256(cfg.model), "data_hash": data_hash(cfg.data),
+            "libraries": library_versions(), "machine": _machine(), "wall_s": float(wall_s),
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+@jax.jit
+def _finite_flag(tree):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
+
+
+def _all_finite(tree) -> bool:
+    """Whether every entry of every leaf is finite: one compiled pass over the pytree (per leaf, eagerly, it was
+    hundreds of dispatched operations per training step)."""
+    return bool(_finite_flag(tree))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None if np.isnan(obj) else obj
+    return obj
+
+
+def run_many(configs: list[RunConfig], *, progress: bool = True, desc: str = "runs") -> list[dict]:
+    """Run every configuration (finished ones are loaded, not recomputed) with a progress bar and ETA."""
+    from tqdm.auto import tqdm
+
+    results = []
+    for cfg in tqdm(configs, desc=desc, disable=not progress):
+        results.append(run_one(cfg, progress=progress))
+    return results

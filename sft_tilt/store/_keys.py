@@ -1,0 +1,63 @@
+"""Content keys: SHA-256 of a canonical JSON encoding of the key material."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = ["PACKAGE_DIR", "REPO_ROOT", "cache_root", "canonical", "content_key", "library_versions"]
+
+#: The ``sft_tilt`` package folder, and the folder that holds it (a checkout's root, or site-packages).
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = PACKAGE_DIR.parent
+
+
+def cache_root() -> Path:
+    """Directory holding every cache namespace (``$SFT_CACHE_DIR`` or ``<repo>/.cache``)."""
+    return Path(os.environ.get("SFT_CACHE_DIR", REPO_ROOT / ".cache"))
+
+
+def canonical(obj: Any) -> Any:
+    """A JSON-encodable form of ``obj`` in which equal content gives equal text.
+
+    Dicts are sorted by key, floats are written with ``repr`` (exact round trip), arrays by dtype, shape and the
+    SHA-256 of their bytes, dataclasses by type name and field values.
+    """
+    if isinstance(obj, dict):
+        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.dtype.str, "shape": list(obj.shape), "sha": hashlib.sha256(obj.tobytes()).hexdigest()}
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return canonical(obj.item())
+    if isinstance(obj, float):
+        return repr(obj)  # repr round-trips exactly, unlike json's float formatting across versions
+    if hasattr(obj, "__dataclass_fields__"):
+        return {"__dataclass__": type(obj).__qualname__, **canonical({f: getattr(obj, f) for f in obj.__dataclass_fields__})}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def content_key(material: Any) -> str:
+    """SHA-256 hex digest of the canonical JSON encoding of ``material``."""
+    blob = json.dumps(canonical(material), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def library_versions(names: Iterable[str] = ("numpy", "scipy", "sympy", "jax", "jaxlib", "optax")) -> dict[str, str]:
+    """Installed versions of the libraries whose numerics a stored result depends on."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out

@@ -1,1 +1,0 @@
-"""Numerical checks of the theory: synthetic token worlds (JAX, float64) and a real-LM harness."""

@@ -1,0 +1,70 @@
+"""Paired t intervals and the side of a boundary they decide."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sft_tilt.claims.intervals import Interval, interval_from_summary, paired_interval, sd, side
+
+
+def test_paired_interval_matches_t_formula():
+    a = np.array([1.0, 2.0, 3.0, 4.0, 6.0])
+    b = np.array([0.5, 1.0, 2.5, 3.0, 4.0])
+    d = a - b
+    iv = paired_interval(a, b)
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert iv.n == 5 and iv.mean == pytest.approx(d.mean())
+    assert iv.lo == pytest.approx(d.mean() - half) and iv.hi == pytest.approx(d.mean() + half)
+    # the same as scipy's own interval
+    lo, hi = stats.t.interval(0.95, 4, loc=d.mean(), scale=stats.sem(d))
+    assert (iv.lo, iv.hi) == pytest.approx((lo, hi))
+
+
+def test_pairs_with_nan_dropped_and_n_one_is_inconclusive():
+    iv = paired_interval([1.0, np.nan, 3.0], [0.0, 1.0, np.nan])
+    assert iv.n == 1 and iv.mean == 1.0 and side(iv) == "crosses"
+    assert paired_interval([np.nan], [1.0]).n == 0 and side(paired_interval([np.nan])) == "crosses"
+
+
+def test_n_two_uses_t_not_two_standard_errors():
+    d = np.array([1.0, 1.2])  # mean 1.1, SE 0.1: mean +- 2 SE excludes 0, the t interval (t = 12.7) does not
+    iv = paired_interval(d)
+    assert iv.hi - iv.mean == pytest.approx(12.706 * 0.1, rel=1e-3)
+    assert side(paired_interval([0.1, 0.3])) == "crosses"  # 2 SE = 0.2 would say "above"
+
+
+def test_side_on_constructed_intervals():
+    assert side(Interval(1.0, 0.5, 1.5, 5)) == "above"
+    assert side(Interval(-1.0, -1.5, -0.5, 5)) == "below"
+    assert side(Interval(0.1, -0.1, 0.3, 5)) == "crosses"
+    assert side(Interval(1.0, 0.5, 1.5, 5), boundary=0.6) == "crosses"
+    assert side(Interval(1.0, 0.5, 1.5, 5), boundary=2.0) == "below"
+
+
+def test_sd_is_ddof_one_and_nan_below_two():
+    assert sd([1.0, 3.0]) == pytest.approx(np.sqrt(2.0))
+    assert np.isnan(sd([1.0]))
+    assert sd(np.array([[1.0, 2.0], [3.0, 4.0]]), axis=0) == pytest.approx([np.sqrt(2), np.sqrt(2)])
+
+
+def test_welch_interval_from_summaries():
+    iv = interval_from_summary(1.0, 0.1, 2, 0.5, 0.1, 2)
+    se = np.sqrt(0.01 / 2 + 0.01 / 2)
+    assert iv.mean == 0.5 and iv.hi - iv.mean == pytest.approx(stats.t.ppf(0.975, 2) * se)
+    assert side(iv) == "above"
+    assert side(interval_from_summary(0.0707, 0.0082, 2, 0.0808, 0.0034, 2)) == "crosses"
+    assert interval_from_summary(1.0, 0.1, 1, 0.5, 0.1, 2).n == 1
+
+
+def test_claims_and_the_run_summaries_share_one_interval():
+    """``sft_tilt.claims.intervals`` re-exports the interval of ``sft_tilt.analysis.intervals`` that ``sft_tilt.harness.results_summary`` uses,
+    so a verdict and a summary of the same seeds cannot disagree."""
+    import sft_tilt.claims.intervals as claims_intervals
+    import sft_tilt.analysis.intervals as sims_intervals
+    import sft_tilt.harness.results_summary as results_summary
+
+    for name in ("CONFIDENCE", "DDOF", "Interval", "sd", "paired_interval"):
+        assert getattr(claims_intervals, name) is getattr(sims_intervals, name)
+    assert results_summary.paired_interval is sims_intervals.paired_interval
+    values = [0.3, None, 0.5, float("nan"), 0.4]
+    assert paired_interval(values) == paired_interval([0.3, 0.5, 0.4])

@@ -1,0 +1,86 @@
+"""The sweep plan counts each distinct run once and its tokens by the documented formulas."""
+
+from dataclasses import replace
+
+import pytest
+
+from sft_tilt.harness.presets import get_preset
+from sft_tilt.harness.sweep_plan import REFERENCE_RATES, describe_plan, plan, planned_runs, run_cost
+
+
+def test_the_default_sweep_counts_shared_sft_runs_once():
+    p = get_preset("default")
+    runs = planned_runs(p)
+    sft = len(p.formats) * len(p.lr_grid) * len(p.seeds)
+    trained = [m for m in p.methods if m != "averaging"]
+    # the SFT runs at the method learning rates (chain-of-thought) are the learning-rate grid's own runs
+    assert set(p.method_lrs) <= set(p.lr_grid)
+    assert len(runs) == sft + len(trained) * 2 * len(p.seeds)
+    assert len(set(runs)) == len(runs)
+    lora = [c for c in runs if c.method.name == "lora"]
+    assert sorted({c.learning_rate for c in lora}) == sorted(p.learning_rates_of("lora"))
+
+
+def test_run_cost_follows_the_formulas():
+    p = get_preset("default")
+    cfg = [c for c in planned_runs(p) if c.method.name == "sft" and c.fmt == "cot" and c.learning_rate == p.method_lrs[0]][0]
+    d = cfg.data
+    points = cfg.steps // cfg.eval_every
+    # held-out and unseen problems in the format's window, the general sets in theirs, <= 4 choices of ~48 tokens
+    per_point = (d.n_heldout + d.n_unseen) * d.seq_len_cot + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general + 4 * 48 * d.n_choice
+    assert d.n_unseen > 0 and d.n_choice > 0  # the default preset measures both
+    c = run_cost(cfg)
+    assert c.train_tokens == cfg.steps * cfg.batch_size * d.seq_len_cot
+    assert c.eval_tokens == (points + len(cfg.averaging_alphas)) * per_point
+    assert c.decode_tokens == d.n_accuracy * d.accuracy_max_new_tokens_cot
+    assert run_cost(replace(cfg, final_accuracy=False)).decode_tokens == 0
+
+
+def test_the_eta_scales_with_the_model_and_bad_sizes_are_refused():
+    p = get_preset("default")
+    base = plan(p)["eta_s"]
+    assert plan(p, parameters=2 * REFERENCE_RATES["parameters"])["eta_s"] == pytest.approx(2 * base)
+    with pytest.raises(ValueError, match="parameters"):
+        plan(p, parameters=-1.0)
+    assert "runs" in describe_plan(p) and "min" in describe_plan(p)
+
+
+def test_every_preset_that_fixes_its_model_has_a_plan_and_the_cpu_preset_its_promised_size():
+    for name in ("smoke", "default", "cpu"):
+        p = plan(get_preset(name))
+        assert p["runs"] > 0 and p["eta_s"] > 0
+    cpu = get_preset("cpu")
+    points = cpu.steps // cpu.eval_every + (cpu.steps % cpu.eval_every > 0)
+    assert cpu.data.n_train >= 256 and cpu.steps >= 100 and len(cpu.seeds) >= 3 and points >= 10
+    assert all(len(cpu.lr_grid) >= 5 for _ in cpu.formats)
+    assert {"eaft", "asft", "sft-kl"} <= set(cpu.methods)
+
+
+def test_setup_cost_counts_the_base_evaluation_of_both_formats():
+    """The base model's evaluation: every train, held-out and unseen problem in both formats, the general sets and
+    the choice rows in both formats, and the decoded self responses and greedy answers (written out by hand)."""
+    from sft_tilt.harness.sweep_plan import setup_cost
+
+    d = get_preset("cpu").data
+    c = setup_cost(d)
+    assert c.train_tokens == 0
+    assert c.eval_tokens == (256 + 16 + 4) * (320 + 160) + 2 * ((8 + 4 + 4) * 64 + 4 * 16 * 48)
+    assert c.decode_tokens == 8 * 40 + 8 * (200 + 10)
+    small = setup_cost(get_preset("default").data)
+    assert small.eval_tokens < c.eval_tokens / 10  # the default preset's setup is a small fraction of the cpu one's
+
+
+def test_early_points_cost_until_steps_and_one_evaluation_per_step():
+    from sft_tilt.harness.experiments import sft_configs
+    from sft_tilt.harness.sweep_plan import describe_early_plan, early_cost
+
+    preset = get_preset("cpu")
+    cfg = sft_configs(preset)[0]
+    d = cfg.data
+    per_point = ((d.n_heldout + d.n_unseen) * d.seq_len(cfg.fmt) + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general
+                 + 4 * d.n_choice * 48)
+    c = early_cost(cfg, 10)
+    assert (c.train_tokens, c.eval_tokens, c.decode_tokens) == (10 * cfg.batch_size * d.seq_len(cfg.fmt), 10 * per_point, 0)
+    n = len(set(sft_configs(preset)))
+    assert n == len(preset.lr_grid) * len(preset.formats) * len(preset.seeds)
+    assert f"the first 10 steps of {n} learning-rate-grid runs" in describe_early_plan(preset)
