@@ -31,7 +31,6 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     _share = max(1, len(available_cpus()) // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
     os.environ.update(worker_environment(os.environ, _share))
 
-import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 # JIT compilation makes first examples slow; deadlines would flake on a loaded 2-core machine.
@@ -59,20 +58,3 @@ def pytest_unconfigure(config):
     if not hasattr(config, "workerinput") and folder.startswith(_COMPILE_CACHE_PREFIX):
         shutil.rmtree(folder, ignore_errors=True)  # the controller made this session's compilation cache
 
-
-@pytest.fixture
-def fixed_method_table(monkeypatch):
-    """``render_paper_checks`` without running the synthetic methods sweep (about 50 s when nothing is cached): the
-    method-against-SFT section is drawn from a fixed two-row table. Tests about the rest of the report use it; the
-    section's own rendering and readings are tested on their own."""
-    import numpy as np
-
-    from sft_tilt.claims.intervals import paired_interval
-
-    table = {"target_gain": 0.3, "lrs": [3.0, 30.0], "n_seeds": 3,
-             "rows": {"TALR (mean 1)": [paired_interval(np.array([-0.01, -0.012, -0.011])), None],
-                      "DFT (mean 1)": [paired_interval(np.array([0.01, -0.02, 0.0])),
-                                       paired_interval(np.array([0.02, 0.025, 0.022]))]},
-             "variants": {"TALR (mean 1)": "talr, weights mean one", "DFT (mean 1)": "dft, weights mean one"}}
-    monkeypatch.setattr("sft_tilt.claims.method_comparison_table.measure", lambda: table)
-    return table

@@ -70,9 +70,11 @@ def render_variants() -> list[str]:
     lines += ["", "How they differ, on one batch of four sequences with target probabilities "
               + "; ".join("(" + ", ".join("-" if p is None else f"{p:g}" for p in row) + ")" for row in EXAMPLE_PROBABILITIES)
               + " (computed by `sft_tilt/claims/talr_variants.py` from the method registry):", "",
-              "| variant | weight and temperature | τ | w(p = 1e-9) | w(p = 0.5) | loss | source |", "|---|---|---|---|---|---|---|"]
-    for r in variant_rows():
-        cell = lambda t: " ".join(str(t).split()).replace("|", "\\|")  # noqa: E731
-        lines.append(f"| `{r['name']}` | {cell(r['formula'])} | {r['tau']:.4f} | {r['w_hopeless']:.5f} | {r['w_half']:.4f} | "
-                     f"{r['loss']:.4f} | {cell(r['source'])} |")
+              "| variant | τ | w(p = 1e-9) | w(p = 0.5) | loss |", "|---|---|---|---|---|"]
+    rows = variant_rows()
+    for r in rows:
+        lines.append(f"| `{r['name']}` | {r['tau']:.4f} | {r['w_hopeless']:.5f} | {r['w_half']:.4f} | {r['loss']:.4f} |")
+    # the formulas and sources are sentences: a list below the table keeps its cells short
+    lines += ["", "Weight and temperature of each, and where it comes from:", ""]
+    lines += [f"- `{r['name']}`: {' '.join(str(r['formula']).split())}. Source: {' '.join(str(r['source']).split())}" for r in rows]
     return lines

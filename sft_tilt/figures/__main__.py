@@ -1,8 +1,10 @@
 """Command line: ``python -m sft_tilt.figures --list | all [--group GROUP] | NAME...``.
 
-``all`` draws every figure and rewrites ``paper_checks.md`` from every claim check; ``all --group G`` draws the
-figures of group G and runs only the checks of that group; ``NAME...`` draws those figures and runs only the
-checks that read the same experiments. A partial run rewrites only its own rows of ``paper_checks.md``.
+``all`` draws every figure and rewrites ``paper_checks.md`` (and the verdicts it is rendered from,
+``paper_checks.json``) from every claim check; ``all --group G`` draws the figures of group G and runs only the
+checks and measured tables of that group; ``NAME...`` draws those figures and runs only the checks and tables that
+read the same experiments. A partial run replaces only what it recomputed: every other check's verdict is kept as
+stored, whatever the environment (another real-LM preset, another results folder).
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from sft_tilt.store import REPO_ROOT  # noqa: E402
+
+#: The page the claim checks write unless told otherwise: the committed one, at the repository root.
+DEFAULT_PAPER_CHECKS = REPO_ROOT / "paper_checks.md"
 
 
 def main(argv: list[str] | None = None) -> int:
     import sft_tilt.claims
+    from sft_tilt.claims import report
     from sft_tilt.figures import DEFAULT_OUT_DIR, FIGURES
 
     parser = argparse.ArgumentParser(prog="python -m sft_tilt.figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="output directory (default: sft_tilt/figures/out)")
     parser.add_argument("--group", default=None, choices=sft_tilt.claims.GROUPS, help="with 'all': only the figures and claim checks of this group")
     parser.add_argument("--no-checks", action="store_true", help="draw only; do not run claim checks or touch paper_checks.md")
-    parser.add_argument("--paper-checks", type=Path, default=REPO_ROOT / "paper_checks.md", help="the file the claim checks write")
+    parser.add_argument("--paper-checks", type=Path, default=DEFAULT_PAPER_CHECKS,
+                        help="the page the claim checks write (default: paper_checks.md at the repository root); the "
+                             "verdicts it is rendered from are stored beside it, under the same name with .json")
     args = parser.parse_args(argv)
 
     if args.list or not args.names:
@@ -44,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     run_all = args.names == ["all"]
     if run_all:
         names = [n for n, f in FIGURES.items() if args.group is None or f.group == args.group]
-        checks = sft_tilt.claims.select_checks(None if args.group is None else [args.group])
+        groups = None if args.group is None else [args.group]
+        checks = sft_tilt.claims.select_checks(groups)
+        sections = report.select_sections(groups)
     else:
         if args.group is not None:
             parser.error("--group: only with 'all' (name the figures instead)")
@@ -53,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"names: unknown figure(s) {unknown}; see --list")
         names = args.names
         checks = sft_tilt.claims.select_checks([], figures=names)
+        sections = report.select_sections([], figures=names)
+
+    full = run_all and args.group is None
+    if (checks or sections) and not args.no_checks and not full:
+        try:  # before any work: a partial run needs the stored verdicts it keeps
+            report.stored_beside(args.paper_checks)
+        except ValueError as exc:
+            parser.error(f"--paper-checks: {exc}")
 
     failures = []
     for name in names:
@@ -66,12 +84,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"[figures] {name} done in {time.perf_counter() - start:.1f} s", flush=True)
 
-    if checks and not args.no_checks:
-        full = run_all and args.group is None
-        print(f"[figures] running {len(checks)} claim check(s); {'rewriting' if full else 'updating their rows of'} {args.paper_checks.name}",
-              flush=True)
+    if (checks or sections) and not args.no_checks:
+        print(f"[figures] running {len(checks)} claim check(s) and {len(sections)} measured table(s); "
+              f"{'rewriting' if full else 'replacing only those in'} {args.paper_checks.name}", flush=True)
         results = sft_tilt.claims.run_checks(checks)
-        sft_tilt.claims.write_paper_checks(args.paper_checks, results, keep_other_rows=not full)
+        tables = report.compute_sections(sections)
+        sft_tilt.claims.write_paper_checks(args.paper_checks, results, keep_other_rows=not full, sections=tables)
 
     if failures:
         print(f"[figures] {len(failures)} figure(s) failed: {[n for n, _ in failures]}", file=sys.stderr)

@@ -1,10 +1,13 @@
 """The figure registry and the command line: which figures are drawn and which claim checks run."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import sft_tilt.claims
-from sft_tilt.claims import Verdict
+from sft_tilt.claims import Verdict, read_stored, records_path, render_paper_checks, report
+from sft_tilt.claims.verdict_records import StoredChecks, record_of, write_stored
 from sft_tilt.figures import FIGURES
 from sft_tilt.figures.__main__ import main
 from sft_tilt.figures._registry import Figure, figure
@@ -25,9 +28,10 @@ def test_every_figure_belongs_to_a_known_group_and_every_check_names_real_figure
 
 
 @pytest.fixture
-def cheap(monkeypatch, tmp_path, fixed_method_table):
-    """Replace every figure and claim check by a cheap one that records that it ran."""
-    drawn, checked = [], []
+def cheap(monkeypatch, tmp_path):
+    """Replace every figure, claim check and measured table by a cheap one that records that it ran; store an old
+    verdict for each check and an old version of each table."""
+    drawn, checked, tabled = [], [], []
     figs = {}
     for group in sft_tilt.claims.GROUPS:
         name = f"fig_{group}"
@@ -39,57 +43,94 @@ def cheap(monkeypatch, tmp_path, fixed_method_table):
         fn = (lambda n, g: (lambda: checked.append((n, g)) or Verdict("holds", f"new {g}", "cmd")))(number, group)
         checks.append(sft_tilt.claims.ClaimCheck(number, group, group, fn, figures=(f"fig_{group}",)))
     monkeypatch.setattr(sft_tilt.claims.registry, "CHECKS", checks)
+    tables = tuple(report.MeasuredSection(f"table_{g}", f"Table {g}", g, (f"fig_{g}",),
+                                          (lambda g: lambda: tabled.append(g) or ["", f"## Table {g}", "", f"new {g}"])(g))
+                   for g in ("synthetic", "real_lm"))
+    monkeypatch.setattr(report, "MEASURED_SECTIONS", tables)
     path = tmp_path / "paper_checks.md"
-    old = {(1, "theory"): Verdict("fails", "old theory", "c"), (3, "synthetic"): Verdict("fails", "old synthetic", "c"),
-           (12, "real_lm"): Verdict("fails", "old real_lm", "c")}
-    path.write_text(sft_tilt.claims.render_paper_checks(old))
-    return drawn, checked, path
+    old = StoredChecks({(c.number, c.setting): record_of(c, Verdict("fails", f"old {c.group}", "c")) for c in checks},
+                       {t.name: ("", f"## {t.title}", "", f"old {t.group}") for t in tables})
+    write_stored(records_path(path), old)
+    path.write_text(render_paper_checks(old))
+    return drawn, checked, tabled, path
+
+
+def _evidence(path):
+    return {k: r.evidence for k, r in read_stored(records_path(path)).records.items()}
+
+
+def _tables(path):
+    return {k: v[-1] for k, v in read_stored(records_path(path)).sections.items()}
 
 
 def test_unknown_group_is_rejected_before_anything_runs(cheap, capsys):
-    drawn, checked, path = cheap
-    before = path.read_text()
+    drawn, checked, tabled, path = cheap
+    before = path.read_text(), records_path(path).read_text()
     with pytest.raises(SystemExit) as exc:
         main(["all", "--group", "bogus", "--paper-checks", str(path)])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
-    assert drawn == [] and checked == [] and path.read_text() == before
+    assert drawn == checked == tabled == [] and (path.read_text(), records_path(path).read_text()) == before
 
 
-def test_a_group_runs_only_its_checks_and_rewrites_only_their_rows(cheap, tmp_path):
-    drawn, checked, path = cheap
+@pytest.mark.parametrize("damage", ["missing", "malformed"])
+def test_a_partial_run_without_readable_stored_verdicts_stops_before_any_work(cheap, tmp_path, capsys, damage):
+    drawn, checked, tabled, path = cheap
+    if damage == "missing":
+        records_path(path).unlink()
+    else:
+        records_path(path).write_text('{"format": ')
+    before = path.read_text()
+    with pytest.raises(SystemExit) as exc:
+        main(["all", "--group", "synthetic", "--out", str(tmp_path), "--paper-checks", str(path)])
+    assert exc.value.code == 2 and "--paper-checks" in capsys.readouterr().err
+    assert drawn == checked == tabled == [] and path.read_text() == before
+
+
+def test_a_group_runs_only_its_checks_and_tables_and_replaces_only_them(cheap, tmp_path):
+    drawn, checked, tabled, path = cheap
     assert main(["all", "--group", "synthetic", "--out", str(tmp_path), "--paper-checks", str(path)]) == 0
-    assert drawn == ["fig_synthetic"] and checked == [(3, "synthetic")]
-    rows = sft_tilt.claims.read_rows(path.read_text())
-    assert rows[(3, "synthetic")].measured == "new synthetic" and rows[(3, "synthetic")].verdict == "holds"
-    assert rows[(1, "theory")].measured == "old theory" and rows[(12, "real_lm")].measured == "old real_lm"
-    assert rows[(12, "real_lm")].verdict == "fails"
+    assert drawn == ["fig_synthetic"] and checked == [(3, "synthetic")] and tabled == ["synthetic"]
+    assert _evidence(path) == {(1, "theory"): "old theory", (3, "synthetic"): "new synthetic", (12, "real_lm"): "old real_lm"}
+    assert _tables(path) == {"table_synthetic": "new synthetic", "table_real_lm": "old real_lm"}
+    assert read_stored(records_path(path)).records[(3, "synthetic")].verdict == "holds"
+    assert path.read_text() == render_paper_checks(read_stored(records_path(path)))
 
 
-def test_named_figures_run_only_the_checks_reading_their_experiments(cheap, tmp_path):
-    drawn, checked, path = cheap
+def test_named_figures_run_only_the_checks_and_tables_reading_their_experiments(cheap, tmp_path):
+    drawn, checked, tabled, path = cheap
     assert main(["fig_theory", "--out", str(tmp_path), "--paper-checks", str(path)]) == 0
-    assert drawn == ["fig_theory"] and checked == [(1, "theory")]
-    assert sft_tilt.claims.read_rows(path.read_text())[(3, "synthetic")].measured == "old synthetic"
+    assert drawn == ["fig_theory"] and checked == [(1, "theory")] and tabled == []
+    assert _evidence(path)[(3, "synthetic")] == "old synthetic"
+    assert main(["fig_real_lm", "--out", str(tmp_path), "--paper-checks", str(path)]) == 0
+    assert tabled == ["real_lm"] and _tables(path)["table_real_lm"] == "new real_lm"
 
 
-def test_all_without_group_runs_everything_and_rewrites_the_file(cheap, tmp_path):
-    drawn, checked, path = cheap
-    stale = {**sft_tilt.claims.read_rows(path.read_text()), (2, "retired setting"): sft_tilt.claims.Verdict("holds", "gone", "c")}
-    path.write_text(sft_tilt.claims.render_paper_checks(stale))
+def test_all_without_group_runs_everything_and_rewrites_the_store(cheap, tmp_path):
+    drawn, checked, tabled, path = cheap
+    stored = read_stored(records_path(path))
+    retired = sft_tilt.claims.ClaimCheck(2, "retired setting", "theory", lambda: None)
+    write_stored(records_path(path), StoredChecks({**stored.records, (2, "retired setting"): record_of(retired, Verdict("holds", "gone", "c"))},
+                                                  {**stored.sections, "retired table": ("x",)}))
     assert main(["all", "--out", str(tmp_path), "--paper-checks", str(path)]) == 0
     assert sorted(drawn) == sorted(f"fig_{g}" for g in sft_tilt.claims.GROUPS) and len(checked) == 3
-    rows = sft_tilt.claims.read_rows(path.read_text())
-    assert {k: r.measured for k, r in rows.items()} == {(1, "theory"): "new theory", (3, "synthetic"): "new synthetic",
-                                                        (12, "real_lm"): "new real_lm"}
+    assert _evidence(path) == {(1, "theory"): "new theory", (3, "synthetic"): "new synthetic", (12, "real_lm"): "new real_lm"}
+    assert _tables(path) == {"table_synthetic": "new synthetic", "table_real_lm": "new real_lm"}
 
 
 def test_no_checks_leaves_paper_checks_alone_and_group_needs_all(cheap, tmp_path):
-    drawn, checked, path = cheap
-    before = path.read_text()
+    drawn, checked, tabled, path = cheap
+    before = path.read_text(), records_path(path).read_text()
     assert main(["all", "--no-checks", "--out", str(tmp_path), "--paper-checks", str(path)]) == 0
-    assert checked == [] and path.read_text() == before
+    assert checked == tabled == [] and (path.read_text(), records_path(path).read_text()) == before
     with pytest.raises(SystemExit):
         main(["fig_theory", "--group", "theory", "--paper-checks", str(path)])
+
+
+def test_the_default_page_is_the_committed_paper_checks_md_at_the_repository_root():
+    from sft_tilt.figures.__main__ import DEFAULT_PAPER_CHECKS
+
+    checkout = Path(__file__).resolve().parents[2]  # tests/figures/this file
+    assert DEFAULT_PAPER_CHECKS.resolve() == checkout / "paper_checks.md" and (checkout / "pyproject.toml").exists()
 
 
 def test_a_real_lm_axis_turns_symmetric_log_only_when_one_value_dwarfs_the_rest():
