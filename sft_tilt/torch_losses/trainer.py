@@ -3,7 +3,8 @@
 :class:`TokenWeightedLossMixin` goes in front of transformers' ``Trainer`` (or TRL's ``SFTTrainer``, see
 :mod:`sft_tilt.torch_losses.trl_trainer`) and replaces its ``compute_loss``. Per micro-batch it
 
-1. runs the model once, without ``labels``, so the model computes no loss of its own, and reads the logits;
+1. runs the model once, without ``labels``, so the model computes no loss of its own, and reads the logits
+   (the TRL subclass instead reads the target log-probabilities of ``SFTTrainer``'s fused LM head);
 2. computes ``l, m = token_losses(logits, labels)`` and the loss ``sum_bt w_bt l_bt m_bt / n``
    (:meth:`~sft_tilt.torch_losses.TokenWeightedLoss.reduce`), with ``n = num_items_in_batch`` when the trainer
    passes it (the supervised-token count of the whole accumulated batch) and this micro-batch's count otherwise;
