@@ -1,5 +1,5 @@
-"""Per-token log-probabilities from a causal LM's logits, and the token-weighted losses with a trainer's hook
-signature ``loss(outputs_or_logits, labels, num_items_in_batch=None)``.
+"""Per-token log-probabilities from a causal LM's logits, and the token-weighted losses as callables
+``loss(outputs_or_logits, labels, num_items_in_batch=None)``.
 
 Shift (transformers' causal-LM convention): logits ``[B, T, V]`` at position ``t`` predict ``labels[:, t+1]``;
 ``labels == ignore_index`` (``-100``) is not a target. Outputs per token are ``[B, T-1]``: column ``t`` is the
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sft_tilt.torch_losses.weights import METHODS, NORMALIZATIONS, token_weights
+from sft_tilt.torch_losses.weights import METHODS, NORMALIZATIONS, packed_sequence_ids, token_weights
 
 __all__ = [
     "logits_of",
@@ -21,6 +21,7 @@ __all__ = [
     "token_losses",
     "weighted_loss",
     "TokenWeightedLoss",
+    "target_sequence_ids",
     "sft_loss",
     "talr_loss",
     "dft_loss",
@@ -92,14 +93,17 @@ def weighted_loss(losses: torch.Tensor, mask: torch.Tensor, weights: torch.Tenso
 
 
 class TokenWeightedLoss:
-    """``loss(outputs_or_logits, labels, num_items_in_batch=None)`` for ``Trainer(compute_loss_func=...)``.
+    """A token weighting as a loss: ``loss(outputs_or_logits, labels, num_items_in_batch=None)``.
 
     Computes ``l, m = token_losses(logits, labels)``, ``w = token_weights(l, m, method, tau, floor, normalization)``
     and returns ``sum_bt w_bt l_bt m_bt / n`` (:func:`weighted_loss`). The gradient is
-    ``(1/n) sum_bt w_bt grad l_bt``.
+    ``(1/n) sum_bt w_bt grad l_bt``. :meth:`reduce` does the same from per-token losses a model already computed
+    (TRL's fused LM head returns them without the ``[B, T, V]`` logits).
 
-    The dynamic temperature and the ``"mean"``/``"simplex"`` normalisations are computed on the batch the hook
-    sees (one micro-batch on one device under gradient accumulation or data parallelism).
+    The dynamic temperature and the ``"mean"``/``"simplex"`` normalisations are computed on the batch the loss
+    sees (one micro-batch on one device under gradient accumulation or data parallelism). The dynamic temperature's
+    sequences are the rows, or, given ``position_ids`` of a padding-free or packed batch, the sequences those mark
+    (:func:`sft_tilt.torch_losses.packed_sequence_ids`).
 
     Args:
         method: ``"sft" | "talr" | "dft" | "flow"``.
@@ -128,16 +132,41 @@ class TokenWeightedLoss:
         return (f"TokenWeightedLoss(method={self.method!r}, tau={self.tau!r}, floor={self.floor!r}, "
                 f"normalization={self.normalization!r})")
 
-    def weights(self, losses: torch.Tensor, mask: torch.Tensor, sequence_weights=None) -> torch.Tensor:
+    def weights(self, losses: torch.Tensor, mask: torch.Tensor, sequence_weights=None, sequence_ids=None
+                ) -> torch.Tensor:
         """The detached token weights of this weighting (:func:`sft_tilt.torch_losses.token_weights`)."""
-        return token_weights(losses, mask, self.method, self.tau, self.floor, self.normalization, sequence_weights)
+        return token_weights(losses, mask, self.method, self.tau, self.floor, self.normalization, sequence_weights,
+                             sequence_ids)
+
+    def reduce(self, losses: torch.Tensor, mask: torch.Tensor, num_items_in_batch=None, sequence_weights=None,
+               sequence_ids=None) -> torch.Tensor:
+        """``sum_bt w_bt l_bt m_bt / n`` from per-token losses ``l`` and mask ``m`` ``[B, T-1]`` (column ``t`` is the
+        target ``labels[:, t+1]``); ``sequence_ids``, when given, are aligned with ``losses``."""
+        return weighted_loss(losses, mask, self.weights(losses, mask, sequence_weights, sequence_ids),
+                             num_items_in_batch)
 
     def __call__(self, outputs_or_logits: Any, labels: torch.Tensor, num_items_in_batch=None,
-                 sequence_weights=None) -> torch.Tensor:
+                 sequence_weights=None, position_ids=None) -> torch.Tensor:
+        """The loss of a batch. ``position_ids`` ``[B, T]`` (optional) mark the sequences of a padding-free or
+        packed batch; a target belongs to the sequence of the token it is (``labels[:, t+1]``)."""
         if labels is None:
             raise ValueError("labels: the loss needs the batch's labels (-100 = not a target)")
         losses, mask = token_losses(outputs_or_logits, labels, self.ignore_index)
-        return weighted_loss(losses, mask, self.weights(losses, mask, sequence_weights), num_items_in_batch)
+        sequence_ids = None if position_ids is None else target_sequence_ids(position_ids, losses.shape)
+        return self.reduce(losses, mask, num_items_in_batch, sequence_weights, sequence_ids)
+
+
+def target_sequence_ids(position_ids: torch.Tensor, target_shape) -> torch.Tensor:
+    """The sequence of each target column ``[B, T-1]``: column ``t`` (the target ``labels[:, t+1]``) belongs to the
+    sequence of token ``t+1`` (:func:`sft_tilt.torch_losses.packed_sequence_ids`)."""
+    position_ids = torch.as_tensor(position_ids)
+    B, T_minus_1 = tuple(target_shape)
+    if position_ids.ndim == 2 and position_ids.shape[0] == 1 and B > 1:  # one row of positions shared by the batch
+        position_ids = position_ids.expand(B, -1)
+    if tuple(position_ids.shape) != (B, T_minus_1 + 1):
+        raise ValueError(f"position_ids: shape {tuple(position_ids.shape)} does not match the batch's "
+                         f"[B, T] = {(B, T_minus_1 + 1)}")
+    return packed_sequence_ids(position_ids)[:, 1:]
 
 
 def sft_loss(ignore_index: int = -100) -> TokenWeightedLoss:
@@ -157,6 +186,7 @@ def dft_loss(normalization: str = "none", ignore_index: int = -100) -> TokenWeig
 
 
 def flow_loss(normalization: str = "none", ignore_index: int = -100) -> TokenWeightedLoss:
-    """FLOW, ``w_bt = s_b``; call it with ``sequence_weights=`` the batch's rows of :func:`flow_sequence_weights`
-    (a trainer's hook does not receive them: pass them from your own ``compute_loss``)."""
+    """FLOW, ``w_bt = s_b``; call it with ``sequence_weights=`` the batch's entries of :func:`flow_sequence_weights`.
+    In a trainer, give each example its weight in a ``sequence_weight`` column: :class:`TokenWeightedLossMixin`
+    collates it and passes it on."""
     return TokenWeightedLoss("flow", normalization=normalization, ignore_index=ignore_index)
