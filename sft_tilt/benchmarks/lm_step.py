@@ -367,8 +367,8 @@ def not_comparable_because(load_averages, cores: int, reps: int) -> list[str]:
     machine's core count plus OTHER_LOAD_ALLOWANCE, or fewer than 5 timed repetitions.
 
     The benchmark itself keeps up to ``cores`` threads busy (one implementation steps at a time, with as many
-    threads as cores), so on an otherwise idle machine its own load average sits at about the core count (1.94 to
-    2.10 on the idle 2-core reference machine); other work competing for the CPUs shows as readings above that."""
+    threads as cores), so on an otherwise idle machine its own load average sits at about the core count; other
+    work competing for the CPUs shows as readings above that."""
     reasons = []
     peak = max(load_averages)
     if peak > cores + OTHER_LOAD_ALLOWANCE:

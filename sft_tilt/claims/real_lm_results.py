@@ -4,7 +4,7 @@ SmolLM2-135M-Instruct unless the preset says otherwise). The preset is the one
 learning-rate grid and the base-model analyses; ``"all"``: the method comparison too; ``methods_part(...)``: the
 grid and the comparison runs of the methods the claim compares, the preset restricted to them): ``$SFT_REAL_LM_PRESET`` when
 set, else ``"cpu"`` once all of that part's runs are committed, else ``"default"``; each row's setting column names
-it. Runs not stored are computed (the ``default`` sweep: about 20 minutes on a 2-core CPU); stored runs are read.
+it. Runs not stored are computed; stored runs are read.
 
 Quantities keep the harness's names (``domain_gain``, ``general_change``); the evidence texts show them as the
 theory's letters G and D.

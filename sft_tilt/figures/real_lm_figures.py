@@ -5,8 +5,8 @@ Every figure calls the cached experiment functions of :mod:`sft_tilt.harness.exp
 with the preset ``sft_tilt.harness.presets.real_lm_preset_name`` names for the part of it a figure draws (``"grid"``: the
 SFT learning-rate grid and the base-model analyses; ``"all"``: the method comparison too; a ``methods_part``: the grid and
 some methods' comparison runs): ``$SFT_REAL_LM_PRESET``
-when set, else ``"cpu"`` once all of that part's runs are committed, else ``"default"``. A run not stored is computed
-(the ``default`` preset's sweep takes about 20 minutes cold on a 2-core CPU); stored runs are read. Domain gain and
+when set, else ``"cpu"`` once all of that part's runs are committed, else ``"default"``. A run not stored is computed;
+stored runs are read. Domain gain and
 general loss change are in nats/token (held-out). The harness results name their quantities
 (``domain_gain``, ``general_change``); the drawings label them with the theory's letters, G and D.
 """

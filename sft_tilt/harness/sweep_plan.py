@@ -28,9 +28,8 @@ finished runs on the machine that ran them,
     ETA at that pace = sum over runs to compute of  pace(format) x estimate(run)  (+ setup x the median over all),
 
 which follows the machine a sweep actually runs on (a run's ``wall_s`` adds the segments of a resumed run). The pace
-is taken per format because the reference rates miss by different factors (on the 2-core machine chain-of-thought
-runs took a median 1.7 x their estimate, label-only runs 1.2 x); a format with no finished run takes the median over
-all finished runs.
+is taken per format because the reference rates miss the formats by different factors (:func:`describe_pending`
+prints each format's pace); a format with no finished run takes the median over all finished runs.
 """
 
 from __future__ import annotations

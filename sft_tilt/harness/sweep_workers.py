@@ -3,10 +3,9 @@
     python -m sft_tilt.harness sweep --preset cpu --cheapest-first --workers 2 --quiet
 
 Why: the harness's runs are small (a training batch of 2 sequences), and XLA's CPU thread pool speeds one such step
-up by far less than its thread count. On the 2-core machine, the ``cpu`` preset's chain-of-thought train step
-(2 x 320 tokens) took 5.0-5.5 s with two threads and 8.5 s with one, so two one-thread runs side by side finish about
-1.25x as many training steps per hour; scoring 8 x 320 tokens gained about 1.1x (6.1-6.7 s against 11.3 s for two at
-once). The thread count does not change the numbers: the losses of six steps and the scores were bit for bit equal.
+up by far less than its thread count, so N one-thread runs side by side finish more training steps per hour than one
+run with N threads (the measurements are on the documentation's performance page). The thread count does not change
+the numbers: the losses of six steps and the scores were bit for bit equal.
 
 Protocol. The parent clears the claims folder (``<runs folder>/.claims``), then starts ``N`` workers: the same
 command with ``--worker-index i`` added, each pinned to one of ``N`` disjoint groups of the CPUs this process may use

@@ -87,8 +87,8 @@ def remat_policy():
     ``SFT_REMAT=dots``: the outputs of the weight matmuls (norms, rotary, attention and activations are recomputed);
     ``SFT_REMAT=none``: nothing but the block's input (the whole block is recomputed; least memory, what
     ``sft_tilt.lm.memory_plan`` plans for); ``auto`` (default): ``dots`` on CPU, ``none`` on accelerators, where memory
-    bounds the mesh. Measured on SmolLM2-135M, batch 8 x 128, 2 CPUs, training steps interleaved: 6.70 s with
-    ``dots``, 7.76 s with ``none``, 7.27 s saving everything; peak RSS 4.8 GB against 4.35 GB with ``none``.
+    bounds the mesh. ``dots`` trades some peak memory for not recomputing the matmuls (the step times and peak
+    memory of each policy are on the documentation's performance page).
     """
     choice = os.environ.get(REMAT_ENV, "auto")
     if choice not in ("auto", "dots", "none"):

@@ -5,8 +5,8 @@
     gradients:  dx = dy @ w^T            (sgemm reading w transposed, no copy)
                 dw = x^T @ dy            (sgemm reading x transposed, rows flattened over the leading axes)
 
-Why: XLA's CPU backend computes matrix products with its own kernels, which on the 2-core benchmark machine run at
-about 0.77x the rate of the BLAS that torch calls (``python -m sft_tilt.benchmarks.matmul_ceiling``). A training step of a dense
+Why: XLA's CPU backend computes matrix products with its own kernels, which run below the rate of the BLAS that
+torch calls (``python -m sft_tilt.benchmarks.matmul_ceiling`` measures the ratio). A training step of a dense
 decoder is mostly such products, so that rate caps how fast the toolkit can train on a CPU. This module calls the
 OpenBLAS library that NumPy already ships (its ILP64 CBLAS entry point ``scipy_cblas_sgemm64_``): nothing new to
 install. The handler is a few lines of C++ (``native_matmul.cc``, next to this file), compiled on first use with the
@@ -14,8 +14,8 @@ system's C++ compiler against the FFI headers that jaxlib ships, and cached unde
 source, the jaxlib version and the compiler's version. The library's SHA-256 is stored beside it and checked
 before loading; a library that fails the check is rebuilt, with a message naming its path.
 
-Unlike ``jax.pure_callback`` (tried earlier for the same purpose; 16.8 ms against 9.1 ms for XLA on one
-``[1024, 576] x [576, 1536]`` product), the call runs on XLA's own buffers: no Python, no copies.
+Unlike ``jax.pure_callback`` (tried earlier for the same purpose, and slower than XLA's own product because of
+the round trip through Python), the call runs on XLA's own buffers: no Python, no copies.
 
 The product is exact float32 BLAS arithmetic, so it agrees with ``jnp.dot`` to float32 round-off (the summation
 order differs), not bit for bit. The thread count is OpenBLAS's own (``OPENBLAS_NUM_THREADS`` when NumPy is first
