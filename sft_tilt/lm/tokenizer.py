@@ -58,6 +58,8 @@ import numpy as np
 import tokenizers
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
 
+from sft_tilt.lm.gguf_header import check_gguf_header
+
 __all__ = ["Tokenizer", "ChatTemplate", "SUPPORTED_PRE_TOKENIZERS"]
 
 # llama.cpp's token types (``llama_token_type`` / gguf.TokenType).
@@ -637,6 +639,7 @@ def _read_gguf_tokenizer_metadata_cached(path: str, size: int, mtime_ns: int) ->
     del size, mtime_ns  # part of the cache key only
     import gguf  # local import: gguf pulls numpy memmaps and is only needed here
 
+    check_gguf_header(path)  # the reader trusts the header's counts and offsets; refuse a file they do not fit
     try:
         reader = gguf.GGUFReader(str(path), "r")
     except Exception as err:  # bad magic, truncated file, ...: gguf raises ValueError/struct.error/...
