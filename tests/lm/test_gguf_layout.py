@@ -220,8 +220,8 @@ def test_a_header_only_file_passes_with_or_without_its_padding(tmp_path):
 # either is refused (a ValueError naming the file) or leaves every tensor reading disjoint bytes inside the file
 # ----------------------------------------------------------------------------------------------------------
 
-_FUZZ = settings(max_examples=60, deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# example counts and deadlines from the loaded profile (conftest: "ci" by default, HYPOTHESIS_PROFILE=thorough)
+_FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 _TYPES = {"F32": np.float32, "F16": np.float16, "Q8_0": None}
 
 
