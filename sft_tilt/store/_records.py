@@ -9,7 +9,11 @@ else is accepted, so reading a record can never run code. Each record holds
 * ``value``: the encoded tree.
 
 :func:`read_record` returns ``None`` for a missing record and, for one that is unreadable, truncated, edited or
-written for another key, warns with its path, deletes it and returns ``None``: the caller recomputes.
+written for another key, warns with its path, deletes it and returns ``None``: the caller recomputes. Nothing in
+the file is trusted before it is checked: the path must be a regular file (opened without blocking, so a FIFO in
+its place cannot stall the reader), counts must match what the file holds (``n_arrays`` and the archive's
+entries, each ``.npy`` header's shape and the entry's bytes), archive entries must be stored uncompressed as
+``np.savez`` writes them, and a JSON document nested too deeply to parse is damaged like any other.
 """
 
 from __future__ import annotations
