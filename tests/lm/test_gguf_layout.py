@@ -9,13 +9,14 @@ library alone takes an edited offset as written; these tests show that first, th
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 
 import gguf
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sft_tilt.lm.config import ModelConfig
@@ -295,4 +296,86 @@ def test_fuzz_a_changed_tensor_field_is_refused_or_harmless(tmp_path_factory, te
     except ValueError as err:
         assert str(err).startswith(f"{path}: "), str(err)
         return
+    _byte_ranges_are_disjoint_and_inside(path)
+
+
+_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value type -> bytes
+_ELEMENT = {0: (1, 4), 1: (1, 2), 8: (32, 34)}  # the ggml types drawn here -> (block, bytes per block)
+
+
+@st.composite
+def _kv_entry(draw) -> bytes:
+    """One metadata entry: well formed, or with one length field (or the type) replaced by an arbitrary number."""
+    key = draw(st.sampled_from([b"a", b"b.c", b"general.alignment", b"d"]))
+    vtype = draw(st.sampled_from([*_FIXED, 8, 9]))
+    payload = draw(st.binary(max_size=24))
+    wrong = draw(st.none() | st.sampled_from([0, 1, 3, 13, 2**40, 2**64 - 1]))
+    if key == b"general.alignment":
+        vtype, payload = 4, struct.pack("<I", draw(st.sampled_from([1, 8, 32, 64, 3])))
+    if vtype == 8:
+        body = struct.pack("<Q", len(payload) if wrong is None else wrong) + payload
+    elif vtype == 9:
+        etype = draw(st.sampled_from(sorted(_FIXED)))
+        count = len(payload) // _FIXED[etype]
+        body = struct.pack("<IQ", etype, count if wrong is None else wrong) + payload[: count * _FIXED[etype]]
+    else:
+        body = payload[: _FIXED[vtype]].ljust(_FIXED[vtype], b"\0")
+        if wrong is not None:
+            vtype = wrong % 2**32
+    return struct.pack("<Q", len(key)) + key + struct.pack("<I", vtype) + body
+
+
+@st.composite
+def _gguf_file(draw) -> bytes:
+    """A GGUF file laid out by llama.cpp's rule, then possibly damaged: an offset, a dimension, the padding or the
+    data section's length replaced by an arbitrary value."""
+    version = draw(st.sampled_from([3] * 6 + [2, 1]))
+    kvs = list({kv[8:11]: kv for kv in draw(st.lists(_kv_entry(), max_size=4))}.values())  # mostly distinct keys
+    if kvs and draw(st.integers(0, 5)) == 0:
+        kvs.append(kvs[0])  # a repeated key
+    alignment = 32
+    for kv in kvs:  # the alignment the file declares (a later duplicate is refused anyway)
+        if kv.startswith(struct.pack("<Q", 17) + b"general.alignment" + struct.pack("<I", 4)):
+            alignment = struct.unpack("<I", kv[-4:])[0]
+            break
+    infos, offset, sizes = [], 0, []
+    for name in draw(st.lists(st.sampled_from([b"t0", b"t1", b"t2"]), max_size=3, unique=True)):
+        ggml_type = draw(st.sampled_from(sorted(_ELEMENT)))
+        block, block_bytes = _ELEMENT[ggml_type]
+        dims = [block * draw(st.integers(1, 3)), *draw(st.lists(st.integers(1, 3), max_size=2))]
+        nbytes = int(np.prod(dims)) // block * block_bytes
+        declared = offset
+        if draw(st.integers(0, 4)) == 0:  # damage
+            what = draw(st.sampled_from(["offset", "dim"]))
+            value = draw(st.sampled_from([0, 1, 32, 64, 2**63, 2**64 - 1]) | st.integers(0, 400))
+            declared = value if what == "offset" else offset
+            dims[draw(st.integers(0, len(dims) - 1))] = value if what == "dim" else dims[0]
+        infos.append(struct.pack("<Q", len(name)) + name + struct.pack("<I", len(dims))
+                     + b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", ggml_type, declared))
+        sizes.append(nbytes)
+        offset += -(-nbytes // max(alignment, 1)) * max(alignment, 1) if alignment & (alignment - 1) == 0 else nbytes
+    header = b"GGUF" + struct.pack("<IQQ", version, len(infos), len(kvs)) + b"".join(kvs) + b"".join(infos)
+    pad = -len(header) % max(alignment, 1) if draw(st.integers(0, 4)) else draw(st.integers(0, 40))
+    data = draw(st.binary(min_size=offset, max_size=offset)) if offset <= 2000 else b""
+    cut = draw(st.sampled_from([0] * 4 + [1, 4, 40, -8]))
+    return header + b"\0" * pad + (data[: len(data) - cut] if cut >= 0 else data + b"\0" * -cut)
+
+
+@_FUZZ
+@given(data=_gguf_file())
+def test_fuzz_a_header_the_check_accepts_is_one_the_gguf_library_reads(tmp_path_factory, data):
+    """Handmade files, well formed or damaged in one length field, offset or dimension: the check refuses with a
+    ValueError naming the file, or the gguf library reads the file and every tensor's bytes are its own, inside
+    the file."""
+    path = tmp_path_factory.mktemp("gguf") / "h.gguf"
+    path.write_bytes(data)
+    try:
+        check_gguf_header(path)
+    except ValueError as err:
+        event("refused: " + re.sub(r"[\d']+", "#", str(err)[len(str(path)) + 2:])[:30])
+        assert str(err).startswith(f"{path}: "), str(err)
+        return
+    reader = gguf.GGUFReader(str(path))
+    event(f"accepted with {len(reader.tensors)} tensors")
+    del reader
     _byte_ranges_are_disjoint_and_inside(path)
