@@ -249,6 +249,8 @@ class Tokenizer:
         path = Path(path)
         if path.is_dir():
             raise ValueError(f"{path}: is a directory, not a GGUF file")
+        if path.exists() and not path.is_file():  # a FIFO, socket or device
+            raise ValueError(f"{path}: not a regular file")
         if not path.is_file():
             raise FileNotFoundError(f"GGUF tokenizer: no such file: {path}")
         meta = _read_gguf_tokenizer_metadata(path)
@@ -349,6 +351,9 @@ class Tokenizer:
         """
         folder = Path(folder)
         tok_file = folder / "tokenizer.json"
+        for file in (tok_file, folder / "tokenizer_config.json", folder / "chat_template.jinja"):
+            if file.exists() and not file.is_file():  # a FIFO would block the read; a directory is no file
+                raise ValueError(f"{file}: not a regular file")
         if not tok_file.is_file():
             raise FileNotFoundError(f"HF tokenizer: no tokenizer.json in {folder}")
         backend = _read_tokenizer_json(tok_file)

@@ -1,4 +1,6 @@
-"""The safetensors header of a checkpoint, fuzzed: its 8-byte length, and each tensor's dtype, shape and data offsets.
+"""Model files from outside: a checkpoint's safetensors header, fuzzed (its 8-byte length, and each tensor's dtype,
+shape and data offsets), and a FIFO or other non-regular file where a checkpoint, tokenizer or GGUF file belongs
+(refused by name at once; opening a FIFO would block until a writer appears).
 
 ``load_hf_checkpoint`` documents two errors, FileNotFoundError and ValueError naming the file; nothing else may
 escape (the Rust reader raises its own ``SafetensorError`` and could panic, which Python sees as a BaseException).
@@ -128,3 +130,47 @@ def test_the_fixture_checkpoint_reads_back_unchanged(tmp_path, saved):
     _, params = load_hf_checkpoint(_write(tmp_path, config, header, data))
     assert np.array_equal(params["embed"], originals["embed"])
     assert all(np.array_equal(params["layers"][k], originals["layers"][k]) for k in originals["layers"])
+
+
+def _refused_within(seconds, load, *args):
+    import signal
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        with pytest.raises(ValueError) as err:
+            load(*args)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("name", ["config.json", "model-2.safetensors"])
+def test_a_fifo_in_a_checkpoint_folder_is_refused_without_blocking(tmp_path, saved, name):
+    config, header, data, _ = saved
+    folder = _write(tmp_path, config, header, data)
+    if name == "config.json":
+        (folder / name).unlink()
+    os.mkfifo(folder / name)
+    assert _refused_within(10, load_hf_checkpoint, folder) == f"{folder / name}: not a regular file"
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"])
+def test_a_fifo_in_a_tokenizer_folder_is_refused_without_blocking(tmp_path, name):
+    from sft_tilt.lm.tokenizer import Tokenizer
+
+    os.mkfifo(tmp_path / name)
+    assert _refused_within(10, Tokenizer.from_hf, tmp_path) == f"{tmp_path / name}: not a regular file"
+
+
+def test_a_fifo_in_place_of_a_gguf_file_is_refused_without_blocking(tmp_path):
+    from sft_tilt.lm.gguf_io import load_gguf
+    from sft_tilt.lm.tokenizer import Tokenizer
+
+    os.mkfifo(tmp_path / "m.gguf")
+    for load in (load_gguf, Tokenizer.from_gguf):
+        assert _refused_within(10, load, tmp_path / "m.gguf") == f"{tmp_path / 'm.gguf'}: not a regular file"
