@@ -8,10 +8,10 @@ Domain data (``--domain-data FILE``), by the file's suffix:
   prompt = note + newline + question; CoT target = explanation + ``"\\nAnswer: <answer>"``; label target =
   ``"Answer: <answer>"``. For ``Output Type`` ``decimal`` or ``integer`` the answer and both limits must be numbers
   with ``lower <= upper`` (grading: inside the limits); for ``date`` the answer is kept as text and not graded.
-* ``.jsonl``: one JSON object per line with ``prompt`` and ``response`` (non-empty strings) and optionally
-  ``answer`` (a number) and ``lower`` / ``upper`` (numbers, both or neither). CoT target = ``response``; label
-  target = ``"Answer: <answer>"``, or ``response`` itself for a row without an answer (the two formats then
-  train on the same text; such rows are not graded).
+* ``.jsonl``: one JSON object per line (JSON Lines: a line ends at ``"\\n"`` and nowhere else) with ``prompt`` and
+  ``response`` (non-empty strings) and optionally ``answer`` (a number) and ``lower`` / ``upper`` (numbers, both or
+  neither). CoT target = ``response``; label target = ``"Answer: <answer>"``, or ``response`` itself for a row
+  without an answer (the two formats then train on the same text; such rows are not graded).
 
 General data (``--general-data FILE``): ``.jsonl`` with either ``text`` on every line (scored on every token,
 like the docs and code sets) or ``prompt`` and ``response`` on every line (scored on the response, like the
@@ -160,7 +160,9 @@ def _read_csv(text: str, path: str, argument: str) -> list[MedCalcExample]:
 def _jsonl_rows(text: str, path: str, argument: str, allowed: set[str]):
     """``(line, object)`` per non-blank line, and the problems found (syntax, not an object, unknown fields)."""
     rows, problems = [], []
-    for line, raw in enumerate(text.splitlines(), start=1):
+    # JSON Lines separates lines by "\n" alone (a "\r" before it is JSON whitespace); str.splitlines would also cut
+    # at U+2028, U+2029, U+0085 and other characters a JSON string may hold raw
+    for line, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:

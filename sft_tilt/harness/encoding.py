@@ -11,8 +11,9 @@ compiled program per shape.
 * plain texts (English documentation, code): the first ``T`` tokens of each text; loss on every
   token (the first token is never a target: it has no prefix).
 
-Data text never produces control tokens: a special token's spelling (``<|im_end|>``) inside a prompt,
-response or document is encoded as ordinary text; only the chat template writes special ids.
+Data text never produces control tokens: an added token's spelling (``<|im_end|>``, ``<|fim_prefix|>``) inside a
+prompt, response or document is encoded as ordinary text, whatever the tokenizer file's ``special`` flags say;
+only the chat template writes special ids.
 """
 
 from __future__ import annotations

@@ -335,7 +335,12 @@ def _read_points(folder: Path) -> list[dict]:
     if not path.exists():
         return []
     pts = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    # JSON Lines: each line ends with "\n", and nothing else ends one (read_text would turn a "\r" into a line end,
+    # str.splitlines would also cut at U+2028, U+2029, U+0085, which a JSON string may hold raw)
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    if lines[-1] == "":  # after the last line's "\n"
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
         try:
             rec = json.loads(line)
             text = json.dumps(rec["point"], sort_keys=True)

@@ -127,6 +127,8 @@ def _open(path: str | os.PathLike):
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path}: is a directory, not a GGUF file")
+    if path.exists() and not path.is_file():  # a FIFO, socket or device
+        raise ValueError(f"{path}: not a regular file")
     if not path.is_file():
         raise FileNotFoundError(f"GGUF file {path} does not exist")
     check_gguf_header(path)  # the reader trusts the header's counts; refuse any that cannot fit in the file first

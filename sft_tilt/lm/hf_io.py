@@ -497,6 +497,8 @@ def load_hf_checkpoint(folder: str | os.PathLike) -> tuple[ModelConfig, dict]:
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
     config_path = folder / "config.json"
+    if config_path.exists() and not config_path.is_file():  # a FIFO would block the read
+        raise ValueError(f"{config_path}: not a regular file")
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} does not exist")
     try:
@@ -507,6 +509,9 @@ def load_hf_checkpoint(folder: str | os.PathLike) -> tuple[ModelConfig, dict]:
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no *.safetensors file in {folder}")
+    for file in files:
+        if not file.is_file():  # a FIFO would block the reader's open, a directory is no shard
+            raise ValueError(f"{file}: not a regular file")
 
     tensors: dict[str, tuple[Path, Any]] = {}
     for file in files:

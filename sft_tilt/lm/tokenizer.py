@@ -2,12 +2,16 @@
 
 Encoding a text is three steps, all run by the ``tokenizers`` library:
 
-1. **Special tokens.** Only with ``encode(text, parse_special=True)``: control tokens (``<|im_start|>``,
-   ``<|im_end|>``, ...) are matched whole in the text first and the text between them is tokenized
-   independently. By default (``parse_special=False``, what every data text gets) a control token's spelling
-   in the text is ordinary text and becomes ordinary tokens, so data can never inject a control token;
-   chat encodings (``encode_chat``, ``encode_chat_example``) take the ChatML markers' ids from the template
-   itself. User-defined added tokens (llama.cpp token type 4) are matched in both modes, as llama.cpp does.
+1. **Added tokens.** Only with ``encode(text, parse_special=True)``: the vocabulary's added tokens (control
+   tokens such as ``<|im_start|>``, ``<|im_end|>``, and any other added token) are matched whole in the text
+   first and the text between them is tokenized independently. By default (``parse_special=False``, what every
+   data text gets) no added token is matched, whatever the file's ``special`` flags or token types say: an added
+   token's spelling in the text goes through steps 2 and 3 as ordinary text, so data can never produce a control
+   token; chat encodings (``encode_chat``, ``encode_chat_example``) take the ChatML markers' ids from the template
+   itself. This differs from both libraries' defaults: Hugging Face (``tokenizer(text)``, with
+   ``split_special_tokens=False``) matches every added token in text, special or not, and llama.cpp without
+   ``parse_special`` still matches user-defined tokens (token type 4); a file may flag a marker ``special: false``
+   (Qwen2.5's ``tokenizer.json`` flags ``<|fim_prefix|>`` and ``<tool_call>`` so), which would let data write it.
 2. **Pre-tokenization.** Each piece of text is split by regular expressions, exactly as llama.cpp's
    ``llama-vocab.cpp`` splits it for the file's ``tokenizer.ggml.pre`` name. For SmolLM2 (``"smollm"``,
    shared with starcoder, refact, command-r, codeshell, exaone, minerva-7b) that is two regexes applied in turn:
@@ -57,6 +61,8 @@ from pathlib import Path
 import numpy as np
 import tokenizers
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
+
+from sft_tilt.lm.gguf_header import check_gguf_header
 
 __all__ = ["Tokenizer", "ChatTemplate", "SUPPORTED_PRE_TOKENIZERS"]
 
@@ -217,10 +223,7 @@ class Tokenizer:
             vocab = self.backend.get_vocab(with_added_tokens=False)
             missing = frozenset(b for ch, b in _byte_level_decoder().items() if ch not in vocab)
         object.__setattr__(self, "_missing_bytes", missing)
-        # A copy of the backend that reads special tokens' spellings as ordinary text (for data text).
-        plain = tokenizers.Tokenizer.from_str(self.backend.to_str())
-        plain.encode_special_tokens = True
-        object.__setattr__(self, "_plain_backend", plain)
+        object.__setattr__(self, "_plain_backend", _without_added_tokens(self.backend))
 
     # -- construction ------------------------------------------------------------------------------------
 
@@ -233,7 +236,7 @@ class Tokenizer:
         add_bos_token, add_eos_token}`` and ``tokenizer.chat_template``. Only ``model == "gpt2"`` (byte-level
         BPE) with a pre-tokenizer in ``SUPPORTED_PRE_TOKENIZERS`` is implemented; others raise ValueError.
         Control tokens (type 3) become special tokens, user-defined ones (type 4) plain added tokens; both
-        are matched whole in text.
+        are matched whole in text with ``parse_special=True`` only (module docstring, step 1).
 
         Raises:
           FileNotFoundError: the file does not exist.
@@ -246,6 +249,8 @@ class Tokenizer:
         path = Path(path)
         if path.is_dir():
             raise ValueError(f"{path}: is a directory, not a GGUF file")
+        if path.exists() and not path.is_file():  # a FIFO, socket or device
+            raise ValueError(f"{path}: not a regular file")
         if not path.is_file():
             raise FileNotFoundError(f"GGUF tokenizer: no such file: {path}")
         meta = _read_gguf_tokenizer_metadata(path)
@@ -346,35 +351,42 @@ class Tokenizer:
         """
         folder = Path(folder)
         tok_file = folder / "tokenizer.json"
+        for file in (tok_file, folder / "tokenizer_config.json", folder / "chat_template.jinja"):
+            if file.exists() and not file.is_file():  # a FIFO would block the read; a directory is no file
+                raise ValueError(f"{file}: not a regular file")
         if not tok_file.is_file():
             raise FileNotFoundError(f"HF tokenizer: no tokenizer.json in {folder}")
-        try:
-            backend = tokenizers.Tokenizer.from_file(str(tok_file))
-        except Exception as err:  # the Rust side raises a plain Exception
-            raise ValueError(f"{tok_file}: not a readable tokenizer.json ({err})") from err
+        backend = _read_tokenizer_json(tok_file)
         config = {}
         cfg_file = folder / "tokenizer_config.json"
         if cfg_file.is_file():
             try:
                 config = json.loads(cfg_file.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise ValueError(f"{cfg_file}: not valid JSON ({err})") from err
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+                raise ValueError(f"{cfg_file}: not valid JSON ({type(err).__name__}: {err})") from None
             if not isinstance(config, dict):
                 raise ValueError(f"{cfg_file}: expected a JSON object")
         template = config.get("chat_template")
         if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
-            named = {entry.get("name"): entry.get("template") for entry in template if isinstance(entry, dict)}
-            template = named.get("default")
+            named = [entry.get("template") for entry in template
+                     if isinstance(entry, dict) and entry.get("name") == "default"]
+            template = named[0] if named else None
         jinja_file = folder / "chat_template.jinja"
         if template is None and jinja_file.is_file():
-            template = jinja_file.read_text(encoding="utf-8")
+            try:
+                template = jinja_file.read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{jinja_file}: not UTF-8 text ({err})") from None
 
         def special_id(key):
             token = config.get(key)
-            if isinstance(token, dict):
+            if isinstance(token, dict):  # an AddedToken written out: {"content": ..., ...}
                 token = token.get("content")
             if token is None:
                 return None
+            if not isinstance(token, str):
+                raise ValueError(f"{cfg_file}: {key} must be a token string or {{'content': str}}, got "
+                                 f"{_short(config.get(key))}")
             token_id = backend.token_to_id(token)
             if token_id is None:
                 raise ValueError(f"{cfg_file}: {key} = {token!r} is not in the vocabulary of {tok_file}")
@@ -433,11 +445,11 @@ class Tokenizer:
     def encode(self, text: str, add_special_tokens: bool = False, *, parse_special: bool = False) -> list[int]:
         """Token ids of ``text``.
 
-        ``parse_special=False`` (the default, for all data text): a special token's spelling in the text
-        (``"<|im_end|>"``) is ordinary text and encodes to ordinary tokens, exactly as if the vocabulary had no
-        such special token; ``decode`` gives the text back. ``parse_special=True``: special tokens written in
-        the text are recognised and become their ids (llama.cpp's ``parse_special``; for trusted text such
-        as an already rendered template). Chat data should go through ``encode_chat`` or
+        ``parse_special=False`` (the default, for all data text): an added token's spelling in the text
+        (``"<|im_end|>"``, ``"<|fim_prefix|>"``), whether the file flags it special or not, is ordinary text and
+        encodes to ordinary tokens, exactly as if the vocabulary had no added tokens; ``decode`` gives the text
+        back. ``parse_special=True``: added tokens written in the text are recognised and become their ids
+        (llama.cpp's ``parse_special``; for trusted text such as an already rendered template). Chat data should go through ``encode_chat`` or
         ``encode_chat_example``, which add the template's special ids themselves.
 
         ``add_special_tokens=True`` adds what the model's post-processor adds (for a GGUF file: BOS/EOS when
@@ -513,8 +525,8 @@ class Tokenizer:
     def encode_chat(self, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> list[int]:
         """Token ids of ``apply_chat_template(messages, add_generation_prompt)`` in which only the template's
         ``<|im_start|>``/``<|im_end|>`` are special tokens; roles and contents are encoded with
-        ``parse_special=False``. Equal to ``encode(text, parse_special=True)`` when no content spells a
-        special token (text between special tokens is tokenized independently either way).
+        ``parse_special=False``. Equal to ``encode(text, parse_special=True)`` when no content or role spells an
+        added token (text between special tokens is tokenized independently either way).
 
         Raises:
           ValueError: malformed ``messages``, or a content/role with a lone surrogate (names ``messages[i]``).
@@ -536,7 +548,7 @@ class Tokenizer:
             <|im_start|>assistant\\n{response}<|im_end|>\\n
 
         and ``token_ids == encode_chat(messages)``: the template's ``<|im_start|>``/``<|im_end|>`` are the only
-        special tokens; a special token's spelling inside ``prompt``, ``response`` or ``system`` is ordinary
+        special tokens; an added token's spelling inside ``prompt``, ``response`` or ``system`` is ordinary
         text (no BOS is added). Mask semantics: ``loss_mask[i]`` says whether token ``i`` is a *target*,
         predicted from tokens ``< i``; the SFT loss is ``sum_i mask[i] * -log p(x_i | x_<i) / sum_i mask[i]``,
         so a training step uses ``mask[1:]`` against logits at positions ``[:-1]``.
@@ -570,6 +582,51 @@ class Tokenizer:
         ids, spans = self._encode_pieces(pieces)
         mask = [1.0 if (lo < end and hi > start) else 0.0 for lo, hi in spans]
         return ids, mask
+
+
+def _read_tokenizer_json(path: Path) -> tokenizers.Tokenizer:
+    """The ``tokenizers`` backend of a ``tokenizer.json``, after checking its added tokens keep their ids.
+
+    ``tokenizers`` does not read an added token's ``id``: it numbers the added tokens itself as it adds them (the
+    model vocabulary's id when the model has the token, else the next free id). Where a file's id disagrees, the
+    file and the tokenizer would name different embedding rows, so each ``added_tokens[i]`` must read back as
+    ``token_to_id(content) == id``.
+
+    Raises ValueError naming ``path``: not UTF-8 JSON, not a tokenizer, or an added token whose id moves.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+        spec = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{path}: not valid JSON ({type(err).__name__}: {err})") from None
+    try:
+        backend = tokenizers.Tokenizer.from_str(text)
+    except Exception as err:  # the Rust side raises a plain Exception
+        raise ValueError(f"{path}: not a readable tokenizer.json ({err})") from err
+    added = spec.get("added_tokens") if isinstance(spec, dict) else None
+    for i, token in enumerate(added if isinstance(added, list) else []):
+        content, token_id = token.get("content"), token.get("id")  # from_str has checked both types
+        if backend.token_to_id(content) != token_id:
+            read = backend.token_to_id(content)
+            raise ValueError(f"{path}: added token {_short(content)} has id {token_id} in the file, but "
+                             + (f"reads as id {read}" if read is not None else "is not read as a token")
+                             + f" (added_tokens[{i}]; the model vocabulary or an earlier added token holds that "
+                             "content or id, or the ids skip one)")
+    return backend
+
+
+def _without_added_tokens(backend: tokenizers.Tokenizer) -> tokenizers.Tokenizer:
+    """A copy of ``backend`` that knows no added token, special or not: what data text is encoded with.
+
+    ``tokenizers`` matches every added token whole in the text before the model sees it; its
+    ``encode_special_tokens`` switch turns off only those flagged ``special``. A file's flags are not a safe
+    guide (Qwen2.5's ``tokenizer.json`` marks ``<|fim_prefix|>`` and ``<tool_call>`` ``special: false``; a file could
+    mark ``<|im_end|>`` so), so the copy drops the added-token list altogether: normaliser, pre-tokenizer, model
+    and post-processor are the backend's own, and an added token's spelling goes through them as ordinary text.
+    """
+    spec = json.loads(backend.to_str())
+    spec["added_tokens"] = []
+    return tokenizers.Tokenizer.from_str(json.dumps(spec))
 
 
 def _short(value) -> str:
@@ -637,6 +694,7 @@ def _read_gguf_tokenizer_metadata_cached(path: str, size: int, mtime_ns: int) ->
     del size, mtime_ns  # part of the cache key only
     import gguf  # local import: gguf pulls numpy memmaps and is only needed here
 
+    check_gguf_header(path)  # the reader trusts the header's counts and offsets; refuse a file they do not fit
     try:
         reader = gguf.GGUFReader(str(path), "r")
     except Exception as err:  # bad magic, truncated file, ...: gguf raises ValueError/struct.error/...

@@ -9,7 +9,11 @@ else is accepted, so reading a record can never run code. Each record holds
 * ``value``: the encoded tree.
 
 :func:`read_record` returns ``None`` for a missing record and, for one that is unreadable, truncated, edited or
-written for another key, warns with its path, deletes it and returns ``None``: the caller recomputes.
+written for another key, warns with its path, deletes it and returns ``None``: the caller recomputes. Nothing in
+the file is trusted before it is checked: the path must be a regular file (opened without blocking, so a FIFO in
+its place cannot stall the reader), counts must match what the file holds (``n_arrays`` and the archive's
+entries, each ``.npy`` header's shape and the entry's bytes), archive entries must be stored uncompressed as
+``np.savez`` writes them, and a JSON document nested too deeply to parse is damaged like any other.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
+import stat
 import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -117,7 +123,10 @@ def decode_tree(obj: Any, arrays: list[np.ndarray]) -> Any:
         return [decode_tree(v, arrays) for v in obj]
     if isinstance(obj, dict):
         if set(obj) == {"__array__"}:
-            return arrays[obj["__array__"]]
+            index = obj["__array__"]
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(arrays):
+                raise ValueError(f"array reference {_short(index)} is not one of the {len(arrays)} stored arrays")
+            return arrays[index]
         if set(obj) == {"__tuple__"}:
             return tuple(decode_tree(v, arrays) for v in obj["__tuple__"])
         if set(obj) == {"__items__"}:
@@ -154,19 +163,90 @@ def write_record(path: Path, value: Any, key: str = "") -> None:
         raise ValueError(f"path: {path} must end in .json or .npz")
 
 
+def _open_regular_file(path: Path) -> BinaryIO:
+    """``path`` opened for binary reading, or ValueError if it is not a regular file.
+
+    The file is opened without blocking and then examined (``fstat`` of the open descriptor, so nothing can be
+    swapped in between): a FIFO would block a plain ``open`` until a writer appears, and a directory, socket or
+    device is no record either.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
+                     stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+            kind = next((name for test, name in kinds.items() if test(mode)), "not a file")
+            raise ValueError(f"not a regular file ({kind})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _parse(path: Path) -> tuple[dict, str, list[np.ndarray]]:
-    if path.suffix == ".json":
-        rec = json.loads(path.read_text())
-        if not isinstance(rec, dict) or "value" not in rec:
-            raise ValueError("not a record")
-        text = json.dumps(rec["value"], sort_keys=True, allow_nan=True)
-        return rec, text, []
-    with np.load(path, allow_pickle=False) as z:
-        rec = json.loads(bytes(z["__record__"]).decode())
-        if not isinstance(rec, dict):
-            raise ValueError("not a record")
-        arrays = [z[f"a{i}"] for i in range(int(rec["n_arrays"]))]
+    with _open_regular_file(path) as fh:
+        if path.suffix == ".json":
+            rec = json.loads(fh.read().decode("utf-8"))
+            if not isinstance(rec, dict) or "value" not in rec:
+                raise ValueError("not a record")
+            text = json.dumps(rec["value"], sort_keys=True, allow_nan=True)
+            return rec, text, []
+        with zipfile.ZipFile(fh) as z:
+            members = _stored_members(z)
+            rec = json.loads(bytes(_read_member(z, members, "__record__")).decode())
+            if not isinstance(rec, dict) or not isinstance(rec.get("value_text"), str):
+                raise ValueError("not a record")
+            n_arrays, names = rec.get("n_arrays"), set(members) - {"__record__"}
+            if type(n_arrays) is not int or n_arrays != len(names) or names != {f"a{i}" for i in range(n_arrays)}:
+                raise ValueError(f"n_arrays = {_short(n_arrays)} does not match the file's arrays {_short(sorted(names))}")
+            arrays = [_read_member(z, members, f"a{i}") for i in range(n_arrays)]
     return rec, rec["value_text"], arrays
+
+
+def _stored_members(z: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """Array name -> zip entry of an ``.npz`` as ``np.savez`` writes it: ``<name>.npy`` entries, stored
+    uncompressed and unencrypted. Anything else (which the zip reader would refuse with assorted exception types,
+    or decompress without bound) is a ValueError."""
+    members = {}
+    for info in z.infolist():
+        if not info.filename.endswith(".npy") or info.filename[:-4] in members:
+            raise ValueError(f"archive entry {_short(info.filename)} is not one array of a record")
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+            raise ValueError(f"archive entry {_short(info.filename)} is compressed or encrypted; records store arrays "
+                             "uncompressed")
+        members[info.filename[:-4]] = info
+    return members
+
+
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_member(z: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], name: str) -> np.ndarray:
+    """Array ``name`` of the archive, after checking that its ``.npy`` header's shape and dtype account for exactly
+    the entry's bytes (``prod(shape) * itemsize``), so a damaged header cannot make the reader allocate more."""
+    if name not in members:
+        raise KeyError(f"no array {name!r} in the archive")
+    info = members[name]
+    with z.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version not in _NPY_HEADERS:
+            raise ValueError(f"array {name!r} has .npy format version {version}")
+        shape, _, dtype = _NPY_HEADERS[version](stream)
+        if dtype.hasobject:
+            raise ValueError(f"array {name!r} holds Python objects")
+        declared, held = math.prod(shape) * dtype.itemsize, info.file_size - stream.tell()
+        if declared != held:
+            raise ValueError(f"array {name!r} declares shape {_short(shape)} of {dtype} ({declared} bytes) but holds "
+                             f"{held} bytes")
+        stream.seek(0)
+        return np.lib.format.read_array(stream, allow_pickle=False)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def read_record(path: Path, key: str | None = None, *, discard: bool = True) -> Any | None:
@@ -187,7 +267,9 @@ def read_record(path: Path, key: str | None = None, *, discard: bool = True) -> 
         if key is not None and rec.get("key") != key:
             raise ValueError("stored for another key (stale)")
         value = decode_tree(json.loads(text), arrays)
-    except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    # RecursionError: how the json module refuses a document nested deeper than the interpreter's stack
+    except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile, UnicodeDecodeError,
+            RecursionError) as exc:
         warnings.warn(f"{path}: discarded, will be recomputed ({type(exc).__name__}: {exc})", StoreWarning, stacklevel=2)
         if discard:
             try:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from sft_tilt.store import StoreWarning, read_record, write_record
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# example counts and deadlines from the loaded profile (conftest: "ci" by default, HYPOTHESIS_PROFILE=thorough)
+FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
@@ -75,3 +76,53 @@ def test_random_points_files_never_raise(tmp_path_factory, lines):
         warnings.simplefilter("ignore")
         points = _read_points(folder)
     assert points == []  # none of these lines carries a valid checksum
+
+
+_array_values = st.lists(st.integers(-5, 5), min_size=0, max_size=6).map(lambda v: np.asarray(v, np.int64)) | \
+    st.lists(st.floats(allow_nan=True), min_size=1, max_size=4).map(np.asarray)
+
+
+def _same(a, b) -> bool:
+    """Equal value trees, arrays compared by dtype, shape and bytes (so NaN equals NaN)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and a.tobytes() == b.tobytes())
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return json.dumps(a) == json.dumps(b)
+
+
+@FUZZ
+@given(arrays=st.lists(_array_values, min_size=1, max_size=3), position=st.floats(0, 1), byte=st.integers(0, 255))
+def test_one_changed_byte_in_a_valid_array_record_is_caught(tmp_path_factory, arrays, position, byte):
+    path = tmp_path_factory.mktemp("rec") / "state.npz"
+    value = {"arrays": arrays, "step": 3}
+    write_record(path, value, key="key")
+    raw = bytearray(path.read_bytes())
+    i = min(int(position * len(raw)), len(raw) - 1)
+    if raw[i] == byte:
+        return
+    raw[i] = byte
+    path.write_bytes(bytes(raw))
+    got, caught = _read_quietly(path, "key")
+    if got is not None:  # a byte the content does not depend on (zip timestamps, padding): it must read back equal
+        assert not caught and _same(got, value)
+
+
+@FUZZ
+@given(header=st.dictionaries(st.sampled_from(["format", "key", "sha256", "n_arrays", "value_text"]), json_values,
+                              max_size=5),
+       n_members=st.integers(0, 3))
+def test_random_array_record_headers_are_refused(tmp_path_factory, header, n_members):
+    """An ``.npz`` whose ``__record__`` header is any JSON (``n_arrays`` Infinity, NaN, 1e300, "2", ...)."""
+    import io
+
+    path = tmp_path_factory.mktemp("rec") / "state.npz"
+    buf = io.BytesIO()
+    meta = json.dumps(header, allow_nan=True).encode()
+    np.savez(buf, __record__=np.frombuffer(meta, dtype=np.uint8), **{f"a{i}": np.arange(i) for i in range(n_members)})
+    path.write_bytes(buf.getvalue())
+    got, caught = _read_quietly(path, "key")
+    assert got is None and caught
