@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import pytest
 
+from sft_tilt.harness.versions import TRAINING_VERSION
 from sft_tilt.store import REPO_ROOT, code_key, library_versions, read_record
 from tiny_harness import counting_train_steps as _counting_steps, tiny_harness_env
 
@@ -160,8 +161,9 @@ def test_a_result_carries_its_provenance(env, dirs, tmp_path):
     cfg = _config(env["preset"], seed=4)
     result = runs.run_one(cfg, progress=False)
     p = result["provenance"]
-    assert set(p) == {"code_key", "model_sha256", "data_hash", "libraries", "machine", "wall_s", "finished_utc",
-                      "resumed_at_step"}
+    assert set(p) == {"training_version", "code_key", "model_sha256", "data_hash", "libraries", "machine", "wall_s",
+                      "finished_utc", "resumed_at_step"}
+    assert p["training_version"] == TRAINING_VERSION
     assert p["resumed_at_step"] is None  # computed in one go
     assert p["model_sha256"] == hashlib.sha256(Path(env["model"]).read_bytes()).hexdigest()
     assert p["code_key"] == code_key("sft_tilt.harness.runs")
