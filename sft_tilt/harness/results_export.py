@@ -48,7 +48,7 @@ def _finished(folder: Path) -> tuple[dict | None, str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = read_record(folder / "result.json", key=folder.name, discard=False)
-        points = _read_points(folder)
+        points = _read_points(folder, unkeyed=True)  # checked against the keyed result below
     if not isinstance(result, dict):
         return None, "result.json does not verify: " + "; ".join(str(w.message) for w in caught)
     if points != result.get("points"):

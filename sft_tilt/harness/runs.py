@@ -3,8 +3,8 @@
 A run folder ``<runs_dir>/<key>/`` (``runs_dir`` = ``$SFT_RUNS_DIR`` or ``<cache>/runs``) holds
 
 * ``config.json``   the resolved configuration and the key material (for reading; never trusted),
-* ``points.jsonl``  one line of metrics per evaluation point, each with its own checksum, rewritten atomically
-  as the run goes,
+* ``points.jsonl``  one line of metrics per evaluation point, each holding the run's key and a checksum of key and
+  point, rewritten atomically as the run goes,
 * ``state.npz``     (``checkpoint_state``, on by default) trainable parameters + optimiser state at the last
   point, and the run's compute time up to it, as a checksummed ``.npz`` of the state's leaves (no pickle); a
   resumed run adds that time to its own, so the wall time of a run computed in several segments counts them all,
@@ -20,7 +20,8 @@ run stops with a last point ``{"step": k, "diverged": true, "train_steps": [...]
 
 Nothing read back is trusted: a ``result.json`` that fails to parse, whose checksum does not match its content
 or whose key is not the run's is reported by path and the run recomputed; a ``points.jsonl`` line that fails its
-checksum ends the points read there; a checkpoint whose leaves do not match the freshly initialised state's
+checksum or belongs to another run (points copied from another run folder) ends the points read there, with a
+warning naming the file; a checkpoint whose leaves do not match the freshly initialised state's
 shapes and dtypes is ignored.
 
 ``key`` is the content hash of the configuration, the model file's fingerprint, the library versions and the
@@ -324,26 +325,50 @@ def _load_state(folder: Path, trainable, opt_state):
     return step, trainable, opt_state, wall_s
 
 
-def _point_line(point: dict) -> str:
-    text = json.dumps(point, sort_keys=True)
-    return json.dumps({"sha256": hashlib.sha256(text.encode()).hexdigest(), "point": point}, sort_keys=True) + "\n"
+def _point_text(key: str, point: dict) -> str:
+    """The checksummed content of a point line: the run's key and the point, as canonical JSON."""
+    return json.dumps({"key": key, "point": point}, sort_keys=True)
 
 
-def _read_points(folder: Path) -> list[dict]:
-    """The points whose lines verify, up to the first that does not (a torn or edited line ends the read)."""
+def _point_line(key: str, point: dict) -> str:
+    """One line of ``points.jsonl``: ``{"key", "point", "sha256"}``, the SHA-256 of :func:`_point_text`, so a point
+    carries the run it belongs to inside what its checksum covers."""
+    return json.dumps({"key": key, "point": point,
+                       "sha256": hashlib.sha256(_point_text(key, point).encode()).hexdigest()}, sort_keys=True) + "\n"
+
+
+def _read_points(folder: Path, *, unkeyed: bool = False) -> list[dict]:
+    """The points of run ``folder.name`` whose lines verify, up to the first that does not (a torn or edited line,
+    or a line of another run, ends the read with a warning naming the file).
+
+    A line holds the run's key inside its checksummed content (:func:`_point_line`), so points of another run
+    copied into the folder are never resumed. ``unkeyed`` also accepts the lines written before they held the key
+    (``{"sha256", "point"}``, the checksum of the point alone): only for a finished run, whose points are then
+    compared with those of its keyed ``result.json`` (the export and the committed results), never for resuming.
+    """
     path = folder / "points.jsonl"
     if not path.exists():
         return []
+    key = folder.name
     pts = []
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         try:
             rec = json.loads(line)
-            text = json.dumps(rec["point"], sort_keys=True)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+            if "key" in rec:
+                if rec["key"] != key:
+                    raise ValueError(f"a point of run {str(rec['key'])[:40]!r}, not of {key!r}")
+                text = _point_text(key, rec["point"])
+            elif unkeyed:
+                text = json.dumps(rec["point"], sort_keys=True)
+            else:
+                raise ValueError("the line names no run (written before lines held the run key); not resumed")
             if hashlib.sha256(text.encode()).hexdigest() != rec["sha256"]:
                 raise ValueError("checksum mismatch")
             if not isinstance(rec["point"], dict) or not isinstance(rec["point"].get("step"), int):
                 raise ValueError("not a point")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             warnings.warn(f"{path}: line {number} discarded with the lines after it ({exc})")
             break
         pts.append(rec["point"])
@@ -351,7 +376,7 @@ def _read_points(folder: Path) -> list[dict]:
 
 
 def _write_points(folder: Path, points: list[dict]) -> None:
-    atomic_write_bytes(folder / "points.jsonl", "".join(_point_line(p) for p in points).encode())
+    atomic_write_bytes(folder / "points.jsonl", "".join(_point_line(folder.name, p) for p in points).encode())
 
 
 def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | None = None,
