@@ -16,7 +16,9 @@ A run that diverges is a result, not an error: after every optimiser step the lo
 parameters, and at every evaluation point the token losses, are checked; at the first that is not finite the
 run stops with a last point ``{"step": k, "diverged": true, "train_steps": [...]}`` (no evaluation) and
 ``result.json`` has ``diverged: true``, ``diverged_step: k`` and no accuracy or model-averaging evaluations
-(a finished run has ``diverged: false``, ``diverged_step: null``).
+(a finished run has ``diverged: false``, ``diverged_step: null``). A run that stays finite but whose model gives
+the uniform output has ``collapsed: true`` and ``collapsed_step``, the first evaluation step where it did
+(:mod:`sft_tilt.harness.collapse`; readers recompute the flag from the points, so older results have it too).
 
 Nothing read back is trusted: a ``result.json`` that fails to parse, whose checksum does not match its content
 or whose key is not the run's is reported by path and the run recomputed; a ``points.jsonl`` line that fails its
@@ -61,6 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sft_tilt.harness.collapse import collapsed_step
 from sft_tilt.harness.lora import interpolate_params
 from sft_tilt.harness.measure import HIST_BINS
 from sft_tilt.harness.medcalc import FORMATS
@@ -482,6 +485,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     params = _gathered(full_params(cfg.method, trainable, frozen), mesh)
     result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "chance": chance, "points": points,
               "diverged": diverged is not None, "diverged_step": diverged}
+    collapsed = collapsed_step(result)  # finite, but the uniform output (sft_tilt.harness.collapse)
+    result.update(collapsed=collapsed is not None, collapsed_step=collapsed)
     if diverged is not None:  # nothing to evaluate: the parameters or their losses are not finite
         result.update(averaging=[], wall_s=earlier_s + time.perf_counter() - t0, resumed_at=start or None)
         return _finish(folder, result, cfg)
