@@ -41,33 +41,66 @@ from sft_tilt.harness.compilation_cache import enable_compilation_cache  # noqa:
 
 
 def positive_finite_float(text: str) -> float:
-    """argparse type: a finite number > 0 (the learning rate)."""
+    """argparse type: a finite number > 0 that float32 holds as a normal number (the learning rate: the optimiser
+    keeps it in float32, where a smaller one would be rounded towards zero and a larger one become infinite)."""
+    import numpy as np
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    low, high = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must lie in float32's normal range [{low:.4g}, {high:.4g}] (the optimiser "
+                                         f"holds it in float32), got {text}")
     return value
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0 (a seed)."""
+def _integer(text: str, low: int, high: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    if value > high:
+        raise argparse.ArgumentTypeError(f"must be <= {high} ({what}), got {value}")
     return value
+
+
+#: The most optimiser steps: optax counts Adam's steps in an int32.
+MAX_STEPS = 2**31 - 1
+#: The most devices or processes an option may name (the memory plan enumerates every mesh of N devices).
+MAX_DEVICES = 2**20
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer in ``[0, 2**20]`` (a worker's index)."""
+    return _integer(text, 0, MAX_DEVICES, "at most 2**20")
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (a number of steps)."""
-    value = non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    """argparse type: an integer in ``[1, 2**20]`` (devices, workers)."""
+    return _integer(text, 1, MAX_DEVICES, "at most 2**20")
+
+
+def seed(text: str) -> int:
+    """argparse type: a seed, an integer in ``[0, 2**32 - 1]`` (:data:`sft_tilt.harness.runs.MAX_SEED`)."""
+    from sft_tilt.harness.runs import MAX_SEED
+
+    return _integer(text, 0, MAX_SEED, "jax.random.key keeps 32 bits of a seed")
+
+
+def step_count(text: str) -> int:
+    """argparse type: a number of optimiser steps, an integer in ``[1, 2**31 - 1]``."""
+    return _integer(text, 1, MAX_STEPS, "optax counts Adam's steps in an int32")
+
+
+def size(text: str) -> int:
+    """argparse type: a batch size or sequence length, an integer >= 1 (the memory plan's arithmetic is exact)."""
+    return _integer(text, 1, 2**63 - 1, "at most 2**63 - 1")
 
 
 def mesh_shape(text: str) -> tuple[int, int]:
@@ -124,8 +157,8 @@ def _add_plan_parser(sub) -> None:
                    help="a folder with a Hugging Face config.json, or a published model's name: "
                         "Qwen2.5-3B-Instruct, Qwen3-4B, gemma-3-4b-it")
     p.add_argument("--devices", type=positive_int, required=True, help="number of devices N")
-    p.add_argument("--batch", type=positive_int, required=True, help="global batch size (sequences per step)")
-    p.add_argument("--seq", type=positive_int, required=True, help="tokens per sequence")
+    p.add_argument("--batch", type=size, required=True, help="global batch size (sequences per step)")
+    p.add_argument("--seq", type=size, required=True, help="tokens per sequence")
     p.add_argument("--mesh", type=mesh_shape, default=None, metavar="DATAxMODEL",
                    help="only this mesh (DATA x MODEL must equal --devices)")
     p.add_argument("--device-memory", default=None, metavar="SIZE",
@@ -217,8 +250,9 @@ def _add_run_parser(sub) -> None:
                    help="optimiser learning rate, a finite number > 0")
     p.add_argument("--fmt", default="cot", choices=("cot", "label"),
                    help="target format: chain-of-thought explanation or label only (default: cot)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the batch order and adapters (default: 0)")
-    p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default: the preset's)")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="seed of the batch order and adapters, an integer in [0, 2**32 - 1] (default: 0)")
+    p.add_argument("--steps", type=step_count, default=None, help="optimiser steps (default: the preset's)")
     p.set_defaults(func=_run_command)
 
 

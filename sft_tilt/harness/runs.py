@@ -77,12 +77,16 @@ from sft_tilt.theory import HARD_TOKEN_THRESHOLD
 from sft_tilt.store import (REPO_ROOT, atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record,
                    write_record)
 
-__all__ = ["SCHEDULES", "learning_rate_at", "RunConfig", "runs_dir", "results_dir", "run_key", "run_folder", "run_one",
+__all__ = ["SCHEDULES", "MAX_SEED", "learning_rate_at", "RunConfig", "runs_dir", "results_dir", "run_key", "run_folder", "run_one",
            "run_many", "load_result", "committed_result", "replay_points", "model_sha256", "data_hash", "Interrupted"]
 
 
 #: Learning-rate schedules: "constant", or "linear" (linear warm-up, then linear decay; see learning_rate_at).
 SCHEDULES = ("constant", "linear")
+
+#: The largest seed: ``jax.random.key`` keeps 32 bits of a seed unless 64-bit mode is on (and refuses more than 63
+#: bits even then), so a larger seed would give another run's key or fail after the session is built.
+MAX_SEED = 2**32 - 1
 
 
 def learning_rate_at(step: int, peak: float, steps: int, warmup_steps: int = 0, schedule: str = "linear") -> float:
@@ -167,8 +171,8 @@ class RunConfig:
         if (isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int)
                 or not 0 <= self.warmup_steps < self.steps):
             raise ValueError(f"warmup_steps: must be an int in [0, steps={self.steps}), got {self.warmup_steps!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed: must be a non-negative int, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed: must be an int in [0, {MAX_SEED}] (2**32 - 1), got {self.seed!r}")
         if any(not 0.0 <= a <= 1.0 for a in self.averaging_alphas):
             raise ValueError(f"averaging_alphas: must lie in [0, 1], got {self.averaging_alphas}")
         if self.averaging_alphas and not (self.method.spec.averaging or self.method.name in averaging_bases()):
