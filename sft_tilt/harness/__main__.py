@@ -334,15 +334,15 @@ def _prepared_preset(args, parser):
         except ValueError as err:
             parser.error(f"--workers: {err}")
 
-    from sft_tilt.harness.data_files import DataFile, read_domain_file, read_general_file
+    from sft_tilt.harness.data_files import DataFile, read_domain_file, read_general_file, split_examples
 
-    files = {}
+    files, rows = {}, {}
     for option, name, read in (("--domain-data", "domain_data", read_domain_file), ("--general-data", "general_data", read_general_file)):
         path = getattr(args, name)
         if path is not None:
             try:  # every malformed row is a usage error before any work starts
                 files[name] = DataFile.from_path(path, name)
-                read(files[name], name)
+                rows[name] = read(files[name], name)
             except ValueError as err:
                 parser.error(f"{option}: {err}")
 
@@ -357,12 +357,88 @@ def _prepared_preset(args, parser):
                          f"there are {jax.device_count()}")
     enable_compilation_cache()
     preset = replace(get_preset(args.preset, args.model), mesh=args.mesh)
+    model_option = "--model" if args.model is not None else "--preset"
+    try:
+        model = preset.resolved_model()
+    except FileNotFoundError as err:  # the default model's package is missing, or $SFT_MODEL_PATH names nothing
+        parser.error(f"{model_option}: {err}")
+    why = _model_problem(model)
+    if why is not None:
+        parser.error(f"{model_option}: {why}")
     if preset.batch_size % args.mesh[0]:
         parser.error(f"--mesh: the data axis ({args.mesh[0]}) must divide the preset's batch size {preset.batch_size}")
     if files:
         calculators = None if "domain_data" in files else preset.data.calculators
         preset = replace(preset, data=replace(preset.data, calculators=calculators, **files))
+    if "domain_data" in rows:  # enough rows for the preset's splits
+        try:
+            split_examples(rows["domain_data"], preset.data.n_train, preset.data.n_heldout, preset.data.data_seed)
+        except ValueError as err:
+            parser.error(f"--domain-data: {files['domain_data'].path}: {err}")
     return preset
+
+
+def _model_problem(model: str) -> str | None:
+    """Why ``model`` is not a model file or checkpoint folder at first sight (it is fully checked when loaded), or
+    None: missing, a folder without ``config.json``, or a file that does not start with GGUF's magic bytes."""
+    path = Path(model)
+    if not path.exists():
+        return f"{model} does not exist"
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            return (f"{model} is a folder without config.json (a Hugging Face checkpoint folder has one; a GGUF model "
+                    "is a file)")
+        return None
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as err:
+        return f"{model} cannot be read ({err.strerror or err})"
+    if magic != b"GGUF":
+        return f"{model} is not a GGUF file (it does not start with the bytes GGUF) nor a checkpoint folder"
+    return None
+
+
+def _check_can_compute(parser, configs: list, *, cache: bool = False, runs: bool = False) -> None:
+    """Before anything is computed: each run's folder holds no directory (or other non-file) where a run writes a
+    file, and, when a run of ``configs`` is to be computed (``cache`` / ``runs``: also otherwise), the run folders
+    and the cache can be written. Usage errors naming the path, or the variable that chose it."""
+    from sft_tilt.harness.runs import check_run_folder, run_key, runs_dir, unwritable
+    from sft_tilt.store import cache_root
+
+    for cfg in dict.fromkeys(configs):
+        try:
+            check_run_folder(runs_dir() / run_key(cfg), writable=False)
+        except ValueError as err:
+            parser.error(str(err))
+    pending = bool(_pending(configs))
+    for variable, folder, needed in (("SFT_RUNS_DIR", runs_dir(), pending or runs),
+                                     ("SFT_CACHE_DIR", cache_root(), pending or cache)):
+        why = unwritable(folder) if needed else None
+        if why is not None:
+            source = f"${variable}={os.environ[variable]}" if variable in os.environ else str(folder)
+            parser.error(f"{source}: {why}; the {'run folders' if variable == 'SFT_RUNS_DIR' else 'cache'} must be "
+                         "writable to compute")
+
+
+def _pending(configs: list) -> list:
+    """The runs of ``configs`` with neither a finished run folder nor a committed result (nothing is computed)."""
+    import warnings
+
+    from sft_tilt.harness.runs import committed_result, run_key, runs_dir
+    from sft_tilt.store import read_record
+
+    out = []
+    for cfg in dict.fromkeys(configs):
+        key = run_key(cfg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged file is reported when the run meets it
+            path = runs_dir() / key / "result.json"
+            done = path.is_file() and isinstance(read_record(path, key=key, discard=False), dict)
+            done = done or committed_result(key) is not None
+        if not done:
+            out.append(cfg)
+    return out
 
 
 def _run_command(args, parser) -> int:
@@ -375,6 +451,7 @@ def _run_command(args, parser) -> int:
     cfg = ex.method_config(preset, args.method, args.learning_rate, args.seed, args.fmt)
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps, warmup_steps=min(int(round(preset.warmup_fraction * args.steps)), args.steps - 1))
+    _check_can_compute(parser, [cfg])
     result = run_one(cfg, progress=not args.quiet)
     s = ex.summarise_run(result)
     if s["diverged"]:
@@ -418,6 +495,11 @@ def _export_command(args, parser) -> int:
     preset = _prepared_preset(args, parser)
     if args.results_dir is not None and args.results_dir.exists() and not args.results_dir.is_dir():
         parser.error(f"--results-dir: {args.results_dir} is not a directory")
+    from sft_tilt.harness.runs import unwritable
+
+    why = unwritable((args.results_dir or results_dir()) / preset.name)
+    if why is not None:
+        parser.error(f"{'--results-dir' if args.results_dir is not None else 'results folder'}: {why}")
     configs = planned_runs(preset)
     exported = export_runs(configs, preset.name, args.results_dir)
     where = (args.results_dir or results_dir()) / preset.name
@@ -500,6 +582,13 @@ def _sweep_command(args, parser) -> int:
         if early or args.experiment in ("single-step", "base"):
             parser.error(f"--method: the {args.experiment!r} experiment has no method runs to choose from")
 
+    if args.worker_index is None:  # the workers of a --workers sweep were checked by the sweep that started them
+        from sft_tilt.harness.base_model_analyses import NAMESPACES, committed_path
+
+        analyses = args.experiment in ("base", "single-step", "tokens", "all")
+        _check_can_compute(parser, [] if early else _sweep_runs(args, preset), runs=early,
+                           cache=analyses and any(committed_path(preset, a) is None for a in NAMESPACES))
+
     if args.worker_index is not None:  # one of the processes a --workers sweep started
         from sft_tilt.harness import sweep_workers
         from sft_tilt.harness.runs import run_key
@@ -570,7 +659,11 @@ def _report_command(args, parser) -> int:
     from sft_tilt.harness import experiments as ex
     from sft_tilt.harness.report import render_report
 
+    from sft_tilt.harness.base_model_analyses import NAMESPACES, committed_path
+    from sft_tilt.harness.sweep_plan import planned_runs
+
     preset = _prepared_preset(args, parser)
+    _check_can_compute(parser, planned_runs(preset), cache=any(committed_path(preset, a) is None for a in NAMESPACES))
     text = render_report(ex.run_all(preset, not args.quiet), preset.name)
     if args.out:
         args.out.write_text(text)
@@ -583,7 +676,16 @@ def main(argv: list[str] | None = None) -> int:
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_attach_negative_numbers(raw_argv))
     args.raw_argv = raw_argv  # a --workers sweep starts its workers with the same command line
-    return args.func(args, parser)
+    if args.func is _plan:
+        return _plan(args, parser)
+    from sft_tilt.harness.session import UnusableInput
+
+    try:
+        return args.func(args, parser)
+    except UnusableInput as err:  # a model or data file found unusable when loaded, before anything is computed
+        option = {"model": "--model" if args.model is not None else "--preset", "tokenizer": "--preset",
+                  "domain_data": "--domain-data", "general_data": "--general-data"}.get(err.argument, "--preset")
+        parser.error(f"{option}: {err}")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ from sft_tilt.theory import HARD_TOKEN_THRESHOLD
 from sft_tilt.store import (REPO_ROOT, atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record,
                    write_record)
 
-__all__ = ["SCHEDULES", "MAX_SEED", "learning_rate_at", "RunConfig", "runs_dir", "results_dir", "run_key", "run_folder", "run_one",
+__all__ = ["SCHEDULES", "MAX_SEED", "RUN_FILES", "learning_rate_at", "RunConfig", "runs_dir", "results_dir", "run_key",
+           "run_folder", "check_run_folder", "unwritable", "run_one",
            "run_many", "load_result", "committed_result", "replay_points", "model_sha256", "data_hash", "Interrupted"]
 
 
@@ -233,6 +234,39 @@ def run_key(cfg: RunConfig, session: Session | None = None) -> str:
 
 def run_folder(cfg: RunConfig, session: Session | None = None) -> Path:
     return runs_dir() / run_key(cfg, session)
+
+
+#: The files a run writes in its folder.
+RUN_FILES = ("config.json", "points.jsonl", "state.npz", "result.json")
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be written under ``folder`` (creating it where missing), or None: the folder, or its nearest
+    existing parent, is not a directory or not writable."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory" if existing == folder else f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def check_run_folder(folder: Path, *, writable: bool = True) -> None:
+    """ValueError naming the path when ``folder`` cannot hold a run: one of the files a run writes there
+    (:data:`RUN_FILES`) exists as something other than a regular file (a directory named ``result.json`` would
+    otherwise fail the write at the end of the whole run), or (``writable``) it cannot be created or written."""
+    folder = Path(folder)
+    why = unwritable(folder) if writable else None
+    if why is not None:
+        raise ValueError(f"run folder {folder}: {why}")
+    for name in RUN_FILES:
+        path = folder / name
+        if (path.exists() or path.is_symlink()) and not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise ValueError(f"{path}: is {kind}; a run writes a file there (remove it)")
 
 
 def load_result(cfg: RunConfig) -> dict | None:
@@ -397,8 +431,10 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     """
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ValueError(f"stop_after: must be a positive int or None, got {stop_after!r}")
-    session = get_session(cfg.model, cfg.tokenizer, cfg.data, progress)
-    folder = (runs_dir() if runs_root is None else Path(runs_root)) / run_key(cfg, session)
+    # the key needs only the model file's hash: a finished run is read, and the folder of one to compute checked,
+    # before the model is loaded
+    folder = (runs_dir() if runs_root is None else Path(runs_root)) / run_key(cfg)
+    check_run_folder(folder, writable=False)
     result_path = folder / "result.json"
     if stop_after is None:
         done = read_record(result_path, key=folder.name)
@@ -406,10 +442,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
             done = committed_result(folder.name)
         if done is not None:
             return done
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / "config.json", json.dumps({"config": cfg.describe(),
-                                                          "key_material": _material(cfg, session.fingerprint)},
-                                                         indent=1, default=str).encode())
+    check_run_folder(folder)
+    session = get_session(cfg.model, cfg.tokenizer, cfg.data, progress)
     t0 = time.perf_counter()
     # a replay of a method that does not read the initial losses needs no base evaluation (minutes at the cpu
     # preset's size): its points then hold the measurements without the changes from the base model
@@ -417,6 +451,11 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     base = None if replay_only else session.base()[cfg.fmt]
     base_public = None if replay_only else {k: v for k, v in base.items() if k not in ("train_token_losses",)}
     chance = None if replay_only else session.base().get("chance")
+    # made once the base model is evaluated, so a model or data problem found there leaves no run folder behind
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / "config.json", json.dumps({"config": cfg.describe(),
+                                                          "key_material": _material(cfg, session.fingerprint)},
+                                                         indent=1, default=str).encode())
     sequence_weights = None
     if cfg.method.spec.needs_initial_losses:
         sequence_weights = np.asarray(cfg.method.initial_sequence_weights(jnp.asarray(base["train_sequence_nll"])), np.float32)
