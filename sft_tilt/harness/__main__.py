@@ -539,6 +539,10 @@ def _export_command(args, parser) -> int:
         if stale_analyses:
             print(f"{len(stale_analyses)} committed base-model analyses are of older keys "
                   f"({', '.join(str(p) for p in stale_analyses)}); --prune deletes them")
+    if where.is_dir():  # after every file written or removed above: the hashes committed results are read against
+        from sft_tilt.harness.manifest import write_manifest
+
+        print(f"export {preset.name}: {write_manifest(where)} lists the SHA-256 of every committed file")
     return 0
 
 

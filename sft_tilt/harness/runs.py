@@ -36,8 +36,9 @@ Committed results: a finished run of a long preset can be committed to the repos
 ``<results>/<preset>/<key>/result.json`` (``<results>`` = ``$SFT_RESULTS_DIR`` or ``<repo>/results``; written by
 :mod:`sft_tilt.harness.results_export`). ``run_one`` returns such a file when its own run folder has no finished result
 and the file verifies for the run's key, so a fresh clone reads those runs instead of computing them; a committed
-file that fails its checksum or key is reported by path and the run recomputed into the run folder (the committed
-file is never written or deleted). Every result carries ``provenance``: the code key, the model file's full
+file that fails its checksum or key, or whose SHA-256 is not the one its preset's ``MANIFEST.json`` lists (an edit
+made after the export: :mod:`sft_tilt.harness.manifest`), is reported by path and the run recomputed into the run
+folder (the committed file is never written or deleted). Every result carries ``provenance``: the code key, the model file's full
 SHA-256, the data configuration's hash, library versions, the machine (platform, CPU, cores, load) and the wall
 time, which says where and with what a committed number was measured.
 
@@ -65,6 +66,7 @@ import numpy as np
 
 from sft_tilt.harness.collapse import collapsed_step
 from sft_tilt.harness.lora import interpolate_params
+from sft_tilt.harness.manifest import committed_file_problem
 from sft_tilt.harness.measure import HIST_BINS
 from sft_tilt.harness.medcalc import FORMATS
 from sft_tilt.harness.methods import full_params, init_trainable, make_optimizer, make_train_step
@@ -276,8 +278,9 @@ def load_result(cfg: RunConfig) -> dict | None:
 
 
 def committed_result(key: str) -> dict | None:
-    """The committed result of run ``key``: the first ``<results>/*/<key>/result.json`` (name order) that verifies
-    for ``key``, else None. A committed file that fails its checksum or key is reported by path and left as it is
+    """The committed result of run ``key``: the first ``<results>/*/<key>/result.json`` (name order) that its
+    preset's manifest lists with its SHA-256 (:mod:`sft_tilt.harness.manifest`) and that verifies for ``key``, else
+    None. A committed file that fails the manifest, its checksum or its key is reported by path and left as it is
     (``read_record`` would delete a damaged cache entry; a committed file is the repository's to fix)."""
     if not (isinstance(key, str) and key.isalnum()):
         raise ValueError(f"key: expected a run key (letters and digits), got {key!r}")
@@ -285,6 +288,11 @@ def committed_result(key: str) -> dict | None:
     if not root.is_dir():
         return None
     for path in sorted(root.glob(f"*/{key}/result.json")):
+        unlisted = committed_file_problem(path, root)
+        if unlisted is not None:
+            warnings.warn(f"{path}: committed result not served ({unlisted}); the run is recomputed into "
+                          f"{runs_dir() / key}, the committed file is left unchanged")
+            continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             value = read_record(path, key=key, discard=False)
