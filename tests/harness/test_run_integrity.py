@@ -102,3 +102,51 @@ def test_lines_without_a_run_key_are_read_only_against_a_keyed_result(env, tmp_p
     with pytest.warns(UserWarning, match=f"{folder / 'points.jsonl'}: line 1 .*names no run"):
         assert runs._read_points(folder) == []
     assert runs._read_points(folder, unkeyed=True) == points
+
+
+# ----------------------------------------------------------------------------- collapse
+
+
+def test_a_run_driven_to_the_uniform_output_is_flagged_as_collapsed(env, runs_dir, capsys, monkeypatch):
+    """A learning rate of 1e3 throws the tiny model to the uniform output: every loss at log V, finite. The run
+    says so (``collapsed_step``: the first point where the held-out and every general loss are log V, V read
+    from the model file), the summaries list it as collapsed and average nothing of it, and ``run`` prints no G or D;
+    a run at an ordinary learning rate is not flagged. A result stored before the flag existed reads the same."""
+    from sft_tilt.harness import __main__ as cli
+    from sft_tilt.harness import runs
+    from sft_tilt.harness.experiments import lr_tradeoff, summarise_run
+    from sft_tilt.harness.results_summary import render_summary, summary_rows
+    from sft_tilt.lm.gguf_io import gguf_metadata
+
+    log_v = math.log(gguf_metadata(env["model"])["llama.vocab_size"])
+    collapsed = runs.run_one(_config(env["preset"], 1e3, steps=6), progress=False)
+    ordinary = runs.run_one(_config(env["preset"], 4e-3, steps=6), progress=False)
+
+    def uniform(point):  # far tighter than the flag's tolerance: the uniform output, to float32 round-off
+        return all(abs(x - log_v) < 1e-5 for x in [point["domain_loss"], *point["general"].values()])
+
+    expected = next((p["step"] for p in collapsed["points"] if uniform(p)), None)
+    assert expected is not None and all(math.isfinite(p["domain_loss"]) for p in collapsed["points"])
+    assert not any(uniform(p) for p in ordinary["points"])
+    assert (collapsed["collapsed"], collapsed["collapsed_step"], collapsed["diverged"]) == (True, expected, False)
+    assert (ordinary["collapsed"], ordinary["collapsed_step"]) == (False, None)
+    older = {k: v for k, v in collapsed.items() if k not in ("collapsed", "collapsed_step")}
+    for result in (collapsed, older):
+        s = summarise_run(result)
+        assert (s["collapsed"], s["collapsed_step"]) == (True, expected)
+    rows, _ = summary_rows([older, ordinary])
+    row = {r["lr"]: r for r in rows}
+    assert row[1e3]["seeds"] == [] and row[1e3]["collapsed"] == [0] and row[1e3]["G"].n == 0
+    assert row[4e-3]["seeds"] == [0] and row[4e-3]["collapsed"] == []
+    assert "(collapsed: 0)" in render_summary(rows, {}, 2, 2, "tiny")
+    # the experiments leave it out with a warning naming it
+    monkeypatch.setattr("sft_tilt.harness.experiments.run_many", lambda cfgs, **k: [collapsed, ordinary])
+    monkeypatch.setattr("sft_tilt.harness.experiments.sft_configs", lambda preset: [None, None])
+    with pytest.warns(UserWarning, match=f"run {collapsed['key']} .*collapsed at step {expected}"):
+        kept = lr_tradeoff(env["preset"], progress=False)
+    assert [s["key"] for s in kept] == [ordinary["key"]]
+    # the command line says it collapsed instead of printing G and D
+    monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)
+    assert cli.main(["run", "--preset", "tiny", "--lr", "1e3", "--fmt", "label", "--steps", "6", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "collapsed at step" in out and "G=" not in out
