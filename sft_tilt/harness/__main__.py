@@ -24,7 +24,12 @@ with a file's (a MedCalc-Bench CSV or a JSONL of prompt/response[/answer/lower/u
 interrupted sweep resumes where it stopped. ``--workers N`` computes a sweep's runs in N processes, each pinned to
 its own CPUs (:mod:`sft_tilt.harness.sweep_workers`: on two cores, two one-thread workers finish more runs per hour than
 one two-thread process). ``export`` copies every finished planned run of a preset to
-``results/<preset>/<key>/`` with an ``index.json`` (:mod:`sft_tilt.harness.results_export`), ready to commit.
+``results/<preset>/<key>/`` with an ``index.json`` and a ``MANIFEST.json`` of every committed file's SHA-256
+(:mod:`sft_tilt.harness.results_export`, :mod:`sft_tilt.harness.manifest`), ready to commit.
+
+Every subcommand checks what it is given before any work starts: numbers against their ranges, the model path,
+data files row by row, and (for a run to compute) that the run and cache folders can be written; a model or data
+file found unusable when loaded is a usage error too, before any run folder is made.
 """
 
 from __future__ import annotations

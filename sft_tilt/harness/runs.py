@@ -24,7 +24,9 @@ Nothing read back is trusted: a ``result.json`` that fails to parse, whose check
 or whose key is not the run's is reported by path and the run recomputed; a ``points.jsonl`` line that fails its
 checksum or belongs to another run (points copied from another run folder) ends the points read there, with a
 warning naming the file; a checkpoint whose leaves do not match the freshly initialised state's
-shapes and dtypes is ignored.
+shapes and dtypes is ignored. Nothing is computed for a folder that cannot hold the run (:func:`check_run_folder`:
+not writable, or a run file there that is a directory or another non-file), and the folder is made only once the
+base model is evaluated, so a model or data problem found on loading leaves none behind.
 
 ``key`` is the content hash of the configuration, the model file's fingerprint, the library versions and the
 training code's explicit version (:data:`sft_tilt.harness.versions.TRAINING_VERSION`, bumped with every change that

@@ -216,8 +216,11 @@ def test_a_result_carries_its_provenance(env, dirs, tmp_path):
     cfg = _config(env["preset"], seed=4)
     result = runs.run_one(cfg, progress=False)
     p = result["provenance"]
-    assert set(p) == {"code_key", "model_sha256", "data_hash", "libraries", "machine", "wall_s", "finished_utc",
-                      "resumed_at_step"}
+    assert set(p) == {"training_version", "code_key", "model_sha256", "data_hash", "libraries", "machine", "wall_s",
+                      "finished_utc", "resumed_at_step"}
+    from sft_tilt.harness.versions import TRAINING_VERSION
+
+    assert p["training_version"] == TRAINING_VERSION
     assert p["resumed_at_step"] is None  # computed in one go
     assert p["model_sha256"] == hashlib.sha256(Path(env["model"]).read_bytes()).hexdigest()
     assert p["code_key"] == code_key("sft_tilt.harness.runs")
