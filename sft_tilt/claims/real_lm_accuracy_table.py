@@ -39,7 +39,7 @@ def measure(preset=None) -> dict:
     """``{"preset", "scale", "rows": [{fmt, lr, n, base: {key: v}, change: {key: Interval}}], "chance", "missing"}``
     from the finished SFT runs of ``preset`` (default: the preset the real-LM claims read the learning-rate grid of)."""
     from sft_tilt.claims import real_lm_results as real
-    from sft_tilt.harness.experiments import sft_configs, summarise_run
+    from sft_tilt.harness.experiments import failed, sft_configs, summarise_run
     from sft_tilt.harness.runs import load_result
 
     preset = real.preset("grid") if preset is None else preset
@@ -51,7 +51,7 @@ def measure(preset=None) -> dict:
                 result = load_result(cfg)
                 if result is None:
                     missing += 1
-                elif not result.get("diverged"):
+                elif not failed(summarise_run(result)):  # a diverged or collapsed run is no point
                     runs.append(summarise_run(result))
             if not runs:
                 continue

@@ -27,6 +27,38 @@ from sft_tilt.store import REPO_ROOT  # noqa: E402
 DEFAULT_PAPER_CHECKS = REPO_ROOT / "paper_checks.md"
 
 
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """argparse type: a folder the figures can be written to: an existing folder, or a path whose nearest existing
+    parent is a writable folder (checked before any figure is drawn)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    parent = _nearest_existing(path)
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is not writable")
+    return path
+
+
+def output_file(text: str) -> Path:
+    """argparse type: a file path that is not a directory, in an existing writable folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: folder {path.parent} is not writable")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     import sft_tilt.claims
     from sft_tilt.claims import report
@@ -35,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sft_tilt.figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="figure names, or 'all' (every figure, then paper_checks.md)")
     parser.add_argument("--list", action="store_true", help="list registered figures and exit")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="output directory (default: sft_tilt/figures/out)")
+    parser.add_argument("--out", type=output_folder, default=DEFAULT_OUT_DIR, help="output directory (default: sft_tilt/figures/out)")
     parser.add_argument("--group", default=None, choices=sft_tilt.claims.GROUPS, help="with 'all': only the figures and claim checks of this group")
     parser.add_argument("--no-checks", action="store_true", help="draw only; do not run claim checks or touch paper_checks.md")
-    parser.add_argument("--paper-checks", type=Path, default=DEFAULT_PAPER_CHECKS,
+    parser.add_argument("--paper-checks", type=output_file, default=DEFAULT_PAPER_CHECKS,
                         help="the page the claim checks write (default: paper_checks.md at the repository root); the "
                              "verdicts it is rendered from are stored beside it, under the same name with .json")
     args = parser.parse_args(argv)

@@ -20,7 +20,8 @@ and the library versions. The material is computed from the preset alone (the mo
 so a stored record is found without a session:
 
 1. ``<results>/<preset>/base/<namespace>/<key>.(json|npz)`` (committed by ``python -m sft_tilt.harness export``), read
-   when it verifies for its key; one that does not is reported by path and left as it is;
+   when its preset's manifest lists it with its SHA-256 (:mod:`sft_tilt.harness.manifest`) and it verifies for its
+   key; one that does not is reported by path and left as it is;
 2. else the cache entry (``sft_tilt.store.cached``), computed when missing or damaged.
 """
 
@@ -94,6 +95,14 @@ def _committed_or_cached(preset, analysis: str, compute):
     key = content_key(m)
     path = committed_path(preset, analysis)
     if path is not None:
+        from sft_tilt.harness.manifest import committed_file_problem
+        from sft_tilt.harness.runs import results_dir
+
+        unlisted = committed_file_problem(path, results_dir())
+        if unlisted is not None:
+            warnings.warn(f"{path}: committed record not served ({unlisted}); it is recomputed into the cache, the "
+                          "committed file is left unchanged")
+            return cached(NAMESPACES[analysis], m, compute)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             value = read_record(path, key=key, discard=False)

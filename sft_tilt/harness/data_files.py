@@ -18,7 +18,8 @@ like the docs and code sets) or ``prompt`` and ``response`` on every line (score
 self set); it becomes the general set ``"data"``.
 
 Nothing is silently dropped: every malformed row -- a missing or empty field, a number that does not parse, an
-unknown field, a JSON syntax error, limits out of order -- is listed as ``line L, column C: what`` in one
+unknown field, a key given twice in one JSON object, a JSON syntax error, limits out of order, a CSV quote left
+open at the end of the file (a truncated file) -- is listed as ``line L, column C: what`` in one
 ValueError (CSV lines are those of the file, so a note spanning lines counts its lines). Blank JSONL lines hold
 no row and are skipped. Data text never becomes control tokens: :mod:`sft_tilt.harness.encoding` encodes it with
 special-token parsing off.
@@ -90,19 +91,28 @@ def _number(text) -> float | None:
         return None
     try:
         value = float(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond float's range
         return None
     return value if math.isfinite(value) else None
 
 
+def _csv_problem(exc: csv.Error) -> str:
+    """What a ``csv.Error`` of the strict reader means, in the file's terms."""
+    if str(exc) == "unexpected end of data":  # the file ends inside a quoted field
+        return "a quoted field opened in this row is not closed before the end of the file (is the file cut short?)"
+    return str(exc)
+
+
 def _read_csv(text: str, path: str, argument: str) -> list[MedCalcExample]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote left open at the end of the file (a truncated file) or text after a closing quote is an
+    # error, not a field that silently runs to the end of the file or absorbs the stray text
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
         raise ValueError(f"{argument}: {path} is empty") from None
     except csv.Error as exc:
-        raise ValueError(f"{argument}: {path}: line 1: {exc}") from None
+        raise ValueError(f"{argument}: {path}: line 1: {_csv_problem(exc)}") from None
     missing = [c for c in MEDCALC_BENCH_COLUMNS if c not in header]
     if missing:
         raise ValueError(f"{argument}: {path}: line 1: missing column(s) {missing}; a MedCalc-Bench CSV has {list(MEDCALC_BENCH_COLUMNS)}")
@@ -117,7 +127,7 @@ def _read_csv(text: str, path: str, argument: str) -> list[MedCalcExample]:
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(f"line {line}: {exc}")
+            problems.append(f"line {line}: {_csv_problem(exc)}")
             break
         if not fields:
             continue
@@ -157,8 +167,26 @@ def _read_csv(text: str, path: str, argument: str) -> list[MedCalcExample]:
     return out
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``object_pairs_hook`` of the JSONL reader: an object naming a key twice is refused (``json.loads`` would keep
+    the last value and drop the first without a word)."""
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
 def _jsonl_rows(text: str, path: str, argument: str, allowed: set[str]):
-    """``(line, object)`` per non-blank line, and the problems found (syntax, not an object, unknown fields)."""
+    """``(line, object)`` per non-blank line, and the problems found (syntax, a key given twice, not an object,
+    unknown fields)."""
     rows, problems = [], []
     # JSON Lines separates lines by "\n" alone (a "\r" before it is JSON whitespace); str.splitlines would also cut
     # at U+2028, U+2029, U+0085 and other characters a JSON string may hold raw
@@ -166,9 +194,15 @@ def _jsonl_rows(text: str, path: str, argument: str, allowed: set[str]):
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj = json.loads(raw, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            problems.append(f"line {line}, column '{exc.key}': the key appears more than once in the object")
+            continue
         except json.JSONDecodeError as exc:
             problems.append(f"line {line}, column {exc.colno}: invalid JSON ({exc.msg})")
+            continue
+        except (ValueError, RecursionError) as exc:  # an integer of too many digits, arrays nested too deeply
+            problems.append(f"line {line}, column 1: invalid JSON ({type(exc).__name__}: {str(exc)[:200]})")
             continue
         if not isinstance(obj, dict):
             problems.append(f"line {line}, column 1: expected a JSON object, got {type(obj).__name__}")
@@ -185,6 +219,12 @@ def _text_field(obj: dict, name: str, line: int, problems: list[str]) -> str | N
     value = obj.get(name)
     if not isinstance(value, str) or not value.strip():
         problems.append(f"line {line}, column '{name}': " + ("missing" if name not in obj else "must be a non-empty string"))
+        return None
+    try:  # a JSON escape such as "\ud800" gives a lone surrogate: no UTF-8 text, nothing a tokenizer can encode
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        problems.append(f"line {line}, column '{name}': character {exc.start} is U+{ord(value[exc.start]):04X}, a lone "
+                        "surrogate (half of a UTF-16 pair), not a character of text")
         return None
     return value
 

@@ -97,7 +97,14 @@ def read_early(key: str, until: int) -> dict | None:
     record = read_record(cache, key=key) if cache.exists() else None
     if _valid(record, key, until, cache):
         return record
+    from sft_tilt.harness.manifest import committed_file_problem
+    from sft_tilt.harness.runs import results_dir
+
     for path in committed_early_paths(key):
+        unlisted = committed_file_problem(path, results_dir())
+        if unlisted is not None:
+            warnings.warn(f"{path}: committed early points not served ({unlisted}); the committed file is left unchanged")
+            continue
         record = read_record(path, key=key, discard=False)  # a committed file is the repository's to fix
         if _valid(record, key, until, path):
             return record

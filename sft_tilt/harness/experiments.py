@@ -39,6 +39,7 @@ import warnings
 
 import numpy as np
 
+from sft_tilt.harness.collapse import collapsed_step
 from sft_tilt.harness.presets import Preset
 from sft_tilt.harness.runs import RunConfig, run_many
 import sft_tilt.theory
@@ -63,6 +64,7 @@ __all__ = [
     "safe_lr",
     "method_front",
     "summarise_run",
+    "failed",
     "run_all",
 ]
 
@@ -105,12 +107,17 @@ def summarise_run(result: dict) -> dict:
     ``(0, 0.0, 0.0)`` on; accuracy; model-averaging points with the same keys.
 
     A diverged run (``result["diverged"]``) has no final evaluation: its view is the run's identity,
-    ``diverged: True``, the step where it diverged and its training-step records.
+    ``diverged: True``, the step where it diverged and its training-step records. ``collapsed`` and
+    ``collapsed_step`` say whether and where the run's model gave the uniform output, computed from the points
+    (:func:`sft_tilt.harness.collapse.collapsed_step`, so results stored before the flag have it too); the
+    aggregates leave such a run out, like a diverged one.
     """
     cfg = result["config"]
     pts = result["points"]
     final = pts[-1]
-    ident = {"method": cfg["method_name"], "fmt": cfg["fmt"], "lr": cfg["learning_rate"], "seed": cfg["seed"]}
+    collapsed = collapsed_step(result)
+    ident = {"method": cfg["method_name"], "fmt": cfg["fmt"], "lr": cfg["learning_rate"], "seed": cfg["seed"],
+             "collapsed": collapsed is not None, "collapsed_step": collapsed}
     if result.get("diverged"):
         return {**ident, "diverged": True, "diverged_step": result["diverged_step"],
                 "train_steps": [s for p in pts for s in p["train_steps"]], "key": result["key"]}
@@ -154,15 +161,26 @@ def _accuracies(step: int, ev: dict) -> dict:
 # ----------------------------------------------------------------------------- experiments 1 and 2
 
 
+def failed(summary: dict) -> str | None:
+    """Why a run's numbers are not a point of any aggregate: ``"diverged at step k"`` (non-finite), ``"collapsed at
+    step k"`` (the uniform output, :mod:`sft_tilt.harness.collapse`), or None for a run that is a point."""
+    if summary["diverged"]:
+        return f"diverged at step {summary['diverged_step']}"
+    if summary.get("collapsed"):
+        return f"collapsed at step {summary['collapsed_step']} (uniform output: every loss at log V)"
+    return None
+
+
 def _finished(summaries: list[dict], include_diverged: bool, what: str) -> list[dict]:
-    """The summaries of runs that finished; diverged ones are left out with a warning naming them."""
+    """The summaries of runs that finished as points; diverged and collapsed ones are left out with a warning naming
+    them (all kept with ``include_diverged``)."""
     if include_diverged:
         return summaries
     for s in summaries:
-        if s["diverged"]:
-            warnings.warn(f"{what}: run {s['key']} ({s['method']} {s['fmt']} lr={s['lr']:g} seed={s['seed']}) diverged at "
-                          f"step {s['diverged_step']}; left out of the aggregates")
-    return [s for s in summaries if not s["diverged"]]
+        if failed(s):
+            warnings.warn(f"{what}: run {s['key']} ({s['method']} {s['fmt']} lr={s['lr']:g} seed={s['seed']}) {failed(s)}; "
+                          "left out of the aggregates")
+    return [s for s in summaries if not failed(s)]
 
 
 def sft_configs(preset: Preset) -> list[RunConfig]:
@@ -211,7 +229,7 @@ def method_comparison(preset: Preset, progress: bool = True, include_diverged: b
     summaries = with_early([summarise_run(r) for r in results], {r["key"]: r for r in results}, preset.early_until)
     for s in _finished(summaries, include_diverged, "exp2 methods"):
         out.append(s)
-        if s["diverged"]:
+        if failed(s):
             continue
         name = averaging.get(s["method"])
         for a in s["averaging"] if name else ():
@@ -468,4 +486,7 @@ def run_all(preset: Preset, progress: bool = True) -> dict:
         "method_front": method_front(preset, progress),
         "diverged": list({s["key"]: s for s in lr_tradeoff(preset, False, include_diverged=True)
                           + method_comparison(preset, False, include_diverged=True) if s["diverged"]}.values()),
+        "collapsed": list({s["key"]: s for s in lr_tradeoff(preset, False, include_diverged=True)
+                           + method_comparison(preset, False, include_diverged=True)
+                           if s["collapsed"] and not s["diverged"]}.values()),
     }

@@ -25,12 +25,15 @@ def render_report(results: dict, preset_name: str) -> str:
 
     lines += ["## 1. Learning-rate grid (SFT, final point, mean over seeds)", "", "| format | lr | G (domain gain) | D (general change) | accuracy | n |", "|---|---|---|---|---|---|"]
     runs = results["lr_tradeoff"]
-    grid = runs + [r for r in results.get("diverged", []) if r["method"] == "sft"]
+    failed = results.get("diverged", []) + results.get("collapsed", [])
+    grid = runs + [r for r in failed if r["method"] == "sft"]
     for fmt in sorted({r["fmt"] for r in grid}):
         for lr in sorted({r["lr"] for r in grid}):
             sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]
-            if not sel:  # every run at this learning rate diverged (listed in section 5)
-                lines.append(f"| {fmt} | {lr:g} | diverged | diverged | - | 0 |")
+            if not sel:  # every run at this learning rate diverged or collapsed (listed in section 5)
+                what = "collapsed" if all(r.get("collapsed") and not r["diverged"] for r in failed
+                                          if (r["method"], r["fmt"], r["lr"]) == ("sft", fmt, lr)) else "diverged"
+                lines.append(f"| {fmt} | {lr:g} | {what} | {what} | - | 0 |")
                 continue
             accs = [r["accuracy"] for r in sel if r["accuracy"] is not None]
             lines.append(f"| {fmt} | {lr:g} | {_f(float(np.mean([r['domain_gain'] for r in sel])))} | "
@@ -82,5 +85,12 @@ def render_report(results: dict, preset_name: str) -> str:
                   "| method | format | lr | seed | diverged at step | run |", "|---|---|---|---|---|---|"]
         for r in diverged:
             lines.append(f"| {r['method']} | {r['fmt']} | {r['lr']:g} | {r['seed']} | {r['diverged_step']} | {r['key']} |")
+    collapsed = results.get("collapsed", [])
+    if collapsed:
+        lines += ["", "## 6. Collapsed runs (finite, but the model gives every token probability 1/V: the held-out and "
+                  "every general loss at log V; left out of every table above)", "",
+                  "| method | format | lr | seed | collapsed at step | run |", "|---|---|---|---|---|---|"]
+        for r in collapsed:
+            lines.append(f"| {r['method']} | {r['fmt']} | {r['lr']:g} | {r['seed']} | {r['collapsed_step']} | {r['key']} |")
     lines.append("")
     return "\n".join(lines)

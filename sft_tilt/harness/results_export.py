@@ -19,8 +19,12 @@ statistics, the single-step theory: :mod:`sft_tilt.harness.base_model_analyses`)
 preset changed since), and ``prune_stale_runs`` deletes them; ``stale_base_analyses`` names the committed
 base-model records of older keys.
 
+Every function that writes under ``<results>/<preset_name>/`` ends by rewriting its ``MANIFEST.json``, the SHA-256 of
+every file there (:mod:`sft_tilt.harness.manifest`): a committed file is served only while it has the hash the
+manifest lists, so an edit made after the export is refused when read, or shows in review as a manifest change.
+
 ``run_one`` (:mod:`sft_tilt.harness.runs`) reads the committed ``result.json`` of a run whose key matches; this module
-is not imported by it (its source would otherwise enter every run key).
+is not imported by it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+from sft_tilt.harness.manifest import write_manifest
 from sft_tilt.store import atomic_write_bytes, read_record
 
 __all__ = ["export_runs", "export_early", "export_base_analyses", "stale_runs", "stale_base_analyses",
@@ -48,7 +53,7 @@ def _finished(folder: Path) -> tuple[dict | None, str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = read_record(folder / "result.json", key=folder.name, discard=False)
-        points = _read_points(folder)
+        points = _read_points(folder, unkeyed=True)  # checked against the keyed result below
     if not isinstance(result, dict):
         return None, "result.json does not verify: " + "; ".join(str(w.message) for w in caught)
     if points != result.get("points"):
@@ -101,6 +106,7 @@ def export_runs(configs: list, preset_name: str, results_dir: Path | None = None
             print(f"skipped {label} ({key}): {why}")
     if target.is_dir():
         _write_index(target)
+        write_manifest(target)
     return exported
 
 
@@ -121,6 +127,8 @@ def export_early(configs: list, until: int, preset_name: str, results_dir: Path 
         if valid:
             atomic_write_bytes(target / source.name, source.read_bytes())
             out.append(target / source.name)
+    if out:
+        write_manifest(target.parent)
     return out
 
 
@@ -144,6 +152,8 @@ def export_base_analyses(preset, results_dir: Path | None = None) -> list[Path]:
         if valid:
             atomic_write_bytes(target / namespace / source.name, source.read_bytes())
             out.append(target / namespace / source.name)
+    if out:
+        write_manifest(target.parent)
     return out
 
 
@@ -188,6 +198,7 @@ def prune_stale_runs(configs: list, preset_name: str, results_dir: Path | None =
     target = Path(results_dir if results_dir is not None else default_results_dir()) / preset_name
     if stale and target.is_dir():
         _write_index(target)
+        write_manifest(target)
     return stale
 
 

@@ -78,10 +78,11 @@ def _agreement(accuracies: dict):
 def summary_rows(results: list[dict]) -> tuple[list[dict], dict]:
     """(one row per (method, format, learning rate), sorted; the base model's accuracies and the chance levels).
 
-    A row holds ``method``, ``fmt``, ``lr``, ``seeds`` (finished, not diverged), ``diverged`` (their seeds),
+    A row holds ``method``, ``fmt``, ``lr``, ``seeds`` (finished, neither diverged nor collapsed), ``diverged`` and
+    ``collapsed`` (their seeds; :mod:`sft_tilt.harness.collapse`),
     ``G`` and ``D`` (:class:`~sft_tilt.analysis.intervals.Interval` over the seeds' final values) and the means over seeds of
     ``answer_token_accuracy``, ``choice``, ``agreement`` and ``greedy_accuracy`` (None where not measured)."""
-    from sft_tilt.harness.experiments import summarise_run
+    from sft_tilt.harness.experiments import failed, summarise_run
 
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for result in results:
@@ -89,11 +90,12 @@ def summary_rows(results: list[dict]) -> tuple[list[dict], dict]:
         groups[(s["method"], s["fmt"], s["lr"])].append(s)
     rows, base = [], {}
     for (method, fmt, lr), runs in sorted(groups.items()):
-        ok = sorted((s for s in runs if not s["diverged"]), key=lambda s: s["seed"])
+        ok = sorted((s for s in runs if not failed(s)), key=lambda s: s["seed"])
         rows.append({
             "method": method, "fmt": fmt, "lr": lr,
             "seeds": [s["seed"] for s in ok],
             "diverged": sorted(s["seed"] for s in runs if s["diverged"]),
+            "collapsed": sorted(s["seed"] for s in runs if s["collapsed"] and not s["diverged"]),
             "G": paired_interval([s["domain_gain"] for s in ok]),
             "D": paired_interval([s["general_change"] for s in ok]),
             "answer_token_accuracy": _mean(_final(s, "answer_token_accuracy") for s in ok),
@@ -119,12 +121,12 @@ def matched_gain_rows(results: list[dict], fractions=MATCHED_FRACTIONS, early_un
     that target (``n``: the finished seeds; a cell's ``.n`` the seeds that reached it; ``from_base``, per target, the
     seeds that reached it before their first evaluation point, whose value is a chord from the base model). With
     ``early_until`` the runs' stored early points fill their trajectories first (:mod:`sft_tilt.harness.early_points`)."""
-    from sft_tilt.harness.experiments import from_base, general_change_at_gain, matched_targets, summarise_run
+    from sft_tilt.harness.experiments import failed, from_base, general_change_at_gain, matched_targets, summarise_run
 
     from sft_tilt.harness.early_points import with_early
 
     summaries = with_early(list(map(summarise_run, results)), {r["key"]: r for r in results}, early_until)
-    runs = [s for s in summaries if not s["diverged"]]
+    runs = [s for s in summaries if not failed(s)]
     out = {}
     for fmt in sorted({s["fmt"] for s in runs}):
         sft = [s for s in runs if s["fmt"] == fmt and s["method"] == "sft"]
@@ -193,8 +195,8 @@ def render_summary(rows: list[dict], base: dict, n_finished: int, n_planned: int
     lines += ["| method | format | lr | seeds | G | D | answer-token acc. | choice | agreement | greedy acc. |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        seeds = ",".join(map(str, r["seeds"])) + (f" (diverged: {','.join(map(str, r['diverged']))})"
-                                                   if r["diverged"] else "")
+        seeds = ",".join(map(str, r["seeds"])) + "".join(
+            f" ({what}: {','.join(map(str, r.get(what, [])))})" for what in ("diverged", "collapsed") if r.get(what))
         lines.append(f"| {r['method']} | {r['fmt']} | {r['lr']:g} | {seeds} | {_interval_cell(r['G'])} | "
                      f"{_interval_cell(r['D'])} | {_cell(r['answer_token_accuracy'])} | {_cell(r['choice'])} | "
                      f"{_cell(r['agreement'])} | {_cell(r['greedy_accuracy'])} |")

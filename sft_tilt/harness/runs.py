@@ -3,8 +3,8 @@
 A run folder ``<runs_dir>/<key>/`` (``runs_dir`` = ``$SFT_RUNS_DIR`` or ``<cache>/runs``) holds
 
 * ``config.json``   the resolved configuration and the key material (for reading; never trusted),
-* ``points.jsonl``  one line of metrics per evaluation point, each with its own checksum, rewritten atomically
-  as the run goes,
+* ``points.jsonl``  one line of metrics per evaluation point, each holding the run's key and a checksum of key and
+  point, rewritten atomically as the run goes,
 * ``state.npz``     (``checkpoint_state``, on by default) trainable parameters + optimiser state at the last
   point, and the run's compute time up to it, as a checksummed ``.npz`` of the state's leaves (no pickle); a
   resumed run adds that time to its own, so the wall time of a run computed in several segments counts them all,
@@ -16,12 +16,17 @@ A run that diverges is a result, not an error: after every optimiser step the lo
 parameters, and at every evaluation point the token losses, are checked; at the first that is not finite the
 run stops with a last point ``{"step": k, "diverged": true, "train_steps": [...]}`` (no evaluation) and
 ``result.json`` has ``diverged: true``, ``diverged_step: k`` and no accuracy or model-averaging evaluations
-(a finished run has ``diverged: false``, ``diverged_step: null``).
+(a finished run has ``diverged: false``, ``diverged_step: null``). A run that stays finite but whose model gives
+the uniform output has ``collapsed: true`` and ``collapsed_step``, the first evaluation step where it did
+(:mod:`sft_tilt.harness.collapse`; readers recompute the flag from the points, so older results have it too).
 
 Nothing read back is trusted: a ``result.json`` that fails to parse, whose checksum does not match its content
 or whose key is not the run's is reported by path and the run recomputed; a ``points.jsonl`` line that fails its
-checksum ends the points read there; a checkpoint whose leaves do not match the freshly initialised state's
-shapes and dtypes is ignored.
+checksum or belongs to another run (points copied from another run folder) ends the points read there, with a
+warning naming the file; a checkpoint whose leaves do not match the freshly initialised state's
+shapes and dtypes is ignored. Nothing is computed for a folder that cannot hold the run (:func:`check_run_folder`:
+not writable, or a run file there that is a directory or another non-file), and the folder is made only once the
+base model is evaluated, so a model or data problem found on loading leaves none behind.
 
 ``key`` is the content hash of the configuration, the model file's fingerprint, the library versions and the
 training code's explicit version (:data:`sft_tilt.harness.versions.TRAINING_VERSION`, bumped with every change that
@@ -33,8 +38,9 @@ Committed results: a finished run of a long preset can be committed to the repos
 ``<results>/<preset>/<key>/result.json`` (``<results>`` = ``$SFT_RESULTS_DIR`` or ``<repo>/results``; written by
 :mod:`sft_tilt.harness.results_export`). ``run_one`` returns such a file when its own run folder has no finished result
 and the file verifies for the run's key, so a fresh clone reads those runs instead of computing them; a committed
-file that fails its checksum or key is reported by path and the run recomputed into the run folder (the committed
-file is never written or deleted). Every result carries ``provenance``: the code key, the model file's full
+file that fails its checksum or key, or whose SHA-256 is not the one its preset's ``MANIFEST.json`` lists (an edit
+made after the export: :mod:`sft_tilt.harness.manifest`), is reported by path and the run recomputed into the run
+folder (the committed file is never written or deleted). Every result carries ``provenance``: the code key, the model file's full
 SHA-256, the data configuration's hash, library versions, the machine (platform, CPU, cores, load) and the wall
 time, which says where and with what a committed number was measured.
 
@@ -60,7 +66,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sft_tilt.harness.collapse import collapsed_step
 from sft_tilt.harness.lora import interpolate_params
+from sft_tilt.harness.manifest import committed_file_problem
 from sft_tilt.harness.measure import HIST_BINS
 from sft_tilt.harness.medcalc import FORMATS
 from sft_tilt.harness.methods import full_params, init_trainable, make_optimizer, make_train_step
@@ -73,12 +81,17 @@ from sft_tilt.theory import HARD_TOKEN_THRESHOLD
 from sft_tilt.store import (REPO_ROOT, atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record,
                    write_record)
 
-__all__ = ["SCHEDULES", "learning_rate_at", "RunConfig", "runs_dir", "results_dir", "run_key", "run_folder", "run_one",
+__all__ = ["SCHEDULES", "MAX_SEED", "RUN_FILES", "learning_rate_at", "RunConfig", "runs_dir", "results_dir", "run_key",
+           "run_folder", "check_run_folder", "unwritable", "run_one",
            "run_many", "load_result", "committed_result", "replay_points", "model_sha256", "data_hash", "Interrupted"]
 
 
 #: Learning-rate schedules: "constant", or "linear" (linear warm-up, then linear decay; see learning_rate_at).
 SCHEDULES = ("constant", "linear")
+
+#: The largest seed: ``jax.random.key`` keeps 32 bits of a seed unless 64-bit mode is on (and refuses more than 63
+#: bits even then), so a larger seed would give another run's key or fail after the session is built.
+MAX_SEED = 2**32 - 1
 
 
 def learning_rate_at(step: int, peak: float, steps: int, warmup_steps: int = 0, schedule: str = "linear") -> float:
@@ -163,8 +176,8 @@ class RunConfig:
         if (isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int)
                 or not 0 <= self.warmup_steps < self.steps):
             raise ValueError(f"warmup_steps: must be an int in [0, steps={self.steps}), got {self.warmup_steps!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed: must be a non-negative int, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed: must be an int in [0, {MAX_SEED}] (2**32 - 1), got {self.seed!r}")
         if any(not 0.0 <= a <= 1.0 for a in self.averaging_alphas):
             raise ValueError(f"averaging_alphas: must lie in [0, 1], got {self.averaging_alphas}")
         if self.averaging_alphas and not (self.method.spec.averaging or self.method.name in averaging_bases()):
@@ -227,6 +240,39 @@ def run_folder(cfg: RunConfig, session: Session | None = None) -> Path:
     return runs_dir() / run_key(cfg, session)
 
 
+#: The files a run writes in its folder.
+RUN_FILES = ("config.json", "points.jsonl", "state.npz", "result.json")
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be written under ``folder`` (creating it where missing), or None: the folder, or its nearest
+    existing parent, is not a directory or not writable."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory" if existing == folder else f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def check_run_folder(folder: Path, *, writable: bool = True) -> None:
+    """ValueError naming the path when ``folder`` cannot hold a run: one of the files a run writes there
+    (:data:`RUN_FILES`) exists as something other than a regular file (a directory named ``result.json`` would
+    otherwise fail the write at the end of the whole run), or (``writable``) it cannot be created or written."""
+    folder = Path(folder)
+    why = unwritable(folder) if writable else None
+    if why is not None:
+        raise ValueError(f"run folder {folder}: {why}")
+    for name in RUN_FILES:
+        path = folder / name
+        if (path.exists() or path.is_symlink()) and not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise ValueError(f"{path}: is {kind}; a run writes a file there (remove it)")
+
+
 def load_result(cfg: RunConfig) -> dict | None:
     """The finished run's result if its ``result.json`` (else a committed one) is present and verifies, else None."""
     folder = run_folder(cfg)
@@ -234,8 +280,9 @@ def load_result(cfg: RunConfig) -> dict | None:
 
 
 def committed_result(key: str) -> dict | None:
-    """The committed result of run ``key``: the first ``<results>/*/<key>/result.json`` (name order) that verifies
-    for ``key``, else None. A committed file that fails its checksum or key is reported by path and left as it is
+    """The committed result of run ``key``: the first ``<results>/*/<key>/result.json`` (name order) that its
+    preset's manifest lists with its SHA-256 (:mod:`sft_tilt.harness.manifest`) and that verifies for ``key``, else
+    None. A committed file that fails the manifest, its checksum or its key is reported by path and left as it is
     (``read_record`` would delete a damaged cache entry; a committed file is the repository's to fix)."""
     if not (isinstance(key, str) and key.isalnum()):
         raise ValueError(f"key: expected a run key (letters and digits), got {key!r}")
@@ -243,6 +290,11 @@ def committed_result(key: str) -> dict | None:
     if not root.is_dir():
         return None
     for path in sorted(root.glob(f"*/{key}/result.json")):
+        unlisted = committed_file_problem(path, root)
+        if unlisted is not None:
+            warnings.warn(f"{path}: committed result not served ({unlisted}); the run is recomputed into "
+                          f"{runs_dir() / key}, the committed file is left unchanged")
+            continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             value = read_record(path, key=key, discard=False)
@@ -324,16 +376,31 @@ def _load_state(folder: Path, trainable, opt_state):
     return step, trainable, opt_state, wall_s
 
 
-def _point_line(point: dict) -> str:
-    text = json.dumps(point, sort_keys=True)
-    return json.dumps({"sha256": hashlib.sha256(text.encode()).hexdigest(), "point": point}, sort_keys=True) + "\n"
+def _point_text(key: str, point: dict) -> str:
+    """The checksummed content of a point line: the run's key and the point, as canonical JSON."""
+    return json.dumps({"key": key, "point": point}, sort_keys=True)
 
 
-def _read_points(folder: Path) -> list[dict]:
-    """The points whose lines verify, up to the first that does not (a torn or edited line ends the read)."""
+def _point_line(key: str, point: dict) -> str:
+    """One line of ``points.jsonl``: ``{"key", "point", "sha256"}``, the SHA-256 of :func:`_point_text`, so a point
+    carries the run it belongs to inside what its checksum covers."""
+    return json.dumps({"key": key, "point": point,
+                       "sha256": hashlib.sha256(_point_text(key, point).encode()).hexdigest()}, sort_keys=True) + "\n"
+
+
+def _read_points(folder: Path, *, unkeyed: bool = False) -> list[dict]:
+    """The points of run ``folder.name`` whose lines verify, up to the first that does not (a torn or edited line,
+    or a line of another run, ends the read with a warning naming the file).
+
+    A line holds the run's key inside its checksummed content (:func:`_point_line`), so points of another run
+    copied into the folder are never resumed. ``unkeyed`` also accepts the lines written before they held the key
+    (``{"sha256", "point"}``, the checksum of the point alone): only for a finished run, whose points are then
+    compared with those of its keyed ``result.json`` (the export and the committed results), never for resuming.
+    """
     path = folder / "points.jsonl"
     if not path.exists():
         return []
+    key = folder.name
     pts = []
     # JSON Lines: each line ends with "\n", and nothing else ends one (read_text would turn a "\r" into a line end,
     # str.splitlines would also cut at U+2028, U+2029, U+0085, which a JSON string may hold raw)
@@ -343,12 +410,21 @@ def _read_points(folder: Path) -> list[dict]:
     for number, line in enumerate(lines, start=1):
         try:
             rec = json.loads(line)
-            text = json.dumps(rec["point"], sort_keys=True)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+            if "key" in rec:
+                if rec["key"] != key:
+                    raise ValueError(f"a point of run {str(rec['key'])[:40]!r}, not of {key!r}")
+                text = _point_text(key, rec["point"])
+            elif unkeyed:
+                text = json.dumps(rec["point"], sort_keys=True)
+            else:
+                raise ValueError("the line names no run (written before lines held the run key); not resumed")
             if hashlib.sha256(text.encode()).hexdigest() != rec["sha256"]:
                 raise ValueError("checksum mismatch")
             if not isinstance(rec["point"], dict) or not isinstance(rec["point"].get("step"), int):
                 raise ValueError("not a point")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             warnings.warn(f"{path}: line {number} discarded with the lines after it ({exc})")
             break
         pts.append(rec["point"])
@@ -356,7 +432,7 @@ def _read_points(folder: Path) -> list[dict]:
 
 
 def _write_points(folder: Path, points: list[dict]) -> None:
-    atomic_write_bytes(folder / "points.jsonl", "".join(_point_line(p) for p in points).encode())
+    atomic_write_bytes(folder / "points.jsonl", "".join(_point_line(folder.name, p) for p in points).encode())
 
 
 def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | None = None,
@@ -370,8 +446,10 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     """
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ValueError(f"stop_after: must be a positive int or None, got {stop_after!r}")
-    session = get_session(cfg.model, cfg.tokenizer, cfg.data, progress)
-    folder = (runs_dir() if runs_root is None else Path(runs_root)) / run_key(cfg, session)
+    # the key needs only the model file's hash: a finished run is read, and the folder of one to compute checked,
+    # before the model is loaded
+    folder = (runs_dir() if runs_root is None else Path(runs_root)) / run_key(cfg)
+    check_run_folder(folder, writable=False)
     result_path = folder / "result.json"
     if stop_after is None:
         done = read_record(result_path, key=folder.name)
@@ -379,10 +457,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
             done = committed_result(folder.name)
         if done is not None:
             return done
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / "config.json", json.dumps({"config": cfg.describe(),
-                                                          "key_material": _material(cfg, session.fingerprint)},
-                                                         indent=1, default=str).encode())
+    check_run_folder(folder)
+    session = get_session(cfg.model, cfg.tokenizer, cfg.data, progress)
     t0 = time.perf_counter()
     # a replay of a method that does not read the initial losses needs no base evaluation (minutes at the cpu
     # preset's size): its points then hold the measurements without the changes from the base model
@@ -390,6 +466,11 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     base = None if replay_only else session.base()[cfg.fmt]
     base_public = None if replay_only else {k: v for k, v in base.items() if k not in ("train_token_losses",)}
     chance = None if replay_only else session.base().get("chance")
+    # made once the base model is evaluated, so a model or data problem found there leaves no run folder behind
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / "config.json", json.dumps({"config": cfg.describe(),
+                                                          "key_material": _material(cfg, session.fingerprint)},
+                                                         indent=1, default=str).encode())
     sequence_weights = None
     if cfg.method.spec.needs_initial_losses:
         sequence_weights = np.asarray(cfg.method.initial_sequence_weights(jnp.asarray(base["train_sequence_nll"])), np.float32)
@@ -462,6 +543,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     params = _gathered(full_params(cfg.method, trainable, frozen), mesh)
     result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "chance": chance, "points": points,
               "diverged": diverged is not None, "diverged_step": diverged}
+    collapsed = collapsed_step(result)  # finite, but the uniform output (sft_tilt.harness.collapse)
+    result.update(collapsed=collapsed is not None, collapsed_step=collapsed)
     if diverged is not None:  # nothing to evaluate: the parameters or their losses are not finite
         result.update(averaging=[], wall_s=earlier_s + time.perf_counter() - t0, resumed_at=start or None)
         return _finish(folder, result, cfg)

@@ -27,7 +27,18 @@ from sft_tilt.harness.medcalc import FORMATS, SYSTEM_PROMPT, answer_start
 from sft_tilt.harness.medcalc_bench import CALCULATORS, make_splits
 from sft_tilt.store import cached, code_key, content_key
 
-__all__ = ["DataConfig", "Session", "get_session", "model_fingerprint", "model_sha256"]
+__all__ = ["DataConfig", "Session", "UnusableInput", "get_session", "model_fingerprint", "model_sha256",
+           "longest_token_bytes"]
+
+
+class UnusableInput(ValueError):
+    """A model or data file a session cannot use, found before anything is computed with it: ``argument`` names
+    what to change (``"model"``, ``"tokenizer"``, ``"domain_data"``, ``"general_data"``), the message the file and
+    the problem."""
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(message)
+        self.argument = argument
 
 _MODEL_SHA256: dict = {}
 
@@ -130,26 +141,49 @@ class DataConfig:
 
 
 def _load_model(model: str, tokenizer: str | None):
+    """``(config, params, tokenizer)``; :class:`UnusableInput` naming the file when either cannot be read, or when the
+    model's vocabulary is smaller than the tokenizer's (ids past the embedding would have no row)."""
     from sft_tilt.lm.tokenizer import Tokenizer
 
     path = Path(model)
-    if path.is_dir():
-        from sft_tilt.lm.hf_io import load_hf_checkpoint
+    try:
+        if path.is_dir():
+            from sft_tilt.lm.hf_io import load_hf_checkpoint
 
-        config, params = load_hf_checkpoint(path)
-        tok = Tokenizer.from_hf(path) if tokenizer is None else _tokenizer_from(tokenizer)
-    else:
-        from sft_tilt.lm.gguf_io import load_gguf
+            config, params = load_hf_checkpoint(path)
+        else:
+            from sft_tilt.lm.gguf_io import load_gguf
 
-        config, params = load_gguf(path)
-        tok = _tokenizer_from(tokenizer or path)
+            config, params = load_gguf(path)
+    except (OSError, ValueError) as err:  # missing, a folder without config.json, a damaged or unsupported file
+        raise UnusableInput("model", f"model: {err}") from err
+    source = tokenizer if tokenizer is not None else path
+    try:
+        tok = Tokenizer.from_hf(path) if tokenizer is None and path.is_dir() else _tokenizer_from(source)
+    except (OSError, ValueError) as err:
+        raise UnusableInput("model" if tokenizer is None else "tokenizer", f"tokenizer: {err}") from err
+    if tok.vocab_size > config.vocab_size:
+        raise UnusableInput("model", f"model: {model}: a vocabulary of {config.vocab_size} tokens, fewer than the "
+                                     f"tokenizer's {tok.vocab_size} ({source}): the ids past it have no embedding")
     params = {k: v for k, v in params.items()}
     import jax
 
     params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params)
-    if tok.vocab_size > config.vocab_size:
-        raise ValueError(f"tokenizer: vocabulary {tok.vocab_size} larger than the model's {config.vocab_size}")
     return config, params, tok
+
+
+def _too_long(path: str, example, fmt: str, tokens: int, window: int, bound: bool = False) -> str:
+    return (f"domain_data: {path}: line {dict(example.inputs).get('line')}: the {'chain-of-thought' if fmt == 'cot' else 'label'} "
+            f"example needs {'at least ' if bound else ''}{tokens} tokens, more than its window seq_len_{fmt}={window}")
+
+
+def longest_token_bytes(tokenizer) -> int:
+    """An upper bound on the bytes of text one token covers: the longest vocabulary entry in UTF-8 bytes (a
+    byte-level entry spells each byte with one character of one or more bytes, so its UTF-8 length is at least the
+    bytes it covers), added tokens included."""
+    backend = tokenizer.backend
+    entries = list(backend.get_vocab(with_added_tokens=False)) + [t.content for t in backend.get_added_tokens_decoder().values()]
+    return max(1, max((len(t.encode("utf-8", "surrogatepass")) for t in entries), default=1))
 
 
 def _tokenizer_from(source):
@@ -173,10 +207,20 @@ class Session:
 
     def __post_init__(self):
         self.config, self.params, self.tokenizer = _load_model(self.model, self.tokenizer_source)
+        windows = {name: getattr(self.data, name) for name in ("seq_len_cot", "seq_len_label", "seq_len_general")}
+        longest = max(windows, key=windows.get)
+        if windows[longest] > self.config.max_seq_len:
+            raise UnusableInput("model", f"model: {self.model}: a context of {self.config.max_seq_len} tokens, shorter "
+                                         f"than the data configuration's window {longest}={windows[longest]}")
         self.fingerprint = model_fingerprint(self.model)
         if self.data.domain_data is not None:
-            self.splits = split_examples(read_domain_file(self.data.domain_data), self.data.n_train, self.data.n_heldout,
-                                         self.data.data_seed)
+            try:
+                self.splits = split_examples(read_domain_file(self.data.domain_data), self.data.n_train,
+                                             self.data.n_heldout, self.data.data_seed)
+            except ValueError as err:
+                raise UnusableInput("domain_data", f"{err}" if str(err).startswith("domain_data:")
+                                    else f"domain_data: {self.data.domain_data.path}: {err}") from err
+            self._check_domain_lengths()
         else:
             self.splits = make_splits(self.data.n_train, self.data.n_heldout, self.data.data_seed, self.data.calculators,
                                       heldout_calculators=self.data.unseen_calculators, n_unseen=self.data.n_unseen)
@@ -187,15 +231,53 @@ class Session:
         self.answer_masks: dict[tuple[str, str], np.ndarray] = {}  # (split, fmt) -> encode_answer_mask
         for fmt in FORMATS:
             n = self.data.seq_len(fmt)
-            self.train[fmt] = encode_chat_set(self.tokenizer, [(e.prompt, e.response(fmt)) for e in self.splits.train], n, self.pad_id, SYSTEM_PROMPT)
-            self.heldout[fmt] = self._encode_graded("heldout", fmt, self.splits.heldout, n)
+            self.train[fmt] = self._domain_encoded(self.splits.train, fmt, n, lambda: encode_chat_set(
+                self.tokenizer, [(e.prompt, e.response(fmt)) for e in self.splits.train], n, self.pad_id, SYSTEM_PROMPT))
+            self.heldout[fmt] = self._domain_encoded(self.splits.heldout, fmt, n, lambda: self._encode_graded(
+                "heldout", fmt, self.splits.heldout, n))
             if self.splits.unseen:  # other calculators' explanations may be longer: the window fits the longest
                 longest = max(len(self.tokenizer.encode_chat_example(e.prompt, e.response(fmt), system=SYSTEM_PROMPT)[0])
                               for e in self.splits.unseen)
                 self.unseen[fmt] = self._encode_graded("unseen", fmt, self.splits.unseen, max(n, longest))
         self._general: dict[str, EncodedSet] | None = None
+        self._general_data = self._encode_general_data()
         self._base: dict | None = None
         self.progress = True  # progress bars of the session's own one-off computations (get_session sets it)
+
+    def _check_domain_lengths(self) -> None:
+        """Refuse a domain file's row that cannot fit its window before tokenizing it: a token covers at most
+        :func:`longest_token_bytes` bytes of text, so a row of ``b`` bytes needs at least ``b / that`` tokens (a row of
+        megabytes is refused at once instead of after minutes of tokenizing)."""
+        per_token = longest_token_bytes(self.tokenizer)
+        normalizer = self.tokenizer.backend.normalizer
+        for e in self.splits.train + self.splits.heldout:
+            for fmt in FORMATS:
+                texts = (e.prompt, e.response(fmt))
+                if normalizer is not None:  # the bytes the tokens cover are those of the normalised text
+                    texts = tuple(normalizer.normalize_str(t) for t in texts)
+                at_least = -(-sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) // per_token)
+                if at_least > self.data.seq_len(fmt):
+                    raise UnusableInput("domain_data", _too_long(self.data.domain_data.path, e, fmt, at_least,
+                                                                 self.data.seq_len(fmt), bound=True))
+
+    def _domain_encoded(self, examples, fmt: str, seq_len: int, encode):
+        """``encode()``; for a domain file, an error names the file and the row (a row too long for the window, or
+        text the tokenizer cannot encode), found by encoding the rows one by one."""
+        try:
+            return encode()
+        except ValueError as err:
+            if self.data.domain_data is None:
+                raise
+            path = self.data.domain_data.path
+            for e in examples:
+                try:
+                    ids, _ = self.tokenizer.encode_chat_example(e.prompt, e.response(fmt), system=SYSTEM_PROMPT)
+                except ValueError as row_err:
+                    raise UnusableInput("domain_data", f"domain_data: {path}: line {dict(e.inputs).get('line')}: "
+                                                       f"{row_err}") from err
+                if len(ids) > seq_len:
+                    raise UnusableInput("domain_data", _too_long(path, e, fmt, len(ids), seq_len)) from err
+            raise UnusableInput("domain_data", f"domain_data: {path}: {err}") from err
 
     def _encode_graded(self, split: str, fmt: str, examples, seq_len: int) -> EncodedSet:
         pairs = [(e.prompt, e.response(fmt)) for e in examples]
@@ -242,14 +324,28 @@ class Session:
                 "docs": encode_text_set(self.tokenizer, docs_texts(self.data.n_docs), n, self.pad_id),
                 "code": encode_text_set(self.tokenizer, code_texts(self.data.n_code), n, self.pad_id),
             }
-            if self.data.general_data is not None:
-                texts, pairs = read_general_file(self.data.general_data)
-                if texts:
-                    self._general["data"] = encode_text_set(self.tokenizer, texts, n, self.pad_id)
-                else:
-                    longest = max(len(self.tokenizer.encode_chat_example(p, r)[0]) for p, r in pairs)
-                    self._general["data"] = encode_chat_set(self.tokenizer, pairs, max(n, longest), self.pad_id)
+            if self._general_data is not None:
+                self._general["data"] = self._general_data
         return self._general
+
+    def _encode_general_data(self) -> EncodedSet | None:
+        """The general set "data" of a ``general_data`` file, encoded when the session is built so that a row the
+        tokenizer cannot encode, or a pair longer than the model's context, is refused before anything is computed."""
+        if self.data.general_data is None:
+            return None
+        path, n = self.data.general_data.path, self.data.seq_len_general
+        try:
+            texts, pairs = read_general_file(self.data.general_data)
+            if texts:
+                return encode_text_set(self.tokenizer, texts, n, self.pad_id)
+            longest = max(len(self.tokenizer.encode_chat_example(p, r)[0]) for p, r in pairs)
+        except ValueError as err:
+            raise UnusableInput("general_data", f"{err}" if str(err).startswith("general_data:")
+                                else f"general_data: {path}: {err}") from err
+        if longest > self.config.max_seq_len:
+            raise UnusableInput("general_data", f"general_data: {path}: its longest prompt/response pair needs {longest} "
+                                                f"tokens, more than the model's context of {self.config.max_seq_len}")
+        return encode_chat_set(self.tokenizer, pairs, max(n, longest), self.pad_id)
 
     # -- evaluation ----------------------------------------------------------------------------------------
 

@@ -165,3 +165,27 @@ def test_the_methods_figure_averages_trajectories_over_the_steps_every_seed_has(
     assert [s for s, _, _ in path] == [0, 10, 20]
     np.testing.assert_allclose([(g, d) for _, g, d in path], [(0.0, 0.0), (0.9, 0.03), (1.4, 0.08)], rtol=0, atol=1e-15)
     assert mean_trajectory([]) == []
+
+
+@pytest.mark.parametrize("option", ["--out", "--paper-checks"])
+def test_an_output_path_that_cannot_be_written_is_a_usage_error_naming_the_option(cheap, tmp_path, capsys, option):
+    """``--out`` naming an existing file (not a folder), or ``--paper-checks`` naming a folder: argparse's usage
+    error naming the option and the path, before anything is drawn."""
+    drawn, checked, path = cheap
+    bad = tmp_path / "a-file.txt" if option == "--out" else tmp_path / "a-folder"
+    if option == "--out":
+        bad.write_text("keep me")
+    else:
+        bad.mkdir()
+    argv = ["all", "--group", "theory", option, str(bad)] + (["--paper-checks", str(path)] if option == "--out" else [])
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"argument {option}" in err and str(bad) in err
+    assert "FileExistsError" not in err and drawn == [] and checked == []
+    assert bad.is_dir() or bad.read_text() == "keep me"
+    # a folder under a file cannot be created either
+    (tmp_path / "another-file.txt").write_text("")
+    with pytest.raises(SystemExit):
+        main(["all", "--group", "theory", "--out", str(tmp_path / "another-file.txt" / "sub"), "--paper-checks", str(path)])
+    assert "is a file, not a directory" in capsys.readouterr().err

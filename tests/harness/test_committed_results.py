@@ -131,6 +131,62 @@ def test_a_damaged_committed_result_is_reported_and_recomputed_into_the_cache(en
     assert read_record(runs.run_folder(cfg) / "result.json", key=first["key"]) == again  # into the cache
 
 
+def test_a_committed_result_edited_after_the_export_is_not_served(env, dirs, monkeypatch):
+    """An edit that recomputes the record's own checksum and keeps its key (a valid record, other numbers) no longer
+    has the SHA-256 the preset's manifest lists: reported by path, not served, the run recomputed; a result the
+    manifest does not list at all (written after the export) is not served either."""
+    from sft_tilt.harness import runs
+    from sft_tilt.harness.results_export import export_runs
+    from sft_tilt.store import write_record
+
+    cfg = _config(env["preset"], seed=9)
+    first = runs.run_one(cfg, progress=False)
+    [exported] = export_runs([cfg], "tiny", verbose=False)
+    manifest = json.loads((exported.parent / "MANIFEST.json").read_text())["files"]
+    assert set(manifest) == {"index.json"} | {f"{exported.name}/{f}" for f in ("config.json", "points.jsonl", "result.json")}
+    assert all(manifest[name] == hashlib.sha256((exported.parent / name).read_bytes()).hexdigest() for name in manifest)
+    shutil.rmtree(runs.run_folder(cfg))
+    assert runs.committed_result(first["key"]) == first  # served while it is what the export wrote
+    edited = json.loads(json.dumps(first))
+    edited["points"][-1]["domain_gain"] += 0.5
+    write_record(exported / "result.json", edited, key=first["key"])
+    assert read_record(exported / "result.json", key=first["key"], discard=False) == edited  # a valid record
+    calls = _counting_steps(monkeypatch, runs)
+    with pytest.warns(UserWarning, match=re.escape(str(exported / "result.json")) + ".*not the one"):
+        again = runs.run_one(cfg, progress=False)
+    assert len(calls) == cfg.steps and _without_provenance(again) == _without_provenance(first)
+    assert read_record(exported / "result.json", key=first["key"], discard=False) == edited  # left as it is
+    (exported.parent / "MANIFEST.json").unlink()
+    with pytest.warns(UserWarning, match="no manifest"):
+        assert runs.committed_result(first["key"]) is None
+
+
+def test_committed_early_points_and_base_analyses_are_served_only_as_the_manifest_lists_them(env, dirs):
+    from sft_tilt.harness import base_model_analyses as bma
+    from sft_tilt.harness import early_points
+    from sft_tilt.harness.manifest import write_manifest
+    from sft_tilt.store import content_key, write_record
+
+    preset = env["preset"]
+    key = "0" * 20
+    early = dirs["results"] / "tiny" / "early" / f"{key}.json"
+    record = {"run_key": key, "until": 1, "code_keys": early_points._code_keys(), "label": "x",
+              "points": [{"step": 1, "domain_loss": 2.0, "general": {"docs": 3.0}}]}
+    write_record(early, record, key=key)
+    analysis = "single_step"
+    base = dirs["results"] / "tiny" / "base" / bma.NAMESPACES[analysis] / f"{content_key(bma.material(preset, analysis))}.json"
+    write_record(base, {"value": {"measured": 1.0}}, key=content_key(bma.material(preset, analysis)))
+    write_manifest(dirs["results"] / "tiny")
+    assert early_points.read_early(key, 1) == record
+    assert bma._committed_or_cached(preset, analysis, lambda: pytest.fail("computed")) == {"measured": 1.0}
+    write_record(early, {**record, "label": "edited"}, key=key)
+    write_record(base, {"value": {"measured": 2.0}}, key=content_key(bma.material(preset, analysis)))
+    with pytest.warns(UserWarning, match=re.escape(str(early))):
+        assert early_points.read_early(key, 1) is None
+    with pytest.warns(UserWarning, match=re.escape(str(base))):
+        assert bma._committed_or_cached(preset, analysis, lambda: {"measured": 3.0}) == {"measured": 3.0}
+
+
 # ----------------------------------------------------------------------------- replay
 
 
@@ -217,8 +273,9 @@ def test_export_writes_deterministic_files_and_skips_unfinished_runs(env, dirs, 
         return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
     assert files(tmp_path / "a") == files(tmp_path / "b")
-    assert sorted(files(tmp_path / "a")) == sorted(["tiny/index.json"] + [f"tiny/{p.name}/{f}" for p in a for f in
-                                                                        ("config.json", "points.jsonl", "result.json")])
+    assert sorted(files(tmp_path / "a")) == sorted(["tiny/index.json", "tiny/MANIFEST.json"]
+                                                   + [f"tiny/{p.name}/{f}" for p in a
+                                                      for f in ("config.json", "points.jsonl", "result.json")])
     for p in a:  # byte copies of the run folders
         for name in ("config.json", "points.jsonl", "result.json"):
             assert (p / name).read_bytes() == (runs_dir_of(p.name) / name).read_bytes()
@@ -378,6 +435,20 @@ def _planned_config(preset_name: str, result: dict):
             or next((c for c in configs if portable(c.describe()) == portable(result["config"])), None))
 
 
+def test_every_committed_file_has_the_hash_its_presets_manifest_lists():
+    """Each ``results/<preset>/MANIFEST.json`` lists every file of its folder, no other, each with the SHA-256 of its
+    bytes: an edit to a committed file changes the manifest too (visible in review) or fails here."""
+    presets = sorted(p for p in RESULTS.iterdir() if p.is_dir())
+    assert presets, f"{RESULTS} holds no preset folder"
+    for folder in presets:
+        listed = json.loads((folder / "MANIFEST.json").read_text())["files"]
+        present = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                         if p.is_file() and p.name != "MANIFEST.json")
+        assert sorted(listed) == present, f"{folder / 'MANIFEST.json'}: does not list exactly the folder's files"
+        wrong = [name for name in present if hashlib.sha256((folder / name).read_bytes()).hexdigest() != listed[name]]
+        assert not wrong, f"{folder}: files whose SHA-256 is not the manifest's: {wrong}"
+
+
 def test_the_committed_early_points_verify_and_continue_their_committed_runs():
     """Every ``results/*/early/<key>.json`` verifies for its key and holds finite evaluations at steps 1..until; where
     its run's result is committed too, the record's point at ``until`` reproduces the run's own (``splice``)."""
@@ -441,7 +512,8 @@ def test_the_committed_real_results_verify_and_the_cheapest_reproduces():
         measured = [p for p in result["points"] if not p.get("diverged")]
         bad = [w for p in measured for w in _finite_numbers(_measured(p), f"step {p['step']}")]
         assert not bad, f"{path}: non-finite numbers at {bad}"
-        assert _read_points(path.parent) == result["points"], f"{path.parent / 'points.jsonl'}: does not match"
+        # committed before point lines held the run key: each line is checked against the keyed result's points
+        assert _read_points(path.parent, unkeyed=True) == result["points"], f"{path.parent / 'points.jsonl'}: does not match"
         index = json.loads((path.parent.parent / "index.json").read_text())
         assert key in index, f"{path.parent.parent / 'index.json'}: does not list {key}"
         if len(measured) >= 2 and not result["diverged"]:

@@ -23,9 +23,35 @@ def test_bad_learning_rates_are_usage_errors_not_tracebacks(capsys, value, attac
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("flag, value", [("--seed", "-1"), ("--seed", "1.5"), ("--steps", "0")])
-def test_bad_seed_and_steps_are_usage_errors(capsys, flag, value):
+@pytest.mark.parametrize("flag, value", [("--seed", "-1"), ("--seed", "1.5"), ("--steps", "0"),
+                                         ("--seed", str(2**32)), ("--seed", "1180591620717411303424"),
+                                         ("--steps", str(2**31)), ("--lr", "1e-39"), ("--lr", "1e39")])
+def test_bad_seed_steps_and_rates_are_usage_errors_before_any_work(capsys, monkeypatch, tmp_path, flag, value):
+    """A seed beyond 32 bits (jax.random.key keeps 32 bits without 64-bit mode and fails beyond 63), more steps than
+    optax's int32 step counter holds, or a learning rate outside float32's normal range (the optimiser's dtype) is
+    refused by argparse, naming the option; no run folder is made."""
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "runs"))
     err = _usage_error(capsys, ["run", "--preset", "tiny", "--lr", "1e-3", f"{flag}={value}"])
+    assert flag in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_largest_seeds_are_refused_by_the_run_configuration_too():
+    from sft_tilt.harness.runs import MAX_SEED, RunConfig
+    from sft_tilt.harness.session import DataConfig
+
+    assert RunConfig(model="m.gguf", data=DataConfig(), seed=MAX_SEED).seed == 2**32 - 1
+    for bad in (2**32, 2**70, -1, True):
+        with pytest.raises(ValueError, match=r"seed: must be an int in \[0, 4294967295\]"):
+            RunConfig(model="m.gguf", data=DataConfig(), seed=bad)
+
+
+@pytest.mark.parametrize("flag, value", [("--devices", str(10**12)), ("--batch", "0"), ("--seq", "x")])
+def test_plan_sizes_are_checked_by_argparse(capsys, flag, value):
+    """``plan --devices 10**12`` once enumerated every divisor; now every size is bounded up front."""
+    argv = ["plan", "--model", "Qwen3-4B", "--devices", "8", "--batch", "8", "--seq", "128"]
+    argv[argv.index(flag) + 1] = value
+    err = _usage_error(capsys, argv)
     assert flag in err
 
 

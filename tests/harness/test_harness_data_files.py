@@ -78,6 +78,55 @@ def test_malformed_csv_rows_are_reported_by_line_and_column(tmp_path):
         read_domain_file(_write_csv(tmp_path / "noq.csv", rows))
 
 
+def test_a_csv_cut_inside_a_quoted_field_is_refused_naming_the_row(tmp_path):
+    """A file cut short inside the last row's quoted explanation (an interrupted download) holds a quote that never
+    closes: the reader names the file and the line where that row starts instead of reading a shortened row."""
+    rows = _csv_rows()
+    for r in rows:  # an explanation over two lines is quoted, and each row spans two lines of the file
+        r["Ground Truth Explanation"] = f"BMI = {r['Ground Truth Answer']}\nso the answer is {r['Ground Truth Answer']}"
+    path = _write_csv(tmp_path / "d.csv", rows)
+    text = path.read_text()
+    assert len(read_domain_file(path)) == len(rows)
+    cut = text.rindex("so the answer is")  # inside the last row's quoted explanation
+    path.write_text(text[:cut])
+    last_row_line = 2 + 2 * (len(rows) - 1)  # the header, then two lines per row
+    with pytest.raises(ValueError) as err:
+        read_domain_file(path)
+    assert str(path) in str(err.value) and f"line {last_row_line}: a quoted field" in str(err.value)
+    assert "not closed before the end of the file" in str(err.value)
+    # text after a closing quote is an error too, not glued to the field
+    path.write_text(text.replace('"BMI = 20.0', '"BMI = 20.0"x', 1))
+    with pytest.raises(ValueError, match="line 2: ',' expected after"):
+        read_domain_file(path)
+
+
+def test_a_jsonl_key_given_twice_is_refused_naming_line_and_key(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "p1", "response": "r1"}\n{"prompt": "p2", "prompt": "p3", "response": "r2"}\n'
+                    '{"prompt": "p4", "response": "r4", "answer": {"a": 1, "a": 2}}\n')
+    with pytest.raises(ValueError) as err:
+        read_domain_file(path)
+    text = str(err.value)
+    assert str(path) in text and "2 malformed row(s)" in text
+    assert "line 2, column 'prompt': the key appears more than once" in text
+    assert "line 3, column 'a': the key appears more than once" in text  # at any depth
+    general = tmp_path / "g.jsonl"
+    general.write_text('{"text": "one", "text": "two"}\n')
+    with pytest.raises(ValueError, match=r"line 1, column 'text': the key appears more than once"):
+        read_general_file(general)
+
+
+def test_a_lone_surrogate_in_jsonl_text_is_refused_naming_line_column_and_character(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "p1", "response": "r1"}\n{"prompt": "ok \\ud800 no", "response": "r2"}\n')
+    with pytest.raises(ValueError) as err:
+        read_domain_file(path)
+    assert str(path) in str(err.value)
+    assert "line 2, column 'prompt': character 3 is U+D800, a lone surrogate" in str(err.value)
+    path.write_text('{"prompt": "a pair \\ud83d\\ude00 is one character", "response": "r"}\n')
+    assert read_domain_file(path)[0].prompt == "a pair \U0001F600 is one character"
+
+
 def test_jsonl_domain_rows_and_their_errors(tmp_path):
     good = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p1", "response": "r1 so 3", "answer": 3},
                                                {"prompt": "p2", "response": "r2"},
