@@ -171,7 +171,7 @@ def test_the_methods_figure_averages_trajectories_over_the_steps_every_seed_has(
 def test_an_output_path_that_cannot_be_written_is_a_usage_error_naming_the_option(cheap, tmp_path, capsys, option):
     """``--out`` naming an existing file (not a folder), or ``--paper-checks`` naming a folder: argparse's usage
     error naming the option and the path, before anything is drawn."""
-    drawn, checked, path = cheap
+    drawn, checked, _, path = cheap
     bad = tmp_path / "a-file.txt" if option == "--out" else tmp_path / "a-folder"
     if option == "--out":
         bad.write_text("keep me")
