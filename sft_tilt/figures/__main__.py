@@ -3,6 +3,11 @@
 ``all`` draws every figure and rewrites ``paper_checks.md`` from every claim check; ``all --group G`` draws the
 figures of group G and runs only the checks of that group; ``NAME...`` draws those figures and runs only the
 checks that read the same experiments. A partial run rewrites only its own rows of ``paper_checks.md``.
+
+Figures go to ``--out`` (default: ``sft_tilt/figures/out/`` in a checkout, else ``figures/`` in the user's data
+folder) and the checks to ``--paper-checks`` (default: the checkout's ``paper_checks.md``, else
+``paper_checks.md`` in the ``--out`` folder). The real-LM figures and checks read the committed results of
+``--results-dir`` (default: ``$SFT_RESULTS_DIR``, else the checkout's ``results/``).
 """
 
 from __future__ import annotations
@@ -19,21 +24,43 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; a missing input file (such as the default model, whose message names the command that
+    installs it) ends it with that one line instead of a traceback."""
+    try:
+        return _run_command(argv)
+    except FileNotFoundError as err:
+        print(f"python -m sft_tilt.figures: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run_command(argv: list[str] | None) -> int:
     import sft_tilt.claims
     from sft_tilt.figures import DEFAULT_OUT_DIR, FIGURES
+    from sft_tilt.store import CHECKOUT_ROOT, describe_results_dir
 
     parser = argparse.ArgumentParser(prog="python -m sft_tilt.figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="figure names, or 'all' (every figure, then paper_checks.md)")
     parser.add_argument("--list", action="store_true", help="list registered figures and exit")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="output directory (default: sft_tilt/figures/out)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help=f"output directory (default: {DEFAULT_OUT_DIR})")
     parser.add_argument("--group", default=None, choices=sft_tilt.claims.GROUPS, help="with 'all': only the figures and claim checks of this group")
     parser.add_argument("--no-checks", action="store_true", help="draw only; do not run claim checks or touch paper_checks.md")
-    parser.add_argument("--paper-checks", type=Path, default=REPO_ROOT / "paper_checks.md", help="the file the claim checks write")
+    parser.add_argument("--paper-checks", type=Path, default=None,
+                        help="the file the claim checks write (default: the checkout's paper_checks.md, else "
+                             "paper_checks.md in the --out folder)")
+    parser.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
+                        help="folder of committed results the real-LM figures and checks read (default: "
+                             "$SFT_RESULTS_DIR, else results/ in the checkout); sets $SFT_RESULTS_DIR")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out: {args.out} is a file, not a folder")
+    if args.results_dir is not None:
+        if not args.results_dir.is_dir():
+            parser.error(f"--results-dir: {args.results_dir} is not an existing folder")
+        os.environ["SFT_RESULTS_DIR"] = str(args.results_dir.resolve())  # read wherever results are looked up
+    if args.paper_checks is None:
+        args.paper_checks = CHECKOUT_ROOT / "paper_checks.md" if CHECKOUT_ROOT is not None else args.out / "paper_checks.md"
 
     if args.list or not args.names:
         width = max((len(n) for n in FIGURES), default=0)
@@ -54,12 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         names = args.names
         checks = sft_tilt.claims.select_checks([], figures=names)
 
+    print(f"[figures] figures into {args.out}. {describe_results_dir()}", flush=True)
     failures = []
     for name in names:
         start = time.perf_counter()
         print(f"[figures] {name} ...", flush=True)
         try:
             FIGURES[name].draw(args.out)
+        except FileNotFoundError as exc:  # its message names the file and how to get it (the default model: one line)
+            failures.append((name, exc))
+            print(f"[figures] {name} FAILED: {exc}", flush=True)
+            continue
         except Exception as exc:  # keep going: one broken figure must not hide the rest
             failures.append((name, exc))
             print(f"[figures] {name} FAILED: {exc!r}", flush=True)
@@ -68,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if checks and not args.no_checks:
         full = run_all and args.group is None
-        print(f"[figures] running {len(checks)} claim check(s); {'rewriting' if full else 'updating their rows of'} {args.paper_checks.name}",
+        print(f"[figures] running {len(checks)} claim check(s); {'rewriting' if full else 'updating their rows of'} {args.paper_checks}",
               flush=True)
+        args.paper_checks.parent.mkdir(parents=True, exist_ok=True)
         results = sft_tilt.claims.run_checks(checks)
         sft_tilt.claims.write_paper_checks(args.paper_checks, results, keep_other_rows=not full)
 

@@ -20,11 +20,14 @@ every host; ``jax.distributed`` is initialised from them before any device is to
 preset (``paper`` reads ``$SFT_PAPER_MODEL``). ``--domain-data FILE`` replaces the generated MedCalc-Bench problems
 with a file's (a MedCalc-Bench CSV or a JSONL of prompt/response[/answer/lower/upper]); ``--general-data FILE``
 (JSONL of text, or of prompt/response) adds the general set "data" (:mod:`sft_tilt.harness.data_files`). Finished runs are read from their run folders
-(``$SFT_RUNS_DIR`` or ``.cache/runs``), or from the committed ``results/`` when a run's key matches; an
+(``$SFT_RUNS_DIR`` or ``runs/`` in the cache folder), or from the committed results when a run's key matches; an
 interrupted sweep resumes where it stopped. ``--workers N`` computes a sweep's runs in N processes, each pinned to
 its own CPUs (:mod:`sft_tilt.harness.sweep_workers`: on two cores, two one-thread workers finish more runs per hour than
 one two-thread process). ``export`` copies every finished planned run of a preset to
 ``results/<preset>/<key>/`` with an ``index.json`` (:mod:`sft_tilt.harness.results_export`), ready to commit.
+``--results-dir DIR`` names the folder of committed results (default: ``$SFT_RESULTS_DIR``, else ``results/`` in
+the checkout, else in the user's data folder; :func:`sft_tilt.store.results_dir`); summaries, reports and sweeps
+say which folder they read.
 """
 
 from __future__ import annotations
@@ -181,6 +184,17 @@ def _plan(args, parser) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; a missing default model ends it with the one line that says how to install it."""
+    from sft_tilt.lm.gguf_io import DefaultModelMissing
+
+    try:
+        return _run_command(argv)
+    except DefaultModelMissing as err:
+        print(f"python -m sft_tilt.harness: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run_command(argv: list[str] | None) -> int:
     from sft_tilt.harness.presets import PRESETS, presets_taking_a_model
     from sft_tilt.methods.registry import method_names
 
@@ -234,9 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--worker-index", type=non_negative_int, default=None, help=argparse.SUPPRESS)
         if name in ("report", "summary"):
             p.add_argument("--out", type=writable_file, default=None, help=f"also write the {name} to this file")
+        p.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
+                       help="folder of committed results (default: $SFT_RESULTS_DIR, else results/ in the checkout, "
+                            "else results/ in the user's data folder); sets $SFT_RESULTS_DIR")
         if name == "export":
-            p.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
-                           help="folder of committed results (default: $SFT_RESULTS_DIR or results/ in the repository)")
             p.add_argument("--prune", action="store_true",
                            help="delete the committed runs of this preset that no planned run of the current code is "
                                 "(stale keys: the code, the model or the preset changed since)")
@@ -244,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(_attach_negative_numbers(raw_argv))
     if args.command == "plan":
         return _plan(args, parser)
+    if args.results_dir is not None:
+        if args.results_dir.exists() and not args.results_dir.is_dir():
+            parser.error(f"--results-dir: {args.results_dir} is not a directory")
+        if args.command != "export" and not args.results_dir.is_dir():
+            parser.error(f"--results-dir: {args.results_dir} does not exist")
+        # every reader of committed results (and a sweep's worker processes) looks there
+        os.environ["SFT_RESULTS_DIR"] = str(args.results_dir.resolve())
     if args.model is not None and args.preset not in presets_taking_a_model():
         parser.error(f"--model: the {args.preset!r} preset does not take a model (only {sorted(presets_taking_a_model())});"
                      " the paper preset reads $SFT_PAPER_MODEL")
@@ -314,8 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         from sft_tilt.harness.results_summary import (finished_results, matched_gain_rows, render_matched_gain,
                                                   render_summary, summary_rows)
 
+        from sft_tilt.store import describe_results_dir
+
         results, n_planned = finished_results(preset)
-        text = (render_summary(*summary_rows(results), len(results), n_planned, preset.name)
+        text = (render_summary(*summary_rows(results), len(results), n_planned, preset.name,
+                               source=describe_results_dir())
                 + render_matched_gain(matched_gain_rows(results, early_until=preset.early_until)))
         print(text, end="")
         if args.out is not None:
@@ -327,8 +352,6 @@ def main(argv: list[str] | None = None) -> int:
         from sft_tilt.harness.runs import results_dir, run_key
         from sft_tilt.harness.sweep_plan import planned_runs
 
-        if args.results_dir is not None and args.results_dir.exists() and not args.results_dir.is_dir():
-            parser.error(f"--results-dir: {args.results_dir} is not a directory")
         configs = planned_runs(preset)
         exported = export_runs(configs, preset.name, args.results_dir)
         where = (args.results_dir or results_dir()) / preset.name
@@ -418,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  sweep_workers.claims_folder())
             print(f"worker {args.worker_index}: {len(done)} runs", flush=True)
             return 0
+        from sft_tilt.store import describe_results_dir
+
+        print(describe_results_dir(), flush=True)
         if early:
             from sft_tilt.harness.sweep_plan import describe_early_plan
 
@@ -470,7 +496,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from sft_tilt.harness.report import render_report
 
-    text = render_report(ex.run_all(preset, progress), preset.name)
+    from sft_tilt.store import describe_results_dir
+
+    text = render_report(ex.run_all(preset, progress), preset.name, source=describe_results_dir())
     if args.out:
         args.out.write_text(text)
     print(text)

@@ -92,6 +92,44 @@ def test_no_checks_leaves_paper_checks_alone_and_group_needs_all(cheap, tmp_path
         main(["fig_theory", "--group", "theory", "--paper-checks", str(path)])
 
 
+def test_outside_a_checkout_the_checks_are_written_into_the_out_folder(cheap, tmp_path, monkeypatch, capsys):
+    """Installed from a wheel (no checkout), the default paper_checks.md is the one in --out, never the package's
+    folder; the run says which results folder the real-LM checks read."""
+    drawn, checked, path = cheap
+    before = path.read_text()
+    monkeypatch.setattr("sft_tilt.store.CHECKOUT_ROOT", None)
+    monkeypatch.setenv("SFT_RESULTS_DIR", str(tmp_path / "no-results"))
+    out = tmp_path / "mine"
+    assert main(["fig_theory", "--out", str(out)]) == 0
+    assert sft_tilt.claims.read_rows((out / "paper_checks.md").read_text())[(1, "theory")].measured == "new theory"
+    assert path.read_text() == before
+    printed = capsys.readouterr().out
+    assert f"figures into {out}" in printed and f"{tmp_path / 'no-results'} does not exist" in printed
+
+
+def test_results_dir_must_be_a_folder_and_is_what_the_checks_read(cheap, tmp_path, monkeypatch, capsys):
+    drawn, checked, path = cheap
+    monkeypatch.setenv("SFT_RESULTS_DIR", str(tmp_path / "before"))  # restored afterwards: --results-dir sets it
+    with pytest.raises(SystemExit) as exc:
+        main(["fig_theory", "--out", str(tmp_path), "--paper-checks", str(path), "--results-dir", str(tmp_path / "none")])
+    assert exc.value.code == 2 and "--results-dir" in capsys.readouterr().err and drawn == []
+    folder = tmp_path / "results"
+    folder.mkdir()
+    seen = []
+    monkeypatch.setattr(sft_tilt.claims.registry, "CHECKS", [sft_tilt.claims.ClaimCheck(
+        1, "theory", "theory", lambda: seen.append(__import__("sft_tilt.store").store.results_dir())
+        or Verdict("holds", "x", "c"), figures=("fig_theory",))])
+    assert main(["fig_theory", "--out", str(tmp_path), "--paper-checks", str(path), "--results-dir", str(folder)]) == 0
+    assert seen == [folder.resolve()] and f"Committed results read from {folder.resolve()}." in capsys.readouterr().out
+
+
+def test_out_naming_a_file_is_refused_before_anything_runs(cheap, tmp_path, capsys):
+    drawn, checked, path = cheap
+    with pytest.raises(SystemExit) as exc:
+        main(["fig_theory", "--out", str(path), "--paper-checks", str(path)])
+    assert exc.value.code == 2 and "--out" in capsys.readouterr().err and drawn == [] and checked == []
+
+
 def test_a_real_lm_axis_turns_symmetric_log_only_when_one_value_dwarfs_the_rest():
     """Matched-gain D of a grid is mostly a few thousandths with, at times, one degraded cell near 0.2: then the axis
     is linear within twice the 75th percentile of |D| and logarithmic beyond; without such a cell it stays linear."""
