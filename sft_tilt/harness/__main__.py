@@ -20,12 +20,15 @@ every host; ``jax.distributed`` is initialised from them before any device is to
 preset (``paper`` reads ``$SFT_PAPER_MODEL``). ``--domain-data FILE`` replaces the generated MedCalc-Bench problems
 with a file's (a MedCalc-Bench CSV or a JSONL of prompt/response[/answer/lower/upper]); ``--general-data FILE``
 (JSONL of text, or of prompt/response) adds the general set "data" (:mod:`sft_tilt.harness.data_files`). Finished runs are read from their run folders
-(``$SFT_RUNS_DIR`` or ``.cache/runs``), or from the committed ``results/`` when a run's key matches; an
+(``$SFT_RUNS_DIR`` or ``runs/`` in the cache folder), or from the committed results when a run's key matches; an
 interrupted sweep resumes where it stopped. ``--workers N`` computes a sweep's runs in N processes, each pinned to
 its own CPUs (:mod:`sft_tilt.harness.sweep_workers`: on two cores, two one-thread workers finish more runs per hour than
 one two-thread process). ``export`` copies every finished planned run of a preset to
 ``results/<preset>/<key>/`` with an ``index.json`` and a ``MANIFEST.json`` of every committed file's SHA-256
 (:mod:`sft_tilt.harness.results_export`, :mod:`sft_tilt.harness.manifest`), ready to commit.
+``--results-dir DIR`` names the folder of committed results (default: ``$SFT_RESULTS_DIR``, else ``results/`` in
+the checkout, else in the user's data folder; :func:`sft_tilt.store.results_dir`); summaries, reports and sweeps
+say which folder they read.
 
 Every subcommand checks what it is given before any work starts: numbers against their ranges, the model path,
 data files row by row, and (for a run to compute) that the run and cache folders can be written; a model or data
@@ -242,6 +245,9 @@ def _add_preset_options(p) -> None:
     p.add_argument("--mesh", type=mesh_shape, default=(1, 1), metavar="DATAxMODEL",
                    help="devices of the train step: batch over DATA, parameters/gradients/Adam state sharded "
                         "over MODEL (default: 1x1, one device)")
+    p.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
+                   help="folder of committed results (default: $SFT_RESULTS_DIR, else results/ in the checkout, "
+                        "else results/ in the user's data folder); sets $SFT_RESULTS_DIR")
 
 
 def _add_run_parser(sub) -> None:
@@ -293,8 +299,6 @@ def _add_report_parser(sub) -> None:
 def _add_export_parser(sub) -> None:
     p = sub.add_parser("export", help=_HELPS["export"], description=_HELPS["export"])
     _add_preset_options(p)
-    p.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
-                   help="folder of committed results (default: $SFT_RESULTS_DIR or results/ in the repository)")
     p.add_argument("--prune", action="store_true",
                    help="delete the committed runs of this preset that no planned run of the current code is "
                         "(stale keys: the code, the model or the preset changed since)")
@@ -483,7 +487,10 @@ def _summary_command(args, parser) -> int:
 
     preset = _prepared_preset(args, parser)
     results, n_planned = finished_results(preset)
-    text = (render_summary(*summary_rows(results), len(results), n_planned, preset.name)
+    from sft_tilt.store import describe_results_dir
+
+    text = (render_summary(*summary_rows(results), len(results), n_planned, preset.name,
+                           source=describe_results_dir())
             + render_matched_gain(matched_gain_rows(results, early_until=preset.early_until)))
     print(text, end="")
     if args.out is not None:
@@ -613,6 +620,9 @@ def _sweep_command(args, parser) -> int:
                                              sweep_workers.claims_folder())
         print(f"worker {args.worker_index}: {len(done)} runs", flush=True)
         return 0
+    from sft_tilt.store import describe_results_dir
+
+    print(describe_results_dir(), flush=True)
     if early:
         from sft_tilt.harness.sweep_plan import describe_early_plan
 
@@ -673,7 +683,9 @@ def _report_command(args, parser) -> int:
 
     preset = _prepared_preset(args, parser)
     _check_can_compute(parser, planned_runs(preset), cache=any(committed_path(preset, a) is None for a in NAMESPACES))
-    text = render_report(ex.run_all(preset, not args.quiet), preset.name)
+    from sft_tilt.store import describe_results_dir
+
+    text = render_report(ex.run_all(preset, not args.quiet), preset.name, source=describe_results_dir())
     if args.out:
         args.out.write_text(text)
     print(text)
@@ -687,10 +699,22 @@ def main(argv: list[str] | None = None) -> int:
     args.raw_argv = raw_argv  # a --workers sweep starts its workers with the same command line
     if args.func is _plan:
         return _plan(args, parser)
+    if args.results_dir is not None:
+        if args.results_dir.exists() and not args.results_dir.is_dir():
+            parser.error(f"--results-dir: {args.results_dir} is not a directory")
+        if args.command != "export" and not args.results_dir.is_dir():
+            parser.error(f"--results-dir: {args.results_dir} does not exist")
+        # every reader of committed results (and a sweep's worker processes) looks there
+        os.environ["SFT_RESULTS_DIR"] = str(args.results_dir.resolve())
     from sft_tilt.harness.session import UnusableInput
+
+    from sft_tilt.lm.gguf_io import DefaultModelMissing
 
     try:
         return args.func(args, parser)
+    except DefaultModelMissing as err:  # one line saying how to install the default model
+        print(f"python -m sft_tilt.harness: error: {err}", file=sys.stderr)
+        return 2
     except UnusableInput as err:  # a model or data file found unusable when loaded, before anything is computed
         option = {"model": "--model" if args.model is not None else "--preset", "tokenizer": "--preset",
                   "domain_data": "--domain-data", "general_data": "--general-data"}.get(err.argument, "--preset")

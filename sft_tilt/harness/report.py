@@ -17,9 +17,10 @@ def _f(x, d=4) -> str:
     return f"{x:.{d}f}" if isinstance(x, float) else str(x)
 
 
-def render_report(results: dict, preset_name: str) -> str:
-    """Markdown tables: learning-rate grid, methods, token statistics, single step, matched gain, safe LR."""
-    lines = [f"# Real-LM harness report (preset `{preset_name}`)", "",
+def render_report(results: dict, preset_name: str, source: str | None = None) -> str:
+    """Markdown tables: learning-rate grid, methods, token statistics, single step, matched gain, safe LR; headed by
+    ``source`` (which results folder was read) when given."""
+    lines = [f"# Real-LM harness report (preset `{preset_name}`)", ""] + ([source, ""] if source else []) + [
              "G = held-out domain gain (> 0: the domain loss fell), D = mean general loss change over the self/docs/code sets "
              "(nats/token; D > 0 is degradation).", ""]
 

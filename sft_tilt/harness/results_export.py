@@ -1,8 +1,8 @@
 """Export finished runs to ``results/``: the committed, reproducible real-LM result of a preset.
 
 ``export_runs(configs, preset_name)`` copies each *finished* run's ``config.json``, ``points.jsonl`` and
-``result.json`` from its run folder (``$SFT_RUNS_DIR`` or ``.cache/runs``) to
-``<results>/<preset_name>/<key>/`` (``<results>`` = ``$SFT_RESULTS_DIR`` or ``<repo>/results``) and writes
+``result.json`` from its run folder (``$SFT_RUNS_DIR`` or ``runs/`` in the cache folder) to
+``<results>/<preset_name>/<key>/`` (``<results>``: :func:`sft_tilt.store.results_dir`) and writes
 ``<results>/<preset_name>/index.json`` (key -> label, format, method, learning rate, seed, wall time). A run counts
 as finished when its ``result.json`` verifies for its key and every line of its ``points.jsonl`` verifies and
 matches the result's points; an unfinished or damaged run is skipped and named. The copies are the run folder's

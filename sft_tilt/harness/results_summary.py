@@ -179,11 +179,15 @@ def _cell(x, fmt=".3f") -> str:
     return "-" if x is None else f"{x:{fmt}}"
 
 
-def render_summary(rows: list[dict], base: dict, n_finished: int, n_planned: int, preset_name: str) -> str:
-    """The Markdown table of :func:`summary_rows`, headed by the count of finished runs and the base model's row."""
-    lines = [f"# Finished runs of the `{preset_name}` preset: {n_finished} of {n_planned}", "",
-             "Final point of each run; G = held-out domain gain, D = mean general loss change (nats/token), each the "
-             "mean over seeds with its 95% t interval. Summaries of what has finished, not verdicts.", ""]
+def render_summary(rows: list[dict], base: dict, n_finished: int, n_planned: int, preset_name: str,
+                   source: str | None = None) -> str:
+    """The Markdown table of :func:`summary_rows`, headed by the count of finished runs, ``source`` (which results
+    folder was read) and the base model's row."""
+    lines = [f"# Finished runs of the `{preset_name}` preset: {n_finished} of {n_planned}", ""]
+    if source:
+        lines += [source, ""]
+    lines += ["Final point of each run; G = held-out domain gain, D = mean general loss change (nats/token), each the "
+              "mean over seeds with its 95% t interval. Summaries of what has finished, not verdicts.", ""]
     if base:
         chance = base.get("chance") or {}
         lines += ["Base model: answer-token accuracy " + _cell(base.get("answer_token_accuracy"))

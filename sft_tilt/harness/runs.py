@@ -35,7 +35,7 @@ the step) and otherwise from step 0; a sweep recomputes only unfinished runs. Ba
 function of (seed, step), so a resumed run follows the same trajectory as an uninterrupted one.
 
 Committed results: a finished run of a long preset can be committed to the repository as
-``<results>/<preset>/<key>/result.json`` (``<results>`` = ``$SFT_RESULTS_DIR`` or ``<repo>/results``; written by
+``<results>/<preset>/<key>/result.json`` (``<results>``: :func:`sft_tilt.store.results_dir`; written by
 :mod:`sft_tilt.harness.results_export`). ``run_one`` returns such a file when its own run folder has no finished result
 and the file verifies for the run's key, so a fresh clone reads those runs instead of computing them; a committed
 file that fails its checksum or key, or whose SHA-256 is not the one its preset's ``MANIFEST.json`` lists (an edit
@@ -78,8 +78,8 @@ from sft_tilt.lm.sharding import make_mesh, place_batch, place_params, replicate
 from sft_tilt.lm.supervised_loss import supervised_capacity
 from sft_tilt.methods.registry import MethodConfig, averaging_bases
 from sft_tilt.theory import HARD_TOKEN_THRESHOLD
-from sft_tilt.store import (REPO_ROOT, atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record,
-                   write_record)
+from sft_tilt.store import (atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record,
+                   results_dir, write_record)
 
 __all__ = ["SCHEDULES", "MAX_SEED", "RUN_FILES", "learning_rate_at", "RunConfig", "runs_dir", "results_dir", "run_key",
            "run_folder", "check_run_folder", "unwritable", "run_one",
@@ -205,11 +205,6 @@ class RunConfig:
 
 def runs_dir() -> Path:
     return Path(os.environ.get("SFT_RUNS_DIR", cache_root() / "runs"))
-
-
-def results_dir() -> Path:
-    """Folder of committed results (``$SFT_RESULTS_DIR`` or ``<repo>/results``; see the module docstring)."""
-    return Path(os.environ.get("SFT_RESULTS_DIR", REPO_ROOT / "results"))
 
 
 def _material(cfg: RunConfig, fingerprint: str) -> dict:

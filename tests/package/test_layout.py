@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sft_tilt.store import PACKAGE_DIR, REPO_ROOT, imported_modules
+from sft_tilt.store import CHECKOUT_ROOT, PACKAGE_DIR, imported_modules
 
 # which subpackages of sft_tilt each subpackage may import (itself included)
 _BASE = {"store", "theory"}
@@ -73,7 +73,7 @@ def test_no_private_module_of_another_package_is_imported():
 
 def test_no_grab_bag_modules():
     # virtual environments (.venv, .venv-ref from `make reference-env`) hold other projects' modules
-    names = {p.stem for p in Path(REPO_ROOT).rglob("*.py") if not any(part.startswith(".venv") for part in p.parts)}
+    names = {p.stem for p in Path(CHECKOUT_ROOT).rglob("*.py") if not any(part.startswith(".venv") for part in p.parts)}
     assert not names & {"utils", "helpers", "misc", "common"}
 
 
@@ -84,14 +84,14 @@ def test_the_repository_speaks_of_itself():
 
     outside = re.compile("|".join([r"shared" + "/", r"\bissue\s*#?\d", r"\bitems?\s+\d", r"\bissue's\b"]), re.IGNORECASE)
     roots = ["sft_tilt", "notebooks", "tools", "tests", "docs"]
-    files = [p for r in roots if (REPO_ROOT / r).is_dir() for p in (REPO_ROOT / r).rglob("*")
+    files = [p for r in roots if (CHECKOUT_ROOT / r).is_dir() for p in (CHECKOUT_ROOT / r).rglob("*")
              if p.suffix in (".py", ".md", ".txt", ".json", ".ipynb") and "fixtures" not in p.parts]
-    files += [REPO_ROOT / f for f in ("README.md", "paper_checks.md", "Makefile", "pyproject.toml")]
+    files += [CHECKOUT_ROOT / f for f in ("README.md", "paper_checks.md", "Makefile", "pyproject.toml")]
     hits = []
     for path in files:
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
             if outside.search(line):
-                hits.append(f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()[:80]}")
+                hits.append(f"{path.relative_to(CHECKOUT_ROOT)}:{number}: {line.strip()[:80]}")
     assert hits == []
 
 
