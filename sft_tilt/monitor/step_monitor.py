@@ -155,14 +155,16 @@ def _is_real(x) -> bool:
 
 
 @partial(jax.jit, static_argnums=0)
-def _linearised_logits(logits_fn, params, update, tokens):
+def _linearised_logits(logits_fn, params, update, tokens, constants):
     """``(logits(params), d/de logits(params + e update) at e = 0)``: one forward-mode pass."""
-    return jax.jvp(lambda p: logits_fn(p, tokens), (params,), (update,))
+    if constants is None:
+        return jax.jvp(lambda p: logits_fn(p, tokens), (params,), (update,))
+    return jax.jvp(lambda p: logits_fn(p, tokens, constants), (params,), (update,))
 
 
 @partial(jax.jit, static_argnums=0)
-def _logits(logits_fn, params, tokens):
-    return logits_fn(params, tokens)
+def _logits(logits_fn, params, tokens, constants):
+    return logits_fn(params, tokens) if constants is None else logits_fn(params, tokens, constants)
 
 
 def _check_batch(name: str, batch) -> tuple[np.ndarray, np.ndarray]:
@@ -207,61 +209,64 @@ def _check_params(params_before, params_after, update):
     return params_after, update
 
 
-def _rows(array, targets: np.ndarray) -> np.ndarray:
-    """The rows ``[N, V]`` of ``array [B, T, V]`` at the target positions (the logits at ``t`` predict token ``t + 1``)."""
-    return np.asarray(array)[:, :-1][targets]
+def _rows(array, targets: np.ndarray) -> jax.Array:
+    """The rows ``[N, V]`` of ``array [B, T, V]`` at the target positions (the logits at ``t`` predict token ``t + 1``),
+    gathered where the array lives."""
+    return jnp.asarray(array)[:, :-1][jnp.asarray(targets)]
 
 
-def _nll(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``-log softmax(z)[y]`` per row, float64."""
-    top = z.max(axis=-1, keepdims=True)
-    lse = top[:, 0] + np.log(np.exp(z - top).sum(axis=-1))
-    return lse - z[np.arange(len(y)), y]
+def _centred_norms(r: jax.Array) -> jax.Array:
+    return jnp.linalg.norm(r - r.mean(axis=-1, keepdims=True), axis=-1)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def _nll(z: jax.Array, y: jax.Array) -> jax.Array:
+    return jax.nn.logsumexp(z, axis=-1) - jnp.take_along_axis(z, y[:, None], axis=-1)[:, 0]
 
 
-def _one_hot(y: np.ndarray, vocab: int) -> np.ndarray:
-    P = np.zeros((len(y), vocab))
-    P[np.arange(len(y)), y] = 1.0
-    return P
+# Per-target statistics of one block of rows, compiled once per block shape and run with float64 on. The theory's
+# functions are traced here, so their per-call checks of the values (which need the values on the host) are skipped;
+# the monitor's own checks (finite logits, token ids in range) stand in for them.
 
 
-def _centred_norms(r: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(r - r.mean(axis=-1, keepdims=True), axis=-1)
-
-
-def _probe_sums(z0, z1, t, y, lam: float) -> dict:
-    """Sums over one block of probe targets (float64 rows) of every per-target quantity of the module docstring."""
-    q, P = _softmax(z0), _one_hot(y, z0.shape[-1])
+@jax.jit
+def _probe_block(z0, z1, t, y, lam):
+    z0, z1, t = (a.astype(jnp.float64) for a in (z0, z1, t))
+    q, P = jax.nn.softmax(z0, axis=-1), jax.nn.one_hot(y, z0.shape[-1], dtype=jnp.float64)
     s, r = z1 - z0, t / lam
-    first = np.asarray(jensen_lower_bound(P, q, r, lam))
     return {
-        "measured": np.sum(_nll(z1, y) - _nll(z0, y)),
-        "realised_first": np.sum(np.asarray(jensen_lower_bound(P, q, s, 1.0))),
-        "realised_curvature": np.sum(np.asarray(tilt_excess(q, s, 1.0))),
-        "first": np.sum(first),
-        "curvature": np.sum(np.asarray(tilt_excess(q, r, lam))),
-        "hoeffding": np.sum(np.asarray(hoeffding_upper_bound(P, q, r, lam))),
-        "bennett": np.sum(np.asarray(bennett_upper_bound(P, q, r, lam))),
-        "misfit_sq": np.sum((q - P) ** 2),
-        "resolution": np.sum(np.abs(z0).max(axis=-1) + np.abs(z1).max(axis=-1)),
-        "norm_max": _centred_norms(r).max(),
+        "measured": _nll(z1, y) - _nll(z0, y),
+        "realised_first": jensen_lower_bound(P, q, s, 1.0),
+        "realised_curvature": tilt_excess(q, s, 1.0),
+        "first": jensen_lower_bound(P, q, r, lam),
+        "curvature": tilt_excess(q, r, lam),
+        "hoeffding": hoeffding_upper_bound(P, q, r, lam),
+        "bennett": bennett_upper_bound(P, q, r, lam),
+        "misfit_sq": jnp.sum((q - P) ** 2, axis=-1),
+        "resolution": jnp.max(jnp.abs(z0), axis=-1) + jnp.max(jnp.abs(z1), axis=-1),
+        "norm": _centred_norms(r),
     }
 
 
-def _domain_sums(z0, t, y, lam: float) -> dict:
-    q, P = _softmax(z0), _one_hot(y, z0.shape[-1])
+@jax.jit
+def _domain_block(z0, t, y, lam):
+    z0, t = z0.astype(jnp.float64), t.astype(jnp.float64)
+    q, P = jax.nn.softmax(z0, axis=-1), jax.nn.one_hot(y, z0.shape[-1], dtype=jnp.float64)
     r = t / lam
-    return {"nll": _nll(z0, y), "gain_rate": -np.sum(np.asarray(jensen_lower_bound(P, q, r, 1.0))),
-            "norm_max": _centred_norms(r).max()}
+    return {"nll": _nll(z0, y), "gain_rate": -jensen_lower_bound(P, q, r, 1.0), "norm": _centred_norms(r)}
 
 
-def _blocks(n: int, size: int):
-    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
+def _per_row(kernel, arrays, y: np.ndarray, lam: float, chunk: int) -> dict[str, np.ndarray]:
+    """``kernel`` over blocks of ``chunk`` rows (the last block padded with its first row, the padding dropped after),
+    concatenated per key as float64 NumPy arrays."""
+    parts: dict[str, list] = {}
+    lam = jnp.asarray(lam, jnp.float64)
+    for start in range(0, len(y), chunk):
+        n = min(chunk, len(y) - start)
+        pick = np.concatenate([np.arange(start, start + n), np.full(chunk - n, start)]) if len(y) > chunk else np.arange(start, start + n)
+        out = kernel(*(a[pick] for a in arrays), jnp.asarray(y[pick]), lam)
+        for k, v in out.items():
+            parts.setdefault(k, []).append(np.asarray(v, np.float64)[:n])
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def measure_step(
@@ -274,6 +279,7 @@ def measure_step(
     params_after=None,
     update=None,
     settings: MonitorSettings | None = None,
+    constants=None,
 ) -> dict[str, float]:
     """The monitor's numbers for one optimiser step (module docstring; keys :data:`MONITOR_KEYS`).
 
@@ -288,6 +294,9 @@ def measure_step(
         params_after: the parameters after the step; or instead
         update: the step's update ``params_after - params_before`` (e.g. optax's ``updates``).
         settings: :class:`MonitorSettings` (default ``MonitorSettings()``).
+        constants: a pytree the step did not move (a frozen base model under adapters, say), passed to the model as
+            ``logits_fn(params, tokens, constants)`` when given; it is an argument of the compiled passes, not a
+            constant folded into them.
     Returns:
         ``{key: float}`` in the order of :data:`MONITOR_KEYS` (``left_band`` is 1.0 or 0.0).
 
@@ -307,9 +316,9 @@ def measure_step(
     lam = float(learning_rate)
 
     # the model runs in the caller's precision; everything after it in float64
-    z0_probe, t_probe = _linearised_logits(logits_fn, params_before, update, jnp.asarray(probe_tokens))
-    z1_probe = _logits(logits_fn, params_after, jnp.asarray(probe_tokens))
-    z0_domain, t_domain = _linearised_logits(logits_fn, params_before, update, jnp.asarray(domain_tokens))
+    z0_probe, t_probe = _linearised_logits(logits_fn, params_before, update, jnp.asarray(probe_tokens), constants)
+    z1_probe = _logits(logits_fn, params_after, jnp.asarray(probe_tokens), constants)
+    z0_domain, t_domain = _linearised_logits(logits_fn, params_before, update, jnp.asarray(domain_tokens), constants)
     for name, logits, tokens in (("probe", z1_probe, probe_tokens), ("domain", z0_domain, domain_tokens)):
         if np.ndim(logits) != 3 or np.shape(logits)[:2] != tokens.shape:
             raise ValueError(f"logits_fn: returned {name} logits of shape {np.shape(logits)}, expected "
@@ -317,28 +326,21 @@ def measure_step(
     for name, tokens, vocab in (("probe", probe_tokens, np.shape(z1_probe)[-1]), ("domain", domain_tokens, np.shape(z0_domain)[-1])):
         if tokens.min() < 0 or tokens.max() >= vocab:
             raise ValueError(f"{name}: token ids must lie in [0, {vocab}) (the logits' vocabulary), got {tokens.min()}..{tokens.max()}")
-    dtype_eps = float(np.finfo(np.asarray(z0_probe).dtype).eps)
-    rows = {k: _rows(a, probe_targets) for k, a in (("z0", z0_probe), ("z1", z1_probe), ("t", t_probe))}
+    dtype_eps = float(jnp.finfo(z0_probe.dtype).eps)
     y_probe = probe_tokens[:, 1:][probe_targets]
-    d_rows = {k: _rows(a, domain_targets) for k, a in (("z0", z0_domain), ("t", t_domain))}
     y_domain = domain_tokens[:, 1:][domain_targets]
-    for name, block in (("probe", rows), ("domain", d_rows)):
-        if not all(np.isfinite(a).all() for a in block.values()):
-            raise ValueError(f"logits_fn: non-finite {name} logits or logit changes; nothing can be measured")
-
     with jax.enable_x64(True):
-        sums: dict = {}
-        for sl in _blocks(len(y_probe), settings.chunk):
-            part = _probe_sums(*(rows[k][sl].astype(np.float64) for k in ("z0", "z1", "t")), y_probe[sl], lam)
-            for k, v in part.items():
-                sums[k] = max(sums.get(k, 0.0), float(v)) if k == "norm_max" else sums.get(k, 0.0) + float(v)
-        nll, gain, norm_domain = [], 0.0, 0.0
-        for sl in _blocks(len(y_domain), settings.chunk):
-            part = _domain_sums(*(d_rows[k][sl].astype(np.float64) for k in ("z0", "t")), y_domain[sl], lam)
-            nll.append(part["nll"])
-            gain += float(part["gain_rate"])
-            norm_domain = max(norm_domain, float(part["norm_max"]))
-        nll = np.concatenate(nll)
+        probe_rows = [_rows(a, probe_targets) for a in (z0_probe, z1_probe, t_probe)]
+        domain_rows = [_rows(a, domain_targets) for a in (z0_domain, t_domain)]
+        for name, block in (("probe", probe_rows), ("domain", domain_rows)):
+            if not all(bool(jnp.all(jnp.isfinite(a))) for a in block):
+                raise ValueError(f"logits_fn: non-finite {name} logits or logit changes; nothing can be measured")
+        probe_stats = _per_row(_probe_block, probe_rows, y_probe, lam, settings.chunk)
+        domain_stats = _per_row(_domain_block, domain_rows, y_domain, lam, settings.chunk)
+        sums = {k: float(np.sum(v)) for k, v in probe_stats.items()}
+        nll = domain_stats["nll"]
+        gain = float(np.sum(domain_stats["gain_rate"]))
+        norm_max = float(max(probe_stats["norm"].max(), domain_stats["norm"].max()))
         losses = np.zeros(domain_targets.shape)
         losses[domain_targets] = nll
         tau = float(dynamic_tau(jnp.asarray(losses), jnp.asarray(domain_targets, np.float64)))
@@ -374,7 +376,6 @@ def measure_step(
         out["general_loss_rate"] = out["predicted_first_order"] / lam
         out["first_order_leakage"] = out["general_loss_rate"] / g if g != 0 else math.copysign(math.inf, out["general_loss_rate"])
         misfit = math.sqrt(sums["misfit_sq"] / n)
-        norm_max = max(sums["norm_max"], norm_domain)
         kappa = settings.coupling if settings.coupling is not None else (
             norm_max / (math.sqrt(2.0) * mass) if mass > 0 else math.inf)
         out["coupling"] = float(kappa)
