@@ -47,7 +47,8 @@ is below ``tolerance``, and then the rate is 0.
 
 Cost of one call: one forward pass on the probe after the step and one forward-mode Jacobian-vector product
 (``jax.jvp``, no backward pass; it gives the logits before the step as well) on the probe and one on the domain
-batch at the parameters before the step, plus float64 host work on blocks of ``chunk`` target rows of the vocabulary.
+batch at the parameters before the step, plus compiled float64 work on blocks of ``chunk`` target rows of the
+vocabulary.
 Call it every N steps (:func:`is_monitored_step`).
 """
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
-from typing import Any
 
 import torch
 
