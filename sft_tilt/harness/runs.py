@@ -44,6 +44,11 @@ folder (the committed file is never written or deleted). Every result carries ``
 SHA-256, the data configuration's hash, library versions, the machine (platform, CPU, cores, load) and the wall
 time, which says where and with what a committed number was measured.
 
+Step monitor (opt-in): ``monitor_every = N > 0`` adds to every N-th step's record (``train_steps[i]["monitor"]``)
+the single-step theory's numbers for that step (:mod:`sft_tilt.harness.step_monitoring`). It reads the parameters and
+does not change the step; a monitored run has a key of its own, and with ``monitor_every = 0`` (the default) the field
+is left out of the configuration's description, so every other run keeps its key.
+
 ``replay_points(cfg, n)`` recomputes a run's first ``n`` evaluation points from step 0 in a temporary folder (the
 reproducibility check of committed results): ``run_one(..., stop_after=k)`` stops the same loop at its first
 evaluation step at or after ``k`` and returns the points without writing a result.
@@ -150,6 +155,7 @@ class RunConfig:
     mesh: tuple[int, int] = (1, 1)
     schedule: str = "constant"
     warmup_steps: int = 0
+    monitor_every: int = 0  # measure every N-th step with the step monitor (sft_tilt.harness.step_monitoring); 0: off
 
     def __post_init__(self):
         if self.fmt not in FORMATS:
@@ -176,6 +182,10 @@ class RunConfig:
         if (isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int)
                 or not 0 <= self.warmup_steps < self.steps):
             raise ValueError(f"warmup_steps: must be an int in [0, steps={self.steps}), got {self.warmup_steps!r}")
+        if isinstance(self.monitor_every, bool) or not isinstance(self.monitor_every, int) or self.monitor_every < 0:
+            raise ValueError(f"monitor_every: must be an int >= 0 (0: no monitor), got {self.monitor_every!r}")
+        if self.monitor_every and self.mesh != (1, 1):
+            raise ValueError(f"monitor_every: the step monitor runs on one device, not on the mesh {self.mesh}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed: must be an int in [0, {MAX_SEED}] (2**32 - 1), got {self.seed!r}")
         if any(not 0.0 <= a <= 1.0 for a in self.averaging_alphas):
@@ -200,6 +210,8 @@ class RunConfig:
         d = asdict(self)
         d["method"] = self.method.canonical()
         d["method_name"] = self.method.name
+        if not self.monitor_every:  # off: the description, and so the key, of every run from before the monitor
+            d.pop("monitor_every")
         return d
 
 
@@ -493,6 +505,12 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
 
     from tqdm.auto import tqdm
 
+    probe = None
+    if cfg.monitor_every:
+        from sft_tilt.harness.step_monitoring import general_probe, monitor_step
+        from sft_tilt.monitor import is_monitored_step
+
+        probe = general_probe(session)
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.label(), leave=False, disable=not progress)
     records: list[dict] = []
     eval_steps = set(cfg.eval_steps)
@@ -505,8 +523,14 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
         # one compiled step serves every step's rate
         rate = learning_rate_at(step, cfg.learning_rate, cfg.steps, cfg.warmup_steps, cfg.schedule)
         opt_state.hyperparams["learning_rate"] = jnp.asarray(rate, jnp.float32)
+        # the step donates its parameter buffers: a monitored step keeps a copy of the parameters before it
+        before = (jax.tree_util.tree_map(jnp.copy, trainable)
+                  if probe is not None and is_monitored_step(step, cfg.monitor_every) else None)
         trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
         records.append(dict(_step_record(step, loss, aux, step // cfg.steps_per_epoch), learning_rate=rate))
+        if before is not None and bool(np.isfinite(float(loss))) and _all_finite(trainable):
+            records[-1]["monitor"] = monitor_step(cfg.method, session.config, before, trainable, frozen, probe, batch, rate)
+            before = None
         bar.update(1)
         finite = bool(np.isfinite(float(loss))) and _all_finite(trainable)
         if step + 1 in eval_steps or not finite:

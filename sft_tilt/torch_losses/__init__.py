@@ -43,6 +43,10 @@ Normalisation over the batch's supervised tokens: ``"none"`` (the raw weights), 
 mean weight one) or ``"simplex"`` (``w`` sums to one: TALR's ``softmax(-l / tau)``, the solution of
 ``min_{w in simplex} sum_i w_i l_i + tau sum_i w_i log w_i``; a floor is applied to the simplex weight, then the
 weights are renormalised).
+
+The step monitor for Hugging Face trainers (what one optimiser step cost a probe of general text, against the band
+the single-step theory predicted) is :mod:`sft_tilt.torch_losses.step_monitor`; it is not imported here, so importing
+the losses stays as light as before.
 """
 
 from sft_tilt.torch_losses.losses import (

@@ -1,5 +1,5 @@
-"""The house's floors: data flows store -> theory -> methods -> lm / synthetic -> harness -> claims -> figures, never
-back, all inside the one ``sft_tilt`` package.
+"""The house's floors: data flows store -> theory -> methods -> monitor / lm / synthetic -> harness -> claims -> figures,
+never back, all inside the one ``sft_tilt`` package.
 
 The import graph is read statically (``sft_tilt.store.imported_modules``), so a function-level import counts too.
 """
@@ -17,13 +17,14 @@ ALLOWED = {
     "theory": {"store", "theory"},
     "analysis": {"analysis"},
     "methods": _BASE | {"methods"},
+    "monitor": _BASE | {"methods", "monitor"},
     "lm": {"store", "lm"},
     "synthetic": _BASE | {"methods", "analysis", "synthetic"},
-    "harness": _BASE | {"methods", "analysis", "lm", "harness"},
-    "claims": _BASE | {"methods", "analysis", "synthetic", "harness", "claims"},
-    "figures": _BASE | {"methods", "analysis", "synthetic", "harness", "claims", "figures"},
+    "harness": _BASE | {"methods", "analysis", "monitor", "lm", "harness"},
+    "claims": _BASE | {"methods", "analysis", "monitor", "synthetic", "harness", "claims"},
+    "figures": _BASE | {"methods", "analysis", "monitor", "synthetic", "harness", "claims", "figures"},
     "torch_losses": {"torch_losses"},
-    "benchmarks": _BASE | {"methods", "analysis", "lm", "synthetic", "harness", "benchmarks"},
+    "benchmarks": _BASE | {"methods", "analysis", "monitor", "lm", "synthetic", "harness", "benchmarks"},
 }
 
 

@@ -29,6 +29,7 @@ EXPECTED_FIGURES = {
     "02_hard_tokens_and_talr.py": ["02_talr_weights.png", "02_safe_step.png"],
     "03_learning_rate_tradeoff.py": ["03_matched_gain.png"],
     "04_real_model_one_step.py": ["04_real_model_one_step.png"],
+    "05_step_monitor.py": ["05_step_monitor.png"],
 }
 MAX_EXECUTED_KIB = 400  # an executed notebook stays small enough to read in a repository browser
 
@@ -121,8 +122,8 @@ def _run_notebook(notebook: Path, tmp_path: Path, extra_env: dict | None = None)
     return subprocess.run([sys.executable, str(notebook)], cwd=work, env=env, capture_output=True, text=True, timeout=600)
 
 
-# The real-model notebook runs SmolLM2 in float64: execution-bound (see tests/conftest.py)
-@pytest.mark.parametrize("notebook", [pytest.param(p, marks=pytest.mark.execution_bound) if p.name.startswith("04_") else p
+# The real-model notebooks run SmolLM2 (04 in float64, 05 a few training steps): execution-bound (see tests/conftest.py)
+@pytest.mark.parametrize("notebook", [pytest.param(p, marks=pytest.mark.execution_bound) if p.name.startswith(("04_", "05_")) else p
                                       for p in NOTEBOOKS], ids=lambda p: p.name)
 def test_notebook_runs_as_a_script(notebook, tmp_path):
     out, work = tmp_path / "out", tmp_path / "cwd"
