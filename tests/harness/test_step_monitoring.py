@@ -15,7 +15,7 @@ import jax
 import pytest
 
 from sft_tilt.monitor import MONITOR_KEYS
-from sft_tilt.store import REPO_ROOT
+from sft_tilt.store import CHECKOUT_ROOT
 from tiny_harness import tiny_harness_env
 
 pytestmark = pytest.mark.skipif(not jax.config.jax_enable_x64, reason="conftest sets JAX_ENABLE_X64")
@@ -36,7 +36,7 @@ def test_off_by_default_the_description_and_so_the_key_are_those_of_before(env):
     on = replace(cfg, monitor_every=2)
     assert on.describe()["monitor_every"] == 2 and run_key(on) != run_key(cfg)
     # a committed run's stored configuration has exactly the fields an unmonitored configuration describes
-    committed = sorted((REPO_ROOT / "results").glob("*/*/result.json"))
+    committed = sorted((CHECKOUT_ROOT / "results").glob("*/*/result.json"))
     if committed:
         stored = json.loads(committed[0].read_text())["value"]["config"]
         assert set(stored) == set(cfg.describe())
