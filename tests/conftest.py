@@ -67,7 +67,7 @@ def fixed_method_table(monkeypatch):
     section's own rendering and readings are tested on their own."""
     import numpy as np
 
-    from sft_tilt.claims.intervals import paired_interval
+    from sft_tilt.analysis.intervals import paired_interval
 
     table = {"target_gain": 0.3, "lrs": [3.0, 30.0], "n_seeds": 3,
              "rows": {"TALR (mean 1)": [paired_interval(np.array([-0.01, -0.012, -0.011])), None],

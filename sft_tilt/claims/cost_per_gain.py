@@ -13,7 +13,7 @@ import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import NO_THRESHOLD, Verdict, check, rule_of
 from sft_tilt.harness.presets import methods_part
 from sft_tilt.claims.token_vs_sample_weighting import matched_means

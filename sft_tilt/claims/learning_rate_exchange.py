@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import NO_THRESHOLD, Verdict, check, rule_of
 
 __all__ = ["measure", "decide", "ours", "describe"]

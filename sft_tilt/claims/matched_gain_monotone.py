@@ -13,7 +13,7 @@ import numpy as np
 import sft_tilt.theory
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import NO_THRESHOLD, Verdict, check, rule_of, sensitivity
 
 __all__ = ["MONOTONE_TOLERANCE", "SHAPE_REL_RMS", "measure_synthetic", "decide_synthetic", "describe_synthetic",

@@ -16,7 +16,7 @@ import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval
+from sft_tilt.analysis.intervals import paired_interval
 from sft_tilt.claims.registry import Verdict, check, rule_of, sensitivity
 
 __all__ = ["NEAR", "FAR", "N_SLOPE", "measure", "decide", "describe", "slope_measurements", "measure_real_lm",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 
 __all__ = ["measure", "reading", "render_method_table"]
 

@@ -8,7 +8,7 @@ by seed.
 from __future__ import annotations
 
 from sft_tilt.claims import real_lm_results as real
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import Verdict, check, rule_of, sensitivity
 from sft_tilt.harness.presets import methods_part
 

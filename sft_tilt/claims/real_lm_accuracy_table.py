@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sft_tilt.claims.intervals import paired_interval
+from sft_tilt.analysis.intervals import paired_interval
 
 __all__ = ["ACCURACIES", "measure", "render_accuracy_table"]
 

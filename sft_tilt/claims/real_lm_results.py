@@ -121,13 +121,13 @@ def matched_at_common_gain(trajectories: dict[str, dict[int, list]]) -> dict:
 
     ``trajectories``: per method, per seed, ``(step, domain_gain, general_change)`` points from the base model on.
     The target ``Δ*`` is the largest domain gain that every seed of every method with a positive gain in every seed
-    reaches (:func:`sft_tilt.harness.experiments.matched_targets` with fraction 1: the most training at which all of
+    reaches (:func:`sft_tilt.analysis.matched_gain.matched_targets` with fraction 1: the most training at which all of
     them can be compared); per method and seed, D where the trajectory first reaches ``Δ*`` (linear interpolation
-    between evaluation points, :func:`sft_tilt.harness.experiments.general_change_at_gain`). Returns ``{"target",
+    between evaluation points, :func:`sft_tilt.analysis.matched_gain.general_change_at_gain`). Returns ``{"target",
     "matched": {method: {seed: D}}, "chords": {method: seeds whose value is a chord from the base model}, "no_gain":
     methods with a seed that never gains}``; methods in ``no_gain`` get no values, and ``target`` is None when no
     method gains in every seed."""
-    from sft_tilt.harness.experiments import from_base, general_change_at_gain, matched_targets
+    from sft_tilt.analysis.matched_gain import from_base, general_change_at_gain, matched_targets
 
     no_gain = [n for n, seeds in trajectories.items() if not seeds or any(max(g for _, g, _ in t) <= 0 for t in seeds.values())]
     gaining = {n: seeds for n, seeds in trajectories.items() if n not in no_gain}

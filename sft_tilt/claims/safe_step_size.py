@@ -13,7 +13,7 @@ import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import Verdict, check, rule_of, sensitivity
 
 __all__ = ["GRID_TIE", "measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm", "safe_range",

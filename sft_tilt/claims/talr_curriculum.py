@@ -14,7 +14,7 @@ import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import Verdict, check, rule_of, sensitivity
 from sft_tilt.harness.presets import methods_part
 

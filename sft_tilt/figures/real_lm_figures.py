@@ -406,7 +406,7 @@ def real_lm_matched_gain(out_dir: Path) -> dict:
 def real_lm_safe_lr(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    from sft_tilt.claims.intervals import paired_interval
+    from sft_tilt.analysis.intervals import paired_interval
     from sft_tilt.claims.safe_step_size import measure_real_lm, safe_range
 
     preset = _setup("grid")

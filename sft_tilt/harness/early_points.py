@@ -1,7 +1,7 @@
 """The first steps of a run evaluated at every step, so a fast run's matched gains are measured, not interpolated.
 
 A run is evaluated every ``eval_every`` steps. A learning rate that passes a matched domain gain Δ* before the first
-evaluation point gets, at Δ*, the chord from the base model to that point (``sft_tilt.harness.experiments.from_base``):
+evaluation point gets, at Δ*, the chord from the base model to that point (``sft_tilt.analysis.matched_gain.from_base``):
 
     D(Δ*) = Δ* D_1 / G_1          (G_1, D_1: domain gain and general change at the first point)
 

@@ -39,6 +39,7 @@ import warnings
 
 import numpy as np
 
+from sft_tilt.analysis.matched_gain import from_base, gain_crossing, general_change_at_gain, matched_targets
 from sft_tilt.harness.presets import Preset
 from sft_tilt.harness.runs import RunConfig, run_many
 import sft_tilt.theory
@@ -292,41 +293,6 @@ def single_step_theory(preset: Preset, progress: bool = True) -> dict:
 
 
 # ----------------------------------------------------------------------------- experiment 4b
-
-
-def gain_crossing(traj, target_gain):
-    """Where the trajectory ``(step, domain_gain, general_change)`` first reaches domain gain ``target_gain``:
-    ``(general_change, s0, s1)``, the general change interpolated linearly between the evaluation points at steps
-    ``s0`` and ``s1`` that bracket the target; None if it never does. ``s0`` is the trajectory's first step (the base
-    model) when the target lies below the first evaluation point's gain: the value is then a chord from the base
-    model, as coarse as that first interval."""
-    for (s0, d0, g0), (s1, d1, g1) in zip(traj[:-1], traj[1:]):
-        if d0 < target_gain <= d1:
-            t = (target_gain - d0) / (d1 - d0)
-            return g0 + t * (g1 - g0), s0, s1
-    return None
-
-
-def general_change_at_gain(traj, target_gain):
-    """General change where the trajectory ``(step, domain_gain, general_change)`` first reaches domain gain
-    ``target_gain`` (linear interpolation between evaluation points); None if it never does."""
-    hit = gain_crossing(traj, target_gain)
-    return None if hit is None else hit[0]
-
-
-def from_base(traj, target_gain) -> bool:
-    """Whether ``target_gain`` is first reached between the trajectory's first point (the base model) and the next,
-    so its matched-gain value is a chord from the base model (:func:`gain_crossing`)."""
-    hit = gain_crossing(traj, target_gain)
-    return hit is not None and hit[1] == traj[0][0]
-
-
-def matched_targets(trajectories, fractions) -> list[float]:
-    """The matched domain gains ``f * reach`` for each fraction ``f``, ``reach`` being the smallest over the
-    trajectories ``(step, domain_gain, general_change)`` of their largest gain, so every trajectory reaches every
-    target; empty when some trajectory never gains."""
-    reach = min(max(g for _, g, _ in traj) for traj in trajectories)
-    return [f * reach for f in fractions] if reach > 0 else []
 
 
 def matched_gain(preset: Preset, progress: bool = True, fractions=(0.25, 0.5, 0.75, 1.0)) -> dict:

@@ -19,8 +19,8 @@ The base model's values and the chance levels head the table. A second table per
 at matched domain gain, the quantity the paper's learning-rate and method claims compare: for each target gain
 ``Delta*`` and each (method, learning rate), the mean over seeds of ``D`` where the run's trajectory first reaches
 ``G = Delta*`` (linear interpolation between evaluation points,
-:func:`sft_tilt.harness.experiments.general_change_at_gain`), with its t interval. The targets are fractions
-(:func:`sft_tilt.harness.experiments.matched_targets`)
+:func:`sft_tilt.analysis.matched_gain.general_change_at_gain`), with its t interval. The targets are fractions
+(:func:`sft_tilt.analysis.matched_gain.matched_targets`)
 0.25 / 0.5 / 0.75 / 1 of the smallest, over the format's finished SFT runs, of a run's largest gain, so every SFT
 run reaches them; a run of another method that never reaches a target is counted as such.
 
@@ -119,7 +119,8 @@ def matched_gain_rows(results: list[dict], fractions=MATCHED_FRACTIONS, early_un
     that target (``n``: the finished seeds; a cell's ``.n`` the seeds that reached it; ``from_base``, per target, the
     seeds that reached it before their first evaluation point, whose value is a chord from the base model). With
     ``early_until`` the runs' stored early points fill their trajectories first (:mod:`sft_tilt.harness.early_points`)."""
-    from sft_tilt.harness.experiments import from_base, general_change_at_gain, matched_targets, summarise_run
+    from sft_tilt.analysis.matched_gain import from_base, general_change_at_gain, matched_targets
+    from sft_tilt.harness.experiments import summarise_run
 
     from sft_tilt.harness.early_points import with_early
 

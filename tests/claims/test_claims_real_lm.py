@@ -139,7 +139,7 @@ def test_claim14_real_lm_spreads_paired_by_seed():
 
 
 def test_claim16_real_lm_pairs_each_method_over_learning_rates_with_its_majority_threshold():
-    from sft_tilt.claims.intervals import paired_interval
+    from sft_tilt.analysis.intervals import paired_interval
     from sft_tilt.claims.registry import sensitivity
 
     up, flat, down = paired_interval([0.08, 0.079], [0.0, 0.001]), paired_interval([0.01, -0.01], [0.0, 0.0]), paired_interval([-0.01, -0.011], [0.0, 0.0])

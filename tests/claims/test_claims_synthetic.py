@@ -223,7 +223,7 @@ def test_claim14_synthetic_spreads_paired_by_seed():
 
 
 def test_claim16_synthetic_every_method_and_its_threshold_sensitivity():
-    from sft_tilt.claims.intervals import Interval
+    from sft_tilt.analysis.intervals import Interval
     from sft_tilt.claims.registry import sensitivity
 
     d = no_free_lunch.decide_synthetic

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sft_tilt.claims.intervals import paired_interval
+from sft_tilt.analysis.intervals import paired_interval
 from sft_tilt.claims.method_comparison_table import reading, render_method_table
 
 

@@ -31,7 +31,8 @@ def _cfg(preset):
 
 def test_early_points_equal_a_run_evaluated_at_every_step_and_fill_the_first_interval(env):
     from sft_tilt.harness.early_points import compute_early, read_early, splice
-    from sft_tilt.harness.experiments import from_base, summarise_run
+    from sft_tilt.analysis.matched_gain import from_base
+    from sft_tilt.harness.experiments import summarise_run
     from sft_tilt.harness.runs import run_key, run_one
 
     cfg = _cfg(env["preset"])

@@ -209,7 +209,8 @@ def test_result_keys_say_what_they_measure(env, session):
     general losses (per set and averaged); the same keys in the trajectory, the averaging points, matched-gain
     cells and method rows."""
     from sft_tilt.harness import runs
-    from sft_tilt.harness.experiments import _front_row, general_change_at_gain, sft_config, summarise_run
+    from sft_tilt.analysis.matched_gain import general_change_at_gain
+    from sft_tilt.harness.experiments import _front_row, sft_config, summarise_run
 
     cfg = replace(sft_config(env["preset"], 4e-3, "label", 1), final_accuracy=False, averaging_alphas=(0.0, 1.0))
     res = runs.run_one(cfg, progress=False)

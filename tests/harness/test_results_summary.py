@@ -131,7 +131,7 @@ def test_matched_gain_rows_interpolate_each_trajectory_and_give_t_intervals():
 
 
 def test_a_crossing_names_its_bracketing_steps_and_whether_it_starts_at_the_base_model():
-    from sft_tilt.harness.experiments import from_base, gain_crossing
+    from sft_tilt.analysis.matched_gain import from_base, gain_crossing
 
     traj = [(0, 0.0, 0.0), (10, 0.5, 0.01), (20, 0.4, 0.03), (30, 0.9, 0.05)]
     assert gain_crossing(traj, 0.25) == pytest.approx((0.005, 0, 10)) and from_base(traj, 0.25)

@@ -1,4 +1,4 @@
-"""Experiments 5-6 (ci presets) and the matched-gain interpolation."""
+"""Experiments 5-6 (ci presets)."""
 
 import numpy as np
 import pytest
@@ -8,14 +8,6 @@ from sft_tilt.synthetic.experiments import token_stats as ex6
 from sft_tilt.synthetic.models import build_model
 from sft_tilt.synthetic.worlds import make_world
 from dataclasses import replace
-
-
-def test_matched_value_interpolates_linearly():
-    G = [0.0, 0.1, 0.3, 0.6]
-    D = [0.0, 0.01, 0.05, 0.2]
-    assert ex5.matched_value(G, D, 0.2) == pytest.approx(0.03, rel=1e-12)
-    assert ex5.matched_value(G, D, 0.0) == 0.0
-    assert np.isnan(ex5.matched_value(G, D, 0.7))
 
 
 def test_methods_ci_run(tmp_path, monkeypatch):

@@ -32,9 +32,10 @@ from sft_tilt.synthetic.sharding import map_sharded
 from sft_tilt.synthetic.models import ModelConfig, build_model
 from sft_tilt.synthetic.training import TrainConfig, train_epochs
 from sft_tilt.methods.registry import MethodConfig
+from sft_tilt.analysis.matched_gain import matched_general_change
 from sft_tilt.synthetic.worlds import WorldConfig, make_world
 
-__all__ = ["METHOD_CONFIGS", "COMPARED_TALR", "UNNORMALISED_TALR", "MethodsConfig", "matched_value", "run"]
+__all__ = ["METHOD_CONFIGS", "COMPARED_TALR", "UNNORMALISED_TALR", "MethodsConfig", "run"]
 
 NAME = "methods"
 
@@ -103,20 +104,6 @@ class MethodsConfig:
         return cls()
 
 
-def matched_value(G, D, target) -> float:
-    """``D`` where the trajectory ``G`` (non-decreasing or not) first reaches ``target``, linearly interpolated
-    between the two recorded points around the crossing; NaN if it never does."""
-    G, D = np.asarray(G, dtype=float), np.asarray(D, dtype=float)
-    idx = np.nonzero(G >= target)[0]
-    if idx.size == 0:
-        return float("nan")
-    i = int(idx[0])
-    if i == 0:
-        return float(D[0])
-    t = (target - G[i - 1]) / (G[i] - G[i - 1])
-    return float(D[i - 1] + t * (D[i] - D[i - 1]))
-
-
 _RUNNERS: dict = {}
 
 
@@ -151,7 +138,7 @@ def _cell(config: MethodsConfig, method: str) -> dict:
     shape = (len(seeds), len(lrs))
     res = {k: np.asarray(v).reshape(shape + np.shape(v)[1:]) for k, v in out.items()}
     res["matched_degradation"] = np.array(
-        [[matched_value(res["gain"][i, j], res["degradation"][i, j], config.target_gain) for j in range(shape[1])] for i in range(shape[0])]
+        [[matched_general_change(res["gain"][i, j], res["degradation"][i, j], config.target_gain) for j in range(shape[1])] for i in range(shape[0])]
     )
     res["method"] = method
     return res
