@@ -69,7 +69,7 @@ def fixed_method_table(monkeypatch):
 
     from sft_tilt.analysis.intervals import paired_interval
 
-    table = {"target_gain": 0.3, "lrs": [3.0, 30.0], "n_seeds": 3,
+    table = {"target_gain": 0.3, "learning_rates": [3.0, 30.0], "n_seeds": 3,
              "rows": {"TALR (mean 1)": [paired_interval(np.array([-0.01, -0.012, -0.011])), None],
                       "DFT (mean 1)": [paired_interval(np.array([0.01, -0.02, 0.0])),
                                        paired_interval(np.array([0.02, 0.025, 0.022]))]},
