@@ -171,8 +171,8 @@ assert sft["reached"].all()
 for i, l in enumerate(lams):
     g_np, d_np = numpy_gain_and_degradation(sft["matched_params"][i])
     assert abs(g_np - target_gain) < 1e-9, (l, g_np, target_gain)
-    assert abs(d_np - sft["matched_degradation"][i]) < 1e-12
-    print(f"lam {l:5.2f}: {int(sft['steps'][i]):3d} steps, D at matched gain = {sft['matched_degradation'][i]:.6f} nats/token")
+    assert abs(d_np - sft["matched_general_change"][i]) < 1e-12
+    print(f"lam {l:5.2f}: {int(sft['steps'][i]):3d} steps, D at matched gain = {sft['matched_general_change'][i]:.6f} nats/token")
 
 # %% [markdown]
 # **Reading the numbers.** Fit $D(\lambda) \approx D_0 + \text{slope}\cdot\lambda$ through the smallest three step
@@ -180,7 +180,7 @@ for i, l in enumerate(lams):
 # learning-rate excess. Whether $D$ is non-decreasing in $\lambda$ is the paper's claim 3: printed, not asserted.
 
 # %%
-D_sft = sft["matched_degradation"]
+D_sft = sft["matched_general_change"]
 slope, intercept = np.polyfit(lams[:3], D_sft[:3], 1)
 print(f"SFT: floor D0 = {intercept:.6f} nats/token ({intercept / target_gain:.3f} per nat of gain), "
       f"slope = {slope:.2e} per unit lam")
@@ -209,9 +209,9 @@ if one_step.sum() >= 2:
 # final gain and degradation, re-implement the bound in NumPy from the formula above, and check it holds.
 
 # %%
-G_T, D_T = sft["gain"], sft["degradation"]
-assert np.allclose(sft["c_total_gain"], G_T, rtol=0, atol=1e-10)
-assert np.allclose(sft["c_total_degradation"], D_T, rtol=0, atol=1e-10)
+G_T, D_T = sft["domain_gain"], sft["general_change"]
+assert np.allclose(sft["c_total_domain_gain"], G_T, rtol=0, atol=1e-10)
+assert np.allclose(sft["c_total_general_change"], D_T, rtol=0, atol=1e-10)
 
 
 def bound_numpy(res):
@@ -250,10 +250,10 @@ talr = run(MethodConfig("talr-mean"))
 assert talr["reached"].all()
 for i in range(len(lams)):
     g_np, d_np = numpy_gain_and_degradation(talr["matched_params"][i])
-    assert abs(g_np - target_gain) < 1e-9 and abs(d_np - talr["matched_degradation"][i]) < 1e-12
+    assert abs(g_np - target_gain) < 1e-9 and abs(d_np - talr["matched_general_change"][i]) < 1e-12
 bound_talr = bound_numpy(talr)
-assert np.all(talr["degradation"] <= bound_talr)
-D_talr = talr["matched_degradation"]
+assert np.all(talr["general_change"] <= bound_talr)
+D_talr = talr["matched_general_change"]
 print(" lam   steps SFT/TALR   D SFT      D TALR     rho_max SFT  rho_max TALR")
 for i, l in enumerate(lams):
     print(f"{l:5.2f}   {int(sft['steps'][i]):4d} / {int(talr['steps'][i]):4d}     {D_sft[i]:.5f}    {D_talr[i]:.5f}    "
@@ -279,7 +279,7 @@ ax.legend(fontsize=8)
 ax = axes[1]
 ax.plot(lams, D_T, "o-", color="C0", label=r"SFT: $D_T$ (after the stopping step)")
 ax.plot(lams, bound_tk, "k--", label="matched-gain bound (measured constants)")
-ax.plot(lams, talr["degradation"], "s-", color="C2", label=r"TALR: $D_T$")
+ax.plot(lams, talr["general_change"], "s-", color="C2", label=r"TALR: $D_T$")
 ax.plot(lams, bound_talr, "g--", label="TALR bound")
 ax.set_xscale("log", base=2)
 ax.set_yscale("log")

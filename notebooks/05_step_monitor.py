@@ -81,7 +81,7 @@ config, params = load_gguf()
 tokenizer = Tokenizer.from_gguf()
 pad = tokenizer.pad_id or 0
 FORMAT, STEPS, EVERY = "label", 4, 1
-RATES = {"small": preset.lr_grid[0], "large": preset.lr_grid[-1]}  # 3e-6 and 3e-4: the two ends of the cpu grid
+RATES = {"small": preset.learning_rate_grid[0], "large": preset.learning_rate_grid[-1]}  # 3e-6 and 3e-4: the two ends of the cpu grid
 
 splits = make_splits(n_train=preset.batch_size * STEPS, n_heldout=1, seed=0, calculators=preset.data.calculators)
 train = encode_chat_set(tokenizer, [(e.prompt, e.response(FORMAT)) for e in splits.train], preset.data.seq_len(FORMAT),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def counting_train_steps(monkeypatch, runs) -> list:
     def counting(*a, **k):
         step = make(*a, **k)
 
+        @functools.wraps(step)  # keeps the step's attributes (its optimiser)
         def counted(*args):
             calls.append(1)
             return step(*args)

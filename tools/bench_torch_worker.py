@@ -9,7 +9,7 @@ stdin with ``BENCH {json}`` lines on stdout, as ``sft_tilt.benchmarks.lm_step._s
 * eval:  ``logits = model(tokens, attention_mask).logits`` at every position, ``-log_softmax`` at the targets;
 * train: ``model(tokens, attention_mask, labels).loss`` with ``labels = tokens`` where ``loss_mask != 0`` and
   ``-100`` elsewhere (what a Trainer / SFT step computes: mean over the targets, logits at every position), backward,
-  ``clip_grad_norm_(1.0)``, ``AdamW(lr=1e-5, weight_decay=0)``.
+  ``Adam(lr=1e-5)`` without clipping or weight decay, the update of the harness's step it is timed against.
 """
 
 import json
@@ -49,7 +49,7 @@ def main():
     labels = torch.where(loss_mask != 0, tokens, torch.full_like(tokens, -100))
     model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
                                                  dtype=torch.float32)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
 
     def per_token_losses():
         with torch.no_grad():
@@ -69,7 +69,6 @@ def main():
             opt.zero_grad(set_to_none=True)
             loss = model(input_ids=tokens, attention_mask=attention_mask, labels=labels).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
 
     answer({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -1,15 +1,18 @@
-"""Means over seeds with their 95% Student-t intervals: the one interval convention of the project.
+"""Means over seeds with their 95% Student-t intervals, and the side of a decision boundary an interval lies on:
+the one interval convention of the project.
 
-With n values d_1..d_n (per-seed results, or paired differences of two settings run with the same seeds) the
-interval is
+Every comparison of two methods or two learning rates pairs them by seed (same seed: same data order, world and
+initialisation), so the seed-to-seed variation they share cancels. With n values d_1..d_n (per-seed results, or
+paired differences of two settings run with the same seeds) the interval is
 
     mean(d) +- t_{(1 + c)/2, n-1} sd(d) / sqrt(n),        sd at ddof = 1,
 
 at coverage ``c`` = :data:`CONFIDENCE`. With n = 2 the t quantile is 12.71: the interval is about 6.4 times wider than
-mean +- 2 SE would say; with n = 1 there is no interval (infinite bounds); with n = 0 no mean either.
+mean +- 2 SE would say, and rarely excludes a boundary; with n = 1 there is no interval (infinite bounds), and a
+comparison is inconclusive; with n = 0 there is no mean either. Results stored as summaries, whose seeds cannot be
+paired, get the Welch interval (:func:`interval_from_summary`).
 
-It lives in ``sims`` because both the run summaries of :mod:`sft_tilt.harness` and the decision rules of ``claims``
-need it, and data flows from ``sims`` to ``claims``, never back; ``sft_tilt.claims.intervals`` re-exports it.
+The run summaries of :mod:`sft_tilt.harness` and the decision rules of :mod:`sft_tilt.claims` both read it here.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["CONFIDENCE", "DDOF", "Interval", "sd", "paired_interval"]
+__all__ = ["CONFIDENCE", "DDOF", "Interval", "sd", "paired_interval", "interval_from_summary", "side"]
 
 CONFIDENCE = 0.95  # the interval's coverage; a verdict is inconclusive when this interval crosses the boundary
 DDOF = 1  # sample standard deviations everywhere (unbiased variance over seeds)
@@ -65,3 +68,31 @@ def paired_interval(a, b=None, confidence: float = CONFIDENCE) -> Interval:
         return Interval(mean, -np.inf, np.inf, 1)
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * np.std(d, ddof=DDOF) / np.sqrt(n))
     return Interval(mean, mean - half, mean + half, n)
+
+
+def interval_from_summary(mean_a, sd_a, n_a, mean_b, sd_b, n_b, confidence: float = CONFIDENCE) -> Interval:
+    """Welch t interval of mean_a - mean_b from per-group mean, sd (ddof = 1) and count, for results stored as
+    summaries where the seeds cannot be paired. n is the smaller group's size."""
+    n = int(min(n_a, n_b))
+    diff = float(mean_a - mean_b)
+    if n < 2 or not (np.isfinite(sd_a) and np.isfinite(sd_b)):
+        return Interval(diff, -np.inf, np.inf, n)
+    va, vb = sd_a ** 2 / n_a, sd_b ** 2 / n_b
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return Interval(diff, diff, diff, n)
+    dof = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof) * se)
+    return Interval(diff, diff - half, diff + half, n)
+
+
+def side(interval: Interval, boundary: float = 0.0) -> str:
+    """``"above"`` when the whole interval lies above ``boundary``, ``"below"`` when below, ``"crosses"`` when it
+    contains it, has no width to decide with (n < 2) or no pairs."""
+    if interval.n < 2 or not np.isfinite(interval.mean):
+        return "crosses"
+    if interval.lo > boundary:
+        return "above"
+    if interval.hi < boundary:
+        return "below"
+    return "crosses"

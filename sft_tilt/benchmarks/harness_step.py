@@ -7,8 +7,9 @@ examples (chain-of-thought responses) encoded exactly as a harness session encod
 (``encode_chat_set`` with the model's chat template, ``SYSTEM_PROMPT``, right-padded to the ``default`` preset's ``seq_len_cot``
 tokens, variable real lengths), loss on response tokens only. Compared:
 
-* ``jax``: ``sft_tilt.lm`` with logits at every position (``per_token_losses``, the harness before the fast path);
-* ``jax-fast``: the harness's path now, the output head only at response tokens (``sft_tilt.lm.supervised_loss``);
+* ``jax``: the harness's SFT step with logits at every position (``per_token_losses``, without a capacity);
+* ``jax-fast``: the harness's SFT step as a run takes it, the output head only at response tokens
+  (``sft_tilt.lm.supervised_loss``);
 * ``torch``: what a user would otherwise run, transformers + torch computing logits at every position of the
   padded batch with ``labels = -100`` on prompt and padding tokens (a Trainer / SFT step's default).
 

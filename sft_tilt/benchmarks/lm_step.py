@@ -4,14 +4,16 @@
                             [--out runs/bench_lm.json] [--markdown runs/bench_lm.md]
 
 Workload ``plain``: random tokens ``[batch, seq]``, loss on every token; an evaluation forward (per-token
-log-probs) and a training step (AdamW, lr 1e-5, no weight decay, gradient clipping at global norm 1). The harness's
-workload (chat-formatted fine-tuning examples, loss on response tokens only) is added by
-``python -m sft_tilt.benchmarks.harness_step``, which runs both (this module may not import the harness).
+log-probs) and a training step (Adam, learning rate 1e-5, no weight decay, no clipping: the harness's SFT step,
+``sft_tilt.harness.methods.make_train_step``, the one trainer of the toolkit). The harness's workload (chat-formatted
+fine-tuning examples, loss on response tokens only) is added by ``python -m sft_tilt.benchmarks.harness_step``, which
+runs both.
 
 Implementations, each in its own worker process (so peak memory, ``VmHWM``, is per implementation):
 
-* ``jax``: ``sft_tilt.lm`` with the plain path (``per_token_losses``: logits ``[B, T, V]`` at every position);
-* ``jax-fast``: ``sft_tilt.lm.supervised_loss`` (the output head only at target positions, chunked);
+* ``jax``: the harness's SFT step without a capacity (``per_token_losses``: logits ``[B, T, V]`` at every position);
+* ``jax-fast``: the harness's SFT step as a run takes it, with a capacity (``sft_tilt.lm.supervised_loss``: the output
+  head only at target positions, chunked);
 * ``torch``: ``transformers`` + CPU torch loading the same GGUF file, logits at every position and
   ``labels = -100`` off the loss mask (what a Trainer / SFT step computes), in ``.venv-ref/``
   (``tools/bench_torch_worker.py``); left out, with a message, when that environment is absent.
@@ -129,33 +131,35 @@ def _jax_worker(implementation: str, model_path: str, batch_file: str) -> None:
     import jax
     import jax.numpy as jnp
 
+    from sft_tilt.harness.methods import MethodConfig, init_trainable, make_train_step
     from sft_tilt.lm.gguf_io import load_gguf
     from sft_tilt.lm.model import per_token_losses
-    from sft_tilt.lm.supervised_loss import supervised_capacity, supervised_mean_nll, supervised_token_losses
-    from sft_tilt.lm.training import default_optimizer, make_train_step, masked_mean_nll
+    from sft_tilt.lm.supervised_loss import supervised_capacity, supervised_token_losses
 
     with np.load(batch_file, allow_pickle=False) as data:
         tokens, loss_mask = jnp.asarray(data["tokens"]), jnp.asarray(data["loss_mask"])
     config, params = load_gguf(model_path)
     params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
     if implementation == "jax":
+        capacity = None
         losses_fn = jax.jit(lambda p, t, m: per_token_losses(p, config, t, m))
-        loss_fn = masked_mean_nll(config)
     else:
         capacity = supervised_capacity(np.asarray(loss_mask))
         losses_fn = jax.jit(lambda p, t, m: supervised_token_losses(p, config, t, m, capacity))
-        loss_fn = supervised_mean_nll(config, capacity)
-    optimizer = default_optimizer(learning_rate=1e-5, weight_decay=0.0, max_grad_norm=1.0)
-    step = make_train_step(config, optimizer, loss_fn, donate=True)
-    state = {"params": params, "opt": optimizer.init(params)}
+    sft = MethodConfig("sft")
+    step = make_train_step(sft, config, "adam", None, capacity)  # the harness's step: it donates its state buffers
+    trainable, frozen = init_trainable(sft, params, jax.random.key(0))
+    opt_state = step.optimizer.init(trainable)
+    opt_state.hyperparams["learning_rate"] = jnp.asarray(1e-5, jnp.float32)
+    state = {"params": trainable, "opt": opt_state}
     batch = {"tokens": tokens, "loss_mask": loss_mask}
 
     def run(phase):
         if phase == "eval":
             jax.block_until_ready(losses_fn(state["params"], tokens, loss_mask))
         else:
-            state["params"], state["opt"], metrics = step(state["params"], state["opt"], batch)
-            jax.block_until_ready(metrics["loss"])
+            state["params"], state["opt"], loss, _ = step(state["params"], state["opt"], frozen, batch)
+            jax.block_until_ready(loss)
 
     def losses():
         return np.asarray(losses_fn(state["params"], tokens, loss_mask), np.float64).tolist()

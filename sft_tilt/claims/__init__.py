@@ -7,11 +7,11 @@
   only what it recomputed.
 * :mod:`sft_tilt.claims.report`: renders ``paper_checks.md`` from those records (a summary table, then a section
   per claim).
-* one module per claim, named by what it checks: it gathers measurements from cached experiment results
+* one module per claim, named by what it checks: it gathers measurements from stored experiment results
   (``measure*``), decides with a pure rule from measurements to ``(verdict, reason)`` (``decide*``), and words
   the evidence (``describe*``). The exact claims read :mod:`sft_tilt.theory.derivations` (:mod:`sft_tilt.claims.exact_evidence`);
   the synthetic ones :mod:`sft_tilt.synthetic.experiments` (:mod:`sft_tilt.claims.synthetic_results`); the real-LM ones
-  :mod:`sft_tilt.harness.experiments` (:mod:`sft_tilt.claims.real_lm_results`).
+  :mod:`sft_tilt.harness.experiment_results` (:mod:`sft_tilt.claims.real_lm_results`), which reads stored runs and never trains.
 
 Importing the package registers every check; nothing is computed until a check runs.
 """

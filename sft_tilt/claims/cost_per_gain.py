@@ -13,17 +13,18 @@ import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import NO_THRESHOLD, Verdict, check, rule_of
-from sft_tilt.harness.presets import methods_part
 from sft_tilt.claims.token_vs_sample_weighting import matched_means
 
 __all__ = ["measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm", "decide_real_lm", "describe_real_lm",
            "ours_real_lm"]
 
-#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
-#: on the ``cpu`` preset as soon as those are finished).
-PART = methods_part("talr")
+#: The preset this claim is decided on: its runs are committed complete under results/cpu, so checking the claim
+#: reads them and trains nothing.
+PRESET = "cpu"
+#: The methods whose comparison runs it reads besides SFT's.
+METHODS = ("talr",)
 
 
 def measure_synthetic() -> dict:
@@ -32,7 +33,7 @@ def measure_synthetic() -> dict:
 
     _, r = synth.methods()
     d = float(r["target_gain"])
-    return {"target_gain": d, "lrs": [float(x) for x in r["lrs"]], "n_seeds": len(r["seeds"]), "talr_name": COMPARED_TALR,
+    return {"target_gain": d, "learning_rates": [float(x) for x in r["learning_rates"]], "n_seeds": len(r["seeds"]), "talr_name": COMPARED_TALR,
             "sft": synth.method_arrays(r, "SFT")["matched"] / d, "talr": synth.method_arrays(r, COMPARED_TALR)["matched"] / d}
 
 
@@ -52,7 +53,7 @@ def _parts(m: dict):
     vs_other = [paired_interval(red[last], red[j]) for j in both if j != last]
     sides = [side(at_large)] + [side(iv) for iv in vs_other]
     large = "seen" if all(x == "above" for x in sides) else "contradicted" if "below" in sides else "undecided"
-    return inc, large, steps, {"reduction at the largest lr": at_large, **{f"minus at lr {m['lrs'][j]:g}": iv for j, iv in zip([j for j in both if j != last], vs_other)}}
+    return inc, large, steps, {"reduction at the largest lr": at_large, **{f"minus at lr {m['learning_rates'][j]:g}": iv for j, iv in zip([j for j in both if j != last], vs_other)}}
 
 
 def decide_synthetic(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
@@ -83,7 +84,7 @@ def ours_synthetic(m: dict) -> str:
 
 def describe_synthetic(m: dict) -> str:
     mean = lambda x: np.round(matched_means(x), 4).tolist()  # noqa: E731
-    return (f"D/Δ* at Δ* = {m['target_gain']:g} vs lr {m['lrs']} (mean over {m['n_seeds']} seeds, NaN where a seed never reaches Δ*): "
+    return (f"D/Δ* at Δ* = {m['target_gain']:g} vs lr {m['learning_rates']} (mean over {m['n_seeds']} seeds, NaN where a seed never reaches Δ*): "
             f"SFT {mean(m['sft'])}; TALR = {m['talr_name']} (talr-mean, mean-one weights) {mean(m['talr'])}. Paired 95% t intervals: {ours_synthetic(m)}.")
 
 
@@ -103,16 +104,16 @@ def _ratio(d: float, g: float) -> float:
 def measure_real_lm() -> dict:
     """Per seed: SFT's D/G (CoT) at every lr of the grid, and SFT's minus TALR's D/G at the two method lrs (NaN
     where a run made no domain gain)."""
-    from sft_tilt.harness.experiments import lr_tradeoff
+    from sft_tilt.harness.experiment_results import lr_tradeoff
 
-    p = real.preset(PART)
-    runs = [r for r in lr_tradeoff(p, progress=False) if r["fmt"] == "cot"]
+    p = real.preset(PRESET, METHODS)
+    runs = [r for r in lr_tradeoff(p) if r["fmt"] == "cot"]
     seeds = sorted({int(r["seed"]) for r in runs})
-    sft = np.full((len(seeds), len(p.lr_grid)), np.nan)
+    sft = np.full((len(seeds), len(p.learning_rate_grid)), np.nan)
     for r in runs:
-        sft[seeds.index(int(r["seed"])), list(p.lr_grid).index(r["lr"])] = _ratio(r["general_change"], r["domain_gain"])
+        sft[seeds.index(int(r["seed"])), list(p.learning_rate_grid).index(r["learning_rate"])] = _ratio(r["general_change"], r["domain_gain"])
     reduction, talr_gain = {}, {}
-    for name, lr in zip(("small", "large"), p.method_lrs):
+    for name, lr in zip(("small", "large"), p.comparison_learning_rates):
         rows = real.method_rows(p, lr)
         if "talr" not in rows or "sft" not in rows:
             continue
@@ -121,7 +122,7 @@ def measure_real_lm() -> dict:
         common = sorted(set(gs) & set(gt))
         reduction[name] = {s: _ratio(ds[s], gs[s]) - _ratio(dt[s], gt[s]) for s in common}
         talr_gain[name] = [gt[s] for s in common]
-    return {"lr_grid": list(p.lr_grid), "method_lrs": list(p.method_lrs), "seeds": seeds, "sft": sft, "reduction": reduction,
+    return {"learning_rate_grid": list(p.learning_rate_grid), "comparison_learning_rates": list(p.comparison_learning_rates), "seeds": seeds, "sft": sft, "reduction": reduction,
             "talr_gain": talr_gain}
 
 
@@ -143,7 +144,7 @@ def _real_parts(m: dict):
         notes.append("SFT made no domain gain in some seed at some lr (D/G undefined there)")
     steps = [paired_interval(sft[:, j + 1], sft[:, j]) for j in range(sft.shape[1] - 1)] if sft.ndim == 2 else []
     for j, iv in enumerate(steps):
-        ivs[f"SFT D/G lr {m['lr_grid'][j + 1]:g} − {m['lr_grid'][j]:g}"] = iv
+        ivs[f"SFT D/G lr {m['learning_rate_grid'][j + 1]:g} − {m['learning_rate_grid'][j]:g}"] = iv
     s1 = [side(iv) for iv in steps]
     inc = "undecided" if not steps else "seen" if all(x == "above" for x in s1) else "contradicted" if "below" in s1 else "undecided"
     red = {k: _by_seed(v, m["seeds"]) for k, v in m["reduction"].items()}
@@ -200,14 +201,14 @@ def describe_real_lm(m: dict) -> str:
     with np.errstate(all="ignore"):
         means = np.nanmean(np.asarray(m["sft"], float), 0) if np.size(m["sft"]) else []
     return (f"Prediction: D/G grows with lr; TALR lowers it mainly at large lr. Ours (SFT, CoT, {len(m['seeds'])} seeds) mean D/G by lr "
-            f"{ {f'{lr:g}': round(float(x), 3) for lr, x in zip(m['lr_grid'], means)} }; TALR's domain gain per seed at the method lrs "
+            f"{ {f'{lr:g}': round(float(x), 3) for lr, x in zip(m['learning_rate_grid'], means)} }; TALR's domain gain per seed at the method lrs "
             f"{ {k: [round(x, 4) for x in v] for k, v in m['talr_gain'].items()} }. Paired 95% t intervals: {ours_real_lm(m)}. {real.T_NOTE} "
             + real.DIRECTIONS)
 
 
-@check(18, real.setting(PART), real.GROUP, figures=("real_lm_lr_tradeoff", "real_lm_methods_pareto"))
+@check(18, real.setting(PRESET), real.GROUP, figures=("real_lm_lr_tradeoff", "real_lm_methods_pareto"), preset=PRESET)
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command(None, PART), ours=ours_real_lm(m), seeds=f"{len(m['seeds'])} paired",
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command(None, PRESET), ours=ours_real_lm(m), seeds=f"{len(m['seeds'])} paired",
                    rule=rule_of(decide_real_lm), sensitivity=NO_THRESHOLD + " (signs of paired differences)")

@@ -36,8 +36,8 @@ def _spread(a):
 
 def measure() -> dict:
     _, r = synth.matched_gain()
-    return {"lams": np.asarray(r["lams"]), "target_gain": np.asarray(r["target_gain"]),
-            "fixed": np.asarray(r["fixed_matched_degradation"]), "ce": np.asarray(r["matched_degradation"]),
+    return {"learning_rates": np.asarray(r["learning_rates"]), "target_gain": np.asarray(r["target_gain"]),
+            "fixed": np.asarray(r["fixed_matched_general_change"]), "ce": np.asarray(r["matched_general_change"]),
             "flow_estimate": np.asarray(r["flow_estimate"])}
 
 
@@ -65,7 +65,7 @@ def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
 
 
 def describe(m: dict) -> str:
-    lams = np.asarray(m["lams"])
+    lams = np.asarray(m["learning_rates"])
     conv = np.abs(np.asarray(m["ce"])[:, 0] - m["flow_estimate"]) / np.abs(m["flow_estimate"])
     return (f"relative spread of D at matched gain over λ in {lams.min():g}..{lams.max():g}: fixed-direction tilts "
             f"{np.array2string(_spread(m['fixed']), precision=2)}; CE steps (state-dependent e_y - q directions, shared parameters) "

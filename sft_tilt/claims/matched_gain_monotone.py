@@ -13,11 +13,15 @@ import numpy as np
 import sft_tilt.theory
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import NO_THRESHOLD, Verdict, check, rule_of, sensitivity
 
 __all__ = ["MONOTONE_TOLERANCE", "SHAPE_REL_RMS", "measure_synthetic", "decide_synthetic", "describe_synthetic",
            "measure_real_lm", "decide_real_lm", "describe_real_lm"]
+
+#: The preset this claim is decided on: its runs are committed complete under results/cpu, so checking the claim
+#: reads them and trains nothing.
+PRESET = "cpu"
 
 # D at matched gain is interpolated on the last update segment; a relative dip below 1e-9 is rounding, not a decrease.
 MONOTONE_TOLERANCE = 1e-9
@@ -28,10 +32,10 @@ SHAPE_REL_RMS = 0.1
 def measure_synthetic() -> dict:
     _, r = synth.matched_gain()
     return {
-        "target_gain": np.asarray(r["target_gain"]), "lams": np.asarray(r["lams"]),
-        "matched_degradation": np.asarray(r["matched_degradation"]), "reached": np.asarray(r["reached"]).astype(bool),
+        "target_gain": np.asarray(r["target_gain"]), "learning_rates": np.asarray(r["learning_rates"]),
+        "matched_general_change": np.asarray(r["matched_general_change"]), "reached": np.asarray(r["reached"]).astype(bool),
         "bound_holds": np.asarray(r["bound_holds"]), "bound_growing_holds": np.asarray(r["bound_growing_holds"]),
-        "bound_finite": int(np.isfinite(r["bound_constant_rate"]).sum()),
+        "bound_finite": int(np.isfinite(r["bound_constant_gain_rate"]).sum()),
         "bound_growing_finite": int(np.isfinite(r["bound_growing_leakage"]).sum()),
         "flow_estimate": np.asarray(r["flow_estimate"]), "quadratic_rel_rms": float(r["fits"]["quadratic"]["rel_rms"]),
     }
@@ -44,7 +48,7 @@ def decide_synthetic(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     but the intercept or the shape do not; fails otherwise.
 
     ``threshold_scale`` multiplies MONOTONE_TOLERANCE and SHAPE_REL_RMS."""
-    D = np.asarray(m["matched_degradation"], float)
+    D = np.asarray(m["matched_general_change"], float)
     tol = MONOTONE_TOLERANCE * threshold_scale
     mono = bool(np.all(m["reached"]) and np.all(np.diff(D, axis=1) >= -tol * np.abs(D[:, 1:])))
     bound = bool(np.all(m["bound_holds"]) and np.all(m["bound_growing_holds"]))
@@ -60,12 +64,12 @@ def decide_synthetic(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
 
 
 def describe_synthetic(m: dict) -> str:
-    D = np.asarray(m["matched_degradation"], float)
+    D = np.asarray(m["matched_general_change"], float)
     mono = bool(np.all(m["reached"]) and np.all(np.diff(D, axis=1) >= -MONOTONE_TOLERANCE * np.abs(D[:, 1:])))
     ratio = np.asarray(m["flow_estimate"]) / np.asarray(m["target_gain"])
     bh, bg = np.asarray(m["bound_holds"]), np.asarray(m["bound_growing_holds"])
     return (f"D at matched gain non-decreasing in λ at every Δ*: {mono} (Δ* = {np.round(m['target_gain'], 3).tolist()}, "
-            f"λ = {np.asarray(m['lams']).tolist()}); sft_tilt.theory.matched_gain_bound holds in {int(bh.sum())}/{bh.size} cells "
+            f"λ = {np.asarray(m['learning_rates']).tolist()}); sft_tilt.theory.matched_gain_bound holds in {int(bh.sum())}/{bh.size} cells "
             f"({m['bound_finite']} finite); its growing-leakage variant (rho_t <= rho_0 + gamma Gamma_t, a Δ*^2 term at λ -> 0) holds in "
             f"{int(bg.sum())}/{bg.size} ({m['bound_growing_finite']} finite); small-λ intercept (Richardson flow estimate) > 0: "
             f"{bool(np.all(np.asarray(m['flow_estimate']) > 0))}, intercept/Δ* = {np.round(ratio, 4).tolist()}; the paper's shape "
@@ -84,9 +88,9 @@ def synthetic() -> Verdict:
 
 
 def measure_real_lm() -> dict:
-    from sft_tilt.harness.experiments import matched_gain
+    from sft_tilt.harness.experiment_results import matched_gain
 
-    return {"formats": matched_gain(real.preset("grid"), progress=False)}
+    return {"formats": matched_gain(real.preset(PRESET))}
 
 
 def _seed_table(cells: list[dict], target: float, lrs: list[float]) -> np.ndarray:
@@ -94,9 +98,9 @@ def _seed_table(cells: list[dict], target: float, lrs: list[float]) -> np.ndarra
     seeds = sorted({int(k) for c in cells for k in c.get("per_seed", {})})
     out = np.full((len(seeds), len(lrs)), np.nan)
     for c in cells:
-        if c["target_gain"] == target and c["lr"] in lrs:
+        if c["target_gain"] == target and c["learning_rate"] in lrs:
             for k, v in c.get("per_seed", {}).items():
-                out[seeds.index(int(k)), lrs.index(c["lr"])] = v
+                out[seeds.index(int(k)), lrs.index(c["learning_rate"])] = v
     return out
 
 
@@ -106,7 +110,7 @@ def _monotone_parts(r: dict) -> dict:
     0), "undecided" otherwise; with the intervals behind them."""
     out = {}
     for target in r["target_gains"]:
-        lrs = sorted({c["lr"] for c in r["cells"] if c["target_gain"] == target})
+        lrs = sorted({c["learning_rate"] for c in r["cells"] if c["target_gain"] == target})
         table = _seed_table(r["cells"], target, lrs)
         if len(lrs) < 2:
             out[target] = ("undecided", [])
@@ -129,7 +133,7 @@ def _k1_interval(r: dict):
     seeds = sorted({int(k) for c in r["cells"] for k in c.get("per_seed", {})})
     k1 = []
     for s in seeds:
-        rows = [(c["target_gain"], c["lr"], float(v)) for c in r["cells"]
+        rows = [(c["target_gain"], c["learning_rate"], float(v)) for c in r["cells"]
                 for k, v in c.get("per_seed", {}).items() if int(k) == s]
         if len(rows) >= 3:
             gains, lrs, changes = zip(*rows)
@@ -173,7 +177,7 @@ def describe_real_lm(m: dict) -> str:
         mono = list(r["monotone"].values())
         fit = r["fit"]
         better.append(fit["better"])
-        cells = "; ".join(f"Δ*={c['target_gain']:.3f} lr={c['lr']:g}: D={c['general_change']:+.4f}" for c in r["cells"])
+        cells = "; ".join(f"Δ*={c['target_gain']:.3f} lr={c['learning_rate']:g}: D={c['general_change']:+.4f}" for c in r["cells"])
         chords = sum(1 for c in r["cells"] if c.get("from_base", 0))
         if chords:  # a chord D = Δ* D_1 / G_1 keeps the lrs' order of D_1 / G_1 but is linear in Δ* by construction
             cells += (f"; {chords} of {len(r['cells'])} cells interpolated from the base model (Δ* reached before the "
@@ -185,7 +189,7 @@ def describe_real_lm(m: dict) -> str:
             + " | ".join(parts) + f". Better-fitting shape per format: {better}. " + real.DIRECTIONS)
 
 
-@check(3, real.setting("grid"), real.GROUP, figures=("real_lm_matched_gain",))
+@check(3, real.setting(PRESET), real.GROUP, figures=("real_lm_matched_gain",), preset=PRESET)
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
@@ -193,6 +197,6 @@ def real_lm() -> Verdict:
     ours = "; ".join(f"{f}: D(largest lr) - D(smallest) at Δ* " + ", ".join(f"{t:.3f}: {ivs[-1].text()}" for t, (_, ivs) in _monotone_parts(r).items() if ivs)
                      for f, r in fitted.items()) or "no matched-gain cells"
     n = sorted({c["n"] for r in fitted.values() for c in r["cells"]})
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_matched_gain", "grid"), ours=ours,
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_matched_gain", PRESET), ours=ours,
                    seeds=f"{'/'.join(map(str, n)) or 0} paired per cell", rule=rule_of(decide_real_lm),
                    sensitivity=NO_THRESHOLD + " (signs of paired differences)")

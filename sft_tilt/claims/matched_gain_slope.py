@@ -16,11 +16,15 @@ import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval
+from sft_tilt.analysis.intervals import paired_interval
 from sft_tilt.claims.registry import Verdict, check, rule_of, sensitivity
 
 __all__ = ["NEAR", "FAR", "N_SLOPE", "measure", "decide", "describe", "slope_measurements", "measure_real_lm",
            "decide_real_lm", "describe_real_lm"]
+
+#: The preset this claim is decided on: its runs are committed complete under results/cpu, so checking the claim
+#: reads them and trains nothing.
+PRESET = "cpu"
 
 # an exponent within 0.25 of a candidate counts as that candidate: a 30% error in one of four slopes spanning a
 # factor ~3 in Delta* moves the log-log fit by ~0.2.
@@ -93,7 +97,7 @@ def synthetic() -> Verdict:
 
 
 def slope_measurements(cells: list[dict], fit: dict | None, n_slope: int = N_SLOPE) -> dict:
-    """From matched-gain cells ``[{"target_gain", "lr", "general_change", "from_base"?}]``: per Δ* the least-squares
+    """From matched-gain cells ``[{"target_gain", "learning_rate", "general_change", "from_base"?}]``: per Δ* the least-squares
     slope of D over the ``n_slope`` smallest lrs, the exponent p of slope ~ Δ*^p (log-log fit over the positive
     slopes; NaN with fewer than two), and the free-intercept RSS of the two λ-terms from ``fit``
     (sft_tilt.theory.fit_matched_gain_shapes).
@@ -105,12 +109,12 @@ def slope_measurements(cells: list[dict], fit: dict | None, n_slope: int = N_SLO
     targets = sorted({c["target_gain"] for c in cells})
     slopes, chords = [], []
     for d in targets:
-        cs = sorted((c for c in cells if c["target_gain"] == d), key=lambda c: c["lr"])[:n_slope]
+        cs = sorted((c for c in cells if c["target_gain"] == d), key=lambda c: c["learning_rate"])[:n_slope]
         if any(c.get("from_base", 0) for c in cs):
             chords.append(d)
             slopes.append(float("nan"))
             continue
-        slopes.append(float(np.polyfit([c["lr"] for c in cs], [c["general_change"] for c in cs], 1)[0]) if len(cs) >= 2 else float("nan"))
+        slopes.append(float(np.polyfit([c["learning_rate"] for c in cs], [c["general_change"] for c in cs], 1)[0]) if len(cs) >= 2 else float("nan"))
     tg, sl = np.asarray(targets, float), np.asarray(slopes, float)
     pos = np.isfinite(sl) & (sl > 0)
     p = float(np.polyfit(np.log(tg[pos]), np.log(sl[pos]), 1)[0]) if pos.sum() >= 2 else float("nan")
@@ -124,10 +128,10 @@ def slope_measurements(cells: list[dict], fit: dict | None, n_slope: int = N_SLO
 def measure_real_lm() -> dict:
     """Per format the slope measurements of the seed-mean cells, with the exponent's 95% t interval over the
     exponents fitted to each seed's own cells."""
-    from sft_tilt.harness.experiments import matched_gain
+    from sft_tilt.harness.experiment_results import matched_gain
 
     out, n = {}, set()
-    for fmt, r in matched_gain(real.preset("grid"), progress=False).items():
+    for fmt, r in matched_gain(real.preset(PRESET)).items():
         cells = r.get("cells") or []
         if not cells:
             out[fmt] = None
@@ -200,11 +204,11 @@ def describe_real_lm(m: dict) -> str:
             f"matched-gain D; p's interval from the per-seed exponents): " + " | ".join(parts) + ". " + real.DIRECTIONS)
 
 
-@check(4, real.setting("grid"), real.GROUP, figures=("real_lm_matched_gain",))
+@check(4, real.setting(PRESET), real.GROUP, figures=("real_lm_matched_gain",), preset=PRESET)
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
     n = m["n_per_cell"]
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_matched_gain", "grid"), ours=ours_real_lm(m),
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_matched_gain", PRESET), ours=ours_real_lm(m),
                    seeds=f"{'/'.join(map(str, n)) or 0} per cell (exponent interval over seeds)", rule=rule_of(decide_real_lm),
                    sensitivity=sensitivity(decide_real_lm, m))

@@ -17,13 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 
 __all__ = ["measure", "reading", "render_method_table"]
 
 
 def measure() -> dict:
-    """``{"target_gain", "lrs", "n_seeds", "rows": {display name: [Interval per lr]}, "variants": {name: text}}``."""
+    """``{"target_gain", "learning_rates", "n_seeds", "rows": {display name: [Interval per lr]}, "variants": {name: text}}``."""
     from sft_tilt.synthetic.experiments.methods import METHOD_CONFIGS
 
     cfg, r = synth.methods()
@@ -34,7 +34,7 @@ def measure() -> dict:
         rows[name] = [paired_interval(m[:, j], sft[:, j]) if np.all(np.isfinite(m[:, j])) and np.all(np.isfinite(sft[:, j]))
                       else None for j in range(m.shape[1])]
         variants[name] = synth.variant(name)
-    return {"target_gain": float(r["target_gain"]), "lrs": [float(x) for x in r["lrs"]], "n_seeds": len(r["seeds"]),
+    return {"target_gain": float(r["target_gain"]), "learning_rates": [float(x) for x in r["learning_rates"]], "n_seeds": len(r["seeds"]),
             "rows": rows, "variants": variants}
 
 
@@ -54,8 +54,8 @@ def render_method_table(m: dict | None = None) -> list[str]:
              "above 0; undecided: it contains 0; not reached: a seed never reached Δ*. Not a claim of the paper: the "
              "comparison of every registered forgetting-aware loss, including those trainers ship (EAFT, ASFT, SFT-KL). "
              "Reproduce: `python -m sft_tilt.figures synthetic_methods_pareto`.", "",
-             "| method (registry entry, weights) | " + " | ".join(f"lr {lr:g}" for lr in m["lrs"]) + " |",
-             "|---|" + "---|" * len(m["lrs"])]
+             "| method (registry entry, weights) | " + " | ".join(f"lr {lr:g}" for lr in m["learning_rates"]) + " |",
+             "|---|" + "---|" * len(m["learning_rates"])]
     for name, ivs in m["rows"].items():
         cells = []
         for iv in ivs:

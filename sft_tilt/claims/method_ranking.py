@@ -12,16 +12,17 @@ import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import NO_THRESHOLD, Verdict, check, rule_of
-from sft_tilt.harness.presets import methods_part
 
 __all__ = ["PAPER_ORDER", "SYNTHETIC_ORDER", "measure", "decide", "describe", "ours", "measure_synthetic", "decide_synthetic",
            "ours_synthetic"]
 
-#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
-#: on the ``cpu`` preset as soon as those are finished).
-PART = methods_part("talr", "flow", "l2")
+#: The preset this claim is decided on: its runs are committed complete under results/cpu, so checking the claim
+#: reads them and trains nothing.
+PRESET = "cpu"
+#: The methods whose comparison runs it reads besides SFT's.
+METHODS = ("talr", "flow", "l2")
 
 PAPER_ORDER = ("talr", "flow", "l2", "sft")
 
@@ -30,12 +31,12 @@ def measure() -> dict:
     """At the larger method lr, per method of the paper's order: its end-of-training row, per seed its general
     change at the common matched gain Δ* along its trajectory (``matched``), whether it gains in every seed
     (``reached``), Δ* (``target``) and how many seeds' values are chords from the base model (``chords``)."""
-    p = real.preset(PART)
-    lr = p.method_lrs[1]
+    p = real.preset(PRESET, METHODS)
+    lr = p.comparison_learning_rates[1]
     rows = real.method_rows(p, lr)
     ran = [n for n in PAPER_ORDER if n in rows and rows[n]["n"] > 0]
     mt = real.matched_along_trajectories(p, lr, ran)
-    return {"lr": lr, "rows": {n: rows[n] for n in ran},
+    return {"learning_rate": lr, "rows": {n: rows[n] for n in ran},
             "matched": {n: mt["matched"].get(n, {}) for n in ran},
             "reached": {n: n not in mt["no_gain"] for n in ran},
             "target": mt["target"], "chords": mt["chords"]}
@@ -94,19 +95,19 @@ def describe(m: dict) -> str:
                      f"+-{rows[n]['general_change_sd']:.4f}{at(n)}" for n in retention_order(rows))
     chords = {n: k for n, k in m.get("chords", {}).items() if k}
     target = "none (no method gains in every seed)" if m.get("target") is None else f"{m['target']:.4f}"
-    return (f"Paper (5e-6): general TALR 0.502 > FLOW 0.450 > L2 0.395 > SFT 0.381, domain 0.542/0.553/0.555/0.558. Ours (lr {m['lr']:g}, "
+    return (f"Paper (5e-6): general TALR 0.502 > FLOW 0.450 > L2 0.395 > SFT 0.381, domain 0.542/0.553/0.555/0.558. Ours (lr {m['learning_rate']:g}, "
             f"best end-of-training retention first; sd over seeds, ddof 1): {desc}. Ranked at the matched domain gain Δ* = {target}, the "
             f"largest every seed of every ranked method reaches, along each run's trajectory"
             + (f" (seeds reaching it before their first evaluation point, whose D there is a chord from the base model: {chords})" if chords else "")
             + f"; paired 95% t intervals: {ours(m)}. {real.T_NOTE} " + real.DIRECTIONS)
 
 
-@check(13, real.setting(PART), real.GROUP, figures=("real_lm_methods_pareto",))
+@check(13, real.setting(PRESET), real.GROUP, figures=("real_lm_methods_pareto",), preset=PRESET)
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
     n = min((len(v) for v in m["matched"].values() if v), default=0)  # over the ranked methods (with values)
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto", PART), ours=ours(m), seeds=f"{n} paired",
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto", PRESET), ours=ours(m), seeds=f"{n} paired",
                    rule=rule_of(decide), sensitivity=NO_THRESHOLD + " (signs of paired differences)")
 
 
@@ -118,7 +119,7 @@ def measure_synthetic() -> dict:
     """D at matched gain Δ*, per seed, of the four methods at the large step size of the synthetic sweep."""
     _, r = synth.methods()
     j = synth.lr_index(r, synth.LARGE_LR)
-    return {"lr": synth.LARGE_LR, "target_gain": float(r["target_gain"]), "n_seeds": len(r["seeds"]),
+    return {"learning_rate": synth.LARGE_LR, "target_gain": float(r["target_gain"]), "n_seeds": len(r["seeds"]),
             "matched": {n: synth.method_arrays(r, n)["matched"][:, j] for n in SYNTHETIC_ORDER},
             "variants": {n: synth.variant(n) for n in SYNTHETIC_ORDER}}
 
@@ -161,7 +162,7 @@ def synthetic() -> Verdict:
     m = measure_synthetic()
     verdict, reason = decide_synthetic(m)
     means = {n: round(float(np.mean(v)), 4) for n, v in m["matched"].items()}
-    evidence = (f"D at matched gain Δ* = {m['target_gain']:g} at the large step size lr {m['lr']:g} (mean over {m['n_seeds']} seeds): "
+    evidence = (f"D at matched gain Δ* = {m['target_gain']:g} at the large step size lr {m['learning_rate']:g} (mean over {m['n_seeds']} seeds): "
                 f"{means}; variants: {m['variants']}. Paired differences (95% t): {ours_synthetic(m)}. {reason}")
     return Verdict(verdict, evidence, synth.command("synthetic_methods_pareto"), ours=ours_synthetic(m),
                    seeds=f"{m['n_seeds']} paired", rule=rule_of(decide_synthetic), sensitivity=NO_THRESHOLD + " (signs of paired differences)")

@@ -8,15 +8,16 @@ by seed.
 from __future__ import annotations
 
 from sft_tilt.claims import real_lm_results as real
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import Verdict, check, rule_of, sensitivity
-from sft_tilt.harness.presets import methods_part
 
 __all__ = ["CANDIDATES", "DOMAIN_SHARE", "measure", "decide", "describe"]
 
-#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
-#: on the ``cpu`` preset as soon as those are finished).
-PART = methods_part("lora")
+#: The preset this claim is decided on: its runs are committed complete under results/cpu, so checking the claim
+#: reads them and trains nothing.
+PRESET = "cpu"
+#: The methods whose comparison runs it reads besides SFT's.
+METHODS = ("lora",)
 
 CANDIDATES = ("lora", "averaging(0.5)")
 # "lose about two thirds": keep at most half of SFT's domain gain (the paper's share is about 1/3).
@@ -24,11 +25,11 @@ DOMAIN_SHARE = 0.5
 
 
 def measure() -> dict:
-    p = real.preset(PART)
-    rows = real.method_rows(p, p.method_lrs[0])
+    p = real.preset(PRESET, METHODS)
+    rows = real.method_rows(p, p.comparison_learning_rates[0])
     keep = lambda r: {"domain_gain": r["domain_gain"], "general_change": r["general_change"],  # noqa: E731
                       "per_seed": r.get("per_seed", [])}
-    return {"lr": p.method_lrs[0], "sft": keep(rows["sft"]),
+    return {"learning_rate": p.comparison_learning_rates[0], "sft": keep(rows["sft"]),
             "candidates": {n: keep(rows[n]) for n in CANDIDATES if n in rows and rows[n]["n"] > 0}}
 
 
@@ -80,10 +81,10 @@ def describe(m: dict) -> str:
         parts.append(f"{n}: G={r['domain_gain']:.4f} ({share:.2f} of SFT's {sft['domain_gain']:.4f}), D={r['general_change']:+.4f} vs SFT "
                      f"{sft['general_change']:+.4f}")
     return (f"Paper (1e-6): LoRA domain 0.181, WiSE-FT 0.198 vs SFT 0.534 (about 1/3), WiSE-FT general 0.727 vs SFT 0.692. Ours (lr "
-            f"{m['lr']:g}): " + "; ".join(parts) + f". Criterion: D <= SFT's and G <= {DOMAIN_SHARE} x SFT's. " + real.DIRECTIONS)
+            f"{m['learning_rate']:g}): " + "; ".join(parts) + f". Criterion: D <= SFT's and G <= {DOMAIN_SHARE} x SFT's. " + real.DIRECTIONS)
 
 
-@check(15, real.setting(PART), real.GROUP, figures=("real_lm_methods_pareto",))
+@check(15, real.setting(PRESET), real.GROUP, figures=("real_lm_methods_pareto",), preset=PRESET)
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
@@ -92,5 +93,5 @@ def real_lm() -> Verdict:
         crit = _criteria(m["sft"], r)
         ns.append(min(iv.n for _, iv in crit.values()))
         parts.append(f"{n}: " + ", ".join(f"{k} {v} ({iv.text()})" for k, (v, iv) in crit.items()))
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto", PART), ours="; ".join(parts) or "-",
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto", PRESET), ours="; ".join(parts) or "-",
                    seeds=f"{min(ns, default=0)} paired", rule=rule_of(decide), sensitivity=sensitivity(decide, m))

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sft_tilt.claims.intervals import paired_interval
+from sft_tilt.analysis.intervals import paired_interval
 
-__all__ = ["ACCURACIES", "measure", "render_accuracy_table"]
+__all__ = ["ACCURACIES", "PRESET", "measure", "render_accuracy_table"]
+
+#: The preset whose learning-rate grid the table shows (the one the real-LM claims are decided on).
+PRESET = "cpu"
 
 #: (key of ``summarise_run``'s accuracy trajectory, what the column says); ``greedy_accuracy`` is read from the
 #: run's final greedy decoding (``summarise_run``'s ``accuracy`` and ``base_accuracy``)
@@ -36,18 +39,19 @@ ACCURACIES = (("greedy_accuracy", "held-out greedy answer acc."),
 
 
 def measure(preset=None) -> dict:
-    """``{"preset", "scale", "rows": [{fmt, lr, n, base: {key: v}, change: {key: Interval}}], "chance", "missing"}``
-    from the finished SFT runs of ``preset`` (default: the preset the real-LM claims read the learning-rate grid of)."""
+    """``{"preset", "scale", "rows": [{fmt, learning_rate, n, base: {key: v}, change: {key: Interval}}], "chance",
+    "missing"}`` from the finished SFT runs of ``preset`` (default: :data:`PRESET`, as read)."""
     from sft_tilt.claims import real_lm_results as real
-    from sft_tilt.harness.experiments import failed, sft_configs, summarise_run
-    from sft_tilt.harness.runs import load_result
+    from sft_tilt.harness.experiment_results import failed, summarise_run
+    from sft_tilt.harness.experiment_runs import sft_configs
+    from sft_tilt.harness.stored_runs import load_result
 
-    preset = real.preset("grid") if preset is None else preset
+    preset = real.preset(PRESET) if preset is None else preset
     rows, chance, missing = [], {}, 0
     for fmt in preset.formats:
-        for lr in preset.lr_grid:
+        for learning_rate in preset.learning_rate_grid:
             runs = []
-            for cfg in (c for c in sft_configs(preset) if c.fmt == fmt and c.learning_rate == lr):
+            for cfg in (c for c in sft_configs(preset) if c.fmt == fmt and c.learning_rate == learning_rate):
                 result = load_result(cfg)
                 if result is None:
                     missing += 1
@@ -63,7 +67,7 @@ def measure(preset=None) -> dict:
                           for r in runs]
                 if base[key] is not None and all(v is not None for v in finals):
                     change[key] = paired_interval(np.asarray(finals, float) - base[key])
-            rows.append({"fmt": fmt, "lr": lr, "n": len(runs), "base": {k: base[k] for k, _ in ACCURACIES}, "change": change})
+            rows.append({"fmt": fmt, "learning_rate": learning_rate, "n": len(runs), "base": {k: base[k] for k, _ in ACCURACIES}, "change": change})
     return {"preset": preset.name, "scale": f"{preset.steps} steps x batch {preset.batch_size}", "rows": rows,
             "chance": chance, "missing": missing}
 
@@ -81,12 +85,12 @@ def render_accuracy_table(m: dict | None = None) -> list[str]:
               f"parentheses. Chance: multiple choice {chance.get('choice', float('nan')):.3f}, next token "
               f"{chance.get('top1', float('nan')):.1e} (an answer token alike), whole answer ~0."
               + (f" {m['missing']} runs of the grid are not finished." if m["missing"] else ""), "",
-              "| format | lr | seeds | " + " | ".join(label for _, label in ACCURACIES) + " |",
+              "| format | learning rate | seeds | " + " | ".join(label for _, label in ACCURACIES) + " |",
               "|---|---|---|" + "---|" * len(ACCURACIES)]
     for r in rows:
         cells = []
         for key, _ in ACCURACIES:
             iv = r["change"].get(key)
             cells.append("-" if iv is None else f"{iv.text('+.3f')} ({r['base'][key]:.3f})")
-        lines.append(f"| {r['fmt']} | {r['lr']:g} | {r['n']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['fmt']} | {r['learning_rate']:g} | {r['n']} | " + " | ".join(cells) + " |")
     return lines

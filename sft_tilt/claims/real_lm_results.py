@@ -1,13 +1,15 @@
-"""The cached real-LM experiments the real-LM claim checks read (:mod:`sft_tilt.harness.experiments`, on
-SmolLM2-135M-Instruct unless the preset says otherwise). The preset is the one
-``sft_tilt.harness.presets.real_lm_preset_name`` names for the part of it a claim reads (``"grid"``: the SFT
-learning-rate grid and the base-model analyses; ``"all"``: the method comparison too; ``methods_part(...)``: the
-grid and the comparison runs of the methods the claim compares, the preset restricted to them): ``$SFT_REAL_LM_PRESET`` when
-set, else ``"cpu"`` once all of that part's runs are committed, else ``"default"``; each row's setting column names
-it. Runs not stored are computed; stored runs are read.
+"""The real-LM experiments the real-LM claim checks read (:mod:`sft_tilt.harness.experiment_results`, on
+SmolLM2-135M-Instruct unless the preset says otherwise), read from stored runs only.
 
-Quantities keep the harness's names (``domain_gain``, ``general_change``); the evidence texts show them as the
-theory's letters G and D.
+Each claim module names the preset it is decided on (``PRESET``) and registers its check under it (``check(...,
+preset=PRESET)``); a claim comparing methods also names them (``METHODS``), so it asks for no other method's runs.
+``$SFT_REAL_LM_PRESET`` replaces the named preset for every claim at once (the tests' tiny model, the paper preset on
+a GPU); nothing else does, and what happens to be stored never chooses it. A result that is not stored is an error
+whose message names the sweep that computes it (``python -m sft_tilt.harness sweep --preset ...``); checking a claim
+never trains.
+
+Quantities keep the harness's names (``domain_gain``, ``general_change``, ``learning_rate``); the evidence texts show
+them as the theory's letters G and D.
 """
 
 from __future__ import annotations
@@ -24,12 +26,6 @@ DIRECTIONS = ("Paper numbers are benchmark accuracies of 3-4B models; ours are h
 
 T_NOTE = ("A paired 95% t interval over n seeds uses t with n - 1 degrees of freedom: 12.7 for 2 seeds, 4.3 for 3, 2.8 for 5 "
           "(against the 2 of mean +- 2 SE), so few seeds rarely exclude a boundary.")
-
-
-def _preset_name(part: str = "all") -> str:
-    from sft_tilt.harness.presets import real_lm_preset_name
-
-    return real_lm_preset_name(part)
 
 
 def _talr_variants(name: str) -> str:
@@ -51,7 +47,7 @@ def _talr_variants(name: str) -> str:
 
 def _scale(name: str) -> str:
     """"4 steps x batch 2, 3 seeds": the scale at which the preset's verdicts are taken."""
-    from sft_tilt.harness.presets import PRESETS, Preset
+    from sft_tilt.harness.presets import PRESETS
 
     try:
         p = PRESETS[name]()
@@ -60,10 +56,13 @@ def _scale(name: str) -> str:
     return f"{p.steps} steps x batch {p.batch_size}, {len(p.seeds)} seeds"
 
 
-def setting(part: str = "all") -> str:
-    """The setting column of a real-LM row reading ``part`` of its preset (fixed at import: a check registers under
-    it), naming the preset's scale and the TALR variant it trains."""
-    name = _preset_name(part)
+def setting(preset_name: str) -> str:
+    """The setting column of a real-LM row decided on the preset ``preset_name`` names (as read:
+    :func:`sft_tilt.harness.presets.read_preset_name`; fixed at import: a check registers under it), naming the
+    preset's scale and the TALR variant it trains."""
+    from sft_tilt.harness.presets import read_preset_name
+
+    name = read_preset_name(preset_name)
     talr = f"TALR = {_talr_variants(name)}"
     if name == "default":
         return f"real LM (SmolLM2-135M-Instruct, {_scale(name)}; {talr})"
@@ -72,30 +71,35 @@ def setting(part: str = "all") -> str:
     return f"real LM ({name} preset, {_scale(name)}; {talr})"
 
 
-def command(figure: str | None = None, part: str = "all") -> str:
-    """The command that recomputes a row: its figure (or the preset's report) under the preset ``part`` reads."""
-    name = _preset_name(part)
-    prefix = "" if name == "default" else f"SFT_REAL_LM_PRESET={name} "
-    return f"{prefix}python -m sft_tilt.figures {figure}" if figure else f"python -m sft_tilt.harness report --preset {name}"
+def command(figure: str | None, preset_name: str) -> str:
+    """The command that recomputes a row decided on the preset ``preset_name``: the figure drawn from the same
+    experiments (which reads that preset too; with ``$SFT_REAL_LM_PRESET`` set, under the same override), or the
+    preset's report."""
+    from sft_tilt.harness.presets import PRESET_OVERRIDE_ENV, read_preset_name
+
+    name = read_preset_name(preset_name)
+    if figure is None:
+        return f"python -m sft_tilt.harness report --preset {name}"
+    prefix = f"{PRESET_OVERRIDE_ENV}={name} " if name != preset_name else ""
+    return f"{prefix}python -m sft_tilt.figures {figure}"
 
 
-def preset(part: str = "all"):
-    """The preset whose ``part`` a claim reads."""
-    from sft_tilt.harness.compilation_cache import enable_compilation_cache
-    from sft_tilt.harness.presets import real_lm_preset
+def preset(preset_name: str, methods: tuple[str, ...] | None = None):
+    """The preset a claim naming ``preset_name`` reads (:func:`sft_tilt.harness.presets.read_preset`), restricted to
+    the comparison of ``methods`` when given."""
+    from sft_tilt.harness.presets import read_preset
 
-    enable_compilation_cache()
-    return real_lm_preset(part)
+    return read_preset(preset_name, methods)
 
 
-def method_rows(p, lr) -> dict[str, dict]:
-    """``method_front`` rows at the method-comparison slot ``lr`` (one of ``p.method_lrs``; a method with its own
-    learning rates appears at its rate for that slot), by method name, except that the preset's compared TALR
-    variant (``p.compared_talr``) is keyed ``"talr"``: the row every claim about "TALR" reads (the setting column
-    names the variant)."""
-    from sft_tilt.harness.experiments import method_front
+def method_rows(p, learning_rate) -> dict[str, dict]:
+    """``method_front`` rows at the method-comparison slot ``learning_rate`` (one of ``p.comparison_learning_rates``; a
+    method with its own learning rates appears at its rate for that slot), by method name, except that the preset's
+    compared TALR variant (``p.compared_talr``) is keyed ``"talr"``: the row every claim about "TALR" reads (the
+    setting column names the variant)."""
+    from sft_tilt.harness.experiment_results import method_front
 
-    rows = {r["method"]: r for r in method_front(p, progress=False)["rows"] if r["lr"] == lr}
+    rows = {r["method"]: r for r in method_front(p)["rows"] if r["learning_rate"] == learning_rate}
     if p.compared_talr in rows:
         rows["talr"] = rows.pop(p.compared_talr)
     return rows
@@ -104,9 +108,9 @@ def method_rows(p, lr) -> dict[str, dict]:
 def method_front(p) -> dict:
     """``method_front`` of the preset: ``{"rows": [...], "front": {"domain_gain", "general_change"}}``, the rows of
     the compared TALR variant (``p.compared_talr``) named ``"talr"`` as in :func:`method_rows`."""
-    from sft_tilt.harness.experiments import method_front as front
+    from sft_tilt.harness.experiment_results import method_front as front
 
-    mf = front(p, progress=False)
+    mf = front(p)
     rows = [{**r, "method": "talr"} if r["method"] == p.compared_talr else r for r in mf["rows"]]
     return {**mf, "rows": rows}
 
@@ -121,13 +125,13 @@ def matched_at_common_gain(trajectories: dict[str, dict[int, list]]) -> dict:
 
     ``trajectories``: per method, per seed, ``(step, domain_gain, general_change)`` points from the base model on.
     The target ``Δ*`` is the largest domain gain that every seed of every method with a positive gain in every seed
-    reaches (:func:`sft_tilt.harness.experiments.matched_targets` with fraction 1: the most training at which all of
+    reaches (:func:`sft_tilt.analysis.matched_gain.matched_targets` with fraction 1: the most training at which all of
     them can be compared); per method and seed, D where the trajectory first reaches ``Δ*`` (linear interpolation
-    between evaluation points, :func:`sft_tilt.harness.experiments.general_change_at_gain`). Returns ``{"target",
+    between evaluation points, :func:`sft_tilt.analysis.matched_gain.general_change_at_gain`). Returns ``{"target",
     "matched": {method: {seed: D}}, "chords": {method: seeds whose value is a chord from the base model}, "no_gain":
     methods with a seed that never gains}``; methods in ``no_gain`` get no values, and ``target`` is None when no
     method gains in every seed."""
-    from sft_tilt.harness.experiments import from_base, general_change_at_gain, matched_targets
+    from sft_tilt.analysis.matched_gain import from_base, general_change_at_gain, matched_targets
 
     no_gain = [n for n, seeds in trajectories.items() if not seeds or any(max(g for _, g, _ in t) <= 0 for t in seeds.values())]
     gaining = {n: seeds for n, seeds in trajectories.items() if n not in no_gain}
@@ -140,17 +144,17 @@ def matched_at_common_gain(trajectories: dict[str, dict[int, list]]) -> dict:
     return {"target": float(target), "matched": matched, "chords": chords, "no_gain": no_gain}
 
 
-def matched_along_trajectories(p, lr, names, runs: list[dict] | None = None) -> dict:
+def matched_along_trajectories(p, learning_rate, names, runs: list[dict] | None = None) -> dict:
     """:func:`matched_at_common_gain` of the methods ``names`` (``"talr"``: the preset's compared TALR variant) at
-    the method-comparison slot ``lr`` (one of ``p.method_lrs``; a method with its own learning rates at its rate for
-    that slot), from the runs' trajectories (``runs``: :func:`sft_tilt.harness.experiments.method_comparison`'s output,
-    the SFT runs with their early points; read when not given); ``"missing"`` lists the names without a finished
-    run there."""
+    the method-comparison slot ``learning_rate`` (one of ``p.comparison_learning_rates``; a method with its own
+    learning rates at its rate for that slot), from the runs' trajectories (``runs``:
+    :func:`sft_tilt.harness.experiment_results.method_comparison`'s output, the SFT runs with their early points; read
+    when not given); ``"missing"`` lists the names without a finished run there."""
     if runs is None:
-        from sft_tilt.harness.experiments import method_comparison
+        from sft_tilt.harness.experiment_results import method_comparison
 
-        runs = method_comparison(p, progress=False)
-    slot = list(p.method_lrs).index(lr)
+        runs = method_comparison(p)
+    slot = list(p.comparison_learning_rates).index(learning_rate)
     runs = [r for r in runs if r.get("alpha") is None and r.get("trajectory")]
     trajectories = {}
     for name in names:
@@ -158,7 +162,7 @@ def matched_along_trajectories(p, lr, names, runs: list[dict] | None = None) -> 
         if registry_name != "sft" and registry_name not in p.methods:
             continue
         own = p.learning_rates_of(registry_name)[slot]
-        seeds = {int(r["seed"]): [tuple(x) for x in r["trajectory"]] for r in runs if r["method"] == registry_name and r["lr"] == own}
+        seeds = {int(r["seed"]): [tuple(x) for x in r["trajectory"]] for r in runs if r["method"] == registry_name and r["learning_rate"] == own}
         if seeds:
             trajectories[name] = seeds
     out = matched_at_common_gain(trajectories)

@@ -2,9 +2,10 @@
 
 A check is a function ``() -> Verdict`` registered with :func:`check` under a claim number of
 :mod:`sft_tilt.claims.table`, a setting ("exact (float64 numerics)", "synthetic", "real LM (...)"), the figure group
-whose experiments it reads (``theory``, ``synthetic``, ``real_lm``) and the figures that draw the same
-experiments. It gathers measurements from cached experiment results and hands them to a pure decision rule of
-its claim module; the verdict is computed, never typed in.
+whose experiments it reads (``theory``, ``synthetic``, ``real_lm``), the figures that draw the same
+experiments and, for a real-LM check, the preset it is decided on (named in the registration, never chosen from what
+is stored). It gathers measurements from stored experiment results and hands them to a pure decision rule of its
+claim module; the verdict is computed, never typed in.
 """
 
 from __future__ import annotations
@@ -50,22 +51,33 @@ class ClaimCheck:
     group: str  # the figure group whose experiments the check reads
     check: Callable[[], Verdict]
     figures: tuple[str, ...] = field(default=())  # figures drawn from the same experiments
+    preset: str | None = None  # the real-LM preset the check is decided on (sft_tilt.harness.presets), as named
 
 
 CHECKS: list[ClaimCheck] = []
 
 
-def check(number: int, setting: str, group: str, figures: Iterable[str] = ()) -> Callable:
-    """Decorator registering ``fn() -> Verdict`` for claim ``number`` in ``setting``."""
+def check(number: int, setting: str, group: str, figures: Iterable[str] = (), preset: str | None = None) -> Callable:
+    """Decorator registering ``fn() -> Verdict`` for claim ``number`` in ``setting``; a real-LM check names the preset
+    it is decided on (``preset``, a key of ``sft_tilt.harness.presets.PRESETS``), no other check does."""
     if number not in CLAIMS_BY_NUMBER:
         raise ValueError(f"number: claim {number} is not in sft_tilt.claims.table (1-{len(CLAIMS_BY_NUMBER)})")
     if group not in GROUPS:
         raise ValueError(f"group: {group!r} is not one of {GROUPS}")
+    if (group == "real_lm") != (preset is not None):
+        raise ValueError(f"preset: a real-LM check names the preset it is decided on, no other check does "
+                         f"(group {group!r}, preset {preset!r})")
+    if preset is not None:
+        from sft_tilt.harness.presets import PRESETS
+
+        if preset not in PRESETS:
+            raise ValueError(f"preset: unknown preset {preset!r}; known {sorted(PRESETS)}")
 
     def register(fn: Callable[[], Verdict]) -> Callable[[], Verdict]:
         if any(c.number == number and c.setting == setting for c in CHECKS):
             raise ValueError(f"setting: claim {number} already has a check in setting {setting!r}")
-        CHECKS.append(ClaimCheck(number=number, setting=setting, group=group, check=fn, figures=tuple(figures)))
+        CHECKS.append(ClaimCheck(number=number, setting=setting, group=group, check=fn, figures=tuple(figures),
+                                 preset=preset))
         return fn
 
     return register

@@ -10,24 +10,23 @@ import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import NO_THRESHOLD, Verdict, check, rule_of
-from sft_tilt.harness.presets import methods_part
 
 __all__ = ["METHODS", "SYNTHETIC_METHODS", "measure", "decide", "describe", "measure_synthetic", "decide_synthetic"]
 
-#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
-#: on the ``cpu`` preset as soon as those are finished).
-PART = methods_part("l2", "talr")
-
+#: The preset this claim is decided on: its runs are committed complete under results/cpu, so checking the claim
+#: reads them and trains nothing.
+PRESET = "cpu"
+#: The methods compared (and whose comparison runs it reads).
 METHODS = ("sft", "l2", "talr")
 
 
 def measure() -> dict:
     """Per seed that every one of METHODS ran at both method lrs, the spread (max - min over METHODS) of D and of G
     at the small and at the large lr (same seed: same data order and initialisation)."""
-    p = real.preset(PART)
-    small, large = (real.method_rows(p, lr) for lr in p.method_lrs)
+    p = real.preset(PRESET, METHODS)
+    small, large = (real.method_rows(p, lr) for lr in p.comparison_learning_rates)
     names = [n for n in METHODS if n in small and n in large and small[n]["n"] > 0 and large[n]["n"] > 0]
     vals = {(n, lr, k): real.by_seed(rows.get(n), k) for n in names for lr, rows in (("small", small), ("large", large))
             for k in ("general_change", "domain_gain")}
@@ -36,7 +35,7 @@ def measure() -> dict:
     def spread(lr, key):
         return np.array([np.ptp([vals[(n, lr, key)][s] for n in names]) for s in seeds], float)
 
-    return {"lrs": list(p.method_lrs), "methods": names, "n_seeds": len(seeds),
+    return {"learning_rates": list(p.comparison_learning_rates), "methods": names, "n_seeds": len(seeds),
             "d_small": spread("small", "general_change"), "d_large": spread("large", "general_change"),
             "g_small": spread("small", "domain_gain"), "g_large": spread("large", "domain_gain"),
             "best_small": min(names, key=lambda n: small[n]["general_change"]) if names else None}
@@ -58,16 +57,16 @@ def describe(m: dict) -> str:
     if len(m.get("methods", ())) < 2:
         return "Not enough methods."
     return (f"Paper (1e-6): SFT/L2/TALR within 0.033 domain and 0.025 general; at 5e-6 general spread 0.121. Ours ({', '.join(m['methods'])}, "
-            f"mean over {m['n_seeds']} seeds): spread of D {np.mean(m['d_small']):.4f} at lr {m['lrs'][0]:g} vs {np.mean(m['d_large']):.4f} at "
-            f"{m['lrs'][1]:g}; spread of G {np.mean(m['g_small']):.4f} vs {np.mean(m['g_large']):.4f}; best general at small lr: "
+            f"mean over {m['n_seeds']} seeds): spread of D {np.mean(m['d_small']):.4f} at lr {m['learning_rates'][0]:g} vs {np.mean(m['d_large']):.4f} at "
+            f"{m['learning_rates'][1]:g}; spread of G {np.mean(m['g_small']):.4f} vs {np.mean(m['g_large']):.4f}; best general at small lr: "
             f"{m['best_small']}. {ours_synthetic(m)}. {real.T_NOTE} " + real.DIRECTIONS)
 
 
-@check(14, real.setting(PART), real.GROUP, figures=("real_lm_methods_pareto",))
+@check(14, real.setting(PRESET), real.GROUP, figures=("real_lm_methods_pareto",), preset=PRESET)
 def real_lm() -> Verdict:
     m = measure()
     verdict, reason = decide(m)
-    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto", PART),
+    return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_methods_pareto", PRESET),
                    ours=ours_synthetic(m) if len(m["methods"]) >= 2 else "-", seeds=f"{m['n_seeds']} paired", rule=rule_of(decide),
                    sensitivity=NO_THRESHOLD + " (signs of paired differences)")
 
@@ -83,9 +82,9 @@ def measure_synthetic() -> dict:
     i, j = synth.lr_index(r, synth.SMALL_LR), synth.lr_index(r, synth.LARGE_LR)
     arr = {n: synth.method_arrays(r, n) for n in SYNTHETIC_METHODS}
     spread = lambda key, k: np.ptp(np.stack([arr[n][key][:, k] for n in SYNTHETIC_METHODS]), axis=0)  # noqa: E731
-    return {"lrs": [synth.SMALL_LR, synth.LARGE_LR], "n_seeds": len(r["seeds"]),
-            "d_small": spread("degradation", i), "d_large": spread("degradation", j),
-            "g_small": spread("gain", i), "g_large": spread("gain", j)}
+    return {"learning_rates": [synth.SMALL_LR, synth.LARGE_LR], "n_seeds": len(r["seeds"]),
+            "d_small": spread("general_change", i), "d_large": spread("general_change", j),
+            "g_small": spread("domain_gain", i), "g_large": spread("domain_gain", j)}
 
 
 def _intervals(m: dict):
@@ -117,8 +116,8 @@ def ours_synthetic(m: dict) -> str:
 def synthetic() -> Verdict:
     m = measure_synthetic()
     verdict, reason = decide_synthetic(m)
-    evidence = (f"{', '.join(SYNTHETIC_METHODS)} (TALR = talr-mean, mean-one weights) after the same training budget at lr {m['lrs'][0]:g} "
-                f"(small) and {m['lrs'][1]:g} (large), mean over {m['n_seeds']} seeds: spread of D {np.mean(m['d_small']):.4f} vs "
+    evidence = (f"{', '.join(SYNTHETIC_METHODS)} (TALR = talr-mean, mean-one weights) after the same training budget at lr {m['learning_rates'][0]:g} "
+                f"(small) and {m['learning_rates'][1]:g} (large), mean over {m['n_seeds']} seeds: spread of D {np.mean(m['d_small']):.4f} vs "
                 f"{np.mean(m['d_large']):.4f}, spread of G {np.mean(m['g_small']):.4f} vs {np.mean(m['g_large']):.4f}. {ours_synthetic(m)}. {reason}")
     return Verdict(verdict, evidence, synth.command("synthetic_methods_pareto"), ours=ours_synthetic(m),
                    seeds=f"{m['n_seeds']} paired", rule=rule_of(decide_synthetic), sensitivity=NO_THRESHOLD + " (signs of paired differences)")

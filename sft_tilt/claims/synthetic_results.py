@@ -51,7 +51,7 @@ LARGE_LR = 30.0
 
 def lr_index(r: dict, lr: float) -> int:
     """Index of ``lr`` in the sweep's grid (ValueError when the preset has no such step)."""
-    lrs = [float(x) for x in r["lrs"]]
+    lrs = [float(x) for x in r["learning_rates"]]
     if float(lr) not in lrs:
         raise ValueError(f"lr: {lr:g} is not in the methods sweep's grid {lrs}")
     return lrs.index(float(lr))
@@ -61,8 +61,8 @@ def method_arrays(r: dict, name: str) -> dict:
     """Per seed (rows) and step size (columns) of one method of the sweep: ``matched`` D at Δ* (NaN where the seed
     never reached Δ*), ``gain`` and ``degradation`` at the end of training."""
     c = r["per_method"][name]
-    return {"matched": np.asarray(c["matched_degradation"], float), "gain": np.asarray(c["gain"], float)[:, :, -1],
-            "degradation": np.asarray(c["degradation"], float)[:, :, -1]}
+    return {"matched": np.asarray(c["matched_general_change"], float), "domain_gain": np.asarray(c["domain_gain"], float)[:, :, -1],
+            "general_change": np.asarray(c["general_change"], float)[:, :, -1]}
 
 
 def variant(name: str) -> str:

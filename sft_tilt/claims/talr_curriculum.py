@@ -14,15 +14,16 @@ import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import Verdict, check, rule_of, sensitivity
-from sft_tilt.harness.presets import methods_part
 
 __all__ = ["RISE_SHARE", "TIE", "measure", "decide", "ours", "describe", "epoch_arrays", "pick_unit", "measure_real_lm", "describe_real_lm"]
 
-#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
-#: on the ``cpu`` preset as soon as those are finished).
-PART = methods_part("talr")
+#: The preset this claim is decided on: its runs are committed complete under results/cpu, so checking the claim
+#: reads them and trains nothing.
+PRESET = "cpu"
+#: The methods whose comparison runs it reads besides SFT's.
+METHODS = ("talr",)
 
 # "rises epoch over epoch" is read as: rising in at least half of the epochs (and never falling).
 RISE_SHARE = 0.5
@@ -38,7 +39,7 @@ def measure() -> dict:
     tau, frac = np.asarray(c["tau"], float), np.asarray(c["frac_easy"], float)
     epochs = list(range(frac.shape[1]))
     return {"talr": {"epochs": epochs, "tau": tau, "frac": frac},
-            "sft": {"epochs": epochs, "tau": None, "frac": np.asarray(s["frac_easy"], float)}, "lr": cfg.lr}
+            "sft": {"epochs": epochs, "tau": None, "frac": np.asarray(s["frac_easy"], float)}, "learning_rate": cfg.learning_rate}
 
 
 def describe(m: dict) -> str:
@@ -46,7 +47,7 @@ def describe(m: dict) -> str:
     tau, frac, sft = (np.asarray(x, float).mean(0) for x in (t["tau"], t["frac"], m["sft"]["frac"]))
     d = np.diff(frac)
     rises = int(np.sum(d > TIE))
-    return (f"TALR (dynamic τ, floor 0.01), SGD lr {m['lr']:g}, {np.asarray(t['tau']).shape[0]} seeds: seed-mean τ {tau[0]:.3f} -> "
+    return (f"TALR (dynamic τ, floor 0.01), SGD lr {m['learning_rate']:g}, {np.asarray(t['tau']).shape[0]} seeds: seed-mean τ {tau[0]:.3f} -> "
             f"{tau[-1]:.3f}; fraction of targets with p > 0.2 {frac[0]:.3f} -> {frac[-1]:.3f}, seed mean rising in {rises}/{len(frac) - 1} "
             f"epochs; SFT for comparison: {sft[0]:.3f} -> {sft[-1]:.3f}. Paired 95% t intervals: {ours(m)}.")
 
@@ -73,11 +74,11 @@ def measure_real_lm() -> dict:
     TALR's runs cover fewer than two epochs (the ``cpu`` preset's 100 steps of 2 problems see 200 of its 256
     problems once), over their evaluation points: the fraction with p > 0.2 then read on the fixed held-out domain
     set at each point and τ averaged over each interval's training steps
-    (:func:`sft_tilt.harness.experiments.checkpoint_token_statistics`). ``"unit"`` says which."""
-    from sft_tilt.harness.experiments import token_analysis
+    (:func:`sft_tilt.harness.experiment_results.checkpoint_token_statistics`). ``"unit"`` says which."""
+    from sft_tilt.harness.experiment_results import token_analysis
 
-    p = real.preset(PART)
-    ta = token_analysis(p, progress=False)
+    p = real.preset(PRESET, METHODS)
+    ta = token_analysis(p)
     return pick_unit(ta, p.compared_talr)
 
 
@@ -90,7 +91,7 @@ def pick_unit(ta: dict, talr: str) -> dict:
         unit, series = "evaluation point", ta["checkpoints"]
     out = {"talr": epoch_arrays(series[talr]["per_seed"]) if talr in series else None,
            "sft": epoch_arrays(series["sft"]["per_seed"]) if "sft" in series else None, "unit": unit}
-    out["lr"] = series.get(talr, series.get("sft", {})).get("lr")
+    out["learning_rate"] = series.get(talr, series.get("sft", {})).get("learning_rate")
     return out
 
 
@@ -162,15 +163,15 @@ def describe_real_lm(m: dict) -> str:
     else:
         where = (f"one pass over less than two epochs, so read at the evaluation points, steps {t['epochs']}: the fraction on the "
                  f"held-out domain targets, the same tokens at every point, and τ averaged over each interval's training steps")
-    return (f"Paper: dynamic τ decays and the fraction of tokens with p > 0.2 rises epoch over epoch. Ours (TALR, lr {m['lr']:g}, "
+    return (f"Paper: dynamic τ decays and the fraction of tokens with p > 0.2 rises epoch over epoch. Ours (TALR, lr {m['learning_rate']:g}, "
             f"{np.asarray(t['tau']).shape[0]} seeds, {where}): seed-mean τ {np.round(tau, 3).tolist()}, fraction p > 0.2 "
             f"{np.round(frac, 3).tolist()}{sft}. Paired 95% t intervals: {ours(m)}. {real.T_NOTE} " + real.DIRECTIONS)
 
 
-@check(10, real.setting(PART), real.GROUP, figures=("real_lm_token_stats",))
+@check(10, real.setting(PRESET), real.GROUP, figures=("real_lm_token_stats",), preset=PRESET)
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide(m)
     n = np.asarray(m["talr"]["tau"]).shape[0] if m.get("talr") else 0
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_token_stats", PART), ours=ours(m),
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_token_stats", PRESET), ours=ours(m),
                    seeds=f"{n} paired", rule=rule_of(decide), sensitivity=sensitivity(decide, m))

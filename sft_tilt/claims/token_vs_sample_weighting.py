@@ -15,16 +15,17 @@ import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.claims import synthetic_results as synth
-from sft_tilt.claims.intervals import paired_interval, side
+from sft_tilt.analysis.intervals import paired_interval, side
 from sft_tilt.claims.registry import NO_THRESHOLD, Verdict, check, rule_of
-from sft_tilt.harness.presets import methods_part
 
 __all__ = ["matched_means", "measure_synthetic", "decide_synthetic", "describe_synthetic", "measure_real_lm",
            "decide_real_lm", "describe_real_lm"]
 
-#: What the real-LM check reads: the SFT grid and the comparison runs of the methods it compares (it is decided
-#: on the ``cpu`` preset as soon as those are finished).
-PART = methods_part("talr", "flow")
+#: The preset this claim is decided on: its runs are committed complete under results/cpu, so checking the claim
+#: reads them and trains nothing.
+PRESET = "cpu"
+#: The methods whose comparison runs it reads besides SFT's.
+METHODS = ("talr", "flow")
 
 FLOW = "FLOW (mean 1)"
 
@@ -41,7 +42,7 @@ def measure_synthetic(talr: str) -> dict:
     """Paired (by seed) D at matched gain of ``talr`` (a display name of the methods sweep) and FLOW per lr."""
     _, r = synth.methods()
     t, f = synth.method_arrays(r, talr), synth.method_arrays(r, FLOW)
-    return {"target_gain": float(r["target_gain"]), "lrs": [float(x) for x in r["lrs"]], "n_seeds": len(r["seeds"]),
+    return {"target_gain": float(r["target_gain"]), "learning_rates": [float(x) for x in r["learning_rates"]], "n_seeds": len(r["seeds"]),
             "talr_name": talr, "talr_variant": synth.variant(talr), "flow_variant": synth.variant(FLOW),
             "talr": t["matched"], "flow": f["matched"]}
 
@@ -50,7 +51,7 @@ def _per_lr(m: dict) -> list[tuple[float, str, object]]:
     """Per lr: (lr, "above" / "below" / "crosses" / "not reached", interval of D_FLOW - D_TALR)."""
     out = []
     talr, flow = np.asarray(m["talr"], float), np.asarray(m["flow"], float)
-    for j, lr in enumerate(m["lrs"]):
+    for j, lr in enumerate(m["learning_rates"]):
         if not (np.isfinite(talr[:, j]).all() and np.isfinite(flow[:, j]).all()):
             out.append((lr, "not reached", None))
             continue
@@ -86,7 +87,7 @@ def ours_synthetic(m: dict) -> str:
 
 def describe_synthetic(m: dict) -> str:
     return (f"TALR = {m['talr_name']} ({m['talr_variant']}), FLOW ({m['flow_variant']}); D at matched gain Δ* = {m['target_gain']:g} "
-            f"per lr {m['lrs']}, mean over seeds where all {m['n_seeds']} reach Δ*: TALR {np.round(matched_means(m['talr']), 4).tolist()} vs FLOW "
+            f"per lr {m['learning_rates']}, mean over seeds where all {m['n_seeds']} reach Δ*: TALR {np.round(matched_means(m['talr']), 4).tolist()} vs FLOW "
             f"{np.round(matched_means(m['flow']), 4).tolist()}; paired differences D_FLOW − D_TALR with 95% t intervals: {ours_synthetic(m)}.")
 
 
@@ -116,11 +117,11 @@ def measure_real_lm() -> dict:
     """At the larger method lr: TALR's and FLOW's end-of-training rows, and per seed each one's general change where
     its trajectory reaches the matched gain Δ*, the largest both reach in every seed
     (:func:`sft_tilt.claims.real_lm_results.matched_along_trajectories`), with whether it gains in every seed."""
-    p = real.preset(PART)
-    lr = p.method_lrs[1]
+    p = real.preset(PRESET, METHODS)
+    lr = p.comparison_learning_rates[1]
     rows = real.method_rows(p, lr)
     keys = ("domain_gain", "general_change", "general_change_sd", "n")
-    out = {"lr": lr, **{n: ({k: rows[n][k] for k in keys} if n in rows and rows[n]["n"] > 0 else None) for n in ("talr", "flow")}}
+    out = {"learning_rate": lr, **{n: ({k: rows[n][k] for k in keys} if n in rows and rows[n]["n"] > 0 else None) for n in ("talr", "flow")}}
     ran = [n for n in ("talr", "flow") if out[n]]
     mt = real.matched_along_trajectories(p, lr, ran)
     out.update(target=mt["target"], chords=mt["chords"])
@@ -159,7 +160,7 @@ def describe_real_lm(m: dict) -> str:
     t, f = m.get("talr"), m.get("flow")
     if not t or not f:
         return "TALR or FLOW runs missing."
-    return (f"Paper (5e-6): general TALR 0.502 vs FLOW 0.450 (domain 0.542 vs 0.553). Ours (lr {m['lr']:g}, TALR and FLOW "
+    return (f"Paper (5e-6): general TALR 0.502 vs FLOW 0.450 (domain 0.542 vs 0.553). Ours (lr {m['learning_rate']:g}, TALR and FLOW "
             f"with mean-one weights, equal effective step): D TALR {t['general_change']:+.4f}+-{t['general_change_sd']:.4f} vs FLOW "
             f"{f['general_change']:+.4f}+-{f['general_change_sd']:.4f} (sd over seeds, ddof 1); G TALR {t['domain_gain']:.4f} vs FLOW "
             f"{f['domain_gain']:.4f}" + _matched_text(m) + ". " + real.T_NOTE + " " + real.DIRECTIONS)
@@ -175,11 +176,11 @@ def _matched_text(m: dict) -> str:
             + (f" (seeds reaching Δ* before their first evaluation point, whose D there is a chord from the base model: {chords})" if chords else ""))
 
 
-@check(17, real.setting(PART), real.GROUP, figures=("real_lm_methods_pareto",))
+@check(17, real.setting(PRESET), real.GROUP, figures=("real_lm_methods_pareto",), preset=PRESET)
 def real_lm() -> Verdict:
     m = measure_real_lm()
     verdict, reason = decide_real_lm(m)
     iv = _matched_interval(m)
-    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_methods_pareto", PART),
+    return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_methods_pareto", PRESET),
                    ours=f"FLOW − TALR at matched gain {iv.text()}", seeds=f"{iv.n} paired", rule=rule_of(decide_real_lm),
                    sensitivity=NO_THRESHOLD + " (sign of a paired difference)")

@@ -1,14 +1,12 @@
 """Figures of the real LM (SmolLM2-135M-Instruct by default), group "real_lm"; the claims they bear on are
 checked in ``sft_tilt/claims/``.
 
-Every figure calls the cached experiment functions of :mod:`sft_tilt.harness.experiments`
-with the preset ``sft_tilt.harness.presets.real_lm_preset_name`` names for the part of it a figure draws (``"grid"``: the
-SFT learning-rate grid and the base-model analyses; ``"all"``: the method comparison too; a ``methods_part``: the grid and
-some methods' comparison runs): ``$SFT_REAL_LM_PRESET``
-when set, else ``"cpu"`` once all of that part's runs are committed, else ``"default"``. A run not stored is computed;
-stored runs are read. Domain gain and
-general loss change are in nats/token (held-out). The harness results name their quantities
-(``domain_gain``, ``general_change``); the drawings label them with the theory's letters, G and D.
+Every figure draws the experiment tables of :mod:`sft_tilt.harness.experiment_results`, read from the stored runs of
+the preset named here (:data:`PRESET`, the one the real-LM claims are decided on; ``$SFT_REAL_LM_PRESET`` replaces it
+for every figure at once). Drawing never trains: a run that is not stored is an error naming the sweep that computes
+it (``python -m sft_tilt.harness sweep --preset ...``). Domain gain and general loss change are in nats/token
+(held-out). The harness results name their quantities (``domain_gain``, ``general_change``, ``learning_rate``); the
+drawings label them with the theory's letters, G and D.
 """
 
 from __future__ import annotations
@@ -22,27 +20,16 @@ from sft_tilt.figures._registry import figure, save_figure
 GROUP = "real_lm"
 
 
-def _preset(part: str = "all"):
-    """The preset whose ``part`` (``sft_tilt.harness.presets.REAL_LM_PARTS`` or a ``methods_part``) a figure draws."""
-    from sft_tilt.harness.presets import real_lm_preset
-
-    return real_lm_preset(part)
+#: The preset the real-LM figures draw: its runs are committed complete under results/cpu.
+PRESET = "cpu"
 
 
-_PLAN_SHOWN: set = set()
+def _setup(methods: tuple[str, ...] | None = None):
+    """The preset a figure draws (:data:`PRESET` as read: :func:`sft_tilt.harness.presets.read_preset`), restricted
+    to the comparison of ``methods`` when given."""
+    from sft_tilt.harness.presets import read_preset
 
-
-def _setup(part: str = "all"):
-    from sft_tilt.harness.compilation_cache import enable_compilation_cache
-    from sft_tilt.harness.sweep_plan import describe_pending, describe_plan
-
-    enable_compilation_cache()
-    preset = _preset(part)
-    if preset.name not in _PLAN_SHOWN:  # once per process: what the real-LM figures may have to compute
-        _PLAN_SHOWN.add(preset.name)
-        print("[figures] real-LM runs of the preset " + describe_plan(preset), flush=True)
-        print("[figures] of which " + describe_pending(preset), flush=True)
-    return preset
+    return read_preset(PRESET, methods)
 
 
 def _config(preset) -> dict:
@@ -78,15 +65,15 @@ def _mean_sd(values):
 def real_lm_lr_tradeoff(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    from sft_tilt.harness.experiments import lr_tradeoff
+    from sft_tilt.harness.experiment_results import lr_tradeoff
 
-    preset = _setup("grid")
+    preset = _setup()
     runs = lr_tradeoff(preset)
     fig, axes = plt.subplots(1, len(preset.formats), figsize=(5.2 * len(preset.formats), 4.2), squeeze=False)
-    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(preset.lr_grid)))
+    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(preset.learning_rate_grid)))
     for ax, fmt in zip(axes[0], preset.formats):
-        for c, lr in zip(colors, preset.lr_grid):
-            sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]
+        for c, lr in zip(colors, preset.learning_rate_grid):
+            sel = [r for r in runs if r["fmt"] == fmt and r["learning_rate"] == lr]
             for r in sel:
                 t = np.array([(gain, change) for _, gain, change in r["trajectory"]])
                 ax.plot(t[:, 0], t[:, 1], "-", color=c, alpha=0.35, lw=1)
@@ -100,16 +87,16 @@ def real_lm_lr_tradeoff(out_dir: Path) -> dict:
         ax.set_title(f"SFT, {'chain-of-thought' if fmt == 'cot' else 'label-only'} targets")
         ax.legend(fontsize=8)
     fig.suptitle(f"Learning rate trades domain gain for general loss ({preset.name} preset; mean +- sd over {len(preset.seeds)} seeds; lines: trajectories)", fontsize=9)
-    return save_figure(fig, out_dir, "real_lm_lr_tradeoff", {"preset": _config(preset), "runs": [{k: r[k] for k in ("fmt", "lr", "seed", "domain_gain", "general_change", "general_change_sets", "accuracy")} for r in runs]})
+    return save_figure(fig, out_dir, "real_lm_lr_tradeoff", {"preset": _config(preset), "runs": [{k: r[k] for k in ("fmt", "learning_rate", "seed", "domain_gain", "general_change", "general_change_sets", "accuracy")} for r in runs]})
 
 
 @figure("real_lm_accuracy", "SFT learning rates on SmolLM2 as the paper's Fig. 1 draws them: domain accuracy vs general accuracy, with the base model, chance and the NLL view beside", GROUP)
 def real_lm_accuracy(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    from sft_tilt.harness.experiments import lr_tradeoff
+    from sft_tilt.harness.experiment_results import lr_tradeoff
 
-    preset = _setup("grid")
+    preset = _setup()
     runs = lr_tradeoff(preset)
     panels = (("answer_accuracy", "choice", "held-out answer accuracy (teacher-forced)", "general multiple-choice accuracy"),
               ("answer_accuracy", "general_top1", "held-out answer accuracy (teacher-forced)",
@@ -117,23 +104,23 @@ def real_lm_accuracy(out_dir: Path) -> dict:
               ("unseen_accuracy", "choice", "unseen-calculator answer accuracy", "general multiple-choice accuracy"))
     fig, axes = plt.subplots(len(preset.formats), len(panels) + 2, figsize=(4.6 * (len(panels) + 2), 4.0 * len(preset.formats)),
                              squeeze=False)
-    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(preset.lr_grid)))
+    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(preset.learning_rate_grid)))
     rows = []
     for row, fmt in zip(axes, preset.formats):
         name = "chain-of-thought" if fmt == "cot" else "label-only"
         # the paper's own axes: greedy answer accuracy (MedCalc-Bench's rule), measured once, after training
         ax = row[0]
         drawn = False
-        for c, lr in zip(colors, preset.lr_grid):
+        for c, lr in zip(colors, preset.learning_rate_grid):
             finals = [(r["accuracy"], r["accuracy_trajectory"][-1]["choice"]) for r in runs
-                      if r["fmt"] == fmt and r["lr"] == lr and r.get("accuracy") is not None
+                      if r["fmt"] == fmt and r["learning_rate"] == lr and r.get("accuracy") is not None
                       and r.get("accuracy_trajectory") and r["accuracy_trajectory"][-1]["choice"] is not None]
             if finals:
                 drawn = True
                 x, x_sd = _mean_sd([f[0] for f in finals])
                 y, y_sd = _mean_sd([f[1] for f in finals])
                 ax.errorbar(x, y, xerr=x_sd, yerr=y_sd, fmt="o", color=c, capsize=3, label=f"lr {lr:g}")
-                rows.append({"fmt": fmt, "lr": lr, "x": "greedy_accuracy", "y": "choice", "x_mean": x, "y_mean": y,
+                rows.append({"fmt": fmt, "learning_rate": lr, "x": "greedy_accuracy", "y": "choice", "x_mean": x, "y_mean": y,
                              "n": len(finals)})
         base = next((r for r in runs if r["fmt"] == fmt and r.get("base_accuracy") is not None
                      and r.get("accuracy_trajectory") and r["accuracy_trajectory"][0]["choice"] is not None), None)
@@ -152,8 +139,8 @@ def real_lm_accuracy(out_dir: Path) -> dict:
         ax.set_title(f"SFT, {name} (the paper's Fig. 1 axes)", fontsize=9)
         for ax, (x_key, y_key, x_label, y_label) in zip(row[1:], panels):
             drawn = False
-            for c, lr in zip(colors, preset.lr_grid):
-                sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]
+            for c, lr in zip(colors, preset.learning_rate_grid):
+                sel = [r for r in runs if r["fmt"] == fmt and r["learning_rate"] == lr]
                 finals = [(r["accuracy_trajectory"][-1][x_key], r["accuracy_trajectory"][-1][y_key]) for r in sel
                           if r.get("accuracy_trajectory") and r["accuracy_trajectory"][-1][x_key] is not None
                           and r["accuracy_trajectory"][-1][y_key] is not None]
@@ -167,7 +154,7 @@ def real_lm_accuracy(out_dir: Path) -> dict:
                 x, x_sd = _mean_sd([f[0] for f in finals])
                 y, y_sd = _mean_sd([f[1] for f in finals])
                 ax.errorbar(x, y, xerr=x_sd, yerr=y_sd, fmt="o", color=c, capsize=3, label=f"lr {lr:g}")
-                rows.append({"fmt": fmt, "lr": lr, "x": x_key, "y": y_key, "x_mean": x, "y_mean": y, "n": len(finals)})
+                rows.append({"fmt": fmt, "learning_rate": lr, "x": x_key, "y": y_key, "x_mean": x, "y_mean": y, "n": len(finals)})
             base = next((r["accuracy_trajectory"][0] for r in runs if r["fmt"] == fmt and r.get("accuracy_trajectory")), None)
             if drawn and base is not None and base[x_key] is not None and base[y_key] is not None:
                 ax.plot(base[x_key], base[y_key], "k*", ms=10, label="initial model")
@@ -183,8 +170,8 @@ def real_lm_accuracy(out_dir: Path) -> dict:
             if drawn:
                 ax.legend(fontsize=7)
         ax = row[-1]
-        for c, lr in zip(colors, preset.lr_grid):
-            sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]
+        for c, lr in zip(colors, preset.learning_rate_grid):
+            sel = [r for r in runs if r["fmt"] == fmt and r["learning_rate"] == lr]
             if sel:
                 gain, gain_sd = _mean_sd([r["domain_gain"] for r in sel])
                 change, change_sd = _mean_sd([r["general_change"] for r in sel])
@@ -207,20 +194,20 @@ def real_lm_methods_pareto(out_dir: Path) -> dict:
 
     from sft_tilt.claims.method_ranking import PAPER_ORDER
     from sft_tilt.claims.real_lm_results import matched_along_trajectories
-    from sft_tilt.harness.experiments import method_comparison, method_front
+    from sft_tilt.harness.experiment_results import method_comparison, method_front
 
     preset = _setup()
     front = method_front(preset)
-    comparison = method_comparison(preset, progress=False)  # read once: the trajectories and the matched gains
+    comparison = method_comparison(preset)  # read once: the trajectories and the matched gains
     runs = [r for r in comparison if r.get("alpha") is None and r.get("trajectory")]
     from sft_tilt.methods.registry import plot_style
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     paths, targets = {}, {}
-    for ax, lr in zip(axes, preset.method_lrs):
+    for ax, lr in zip(axes, preset.comparison_learning_rates):
         ax.plot(front["front"]["domain_gain"], front["front"]["general_change"], "k--", lw=1, label="SFT learning-rate curve (final points)")
         for row in front["rows"]:
-            if row["lr"] != lr or row["n"] == 0:
+            if row["learning_rate"] != lr or row["n"] == 0:
                 continue
             st = plot_style(row["method_name"])
             label = st.label if row["alpha"] is None else f"{st.label} (a={row['alpha']:g})"
@@ -229,10 +216,10 @@ def real_lm_methods_pareto(out_dir: Path) -> dict:
             ax.errorbar(row["domain_gain"], row["general_change"], xerr=row["domain_gain_sd"], yerr=row["general_change_sd"],
                         fmt=st.marker, color=st.color, capsize=3, label=label, alpha=0.85)
             if row["alpha"] is None:
-                path = mean_trajectory([r["trajectory"] for r in runs if r["method"] == row["method_name"] and r["lr"] == row["method_lr"]])
+                path = mean_trajectory([r["trajectory"] for r in runs if r["method"] == row["method_name"] and r["learning_rate"] == row["method_learning_rate"]])
                 if path:
                     ax.plot([g for _, g, _ in path], [d for _, _, d in path], "-", color=st.color, lw=0.9, alpha=0.6)
-                    paths[f"{row['method_name']}@{row['method_lr']:g}"] = path
+                    paths[f"{row['method_name']}@{row['method_learning_rate']:g}"] = path
         target = matched_along_trajectories(preset, lr, PAPER_ORDER, comparison)["target"]
         targets[f"{lr:g}"] = target
         if target is not None:
@@ -289,9 +276,9 @@ def _draw_target_tokens(axes, formats: dict) -> None:
 def real_lm_target_tokens(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    from sft_tilt.harness.base_model_analyses import target_token_statistics
+    from sft_tilt.harness.experiment_results import target_token_statistics
 
-    preset = _setup("grid")
+    preset = _setup()
     formats = target_token_statistics(preset)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     _draw_target_tokens(axes, formats)
@@ -305,10 +292,10 @@ def real_lm_target_tokens(out_dir: Path) -> dict:
 def real_lm_token_stats(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    from sft_tilt.claims.talr_curriculum import PART, pick_unit
-    from sft_tilt.harness.experiments import token_analysis
+    from sft_tilt.claims.talr_curriculum import METHODS, pick_unit
+    from sft_tilt.harness.experiment_results import token_analysis
 
-    preset = _setup(PART)  # the runs claim 10 reads, at the scale it is decided
+    preset = _setup(METHODS)  # the runs claim 10 reads
     ta = token_analysis(preset)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     _draw_target_tokens(axes, ta["formats"])
@@ -322,7 +309,7 @@ def real_lm_token_stats(out_dir: Path) -> dict:
             rows = {int(k): v for k, v in seed_rows.items()}
             xs = sorted(rows)
             axes[2].plot([x if by_point else x + 1 for x in xs], [rows[x]["frac_above"] for x in xs], st.marker + st.linestyle, color=st.color,
-                         label=f"{st.label}{' [' + method + ']' if method.startswith('talr') else ''} (lr {ep['lr']:g})" if i == 0 else None, alpha=0.8)
+                         label=f"{st.label}{' [' + method + ']' if method.startswith('talr') else ''} (lr {ep['learning_rate']:g})" if i == 0 else None, alpha=0.8)
     if by_point:
         axes[2].set_xlabel("step (runs shorter than two epochs: each evaluation point)")
         axes[2].set_ylabel("held-out domain targets with p > 0.2")
@@ -343,9 +330,9 @@ def real_lm_token_stats(out_dir: Path) -> dict:
 def real_lm_single_step(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    from sft_tilt.harness.experiments import single_step_theory
+    from sft_tilt.harness.experiment_results import single_step_theory
 
-    preset = _setup("grid")
+    preset = _setup()
     ss = single_step_theory(preset)
     fig, axes = plt.subplots(1, len(ss["formats"]), figsize=(5.4 * len(ss["formats"]), 4.4), squeeze=False)
     for ax, (fmt, sets) in zip(axes[0], ss["formats"].items()):
@@ -360,7 +347,7 @@ def real_lm_single_step(out_dir: Path) -> dict:
         ax.set_yscale("symlog", linthresh=1e-4)
         ax.set_xlabel("predicted loss change (nats/token)")
         ax.set_ylabel("measured loss change (nats/token)")
-        ax.set_title(f"{fmt}: first step at lr {', '.join(f'{x:g}' for x in ss['lrs'])}")
+        ax.set_title(f"{fmt}: first step at lr {', '.join(f'{x:g}' for x in ss['learning_rates'])}")
         ax.legend(fontsize=6)
     fig.suptitle(r"Theory vs measurement for one step: $\Delta L \approx \lambda \langle \nabla L, d\rangle + \frac{\lambda^2}{2} d^\top H d$ (domain: held-out; y = x line)", fontsize=9)
     return save_figure(fig, out_dir, "real_lm_single_step", {"preset": _config(preset), "single_step": ss})
@@ -370,18 +357,18 @@ def real_lm_single_step(out_dir: Path) -> dict:
 def real_lm_matched_gain(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    from sft_tilt.harness.experiments import matched_gain
+    from sft_tilt.harness.experiment_results import matched_gain
 
-    preset = _setup("grid")
+    preset = _setup()
     mg = matched_gain(preset)
     fig, axes = plt.subplots(1, len(mg), figsize=(5.4 * len(mg), 4.2), squeeze=False)
     for ax, (fmt, r) in zip(axes[0], mg.items()):
-        lam = np.geomspace(min(preset.lr_grid), max(preset.lr_grid), 50)
+        lam = np.geomspace(min(preset.learning_rate_grid), max(preset.learning_rate_grid), 50)
         for target in r["target_gains"]:
             cells = [c for c in r["cells"] if c["target_gain"] == target]
             if not cells:
                 continue
-            line = ax.errorbar([c["lr"] for c in cells], [c["general_change"] for c in cells], yerr=[c["general_change_sd"] for c in cells],
+            line = ax.errorbar([c["learning_rate"] for c in cells], [c["general_change"] for c in cells], yerr=[c["general_change_sd"] for c in cells],
                                fmt="o", capsize=3, label=rf"$\Delta^*$ = {target:.3f}")
             color = line[0].get_color()
             if r["fit"]:
@@ -406,10 +393,10 @@ def real_lm_matched_gain(out_dir: Path) -> dict:
 def real_lm_safe_lr(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt
 
-    from sft_tilt.claims.intervals import paired_interval
+    from sft_tilt.analysis.intervals import paired_interval
     from sft_tilt.claims.safe_step_size import measure_real_lm, safe_range
 
-    preset = _setup("grid")
+    preset = _setup()
     m = measure_real_lm()  # what claim 7 decides on: D at matched domain gain, per seed
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     fmts = list(m["formats"])
@@ -422,7 +409,7 @@ def real_lm_safe_lr(out_dir: Path) -> dict:
         mean = np.array([iv.mean for iv in ivs])
         lo = np.array([iv.lo if np.isfinite(iv.lo) else iv.mean for iv in ivs])
         hi = np.array([iv.hi if np.isfinite(iv.hi) else iv.mean for iv in ivs])
-        known, possible = safe_range(x, m["lr_grid"], m["eps"])
+        known, possible = safe_range(x, m["learning_rate_grid"], m["eps"])
         shift = 1.0 + 0.04 * (k - 0.5)  # side by side on the log axis
         axes[1].errorbar(np.array(lrs) * shift, mean, yerr=[mean - lo, hi - mean], fmt="o-", capsize=3,
                          label=f"{f} (Δ* = {x['target_gain']:.3f}): safe lr certain {known}, possible {possible}")
@@ -435,6 +422,6 @@ def real_lm_safe_lr(out_dir: Path) -> dict:
     axes[0].set_title("hard-token mass under the initial model", fontsize=9)
     fig.suptitle("Theorem 3.2: fewer hard tokens should allow a larger safe step", fontsize=9)
     fig.tight_layout()
-    sl = {"eps": m["eps"], "lr_grid": m["lr_grid"], "formats": {f: {**x, "per_seed": {str(lr): v for lr, v in x["per_seed"].items()}}
+    sl = {"eps": m["eps"], "learning_rate_grid": m["learning_rate_grid"], "formats": {f: {**x, "per_seed": {str(lr): v for lr, v in x["per_seed"].items()}}
                                                                  for f, x in m["formats"].items()}}
-    return save_figure(fig, out_dir, "real_lm_safe_lr", {"preset": _config(preset), "safe_lr": sl})
+    return save_figure(fig, out_dir, "real_lm_safe_lr", {"preset": _config(preset), "safe_learning_rate": sl})

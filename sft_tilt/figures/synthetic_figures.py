@@ -117,15 +117,15 @@ def _matched_gain():
 def draw_matched_gain(out_dir):
     plt = _plt()
     cfg, r = _matched_gain()
-    lams, ds = r["lams"], r["target_gain"]
+    lams, ds = r["learning_rates"], r["target_gain"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ax = axes[0]
     fits = r["fits"]
     grid = np.geomspace(lams[0], lams[-1], 100)
     for i, d in enumerate(ds):
         c = f"C{i}"
-        ax.plot(lams, r["matched_degradation"][i], "o", color=c, label=rf"$\Delta^*$ = {d:.3f}")
-        ax.plot(lams, r["fixed_matched_degradation"][i], "x", color=c, ms=5)
+        ax.plot(lams, r["matched_general_change"][i], "o", color=c, label=rf"$\Delta^*$ = {d:.3f}")
+        ax.plot(lams, r["fixed_matched_general_change"][i], "x", color=c, ms=5)
         ax.plot(grid, fits["linear"]["k1"] * d + fits["linear"]["k2"] * d * grid, "--", color=c, lw=1)
         ax.plot(grid, fits["quadratic"]["k1"] * d + fits["quadratic"]["k2"] * d**2 * grid, ":", color=c, lw=1.5)
     _log_lam_axis(ax, lams)
@@ -137,8 +137,8 @@ def draw_matched_gain(out_dir):
     ax.legend(fontsize=7)
     ax = axes[1]
     for i, d in enumerate(ds):
-        ax.plot(lams, r["degradation"][i], "o-", color=f"C{i}", label=rf"$D_T$, $\Delta^*$ = {d:.3f}")
-        ax.plot(lams, r["bound_constant_rate"][i], "s--", color=f"C{i}", mfc="none", lw=1)
+        ax.plot(lams, r["general_change"][i], "o-", color=f"C{i}", label=rf"$D_T$, $\Delta^*$ = {d:.3f}")
+        ax.plot(lams, r["bound_constant_gain_rate"][i], "s--", color=f"C{i}", mfc="none", lw=1)
     _log_lam_axis(ax, lams)
     ax.set_yscale("log")
     ax.set_xlabel(r"step size $\lambda$")
@@ -172,12 +172,12 @@ def draw_hard_tokens(out_dir):
     lab = [c for c in cells if c["format"] == "label"]
     for group, marker, name in ((cot, "o-", "CoT"), (lab, "*", "label-only")):
         m = [c["hard_token_mass"] for c in group]
-        v = [c["lam_safe_relative"] for c in group]
+        v = [c["safe_learning_rate_relative"] for c in group]
         ax.plot(m, v, marker, ms=10 if name == "label-only" else 6, label=rf"{name}: $D \leq$ (1+{cfg.excess_tolerance:g}) $D(\lambda_{{min}})$")
         for c in group:
-            if c["lam_safe_relative_flag"] != "interior":
-                ax.annotate(c["lam_safe_relative_flag"], (c["hard_token_mass"], c["lam_safe_relative"]), fontsize=6)
-        va = [max(c["lam_safe"], r["lams"][0] / 2) for c in group]
+            if c["safe_learning_rate_relative_flag"] != "interior":
+                ax.annotate(c["safe_learning_rate_relative_flag"], (c["hard_token_mass"], c["safe_learning_rate_relative"]), fontsize=6)
+        va = [max(c["safe_learning_rate"], r["learning_rates"][0] / 2) for c in group]
         ax.plot(m, va, marker.replace("-", "--"), mfc="none", alpha=0.6, label=rf"{name}: $D \leq$ {cfg.eps:g} (0 plotted at $\lambda_{{min}}/2$)")
     ax.set_yscale("log")
     ax.set_xlabel(r"hard-token mass $m$ = mean$(1 - p_0)$ over targets (sft_tilt.theory.hard_token_mass)")
@@ -188,13 +188,13 @@ def draw_hard_tokens(out_dir):
     ax = axes[1]
     for i, c in enumerate(cells):
         lbl = "label-only" if c["format"] == "label" else f"CoT, hard fraction {c['hard_fraction']:g} (m={c['hard_token_mass']:.2f})"
-        ax.plot(r["lams"], c["matched_degradation"], "o-", color=f"C{i}", label=lbl)
+        ax.plot(r["learning_rates"], c["matched_general_change"], "o-", color=f"C{i}", label=lbl)
     ax.axhline(cfg.eps, color="k", ls=":", lw=1)
-    _log_lam_axis(ax, r["lams"])
+    _log_lam_axis(ax, r["learning_rates"])
     ax.set_yscale("log")
     ax.set_xlabel(r"step size $\lambda$")
     ax.set_ylabel("general degradation $D$ at matched gain [nats/token]")
-    ax.set_title(f"sft_tilt.theory.safe_step_size with measured constants: {[round(c['lam_safe_theory'], 4) for c in cells]}", fontsize=8)
+    ax.set_title(f"sft_tilt.theory.safe_step_size with measured constants: {[round(c['safe_learning_rate_theory'], 4) for c in cells]}", fontsize=8)
     ax.legend(fontsize=6)
     fig.tight_layout()
     summary = [{k: v for k, v in c.items() if not isinstance(v, np.ndarray)} for c in cells]
@@ -223,27 +223,27 @@ def draw_methods(out_dir):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ax = axes[0]
     for st, (name, c) in zip(styles, r["per_method"].items()):
-        G, D = c["gain"][:, :, -1], c["degradation"][:, :, -1]  # [seed, lr]
+        G, D = c["domain_gain"][:, :, -1], c["general_change"][:, :, -1]  # [seed, lr]
         ax.errorbar(G.mean(0), D.mean(0), xerr=[G.mean(0) - G.min(0), G.max(0) - G.mean(0)],
                     yerr=[D.mean(0) - D.min(0), D.max(0) - D.mean(0)], fmt=st.marker + st.linestyle, color=st.color, capsize=2,
                     label=st.label, ms=4)
     ax.set_yscale("log")
     ax.set_xlabel(f"domain gain $G$ after {cfg.n_epochs} epochs [nats/token]")
     ax.set_ylabel("general degradation $D$ [nats/token]")
-    ax.set_title(f"end points over lr = {r['lrs'].tolist()} (bars: min-max over {len(r['seeds'])} seeds);\n"
+    ax.set_title(f"end points over lr = {r['learning_rates'].tolist()} (bars: min-max over {len(r['seeds'])} seeds);\n"
                  "TALR, DFT, FLOW, EAFT, ASFT with mean-one weights (equal effective step); DiSC's TALR unnormalised", fontsize=8)
     ax.legend(fontsize=7)
     ax = axes[1]
     for st, (name, c) in zip(styles, r["per_method"].items()):
-        ratio = c["matched_degradation"] / r["target_gain"]
+        ratio = c["matched_general_change"] / r["target_gain"]
         ratio = np.where(np.isfinite(ratio).all(0), ratio, np.nan)  # a lr counts only if every seed reached the matched gain
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(ratio, axis=0)
             lo, hi = np.nanmin(ratio, 0), np.nanmax(ratio, 0)
-        ax.plot(r["lrs"], mean, st.marker + st.linestyle, color=st.color, label=st.label)
-        ax.fill_between(r["lrs"], lo, hi, color=st.color, alpha=0.15)
-    _log_lam_axis(ax, r["lrs"])
+        ax.plot(r["learning_rates"], mean, st.marker + st.linestyle, color=st.color, label=st.label)
+        ax.fill_between(r["learning_rates"], lo, hi, color=st.color, alpha=0.15)
+    _log_lam_axis(ax, r["learning_rates"])
     ax.set_yscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel(rf"degradation per unit gain $D/\Delta^*$ at $\Delta^*$ = {r['target_gain']:g}")
@@ -293,5 +293,5 @@ def draw_token_stats(out_dir):
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.suptitle(f"Token statistics under training (SGD lr {cfg.lr:g}, batch {cfg.batch_size}, {len(cfg.seeds)} seeds)", fontsize=9, y=1.03)
+    fig.suptitle(f"Token statistics under training (SGD learning rate {cfg.learning_rate:g}, batch {cfg.batch_size}, {len(cfg.seeds)} seeds)", fontsize=9, y=1.03)
     return save_figure(fig, out_dir, "synthetic_token_stats", _config_dict(cfg))

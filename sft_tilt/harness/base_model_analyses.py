@@ -3,115 +3,45 @@
 * :func:`target_token_statistics`: per response format, the base model's probability ``p`` of every training
   target token, the hard tokens (``p <= 0.2``) and what kind of text they are, the hard-token mass
   ``sft_tilt.theory.hard_token_mass`` and the base model's greedy answer accuracy;
-* :func:`single_step`: one optimiser step ``theta_1 = theta_0 + lam d`` of SFT (``d`` the step direction at unit
-  learning rate, so the step is exactly linear in ``lam``) and, on the held-out domain set and every general set,
+* :func:`single_step`: one optimiser step ``theta_1 = theta_0 + eta d`` of SFT at learning rate ``eta`` (``d`` the step
+  direction at unit learning rate, so the step is exactly linear in ``eta``) and, on the held-out domain set and
+  every general set,
 
-      measured   dL_S(lam) = L_S(theta_1) - L_S(theta_0)
-      predicted  dL_S(lam) ~ lam <grad L_S, d> + lam^2 / 2  d^T H_S d
+      measured   dL_S(eta) = L_S(theta_1) - L_S(theta_0)
+      predicted  dL_S(eta) ~ eta <grad L_S, d> + eta^2 / 2  d^T H_S d
 
   (gradient inner product by ``jax.grad``, curvature along the step by ``jax.jvp`` of the gradient).
 
 Neither reads a fine-tuning run, but both need the loaded model: the first the base model's evaluation of every
-training problem in both formats (``Session.base``), the second gradients and Hessian-vector products. Where every
-run the figures read is committed, that would be the only model work left, so their records are kept like the
-runs. Each is a checksummed record keyed by the content key of its material: the model file's fingerprint,
-the tokenizer, the data configuration, the analysis's own parameters, the code key of this module's import closure
-and the library versions. The material is computed from the preset alone (the model file is hashed, not loaded),
-so a stored record is found without a session:
-
-1. ``<results>/<preset>/base/<namespace>/<key>.(json|npz)`` (committed by ``python -m sft_tilt.harness export``), read
-   when its preset's manifest lists it with its SHA-256 (:mod:`sft_tilt.harness.manifest`) and it verifies for its
-   key; one that does not is reported by path and left as it is;
-2. else the cache entry (``sft_tilt.store.cached``), computed when missing or damaged.
+training problem in both formats (``Session.base``), the second gradients and Hessian-vector products. On the ``cpu``
+preset that costs minutes on two cores where every run the figures read is committed, so their records are kept
+like the runs: :mod:`sft_tilt.harness.stored_base_analyses` reads them (committed, else cached) without a model, and
+this module computes one into the cache when neither is stored (``python -m sft_tilt.harness sweep --experiment
+base``).
 """
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sft_tilt.harness.versions import BASE_ANALYSES_VERSION
-from sft_tilt.store import cached, content_key, entry_path, library_versions, read_record
+from sft_tilt.harness.stored_base_analyses import (FOLDER, HARD_BELOW, NAMESPACES, committed_path, material, read_stored,
+                                                   stored_path)
+from sft_tilt.store import cached
 
-__all__ = ["FOLDER", "NAMESPACES", "target_token_statistics", "single_step", "material", "stored_path",
-           "committed_path", "token_kind"]
-
-#: Folder of ``<results>/<preset>/`` that holds the committed records.
-FOLDER = "base"
-#: The cache namespace of each analysis.
-NAMESPACES = {"target_token_statistics": "harness_target_tokens", "single_step": "harness_single_step"}
+# the reading names beside the computations, for the export and the command line
+__all__ = ["target_token_statistics", "single_step", "token_kind", "FOLDER", "NAMESPACES", "HARD_BELOW", "material",
+           "stored_path", "committed_path"]
 
 
-def _identity(preset) -> dict:
-    """What the session's own cache keys hold (``Session.key_material``), without loading the model."""
-    from sft_tilt.harness.session import model_fingerprint
-
-    return {"model": model_fingerprint(preset.resolved_model()), "tokenizer": str(preset.tokenizer or ""),
-            "data": preset.data}
-
-
-def material(preset, analysis: str) -> dict:
-    """The key material of ``analysis`` (a key of :data:`NAMESPACES`) for ``preset``."""
-    if analysis == "target_token_statistics":
-        own = {"formats": tuple(preset.formats), "hard_below": HARD_BELOW}
-    elif analysis == "single_step":
-        own = {"formats": tuple(preset.single_step_formats), "lrs": tuple(preset.single_step_lrs),
-               "batch": preset.single_step_batch, "optimizer": preset.optimizer, "method": preset.method("sft")}
-    else:
-        raise ValueError(f"analysis: expected one of {sorted(NAMESPACES)}, got {analysis!r}")
-    return {**_identity(preset), "what": analysis, **own, "code": BASE_ANALYSES_VERSION, "libs": library_versions()}
-
-
-def committed_path(preset, analysis: str, results_dir: Path | None = None) -> Path | None:
-    """Where the committed record of ``analysis`` for ``preset`` lies, if it exists (``.json`` or ``.npz``)."""
-    from sft_tilt.harness.runs import results_dir as default_results_dir
-
-    key = content_key(material(preset, analysis))
-    folder = Path(results_dir if results_dir is not None else default_results_dir()) / preset.name / FOLDER
-    for suffix in (".json", ".npz"):
-        path = folder / NAMESPACES[analysis] / f"{key}{suffix}"
-        if path.exists():
-            return path
-    return None
-
-
-def stored_path(preset, analysis: str) -> Path | None:
-    """The cache entry of ``analysis`` for ``preset``, if one exists (it is verified when read)."""
-    m = material(preset, analysis)
-    for arrays in (False, True):
-        path = entry_path(NAMESPACES[analysis], m, arrays=arrays)
-        if path.exists():
-            return path
-    return None
-
-
-def _committed_or_cached(preset, analysis: str, compute):
-    m = material(preset, analysis)
-    key = content_key(m)
-    path = committed_path(preset, analysis)
-    if path is not None:
-        from sft_tilt.harness.manifest import committed_file_problem
-        from sft_tilt.harness.runs import results_dir
-
-        unlisted = committed_file_problem(path, results_dir())
-        if unlisted is not None:
-            warnings.warn(f"{path}: committed record not served ({unlisted}); it is recomputed into the cache, the "
-                          "committed file is left unchanged")
-            return cached(NAMESPACES[analysis], m, compute)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            value = read_record(path, key=key, discard=False)
-        if isinstance(value, dict) and "value" in value:
-            return value["value"]
-        why = "; ".join(str(w.message) for w in caught) or "not a record of this analysis"
-        warnings.warn(f"{path}: committed record does not verify ({why}); it is recomputed into the cache, the "
-                      f"committed file is left unchanged")
-    return cached(NAMESPACES[analysis], m, compute)
+def _stored_or_computed(preset, analysis: str, compute):
+    """The stored value of ``analysis`` (:func:`sft_tilt.harness.stored_base_analyses.read_stored`), else
+    ``compute()`` cached under its key."""
+    value = read_stored(preset, analysis)
+    return value if value is not None else cached(NAMESPACES[analysis], material(preset, analysis), compute)
 
 
 def _session(preset, progress: bool):
@@ -122,8 +52,6 @@ def _session(preset, progress: bool):
 
 # ----------------------------------------------------------------------------- target-token statistics
 
-#: A target token is hard when the base model gives it probability at most this (the paper's threshold).
-HARD_BELOW = 0.2
 _SYMBOLS = frozenset({".", ",", "/", "^", "(", ")", "=", "+", "-", "x", "*"})
 
 
@@ -176,7 +104,7 @@ def target_token_statistics(preset, progress: bool = True) -> dict:
             }
         return out
 
-    return _committed_or_cached(preset, "target_token_statistics", compute)
+    return _stored_or_computed(preset, "target_token_statistics", compute)
 
 
 # ----------------------------------------------------------------------------- one optimiser step
@@ -207,9 +135,9 @@ def _vdot(a, b) -> float:
 
 
 def single_step(preset, progress: bool = True) -> dict:
-    """``{"lrs", "formats": {fmt: {set: {"L0", "first", "second", "measured", "predicted",
+    """``{"learning_rates", "formats": {fmt: {set: {"L0", "first", "second", "measured", "predicted",
     "predicted_first_order"}}}}``: the first SFT step on ``preset.single_step_batch`` training problems of each
-    format in ``preset.single_step_formats``, at each learning rate ``lam`` of ``preset.single_step_lrs``, measured
+    format in ``preset.single_step_formats``, at each learning rate ``eta`` of ``preset.single_step_learning_rates``, measured
     and predicted on the first ``single_step_batch`` rows of the held-out domain set and of every general set
     (module docstring; ``first = <grad L_S, d>``, ``second = d^T H_S d``)."""
 
@@ -222,7 +150,7 @@ def single_step(preset, progress: bool = True) -> dict:
         b = preset.single_step_batch
         params0 = session.params
         sets = {name: (jnp.asarray(enc.tokens[:b]), jnp.asarray(enc.loss_mask[:b])) for name, enc in session.general.items()}
-        out = {"lrs": list(preset.single_step_lrs), "formats": {}}
+        out = {"learning_rates": list(preset.single_step_learning_rates), "formats": {}}
         bar = tqdm(total=len(preset.single_step_formats) * (len(sets) + 1), desc="single-step theory",
                    disable=not progress, leave=False)
         grads_general = {}
@@ -232,7 +160,7 @@ def single_step(preset, progress: bool = True) -> dict:
             objective = make_objective(preset.method("sft"), session.config)
             g = jax.grad(lambda p: objective(p, {}, batch)[0])(params0)
             opt = make_optimizer(1.0, preset.optimizer)
-            d, _ = opt.update(g, opt.init(params0), params0)  # unit-learning-rate first step: theta_1 = theta_0 + lam d
+            d, _ = opt.update(g, opt.init(params0), params0)  # unit-learning-rate first step: theta_1 = theta_0 + eta d
             held = session.heldout[fmt]
             fmt_sets = {"domain": (jnp.asarray(held.tokens[:b]), jnp.asarray(held.loss_mask[:b])), **sets}
             res = {}
@@ -248,15 +176,15 @@ def single_step(preset, progress: bool = True) -> dict:
                 second = _vdot(d, _hvp_jit(params0, d, tok, msk, config=cfg))
                 l0 = float(_loss_jit(params0, tok, msk, config=cfg))
                 measured = []
-                for lam in preset.single_step_lrs:
-                    p1 = jax.tree_util.tree_map(lambda a, u: (a + lam * u).astype(a.dtype), params0, d)
+                for eta in preset.single_step_learning_rates:
+                    p1 = jax.tree_util.tree_map(lambda a, u: (a + eta * u).astype(a.dtype), params0, d)
                     measured.append(float(_loss_jit(p1, tok, msk, config=cfg)) - l0)
                 res[name] = {"L0": l0, "first": first, "second": second, "measured": measured,
-                             "predicted": [lam * first + 0.5 * lam**2 * second for lam in preset.single_step_lrs],
-                             "predicted_first_order": [lam * first for lam in preset.single_step_lrs]}
+                             "predicted": [eta * first + 0.5 * eta**2 * second for eta in preset.single_step_learning_rates],
+                             "predicted_first_order": [eta * first for eta in preset.single_step_learning_rates]}
                 bar.update(1)
             out["formats"][fmt] = res
         bar.close()
         return out
 
-    return _committed_or_cached(preset, "single_step", compute)
+    return _stored_or_computed(preset, "single_step", compute)

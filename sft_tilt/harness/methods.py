@@ -115,11 +115,10 @@ def make_optimizer(learning_rate: float, name: str = "adam") -> optax.GradientTr
     optimiser state (``optax.inject_hyperparams``) so one compiled step serves every learning rate."""
     if not (learning_rate > 0):
         raise ValueError(f"learning_rate: must be > 0, got {learning_rate!r}")
-    lr = jnp.asarray(learning_rate, jnp.float32)
     if name == "adam":
-        return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
+        return optax.inject_hyperparams(optax.adam)(learning_rate=jnp.asarray(learning_rate, jnp.float32))
     if name == "sgd":
-        return optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=jnp.asarray(learning_rate, jnp.float32))
     raise ValueError(f"name: optimizer {name!r} is not 'adam' or 'sgd'")
 
 
@@ -137,6 +136,10 @@ def make_train_step(method: MethodConfig, model_config, optimizer_name: str = "a
     over ``model``, batch over ``data``) and returns the loss and ``aux`` replicated. With ``capacity`` the
     objective projects to the vocabulary only at target tokens (:func:`make_objective`), and a batch with more
     targets than ``capacity`` is refused (``ValueError``) before it reaches the compiled step.
+
+    ``step.optimizer`` is the one optimiser the step updates with (:func:`make_optimizer` at learning rate 1): a run
+    initialises its state with ``step.optimizer.init`` and sets each step's learning rate in
+    ``opt_state.hyperparams["learning_rate"]``.
     """
     key = (method, method.spec, model_config, optimizer_name, mesh, capacity)
     if key not in _STEPS:
@@ -164,5 +167,6 @@ def make_train_step(method: MethodConfig, model_config, optimizer_name: str = "a
                     raise ValueError(f"batch: {n} target tokens, more than the step's capacity={capacity}")
                 return jitted(trainable, opt_state, frozen, batch)
 
+        step.optimizer = optimizer
         _STEPS[key] = step
     return _STEPS[key]

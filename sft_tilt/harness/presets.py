@@ -2,7 +2,7 @@
 (``make figures`` on a small CPU), ``cpu`` (the claims' scale on SmolLM2, several sittings), ``paper`` (GPU).
 
 Every preset trains with linear warm-up over the first tenth of its steps and linear decay after it
-(:func:`sft_tilt.harness.runs.learning_rate_at`; the paper does not state its scheduler) and Adam without weight decay.
+(:func:`sft_tilt.harness.schedules.learning_rate_schedule`; the paper does not state its scheduler) and Adam without weight decay.
 
 * ``tiny``: a tiny random-weight model the caller writes to disk (``$SFT_TINY_MODEL`` or the ``model``
   argument) with the default model's tokenizer; the whole pipeline at the smallest size; numbers are meaningless.
@@ -21,60 +21,50 @@ Every preset trains with linear warm-up over the first tenth of its steps and li
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass, replace
 
 from sft_tilt.methods.registry import MethodConfig, get_method
-from sft_tilt.harness.session import DataConfig
+from sft_tilt.harness.data_config import DataConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "real_lm_preset_name", "real_lm_preset", "methods_part",
-           "restrict_to_part", "REAL_LM_PRESET_ENV", "REAL_LM_PARTS",
-           "SHORT_CALCULATORS", "SHORT_UNSEEN_CALCULATORS"]
+__all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "read_preset_name", "read_preset",
+           "restrict_to_methods", "PRESET_OVERRIDE_ENV", "SHORT_CALCULATORS", "SHORT_UNSEEN_CALCULATORS"]
 
-#: Environment variable naming the preset whose runs the real-LM figures and claims read.
-REAL_LM_PRESET_ENV = "SFT_REAL_LM_PRESET"
-
-#: What a real-LM figure or claim reads of its preset: ``"grid"``, the SFT learning-rate grid of every format with
-#: its early points and the base-model analyses (claims about learning rates and target tokens), or ``"all"``, every
-#: planned run (the method comparison too); besides these, :func:`methods_part` names the grid and the comparison
-#: runs of some methods only. A part is read from the ``cpu`` preset as soon as its own runs are all finished, so a
-#: claim is decided at that scale while the runs it does not read are still being computed.
-REAL_LM_PARTS = ("grid", "all")
-
-_METHODS_PREFIX = "methods:"
+#: Environment variable that replaces the preset every real-LM claim and figure names, for all of them at once (the
+#: tests' tiny model, the paper preset on a GPU). Unset, each reads the preset it names: never a choice made from
+#: what happens to be stored.
+PRESET_OVERRIDE_ENV = "SFT_REAL_LM_PRESET"
 
 
-def methods_part(*names: str) -> str:
-    """The part reading the SFT learning-rate grid (with its early points and the base-model analyses) and the
-    method comparison's runs of ``names`` only (registry names; ``"talr"`` is the preset's compared TALR variant;
-    SFT and the model averaging of its runs are always in): ``"methods:talr,flow"``."""
-    if not names or not all(isinstance(n, str) and n and "," not in n for n in names):
-        raise ValueError(f"names: need one or more method names without commas, got {names!r}")
-    return _METHODS_PREFIX + ",".join(names)
+def read_preset_name(named: str) -> str:
+    """The preset a claim or figure naming ``named`` reads: ``$SFT_REAL_LM_PRESET`` when it is set, else ``named``."""
+    if named not in PRESETS:
+        raise ValueError(f"named: unknown preset {named!r}; known {sorted(PRESETS)}")
+    override = os.environ.get(PRESET_OVERRIDE_ENV)
+    if override and override not in PRESETS:
+        raise ValueError(f"${PRESET_OVERRIDE_ENV}: unknown preset {override!r}; known {sorted(PRESETS)}")
+    return override or named
 
 
-def _part_methods(part: str) -> tuple[str, ...] | None:
-    """The method names of a :func:`methods_part` (None for ``"grid"`` and ``"all"``); a ValueError naming
-    ``part`` for anything else."""
-    if part in REAL_LM_PARTS:
-        return None
-    if isinstance(part, str) and part.startswith(_METHODS_PREFIX) and part[len(_METHODS_PREFIX):]:
-        return tuple(part[len(_METHODS_PREFIX):].split(","))
-    raise ValueError(f"part: must be one of {REAL_LM_PARTS} or a methods_part(...), got {part!r}")
+def read_preset(named: str, methods: tuple[str, ...] | None = None) -> "Preset":
+    """The preset a claim or figure naming ``named`` reads (:func:`read_preset_name`), restricted to ``methods``
+    (:func:`restrict_to_methods`) when given, so it asks for no other method's runs."""
+    preset = get_preset(read_preset_name(named))
+    return preset if methods is None else restrict_to_methods(preset, methods)
 
 
-def restrict_to_part(preset: "Preset", part: str) -> "Preset":
-    """``preset`` with only the methods a :func:`methods_part` names (those it has; ``"talr"``: its
-    ``compared_talr``); ``"grid"`` and ``"all"`` leave it whole. Run keys do not depend on the method list, so the
-    restricted preset reads the same stored runs."""
-    names = _part_methods(part)
-    if names is None:
-        return preset
+def restrict_to_methods(preset: "Preset", names) -> "Preset":
+    """``preset`` comparing only the registered methods ``names`` it trains (``"talr"``: its ``compared_talr``; SFT
+    and the averaging of its runs are always compared). Run keys do not depend on the method list, so the restricted
+    preset reads the same stored runs."""
+    names = tuple(names)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"names: need one or more method names, got {names!r}")
     wanted = {preset.compared_talr if n == "talr" else n for n in names}
     for n in wanted:
         get_method(n)  # raises naming an unregistered method
     return replace(preset, methods=tuple(m for m in preset.methods if m in wanted))
+
 
 #: MedCalc-Bench calculators (sft_tilt.harness.medcalc_bench) whose chain-of-thought example (note + the package's
 #: explanation) fits 320 tokens with SmolLM2's tokenizer (digits split; longest of 30 drawn per calculator: 227-313).
@@ -98,15 +88,15 @@ class Preset:
     model: str | None = None  # None: the default model file (sft_tilt.lm.gguf_io.default_model_path)
     tokenizer: str | None = None
     formats: tuple[str, ...] = ("cot", "label")
-    lr_grid: tuple[float, ...] = (1e-5, 5e-5, 2.5e-4)
-    method_lrs: tuple[float, ...] = (5e-5, 2.5e-4)
+    learning_rate_grid: tuple[float, ...] = (1e-5, 5e-5, 2.5e-4)
+    comparison_learning_rates: tuple[float, ...] = (5e-5, 2.5e-4)
     # TALR and FLOW with weights of mean one over the batch's supervised tokens: every weighting method then takes
     # the same effective step as SFT, so a comparison at one learning rate compares the weighting, not the step
     # size; DiSC's unnormalised TALR is its own row
     methods: tuple[str, ...] = ("talr-mean", "talr-disc", "flow", "l2", "lora")
     compared_talr: str = "talr-mean"  # the TALR variant the claims about "TALR" read
     # LoRA trains a low-rank update from B = 0 and needs a larger learning rate than full fine-tuning for the same
-    # domain gain (about 10x is the usual practice): its own (small, large) pair instead of method_lrs
+    # domain gain (about 10x is the usual practice): its own (small, large) pair instead of comparison_learning_rates
     method_learning_rates: tuple[tuple[str, tuple[float, float]], ...] = (("lora", (5e-4, 2.5e-3)),)
     seeds: tuple[int, ...] = (0, 1, 2)
     batch_size: int = 2
@@ -116,13 +106,13 @@ class Preset:
     averaging_alphas: tuple[float, ...] = (0.25, 0.5, 0.75)
     method_overrides: tuple[MethodConfig, ...] = (MethodConfig("flow", normalization="mean"),)  # non-default hyper-parameters
     single_step_batch: int = 2
-    single_step_lrs: tuple[float, ...] = (1e-5, 5e-5, 2.5e-4)
+    single_step_learning_rates: tuple[float, ...] = (1e-5, 5e-5, 2.5e-4)
     single_step_formats: tuple[str, ...] = ("cot",)
     safe_eps: float = 0.02  # tolerance on mean general-loss increase (nats/token) for the "safe" learning rate
     accuracy_in_method_runs: bool = False
     mesh: tuple[int, int] = (1, 1)  # (data, model) devices of every run's train step (sft_tilt.lm.sharding)
     # The paper does not state its scheduler: linear warm-up over the first tenth of the steps, then linear decay
-    # (Hugging Face Trainer's default "linear" schedule; sft_tilt.harness.runs.learning_rate_at)
+    # (Hugging Face Trainer's default "linear" schedule; sft_tilt.harness.schedules.learning_rate_schedule)
     schedule: str = "linear"
     warmup_fraction: float = 0.1
     # the first early_until steps of every learning-rate-grid run recomputed with an evaluation at every step
@@ -131,10 +121,10 @@ class Preset:
     early_until: int = 0
 
     def __post_init__(self):
-        if not self.lr_grid or sorted(self.lr_grid) != list(self.lr_grid):
-            raise ValueError(f"lr_grid: must be a non-empty increasing tuple, got {self.lr_grid}")
-        if len(self.method_lrs) != 2 or self.method_lrs[0] >= self.method_lrs[1]:
-            raise ValueError(f"method_lrs: must be (small, large) with small < large, got {self.method_lrs}")
+        if not self.learning_rate_grid or sorted(self.learning_rate_grid) != list(self.learning_rate_grid):
+            raise ValueError(f"learning_rate_grid: must be a non-empty increasing tuple, got {self.learning_rate_grid}")
+        if len(self.comparison_learning_rates) != 2 or self.comparison_learning_rates[0] >= self.comparison_learning_rates[1]:
+            raise ValueError(f"comparison_learning_rates: must be (small, large) with small < large, got {self.comparison_learning_rates}")
         if len(self.seeds) < 1:
             raise ValueError("seeds: need at least one seed")
         if not 0.0 <= self.warmup_fraction < 1.0:
@@ -153,10 +143,11 @@ class Preset:
         talrs = [m for m in self.methods if m.startswith("talr")]
         if talrs and self.compared_talr not in talrs:
             raise ValueError(f"compared_talr: {self.compared_talr!r} is not among the preset's TALR methods {talrs}")
-        for name, lrs in self.method_learning_rates:
+        for name, learning_rates in self.method_learning_rates:
             get_method(name)
-            if len(lrs) != 2 or not 0 < lrs[0] < lrs[1]:
-                raise ValueError(f"method_learning_rates: {name}'s must be (small, large) with 0 < small < large, got {lrs}")
+            if len(learning_rates) != 2 or not 0 < learning_rates[0] < learning_rates[1]:
+                raise ValueError(f"method_learning_rates: {name}'s must be (small, large) with 0 < small < large, "
+                                 f"got {learning_rates}")
 
     @property
     def warmup_steps(self) -> int:
@@ -165,10 +156,10 @@ class Preset:
 
     def learning_rates_of(self, name: str) -> tuple[float, float]:
         """The (small, large) learning rates method ``name`` trains at: its ``method_learning_rates`` entry, else
-        ``method_lrs``. An averaging method (WiSE-FT) uses those of the method it averages."""
+        ``comparison_learning_rates``. An averaging method (WiSE-FT) uses those of the method it averages."""
         spec = get_method(name)
         base = spec.trains_as if spec.averaging else name
-        return dict(self.method_learning_rates).get(base, tuple(self.method_lrs))
+        return dict(self.method_learning_rates).get(base, tuple(self.comparison_learning_rates))
 
     def method(self, name: str) -> MethodConfig:
         """The configuration of the registered method ``name``: its entry in ``method_overrides`` or the
@@ -199,8 +190,8 @@ def _tiny(model: str | None = None) -> Preset:
         data=DataConfig(n_train=4, n_heldout=2, calculators=SHORT_CALCULATORS, seq_len_cot=320, seq_len_label=160,
                         seq_len_general=64, n_self=2, self_max_new_tokens=6, n_docs=2, n_code=2, eval_batch=2,
                         n_accuracy=1, accuracy_max_new_tokens_cot=6, accuracy_max_new_tokens_label=4),
-        lr_grid=(1e-3, 4e-3),
-        method_lrs=(1e-3, 4e-3),
+        learning_rate_grid=(1e-3, 4e-3),
+        comparison_learning_rates=(1e-3, 4e-3),
         methods=("talr-mean", "flow", "l2", "lora"),
         method_learning_rates=(("lora", (4e-3, 1.6e-2)),),
         seeds=(0,),
@@ -209,7 +200,7 @@ def _tiny(model: str | None = None) -> Preset:
         eval_every=1,
         averaging_alphas=(0.5,),
         single_step_batch=2,
-        single_step_lrs=(1e-3, 4e-3),
+        single_step_learning_rates=(1e-3, 4e-3),
         single_step_formats=("label",),
     )
 
@@ -240,8 +231,8 @@ def _paper() -> Preset:
         data=DataConfig(n_train=512, n_heldout=128, seq_len_cot=1280, seq_len_label=192, seq_len_general=256,
                         n_self=32, self_max_new_tokens=128, n_docs=32, n_code=16, eval_batch=16, n_accuracy=128,
                         accuracy_max_new_tokens_cot=1024, accuracy_max_new_tokens_label=16, n_unseen=32, n_choice=64),
-        lr_grid=(1e-6, 5e-6, 2e-5),
-        method_lrs=(1e-6, 5e-6),
+        learning_rate_grid=(1e-6, 5e-6, 2e-5),
+        comparison_learning_rates=(1e-6, 5e-6),
         methods=("talr-mean", "talr-disc", "flow", "l2", "lora", "dft"),
         method_learning_rates=(("lora", (1e-5, 5e-5)),),
         seeds=(0, 1, 2),
@@ -249,7 +240,7 @@ def _paper() -> Preset:
         steps=128,
         eval_every=32,
         single_step_batch=8,
-        single_step_lrs=(1e-6, 5e-6, 2e-5),
+        single_step_learning_rates=(1e-6, 5e-6, 2e-5),
         single_step_formats=("cot", "label"),
         safe_eps=0.05,
         accuracy_in_method_runs=True,
@@ -265,8 +256,8 @@ def _smoke() -> Preset:
                         seq_len_general=64, n_self=2, self_max_new_tokens=8, n_docs=2, n_code=2, eval_batch=2,
                         n_accuracy=1, accuracy_max_new_tokens_cot=16, accuracy_max_new_tokens_label=8),
         formats=("cot",),
-        lr_grid=(5e-5, 2.5e-4),
-        method_lrs=(5e-5, 2.5e-4),
+        learning_rate_grid=(5e-5, 2.5e-4),
+        comparison_learning_rates=(5e-5, 2.5e-4),
         methods=("talr-mean",),
         method_learning_rates=(),
         seeds=(0,),
@@ -275,7 +266,7 @@ def _smoke() -> Preset:
         eval_every=1,
         averaging_alphas=(0.5,),
         single_step_batch=2,
-        single_step_lrs=(5e-5, 2.5e-4),
+        single_step_learning_rates=(5e-5, 2.5e-4),
         single_step_formats=("cot",),
     )
 
@@ -294,8 +285,8 @@ def _cpu() -> Preset:
                         seq_len_general=64, n_self=8, self_max_new_tokens=40, n_docs=4, n_code=4, eval_batch=8,
                         n_accuracy=8, accuracy_max_new_tokens_cot=200, accuracy_max_new_tokens_label=10,
                         n_unseen=4, unseen_calculators=SHORT_UNSEEN_CALCULATORS, n_choice=16),
-        lr_grid=(3e-6, 1e-5, 3e-5, 1e-4, 3e-4),
-        method_lrs=(1e-5, 1e-4),
+        learning_rate_grid=(3e-6, 1e-5, 3e-5, 1e-4, 3e-4),
+        comparison_learning_rates=(1e-5, 1e-4),
         methods=("talr-mean", "flow", "dft", "eaft", "asft", "sft-kl", "l2", "lora"),
         method_learning_rates=(("lora", (1e-4, 1e-3)),),
         seeds=(0, 1, 2),
@@ -304,7 +295,7 @@ def _cpu() -> Preset:
         eval_every=10,
         early_until=10,
         single_step_batch=4,
-        single_step_lrs=(1e-5, 1e-4, 3e-4),
+        single_step_learning_rates=(1e-5, 1e-4, 3e-4),
         single_step_formats=("cot", "label"),
         accuracy_in_method_runs=True,
     )
@@ -325,54 +316,3 @@ def get_preset(name: str, model: str | None = None) -> Preset:
     if model is not None and name not in presets_taking_a_model():
         raise ValueError(f"model: the {name!r} preset fixes its model and would ignore {model!r}")
     return PRESETS[name](model) if name == "tiny" else PRESETS[name]()
-
-
-def real_lm_preset(part: str = "all") -> "Preset":
-    """The preset :func:`real_lm_preset_name` names for ``part``, restricted to the part's methods
-    (:func:`restrict_to_part`)."""
-    return restrict_to_part(get_preset(real_lm_preset_name(part)), part)
-
-
-def real_lm_preset_name(part: str = "all") -> str:
-    """The preset the real-LM figures and claims reading ``part`` (one of :data:`REAL_LM_PARTS` or a
-    :func:`methods_part`) use:
-    ``$SFT_REAL_LM_PRESET`` when it is set; otherwise ``"cpu"`` once every planned run of that part of the ``cpu``
-    preset has finished (committed under ``results/`` or in a run folder) and the early points of its
-    learning-rate grid are stored, so ``make figures`` draws that CPU-scale result without training; until then
-    ``"default"``, computed when not stored."""
-    _part_methods(part)  # raises naming a malformed part
-    name = os.environ.get(REAL_LM_PRESET_ENV)
-    if name:
-        return name
-    from sft_tilt.harness.runs import results_dir, runs_dir
-
-    return "cpu" if _all_finished("cpu", part, str(results_dir()), str(runs_dir())) else "default"
-
-
-@functools.lru_cache(maxsize=8)
-def _all_finished(name: str, part: str, results: str, runs: str) -> bool:
-    """Whether nothing of ``part`` of preset ``name`` is left to compute: every run of the part (``"grid"``: the SFT
-    learning-rate grid's; ``"all"``: every planned run; a :func:`methods_part`: the grid's and the named methods'
-    comparison runs) and, with ``early_until``, the early points of every learning-rate-grid run (keyed by the
-    folders read; once per process)."""
-    import warnings
-
-    from sft_tilt.harness.early_points import read_early
-    from sft_tilt.harness.experiments import method_configs, sft_configs
-    from sft_tilt.harness.runs import run_key
-    from sft_tilt.harness.sweep_plan import pending
-
-    preset = get_preset(name)
-    if part == "grid":
-        configs = sft_configs(preset)
-    elif part == "all":
-        configs = None
-    else:
-        restricted = restrict_to_part(preset, part)
-        configs = list(dict.fromkeys(sft_configs(restricted) + method_configs(restricted)))
-    if pending(preset, configs=configs)["to_compute"]:
-        return False
-    with warnings.catch_warnings():  # a stale record only means "not finished" here
-        warnings.simplefilter("ignore")
-        return all(read_early(run_key(c), preset.early_until) is not None
-                   for c in sft_configs(preset)) if preset.early_until else True

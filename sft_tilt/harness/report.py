@@ -1,4 +1,5 @@
-"""A plain-text (markdown) report of every real-LM experiment, from :func:`sft_tilt.harness.experiments.run_all`.
+"""A plain-text (markdown) report of every real-LM experiment, from :func:`sft_tilt.harness.experiment_results.read_all` (or the sweep's
+:func:`sft_tilt.harness.experiments.run_all`, which computes first).
 
 The results carry named quantities (``domain_gain``, ``general_change``); the report shows them under the
 theory's letters, ``G`` = domain gain and ``D`` = general degradation (general loss change).
@@ -24,26 +25,26 @@ def render_report(results: dict, preset_name: str, source: str | None = None) ->
              "G = held-out domain gain (> 0: the domain loss fell), D = mean general loss change over the self/docs/code sets "
              "(nats/token; D > 0 is degradation).", ""]
 
-    lines += ["## 1. Learning-rate grid (SFT, final point, mean over seeds)", "", "| format | lr | G (domain gain) | D (general change) | accuracy | n |", "|---|---|---|---|---|---|"]
-    runs = results["lr_tradeoff"]
+    lines += ["## 1. Learning-rate grid (SFT, final point, mean over seeds)", "", "| format | learning rate | G (domain gain) | D (general change) | accuracy | n |", "|---|---|---|---|---|---|"]
+    runs = results["learning_rate_tradeoff"]
     failed = results.get("diverged", []) + results.get("collapsed", [])
     grid = runs + [r for r in failed if r["method"] == "sft"]
     for fmt in sorted({r["fmt"] for r in grid}):
-        for lr in sorted({r["lr"] for r in grid}):
-            sel = [r for r in runs if r["fmt"] == fmt and r["lr"] == lr]
-            if not sel:  # every run at this learning rate diverged or collapsed (listed in section 5)
+        for learning_rate in sorted({r["learning_rate"] for r in grid}):
+            sel = [r for r in runs if r["fmt"] == fmt and r["learning_rate"] == learning_rate]
+            if not sel:  # every run at this learning rate diverged or collapsed (listed in sections 5 and 6)
                 what = "collapsed" if all(r.get("collapsed") and not r["diverged"] for r in failed
-                                          if (r["method"], r["fmt"], r["lr"]) == ("sft", fmt, lr)) else "diverged"
-                lines.append(f"| {fmt} | {lr:g} | {what} | {what} | - | 0 |")
+                                          if (r["method"], r["fmt"], r["learning_rate"]) == ("sft", fmt, learning_rate)) else "diverged"
+                lines.append(f"| {fmt} | {learning_rate:g} | {what} | {what} | - | 0 |")
                 continue
             accs = [r["accuracy"] for r in sel if r["accuracy"] is not None]
-            lines.append(f"| {fmt} | {lr:g} | {_f(float(np.mean([r['domain_gain'] for r in sel])))} | "
+            lines.append(f"| {fmt} | {learning_rate:g} | {_f(float(np.mean([r['domain_gain'] for r in sel])))} | "
                          f"{_f(float(np.mean([r['general_change'] for r in sel])))} | "
                          f"{_f(float(np.mean(accs)) if accs else None, 2)} | {len(sel)} |")
     lines += ["", "## 2. Methods (chain-of-thought; mean +- sd over seeds; below_front < 0: better than the SFT LR curve)", "",
-              "| method | lr | G (domain gain) | D (general change) | D/G | below_front |", "|---|---|---|---|---|---|"]
+              "| method | learning rate | G (domain gain) | D (general change) | D/G | below_front |", "|---|---|---|---|---|---|"]
     for row in results["method_front"]["rows"]:
-        lines.append(f"| {row['method']} | {row['lr']:g} | {_f(row['domain_gain'])} +- {_f(row['domain_gain_sd'])} | "
+        lines.append(f"| {row['method']} | {row['learning_rate']:g} | {_f(row['domain_gain'])} +- {_f(row['domain_gain_sd'])} | "
                      f"{_f(row['general_change'])} +- {_f(row['general_change_sd'])} | "
                      f"{_f(row['general_change_per_gain'], 3)} | {_f(row['below_front'])} |")
     ta = results["token_analysis"]
@@ -54,44 +55,44 @@ def render_report(results: dict, preset_name: str, source: str | None = None) ->
                      f"{_f(st['hard_token_mass'], 3)} | {st['hard_kinds']} |")
     for method, ep in ta["epochs"].items():
         fr = [[v["frac_above"] for _, v in sorted(seed.items(), key=lambda kv: int(kv[0]))] for seed in ep["per_seed"]]
-        lines.append(f"\nfraction of training tokens with p > 0.2 per epoch, {method} at lr {ep['lr']:g}: {fr}")
+        lines.append(f"\nfraction of training tokens with p > 0.2 per epoch, {method} at learning rate {ep['learning_rate']:g}: {fr}")
     for method, cp in ta.get("checkpoints", {}).items():
         fr = [[round(v["frac_above"], 4) for _, v in sorted(seed.items(), key=lambda kv: int(kv[0]))] for seed in cp["per_seed"]]
-        lines.append(f"\nfraction of held-out domain tokens with p > 0.2 at each evaluation point, {method} at lr {cp['lr']:g}: {fr}")
+        lines.append(f"\nfraction of held-out domain tokens with p > 0.2 at each evaluation point, {method} at learning rate {cp['learning_rate']:g}: {fr}")
     ss = results["single_step"]
     lines += ["", "## 4a. One optimiser step: measured vs predicted change (nats/token)", "",
-              "| format | set | lr | measured | predicted (2nd order) | 1st order only |", "|---|---|---|---|---|---|"]
+              "| format | set | learning rate | measured | predicted (2nd order) | 1st order only |", "|---|---|---|---|---|---|"]
     for fmt, sets in ss["formats"].items():
         for name, r in sets.items():
-            for lam, m, p, f1 in zip(ss["lrs"], r["measured"], r["predicted"], r["predicted_first_order"]):
-                lines.append(f"| {fmt} | {name} | {lam:g} | {m:+.5f} | {p:+.5f} | {f1:+.5f} |")
+            for learning_rate, m, p, f1 in zip(ss["learning_rates"], r["measured"], r["predicted"], r["predicted_first_order"]):
+                lines.append(f"| {fmt} | {name} | {learning_rate:g} | {m:+.5f} | {p:+.5f} | {f1:+.5f} |")
     lines += ["", "## 4b. Matched-gain fits", ""]
     for fmt, mg in results["matched_gain"].items():
         if mg.get("fit"):
             fit = mg["fit"]
-            lines.append(f"- {fmt}: D monotone in lr at every matched gain Delta*: {all(mg['monotone'].values())}; "
-                         f"D = k1 Delta* + k2 Delta* lam: k1={fit['linear']['k1']:.3g}, k2={fit['linear']['k2']:.3g}, rmse={fit['linear']['rmse']:.3g}; "
-                         f"D = k1 Delta* + k2 Delta*^2 lam: k1={fit['quadratic']['k1']:.3g}, k2={fit['quadratic']['k2']:.3g}, rmse={fit['quadratic']['rmse']:.3g}; "
+            lines.append(f"- {fmt}: D monotone in the learning rate at every matched gain Delta*: {all(mg['monotone'].values())}; "
+                         f"D = k1 Delta* + k2 Delta* eta: k1={fit['linear']['k1']:.3g}, k2={fit['linear']['k2']:.3g}, rmse={fit['linear']['rmse']:.3g}; "
+                         f"D = k1 Delta* + k2 Delta*^2 eta: k1={fit['quadratic']['k1']:.3g}, k2={fit['quadratic']['k2']:.3g}, rmse={fit['quadratic']['rmse']:.3g}; "
                          f"better: {fit['better']}")
         else:
             lines.append(f"- {fmt}: no fit ({mg.get('note', 'too few cells')})")
-    sl = results["safe_lr"]
+    sl = results["safe_learning_rate"]
     lines += ["", f"## 4c. Safe learning rate (general increase <= {sl['eps']} nats/token)", "",
-              "| format | hard mass | hard fraction | safe lr (final) | safe lr (matched gain) |", "|---|---|---|---|---|"]
+              "| format | hard mass | hard fraction | safe learning rate (final) | safe learning rate (matched gain) |", "|---|---|---|---|---|"]
     for fmt, r in sl["formats"].items():
-        lines.append(f"| {fmt} | {_f(r['hard_token_mass'], 3)} | {_f(r['hard_fraction'], 3)} | {r['safe_lr']} | {r['safe_lr_matched']} |")
+        lines.append(f"| {fmt} | {_f(r['hard_token_mass'], 3)} | {_f(r['hard_fraction'], 3)} | {r['safe_learning_rate']} | {r['safe_learning_rate_matched']} |")
     diverged = results.get("diverged", [])
     if diverged:
         lines += ["", "## 5. Diverged runs (non-finite loss, parameters or evaluation; left out of every table above)", "",
-                  "| method | format | lr | seed | diverged at step | run |", "|---|---|---|---|---|---|"]
+                  "| method | format | learning rate | seed | diverged at step | run |", "|---|---|---|---|---|---|"]
         for r in diverged:
-            lines.append(f"| {r['method']} | {r['fmt']} | {r['lr']:g} | {r['seed']} | {r['diverged_step']} | {r['key']} |")
+            lines.append(f"| {r['method']} | {r['fmt']} | {r['learning_rate']:g} | {r['seed']} | {r['diverged_step']} | {r['key']} |")
     collapsed = results.get("collapsed", [])
     if collapsed:
         lines += ["", "## 6. Collapsed runs (finite, but the model gives every token probability 1/V: the held-out and "
                   "every general loss at log V; left out of every table above)", "",
-                  "| method | format | lr | seed | collapsed at step | run |", "|---|---|---|---|---|---|"]
+                  "| method | format | learning rate | seed | collapsed at step | run |", "|---|---|---|---|---|---|"]
         for r in collapsed:
-            lines.append(f"| {r['method']} | {r['fmt']} | {r['lr']:g} | {r['seed']} | {r['collapsed_step']} | {r['key']} |")
+            lines.append(f"| {r['method']} | {r['fmt']} | {r['learning_rate']:g} | {r['seed']} | {r['collapsed_step']} | {r['key']} |")
     lines.append("")
     return "\n".join(lines)

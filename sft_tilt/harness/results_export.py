@@ -69,8 +69,8 @@ def _finished(folder: Path) -> tuple[dict | None, str]:
 
 def _index_row(result: dict) -> dict:
     cfg = result["config"]
-    return {"label": f"{cfg['method_name']} {cfg['fmt']} lr={cfg['learning_rate']:g} seed={cfg['seed']}",
-            "format": cfg["fmt"], "method": cfg["method_name"], "lr": cfg["learning_rate"], "seed": cfg["seed"],
+    return {"label": f"{cfg['method_name']} {cfg['fmt']} learning_rate={cfg['learning_rate']:g} seed={cfg['seed']}",
+            "format": cfg["fmt"], "method": cfg["method_name"], "learning_rate": cfg["learning_rate"], "seed": cfg["seed"],
             "wall_s": result.get("wall_s"), "diverged": bool(result.get("diverged"))}
 
 
@@ -83,7 +83,7 @@ def export_runs(configs: list, preset_name: str, results_dir: Path | None = None
     exporting in several sittings accumulates. Unfinished runs are skipped and, with ``verbose``, named, unless
     their folder under ``<results_dir>/<preset_name>/`` already holds them finished (exported earlier).
     """
-    from sft_tilt.harness.runs import results_dir as default_results_dir, run_folder
+    from sft_tilt.harness.stored_runs import results_dir as default_results_dir, run_folder
 
     if not isinstance(preset_name, str) or not preset_name or not preset_name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"preset_name: expected a folder name (letters, digits, - and _), got {preset_name!r}")
@@ -113,8 +113,8 @@ def export_runs(configs: list, preset_name: str, results_dir: Path | None = None
 def export_early(configs: list, until: int, preset_name: str, results_dir: Path | None = None) -> list[Path]:
     """Copy the stored early points of ``configs`` (:mod:`sft_tilt.harness.early_points`) that are valid for the current
     code and cover ``until`` steps to ``<results_dir>/<preset_name>/early/<key>.json``; return the copies."""
-    from sft_tilt.harness.early_points import FOLDER, read_early, record_path
-    from sft_tilt.harness.runs import results_dir as default_results_dir, run_key
+    from sft_tilt.harness.stored_early_points import FOLDER, read_early, record_path
+    from sft_tilt.harness.stored_runs import results_dir as default_results_dir, run_key
 
     target = Path(results_dir if results_dir is not None else default_results_dir()) / preset_name / FOLDER
     out = []
@@ -136,8 +136,8 @@ def export_base_analyses(preset, results_dir: Path | None = None) -> list[Path]:
     """Copy the cache entries of ``preset``'s base-model analyses (:mod:`sft_tilt.harness.base_model_analyses`) that
     verify for the current key to ``<results_dir>/<preset>/base/<namespace>/``; return the copies. An analysis
     not yet computed (no cache entry) is left out."""
-    from sft_tilt.harness.base_model_analyses import FOLDER as BASE_FOLDER, NAMESPACES, material, stored_path
-    from sft_tilt.harness.runs import results_dir as default_results_dir
+    from sft_tilt.harness.stored_base_analyses import FOLDER as BASE_FOLDER, NAMESPACES, material, stored_path
+    from sft_tilt.harness.stored_runs import results_dir as default_results_dir
     from sft_tilt.store import content_key
 
     target = Path(results_dir if results_dir is not None else default_results_dir()) / preset.name / BASE_FOLDER
@@ -160,8 +160,8 @@ def export_base_analyses(preset, results_dir: Path | None = None) -> list[Path]:
 def stale_base_analyses(preset, results_dir: Path | None = None) -> list[Path]:
     """The committed base-model analysis records of ``preset`` whose key is not the current one (the code, the model,
     the data or the analysis's parameters changed since), which are no longer read."""
-    from sft_tilt.harness.base_model_analyses import FOLDER as BASE_FOLDER, NAMESPACES, material
-    from sft_tilt.harness.runs import results_dir as default_results_dir
+    from sft_tilt.harness.stored_base_analyses import FOLDER as BASE_FOLDER, NAMESPACES, material
+    from sft_tilt.harness.stored_runs import results_dir as default_results_dir
     from sft_tilt.store import content_key
 
     target = Path(results_dir if results_dir is not None else default_results_dir()) / preset.name / BASE_FOLDER
@@ -175,13 +175,13 @@ def stale_base_analyses(preset, results_dir: Path | None = None) -> list[Path]:
 def stale_runs(configs: list, preset_name: str, results_dir: Path | None = None) -> list[Path]:
     """The run folders under ``<results_dir>/<preset_name>/`` whose key is not the key of any of ``configs``: runs of
     an earlier version of the code, model or preset, which ``run_one`` no longer reads."""
-    from sft_tilt.harness.runs import results_dir as default_results_dir, run_folder
+    from sft_tilt.harness.stored_runs import results_dir as default_results_dir, run_folder
 
     target = Path(results_dir if results_dir is not None else default_results_dir()) / preset_name
     if not target.is_dir():
         return []
-    from sft_tilt.harness.base_model_analyses import FOLDER as BASE_FOLDER
-    from sft_tilt.harness.early_points import FOLDER
+    from sft_tilt.harness.stored_base_analyses import FOLDER as BASE_FOLDER
+    from sft_tilt.harness.stored_early_points import FOLDER
 
     planned = {run_folder(cfg).name for cfg in configs}
     return sorted(p for p in target.iterdir()
@@ -190,7 +190,7 @@ def stale_runs(configs: list, preset_name: str, results_dir: Path | None = None)
 
 def prune_stale_runs(configs: list, preset_name: str, results_dir: Path | None = None) -> list[Path]:
     """Delete :func:`stale_runs` and rewrite the index; return the deleted folders."""
-    from sft_tilt.harness.runs import results_dir as default_results_dir
+    from sft_tilt.harness.stored_runs import results_dir as default_results_dir
 
     stale = stale_runs(configs, preset_name, results_dir)
     for folder in stale:

@@ -19,8 +19,8 @@ The base model's values and the chance levels head the table. A second table per
 at matched domain gain, the quantity the paper's learning-rate and method claims compare: for each target gain
 ``Delta*`` and each (method, learning rate), the mean over seeds of ``D`` where the run's trajectory first reaches
 ``G = Delta*`` (linear interpolation between evaluation points,
-:func:`sft_tilt.harness.experiments.general_change_at_gain`), with its t interval. The targets are fractions
-(:func:`sft_tilt.harness.experiments.matched_targets`)
+:func:`sft_tilt.analysis.matched_gain.general_change_at_gain`), with its t interval. The targets are fractions
+(:func:`sft_tilt.analysis.matched_gain.matched_targets`)
 0.25 / 0.5 / 0.75 / 1 of the smallest, over the format's finished SFT runs, of a run's largest gain, so every SFT
 run reaches them; a run of another method that never reaches a target is counted as such.
 
@@ -44,7 +44,7 @@ __all__ = ["finished_results", "summary_rows", "matched_gain_rows", "render_summ
 def finished_results(preset) -> tuple[list[dict], int]:
     """(the finished planned runs of ``preset``, each read from its run folder or else from ``results/``; the number
     of planned runs). Nothing is computed; a file that does not verify counts as unfinished."""
-    from sft_tilt.harness.runs import committed_result, run_key, runs_dir
+    from sft_tilt.harness.stored_runs import committed_result, run_key, runs_dir
     from sft_tilt.harness.sweep_plan import planned_runs
     from sft_tilt.store import read_record
 
@@ -78,21 +78,21 @@ def _agreement(accuracies: dict):
 def summary_rows(results: list[dict]) -> tuple[list[dict], dict]:
     """(one row per (method, format, learning rate), sorted; the base model's accuracies and the chance levels).
 
-    A row holds ``method``, ``fmt``, ``lr``, ``seeds`` (finished, neither diverged nor collapsed), ``diverged`` and
-    ``collapsed`` (their seeds; :mod:`sft_tilt.harness.collapse`),
+    A row holds ``method``, ``fmt``, ``learning_rate``, ``seeds`` (finished, neither diverged nor collapsed),
+    ``diverged`` and ``collapsed`` (their seeds; :mod:`sft_tilt.harness.collapse`),
     ``G`` and ``D`` (:class:`~sft_tilt.analysis.intervals.Interval` over the seeds' final values) and the means over seeds of
     ``answer_token_accuracy``, ``choice``, ``agreement`` and ``greedy_accuracy`` (None where not measured)."""
-    from sft_tilt.harness.experiments import failed, summarise_run
+    from sft_tilt.harness.experiment_results import failed, summarise_run
 
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for result in results:
         s = summarise_run(result)
-        groups[(s["method"], s["fmt"], s["lr"])].append(s)
+        groups[(s["method"], s["fmt"], s["learning_rate"])].append(s)
     rows, base = [], {}
-    for (method, fmt, lr), runs in sorted(groups.items()):
+    for (method, fmt, learning_rate), runs in sorted(groups.items()):
         ok = sorted((s for s in runs if not failed(s)), key=lambda s: s["seed"])
         rows.append({
-            "method": method, "fmt": fmt, "lr": lr,
+            "method": method, "fmt": fmt, "learning_rate": learning_rate,
             "seeds": [s["seed"] for s in ok],
             "diverged": sorted(s["seed"] for s in runs if s["diverged"]),
             "collapsed": sorted(s["seed"] for s in runs if s["collapsed"] and not s["diverged"]),
@@ -116,14 +116,15 @@ MATCHED_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
 def matched_gain_rows(results: list[dict], fractions=MATCHED_FRACTIONS, early_until: int = 0) -> dict[str, dict]:
-    """Per format with a finished SFT run: ``{"targets": [Delta*], "rows": [{"method", "lr", "n", "cells"}]}``, one
+    """Per format with a finished SFT run: ``{"targets": [Delta*], "rows": [{"method", "learning_rate", "n", "cells"}]}``, one
     row per (method, learning rate) sorted, each cell the :class:`~sft_tilt.analysis.intervals.Interval` over the seeds that reach
     that target (``n``: the finished seeds; a cell's ``.n`` the seeds that reached it; ``from_base``, per target, the
     seeds that reached it before their first evaluation point, whose value is a chord from the base model). With
     ``early_until`` the runs' stored early points fill their trajectories first (:mod:`sft_tilt.harness.early_points`)."""
-    from sft_tilt.harness.experiments import failed, from_base, general_change_at_gain, matched_targets, summarise_run
+    from sft_tilt.analysis.matched_gain import from_base, general_change_at_gain, matched_targets
+    from sft_tilt.harness.experiment_results import failed, summarise_run
 
-    from sft_tilt.harness.early_points import with_early
+    from sft_tilt.harness.stored_early_points import with_early
 
     summaries = with_early(list(map(summarise_run, results)), {r["key"]: r for r in results}, early_until)
     runs = [s for s in summaries if not failed(s)]
@@ -139,12 +140,12 @@ def matched_gain_rows(results: list[dict], fractions=MATCHED_FRACTIONS, early_un
         groups: dict[tuple, list[dict]] = defaultdict(list)
         for s in runs:
             if s["fmt"] == fmt:
-                groups[(s["method"], s["lr"])].append(s)
+                groups[(s["method"], s["learning_rate"])].append(s)
         rows = []
-        for (method, lr), group in sorted(groups.items(), key=lambda kv: (kv[0][0] != "sft", kv[0])):
+        for (method, learning_rate), group in sorted(groups.items(), key=lambda kv: (kv[0][0] != "sft", kv[0])):
             cells = [paired_interval([general_change_at_gain(s["trajectory"], t) for s in group]) for t in targets]
             early = [sum(from_base(s["trajectory"], t) for s in group) for t in targets]
-            rows.append({"method": method, "lr": lr, "n": len(group), "cells": cells, "from_base": early})
+            rows.append({"method": method, "learning_rate": learning_rate, "n": len(group), "cells": cells, "from_base": early})
         out[fmt] = {"targets": targets, "rows": rows}
     return out
 
@@ -158,13 +159,13 @@ def render_matched_gain(matched: dict[str, dict]) -> str:
         if not m["targets"]:
             lines.append("No target: an SFT run of this format made no domain gain.")
             continue
-        lines += ["| method | lr | " + " | ".join(f"Δ* = {t:.3g}" for t in m["targets"]) + " |",
+        lines += ["| method | learning rate | " + " | ".join(f"Δ* = {t:.3g}" for t in m["targets"]) + " |",
                   "|---|---|" + "---|" * len(m["targets"])]
         for r in m["rows"]:
             early = r.get("from_base", [0] * len(r["cells"]))
             cells = [("not reached" if c.n == 0 else c.text("+.4f")) + ("" if c.n == r["n"] else f" ({c.n}/{r['n']})")
                      + (f" †{k}" if k else "") for c, k in zip(r["cells"], early)]
-            lines.append(f"| {r['method']} | {r['lr']:g} | " + " | ".join(cells) + " |")
+            lines.append(f"| {r['method']} | {r['learning_rate']:g} | " + " | ".join(cells) + " |")
         if any(k for r in m["rows"] for k in r.get("from_base", [])):
             lines += ["", "†k: k seeds reach Δ* before their first evaluation point, so their D there is interpolated "
                       "between the base model and that point (a chord, as coarse as the first interval)."]
@@ -196,12 +197,12 @@ def render_summary(rows: list[dict], base: dict, n_finished: int, n_planned: int
                   + ", greedy answer accuracy " + _cell(base.get("greedy_accuracy"))
                   + (". Chance: " + ", ".join(f"{k} {_cell(v, '.4g')}" for k, v in sorted(chance.items()))
                      if chance else "") + ".", ""]
-    lines += ["| method | format | lr | seeds | G | D | answer-token acc. | choice | agreement | greedy acc. |",
+    lines += ["| method | format | learning rate | seeds | G | D | answer-token acc. | choice | agreement | greedy acc. |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         seeds = ",".join(map(str, r["seeds"])) + "".join(
             f" ({what}: {','.join(map(str, r.get(what, [])))})" for what in ("diverged", "collapsed") if r.get(what))
-        lines.append(f"| {r['method']} | {r['fmt']} | {r['lr']:g} | {seeds} | {_interval_cell(r['G'])} | "
+        lines.append(f"| {r['method']} | {r['fmt']} | {r['learning_rate']:g} | {seeds} | {_interval_cell(r['G'])} | "
                      f"{_interval_cell(r['D'])} | {_cell(r['answer_token_accuracy'])} | {_cell(r['choice'])} | "
                      f"{_cell(r['agreement'])} | {_cell(r['greedy_accuracy'])} |")
     return "\n".join(lines) + "\n"

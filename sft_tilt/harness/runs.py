@@ -30,8 +30,12 @@ base model is evaluated, so a model or data problem found on loading leaves none
 
 ``key`` is the content hash of the configuration, the model file's fingerprint, the library versions and the
 training code's explicit version (:data:`sft_tilt.harness.versions.TRAINING_VERSION`, bumped with every change that
-moves numbers), so moving files or editing reports, figures or the command line does not invalidate results. A killed run restarts from its last saved point (the checkpoint and the points agree on
-the step) and otherwise from step 0; a sweep recomputes only unfinished runs. Batches are a pure
+moves numbers), so moving files or editing reports, figures or the command line does not invalidate results; it,
+the configuration and the reading of stored results are :mod:`sft_tilt.harness.stored_runs` and
+:mod:`sft_tilt.harness.run_config`, which read without importing this trainer. The learning rate of each step follows
+the run's schedule (:func:`sft_tilt.harness.schedules.learning_rate_schedule`) and is recorded with the step. A
+killed run restarts from its last saved point (the checkpoint and the points agree on the step) and otherwise from
+step 0; a sweep recomputes only unfinished runs. Batches are a pure
 function of (seed, step), so a resumed run follows the same trajectory as an uninterrupted one.
 
 Committed results: a finished run of a long preset can be committed to the repository as
@@ -64,7 +68,7 @@ import tempfile
 import warnings
 import time
 from datetime import datetime, timezone
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import jax
@@ -73,178 +77,29 @@ import numpy as np
 
 from sft_tilt.harness.collapse import collapsed_step
 from sft_tilt.harness.lora import interpolate_params
-from sft_tilt.harness.manifest import committed_file_problem
 from sft_tilt.harness.measure import HIST_BINS
-from sft_tilt.harness.medcalc import FORMATS
-from sft_tilt.harness.methods import full_params, init_trainable, make_optimizer, make_train_step
+from sft_tilt.harness.data_config import DataConfig
+from sft_tilt.harness.methods import full_params, init_trainable, make_train_step
+from sft_tilt.harness.run_config import MAX_SEED, RunConfig
+from sft_tilt.harness.schedules import SCHEDULES, learning_rate_schedule
+from sft_tilt.harness.session import Session, get_session
+from sft_tilt.harness.stored_runs import (committed_result, load_result, model_sha256, results_dir, run_folder, run_key,
+                                          runs_dir, _material)
 from sft_tilt.harness.versions import TRAINING_VERSION
-from sft_tilt.harness.session import DataConfig, Session, get_session, model_fingerprint, model_sha256
 from sft_tilt.lm.sharding import make_mesh, place_batch, place_params, replicated
 from sft_tilt.lm.supervised_loss import supervised_capacity
-from sft_tilt.methods.registry import MethodConfig, averaging_bases
 from sft_tilt.theory import HARD_TOKEN_THRESHOLD
-from sft_tilt.store import (atomic_write_bytes, cache_root, code_key, content_key, library_versions, read_record,
-                   results_dir, write_record)
+from sft_tilt.store import atomic_write_bytes, code_key, content_key, library_versions, read_record, write_record
 
-__all__ = ["SCHEDULES", "MAX_SEED", "RUN_FILES", "learning_rate_at", "RunConfig", "runs_dir", "results_dir", "run_key",
-           "run_folder", "check_run_folder", "unwritable", "run_one",
-           "run_many", "load_result", "committed_result", "replay_points", "model_sha256", "data_hash", "Interrupted"]
-
-
-#: Learning-rate schedules: "constant", or "linear" (linear warm-up, then linear decay; see learning_rate_at).
-SCHEDULES = ("constant", "linear")
-
-#: The largest seed: ``jax.random.key`` keeps 32 bits of a seed unless 64-bit mode is on (and refuses more than 63
-#: bits even then), so a larger seed would give another run's key or fail after the session is built.
-MAX_SEED = 2**32 - 1
-
-
-def learning_rate_at(step: int, peak: float, steps: int, warmup_steps: int = 0, schedule: str = "linear") -> float:
-    """The learning rate of optimiser step ``step`` (0-based) of ``steps``.
-
-    ``"constant"``: ``peak`` at every step. ``"linear"``: a linear warm-up over the first ``w = warmup_steps`` steps,
-    then a linear decay towards zero (Hugging Face's default ``"linear"`` schedule, shifted so that no step has a
-    zero learning rate: the warm-up's last step and the decay's first reach ``peak``),
-
-        eta_k = peak (k + 1) / w              for k < w,
-        eta_k = peak (steps - k) / (steps - w)  for k >= w,
-
-    so the last step takes ``peak / (steps - w)``.
-    """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule: must be one of {SCHEDULES}, got {schedule!r}")
-    if not 0 <= step < steps:
-        raise ValueError(f"step: must lie in [0, steps={steps}), got {step}")
-    if not 0 <= warmup_steps < steps:
-        raise ValueError(f"warmup_steps: must lie in [0, steps={steps}), got {warmup_steps}")
-    if schedule == "constant":
-        return float(peak)
-    if step < warmup_steps:
-        return float(peak) * (step + 1) / warmup_steps
-    return float(peak) * (steps - step) / (steps - warmup_steps)
+# the run's configuration, key and stored results live in modules that read without training (the claims and figures
+# use those); they are named here too, beside the loop that computes what they read
+__all__ = ["SCHEDULES", "MAX_SEED", "RUN_FILES", "learning_rate_schedule", "RunConfig", "runs_dir", "results_dir",
+           "run_key", "run_folder", "check_run_folder", "unwritable", "run_one", "run_many", "load_result",
+           "committed_result", "replay_points", "model_sha256", "data_hash", "Interrupted"]
 
 
 class Interrupted(RuntimeError):
     """Raised by ``run_one(..., interrupt_after=k)`` to simulate a killed run (tests)."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines one run's results.
-
-    ``method`` is a registered method with its hyper-parameters (:class:`sft_tilt.methods.registry.MethodConfig`);
-    ``averaging_alphas`` are the mixing weights ``a`` of post-hoc averaging ``(1 - a) theta_0 + a theta``
-    evaluated after training (allowed for an averaging method and the method whose training it reuses).
-    """
-
-    model: str
-    data: DataConfig
-    fmt: str = "cot"
-    method: MethodConfig = field(default_factory=MethodConfig)
-    learning_rate: float = 1e-4
-    optimizer: str = "adam"
-    batch_size: int = 4
-    steps: int = 8
-    eval_every: int = 4
-    seed: int = 0
-    tokenizer: str | None = None
-    averaging_alphas: tuple[float, ...] = ()
-    final_accuracy: bool = True
-    averaging_accuracy: bool = False
-    checkpoint_state: bool = True
-    mesh: tuple[int, int] = (1, 1)
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    monitor_every: int = 0  # measure every N-th step with the step monitor (sft_tilt.harness.step_monitoring); 0: off
-
-    def __post_init__(self):
-        if self.fmt not in FORMATS:
-            raise ValueError(f"fmt: must be one of {FORMATS}, got {self.fmt!r}")
-        if not isinstance(self.method, MethodConfig):
-            raise ValueError(f"method: expected a sft_tilt.methods.registry.MethodConfig, got {type(self.method).__name__}")
-        if not (isinstance(self.learning_rate, (int, float)) and np.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate: must be a finite number > 0, got {self.learning_rate!r}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer: must be 'adam' or 'sgd', got {self.optimizer!r}")
-        for name in ("batch_size", "steps", "eval_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: must be a positive int, got {v!r}")
-        if self.batch_size > self.data.n_train:
-            raise ValueError(f"batch_size: {self.batch_size} exceeds n_train={self.data.n_train}")
-        if (not isinstance(self.mesh, tuple) or len(self.mesh) != 2
-                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.mesh)):
-            raise ValueError(f"mesh: must be (data, model), two positive ints, got {self.mesh!r}")
-        if self.batch_size % self.mesh[0]:
-            raise ValueError(f"mesh: the data axis ({self.mesh[0]}) must divide batch_size={self.batch_size}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule: must be one of {SCHEDULES}, got {self.schedule!r}")
-        if (isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int)
-                or not 0 <= self.warmup_steps < self.steps):
-            raise ValueError(f"warmup_steps: must be an int in [0, steps={self.steps}), got {self.warmup_steps!r}")
-        if isinstance(self.monitor_every, bool) or not isinstance(self.monitor_every, int) or self.monitor_every < 0:
-            raise ValueError(f"monitor_every: must be an int >= 0 (0: no monitor), got {self.monitor_every!r}")
-        if self.monitor_every and self.mesh != (1, 1):
-            raise ValueError(f"monitor_every: the step monitor runs on one device, not on the mesh {self.mesh}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed: must be an int in [0, {MAX_SEED}] (2**32 - 1), got {self.seed!r}")
-        if any(not 0.0 <= a <= 1.0 for a in self.averaging_alphas):
-            raise ValueError(f"averaging_alphas: must lie in [0, 1], got {self.averaging_alphas}")
-        if self.averaging_alphas and not (self.method.spec.averaging or self.method.name in averaging_bases()):
-            raise ValueError(f"averaging_alphas: model averaging interpolates the run of an averaging method or of "
-                             f"{sorted(averaging_bases())}, not {self.method.name!r}")
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.data.n_train // self.batch_size
-
-    @property
-    def eval_steps(self) -> list[int]:
-        pts = list(range(self.eval_every, self.steps + 1, self.eval_every))
-        return pts if pts and pts[-1] == self.steps else pts + [self.steps]
-
-    def label(self) -> str:
-        return f"{self.method.name} {self.fmt} lr={self.learning_rate:g} seed={self.seed}"
-
-    def describe(self) -> dict:
-        d = asdict(self)
-        d["method"] = self.method.canonical()
-        d["method_name"] = self.method.name
-        if not self.monitor_every:  # off: the description, and so the key, of every run from before the monitor
-            d.pop("monitor_every")
-        return d
-
-
-def runs_dir() -> Path:
-    return Path(os.environ.get("SFT_RUNS_DIR", cache_root() / "runs"))
-
-
-def _material(cfg: RunConfig, fingerprint: str) -> dict:
-    d = cfg.describe()
-    d.pop("model")
-    d.pop("tokenizer")
-    # an averaging method trains exactly as the method it names (trains_as); both share a run when the alphas agree
-    d["method"] = dict(d["method"], name=cfg.method.trains_as)
-    d.pop("method_name")
-    for name in ("domain_data", "general_data"):  # a data file counts by its content hash, not where it lies
-        if getattr(cfg.data, name) is not None:
-            d["data"][name] = getattr(cfg.data, name).key_material()
-    # one device is today's run; a mesh changes results at float32 round-off (tests/harness/test_harness_sharding.py),
-    # and greedy accuracy can flip on such a difference, so a sharded run has its own key
-    if tuple(d.pop("mesh")) != (1, 1):
-        d["mesh"] = list(cfg.mesh)
-    return {"run": d, "model": fingerprint, "code": TRAINING_VERSION, "libs": library_versions()}
-
-
-def run_key(cfg: RunConfig, session: Session | None = None) -> str:
-    """The run's key. Without a session only the model file is hashed (memoised), nothing is loaded: the key
-    needs the model's fingerprint, which is the session's."""
-    fingerprint = session.fingerprint if session is not None else model_fingerprint(cfg.model)
-    return content_key(_material(cfg, fingerprint))[:20]
-
-
-def run_folder(cfg: RunConfig, session: Session | None = None) -> Path:
-    return runs_dir() / run_key(cfg, session)
 
 
 #: The files a run writes in its folder.
@@ -278,40 +133,6 @@ def check_run_folder(folder: Path, *, writable: bool = True) -> None:
         if (path.exists() or path.is_symlink()) and not path.is_file():
             kind = "a directory" if path.is_dir() else "not a regular file"
             raise ValueError(f"{path}: is {kind}; a run writes a file there (remove it)")
-
-
-def load_result(cfg: RunConfig) -> dict | None:
-    """The finished run's result if its ``result.json`` (else a committed one) is present and verifies, else None."""
-    folder = run_folder(cfg)
-    return read_record(folder / "result.json", key=folder.name) or committed_result(folder.name)
-
-
-def committed_result(key: str) -> dict | None:
-    """The committed result of run ``key``: the first ``<results>/*/<key>/result.json`` (name order) that its
-    preset's manifest lists with its SHA-256 (:mod:`sft_tilt.harness.manifest`) and that verifies for ``key``, else
-    None. A committed file that fails the manifest, its checksum or its key is reported by path and left as it is
-    (``read_record`` would delete a damaged cache entry; a committed file is the repository's to fix)."""
-    if not (isinstance(key, str) and key.isalnum()):
-        raise ValueError(f"key: expected a run key (letters and digits), got {key!r}")
-    root = results_dir()
-    if not root.is_dir():
-        return None
-    for path in sorted(root.glob(f"*/{key}/result.json")):
-        unlisted = committed_file_problem(path, root)
-        if unlisted is not None:
-            warnings.warn(f"{path}: committed result not served ({unlisted}); the run is recomputed into "
-                          f"{runs_dir() / key}, the committed file is left unchanged")
-            continue
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            value = read_record(path, key=key, discard=False)
-        if isinstance(value, dict):
-            return value
-        why = "; ".join(str(w.message).partition("will be recomputed (")[2].rstrip(")") or str(w.message)
-                        for w in caught) or "not a result"
-        warnings.warn(f"{path}: committed result does not verify for key {key} ({why}); the run is recomputed "
-                      f"into {runs_dir() / key}, the committed file is left unchanged")
-    return None
 
 
 def _batch(cfg: RunConfig, session: Session, step: int, sequence_weights: np.ndarray | None) -> tuple[dict, np.ndarray]:
@@ -483,11 +304,12 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
         sequence_weights = np.asarray(cfg.method.initial_sequence_weights(jnp.asarray(base["train_sequence_nll"])), np.float32)
 
     trainable, frozen = init_trainable(cfg.method, session.params, jax.random.key(cfg.seed))
-    opt_state = make_optimizer(cfg.learning_rate, cfg.optimizer).init(trainable)
     mesh = None if cfg.mesh == (1, 1) else make_mesh(*cfg.mesh)
     # the output head runs only at response tokens: slots for the batch of batch_size rows with the most of them
     capacity = supervised_capacity(session.train[cfg.fmt].loss_mask, cfg.batch_size)
     step_fn = make_train_step(cfg.method, session.config, cfg.optimizer, mesh, capacity)
+    opt_state = step_fn.optimizer.init(trainable)
+    schedule = learning_rate_schedule(cfg.learning_rate, cfg.steps, cfg.warmup_steps, cfg.schedule)
 
     points = _read_points(folder)
     start, earlier_s = 0, 0.0  # earlier_s: compute time of the segments before a resumed checkpoint
@@ -520,16 +342,17 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
         if mesh is not None:
             batch = place_batch(batch, mesh)
         # the optimiser holds its learning rate in its state (make_optimizer), so the schedule is set from here and
-        # one compiled step serves every step's rate
-        rate = learning_rate_at(step, cfg.learning_rate, cfg.steps, cfg.warmup_steps, cfg.schedule)
-        opt_state.hyperparams["learning_rate"] = jnp.asarray(rate, jnp.float32)
+        # one compiled step serves every step's learning rate
+        learning_rate = schedule(step)
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
         # the step donates its parameter buffers: a monitored step keeps a copy of the parameters before it
         before = (jax.tree_util.tree_map(jnp.copy, trainable)
                   if probe is not None and is_monitored_step(step, cfg.monitor_every) else None)
         trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
-        records.append(dict(_step_record(step, loss, aux, step // cfg.steps_per_epoch), learning_rate=rate))
+        records.append(dict(_step_record(step, loss, aux, step // cfg.steps_per_epoch), learning_rate=learning_rate))
         if before is not None and bool(np.isfinite(float(loss))) and _all_finite(trainable):
-            records[-1]["monitor"] = monitor_step(cfg.method, session.config, before, trainable, frozen, probe, batch, rate)
+            records[-1]["monitor"] = monitor_step(cfg.method, session.config, before, trainable, frozen, probe, batch,
+                                                  learning_rate)
             before = None
         bar.update(1)
         finite = bool(np.isfinite(float(loss))) and _all_finite(trainable)

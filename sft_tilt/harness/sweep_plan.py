@@ -17,7 +17,7 @@ with the model's parameter count and says which machine the rates come from; the
 the session's base-model evaluation and compilation, which the estimate adds once.
 
 ``pending(preset)`` says which planned runs will be read instead of computed: committed to ``results/``
-(:func:`sft_tilt.harness.runs.committed_result`), finished in the run folders, or still to compute, with the ETA of
+(:func:`sft_tilt.harness.stored_runs.committed_result`), finished in the run folders, or still to compute, with the ETA of
 those alone. It hashes the model file once and reads one JSON file per finished run; it loads no model.
 
 The reference rates come from step benchmarks, and whole runs take longer (compilation, checkpoints, batches of 2
@@ -67,7 +67,7 @@ class RunCost:
 def planned_runs(preset) -> list:
     """The distinct ``RunConfig`` of every experiment of ``preset`` (learning-rate grid, methods, token statistics),
     in the order a full sweep meets them."""
-    from sft_tilt.harness.experiments import method_configs, sft_configs, token_configs
+    from sft_tilt.harness.experiment_runs import method_configs, sft_configs, token_configs
 
     seen, out = set(), []
     for cfg in sft_configs(preset) + method_configs(preset) + token_configs(preset):
@@ -104,7 +104,7 @@ def early_cost(cfg, until: int) -> RunCost:
 
 def describe_early_plan(preset, parameters: float | None = None) -> str:
     """One line for the command line: how many early recomputations the preset plans, their tokens and ETA."""
-    from sft_tilt.harness.experiments import sft_configs
+    from sft_tilt.harness.experiment_runs import sft_configs
 
     rates = REFERENCE_RATES
     scale = (parameters or rates["parameters"]) / rates["parameters"]
@@ -161,7 +161,8 @@ def pending(preset, parameters: float | None = None, rates: dict | None = None, 
     A run folder's result wins over a committed one, as in ``run_one``; nothing is deleted or written."""
     import warnings
 
-    from sft_tilt.harness.runs import RunConfig, committed_result, run_key, runs_dir
+    from sft_tilt.harness.run_config import RunConfig
+    from sft_tilt.harness.stored_runs import committed_result, run_key, runs_dir
     from sft_tilt.store import read_record
 
     rates = dict(REFERENCE_RATES if rates is None else rates)

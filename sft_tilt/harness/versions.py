@@ -1,7 +1,7 @@
 """Explicit versions of the computations whose results are committed to the repository.
 
 A committed run is found by its key, so the key must change exactly when what the run computes changes: not when a
-file moves, a docstring is edited or a report is rewritten. The key of a run (:func:`sft_tilt.harness.runs.run_key`)
+file moves, a docstring is edited or a report is rewritten. The key of a run (:func:`sft_tilt.harness.stored_runs.run_key`)
 and of a base-model analysis (:mod:`sft_tilt.harness.base_model_analyses`) therefore hold the configuration, the
 model file's fingerprint, the library versions and one of the strings below, instead of a hash of the source.
 

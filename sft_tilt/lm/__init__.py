@@ -8,6 +8,5 @@ from sft_tilt.lm.config import *  # noqa: F401,F403
 from sft_tilt.lm.model import *  # noqa: F401,F403
 from sft_tilt.lm.gguf_io import *  # noqa: F401,F403
 from sft_tilt.lm.hf_io import *  # noqa: F401,F403
-from sft_tilt.lm.training import *  # noqa: F401,F403
 from sft_tilt.lm.generate import *  # noqa: F401,F403
 from sft_tilt.lm.tokenizer import *  # noqa: F401,F403

@@ -34,7 +34,7 @@ from sft_tilt.lm.config import ModelConfig
 from sft_tilt.lm.model import forward_hidden, output_logits
 
 __all__ = ["DEFAULT_BUCKET", "DEFAULT_CHUNK_SIZE", "supervised_capacity", "supervised_token_losses",
-           "supervised_token_scores", "supervised_mean_nll"]
+           "supervised_token_scores"]
 
 #: Capacities are rounded up to a multiple of this many slots (fewer distinct programs to compile).
 DEFAULT_BUCKET = 64
@@ -139,21 +139,3 @@ def supervised_token_scores(params, config: ModelConfig, tokens, loss_mask, capa
         return jnp.where(count > size, jnp.nan, out)  # under jit: a batch that does not fit is NaN, never truncated
 
     return jnp.where(mask != 0, scatter(nll) * mask, 0.0), jnp.where(mask != 0, scatter(top1), 0.0)
-
-
-def supervised_mean_nll(config: ModelConfig, capacity: int, chunk_size: int = DEFAULT_CHUNK_SIZE):
-    """``sft_tilt.lm.training.masked_mean_nll`` computed with ``supervised_token_losses``:
-
-        L = sum_{b,t} m[b,t] * (-log p(x[b,t] | x[b,<t])) / sum_{b,t} m[b,t],      aux = {"weight": sum m}
-
-    For ``sft_tilt.lm.training.make_train_step(loss_fn=...)``; ``capacity`` must cover every batch it sees.
-    """
-    capacity = _positive_int("capacity", capacity)
-    chunk_size = _positive_int("chunk_size", chunk_size)
-
-    def loss_fn(params, batch):
-        losses = supervised_token_losses(params, config, batch["tokens"], batch["loss_mask"], capacity, chunk_size)
-        n = jnp.sum(batch["loss_mask"][:, 1:].astype(jnp.float32))
-        return jnp.sum(losses) / jnp.maximum(n, 1.0), {"weight": n}
-
-    return loss_fn

@@ -9,8 +9,8 @@ fixed context features ``f(c) in R^d``.
 
 * **Free logits** (:func:`free_logit_model`): ``f(c) = e_c`` (``d = C``), so each context owns a row of ``W``.
   A full-batch gradient step of size ``eta`` on the token-mean CE of ``N`` domain tokens changes context ``c``'s
-  logits by ``eta (n_c / N) (P2_c - q_c)``: exactly an exponential tilt ``q_c exp(lam s) / Z`` with direction
-  ``s = P2_c - q_c`` and ``lam = eta n_c / N``. Nothing leaks between contexts.
+  logits by ``eta (n_c / N) (P2_c - q_c)``: exactly an exponential tilt ``q_c exp(learning_rate s) / Z`` with direction
+  ``s = P2_c - q_c`` and ``learning_rate = eta n_c / N``. Nothing leaks between contexts.
 * **Shared parameters** (:func:`shared_softmax_model`): ``f(c) = sqrt(coupling) g + sqrt(1 - coupling) u_c``
   with a common unit vector ``g`` and unit vectors ``u_c`` (orthonormal when ``d >= C``); so
   ``<f(c), f(c')> = coupling`` exactly for ``c != c'`` when ``d >= C + 1`` (approximately otherwise). A step

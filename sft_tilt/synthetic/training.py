@@ -14,7 +14,7 @@ Measured quantities (exact expectations, no sampling):
 
 * domain code length per supervised token ``L2(W) = sum_bt m_bt l_bt(W) / sum_bt m_bt`` over the whole training
   set; the **domain gain** is ``G(W) = L2(W0) - L2(W)`` (nats/token);
-* general code length ``L1(W) = sum_c pi1(c) E_{P1(.|c)}[-log q_W(.|c)]``; the **general degradation** is
+* general code length ``L1(W) = sum_c pi1(c) E_{P1(.|c)}[-log q_W(.|c)]``; the **general change** is
   ``D(W) = L1(W) - L1(W0) = sum_c pi1(c) dL(P1(.|c))`` computed with ``sft_tilt.theory.code_length_change`` (nats/token).
 
 ``train_to_gain`` steps until ``G >= Delta*`` (or ``max_steps``) and, for a matched-gain comparison without
@@ -49,7 +49,7 @@ __all__ = [
     "initial_sequence_weights",
     "domain_code_length",
     "general_code_length",
-    "degradation",
+    "general_change",
     "domain_gain",
     "train_to_gain",
     "train_epochs",
@@ -140,7 +140,7 @@ def general_code_length(model: SoftmaxModel, W, world: World) -> jax.Array:
     return jnp.sum(world.general_weights * jnp.sum(p1 * -logq, axis=-1))
 
 
-def degradation(model: SoftmaxModel, W, world: World) -> jax.Array:
+def general_change(model: SoftmaxModel, W, world: World) -> jax.Array:
     """``D(W) = sum_c pi1(c) dL(P1(.|c))`` between ``q_{W0}`` and ``q_W`` via ``sft_tilt.theory.code_length_change``."""
     q_before = jnp.exp(all_log_probs(model, init_params(model)))
     q_after = jnp.exp(all_log_probs(model, W))
@@ -216,18 +216,18 @@ def train_to_gain(
 ) -> dict:
     """Train until the domain gain first reaches ``target_gain`` (or ``max_steps`` updates).
 
-    Returns a dict of arrays: ``steps`` (updates taken, ``T``), ``reached`` (bool), ``gain``/``degradation`` at
-    ``W_T`` (full steps, with overshoot), ``matched_degradation``/``matched_gain`` at the point of the last
+    Returns a dict of arrays: ``steps`` (updates taken, ``T``), ``reached`` (bool), ``domain_gain``/``general_change`` at
+    ``W_T`` (full steps, with overshoot), ``matched_general_change``/``matched_gain`` at the point of the last
     segment where ``G = Delta*`` (``alpha`` by bisection; equal to the full-step values when not reached), ``alpha``,
     and with ``record=True`` ``logits_general`` ``[max_steps+1, H1, V]``, ``logits_domain`` ``[max_steps+1, H2, V]``
     (states ``0..T``; later rows repeat ``W_T``).
 
     With ``constants=True`` the constants of ``sft_tilt.theory.matched_gain_bound`` are measured online, step by step, by
-    ``sft_tilt.theory.matched_gain_constants_from_trajectory`` on each pair of consecutive states (``lam = learning_rate``),
+    ``sft_tilt.theory.matched_gain_constants_from_trajectory`` on each pair of consecutive states (the tilt parameter is the step's ``learning_rate``),
     and summarised over the steps ``t < T``: ``rho_max``, ``g_min``, ``g_max``, ``s_range``, ``s_range_general``,
     ``g_initial``, ``gain_decay`` (smallest ``beta >= 0`` with ``g_t >= g_0 - beta Gamma_t``), ``rho_initial``,
     ``leakage_growth`` (smallest ``gamma >= 0`` with ``rho_t <= rho_0 + gamma Gamma_t``), and the telescoped
-    ``total_gain``/``total_degradation`` (O(1) memory, unlike ``record``).
+    ``total_domain_gain``/``total_general_change`` (O(1) memory, unlike ``record``).
 
     ``gain_mask`` (default ``world.mask``) chooses the tokens whose gain is matched, e.g. ``world.answer``; the
     trajectory constants always refer to the gain on all supervised tokens.
@@ -257,7 +257,7 @@ def train_to_gain(
         "rho_max": jnp.asarray(-jnp.inf, dt), "g_min": jnp.asarray(jnp.inf, dt), "g_max": jnp.asarray(-jnp.inf, dt),
         "s_range": jnp.asarray(0.0, dt), "s_range_general": jnp.asarray(0.0, dt), "g_initial": jnp.asarray(0.0, dt),
         "gain_decay": jnp.asarray(0.0, dt), "rho_initial": jnp.asarray(0.0, dt), "leakage_growth": jnp.asarray(0.0, dt),
-        "total_gain": jnp.asarray(0.0, dt), "total_degradation": jnp.asarray(0.0, dt),
+        "total_domain_gain": jnp.asarray(0.0, dt), "total_general_change": jnp.asarray(0.0, dt),
     }
 
     def accumulate(acc, W, W_new, t):
@@ -270,7 +270,7 @@ def train_to_gain(
         g_t, rho_t = tc.gain_rate[0], tc.rho[0]
         g0 = jnp.where(t == 0, g_t, acc["g_initial"])
         rho0 = jnp.where(t == 0, rho_t, acc["rho_initial"])
-        gamma = acc["total_gain"]  # cumulative gain before this step
+        gamma = acc["total_domain_gain"]  # cumulative gain before this step
         use = gamma > 0
         beta = jnp.where(use, (g0 - g_t) / jnp.where(use, gamma, 1.0), 0.0)
         growth = jnp.where(use, (rho_t - rho0) / jnp.where(use, gamma, 1.0), 0.0)
@@ -284,8 +284,8 @@ def train_to_gain(
             "gain_decay": jnp.maximum(acc["gain_decay"], beta),
             "rho_initial": rho0,
             "leakage_growth": jnp.maximum(acc["leakage_growth"], growth),
-            "total_gain": gamma + tc.gain[0],
-            "total_degradation": acc["total_degradation"] + tc.degradation[0],
+            "total_domain_gain": gamma + tc.gain[0],
+            "total_general_change": acc["total_general_change"] + tc.degradation[0],
         }
 
     def cond(state):
@@ -320,11 +320,11 @@ def train_to_gain(
     out = {
         "steps": T,
         "reached": reached,
-        "gain": g_T,
-        "degradation": degradation(model, W, world),
+        "domain_gain": g_T,
+        "general_change": general_change(model, W, world),
         "alpha": alpha,
-        "matched_gain": gain(W_match),
-        "matched_degradation": degradation(model, W_match, world),
+        "matched_domain_gain": gain(W_match),
+        "matched_general_change": general_change(model, W_match, world),
         "matched_params": W_match,
     }
     if constants:
@@ -347,7 +347,7 @@ def train_epochs(
     *,
     key=None,
 ) -> dict:
-    """Fixed-length training; per epoch end (index 0 = before training) returns ``gain``, ``degradation``,
+    """Fixed-length training; per epoch end (index 0 = before training) returns ``domain_gain``, ``general_change``,
     ``tau`` (dynamic TALR temperature of the whole training set's current losses, with the median and
     empty-sequence rules of the method's weighting), ``token_prob``
     ``[E+1, N, T]`` (model probability of every training target), ``frac_easy`` (fraction of supervised
@@ -369,8 +369,8 @@ def train_epochs(
         frac = jnp.sum(jnp.where(on, p > HARD_TOKEN_THRESHOLD, False)) / jnp.sum(on)
         med = jnp.nanmedian(jnp.where(on, p, jnp.nan))
         return {
-            "gain": domain_gain(model, W, world),
-            "degradation": degradation(model, W, world),
+            "domain_gain": domain_gain(model, W, world),
+            "general_change": general_change(model, W, world),
             "tau": dynamic_tau(l, world.mask, weighting.median, weighting.empty_sequences),
             "token_prob": p,
             "frac_easy": frac,

@@ -19,7 +19,7 @@ A world is a finite set of contexts ``c = 0..C-1`` over a vocabulary of ``V`` to
   domain target there conflicts with ``P1``; the rest are new contexts. With a free-logit model only overlap
   transfers a domain step to general data; a shared-parameter model also leaks through its features.
 
-Also :func:`random_tilt_instances`: batches of random single-step problems ``(q, P1, P2, s, lam)`` for the
+Also :func:`random_tilt_instances`: batches of random single-step problems ``(q, P1, P2, s, learning_rate)`` for the
 single-step checks (experiment 1). Every generator takes an explicit ``jax.random`` key (or a seed recorded in
 its config) and is deterministic given it.
 """
@@ -198,7 +198,7 @@ class TiltInstances(NamedTuple):
     p1: jax.Array  # [n, V] general data (near q: well modelled)
     p2: jax.Array  # [n, V] domain data (far from q)
     s: jax.Array  # [n, V] tilt direction
-    lam: jax.Array  # [n] step size
+    learning_rate: jax.Array  # [n] step size
     kind: jax.Array  # [n] int index into DIRECTION_KINDS
 
 
@@ -206,7 +206,7 @@ def _softmax_from(key, shape, scale):
     return jax.nn.softmax(scale * jax.random.normal(key, shape), axis=-1)
 
 
-def random_tilt_instances(key, n: int, vocab: int, lam_range=(1e-3, 10.0)) -> TiltInstances:
+def random_tilt_instances(key, n: int, vocab: int, learning_rate_range=(1e-3, 10.0)) -> TiltInstances:
     """``n`` random single-step problems over ``vocab`` outcomes (jit-able given static ``n, vocab``).
 
     * ``q = softmax(sigma z)``, ``z ~ N(0, I)``, ``sigma ~ logUniform[0.1, 10]`` (flat to very peaked);
@@ -214,15 +214,15 @@ def random_tilt_instances(key, n: int, vocab: int, lam_range=(1e-3, 10.0)) -> Ti
     * ``P2 = softmax(sigma2 z2)``, ``sigma2 ~ logUniform[0.1, 10]`` (unrelated domain data);
     * ``s`` by kind (a third each): ``"ce_token"`` ``e_y - q`` with ``y ~ P2`` (one CE step on one token),
       ``"ce_domain"`` ``P2 - q`` (a full-batch CE step on domain data), ``"gaussian"`` ``N(0, I)`` (arbitrary);
-    * ``lam ~ logUniform(lam_range)``.
+    * ``learning_rate ~ logUniform(learning_rate_range)``.
     """
     if not (isinstance(n, int) and n >= 1):
         raise ValueError(f"n: must be an integer >= 1, got {n!r}")
     if not (isinstance(vocab, int) and vocab >= 2):
         raise ValueError(f"vocab: must be an integer >= 2, got {vocab!r}")
-    lo, hi = lam_range
+    lo, hi = learning_rate_range
     if not (0 < lo < hi and np.isfinite(hi)):
-        raise ValueError(f"lam_range: must satisfy 0 < lo < hi < inf, got {lam_range!r}")
+        raise ValueError(f"learning_rate_range: must satisfy 0 < lo < hi < inf, got {learning_rate_range!r}")
     ks = jax.random.split(key, 10)
     log_u = lambda k, a, b: jnp.exp(jax.random.uniform(k, (n, 1), minval=np.log(a), maxval=np.log(b)))
     sigma = log_u(ks[0], 0.1, 10.0)
@@ -236,5 +236,5 @@ def random_tilt_instances(key, n: int, vocab: int, lam_range=(1e-3, 10.0)) -> Ti
     s_domain = p2 - q
     s_gauss = jax.random.normal(ks[8], (n, vocab))
     s = jnp.where((kind == 0)[:, None], s_token, jnp.where((kind == 1)[:, None], s_domain, s_gauss))
-    lam = log_u(ks[9], lo, hi)[:, 0]
-    return TiltInstances(q=q, p1=p1, p2=p2, s=s, lam=lam, kind=kind)
+    learning_rate = log_u(ks[9], lo, hi)[:, 0]
+    return TiltInstances(q=q, p1=p1, p2=p2, s=s, learning_rate=learning_rate, kind=kind)

@@ -64,16 +64,16 @@ def test_claim15_holds_partly_holds_fails_and_is_inconclusive_paired_by_seed():
     keeps_loses = _seeds(0.1, -0.001, jitter=(0.0, 0.0021, -0.0019))
     keeps_wins = _seeds(0.39, -0.002, jitter=(0.0, 0.0019, -0.0021))
     noisy = {**keeps_loses, "per_seed": [{"seed": s, "domain_gain": 0.1, "general_change": c} for s, c in enumerate((-0.01, 0.01, 0.0))]}
-    assert d({"lr": 5e-5, "sft": sft, "candidates": {"lora": keeps_loses, "averaging(0.5)": keeps_loses}})[0] == "holds"
-    assert d({"lr": 5e-5, "sft": sft, "candidates": {"lora": keeps_loses, "averaging(0.5)": keeps_wins}})[0] == "partly holds"
-    assert d({"lr": 5e-5, "sft": sft, "candidates": {"lora": keeps_wins}})[0] == "fails"
-    assert d({"lr": 5e-5, "sft": sft, "candidates": {"lora": noisy}})[0] == "inconclusive"  # general change undecided
-    assert d({"lr": 5e-5, "sft": sft, "candidates": {}})[0] == "inconclusive"
+    assert d({"learning_rate": 5e-5, "sft": sft, "candidates": {"lora": keeps_loses, "averaging(0.5)": keeps_loses}})[0] == "holds"
+    assert d({"learning_rate": 5e-5, "sft": sft, "candidates": {"lora": keeps_loses, "averaging(0.5)": keeps_wins}})[0] == "partly holds"
+    assert d({"learning_rate": 5e-5, "sft": sft, "candidates": {"lora": keeps_wins}})[0] == "fails"
+    assert d({"learning_rate": 5e-5, "sft": sft, "candidates": {"lora": noisy}})[0] == "inconclusive"  # general change undecided
+    assert d({"learning_rate": 5e-5, "sft": sft, "candidates": {}})[0] == "inconclusive"
 
 
 def test_claim17_real_lm_is_decided_at_matched_gain_by_the_paired_t_interval():
     d = token_vs_sample_weighting.decide_real_lm
-    base = {"lr": 1e-3, "talr": _row(0.05, sd=0.005), "flow": _row(0.08, sd=0.005), "talr_reached": True, "flow_reached": True}
+    base = {"learning_rate": 1e-3, "talr": _row(0.05, sd=0.005), "flow": _row(0.08, sd=0.005), "talr_reached": True, "flow_reached": True}
     below = lambda flow, talr: {"flow_matched": dict(enumerate(flow)), "talr_matched": dict(enumerate(talr))}  # noqa: E731
     assert d({**base, **below([0.030, 0.031, 0.029], [0.0, 0.0005, -0.0004])})[0] == "holds"
     assert d({**base, **below([0.0, 0.0005, -0.0004], [0.030, 0.031, 0.029])})[0] == "fails"
@@ -82,14 +82,14 @@ def test_claim17_real_lm_is_decided_at_matched_gain_by_the_paired_t_interval():
     # TALR made no domain gain (SmolLM2 at the large lr): not compared, whatever its general change
     verdict, reason = d({**base, "talr_reached": False, **below([0.0, 0.0, 0.0], [0.06, 0.062, 0.058])})
     assert verdict == "inconclusive" and "TALR" in reason and "not ranked" in reason
-    assert d({"lr": 1e-3, "talr": None, "flow": _row(0.08)})[0] == "inconclusive"
+    assert d({"learning_rate": 1e-3, "talr": None, "flow": _row(0.08)})[0] == "inconclusive"
 
 
 def _below(**per_method):
     """Per method: seed -> D at the matched gain; ``reached`` False for methods named in ``unreached``."""
     unreached = per_method.pop("unreached", ())
     matched = {n: dict(enumerate(v)) for n, v in per_method.items()}
-    return {"lr": 2.5e-4, "rows": {}, "matched": matched, "reached": {n: n not in unreached for n in matched}, "target": 0.5, "chords": {}}
+    return {"learning_rate": 2.5e-4, "rows": {}, "matched": matched, "reached": {n: n not in unreached for n in matched}, "target": 0.5, "chords": {}}
 
 
 def test_the_method_claims_compare_at_the_largest_gain_every_run_reaches_along_its_own_trajectory():
@@ -125,7 +125,7 @@ def test_claim13_real_lm_ranks_at_matched_gain_by_paired_intervals_and_leaves_ou
 
 
 def _spreads(d_small, d_large, g_small, g_large):
-    return {"lrs": [5e-5, 2.5e-4], "methods": ["sft", "l2", "talr"], "n_seeds": len(d_small), "best_small": "talr",
+    return {"learning_rates": [5e-5, 2.5e-4], "methods": ["sft", "l2", "talr"], "n_seeds": len(d_small), "best_small": "talr",
             **{k: np.asarray(v, float) for k, v in dict(d_small=d_small, d_large=d_large, g_small=g_small, g_large=g_large).items()}}
 
 
@@ -139,11 +139,11 @@ def test_claim14_real_lm_spreads_paired_by_seed():
 
 
 def test_claim16_real_lm_pairs_each_method_over_learning_rates_with_its_majority_threshold():
-    from sft_tilt.claims.intervals import paired_interval
+    from sft_tilt.analysis.intervals import paired_interval
     from sft_tilt.claims.registry import sensitivity
 
     up, flat, down = paired_interval([0.08, 0.079], [0.0, 0.001]), paired_interval([0.01, -0.01], [0.0, 0.0]), paired_interval([-0.01, -0.011], [0.0, 0.0])
-    m = lambda **iv: {"lrs": [5e-5, 2.5e-4], "intervals": iv, "general_change": {}}  # noqa: E731
+    m = lambda **iv: {"learning_rates": [5e-5, 2.5e-4], "intervals": iv, "general_change": {}}  # noqa: E731
     d = no_free_lunch.decide
     assert d(m(sft=up, talr=up))[0] == "holds"
     assert d(m(sft=up, talr=up, lora=flat))[0] == "partly holds"
@@ -155,7 +155,7 @@ def test_claim16_real_lm_pairs_each_method_over_learning_rates_with_its_majority
 
 
 def _claim18(sft, reduction):
-    return {"lr_grid": [1e-5, 5e-5, 2.5e-4], "method_lrs": [5e-5, 2.5e-4], "seeds": [0, 1], "sft": np.asarray(sft, float),
+    return {"learning_rate_grid": [1e-5, 5e-5, 2.5e-4], "comparison_learning_rates": [5e-5, 2.5e-4], "seeds": [0, 1], "sft": np.asarray(sft, float),
             "reduction": reduction, "talr_gain": {}}
 
 
@@ -183,8 +183,9 @@ def test_claim18_real_lm_paired_by_seed_and_undefined_without_domain_gain():
         d({**m, "reduction": {"small": [0.01, 0.011], "large": [0.05, 0.052, 0.05]}})
 
 
-def _mg_cells(slope_of, targets=(0.06, 0.12, 0.18, 0.24), lrs=(1e-5, 5e-5, 2.5e-4)):
-    return [{"target_gain": d, "lr": lr, "general_change": 0.001 * d + slope_of(d) * lr, "n": 2} for d in targets for lr in lrs]
+def _mg_cells(slope_of, targets=(0.06, 0.12, 0.18, 0.24), learning_rates=(1e-5, 5e-5, 2.5e-4)):
+    return [{"target_gain": d, "learning_rate": eta, "general_change": 0.001 * d + slope_of(d) * eta, "n": 2}
+            for d in targets for eta in learning_rates]
 
 
 def _fit(quad_better):
@@ -228,7 +229,7 @@ def test_claim4_real_lm_leaves_out_slopes_made_of_chords_from_the_base_model():
     ratio = {1e-5: 0.001, 5e-5: 0.003, 2.5e-4: 0.02}  # D_1 / G_1 of each lr's first evaluation point
 
     def chords(flagged):
-        return [{"target_gain": t, "lr": lr, "general_change": t * r, "n": 2, "from_base": 2 if flagged else 0}
+        return [{"target_gain": t, "learning_rate": lr, "general_change": t * r, "n": 2, "from_base": 2 if flagged else 0}
                 for t in (0.06, 0.12, 0.18, 0.24) for lr, r in ratio.items()]
 
     unflagged = matched_gain_slope.slope_measurements(chords(False), _fit(False))
@@ -262,13 +263,13 @@ def _epochs(tau, frac):
 
 def test_claim10_real_lm_pairs_epochs_over_seeds():
     d = talr_curriculum.decide
-    m = lambda tau, frac: {"talr": talr_curriculum.epoch_arrays(_epochs(tau, frac)), "sft": None, "lr": 2.5e-4}  # noqa: E731
+    m = lambda tau, frac: {"talr": talr_curriculum.epoch_arrays(_epochs(tau, frac)), "sft": None, "learning_rate": 2.5e-4}  # noqa: E731
     decaying = [[1.0, 0.8, 0.6], [1.01, 0.81, 0.61]]
     assert d(m(decaying, [[0.6, 0.7, 0.8], [0.61, 0.71, 0.81]]))[0] == "holds"
     assert d(m(decaying, [[0.8, 0.7, 0.6], [0.81, 0.71, 0.61]]))[0] == "partly holds"  # τ decays, the fraction falls
     assert d(m([[0.6, 0.8, 1.0], [0.61, 0.81, 1.01]], [[0.8, 0.7, 0.6], [0.81, 0.71, 0.61]]))[0] == "fails"
     assert d(m(decaying, [[0.6, 0.7, 0.8], [0.8, 0.6, 0.7]]))[0] == "inconclusive"  # seeds disagree: t = 12.7
-    assert d({"talr": None, "sft": None, "lr": None})[0] == "inconclusive"
+    assert d({"talr": None, "sft": None, "learning_rate": None})[0] == "inconclusive"
     # the fraction rises in 1 of 2 epochs: enough for RISE_SHARE 0.5, not for double (every epoch)
     from sft_tilt.claims.registry import sensitivity
 
@@ -277,7 +278,7 @@ def test_claim10_real_lm_pairs_epochs_over_seeds():
 
 
 def test_claim10_reads_evaluation_points_when_the_runs_are_shorter_than_two_epochs():
-    from sft_tilt.harness.experiments import checkpoint_token_statistics
+    from sft_tilt.harness.experiment_results import checkpoint_token_statistics
 
     def point(step, frac, taus):
         return {"step": step, "heldout_stats": {"frac_above": frac}, "train_steps": [{"tau": t} for t in taus]}
@@ -290,12 +291,12 @@ def test_claim10_reads_evaluation_points_when_the_runs_are_shorter_than_two_epoc
     two_epochs = [{"0": {"tau": 1.0, "frac_above": 0.6}, "1": {"tau": 0.8, "frac_above": 0.7}}] * 2
     points = [{"10": {"tau": 1.0, "frac_above": 0.6}, "20": {"tau": 0.9, "frac_above": 0.65}, "30": {"tau": 0.7, "frac_above": 0.64}},
               {"10": {"tau": 1.01, "frac_above": 0.61}, "20": {"tau": 0.91, "frac_above": 0.66}, "30": {"tau": 0.71, "frac_above": 0.65}}]
-    ta = lambda ep: {"epochs": {"talr-mean": {"lr": 1e-4, "per_seed": ep}, "sft": {"lr": 1e-4, "per_seed": ep}},  # noqa: E731
-                     "checkpoints": {"talr-mean": {"lr": 1e-4, "per_seed": points}, "sft": {"lr": 1e-4, "per_seed": points}}}
+    ta = lambda ep: {"epochs": {"talr-mean": {"learning_rate": 1e-4, "per_seed": ep}, "sft": {"learning_rate": 1e-4, "per_seed": ep}},  # noqa: E731
+                     "checkpoints": {"talr-mean": {"learning_rate": 1e-4, "per_seed": points}, "sft": {"learning_rate": 1e-4, "per_seed": points}}}
     m = talr_curriculum.pick_unit(ta(two_epochs), "talr-mean")
     assert m["unit"] == "epoch" and m["talr"]["epochs"] == [0, 1]
     m = talr_curriculum.pick_unit(ta(one_epoch), "talr-mean")
-    assert m["unit"] == "evaluation point" and m["talr"]["epochs"] == [10, 20, 30] and m["lr"] == 1e-4
+    assert m["unit"] == "evaluation point" and m["talr"]["epochs"] == [10, 20, 30] and m["learning_rate"] == 1e-4
     # τ decays; the fraction falls from step 20 to 30 in both seeds by the same 0.01: contradicted, named by step
     verdict, reason = talr_curriculum.decide(m)
     assert verdict == "partly holds" and "falls with 95% confidence after steps [20]" in reason and "evaluation point" in reason
@@ -305,13 +306,13 @@ def test_claim10_reads_evaluation_points_when_the_runs_are_shorter_than_two_epoc
 def test_the_compared_talr_variant_is_the_talr_of_every_real_lm_claim(monkeypatch):
     """Both views of the method rows (by learning-rate slot, and the whole front) name the preset's compared TALR
     variant "talr", so claims 13-18 find it; other variants keep their registry names."""
-    import sft_tilt.harness.experiments as ex
+    import sft_tilt.harness.experiment_results as tables
     from sft_tilt.claims import real_lm_results as real
     from sft_tilt.harness.presets import get_preset
 
     p = get_preset("default")
-    rows = [{"method": m, "method_name": m, "lr": lr, "n": 3} for lr in p.method_lrs for m in ("sft", p.compared_talr, "talr-disc")]
-    monkeypatch.setattr(ex, "method_front", lambda preset, progress=False: {"rows": rows, "front": {}})
+    rows = [{"method": m, "method_name": m, "learning_rate": lr, "n": 3} for lr in p.comparison_learning_rates for m in ("sft", p.compared_talr, "talr-disc")]
+    monkeypatch.setattr(tables, "method_front", lambda preset: {"rows": rows, "front": {}})
     assert {r["method"] for r in real.method_front(p)["rows"]} == {"sft", "talr", "talr-disc"}
-    assert set(real.method_rows(p, p.method_lrs[1])) == {"sft", "talr", "talr-disc"}
-    assert real.method_rows(p, p.method_lrs[1])["talr"]["method_name"] == p.compared_talr
+    assert set(real.method_rows(p, p.comparison_learning_rates[1])) == {"sft", "talr", "talr-disc"}
+    assert real.method_rows(p, p.comparison_learning_rates[1])["talr"]["method_name"] == p.compared_talr

@@ -11,7 +11,7 @@ NAN = float("nan")
 
 def _claim3(**kw):
     D = np.array([[0.01, 0.011, 0.013], [0.03, 0.032, 0.036]])
-    m = dict(target_gain=np.array([0.3, 0.6]), lams=np.array([1.0, 2.0, 4.0]), matched_degradation=D, reached=np.ones_like(D, bool),
+    m = dict(target_gain=np.array([0.3, 0.6]), learning_rates=np.array([1.0, 2.0, 4.0]), matched_general_change=D, reached=np.ones_like(D, bool),
              bound_holds=np.ones_like(D, bool), bound_growing_holds=np.ones_like(D, bool), bound_finite=6, bound_growing_finite=6,
              flow_estimate=np.array([0.009, 0.028]), quadratic_rel_rms=0.05)
     return {**m, **kw}
@@ -22,7 +22,7 @@ def test_claim3_synthetic_holds_partly_holds_and_fails():
     verdict, reason = matched_gain_monotone.decide_synthetic(_claim3(quadratic_rel_rms=0.38))
     assert verdict == "partly holds" and "fits" in reason
     falling = np.array([[0.01, 0.009, 0.013], [0.03, 0.032, 0.036]])
-    assert matched_gain_monotone.decide_synthetic(_claim3(matched_degradation=falling))[0] == "fails"
+    assert matched_gain_monotone.decide_synthetic(_claim3(matched_general_change=falling))[0] == "fails"
     assert matched_gain_monotone.decide_synthetic(_claim3(bound_holds=np.zeros((2, 3), bool)))[0] == "fails"
 
 
@@ -36,9 +36,9 @@ def _fmt(k1, k2, noise=(0.0, 0.001, -0.001)):
     for t in targets:
         for lr in lrs:
             per_seed = {s: k1 * t + k2 * t * t * lr + e * (1 + lr) for s, e in enumerate(noise)}
-            cells.append({"target_gain": t, "lr": lr, "general_change": float(np.mean(list(per_seed.values()))), "n": 3,
+            cells.append({"target_gain": t, "learning_rate": lr, "general_change": float(np.mean(list(per_seed.values()))), "n": 3,
                           "per_seed": per_seed})
-    fit = sft_tilt.theory.fit_matched_gain_shapes([c["target_gain"] for c in cells], [c["lr"] for c in cells],
+    fit = sft_tilt.theory.fit_matched_gain_shapes([c["target_gain"] for c in cells], [c["learning_rate"] for c in cells],
                                          [c["general_change"] for c in cells])
     return {"target_gains": targets, "cells": cells, "monotone": {}, "fit": fit}
 
@@ -74,7 +74,7 @@ def test_claim4_is_symmetric_in_the_two_candidate_exponents(p, quad_better, verd
 def _claim5(ce, fixed=None):
     ce = np.asarray(ce, float)
     fixed = np.tile(ce[:, :1] * 1.05, (1, ce.shape[1])) if fixed is None else np.asarray(fixed, float)
-    return dict(lams=np.array([0.5, 1.0, 2.0, 4.0]), target_gain=np.array([0.3, 0.6]), fixed=fixed, ce=ce,
+    return dict(learning_rates=np.array([0.5, 1.0, 2.0, 4.0]), target_gain=np.array([0.3, 0.6]), fixed=fixed, ce=ce,
                 flow_estimate=2 * ce[:, 0] - ce[:, 1])
 
 
@@ -98,11 +98,11 @@ def test_claim5_is_inconclusive_without_lam_dependence():
 
 
 def _world(m, rel, ab):
-    return {"hard_token_mass": m, "lam_safe_relative": rel, "lam_safe": ab, "lam_safe_theory": 0.0}
+    return {"hard_token_mass": m, "safe_learning_rate_relative": rel, "safe_learning_rate": ab, "safe_learning_rate_theory": 0.0}
 
 
 def _claim7(cot, label):
-    return {"cot": cot, "label": label, "lams": np.array([0.25, 32.0]), "eps": 0.02, "excess_tolerance": 0.05}
+    return {"cot": cot, "label": label, "learning_rates": np.array([0.25, 32.0]), "eps": 0.02, "excess_tolerance": 0.05}
 
 
 def test_claim7_synthetic_holds_partly_holds_and_fails():
@@ -119,7 +119,7 @@ def _formats(cot, label, spread=0.002):
     seeds = lambda x: {s: x + e for s, e in enumerate((-spread, 0.0, spread))}  # noqa: E731
     fmt = lambda d, mass: {"target_gain": 0.2, "per_seed": {lr: seeds(v) for lr, v in d.items()}, "hard_token_mass": mass,  # noqa: E731
                            "hard_fraction": 0.3}
-    return {"formats": {"cot": fmt(cot, 0.5), "label": fmt(label, 0.6)}, "eps": 0.02, "lr_grid": [1e-5, 5e-5, 2.5e-4],
+    return {"formats": {"cot": fmt(cot, 0.5), "label": fmt(label, 0.6)}, "eps": 0.02, "learning_rate_grid": [1e-5, 5e-5, 2.5e-4],
             "hard_per_example": {"cot": 20.0, "label": 5.0}}
 
 
@@ -134,7 +134,7 @@ def test_claim7_real_lm_holds_fails_partly_holds_and_is_inconclusive_at_matched_
     assert d(_formats(g, {**g, 2.5e-4: 0.05}))[0] == "partly holds"
     assert d(_formats(g, g))[0] == "inconclusive"
     assert d(_formats(g, {**g, 2.5e-4: 0.019}, spread=0.01))[0] == "inconclusive"  # label's interval straddles eps
-    assert d({"formats": {"cot": {}}, "eps": 0.02, "lr_grid": []})[0] == "inconclusive"
+    assert d({"formats": {"cot": {}}, "eps": 0.02, "learning_rate_grid": []})[0] == "inconclusive"
     # label-only's D 0.03 at the largest lr: safe at eps 0.04 (double), not at 0.02 or 0.01
     m = _formats(g, {**g, 2.5e-4: 0.03})
     assert d(m)[0] == "partly holds" and sensitivity(d, m) == "partly holds / holds"
@@ -144,7 +144,7 @@ def _curriculum(tau, frac):
     """Seeds as rows, epochs as columns, the shape talr_curriculum.measure returns."""
     tau, frac = np.asarray(tau, float), np.asarray(frac, float)
     return {"talr": {"epochs": list(range(tau.shape[1])), "tau": tau, "frac": frac},
-            "sft": {"epochs": list(range(tau.shape[1])), "tau": None, "frac": frac}, "lr": 10.0}
+            "sft": {"epochs": list(range(tau.shape[1])), "tau": None, "frac": frac}, "learning_rate": 10.0}
 
 
 def test_claim10_synthetic_is_decided_by_paired_intervals_over_seeds():
@@ -163,7 +163,7 @@ def test_claim10_synthetic_is_decided_by_paired_intervals_over_seeds():
 
 
 def _claim17(talr, flow):
-    return {"target_gain": 0.3, "lrs": np.array([1.0, 3.0, 10.0]), "n_seeds": 3, "talr": np.array(talr), "flow": np.array(flow),
+    return {"target_gain": 0.3, "learning_rates": np.array([1.0, 3.0, 10.0]), "n_seeds": 3, "talr": np.array(talr), "flow": np.array(flow),
             "end_talr": 0.4, "end_flow": 0.5}
 
 
@@ -175,8 +175,8 @@ def _seeds(values):
     return np.asarray(values, float)[None, :] + _NOISE[:, None]
 
 
-def _claim17_paired(talr, flow, lrs=(1.0, 3.0, 10.0)):
-    return {"target_gain": 0.3, "lrs": list(lrs), "n_seeds": 5, "talr_name": "TALR (mean 1)", "talr_variant": "v",
+def _claim17_paired(talr, flow, learning_rates=(1.0, 3.0, 10.0)):
+    return {"target_gain": 0.3, "learning_rates": list(learning_rates), "n_seeds": 5, "talr_name": "TALR (mean 1)", "talr_variant": "v",
             "flow_variant": "v", "talr": talr, "flow": flow}
 
 
@@ -223,7 +223,7 @@ def test_claim14_synthetic_spreads_paired_by_seed():
 
 
 def test_claim16_synthetic_every_method_and_its_threshold_sensitivity():
-    from sft_tilt.claims.intervals import Interval
+    from sft_tilt.analysis.intervals import Interval
     from sft_tilt.claims.registry import sensitivity
 
     d = no_free_lunch.decide_synthetic
@@ -244,7 +244,7 @@ def test_matched_means_drop_learning_rates_some_seed_never_reached():
 
 def test_claim18_synthetic_holds_partly_holds_fails_and_is_inconclusive():
     d = cost_per_gain.decide_synthetic
-    base = {"target_gain": 0.3, "lrs": [1.0, 3.0, 10.0], "n_seeds": 5, "talr_name": "TALR (mean 1)"}
+    base = {"target_gain": 0.3, "learning_rates": [1.0, 3.0, 10.0], "n_seeds": 5, "talr_name": "TALR (mean 1)"}
     assert d({**base, "sft": _seeds([0.01, 0.02, 0.2]), "talr": _seeds([0.02, 0.015, 0.05])})[0] == "holds"
     assert d({**base, "sft": _seeds([0.01, 0.02, 0.2]), "talr": _seeds([0.005, 0.01, 0.3])})[0] == "partly holds"
     assert d({**base, "sft": _seeds([0.2, 0.02, 0.01]), "talr": _seeds([0.3, 0.1, 0.05])})[0] == "fails"

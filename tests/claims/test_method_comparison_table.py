@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sft_tilt.claims.intervals import paired_interval
+from sft_tilt.analysis.intervals import paired_interval
 from sft_tilt.claims.method_comparison_table import reading, render_method_table
 
 
@@ -16,7 +16,7 @@ def test_reading_says_less_more_undecided_and_not_reached():
 
 def test_the_table_has_one_row_per_method_and_one_cell_per_step_size():
     iv = paired_interval(np.array([0.01, 0.012, 0.011]))
-    m = {"target_gain": 0.3, "lrs": [1.0, 3.0], "n_seeds": 3, "rows": {"EAFT (mean 1)": [iv, None]},
+    m = {"target_gain": 0.3, "learning_rates": [1.0, 3.0], "n_seeds": 3, "rows": {"EAFT (mean 1)": [iv, None]},
          "variants": {"EAFT (mean 1)": "eaft, weights mean one"}}
     lines = render_method_table(m)
     row = [line for line in lines if line.startswith("| EAFT")][0]

@@ -43,13 +43,14 @@ def test_token_kinds():
 def test_the_key_needs_no_session_and_is_the_sessions_identity(env):
     """The key material is computed from the preset alone; its identity part is what the session's own cache keys
     hold, so a committed record is found for exactly the model, tokenizer and data a session would load."""
-    from sft_tilt.harness import base_model_analyses as bma
+    from sft_tilt.harness import stored_base_analyses as bma
 
     preset = env["preset"]
     assert content_key(bma._identity(preset)) == content_key(_session(preset).key_material())
     m = bma.material(preset, "single_step")
-    assert m["lrs"] == tuple(preset.single_step_lrs) and m["batch"] == preset.single_step_batch
-    other = replace(preset, single_step_lrs=(2e-3,))
+    # the key material keeps the name "lrs" (renamed, it would change the committed records' keys)
+    assert m["lrs"] == tuple(preset.single_step_learning_rates) and m["batch"] == preset.single_step_batch
+    other = replace(preset, single_step_learning_rates=(2e-3,))
     assert content_key(bma.material(other, "single_step")) != content_key(m)
     assert content_key(bma.material(other, "target_token_statistics")) == content_key(
         bma.material(preset, "target_token_statistics"))  # the token statistics do not read the step sizes
@@ -88,7 +89,7 @@ def test_committed_records_are_read_without_the_model_and_checked(env, dirs, mon
     step = bma.single_step(preset, progress=False)
     for sets in step["formats"].values():
         for r in sets.values():
-            assert len(r["measured"]) == len(r["predicted"]) == len(preset.single_step_lrs)
+            assert len(r["measured"]) == len(r["predicted"]) == len(preset.single_step_learning_rates)
             assert np.all(np.isfinite(r["measured"] + r["predicted"]))
 
     assert cli.main(["export", "--preset", "tiny", "--quiet"]) == 0
@@ -130,7 +131,7 @@ def test_committed_records_are_read_without_the_model_and_checked(env, dirs, mon
     assert recomputed == step  # the same computation again
 
     # another configuration has another key: the committed record of the old one is stale, and pruned on request
-    other = replace(preset, single_step_lrs=(2e-3,))
+    other = replace(preset, single_step_learning_rates=(2e-3,))
     assert bma.committed_path(other, "single_step") is None
     from sft_tilt.harness import presets
 

@@ -39,7 +39,7 @@ def dirs(env, monkeypatch, tmp_path):
 
 
 def _config(preset, **kw):
-    from sft_tilt.harness.experiments import sft_config
+    from sft_tilt.harness.experiment_runs import sft_config
 
     return replace(sft_config(preset, 4e-3, "label", 0), **{"steps": 2, "final_accuracy": False,
                                                             "averaging_alphas": (), **kw})
@@ -221,6 +221,9 @@ def test_a_result_carries_its_provenance(env, dirs, tmp_path):
                       "finished_utc", "resumed_at_step"}
     assert p["training_version"] == TRAINING_VERSION
     assert p["resumed_at_step"] is None  # computed in one go
+    from sft_tilt.harness.versions import TRAINING_VERSION
+
+    assert p["training_version"] == TRAINING_VERSION
     assert p["model_sha256"] == hashlib.sha256(Path(env["model"]).read_bytes()).hexdigest()
     assert p["code_key"] == code_key("sft_tilt.harness.runs")
     assert p["libraries"] == library_versions()
@@ -283,7 +286,7 @@ def test_export_writes_deterministic_files_and_skips_unfinished_runs(env, dirs, 
     assert set(index) == {p.name for p in a}
     row = index[runs.run_folder(done[1]).name]
     assert row["label"] == done[1].label() and row["format"] == "label" and row["method"] == "sft"
-    assert row["lr"] == 1e-3 and row["seed"] == 6 and row["wall_s"] > 0
+    assert row["learning_rate"] == 1e-3 and "lr" not in row and row["seed"] == 6 and row["wall_s"] > 0
     with pytest.raises(ValueError, match="preset_name"):
         export_runs(configs, "../x", tmp_path / "a")
     # a later sitting on a fresh machine: a run committed earlier, gone from the run folders, is not called skipped
@@ -452,8 +455,8 @@ def test_every_committed_file_has_the_hash_its_presets_manifest_lists():
 def test_the_committed_early_points_verify_and_continue_their_committed_runs():
     """Every ``results/*/early/<key>.json`` verifies for its key and holds finite evaluations at steps 1..until; where
     its run's result is committed too, the record's point at ``until`` reproduces the run's own (``splice``)."""
-    from sft_tilt.harness.early_points import splice
-    from sft_tilt.harness.experiments import summarise_run
+    from sft_tilt.harness.stored_early_points import splice
+    from sft_tilt.harness.experiment_results import summarise_run
 
     for path in sorted(RESULTS.glob("*/early/*.json")):
         key = path.stem
@@ -531,85 +534,85 @@ def test_the_committed_real_results_verify_and_the_cheapest_reproduces():
     _assert_points_match(replay_points(cfg, 2), result["points"][:2], 1e-5)
 
 
-def test_the_real_lm_figures_read_the_cpu_preset_once_it_is_complete(env, dirs, monkeypatch):
-    """``$SFT_REAL_LM_PRESET`` wins; unset, the figures and claims read ``default`` while any ``cpu`` run of the part
-    they read is left to compute (empty run and results folders here) or the early points of its learning-rate grid
-    are missing, and ``cpu`` once none is: the learning-rate grid's part as soon as the grid is finished, the whole
-    comparison only when every planned run is."""
-    import sft_tilt.claims.real_lm_results as claim_results
+def test_the_real_lm_tables_read_from_the_committed_runs_use_one_name_per_quantity(tmp_path, monkeypatch):
+    """Every table the claims and figures read (the summaries, matched-gain cells, front rows, token statistics, the
+    single-step record committed before the names were unified) names its quantities ``learning_rate``,
+    ``domain_gain`` and ``general_change``; read from ``results/cpu`` alone."""
+    from record_names import misnamed_keys
+    from sft_tilt.harness.experiment_results import read_all
+    from sft_tilt.harness.presets import get_preset
+
+    monkeypatch.setenv("SFT_RESULTS_DIR", str(RESULTS))
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "runs"))  # empty: every run is read from results/
+    tables = read_all(get_preset("cpu"))
+    assert tables["learning_rate_tradeoff"] and tables["single_step"]["learning_rates"]
+    assert misnamed_keys(tables) == []
+
+
+def test_claims_and_figures_read_the_preset_they_name_whatever_is_stored(env, dirs, monkeypatch):
+    """Every real-LM claim names the preset it is decided on in its registration, and the figures name theirs; with
+    nothing stored (empty run and results folders here) they still read that preset, never a smaller one, and
+    ``$SFT_REAL_LM_PRESET`` replaces it for all of them at once."""
+    import sft_tilt.claims
+    import sft_tilt.claims.real_lm_results as real
     import sft_tilt.figures.real_lm_figures as real_lm_figures
     import sft_tilt.harness.presets as presets
-    import sft_tilt.harness.sweep_plan as sweep_plan
-    from sft_tilt.harness.experiments import sft_configs
-    from sft_tilt.harness.runs import run_key
 
-    assert presets.real_lm_preset_name() == "tiny"  # the test environment sets it
-    assert presets.real_lm_preset_name("grid") == "tiny"
-    monkeypatch.delenv(presets.REAL_LM_PRESET_ENV)
-    presets._all_finished.cache_clear()
-    assert presets.real_lm_preset_name() == "default" and presets.real_lm_preset_name("grid") == "default"
-    assert claim_results._preset_name() == "default" and real_lm_figures._preset().name == "default"
+    checks = sft_tilt.claims.select_checks(["real_lm"])
+    assert checks and {c.preset for c in checks} == {"cpu"} == {real_lm_figures.PRESET}
+    assert all(c.preset is None for c in sft_tilt.claims.CHECKS if c.group != "real_lm")
+    # the test environment replaces the named preset with the tiny model's
+    assert real.preset("cpu").name == "tiny" and real_lm_figures._setup().name == "tiny"
+    assert real.setting("cpu").startswith("real LM (tiny preset")
+    assert real.command("real_lm_matched_gain", "cpu") == "SFT_REAL_LM_PRESET=tiny python -m sft_tilt.figures real_lm_matched_gain"
+    monkeypatch.delenv(presets.PRESET_OVERRIDE_ENV)
     cpu = presets.get_preset("cpu")
-    left = sweep_plan.pending(cpu)["to_compute"]
-    assert len(left) == len(sweep_plan.planned_runs(cpu))  # nothing stored in these folders
-    grid_keys = {run_key(c) for c in sft_configs(cpu)}
-    assert 0 < len(grid_keys) < len(left)
-    real_pending = sweep_plan.pending
-    finished = set()  # the keys the patched pending counts as finished
-
-    def pending(preset, configs=None):
-        out = real_pending(preset, configs=configs)
-        return {**out, "to_compute": [k for k in out["to_compute"] if k not in finished]}
-
-    monkeypatch.setattr(sweep_plan, "pending", pending)
-    import sft_tilt.harness.early_points as early_points
-
-    monkeypatch.setattr(early_points, "read_early", lambda key, until: {"run_key": key, "until": until})
-    finished |= grid_keys - {sorted(grid_keys)[0]}  # all but one run of the grid
-    presets._all_finished.cache_clear()
-    assert presets.real_lm_preset_name("grid") == "default" and presets.real_lm_preset_name() == "default"
-    finished |= grid_keys  # the grid, not the methods
-    presets._all_finished.cache_clear()
-    assert presets.real_lm_preset_name("grid") == "cpu" and presets.real_lm_preset_name("all") == "default"
-    assert claim_results.setting("grid").startswith("real LM (cpu preset, 100 steps x batch 2, 3 seeds")
-    assert claim_results.command("real_lm_matched_gain", "grid") == "SFT_REAL_LM_PRESET=cpu python -m sft_tilt.figures real_lm_matched_gain"
-    assert claim_results.setting().startswith("real LM (SmolLM2-135M-Instruct, 4 steps")
-    assert real_lm_figures._preset("grid").name == "cpu" and real_lm_figures._preset().name == "default"
-    # a part naming some methods: cpu once the grid and those methods' comparison runs (both rates) are finished
-    from sft_tilt.harness.experiments import method_config
-
-    talr_flow = presets.methods_part("talr", "flow")
-    talr_flow_keys = {run_key(method_config(cpu, m, lr, seed)) for m in ("talr-mean", "flow") for lr in cpu.method_lrs for seed in cpu.seeds}
-    sft_keys = {run_key(method_config(cpu, "sft", lr, seed)) for lr in cpu.method_lrs for seed in cpu.seeds}
-    assert sft_keys <= grid_keys and not talr_flow_keys & grid_keys
-    finished |= talr_flow_keys - {sorted(talr_flow_keys)[0]}
-    presets._all_finished.cache_clear()
-    assert presets.real_lm_preset_name(talr_flow) == "default"
-    finished |= talr_flow_keys
-    presets._all_finished.cache_clear()
-    assert presets.real_lm_preset_name(talr_flow) == "cpu" and presets.real_lm_preset_name(presets.methods_part("talr", "l2")) == "default"
-    assert presets.real_lm_preset_name("all") == "default"
-    restricted = presets.real_lm_preset(talr_flow)
-    assert restricted.name == "cpu" and restricted.methods == ("talr-mean", "flow") and restricted.data == cpu.data
-    assert claim_results.preset(talr_flow).methods == ("talr-mean", "flow")
-    assert claim_results.setting(talr_flow).startswith("real LM (cpu preset, 100 steps")
-    finished |= set(left)
-    presets._all_finished.cache_clear()
-    assert presets.real_lm_preset_name() == "cpu"
-    monkeypatch.setattr(early_points, "read_early", lambda key, until: None)  # every run, not the early points
-    presets._all_finished.cache_clear()
-    assert presets.real_lm_preset_name() == "default" and presets.real_lm_preset_name("grid") == "default"
-    monkeypatch.setenv(presets.REAL_LM_PRESET_ENV, "smoke")
-    assert presets.real_lm_preset_name() == "smoke" and presets.real_lm_preset_name("grid") == "smoke"
-    with pytest.raises(ValueError, match="part: must be one of"):
-        presets.real_lm_preset_name("methods")
-    with pytest.raises(ValueError, match="part: must be one of"):
-        presets.real_lm_preset_name("methods:")
+    assert real.preset("cpu") == cpu and real_lm_figures._setup() == cpu  # nothing stored: still the named preset
+    assert real.setting("cpu").startswith("real LM (cpu preset, 100 steps x batch 2, 3 seeds; TALR = talr-mean")
+    assert real.command("real_lm_matched_gain", "cpu") == "python -m sft_tilt.figures real_lm_matched_gain"
+    assert real.command(None, "cpu") == "python -m sft_tilt.harness report --preset cpu"
+    restricted = real.preset("cpu", ("talr", "flow"))
+    assert restricted.methods == ("talr-mean", "flow") and restricted.data == cpu.data
+    assert real_lm_figures._setup(("talr",)).methods == ("talr-mean",)
     with pytest.raises(ValueError, match="names: need one or more"):
-        presets.methods_part()
+        presets.restrict_to_methods(cpu, ())
     with pytest.raises(ValueError, match="no-such"):
-        presets.restrict_to_part(cpu, presets.methods_part("no-such"))
-    presets._all_finished.cache_clear()
+        presets.restrict_to_methods(cpu, ("no-such",))
+    with pytest.raises(ValueError, match="named: unknown preset"):
+        presets.read_preset_name("large")
+    monkeypatch.setenv(presets.PRESET_OVERRIDE_ENV, "huge")
+    with pytest.raises(ValueError, match="SFT_REAL_LM_PRESET: unknown preset 'huge'"):
+        real.preset("cpu")
+
+
+def test_a_missing_result_names_the_sweep_that_computes_it_and_nothing_trains(env, dirs, monkeypatch):
+    """With nothing stored, a claim, a figure and the tables they read raise ``MissingResults`` whose message is the
+    command that computes what is missing; no optimiser step runs and no run folder is written."""
+    import sft_tilt.figures.real_lm_figures  # noqa: F401  (registers the figures)
+    from sft_tilt.claims import learning_rate_exchange, target_token_statistics, token_vs_sample_weighting
+    from sft_tilt.figures import FIGURES
+    from sft_tilt.harness import experiment_results, runs
+    from sft_tilt.harness.stored_early_points import with_early
+    from sft_tilt.harness.stored_runs import MissingResults
+
+    steps = _counting_steps(monkeypatch, runs)
+    monkeypatch.delenv("SFT_REAL_LM_PRESET")  # the claims' own preset, cpu, of which nothing is stored here
+    with pytest.raises(MissingResults, match=r"compute them with `python -m sft_tilt.harness sweep --preset cpu --experiment lr --method sft`"):
+        learning_rate_exchange.measure()
+    with pytest.raises(MissingResults, match=r"--preset cpu --experiment methods --method flow --method sft --method talr-mean`"):
+        token_vs_sample_weighting.measure_real_lm()
+    with pytest.raises(MissingResults, match=r"compute it with `python -m sft_tilt.harness sweep --preset cpu --experiment base`"):
+        target_token_statistics.measure()
+    with pytest.raises(MissingResults, match="--preset cpu --experiment lr"):
+        FIGURES["real_lm_lr_tradeoff"].draw(dirs["runs"] / "figures")
+    summary = {"key": "a" * 20, "diverged": False, "trajectory": [(0, 0.0, 0.0), (10, 0.5, 0.01)]}
+    with pytest.raises(MissingResults, match="compute them with `python -m sft_tilt.harness sweep --preset cpu --experiment early`"):
+        with_early([summary], {summary["key"]: {"base": {}}}, 10, require="cpu")
+    assert with_early([summary], {summary["key"]: {"base": {}}}, 10) == [summary]  # the sweep's tables: no requirement
+    monkeypatch.setenv("SFT_REAL_LM_PRESET", "tiny")
+    with pytest.raises(MissingResults, match="--preset tiny --experiment methods"):
+        experiment_results.method_front(env["preset"])
+    assert steps == [] and not dirs["runs"].exists()
 
 
 def test_the_accuracy_figure_draws_the_papers_axes_from_the_committed_runs(tmp_path, monkeypatch):
@@ -617,30 +620,22 @@ def test_the_accuracy_figure_draws_the_papers_axes_from_the_committed_runs(tmp_p
     over seeds of the committed ``default`` runs' greedy answer accuracy after training and their general
     multiple-choice accuracy at the last point; nothing is computed (a run that is not committed fails the test)."""
     import sft_tilt.figures.real_lm_figures  # noqa: F401  (registers the figures)
-    import sft_tilt.harness.experiments as experiments
     from sft_tilt.figures import FIGURES
+    from sft_tilt.harness.experiment_runs import sft_configs
     from sft_tilt.harness.presets import get_preset
-    from sft_tilt.harness.runs import load_result
-
-    def read_only(cfgs, **kwargs):
-        out = [load_result(c) for c in cfgs]
-        missing = [c.label() for c, r in zip(cfgs, out) if r is None]
-        assert not missing, f"not committed under the current code: {missing}; rerun and export the default preset"
-        return out
+    from sft_tilt.harness.stored_runs import load_result
 
     monkeypatch.setenv("SFT_REAL_LM_PRESET", "default")
     monkeypatch.setenv("SFT_RESULTS_DIR", str(RESULTS))  # the repository's, whatever another test's fixture set
     monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "runs"))  # empty: every run is read from results/
-    monkeypatch.setattr(experiments, "run_many", read_only)
-    monkeypatch.setattr("sft_tilt.harness.compilation_cache.enable_compilation_cache", lambda: None)
-    FIGURES["real_lm_accuracy"].draw(tmp_path)
+    FIGURES["real_lm_accuracy"].draw(tmp_path)  # a figure only reads: a run not committed fails it
     drawn = [r for r in json.loads((tmp_path / "real_lm_accuracy.json").read_text())["points"]
              if r["x"] == "greedy_accuracy"]
     preset = get_preset("default")
-    assert {(r["fmt"], r["lr"]) for r in drawn} == {(f, lr) for f in preset.formats for lr in preset.lr_grid}
+    assert {(r["fmt"], r["learning_rate"]) for r in drawn} == {(f, eta) for f in preset.formats for eta in preset.learning_rate_grid}
     for row in drawn:
-        results = [load_result(c) for c in experiments.sft_configs(preset)
-                   if (c.fmt, c.learning_rate) == (row["fmt"], row["lr"])]
+        results = [load_result(c) for c in sft_configs(preset)
+                   if (c.fmt, c.learning_rate) == (row["fmt"], row["learning_rate"])]
         assert row["n"] == len(results) == len(preset.seeds)
         assert row["x_mean"] == pytest.approx(np.mean([r["accuracy"]["accuracy"] for r in results]))
         assert row["y_mean"] == pytest.approx(np.mean([r["points"][-1]["choice"]["accuracy"] for r in results]))

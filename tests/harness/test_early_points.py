@@ -24,14 +24,16 @@ def env(tmp_path_factory):
 
 
 def _cfg(preset):
-    from sft_tilt.harness.experiments import sft_config
+    from sft_tilt.harness.experiment_runs import sft_config
 
     return replace(sft_config(preset, 4e-3, "label", 0), steps=4, eval_every=2, final_accuracy=False, averaging_alphas=())
 
 
 def test_early_points_equal_a_run_evaluated_at_every_step_and_fill_the_first_interval(env):
-    from sft_tilt.harness.early_points import compute_early, read_early, splice
-    from sft_tilt.harness.experiments import from_base, summarise_run
+    from sft_tilt.harness.early_points import compute_early
+    from sft_tilt.harness.stored_early_points import read_early, splice
+    from sft_tilt.analysis.matched_gain import from_base
+    from sft_tilt.harness.experiment_results import summarise_run
     from sft_tilt.harness.runs import run_key, run_one
 
     cfg = _cfg(env["preset"])
@@ -61,7 +63,7 @@ def _summary(traj, key="k0"):
 
 
 def _record(points, until, key="k0"):
-    from sft_tilt.harness.early_points import _code_keys
+    from sft_tilt.harness.stored_early_points import _code_keys
 
     return {"run_key": key, "until": until, "code_keys": _code_keys(), "label": "x", "points": points}
 
@@ -74,7 +76,7 @@ def _point(step, domain, docs, code):
 
 
 def test_splice_converts_raw_losses_and_refuses_a_record_of_another_trajectory():
-    from sft_tilt.harness.early_points import AGREEMENT, EarlyMismatch, splice, with_early
+    from sft_tilt.harness.stored_early_points import AGREEMENT, EarlyMismatch, splice, with_early
 
     summary = _summary([(0, 0.0, 0.0), (3, 0.9, 0.02), (6, 1.5, 0.05)])
     # at step 3: G = 2.0 - 1.1 = 0.9, D = mean(1.01 - 1, 3.03 - 3) = 0.02

@@ -1,4 +1,4 @@
-"""Teacher-forced accuracies, the answer-token mask and the learning-rate schedule of the real-LM harness, each
+"""Teacher-forced accuracies, the answer-token mask and the recorded learning rates of the real-LM harness, each
 against an independent computation."""
 
 from dataclasses import replace
@@ -9,33 +9,11 @@ import numpy as np
 import pytest
 
 from sft_tilt.harness.measure import answer_accuracy, top1_rate
-from sft_tilt.harness.runs import learning_rate_at
+from sft_tilt.harness.schedules import learning_rate_schedule
 from sft_tilt.lm.model import forward
 from tiny_harness import tiny_harness_env
 
 pytestmark = pytest.mark.skipif(not jax.config.jax_enable_x64, reason="conftest sets JAX_ENABLE_X64")
-
-
-# ----------------------------------------------------------------------------- schedule
-
-
-def test_linear_schedule_matches_its_formula_written_out():
-    peak, steps, warm = 1e-4, 10, 3
-    expected = [peak * 1 / 3, peak * 2 / 3, peak * 3 / 3] + [peak * (10 - k) / 7 for k in range(3, 10)]
-    got = [learning_rate_at(k, peak, steps, warm, "linear") for k in range(steps)]
-    np.testing.assert_allclose(got, expected, rtol=1e-15)
-    assert max(got) == pytest.approx(peak) and min(got) > 0  # no step is wasted at a zero rate
-    assert [learning_rate_at(k, peak, 4, 0, "linear") for k in range(4)] == pytest.approx([peak, 0.75 * peak, 0.5 * peak, 0.25 * peak])
-    assert {learning_rate_at(k, peak, steps, warm, "constant") for k in range(steps)} == {peak}
-
-
-@pytest.mark.parametrize("args, name", [((10, 1e-4, 10, 0), "step"), ((-1, 1e-4, 10, 0), "step"),
-                                        ((0, 1e-4, 10, 10), "warmup_steps"), ((0, 1e-4, 10, -1), "warmup_steps")])
-def test_schedule_rejects_steps_outside_the_run(args, name):
-    with pytest.raises(ValueError, match=name):
-        learning_rate_at(*args)
-    with pytest.raises(ValueError, match="schedule"):
-        learning_rate_at(0, 1e-4, 10, 0, "cosine")
 
 
 # ----------------------------------------------------------------------------- accuracies on hand-built arrays
@@ -121,13 +99,14 @@ def test_chance_levels_are_what_guessing_scores(session):
 
 def test_a_run_records_its_schedule_and_accuracies(env, session):
     from sft_tilt.harness import runs
-    from sft_tilt.harness.experiments import sft_config, summarise_run
+    from sft_tilt.harness.experiment_runs import sft_config
+    from sft_tilt.harness.experiment_results import summarise_run
 
     cfg = replace(sft_config(env["preset"], 4e-3, "label", 0), data=session.data, final_accuracy=False, steps=3,
                   eval_every=1, warmup_steps=1)
     res = runs.run_one(cfg, progress=False)
     rates = [s["learning_rate"] for p in res["points"] for s in p["train_steps"]]
-    assert rates == pytest.approx([learning_rate_at(k, 4e-3, 3, 1) for k in range(3)], rel=1e-7)
+    assert rates == [learning_rate_schedule(4e-3, 3, 1)(k) for k in range(3)]  # the float64 values themselves
     traj = summarise_run(res)["accuracy_trajectory"]
     assert [a["step"] for a in traj] == [0, 1, 2, 3]
     assert traj[0]["answer_accuracy"] == res["base"]["answer_accuracy"]

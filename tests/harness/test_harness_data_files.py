@@ -199,7 +199,7 @@ def env(tmp_path_factory):
 def test_csv_and_jsonl_train_and_evaluate_through_the_harness(env, tmp_path, monkeypatch, capsys):
     from sft_tilt.harness import __main__ as cli
     from sft_tilt.harness.data_files import DataFile
-    from sft_tilt.harness.experiments import sft_config
+    from sft_tilt.harness.experiment_runs import sft_config
     from sft_tilt.harness.runs import load_result
     from sft_tilt.harness.session import get_session
 

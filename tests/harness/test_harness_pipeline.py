@@ -160,7 +160,7 @@ def test_general_sets_are_distinct_and_scored(session):
 
 def test_run_is_cached_and_resumes_after_an_interruption(env, session, monkeypatch, tmp_path):
     from sft_tilt.harness import runs
-    from sft_tilt.harness.experiments import sft_config
+    from sft_tilt.harness.experiment_runs import sft_config
 
     cfg = replace(sft_config(env["preset"], 4e-3, "label", 0), checkpoint_state=True, final_accuracy=False, averaging_alphas=(0.5,))
     # an interrupted run leaves its first point and a state checkpoint, not a result
@@ -194,7 +194,7 @@ def test_run_is_cached_and_resumes_after_an_interruption(env, session, monkeypat
 
 def test_averaging_at_alpha_zero_is_the_base_model(env, session):
     from sft_tilt.harness import runs
-    from sft_tilt.harness.experiments import sft_config
+    from sft_tilt.harness.experiment_runs import sft_config
 
     cfg = replace(sft_config(env["preset"], 4e-3, "label", 1), final_accuracy=False, averaging_alphas=(0.0, 1.0))
     res = runs.run_one(cfg, progress=False)
@@ -209,7 +209,9 @@ def test_result_keys_say_what_they_measure(env, session):
     general losses (per set and averaged); the same keys in the trajectory, the averaging points, matched-gain
     cells and method rows."""
     from sft_tilt.harness import runs
-    from sft_tilt.harness.experiments import _front_row, general_change_at_gain, sft_config, summarise_run
+    from sft_tilt.analysis.matched_gain import general_change_at_gain
+    from sft_tilt.harness.experiment_runs import sft_config
+    from sft_tilt.harness.experiment_results import _front_row, summarise_run
 
     cfg = replace(sft_config(env["preset"], 4e-3, "label", 1), final_accuracy=False, averaging_alphas=(0.0, 1.0))
     res = runs.run_one(cfg, progress=False)
@@ -245,7 +247,7 @@ def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tm
     from sft_tilt.harness.report import render_report
 
     # a learning rate at which every run diverges is left out of the aggregates and listed in the report
-    preset = replace(env["preset"], lr_grid=env["preset"].lr_grid + (1e30,))
+    preset = replace(env["preset"], learning_rate_grid=env["preset"].learning_rate_grid + (1e30,))
     with pytest.warns(UserWarning, match="diverged at step"):
         res = run_all(preset, progress=False)
     text = render_report(res, "tiny")
@@ -253,14 +255,14 @@ def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tm
         assert section in text
     for fmt, mg in res["matched_gain"].items():
         for c in mg["cells"]:
-            assert set(c) == {"target_gain", "lr", "general_change", "general_change_sd", "n", "per_seed", "from_base"}
+            assert set(c) == {"target_gain", "learning_rate", "general_change", "general_change_sd", "n", "per_seed", "from_base"}
             assert c["n"] == len(c["per_seed"]) and c["general_change"] == pytest.approx(np.mean(list(c["per_seed"].values())))
             assert 0 <= c["from_base"] <= c["n"]  # seeds whose value there is a chord from the base model
-    for fmt, sl in res["safe_lr"]["formats"].items():
-        assert set(sl["general_change_final"]) == set(preset.lr_grid) and "domain_gain_final" in sl
-    assert sorted((r["fmt"], r["lr"]) for r in res["diverged"]) == [("cot", 1e30), ("label", 1e30)]
-    assert all(r["lr"] < 1e30 for r in res["lr_tradeoff"])
-    assert all(r["safe_lr"] != 1e30 for r in res["safe_lr"]["formats"].values())
+    for fmt, sl in res["safe_learning_rate"]["formats"].items():
+        assert set(sl["general_change_final"]) == set(preset.learning_rate_grid) and "domain_gain_final" in sl
+    assert sorted((r["fmt"], r["learning_rate"]) for r in res["diverged"]) == [("cot", 1e30), ("label", 1e30)]
+    assert all(r["learning_rate"] < 1e30 for r in res["learning_rate_tradeoff"])
+    assert all(r["safe_learning_rate"] != 1e30 for r in res["safe_learning_rate"]["formats"].values())
     assert "| label | 1e+30 | diverged | diverged |" in text
     methods = {r["method"] for r in res["method_front"]["rows"]}
     assert {"sft", "talr-mean", "flow", "l2", "lora", "averaging(0.5)"} <= methods  # registry names
@@ -269,7 +271,7 @@ def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tm
     # tests/package/test_notebooks.py)
     for sets in res["single_step"]["formats"].values():
         for r in sets.values():
-            assert len(r["measured"]) == len(r["predicted"]) == len(res["single_step"]["lrs"])
+            assert len(r["measured"]) == len(r["predicted"]) == len(res["single_step"]["learning_rates"])
             assert np.all(np.isfinite(r["measured"])) and np.all(np.isfinite(r["predicted"]))
     for name, fig in FIGURES.items():
         if fig.group == "real_lm":
@@ -283,13 +285,13 @@ def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tm
     # the accuracy table: each change is the mean over seeds of the final minus the base value, read here from the
     # stored results themselves (greedy decoding once after training; teacher-forced at the last point)
     from sft_tilt.claims.real_lm_accuracy_table import measure, render_accuracy_table
-    from sft_tilt.harness.experiments import sft_configs
+    from sft_tilt.harness.experiment_runs import sft_configs
     from sft_tilt.harness.runs import load_result
 
     table = measure(preset)
-    assert {(r["fmt"], r["lr"]) for r in table["rows"]} == {(f, lr) for f in preset.formats for lr in env["preset"].lr_grid}
+    assert {(r["fmt"], r["learning_rate"]) for r in table["rows"]} == {(f, lr) for f in preset.formats for lr in env["preset"].learning_rate_grid}
     for row in table["rows"]:
-        results = [load_result(c) for c in sft_configs(preset) if (c.fmt, c.learning_rate) == (row["fmt"], row["lr"])]
+        results = [load_result(c) for c in sft_configs(preset) if (c.fmt, c.learning_rate) == (row["fmt"], row["learning_rate"])]
         assert row["n"] == len(results) and all(r is not None and not r["diverged"] for r in results)
         greedy = [r["accuracy"]["accuracy"] - r["base"]["accuracy"]["accuracy"] for r in results]
         teacher = [r["points"][-1]["answer_accuracy"] - r["base"]["answer_accuracy"] for r in results]
@@ -330,7 +332,7 @@ _CHILD = """
 import time
 from dataclasses import replace
 from sft_tilt.harness import runs
-from sft_tilt.harness.experiments import sft_config
+from sft_tilt.harness.experiment_runs import sft_config
 from sft_tilt.harness.presets import get_preset
 
 save = runs._save_state
@@ -344,7 +346,7 @@ runs.run_one(cfg, progress=False)
 
 
 def _config(preset, **kw):
-    from sft_tilt.harness.experiments import sft_config
+    from sft_tilt.harness.experiment_runs import sft_config
 
     return replace(sft_config(preset, 4e-3, "label", 0), **{"steps": 3, "final_accuracy": False, "averaging_alphas": (0.5,), **kw})
 
@@ -404,7 +406,8 @@ def test_a_killed_run_resumes_from_its_checkpoint(env, session, monkeypatch, tmp
 def test_a_diverged_run_is_a_result(env, session, monkeypatch, capsys):
     from sft_tilt.harness import __main__ as cli
     from sft_tilt.harness import runs
-    from sft_tilt.harness.experiments import sft_config, summarise_run
+    from sft_tilt.harness.experiment_runs import sft_config
+    from sft_tilt.harness.experiment_results import summarise_run
 
     monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)  # no process-wide setting from a test
     assert cli.main(["run", "--preset", "tiny", "--lr", "1e30", "--steps", "2", "--quiet"]) == 0
@@ -422,7 +425,7 @@ def test_a_diverged_run_is_a_result(env, session, monkeypatch, capsys):
     assert runs._read_points(folder)[-1]["diverged"] is True
     assert not (folder / "state.npz").exists()
     s = summarise_run(result)
-    assert s["diverged"] and s["diverged_step"] == k and s["lr"] == 1e30
+    assert s["diverged"] and s["diverged_step"] == k and s["learning_rate"] == 1e30
     # divergence found between evaluation points (non-finite loss or parameters) stops the run at that step
     cfg = replace(cfg, learning_rate=1e29, steps=4, eval_every=4, final_accuracy=False)
     result = runs.run_one(cfg, progress=False)

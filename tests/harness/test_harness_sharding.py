@@ -157,7 +157,8 @@ RUN_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from tiny_harness import tiny_harness_env
     with tiny_harness_env(Path(sys.argv[1])) as env:
-        from sft_tilt.harness.experiments import method_config, summarise_run
+        from sft_tilt.harness.experiment_runs import method_config
+        from sft_tilt.harness.experiment_results import summarise_run
         from sft_tilt.harness.runs import run_folder, run_one
         one = method_config(env["preset"], "sft", 1e-3, 0, "label")
         configs = [one, replace(one, mesh=(2, 2)), replace(one, mesh=(1, 4))]

@@ -36,7 +36,7 @@ def test_rows_group_by_method_format_and_rate_with_t_intervals_over_seeds():
     results += [_result("sft", "label", 3e-5, 0, 2.0, 0.05), _result("sft", "label", 3e-5, 1, 0, 0, diverged=True),
                 _result("talr-mean", "cot", 1e-5, 0, 0.5, -0.01, greedy=None)]
     rows, base = summary_rows(results)
-    assert [(r["method"], r["fmt"], r["lr"]) for r in rows] == [("sft", "label", 1e-5), ("sft", "label", 3e-5),
+    assert [(r["method"], r["fmt"], r["learning_rate"]) for r in rows] == [("sft", "label", 1e-5), ("sft", "label", 3e-5),
                                                                 ("talr-mean", "cot", 1e-5)]
     first = rows[0]
     half = stats.t.ppf(0.975, 2) * np.std(gains, ddof=1) / np.sqrt(3)  # independent: the interval by hand
@@ -81,7 +81,7 @@ def test_summary_reads_the_committed_runs_without_computing(tmp_path, monkeypatc
     groups = {}
     for entry in committed.values():
         if not entry["diverged"]:
-            groups.setdefault((entry["method"], entry["format"], entry["lr"]), []).append(entry["seed"])
+            groups.setdefault((entry["method"], entry["format"], entry["learning_rate"]), []).append(entry["seed"])
     for (method, fmt, lr), seeds in groups.items():
         assert f"| {method} | {fmt} | {lr:g} | {','.join(map(str, sorted(seeds)))} |" in text
 
@@ -151,7 +151,7 @@ def test_matched_gain_rows_interpolate_each_trajectory_and_give_t_intervals():
     m = matched["label"]
     # the smallest SFT run's largest gain is 0.8, so the targets are 0.2, 0.4, 0.6, 0.8
     assert m["targets"] == pytest.approx([0.2, 0.4, 0.6, 0.8])
-    assert [(r["method"], r["lr"], r["n"]) for r in m["rows"]] == [("sft", 1e-5, 2), ("talr", 1e-5, 2)]
+    assert [(r["method"], r["learning_rate"], r["n"]) for r in m["rows"]] == [("sft", 1e-5, 2), ("talr", 1e-5, 2)]
     sft, talr = m["rows"]
     # by hand: the first crossing of each target, linear between (step 0: G 0, D 0) and the evaluation points
     seed0 = [0.005, 0.01, 0.01 + 0.02 * (0.2 / 0.6), 0.01 + 0.02 * (0.4 / 0.6)]
@@ -173,7 +173,7 @@ def test_matched_gain_rows_interpolate_each_trajectory_and_give_t_intervals():
 
 
 def test_a_crossing_names_its_bracketing_steps_and_whether_it_starts_at_the_base_model():
-    from sft_tilt.harness.experiments import from_base, gain_crossing
+    from sft_tilt.analysis.matched_gain import from_base, gain_crossing
 
     traj = [(0, 0.0, 0.0), (10, 0.5, 0.01), (20, 0.4, 0.03), (30, 0.9, 0.05)]
     assert gain_crossing(traj, 0.25) == pytest.approx((0.005, 0, 10)) and from_base(traj, 0.25)

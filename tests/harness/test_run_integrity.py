@@ -114,7 +114,7 @@ def test_a_run_driven_to_the_uniform_output_is_flagged_as_collapsed(env, runs_di
     a run at an ordinary learning rate is not flagged. A result stored before the flag existed reads the same."""
     from sft_tilt.harness import __main__ as cli
     from sft_tilt.harness import runs
-    from sft_tilt.harness.experiments import lr_tradeoff, summarise_run
+    from sft_tilt.harness.experiment_results import lr_tradeoff, summarise_run
     from sft_tilt.harness.results_summary import render_summary, summary_rows
     from sft_tilt.lm.gguf_io import gguf_metadata
 
@@ -135,15 +135,14 @@ def test_a_run_driven_to_the_uniform_output_is_flagged_as_collapsed(env, runs_di
         s = summarise_run(result)
         assert (s["collapsed"], s["collapsed_step"]) == (True, expected)
     rows, _ = summary_rows([older, ordinary])
-    row = {r["lr"]: r for r in rows}
+    row = {r["learning_rate"]: r for r in rows}
     assert row[1e3]["seeds"] == [] and row[1e3]["collapsed"] == [0] and row[1e3]["G"].n == 0
     assert row[4e-3]["seeds"] == [0] and row[4e-3]["collapsed"] == []
     assert "(collapsed: 0)" in render_summary(rows, {}, 2, 2, "tiny")
     # the experiments leave it out with a warning naming it
-    monkeypatch.setattr("sft_tilt.harness.experiments.run_many", lambda cfgs, **k: [collapsed, ordinary])
-    monkeypatch.setattr("sft_tilt.harness.experiments.sft_configs", lambda preset: [None, None])
+    monkeypatch.setattr("sft_tilt.harness.experiment_results.read_results", lambda *a, **k: [collapsed, ordinary])
     with pytest.warns(UserWarning, match=f"run {collapsed['key']} .*collapsed at step {expected}"):
-        kept = lr_tradeoff(env["preset"], progress=False)
+        kept = lr_tradeoff(env["preset"], require_early=False)
     assert [s["key"] for s in kept] == [ordinary["key"]]
     # the command line says it collapsed instead of printing G and D
     monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)

@@ -11,10 +11,10 @@ from sft_tilt.harness.sweep_plan import REFERENCE_RATES, describe_plan, plan, pl
 def test_the_default_sweep_counts_shared_sft_runs_once():
     p = get_preset("default")
     runs = planned_runs(p)
-    sft = len(p.formats) * len(p.lr_grid) * len(p.seeds)
+    sft = len(p.formats) * len(p.learning_rate_grid) * len(p.seeds)
     trained = [m for m in p.methods if m != "averaging"]
     # the SFT runs at the method learning rates (chain-of-thought) are the learning-rate grid's own runs
-    assert set(p.method_lrs) <= set(p.lr_grid)
+    assert set(p.comparison_learning_rates) <= set(p.learning_rate_grid)
     assert len(runs) == sft + len(trained) * 2 * len(p.seeds)
     assert len(set(runs)) == len(runs)
     lora = [c for c in runs if c.method.name == "lora"]
@@ -23,7 +23,7 @@ def test_the_default_sweep_counts_shared_sft_runs_once():
 
 def test_run_cost_follows_the_formulas():
     p = get_preset("default")
-    cfg = [c for c in planned_runs(p) if c.method.name == "sft" and c.fmt == "cot" and c.learning_rate == p.method_lrs[0]][0]
+    cfg = [c for c in planned_runs(p) if c.method.name == "sft" and c.fmt == "cot" and c.learning_rate == p.comparison_learning_rates[0]][0]
     d = cfg.data
     points = cfg.steps // cfg.eval_every
     # held-out and unseen problems in the format's window, the general sets in theirs, <= 4 choices of ~48 tokens
@@ -52,7 +52,7 @@ def test_every_preset_that_fixes_its_model_has_a_plan_and_the_cpu_preset_its_pro
     cpu = get_preset("cpu")
     points = cpu.steps // cpu.eval_every + (cpu.steps % cpu.eval_every > 0)
     assert cpu.data.n_train >= 256 and cpu.steps >= 100 and len(cpu.seeds) >= 3 and points >= 10
-    assert all(len(cpu.lr_grid) >= 5 for _ in cpu.formats)
+    assert all(len(cpu.learning_rate_grid) >= 5 for _ in cpu.formats)
     assert {"eaft", "asft", "sft-kl"} <= set(cpu.methods)
 
 
@@ -71,7 +71,7 @@ def test_setup_cost_counts_the_base_evaluation_of_both_formats():
 
 
 def test_early_points_cost_until_steps_and_one_evaluation_per_step():
-    from sft_tilt.harness.experiments import sft_configs
+    from sft_tilt.harness.experiment_runs import sft_configs
     from sft_tilt.harness.sweep_plan import describe_early_plan, early_cost
 
     preset = get_preset("cpu")
@@ -82,5 +82,5 @@ def test_early_points_cost_until_steps_and_one_evaluation_per_step():
     c = early_cost(cfg, 10)
     assert (c.train_tokens, c.eval_tokens, c.decode_tokens) == (10 * cfg.batch_size * d.seq_len(cfg.fmt), 10 * per_point, 0)
     n = len(set(sft_configs(preset)))
-    assert n == len(preset.lr_grid) * len(preset.formats) * len(preset.seeds)
+    assert n == len(preset.learning_rate_grid) * len(preset.formats) * len(preset.seeds)
     assert f"the first 10 steps of {n} learning-rate-grid runs" in describe_early_plan(preset)

@@ -7,8 +7,7 @@ import pytest
 
 from sft_tilt.lm.config import ModelConfig
 from sft_tilt.lm.model import forward, init_params, per_token_losses
-from sft_tilt.lm.supervised_loss import supervised_capacity, supervised_mean_nll, supervised_token_losses
-from sft_tilt.lm.training import masked_mean_nll
+from sft_tilt.lm.supervised_loss import supervised_capacity, supervised_token_losses
 
 CONFIG = ModelConfig.tiny(n_layers=1)
 # float32 round-off. Measured on this model (5 batches): the losses are bit-identical, the gradients identical with
@@ -85,19 +84,6 @@ def test_fast_gradients_equal_the_plain_path(chunk_size):
                                                             jax.tree_util.tree_leaves(g_plain))]
     assert max(diffs) <= GRAD_TOL
     assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree_util.tree_leaves(g_plain)) > 1e-3
-
-
-def test_supervised_mean_nll_equals_masked_mean_nll_with_its_weight():
-    tokens, mask = _batch(seed=4)
-    batch = {"tokens": tokens, "loss_mask": mask}
-    capacity = supervised_capacity(mask)
-    (l_fast, a_fast), g_fast = jax.jit(jax.value_and_grad(supervised_mean_nll(CONFIG, capacity), has_aux=True))(
-        PARAMS, batch)
-    (l_plain, a_plain), g_plain = jax.jit(jax.value_and_grad(masked_mean_nll(CONFIG), has_aux=True))(PARAMS, batch)
-    assert abs(float(l_fast) - float(l_plain)) <= LOSS_TOL
-    assert float(a_fast["weight"]) == float(a_plain["weight"])
-    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree_util.tree_leaves(g_fast),
-                                                              jax.tree_util.tree_leaves(g_plain))) <= GRAD_TOL
 
 
 def test_a_batch_larger_than_the_capacity_is_refused_eagerly_and_its_targets_are_nan_under_jit():

@@ -58,13 +58,13 @@ def test_registered_method_trains_end_to_end_in_the_synthetic_trainer(toy):
     world = make_world(WorldConfig(n_general=6, n_domain=6, n_answer_contexts=2, cot_length=3, n_sequences=10, seed=2))
     model = build_model(world, ModelConfig("shared", dim=16, coupling=0.3))
     out = train_to_gain(model, world, TrainConfig(method=MethodConfig(TOY)), 3.0, 0.2, 400)
-    assert bool(out["reached"]) and float(out["matched_gain"]) == pytest.approx(0.2, abs=1e-9)
+    assert bool(out["reached"]) and float(out["matched_domain_gain"]) == pytest.approx(0.2, abs=1e-9)
     # independent: p^2 = p^(1/tau) at tau = 1/2 without floor, the built-in TALR kind
     ref = train_to_gain(model, world, TrainConfig(method=MethodConfig("talr", tau_mode="fixed", tau=0.5, floor=0.0)), 3.0, 0.2, 400)
     assert int(out["steps"]) == int(ref["steps"])
-    assert float(out["matched_degradation"]) == pytest.approx(float(ref["matched_degradation"]), rel=1e-10)
+    assert float(out["matched_general_change"]) == pytest.approx(float(ref["matched_general_change"]), rel=1e-10)
     epochs = train_epochs(model, world, TrainConfig(batch_size=5, method=MethodConfig(TOY)), 1.0, 2, 2)
-    assert float(epochs["gain"][-1]) > 0
+    assert float(epochs["domain_gain"][-1]) > 0
     assert TrainConfig(method=MethodConfig(TOY)).label == "toy p^2"
 
 
@@ -80,10 +80,11 @@ def env(tmp_path_factory):
 
 def test_registered_method_runs_through_the_harness_cli_and_a_figure_legend(toy, env, tmp_path, monkeypatch, capsys):
     from sft_tilt.figures import real_lm_figures
+    from sft_tilt.harness import experiment_results as tables
     from sft_tilt.harness import experiments as ex
     from sft_tilt.harness.__main__ import main
     from sft_tilt.harness.methods import init_trainable, make_objective
-    from sft_tilt.harness.runs import load_result
+    from sft_tilt.harness.stored_runs import load_result
     from sft_tilt.harness.session import get_session
     from sft_tilt.lm.model import forward
 
@@ -112,12 +113,12 @@ def test_registered_method_runs_through_the_harness_cli_and_a_figure_legend(toy,
     assert summary["method"] == TOY and np.isfinite(summary["domain_gain"])
 
     # a drawn figure's legend shows the registry's label, colour and marker of the new method
-    row = {"method": TOY, "method_name": TOY, "alpha": None, "lr": preset.method_lrs[0], "method_lr": preset.method_lrs[0], "n": 1,
+    row = {"method": TOY, "method_name": TOY, "alpha": None, "learning_rate": preset.comparison_learning_rates[0], "method_learning_rate": preset.comparison_learning_rates[0], "n": 1,
            "domain_gain": summary["domain_gain"], "general_change": summary["general_change"], "domain_gain_sd": 0.0,
            "general_change_sd": 0.0}
     sft = dict(row, method="sft", method_name="sft")
-    monkeypatch.setattr(ex, "method_front", lambda preset, progress=True: {"rows": [sft, row], "front": {"domain_gain": [0.0, 1.0], "general_change": [0.0, 0.1]}})
-    monkeypatch.setattr(ex, "method_comparison", lambda preset, progress=True: [{**summary, "lr": preset.method_lrs[0], "seed": 0, "alpha": None}])
+    monkeypatch.setattr(tables, "method_front", lambda preset, **k: {"rows": [sft, row], "front": {"domain_gain": [0.0, 1.0], "general_change": [0.0, 0.1]}})
+    monkeypatch.setattr(tables, "method_comparison", lambda preset, **k: [{**summary, "learning_rate": preset.comparison_learning_rates[0], "seed": 0, "alpha": None}])
     drawn = {}
 
     def capture(fig, out_dir, name, config):

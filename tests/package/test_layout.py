@@ -105,3 +105,72 @@ def test_real_lm_run_keys_do_not_depend_on_reports_figures_or_the_command_line()
     for unrelated in ("sft_tilt.harness.report", "sft_tilt.harness.__main__", "sft_tilt.harness.presets", "sft_tilt.harness.experiments"):
         assert unrelated not in closure
     assert not any(m.startswith(("sft_tilt.figures", "sft_tilt.claims", "sft_tilt.synthetic")) for m in closure)
+
+
+# the modules that train or evaluate a model: the harness's sweep runs them, a reader of results never does
+_TRAINER = ("sft_tilt.harness.runs", "sft_tilt.harness.methods", "sft_tilt.harness.lora", "sft_tilt.harness.session",
+            "sft_tilt.harness.measure", "sft_tilt.harness.experiments", "sft_tilt.harness.early_points",
+            "sft_tilt.harness.base_model_analyses", "sft_tilt.harness.sweep_workers")
+
+
+def test_the_trainer_modules_are_the_ones_that_train():
+    """The list above is the trainer: the sweep's experiments reach the training loop and the optimiser through it,
+    and no module outside the harness's computing side is the one LM trainer."""
+    from sft_tilt.store import dependency_closure, module_file
+
+    assert {"sft_tilt.harness.runs", "sft_tilt.harness.methods"} <= set(dependency_closure("sft_tilt.harness.experiments"))
+    assert all(module_file(m) is not None for m in _TRAINER)
+    assert module_file("sft_tilt.lm.training") is None  # one LM trainer: the harness's
+
+
+def test_claims_and_figures_never_import_the_trainer():
+    """Checking a claim or drawing a figure reads stored results: no claim or figure module reaches a module that
+    trains or evaluates a model, directly or through others (function-level imports count)."""
+    from sft_tilt.store import dependency_closure
+
+    readers = _modules("claims") + _modules("figures")
+    closure = set(dependency_closure(*readers))
+    assert "sft_tilt.harness.experiment_results" in closure  # they do read the real-LM experiments
+    assert sorted(closure & set(_TRAINER)) == []
+
+
+def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components of ``graph`` with more than one module (the import cycles)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycle():
+    """No module reaches itself through the static import graph. A module's edge to the packages above it (Python
+    runs ``a/__init__`` before ``a.b``) is not a dependency of its own, so a package re-exporting its submodules is
+    no cycle."""
+    modules = [m for p in ALLOWED for m in _modules(p)] + ["sft_tilt"]
+    graph = {m: {d for d in imported_modules(m) if d in modules and not m.startswith(d + ".")} for m in modules}
+    assert _strongly_connected(graph) == []
+    # the check sees a cycle when there is one
+    assert _strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -5,6 +5,7 @@ import pytest
 
 import sft_tilt.theory
 from sft_tilt.synthetic.experiments import adversarial as ex
+from record_names import misnamed_keys
 
 
 @pytest.fixture()
@@ -15,17 +16,18 @@ def cache(tmp_path, monkeypatch):
 def test_halved_hoeffding_is_caught_and_hoeffding_is_not(cache):
     cfg = ex.AdversarialConfig(n_restarts=4, n_steps=40, bounds=("hoeffding", "hoeffding_halved"))
     res = ex.run(cfg, progress=False)
+    assert misnamed_keys(res) == []  # one name per quantity in the record
     assert res["hoeffding_halved"]["violated"] and res["hoeffding_halved"]["min_slack_exact"] < -0.1
     assert not res["hoeffding"]["violated"] and res["hoeffding"]["min_slack_exact"] >= -1e-9
     # the reported worst instance really violates the halved bound (independent NumPy evaluation)
     r = res["hoeffding_halved"]
-    P, q, s, lam = r["P"], r["q"], r["s"], r["lam"]
+    P, q, s, learning_rate = r["P"], r["q"], r["s"], r["learning_rate"]
     q = q / q.sum()
     P = P / P.sum()
-    logZ = np.log(np.sum(q * np.exp(lam * s)))
-    dL = np.sum(P * (logZ - lam * s))
-    first = lam * (np.sum(q * s) - np.sum(P * s))
-    halved = first + lam**2 * (s.max() - s.min()) ** 2 / 16
+    logZ = np.log(np.sum(q * np.exp(learning_rate * s)))
+    dL = np.sum(P * (logZ - learning_rate * s))
+    first = learning_rate * (np.sum(q * s) - np.sum(P * s))
+    halved = first + learning_rate**2 * (s.max() - s.min()) ** 2 / 16
     assert dL > halved
 
 

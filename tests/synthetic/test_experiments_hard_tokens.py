@@ -7,21 +7,23 @@ from sft_tilt.synthetic.experiments import hard_tokens as ex
 from sft_tilt.synthetic.models import all_log_probs, build_model, init_params
 from sft_tilt.synthetic.worlds import make_world
 from dataclasses import replace
+from record_names import misnamed_keys
 
 
 def test_safe_step_from_curve_interpolates_in_log_lam():
-    lams = [1.0, 2.0, 4.0, 8.0]
-    # D linear in log2(lam): crosses eps = 0.25 halfway between 2 and 4 -> sqrt(8)
-    v, flag = ex.safe_step_from_curve(lams, [0.0, 0.1, 0.4, 0.9], 0.25)
+    learning_rates = [1.0, 2.0, 4.0, 8.0]
+    # D linear in log2(learning_rate): crosses eps = 0.25 halfway between 2 and 4 -> sqrt(8)
+    v, flag = ex.safe_step_from_curve(learning_rates, [0.0, 0.1, 0.4, 0.9], 0.25)
     assert flag == "interior" and v == pytest.approx(np.sqrt(8.0), rel=1e-12)
-    assert ex.safe_step_from_curve(lams, [0.1, 0.1, 0.1, 0.1], 0.2) == (8.0, "above_grid")
-    assert ex.safe_step_from_curve(lams, [0.3, 0.4, 0.5, 0.6], 0.2) == (0.0, "below_grid")
+    assert ex.safe_step_from_curve(learning_rates, [0.1, 0.1, 0.1, 0.1], 0.2) == (8.0, "above_grid")
+    assert ex.safe_step_from_curve(learning_rates, [0.3, 0.4, 0.5, 0.6], 0.2) == (0.0, "below_grid")
 
 
 def test_ci_run_measures_mass_and_matches_the_answer_gain(tmp_path, monkeypatch):
     monkeypatch.setenv("SFT_CACHE_DIR", str(tmp_path))
     cfg = ex.HardTokensConfig.preset("ci")
     res = ex.run(cfg, progress=False)
+    assert misnamed_keys(res) == []  # one name per quantity in the record
     assert len(res["cells"]) == len(cfg.hard_fractions) + 1
     for c in res["cells"]:
         assert c["reached"].all()

@@ -9,6 +9,7 @@ import pytest
 
 from sft_tilt.synthetic.experiments import single_step as ex
 from sft_tilt.synthetic.worlds import random_tilt_instances
+from record_names import misnamed_keys
 
 N = int(os.environ.get("SIMS_TEST_INSTANCES", "2000"))
 
@@ -19,10 +20,10 @@ def cache(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _np_change(P, q, s, lam):
-    """dL(P) = E_P[log q - log q_lam] with q_lam = q e^{lam s} / Z, in NumPy (log-sum-exp by hand)."""
+def _np_change(P, q, s, learning_rate):
+    """dL(P) = E_P[log q - log q_tilted] with q_tilted = q e^{learning_rate s} / Z, in NumPy (log-sum-exp by hand)."""
     logq = np.log(q)
-    z = logq + lam[:, None] * s
+    z = logq + learning_rate[:, None] * s
     m = z.max(-1, keepdims=True)
     logq_lam = z - (m + np.log(np.exp(z - m).sum(-1, keepdims=True)))
     return np.sum(P * (logq - logq_lam), -1)
@@ -31,6 +32,7 @@ def _np_change(P, q, s, lam):
 def test_identities_hold_and_no_bound_is_violated(cache):
     cfg = ex.SingleStepConfig(n_instances=N, chunk=max(N // 2, 1), vocab=8, seed=7)
     res = ex.run(cfg, progress=False)
+    assert misnamed_keys(res) == []  # one name per quantity in the record
     s = res["summary"]
     assert s["n_instances"] == N
     assert s["max_identity_error"] < 1e-12
@@ -40,15 +42,15 @@ def test_identities_hold_and_no_bound_is_violated(cache):
     assert s["hoeffding_tightness_quantiles"][0] >= 1 - 1e-6
     # Monte-Carlo subset against NumPy: regenerate the first chunk's instances from the same key
     n0 = cfg.chunk
-    inst = random_tilt_instances(jax.random.fold_in(jax.random.key(cfg.seed), 0), n0, cfg.vocab, (cfg.lam_lo, cfg.lam_hi))
-    q, p1, s_, lam = (np.asarray(x) for x in (inst.q, inst.p1, inst.s, inst.lam))
-    D = _np_change(p1, q, s_, lam)
-    np.testing.assert_allclose(res["arrays"]["degradation"][:n0], D, rtol=1e-8, atol=1e-10)
-    # Hoeffding tightness from its definition: lam^2 (b-a)^2/8 over V = D - lam (E_q s - E_P1 s)
-    first = lam * (np.sum(q * s_, -1) - np.sum(p1 * s_, -1))
+    inst = random_tilt_instances(jax.random.fold_in(jax.random.key(cfg.seed), 0), n0, cfg.vocab, (cfg.learning_rate_lo, cfg.learning_rate_hi))
+    q, p1, s_, learning_rate = (np.asarray(x) for x in (inst.q, inst.p1, inst.s, inst.learning_rate))
+    D = _np_change(p1, q, s_, learning_rate)
+    np.testing.assert_allclose(res["arrays"]["general_change"][:n0], D, rtol=1e-8, atol=1e-10)
+    # Hoeffding tightness from its definition: learning_rate^2 (b-a)^2/8 over V = D - learning_rate (E_q s - E_P1 s)
+    first = learning_rate * (np.sum(q * s_, -1) - np.sum(p1 * s_, -1))
     V = D - first
     ok = V > 1e-8
-    expected = (lam**2 * (s_.max(-1) - s_.min(-1)) ** 2 / 8)[ok] / V[ok]
+    expected = (learning_rate**2 * (s_.max(-1) - s_.min(-1)) ** 2 / 8)[ok] / V[ok]
     np.testing.assert_allclose(res["arrays"]["hoeffding_tightness"][:n0][ok], expected, rtol=1e-5)
 
 
@@ -76,11 +78,11 @@ def test_finished_chunks_are_not_recomputed_and_sweeps_resume(cache, monkeypatch
     calls.clear()
     again = ex.run(cfg, progress=False)
     assert calls == []
-    np.testing.assert_array_equal(again["arrays"]["degradation"], first["arrays"]["degradation"])
+    np.testing.assert_array_equal(again["arrays"]["general_change"], first["arrays"]["general_change"])
 
 
 def test_config_validation():
-    for kwargs, name in [(dict(n_instances=0), "n_instances"), (dict(lam_lo=0.0), "lam_lo"), (dict(tol=-1.0), "tol")]:
+    for kwargs, name in [(dict(n_instances=0), "n_instances"), (dict(learning_rate_lo=0.0), "learning_rate_lo"), (dict(tol=-1.0), "tol")]:
         with pytest.raises(ValueError, match=name):
             ex.SingleStepConfig(**kwargs)
     with pytest.raises(ValueError, match="preset"):

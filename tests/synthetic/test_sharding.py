@@ -23,13 +23,13 @@ SCRIPT = textwrap.dedent(
     from sft_tilt.synthetic.training import TrainConfig, train_to_gain
     assert jnp.zeros(()).dtype == jnp.float64
     inst = random_tilt_instances(jax.random.key(3), 101, 9)
-    out = map_sharded(check_instance, inst.q, inst.p1, inst.p2, inst.s, inst.lam, inst.kind)
+    out = map_sharded(check_instance, inst.q, inst.p1, inst.p2, inst.s, inst.learning_rate, inst.kind)
     res = {"n_devices": jax.device_count(), "single": {k: np.asarray(v).tolist() for k, v in out.items()}}
     if "--train" in sys.argv:
         world = make_world(WorldConfig(n_general=6, n_domain=4, n_answer_contexts=1, n_sequences=8, cot_length=2))
         model = build_model(world, ModelConfig("shared", dim=12))
-        def fn(lr):
-            return train_to_gain(model, world, TrainConfig(), lr, 0.3, 200, constants=True)
+        def fn(learning_rate):
+            return train_to_gain(model, world, TrainConfig(), learning_rate, 0.3, 200, constants=True)
         tr = map_sharded(fn, jnp.asarray([0.5, 2.0, 8.0]))
         res["train"] = {k: np.asarray(v).tolist() for k, v in tr.items() if k != "matched_params"}
     json.dump(res, open(sys.argv[1], "w"))

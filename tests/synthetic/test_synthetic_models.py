@@ -15,20 +15,20 @@ from sft_tilt.synthetic.worlds import WorldConfig, make_world
 pytestmark = pytest.mark.execution_bound
 
 
-def _sgd_step(model, world, lr):
+def _sgd_step(model, world, learning_rate):
     W0 = init_params(model)
     loss = lambda W: jnp.mean(token_losses(model, W, world.contexts, world.targets))  # noqa: E731
-    return W0 - lr * jax.grad(loss)(W0)
+    return W0 - learning_rate * jax.grad(loss)(W0)
 
 
-@pytest.mark.parametrize("lr", [0.01, 1.0, 30.0])
-def test_free_logit_sgd_step_is_the_exponential_tilt(lr):
+@pytest.mark.parametrize("learning_rate", [0.01, 1.0, 30.0])
+def test_free_logit_sgd_step_is_the_exponential_tilt(learning_rate):
     world = make_world(WorldConfig(seed=5))
     model = build_model(world, ModelConfig("free"))
-    W1 = _sgd_step(model, world, lr)
+    W1 = _sgd_step(model, world, learning_rate)
     q0 = np.exp(np.asarray(world.log_q0))
     q1 = np.exp(np.asarray(all_log_probs(model, W1)))
-    # independent: counts of (context, target) pairs -> empirical P2 per context, tilt s = P2_c - q_c, lam = lr n_c / N
+    # independent: counts of (context, target) pairs -> empirical P2 per context, tilt s = P2_c - q_c, learning_rate = learning_rate n_c / N
     ctx, tgt = np.asarray(world.contexts).ravel(), np.asarray(world.targets).ravel()
     N = ctx.size
     for c in range(q0.shape[0]):
@@ -37,7 +37,7 @@ def test_free_logit_sgd_step_is_the_exponential_tilt(lr):
             np.testing.assert_allclose(q1[c], q0[c], rtol=1e-13)
             continue
         p2 = np.bincount(tgt[ctx == c], minlength=q0.shape[1]) / n_c
-        np.testing.assert_allclose(q1[c], np.asarray(sft_tilt.theory.tilt(q0[c], p2 - q0[c], lr * n_c / N)), rtol=1e-9)
+        np.testing.assert_allclose(q1[c], np.asarray(sft_tilt.theory.tilt(q0[c], p2 - q0[c], learning_rate * n_c / N)), rtol=1e-9)
 
 
 def test_shared_features_have_the_requested_coupling():
@@ -52,21 +52,21 @@ def test_shared_features_have_the_requested_coupling():
 
 def test_shared_step_leaks_into_general_contexts_as_a_tilt_along_the_feature_overlap():
     world = make_world(WorldConfig(overlap=0.0, seed=2))
-    lr = 0.5
+    learning_rate = 0.5
     free = build_model(world, ModelConfig("free"))
     shared = build_model(world, ModelConfig("shared", dim=64, coupling=0.4, seed=1))
     general = np.nonzero(np.asarray(world.general_weights))[0]
     q0 = np.exp(np.asarray(world.log_q0))
     # free logits with no overlap: general contexts untouched
-    q1 = np.exp(np.asarray(all_log_probs(free, _sgd_step(free, world, lr))))
+    q1 = np.exp(np.asarray(all_log_probs(free, _sgd_step(free, world, learning_rate))))
     np.testing.assert_allclose(q1[general], q0[general], rtol=1e-13)
-    # shared: general logits move by f_g . dW, i.e. a tilt with s = f_g @ dW / lr
-    W1 = np.asarray(_sgd_step(shared, world, lr))
+    # shared: general logits move by f_g . dW, i.e. a tilt with s = f_g @ dW / learning_rate
+    W1 = np.asarray(_sgd_step(shared, world, learning_rate))
     q1 = np.exp(np.asarray(all_log_probs(shared, W1)))
     F = np.asarray(shared.features)
     for c in general[:5]:
-        s = F[c] @ W1 / lr
-        np.testing.assert_allclose(q1[c], np.asarray(sft_tilt.theory.tilt(q0[c], s, lr)), rtol=1e-9)
+        s = F[c] @ W1 / learning_rate
+        np.testing.assert_allclose(q1[c], np.asarray(sft_tilt.theory.tilt(q0[c], s, learning_rate)), rtol=1e-9)
     assert np.max(np.abs(q1[general] - q0[general])) > 1e-4  # the leakage is real
 
 

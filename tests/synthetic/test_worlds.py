@@ -74,7 +74,7 @@ def test_world_config_validation_names_the_argument(kwargs, name):
 
 def test_random_tilt_instances():
     n, V = 3000, 7
-    inst = random_tilt_instances(jax.random.key(0), n, V, lam_range=(1e-2, 5.0))
+    inst = random_tilt_instances(jax.random.key(0), n, V, learning_rate_range=(1e-2, 5.0))
     for name in ("q", "p1", "p2"):
         arr = np.asarray(getattr(inst, name))
         assert arr.shape == (n, V) and np.all(arr >= 0)
@@ -85,7 +85,7 @@ def test_random_tilt_instances():
     np.testing.assert_allclose(np.sort(tok, axis=-1)[:, -1], 1.0, atol=1e-12)
     np.testing.assert_allclose(np.sort(tok, axis=-1)[:, :-1], 0.0, atol=1e-12)
     np.testing.assert_allclose(s[kind == 1], (p2 - q)[kind == 1], atol=1e-15)
-    lam = np.asarray(inst.lam)
-    assert lam.min() >= 1e-2 and lam.max() <= 5.0
+    learning_rate = np.asarray(inst.learning_rate)
+    assert learning_rate.min() >= 1e-2 and learning_rate.max() <= 5.0
     with pytest.raises(ValueError, match="n"):
         random_tilt_instances(jax.random.key(0), 0, V)

@@ -2,13 +2,13 @@
 
 Each method trains the shared-parameter model on the domain responses with minibatch SGD for ``n_epochs``
 epochs at each learning rate of a grid, for several seeds (the seed draws the world, the features and the
-minibatches). Recorded per epoch: domain gain ``G`` and general degradation ``D`` (nats/token,
+minibatches). Recorded per epoch: domain gain ``G`` and general change ``D`` (nats/token,
 ``sft_tilt.synthetic.training``). Derived:
 
-* the end-of-training point ``(G, D)`` per (method, lr, seed): the Pareto front of each method (mean over seeds
+* the end-of-training point ``(G, D)`` per (method, learning_rate, seed): the Pareto front of each method (mean over seeds
   with a min-max interval);
-* the degradation at a matched gain ``Delta*`` (linear interpolation of ``D`` against ``G`` between the two
-  epochs around the first crossing; NaN when a run never reaches ``Delta*``), and the degradation per unit gain
+* the general change at a matched gain ``Delta*`` (linear interpolation of ``D`` against ``G`` between the two
+  epochs around the first crossing; NaN when a run never reaches ``Delta*``), and the general change per unit gain
   ``D(Delta*) / Delta*``.
 
 Methods from the registry (:mod:`sft_tilt.methods.registry`) under display names. The weighting methods are compared at
@@ -16,7 +16,7 @@ equal effective step: TALR, DFT, FLOW, EAFT and ASFT use weights of mean one ove
 (``normalization="mean"``; for TALR the registered ``talr-mean``), so a step moves the model as far as an SFT step
 of the same learning rate and only the distribution of the weight over tokens differs. DiSC's unnormalised TALR
 (``talr-disc``, raw weights ``max(p^(1/tau), 0.01)`` below one) takes smaller effective steps; it is kept as its
-own method, never as "the" TALR of a comparison, because a smaller effective step alone lowers the degradation at
+own method, never as "the" TALR of a comparison, because a smaller effective step alone lowers the general change at
 matched gain (claim 3).
 """
 
@@ -32,9 +32,10 @@ from sft_tilt.synthetic.sharding import map_sharded
 from sft_tilt.synthetic.models import ModelConfig, build_model
 from sft_tilt.synthetic.training import TrainConfig, train_epochs
 from sft_tilt.methods.registry import MethodConfig
+from sft_tilt.analysis.matched_gain import matched_general_change
 from sft_tilt.synthetic.worlds import WorldConfig, make_world
 
-__all__ = ["METHOD_CONFIGS", "COMPARED_TALR", "UNNORMALISED_TALR", "MethodsConfig", "matched_value", "run"]
+__all__ = ["METHOD_CONFIGS", "COMPARED_TALR", "UNNORMALISED_TALR", "MethodsConfig", "run"]
 
 NAME = "methods"
 
@@ -64,7 +65,7 @@ class MethodsConfig:
     )
     model: ModelConfig = field(default_factory=lambda: ModelConfig("shared", dim=64, coupling=0.3))
     methods: tuple = tuple(METHOD_CONFIGS)
-    lrs: tuple = (1.0, 3.0, 10.0, 30.0)
+    learning_rates: tuple = (1.0, 3.0, 10.0, 30.0)
     seeds: tuple = (0, 1, 2, 3, 4)  # >= 5 paired seeds: a 95% t interval of a paired difference needs them
     n_epochs: int = 20
     batch_size: int = 12
@@ -76,9 +77,9 @@ class MethodsConfig:
         unknown = [m for m in self.methods if m not in METHOD_CONFIGS]
         if unknown or not self.methods:
             raise ValueError(f"methods: unknown or empty {unknown or self.methods}; choose from {tuple(METHOD_CONFIGS)}")
-        lrs = np.asarray(self.lrs, dtype=float)
-        if lrs.ndim != 1 or lrs.size < 1 or np.any(lrs <= 0):
-            raise ValueError(f"lrs: need positive learning rates, got {self.lrs!r}")
+        learning_rates = np.asarray(self.learning_rates, dtype=float)
+        if learning_rates.ndim != 1 or learning_rates.size < 1 or np.any(learning_rates <= 0):
+            raise ValueError(f"learning_rates: need positive learning rates, got {self.learning_rates!r}")
         if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: need distinct seeds, got {self.seeds!r}")
         if not (isinstance(self.n_epochs, int) and self.n_epochs >= 1):
@@ -95,26 +96,12 @@ class MethodsConfig:
             return cls(
                 world=WorldConfig(n_general=8, n_domain=8, n_answer_contexts=2, overlap=0.5, cot_length=3, n_sequences=12),
                 model=ModelConfig("shared", dim=24, coupling=0.3),
-                methods=("SFT", "TALR (mean 1)"), lrs=(1.0, 10.0), seeds=(0, 1), n_epochs=4, batch_size=6,
+                methods=("SFT", "TALR (mean 1)"), learning_rates=(1.0, 10.0), seeds=(0, 1), n_epochs=4, batch_size=6,
                 target_gain=0.1,
             )
         if name == "large":
-            return cls(lrs=(0.3, 1.0, 3.0, 10.0, 30.0, 100.0), seeds=tuple(range(8)), n_epochs=40)
+            return cls(learning_rates=(0.3, 1.0, 3.0, 10.0, 30.0, 100.0), seeds=tuple(range(8)), n_epochs=40)
         return cls()
-
-
-def matched_value(G, D, target) -> float:
-    """``D`` where the trajectory ``G`` (non-decreasing or not) first reaches ``target``, linearly interpolated
-    between the two recorded points around the crossing; NaN if it never does."""
-    G, D = np.asarray(G, dtype=float), np.asarray(D, dtype=float)
-    idx = np.nonzero(G >= target)[0]
-    if idx.size == 0:
-        return float("nan")
-    i = int(idx[0])
-    if i == 0:
-        return float(D[0])
-    t = (target - G[i - 1]) / (G[i] - G[i - 1])
-    return float(D[i - 1] + t * (D[i] - D[i - 1]))
 
 
 _RUNNERS: dict = {}
@@ -136,35 +123,35 @@ def _runner(config: MethodsConfig, method: str):
 
 
 def _cell(config: MethodsConfig, method: str) -> dict:
-    lrs, seeds = np.asarray(config.lrs, dtype=float), list(config.seeds)
+    learning_rates, seeds = np.asarray(config.learning_rates, dtype=float), list(config.seeds)
     worlds, models, lr_flat, seed_flat = [], [], [], []
     for s in seeds:
         world = make_world(replace(config.world, seed=s))
         model = build_model(world, replace(config.model, seed=s))
-        for lr in lrs:
+        for learning_rate in learning_rates:
             worlds.append(world)
             models.append(model)
-            lr_flat.append(lr)
+            lr_flat.append(learning_rate)
             seed_flat.append(s)
     stack = lambda xs: jax.tree_util.tree_map(lambda *a: np.stack(a), *xs)  # noqa: E731
     out = map_sharded(_runner(config, method), np.asarray(lr_flat), stack(worlds), stack(models), np.asarray(seed_flat))
-    shape = (len(seeds), len(lrs))
+    shape = (len(seeds), len(learning_rates))
     res = {k: np.asarray(v).reshape(shape + np.shape(v)[1:]) for k, v in out.items()}
-    res["matched_degradation"] = np.array(
-        [[matched_value(res["gain"][i, j], res["degradation"][i, j], config.target_gain) for j in range(shape[1])] for i in range(shape[0])]
+    res["matched_general_change"] = np.array(
+        [[matched_general_change(res["domain_gain"][i, j], res["general_change"][i, j], config.target_gain) for j in range(shape[1])] for i in range(shape[0])]
     )
     res["method"] = method
     return res
 
 
 def run(config: MethodsConfig | None = None, *, progress: bool = True) -> dict:
-    """``{method: {gain [seed, lr, epoch], degradation [...], tau, frac_easy, median_prob, matched_degradation
-    [seed, lr]}}`` plus ``lrs``, ``seeds``, ``target_gain``."""
+    """``{method: {gain [seed, learning_rate, epoch], general_change [...], tau, frac_easy, median_prob, matched_general_change
+    [seed, learning_rate]}}`` plus ``learning_rates``, ``seeds``, ``target_gain``."""
     config = config or MethodsConfig.preset("default")
 
     def compute():
         cells = run_cells(NAME, config, list(config.methods), lambda m: _cell(config, m), progress=progress)
-        return {"per_method": {c["method"]: c for c in cells}, "lrs": np.asarray(config.lrs, dtype=float),
+        return {"per_method": {c["method"]: c for c in cells}, "learning_rates": np.asarray(config.learning_rates, dtype=float),
                 "seeds": np.asarray(config.seeds), "target_gain": config.target_gain}
 
     return cached_result(NAME, config, compute)

@@ -1,18 +1,18 @@
 """Experiment 1: the exact single-step identities and every single-step bound, on many random instances.
 
-For each random problem ``(q, P1, P2, s, lam)`` (``sft_tilt.synthetic.worlds.random_tilt_instances``) with
-``q_lam = sft_tilt.theory.tilt(q, s, lam)``, ``D = dL(P1) = sft_tilt.theory.code_length_change(P1, q, q_lam)`` (measured, from the
+For each random problem ``(q, P1, P2, s, learning_rate)`` (``sft_tilt.synthetic.worlds.random_tilt_instances``) with
+``q_tilted = sft_tilt.theory.tilt(q, s, learning_rate)``, ``D = dL(P1) = sft_tilt.theory.code_length_change(P1, q, q_tilted)`` (measured, from the
 tilted distribution) and ``G = -dL(P2)``, check against the theory package's closed forms:
 
-* identity ``D = -lam E_P1[s] + K_q(lam)`` (``sft_tilt.theory.single_step_code_length_change``): error ``|D - D_id|``;
-* trade-off ``D + G = lam (E_P2 s - E_P1 s)`` (``sft_tilt.theory.tradeoff_sum``);
+* identity ``D = -learning_rate E_P1[s] + K_q(learning_rate)`` (``sft_tilt.theory.single_step_code_length_change``): error ``|D - D_id|``;
+* trade-off ``D + G = learning_rate (E_P2 s - E_P1 s)`` (``sft_tilt.theory.tradeoff_sum``);
 * bounds ``jensen <= D <= hoeffding``, ``D <= bennett``, the leakage bounds
-  ``sft_tilt.theory.degradation_given_gain_bounds(G, rho, lam, b - a)``, and for one-token CE directions
+  ``sft_tilt.theory.degradation_given_gain_bounds(G, rho, learning_rate, b - a)``, and for one-token CE directions
   ``||e_y - q|| in [1 - p_y, sqrt2 (1 - p_y)]`` (``sft_tilt.theory.ce_update_norm_bounds``).
 
 Tightness of the upper bounds is the ratio of their second-order parts to the actual one,
-``(bound - first order) / (D - first order) >= 1`` (first order ``lam (E_q s - E_P1 s)`` is shared by all), i.e.
-``lam^2 (b-a)^2/8 / V`` for Hoeffding. Slacks are normalised by ``1 + |first order| + V`` and a violation is a
+``(bound - first order) / (D - first order) >= 1`` (first order ``learning_rate (E_q s - E_P1 s)`` is shared by all), i.e.
+``learning_rate^2 (b-a)^2/8 / V`` for Hoeffding. Slacks are normalised by ``1 + |first order| + V`` and a violation is a
 normalised slack below ``-tol`` (round-off tolerance, default ``1e-9``).
 Everything runs as one jit + vmap over instances, sharded over devices (``sft_tilt.synthetic.sharding``), in cached chunks.
 """
@@ -41,8 +41,8 @@ class SingleStepConfig:
     n_instances: int = 100_000
     vocab: int = 16
     chunk: int = 25_000
-    lam_lo: float = 1e-3
-    lam_hi: float = 10.0
+    learning_rate_lo: float = 1e-3
+    learning_rate_hi: float = 10.0
     tol: float = 1e-9
     seed: int = 0
 
@@ -51,8 +51,8 @@ class SingleStepConfig:
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= (2 if name == "vocab" else 1)):
                 raise ValueError(f"{name}: must be a positive integer (vocab >= 2), got {v!r}")
-        if not (0 < self.lam_lo < self.lam_hi < np.inf):
-            raise ValueError(f"lam_lo: need 0 < lam_lo < lam_hi < inf, got {self.lam_lo!r}, {self.lam_hi!r}")
+        if not (0 < self.learning_rate_lo < self.learning_rate_hi < np.inf):
+            raise ValueError(f"learning_rate_lo: need 0 < learning_rate_lo < learning_rate_hi < inf, got {self.learning_rate_lo!r}, {self.learning_rate_hi!r}")
         if not (self.tol >= 0):
             raise ValueError(f"tol: must be >= 0, got {self.tol!r}")
 
@@ -69,20 +69,20 @@ class SingleStepConfig:
         return cls()
 
 
-def check_instance(q, p1, p2, s, lam, kind):
+def check_instance(q, p1, p2, s, learning_rate, kind):
     """All checks for one instance (vmapped). Returns a dict of scalars."""
-    q_lam = sft_tilt.theory.tilt(q, s, lam)
-    D = sft_tilt.theory.code_length_change(p1, q, q_lam)
-    G = -theory.code_length_change(p2, q, q_lam)
-    first = sft_tilt.theory.jensen_lower_bound(p1, q, s, lam)
-    V = sft_tilt.theory.tilt_excess(q, s, lam)
+    q_tilted = sft_tilt.theory.tilt(q, s, learning_rate)
+    D = sft_tilt.theory.code_length_change(p1, q, q_tilted)
+    G = -sft_tilt.theory.code_length_change(p2, q, q_tilted)
+    first = sft_tilt.theory.jensen_lower_bound(p1, q, s, learning_rate)
+    V = sft_tilt.theory.tilt_excess(q, s, learning_rate)
     scale = 1.0 + jnp.abs(first) + V
-    d_id = sft_tilt.theory.single_step_code_length_change(p1, q, s, lam)
-    hoeff = sft_tilt.theory.hoeffding_upper_bound(p1, q, s, lam)
-    benn = sft_tilt.theory.bennett_upper_bound(p1, q, s, lam)
+    d_id = sft_tilt.theory.single_step_code_length_change(p1, q, s, learning_rate)
+    hoeff = sft_tilt.theory.hoeffding_upper_bound(p1, q, s, learning_rate)
+    benn = sft_tilt.theory.bennett_upper_bound(p1, q, s, learning_rate)
     a, b = sft_tilt.theory.support_range(q, s)
     rho = sft_tilt.theory.leakage(p1, p2, q, s)
-    lo, hi = sft_tilt.theory.degradation_given_gain_bounds(G, rho, lam, b - a)
+    lo, hi = sft_tilt.theory.degradation_given_gain_bounds(G, rho, learning_rate, b - a)
     leak_ok = jnp.isfinite(rho)
     # one-token CE direction: s = e_y - q
     y = jnp.argmax(s + q)
@@ -93,7 +93,7 @@ def check_instance(q, p1, p2, s, lam, kind):
     second = jnp.where(V > 0, V, jnp.nan)
     return {
         "identity_error": jnp.abs(D - d_id) / scale,
-        "tradeoff_error": jnp.abs(D + G - sft_tilt.theory.tradeoff_sum(p1, p2, s, lam)) / (1.0 + jnp.abs(D) + jnp.abs(G)),
+        "tradeoff_error": jnp.abs(D + G - sft_tilt.theory.tradeoff_sum(p1, p2, s, learning_rate)) / (1.0 + jnp.abs(D) + jnp.abs(G)),
         "jensen_slack": (D - first) / scale,
         "hoeffding_slack": (hoeff - D) / scale,
         "bennett_slack": (benn - D) / scale,
@@ -104,8 +104,8 @@ def check_instance(q, p1, p2, s, lam, kind):
         "ce_norm_upper_slack": jnp.where(is_tok, n_hi - norm, jnp.inf),
         "hoeffding_tightness": (hoeff - first) / second,
         "bennett_tightness": (benn - first) / second,
-        "degradation": D,
-        "lam": lam,
+        "general_change": D,
+        "learning_rate": learning_rate,
         "kind": kind,
     }
 
@@ -113,8 +113,8 @@ def check_instance(q, p1, p2, s, lam, kind):
 def _chunk(config: SingleStepConfig, index: int) -> dict:
     n = min(config.chunk, config.n_instances - index * config.chunk)
     key = jax.random.fold_in(jax.random.key(config.seed), index)
-    inst = random_tilt_instances(key, n, config.vocab, (config.lam_lo, config.lam_hi))
-    out = map_sharded(check_instance, inst.q, inst.p1, inst.p2, inst.s, inst.lam, inst.kind)
+    inst = random_tilt_instances(key, n, config.vocab, (config.learning_rate_lo, config.learning_rate_hi))
+    out = map_sharded(check_instance, inst.q, inst.p1, inst.p2, inst.s, inst.learning_rate, inst.kind)
     return {k: np.asarray(v) for k, v in out.items()}
 
 

@@ -37,7 +37,7 @@ class TokenStatsConfig:
                                             hard_fraction=0.2, n_sequences=64)
     )
     model: ModelConfig = field(default_factory=lambda: ModelConfig("shared", dim=64, coupling=0.3))
-    lr: float = 10.0
+    learning_rate: float = 10.0
     n_epochs: int = 15
     batch_size: int = 16
     seeds: tuple = (0, 1, 2)
@@ -45,8 +45,8 @@ class TokenStatsConfig:
     def __post_init__(self):
         if not isinstance(self.world, WorldConfig) or not isinstance(self.model, ModelConfig):
             raise ValueError("world: expected a WorldConfig and model a ModelConfig")
-        if not (self.lr > 0):
-            raise ValueError(f"lr: must be > 0, got {self.lr!r}")
+        if not (self.learning_rate > 0):
+            raise ValueError(f"learning_rate: must be > 0, got {self.learning_rate!r}")
         if not (isinstance(self.n_epochs, int) and self.n_epochs >= 1):
             raise ValueError(f"n_epochs: must be a positive integer, got {self.n_epochs!r}")
         if not (isinstance(self.batch_size, int) and 1 <= self.batch_size <= self.world.n_sequences):
@@ -77,7 +77,7 @@ def _runner(config: TokenStatsConfig, name: str):
         cfg = TrainConfig(optimizer="sgd", batch_size=config.batch_size, method=METHODS[name])
 
         def fn(world, model, seed):
-            return train_epochs(model, world, cfg, config.lr, config.n_epochs, steps, key=jax.random.key(seed))
+            return train_epochs(model, world, cfg, config.learning_rate, config.n_epochs, steps, key=jax.random.key(seed))
 
         _RUNNERS[key] = fn
     return _RUNNERS[key]
@@ -95,7 +95,7 @@ def _cell(config: TokenStatsConfig, name: str) -> dict:
 
 
 def run(config: TokenStatsConfig | None = None, *, progress: bool = True) -> dict:
-    """``{name: {frac_easy [seed, epoch], median_prob, tau, gain, degradation, hist [seed, epoch, bin]}}``."""
+    """``{name: {frac_easy [seed, epoch], median_prob, tau, domain_gain, general_change, hist [seed, epoch, bin]}}``."""
     config = config or TokenStatsConfig.preset("default")
 
     def compute():
