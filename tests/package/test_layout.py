@@ -174,3 +174,11 @@ def test_no_import_cycle():
     assert _strongly_connected(graph) == []
     # the check sees a cycle when there is one
     assert _strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_test_files_have_unique_names():
+    """The test folders are not packages (pytest imports each file by its base name), so two test files with the same
+    name in different folders cannot both be collected."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
