@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["CONFIDENCE", "DDOF", "Interval", "sd", "paired_interval", "interval_from_summary", "side"]
+__all__ = ["CONFIDENCE", "DDOF", "Interval", "sd", "paired_interval", "interval_from_summary", "side", "paired_p_value",
+           "holm_adjusted"]
 
 CONFIDENCE = 0.95  # the interval's coverage; a verdict is inconclusive when this interval crosses the boundary
 DDOF = 1  # sample standard deviations everywhere (unbiased variance over seeds)
@@ -96,3 +97,40 @@ def side(interval: Interval, boundary: float = 0.0) -> str:
     if interval.hi < boundary:
         return "below"
     return "crosses"
+
+
+def paired_p_value(a, b=None, alternative: str = "two-sided") -> float:
+    """One-sample t test p value of mean(a - b) against 0 over the finite pairs (``b`` None: of mean(a)); the
+    alternative is ``"two-sided"``, ``"greater"`` (mean > 0) or ``"less"`` (mean < 0). NaN with fewer than two
+    pairs; when every difference is the same number (no spread) 0 if that number lies on the alternative's side, 1
+    otherwise."""
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative: must be 'two-sided', 'greater' or 'less', got {alternative!r}")
+    a = np.asarray(a, float).ravel()
+    d = a if b is None else a - np.asarray(b, float).ravel()
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        return float("nan")
+    if np.std(d, ddof=DDOF) == 0:
+        on_side = {"two-sided": d[0] != 0, "greater": d[0] > 0, "less": d[0] < 0}[alternative]
+        return 0.0 if on_side else 1.0
+    return float(stats.ttest_1samp(d, 0.0, alternative=alternative).pvalue)
+
+
+def holm_adjusted(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p values for a family of m tests: with p_(1) <= ... <= p_(m) sorted,
+
+        p~_(i) = min(1, max_{j <= i} (m - j + 1) p_(j)),
+
+    so rejecting where ``p~ < 1 - CONFIDENCE`` keeps the chance of any false rejection in the family below
+    ``1 - CONFIDENCE``. NaN p values (tests without two pairs) are not counted in m and stay NaN."""
+    p = np.asarray(p_values, float).ravel()
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return out

@@ -11,9 +11,9 @@ import numpy as np
 
 from sft_tilt.claims import real_lm_results as real
 from sft_tilt.analysis.intervals import paired_interval, side
-from sft_tilt.claims.registry import NO_THRESHOLD, Verdict, check, rule_of
+from sft_tilt.claims.registry import Verdict, check, rule_of, sensitivity
 
-__all__ = ["measure", "decide", "ours", "describe"]
+__all__ = ["EXCHANGE_MIN_EFFECT", "measure", "decide", "ours", "describe"]
 
 #: The preset this claim is decided on: its runs are committed complete under results/cpu, so checking the claim
 #: reads them and trains nothing.
@@ -41,24 +41,37 @@ def measure() -> dict:
             "accuracy": {lr: (round(float(np.mean(v)), 2) if v else None) for lr, v in acc.items()}}
 
 
+#: The smallest difference between the larger rate's extra general cost and its extra domain gain that decides the
+#: exchange, in nats/token (the resolution claim 3 uses for a change of D).
+EXCHANGE_MIN_EFFECT = 0.002
+
+
 def _intervals(m: dict) -> dict:
     g, d = ({k: np.asarray(v, float) for k, v in m[key].items()} for key in ("domain_gain", "general_change"))
     dG, dD = g["large"] - g["small"], d["large"] - d["small"]
     # marginal cost dD/dG above the small lr's average cost D_s/G_s  <=>  dD G_s - D_s dG > 0 (for dG, G_s > 0):
-    # a per-seed difference without ratios of noisy numbers
+    # a per-seed difference without ratios of noisy numbers; meaningful only when D_s > 0 (else it passes whenever dD > 0)
     excess = dD * g["small"] - d["small"] * dG
     return {"domain gain (large - small)": paired_interval(dG), "general change (large - small)": paired_interval(dD),
+            "general cost minus domain gain (large - small)": paired_interval(dD - dG),
+            "general change at the small lr": paired_interval(d["small"]),
             "marginal minus average cost (x G_small)": paired_interval(excess)}
 
 
 def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """Paired by seed, with 95% t intervals. Fails when the larger learning rate lowers the domain gain (interval of
     G_large - G_small below 0: it buys no domain gain) or lowers the general loss change (interval of D_large -
-    D_small below 0); inconclusive when either interval crosses 0 or the small rate made no domain gain; otherwise
-    (both above 0) holds when the marginal general cost per unit domain gain exceeds the small rate's average
-    cost (interval of dD G_small - D_small dG above 0), partly holds when it is below, inconclusive when it crosses.
+    D_small below 0); inconclusive when either interval crosses 0. When both rise, the exchange: the paper's larger
+    rate buys less domain gain than it costs general loss (0.024 for 0.311), so the rule asks that the extra general
+    loss exceed the extra domain gain, both in nats/token: the interval of (D_large - D_small) - (G_large - G_small)
+    above 0 with a mean of at least EXCHANGE_MIN_EFFECT. Where the small rate itself degrades (interval of D_small
+    above 0) its average cost D_small / G_small is defined, and the marginal cost must also exceed it (interval of
+    dD G_small - D_small dG above 0); where it does not, that test is not made (it would pass whenever D rises).
+    Holds when the exchange and, where made, the marginal-cost test are above; partly holds when the larger rate
+    degrades but buys more domain gain than it costs (exchange interval below 0 beyond the minimum effect) or its
+    marginal cost is below the average; inconclusive otherwise.
 
-    Signs of paired differences, so ``threshold_scale`` has nothing to scale."""
+    ``threshold_scale`` multiplies EXCHANGE_MIN_EFFECT."""
     if len(m.get("seeds", [])) == 0:
         return "inconclusive", "no seed finished at both learning rates."
     iv = _intervals(m)
@@ -72,14 +85,21 @@ def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     if g_side == "crosses" or d_side == "crosses":
         return "inconclusive", (f"domain gain change {text('domain gain (large - small)')}, general change "
                                 f"{text('general change (large - small)')}: an interval crosses 0.")
-    if not np.all(np.asarray(m["domain_gain"]["small"], float) > 0):
-        return "inconclusive", "the small lr made no domain gain in some seed: its average cost is undefined."
-    e = iv["marginal minus average cost (x G_small)"]
-    if side(e) == "above":
-        return "holds", f"both rise and the marginal general cost per unit domain gain exceeds the small lr's average ({e.text()})."
-    if side(e) == "below":
-        return "partly holds", f"both rise, but at a marginal cost below the small lr's average ({e.text()})."
-    return "inconclusive", f"both rise; marginal versus average cost undecided ({e.text()})."
+    x = iv["general cost minus domain gain (large - small)"]
+    big = abs(x.mean) >= EXCHANGE_MIN_EFFECT * threshold_scale
+    exchange = side(x) if big else "crosses"
+    if side(iv["general change at the small lr"]) == "above":
+        e = iv["marginal minus average cost (x G_small)"]
+        average = (side(e), f"marginal minus average cost (x G_small) {e.text()}")
+    else:
+        average = ("not made", f"the small lr does not degrade (D_small {text('general change at the small lr')}), so "
+                               "its average cost gives no test")
+    reason = f"extra general cost minus extra domain gain {x.text()}; {average[1]}"
+    if exchange == "above" and average[0] in ("above", "not made"):
+        return "holds", f"both rise and the larger lr costs more general loss than it buys domain gain: {reason}."
+    if exchange == "below" or average[0] == "below":
+        return "partly holds", f"both rise, but the larger lr buys more domain gain than it costs, or at a cost below the average: {reason}."
+    return "inconclusive", f"both rise; the exchange is undecided: {reason}."
 
 
 def ours(m: dict) -> str:
@@ -102,4 +122,4 @@ def real_lm() -> Verdict:
     verdict, reason = decide(m)
     return Verdict(verdict, describe(m) + " " + reason, real.command("real_lm_lr_tradeoff", PRESET), ours=ours(m),
                    seeds=f"{len(m['seeds'])} paired", rule=rule_of(decide),
-                   sensitivity=NO_THRESHOLD + " (signs of paired differences)")
+                   sensitivity=sensitivity(decide, m))

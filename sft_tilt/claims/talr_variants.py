@@ -51,13 +51,15 @@ def variants_used() -> dict[str, str]:
     from sft_tilt.harness.presets import PRESETS
     from sft_tilt.synthetic.experiments.methods import COMPARED_TALR, METHOD_CONFIGS, UNNORMALISED_TALR
 
-    synthetic = (f"`{METHOD_CONFIGS[COMPARED_TALR].name}` (compared with the other methods at equal effective step) and "
+    synthetic = (f"`{METHOD_CONFIGS[COMPARED_TALR].name}` (compared with the other methods at an equal effective SGD step) and "
                  f"`{METHOD_CONFIGS[UNNORMALISED_TALR].name}` (its own row)")
     out = {"synthetic": synthetic}
     for name in ("default",):
         p = PRESETS[name]()
         others = [m for m in p.methods if m.startswith("talr") and m != p.compared_talr]
-        used = f"`{p.compared_talr}` (compared with the other methods at equal effective step; \"TALR\" in every real-LM claim)"
+        used = (f"`{p.compared_talr}` (mean-one weights, the loss on SFT's scale; the runs use Adam, which ignores a constant "
+                f"scale of the loss, so the variants differ by how the weight is spread over tokens and batches; \"TALR\" in "
+                f"every real-LM claim)")
         out[f"real LM ({name} preset)"] = used + "".join(f" and `{m}` (its own row)" for m in others)
     return out
 

@@ -2,7 +2,7 @@
 weighting (FLOW).
 
 Synthetic setting: D at matched gain Delta*, paired by seed, of TALR and FLOW at each step size where every seed of
-both reaches Delta*; both with mean-one weights (equal effective step: ``talr-mean``), and DiSC's unnormalised TALR
+both reaches Delta*; both with mean-one weights (equal effective step under the sweep's SGD: ``talr-mean``), and DiSC's unnormalised TALR
 (``talr-disc``) in a row of its own. Real-LM setting: D of TALR and FLOW at the larger learning rate, paired by seed,
 with the 95% t interval of the difference.
 """
@@ -161,7 +161,7 @@ def describe_real_lm(m: dict) -> str:
     if not t or not f:
         return "TALR or FLOW runs missing."
     return (f"Paper (5e-6): general TALR 0.502 vs FLOW 0.450 (domain 0.542 vs 0.553). Ours (lr {m['learning_rate']:g}, TALR and FLOW "
-            f"with mean-one weights, equal effective step): D TALR {t['general_change']:+.4f}+-{t['general_change_sd']:.4f} vs FLOW "
+            f"with mean-one weights; under Adam a constant loss scale would not change the step): D TALR {t['general_change']:+.4f}+-{t['general_change_sd']:.4f} vs FLOW "
             f"{f['general_change']:+.4f}+-{f['general_change_sd']:.4f} (sd over seeds, ddof 1); G TALR {t['domain_gain']:.4f} vs FLOW "
             f"{f['domain_gain']:.4f}" + _matched_text(m) + ". " + real.T_NOTE + " " + real.DIRECTIONS)
 

@@ -51,7 +51,8 @@ from sft_tilt.harness.stored_runs import read_results
 from sft_tilt.methods.registry import get_method, registered_methods
 
 __all__ = ["summarise_run", "failed", "lr_tradeoff", "method_comparison", "token_analysis", "checkpoint_token_statistics",
-           "target_token_statistics", "single_step_theory", "matched_gain", "safe_learning_rate", "method_front",
+           "target_token_statistics", "single_step_theory", "matched_gain", "SATURATION_FRACTIONS", "saturation_matched_gain",
+           "safe_learning_rate", "method_front",
            "read_all"]
 
 
@@ -278,6 +279,48 @@ def matched_gain(preset: Preset, fractions=(0.25, 0.5, 0.75, 1.0), require_early
                                               [c["general_change"] for c in cells])
                if len(cells) >= 3 else None)
         out[fmt] = {"target_gains": targets, "cells": cells, "monotone": monotone, "fit": fit}
+    return out
+
+
+#: The matched gains of :func:`saturation_matched_gain`, as fractions of a format's saturation gain: from where
+#: every rate is still flat to where the gain approaches saturation and Theorem 3.1's lambda-term bites.
+SATURATION_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 0.9, 0.95)
+
+
+def saturation_matched_gain(preset: Preset, fractions=SATURATION_FRACTIONS, require_early: bool = True) -> dict:
+    """General change at matched gains over the whole gain range: per format, the saturation gain ``G_sat`` (the
+    largest seed-mean final domain gain over the learning-rate grid) and, for each fraction ``f``, the general change
+    where each run's own trajectory first reaches ``Delta* = f G_sat`` (:func:`general_change_at_gain`).
+
+    Per format ``{"saturation_gain", "fractions", "target_gains", "learning_rates", "seeds", "general_change":
+    [fraction, learning_rate, seed] array, "censored": same-shaped bool array}``: a run that never reaches a target is
+    censored there (NaN in ``general_change``, True in ``censored``), not dropped; a seed with no run at a rate (every
+    run diverged) is NaN and not censored."""
+    fractions = tuple(float(f) for f in fractions)
+    if not fractions or not all(0 < f <= 1 for f in fractions):
+        raise ValueError(f"fractions: must be fractions of the saturation gain in (0, 1], got {fractions!r}")
+    runs = lr_tradeoff(preset, require_early=require_early)
+    lrs, seeds = list(preset.learning_rate_grid), sorted(int(s) for s in preset.seeds)
+    out = {}
+    for fmt in preset.formats:
+        rows = [r for r in runs if r["fmt"] == fmt]
+        finals = [np.mean([r["domain_gain"] for r in rows if r["learning_rate"] == lr]) for lr in lrs
+                  if any(r["learning_rate"] == lr for r in rows)]
+        saturation = float(max(finals)) if finals else float("nan")
+        D = np.full((len(fractions), len(lrs), len(seeds)), np.nan)
+        censored = np.zeros(D.shape, bool)
+        if np.isfinite(saturation) and saturation > 0:
+            for r in rows:
+                j, k = lrs.index(r["learning_rate"]), seeds.index(int(r["seed"]))
+                for i, f in enumerate(fractions):
+                    v = general_change_at_gain(r["trajectory"], f * saturation)
+                    if v is None:
+                        censored[i, j, k] = True
+                    else:
+                        D[i, j, k] = v
+        out[fmt] = {"saturation_gain": saturation, "fractions": list(fractions),
+                    "target_gains": [f * saturation for f in fractions], "learning_rates": lrs, "seeds": seeds,
+                    "general_change": D, "censored": censored}
     return out
 
 

@@ -10,7 +10,7 @@ Every preset trains with linear warm-up over the first tenth of its steps and li
   (<= 320 tokens: eight calculators whose chain-of-thought fits), batches of 2, 4 Adam steps (2 epochs of
   4 problems) with a linearly decaying learning rate, evaluation after each epoch (teacher-forced answer accuracy,
   two unseen-calculator problems, eight general multiple-choice questions beside the losses), three seeds;
-  TALR and FLOW with mean-one weights (equal effective step), LoRA at 10x the learning rates. Sized so that one
+  TALR and FLOW with mean-one weights (the loss on SFT's scale), LoRA at 10x the learning rates. Sized so that one
   sitting on a small CPU computes it (the sweep prints its estimate first, :mod:`sft_tilt.harness.sweep_plan`).
 * ``cpu``: the claims' scale on SmolLM2 (:func:`_cpu`): 100 steps, 10 evaluation points, five learning rates per
   format, three seeds, every forgetting-aware loss; computed over several sittings on a CPU, its finished runs
@@ -90,9 +90,11 @@ class Preset:
     formats: tuple[str, ...] = ("cot", "label")
     learning_rate_grid: tuple[float, ...] = (1e-5, 5e-5, 2.5e-4)
     comparison_learning_rates: tuple[float, ...] = (5e-5, 2.5e-4)
-    # TALR and FLOW with weights of mean one over the batch's supervised tokens: every weighting method then takes
-    # the same effective step as SFT, so a comparison at one learning rate compares the weighting, not the step
-    # size; DiSC's unnormalised TALR is its own row
+    # TALR and FLOW with weights of mean one over the batch's supervised tokens, so their loss is on SFT's scale.
+    # This is not what makes the step sizes comparable: Adam divides by the gradient's running RMS and ignores a
+    # constant scale of the loss, so at one learning rate the methods differ by how the weight is spread over tokens
+    # and over batches (an unnormalised weighting's total changes from batch to batch); DiSC's unnormalised TALR is
+    # its own row
     methods: tuple[str, ...] = ("talr-mean", "talr-disc", "flow", "l2", "lora")
     compared_talr: str = "talr-mean"  # the TALR variant the claims about "TALR" read
     # LoRA trains a low-rank update from B = 0 and needs a larger learning rate than full fine-tuning for the same

@@ -74,3 +74,41 @@ def test_claims_and_the_run_summaries_share_one_interval():
     assert defining == ["analysis/intervals.py"]
     values = [0.3, None, 0.5, float("nan"), 0.4]
     assert paired_interval(values) == paired_interval([0.3, 0.5, 0.4])
+
+
+def _holm_rejects(p, alpha):
+    """Holm's sequential procedure as stated: walk the p values upwards, reject the i-th smallest (i from 0) while it
+    is at most alpha / (m - i), stop at the first that is not."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    rejected = set()
+    for rank, i in enumerate(order):
+        if p[i] > alpha / (len(p) - rank):
+            break
+        rejected.add(i)
+    return rejected
+
+
+def test_holm_adjusted_p_values_reject_what_holms_procedure_rejects():
+    from sft_tilt.analysis.intervals import holm_adjusted
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        p = rng.uniform(0, 0.1, size=rng.integers(1, 12)) ** rng.uniform(0.5, 2)
+        adjusted = holm_adjusted(p)
+        for alpha in (0.01, 0.05, 0.1):
+            assert {i for i, q in enumerate(adjusted) if q <= alpha} == _holm_rejects(list(p), alpha)
+    assert np.isnan(holm_adjusted([0.01, np.nan])[1]) and holm_adjusted([0.01, np.nan])[0] == 0.01  # NaN not counted
+
+
+def test_paired_p_value_is_the_one_sided_t_test_and_rejects_a_bad_alternative():
+    from sft_tilt.analysis.intervals import paired_p_value
+
+    a, b = np.array([1.0, 2.5, 3.2, 0.4]), np.array([0.5, 1.0, 3.0, 0.1])
+    d = a - b
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(d.size))
+    assert np.isclose(paired_p_value(a, b, "greater"), stats.t.sf(t, d.size - 1))
+    assert np.isclose(paired_p_value(a, b, "less"), stats.t.cdf(t, d.size - 1))
+    assert paired_p_value([1.0, 1.0], [0.0, 0.0], "greater") == 0.0 and paired_p_value([1.0, 1.0], [0.0, 0.0], "less") == 1.0
+    assert np.isnan(paired_p_value([1.0], [0.0]))
+    with pytest.raises(ValueError, match="alternative"):
+        paired_p_value(a, b, "up")

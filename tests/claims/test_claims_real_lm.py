@@ -143,7 +143,8 @@ def test_claim16_real_lm_pairs_each_method_over_learning_rates_with_its_majority
     from sft_tilt.claims.registry import sensitivity
 
     up, flat, down = paired_interval([0.08, 0.079], [0.0, 0.001]), paired_interval([0.01, -0.01], [0.0, 0.0]), paired_interval([-0.01, -0.011], [0.0, 0.0])
-    m = lambda **iv: {"learning_rates": [5e-5, 2.5e-4], "intervals": iv, "general_change": {}}  # noqa: E731
+    m = lambda **iv: {"learning_rates": [5e-5, 2.5e-4], "intervals": {}, "matched": iv, "target_gains": {k: 0.3 for k in iv},  # noqa: E731
+                      "no_trajectory": [], "no_gain": [], "general_change": {}}
     d = no_free_lunch.decide
     assert d(m(sft=up, talr=up))[0] == "holds"
     assert d(m(sft=up, talr=up, lora=flat))[0] == "partly holds"

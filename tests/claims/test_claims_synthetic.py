@@ -26,34 +26,6 @@ def test_claim3_synthetic_holds_partly_holds_and_fails():
     assert matched_gain_monotone.decide_synthetic(_claim3(bound_holds=np.zeros((2, 3), bool)))[0] == "fails"
 
 
-def _fmt(k1, k2, noise=(0.0, 0.001, -0.001)):
-    """Matched-gain cells of three seeds with D = k1 Δ* + k2 Δ*^2 lr + a per-seed offset, in the shape
-    sft_tilt.harness.experiments.matched_gain returns (the fit on seed means, as it computes it)."""
-    import sft_tilt.theory
-
-    targets, lrs = [0.1, 0.2], [1.0, 2.0, 4.0]
-    cells = []
-    for t in targets:
-        for lr in lrs:
-            per_seed = {s: k1 * t + k2 * t * t * lr + e * (1 + lr) for s, e in enumerate(noise)}
-            cells.append({"target_gain": t, "learning_rate": lr, "general_change": float(np.mean(list(per_seed.values()))), "n": 3,
-                          "per_seed": per_seed})
-    fit = sft_tilt.theory.fit_matched_gain_shapes([c["target_gain"] for c in cells], [c["learning_rate"] for c in cells],
-                                         [c["general_change"] for c in cells])
-    return {"target_gains": targets, "cells": cells, "monotone": {}, "fit": fit}
-
-
-def test_claim3_real_lm_holds_partly_holds_fails_and_is_inconclusive_from_paired_seeds():
-    d = matched_gain_monotone.decide_real_lm
-    assert d({"formats": {"cot": _fmt(0.1, 1.0)}})[0] == "holds"
-    verdict, reason = d({"formats": {"cot": _fmt(-0.05, 1.0)}})  # rising in lr, but the floor is negative
-    assert verdict == "partly holds" and "floor" in reason
-    assert d({"formats": {"cot": _fmt(0.1, -1.0)}})[0] == "fails"  # falling in lr at every Δ*
-    # seeds disagree (one seed's D falls as much as another's rises): nothing is seen or contradicted
-    assert d({"formats": {"cot": _fmt(0.1, 0.01, noise=(0.05, -0.05, 0.0))}})[0] == "inconclusive"
-    assert d({"formats": {"cot": {"target_gains": [], "cells": [], "fit": None, "note": "no gain"}}})[0] == "inconclusive"
-
-
 @pytest.mark.parametrize("p, quad_better, verdict", [
     (2.05, True, "holds"),
     (1.9, False, "inconclusive"),  # near 2 but the Delta* lam term fits better
