@@ -218,4 +218,4 @@ def test_the_generated_summary_page_counts_every_committed_run():
     committed = len(json.loads(index.read_text(encoding="utf-8")))
     page = _docs_pages().summary_page("default")
     assert page.splitlines()[0] == f"# Finished runs of the `default` preset: {committed} of {committed}"
-    assert "| method | format | lr |" in page
+    assert "| method | format | learning rate |" in page
