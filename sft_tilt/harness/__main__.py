@@ -367,9 +367,13 @@ def _prepared_preset(args, parser):
     enable_compilation_cache()
     preset = replace(get_preset(args.preset, args.model), mesh=args.mesh)
     model_option = "--model" if args.model is not None else "--preset"
+    from sft_tilt.lm.gguf_io import DefaultModelMissing
+
     try:
         model = preset.resolved_model()
-    except FileNotFoundError as err:  # the default model's package is missing, or $SFT_MODEL_PATH names nothing
+    except DefaultModelMissing:  # main() prints its one line: the command that installs the model
+        raise
+    except FileNotFoundError as err:  # $SFT_MODEL_PATH names nothing
         parser.error(f"{model_option}: {err}")
     why = _model_problem(model)
     if why is not None:

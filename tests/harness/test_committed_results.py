@@ -178,13 +178,13 @@ def test_committed_early_points_and_base_analyses_are_served_only_as_the_manifes
     write_record(base, {"value": {"measured": 1.0}}, key=content_key(bma.material(preset, analysis)))
     write_manifest(dirs["results"] / "tiny")
     assert early_points.read_early(key, 1) == record
-    assert bma._committed_or_cached(preset, analysis, lambda: pytest.fail("computed")) == {"measured": 1.0}
+    assert bma._stored_or_computed(preset, analysis, lambda: pytest.fail("computed")) == {"measured": 1.0}
     write_record(early, {**record, "label": "edited"}, key=key)
     write_record(base, {"value": {"measured": 2.0}}, key=content_key(bma.material(preset, analysis)))
     with pytest.warns(UserWarning, match=re.escape(str(early))):
         assert early_points.read_early(key, 1) is None
     with pytest.warns(UserWarning, match=re.escape(str(base))):
-        assert bma._committed_or_cached(preset, analysis, lambda: {"measured": 3.0}) == {"measured": 3.0}
+        assert bma._stored_or_computed(preset, analysis, lambda: {"measured": 3.0}) == {"measured": 3.0}
 
 
 # ----------------------------------------------------------------------------- replay
@@ -221,7 +221,6 @@ def test_a_result_carries_its_provenance(env, dirs, tmp_path):
                       "finished_utc", "resumed_at_step"}
     assert p["training_version"] == TRAINING_VERSION
     assert p["resumed_at_step"] is None  # computed in one go
-    from sft_tilt.harness.versions import TRAINING_VERSION
 
     assert p["training_version"] == TRAINING_VERSION
     assert p["model_sha256"] == hashlib.sha256(Path(env["model"]).read_bytes()).hexdigest()

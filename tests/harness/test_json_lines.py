@@ -52,19 +52,21 @@ def test_crlf_line_ends_read_like_lf(tmp_path):
     assert [(e.prompt, e.response_cot, e.inputs) for e in lf] == [(e.prompt, e.response_cot, e.inputs) for e in crlf]
 
 
-def _point_line(point: dict) -> str:
-    """A points.jsonl line as the run store documents it: the point and the SHA-256 of its sorted-key JSON, written
-    here with the separator raw."""
-    digest = hashlib.sha256(json.dumps(point, sort_keys=True).encode()).hexdigest()
-    return json.dumps({"sha256": digest, "point": point}, sort_keys=True, ensure_ascii=False) + "\n"
+def _point_line(key: str, point: dict) -> str:
+    """A points.jsonl line as the run store documents it: the run's key, the point and the SHA-256 of the sorted-key
+    JSON of both, written here with the separator raw."""
+    digest = hashlib.sha256(json.dumps({"key": key, "point": point}, sort_keys=True).encode()).hexdigest()
+    return json.dumps({"key": key, "point": point, "sha256": digest}, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 @pytest.mark.parametrize("char", SEPARATORS)
 def test_stored_points_with_a_raw_separator_in_a_string_read_back(tmp_path, char):
     from sft_tilt.harness.runs import _read_points
 
+    folder = tmp_path / ("0" * 20)  # a run folder is named by its run's key
+    folder.mkdir()
     points = [{"step": 1, "note": f"x{char}y"}, {"step": 2, "note": "z"}]
-    (tmp_path / "points.jsonl").write_bytes("".join(_point_line(p) for p in points).encode("utf-8"))
+    (folder / "points.jsonl").write_bytes("".join(_point_line(folder.name, p) for p in points).encode("utf-8"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _read_points(tmp_path) == points
+        assert _read_points(folder) == points

@@ -14,7 +14,7 @@ INTERNAL = ("PROBABILITY_TOLERANCE", "is_concrete")
 
 
 def test_validators_are_not_public():
-    public = set(sft_tilt.theory.__all__) | {n for n in dir(theory) if not n.startswith("_")}
+    public = set(sft_tilt.theory.__all__) | {n for n in dir(sft_tilt.theory) if not n.startswith("_")}
     assert not [n for n in public if n.startswith("check_")]
     assert not [n for n in INTERNAL if n in public]
     # they stay importable from the private module
@@ -24,13 +24,13 @@ def test_validators_are_not_public():
 def test_all_lists_exactly_the_public_names():
     import sft_tilt.theory.derivations  # noqa: F401  (a subpackage becomes an attribute once imported; it is not an export)
 
-    public = {n for n in dir(theory) if not n.startswith("_") and not isinstance(getattr(theory, n), types.ModuleType)}
+    public = {n for n in dir(sft_tilt.theory) if not n.startswith("_") and not isinstance(getattr(sft_tilt.theory, n), types.ModuleType)}
     assert set(sft_tilt.theory.__all__) == public
     assert len(sft_tilt.theory.__all__) == len(set(sft_tilt.theory.__all__))
 
 
 def public_functions():
-    return {n: getattr(theory, n) for n in sft_tilt.theory.__all__ if inspect.isfunction(getattr(theory, n))}
+    return {n: getattr(sft_tilt.theory, n) for n in sft_tilt.theory.__all__ if inspect.isfunction(getattr(sft_tilt.theory, n))}
 
 
 def test_public_functions_are_fully_typed():
@@ -49,7 +49,7 @@ def test_public_functions_are_fully_typed():
 
 
 def test_every_public_callable_cites_its_source():
-    callables = {n: getattr(theory, n) for n in sft_tilt.theory.__all__ if callable(getattr(theory, n))}
+    callables = {n: getattr(sft_tilt.theory, n) for n in sft_tilt.theory.__all__ if callable(getattr(sft_tilt.theory, n))}
     assert len(callables) > 40
     for name, obj in callables.items():
         doc = inspect.getdoc(obj) or ""
