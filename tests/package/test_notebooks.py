@@ -140,7 +140,7 @@ def test_notebook_runs_as_a_script(notebook, tmp_path):
 BROKEN_TOOLKIT = {
     "01_one_step_as_a_tilt.py": (
         "sft_tilt.theory.tilt",
-        "_orig = sft_tilt.theory.tilt\ntheory.tilt = lambda q, s, lam: _orig(q, s, 1.001 * lam)\n",
+        "_orig = sft_tilt.theory.tilt\nsft_tilt.theory.tilt = lambda q, s, lam: _orig(q, s, 1.001 * lam)\n",
     ),
     "02_hard_tokens_and_talr.py": (
         "sft_tilt.theory.talr_weights",
@@ -155,7 +155,7 @@ def test_notebook_fails_loudly_when_the_toolkit_is_wrong(notebook, tmp_path):
     target, patch = BROKEN_TOOLKIT[notebook]
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text("import jax\nimport theory\n" + patch, encoding="utf-8")
+    (site / "sitecustomize.py").write_text("import jax\nimport sft_tilt.theory\n" + patch, encoding="utf-8")
     pythonpath = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
     proc = _run_notebook(NOTEBOOK_DIR / notebook, tmp_path, {"PYTHONPATH": pythonpath})
     assert proc.returncode != 0, f"{notebook} did not notice a wrong {target}:\n{proc.stdout[-2000:]}"
