@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass, replace
 
 from sft_tilt.methods.registry import MethodConfig, get_method
+from sft_tilt.harness.engines import check_engine
 from sft_tilt.harness.session import DataConfig
 
 __all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "real_lm_preset_name", "real_lm_preset", "methods_part",
@@ -129,8 +130,13 @@ class Preset:
     # (sft_tilt.harness.early_points), so a fast run's matched gains are measured, not interpolated from the base model;
     # 0: none
     early_until: int = 0
+    # how every run computes its numbers (sft_tilt.harness.engines): "fast" gives the same numbers to float32 round-off
+    # with less work, under other run keys; the committed runs of the cpu and default presets were computed by
+    # "reference", which stays their engine until they are next recomputed
+    engine: str = "reference"
 
     def __post_init__(self):
+        check_engine(self.engine)
         if not self.lr_grid or sorted(self.lr_grid) != list(self.lr_grid):
             raise ValueError(f"lr_grid: must be a non-empty increasing tuple, got {self.lr_grid}")
         if len(self.method_lrs) != 2 or self.method_lrs[0] >= self.method_lrs[1]:

@@ -60,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sft_tilt.harness import engines
 from sft_tilt.harness.lora import interpolate_params
 from sft_tilt.harness.measure import HIST_BINS
 from sft_tilt.harness.medcalc import FORMATS
@@ -117,6 +118,8 @@ class RunConfig:
     ``method`` is a registered method with its hyper-parameters (:class:`sft_tilt.methods.registry.MethodConfig`);
     ``averaging_alphas`` are the mixing weights ``a`` of post-hoc averaging ``(1 - a) theta_0 + a theta``
     evaluated after training (allowed for an averaging method and the method whose training it reuses).
+    ``engine`` is how the run computes its numbers (:mod:`sft_tilt.harness.engines`: ``"reference"``, the code every
+    committed run used, or ``"fast"``, the same numbers to float32 round-off with less work).
     """
 
     model: str
@@ -137,8 +140,10 @@ class RunConfig:
     mesh: tuple[int, int] = (1, 1)
     schedule: str = "constant"
     warmup_steps: int = 0
+    engine: str = "reference"
 
     def __post_init__(self):
+        engines.check_engine(self.engine)
         if self.fmt not in FORMATS:
             raise ValueError(f"fmt: must be one of {FORMATS}, got {self.fmt!r}")
         if not isinstance(self.method, MethodConfig):
@@ -213,6 +218,9 @@ def _material(cfg: RunConfig, fingerprint: str) -> dict:
     # and greedy accuracy can flip on such a difference, so a sharded run has its own key
     if tuple(d.pop("mesh")) != (1, 1):
         d["mesh"] = list(cfg.mesh)
+    # the reference engine computed every committed run and is not in the key; another engine is, with its version
+    if d.pop("engine") != "reference":
+        d["engine"] = engines.key_material(cfg.engine)
     return {"run": d, "model": fingerprint, "code": TRAINING_VERSION, "libs": library_versions()}
 
 
@@ -394,7 +402,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     mesh = None if cfg.mesh == (1, 1) else make_mesh(*cfg.mesh)
     # the output head runs only at response tokens: slots for the batch of batch_size rows with the most of them
     capacity = supervised_capacity(session.train[cfg.fmt].loss_mask, cfg.batch_size)
-    step_fn = make_train_step(cfg.method, session.config, cfg.optimizer, mesh, capacity)
+    fast = cfg.engine == "fast"
+    step_fn = make_train_step(cfg.method, session.config, cfg.optimizer, mesh, capacity, check_finite=fast)
 
     points = _read_points(folder)
     start, earlier_s = 0, 0.0  # earlier_s: compute time of the segments before a resumed checkpoint
@@ -416,8 +425,11 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     records: list[dict] = []
     eval_steps = set(cfg.eval_steps)
     diverged = None
+    last_saved = time.perf_counter()
     for step in range(start, cfg.steps):
         batch, _ = _batch(cfg, session, step, sequence_weights)
+        if fast:
+            batch = engines.trim_batch(batch)
         if mesh is not None:
             batch = place_batch(batch, mesh)
         # the optimiser holds its learning rate in its state (make_optimizer), so the schedule is set from here and
@@ -427,12 +439,12 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
         trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
         records.append(dict(_step_record(step, loss, aux, step // cfg.steps_per_epoch), learning_rate=rate))
         bar.update(1)
-        finite = bool(np.isfinite(float(loss))) and _all_finite(trainable)
+        finite = bool(np.isfinite(float(loss))) and (bool(aux["finite"]) if "finite" in aux else _all_finite(trainable))
         if step + 1 in eval_steps or not finite:
             ev = {}
             if finite:
                 ev = session.evaluate(_gathered(full_params(cfg.method, trainable, frozen), mesh), cfg.fmt,
-                                      finite_only=True)
+                                      finite_only=True, engine=cfg.engine)
                 finite = ev is not None
             ev = (ev if base is None else _relative(ev, base)) if finite else {"diverged": True}
             ev.update(step=step + 1, epochs=(step + 1) / cfg.steps_per_epoch, train_steps=records)
@@ -442,9 +454,11 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
             if not finite:
                 diverged = step + 1
                 break
-            if cfg.checkpoint_state and step + 1 < cfg.steps:  # after the last step the result is written instead
+            if (cfg.checkpoint_state and step + 1 < cfg.steps  # after the last step the result is written instead
+                    and engines.checkpoint_due(cfg.engine, time.perf_counter() - last_saved)):
                 _save_state(folder, step + 1, *_gathered((trainable, opt_state), mesh),
                             earlier_s + time.perf_counter() - t0)
+                last_saved = time.perf_counter()
             if interrupt_after is not None and step + 1 >= interrupt_after and step + 1 < cfg.steps:
                 bar.close()
                 raise Interrupted(f"simulated interruption after step {step + 1}")
@@ -465,7 +479,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     averaging = []
     for alpha in cfg.averaging_alphas:
         mixed = interpolate_params(session.params, params, alpha)
-        ev = _relative(session.evaluate(mixed, cfg.fmt), base)
+        ev = _relative(session.evaluate(mixed, cfg.fmt, engine=cfg.engine), base)
         ev["alpha"] = alpha
         if cfg.averaging_accuracy:
             ev["accuracy"] = session.accuracy(mixed, cfg.fmt)
