@@ -33,6 +33,13 @@ def session(env):
     return get_session(p.resolved_model(), p.tokenizer, p.data)
 
 
+def _wide_data(preset):
+    """The tiny preset's data with the sets it leaves out: unseen calculators and general multiple choice."""
+    from sft_tilt.harness.presets import SHORT_UNSEEN_CALCULATORS
+
+    return replace(preset.data, n_unseen=2, unseen_calculators=SHORT_UNSEEN_CALCULATORS, n_choice=4)
+
+
 def _loss_numbers(point: dict) -> dict:
     """Every loss a point holds (nats/token): domain, each general set, unseen, and each training step's loss."""
     out = {"domain_loss": point["domain_loss"], "domain_gain": point["domain_gain"]}
@@ -87,13 +94,16 @@ def test_target_extents_trimmed_lengths_and_batches():
         engines.check_engine("turbo")
 
 
-def test_trimmed_scores_match_an_independent_float64_forward(session):
+def test_trimmed_scores_match_an_independent_float64_forward(env):
     """Per-token losses of the sorted, trimmed batches against float64 NumPy from the full-window logits, and against
     the reference engine's scoring, on sets with rows of different lengths and a last batch that is not full."""
     from sft_tilt.harness.measure import set_token_scores
+    from sft_tilt.harness.session import Session
     from sft_tilt.lm.model import forward
 
-    for enc in (session.heldout["cot"], session.train["cot"], session.general["self"]):
+    p = env["preset"]
+    session = Session(p.resolved_model(), p.tokenizer, _wide_data(p))
+    for enc in (session.heldout["cot"], session.unseen["cot"], session.choice_set[0]):
         extents = engines.target_extents(enc.loss_mask)
         assert extents.max() < enc.seq_len  # the windows have padding to cut
         losses, top1, mask = engines.trimmed_set_token_scores(session.params, session.config, enc, 3)
@@ -168,6 +178,18 @@ def test_a_tiny_run_gives_the_same_points_with_both_engines(env, session, monkey
     assert lengths and max(lengths) < session.data.seq_len(fmt)  # the fast engine really trained on cut batches
     _assert_same_points(reference, fast)
     assert fast["config"]["engine"] == "fast" and reference["config"]["engine"] == "reference"
+
+
+def test_a_tiny_run_with_unseen_calculators_and_multiple_choice_gives_the_same_points(env, monkeypatch):
+    from sft_tilt.harness import runs
+    from sft_tilt.harness.experiments import sft_config
+
+    cfg = sft_config(env["preset"], env["preset"].lr_grid[0], "cot", 0)
+    cfg = replace(cfg, data=_wide_data(env["preset"]))
+    reference = runs.run_one(cfg, progress=False)
+    fast = runs.run_one(replace(cfg, engine="fast"), progress=False)
+    assert "unseen" in fast["points"][0] and "choice" in fast["points"][0]
+    _assert_same_points(reference, fast)
 
 
 def test_the_fast_engine_finds_divergence_where_the_reference_engine_does(env, session):
