@@ -11,8 +11,8 @@ one sweep worker it runs with ``--threads`` XLA threads (default 1).
 
 Printed (Markdown): the machine (CPU model, cores, load average before and after), the run, and one row per phase of
 :mod:`sft_tilt.benchmarks.phase_clock` (start-up: session and base evaluation; training steps; evaluation;
-generation; checkpoints and records; compilation; other) with its wall seconds, share of the run's wall time and
-calls; then the cost per optimiser step and per evaluation point, and those costs scaled to the preset's full run
+generation; checkpoints and records; compilation; other) with its wall seconds, share of the run's wall time,
+calls and CPU seconds (compilation included: JAX reports compilation in wall time only); then the cost per optimiser step and per evaluation point, and those costs scaled to the preset's full run
 (its steps and evaluation points, compilation and start-up left out: a sweep worker pays them once for many runs).
 The process's CPU time over the run's wall time says whether it had a core to itself (about 1 with one thread on an
 idle machine). With ``--docs PAGE`` the same text replaces the page's generated section of that engine (between
@@ -117,10 +117,11 @@ def profile_text(preset, cfg, full, times, *, threads: int, load_before, load_af
              f"{load_before} before, {load_after} after (this process counts about {threads}).",
              f"Wall time {times.total_wall:.1f} s; the process's CPU time {times.total_cpu:.1f} s "
              f"({times.total_cpu / times.total_wall:.2f} cores busy on average).", "",
-             "| phase | wall s | share | calls |", "|---|---|---|---|"]
+             "| phase | wall s | share | calls | CPU s, its compilation included |", "|---|---|---|---|---|"]
     for phase in PHASES:
         calls = times.calls[phase] if phase not in ("compilation", "other") else ""
-        lines.append(f"| {phase} | {times.wall[phase]:.1f} | {100 * times.share(phase):.1f}% | {calls} |")
+        cpu = f"{times.cpu[phase]:.1f}" if phase != "compilation" else ""
+        lines.append(f"| {phase} | {times.wall[phase]:.1f} | {100 * times.share(phase):.1f}% | {calls} | {cpu} |")
     per_step = times.wall["training steps"] / max(times.calls["training steps"], 1)
     per_eval = times.wall["evaluation"] / max(times.calls["evaluation"], 1)
     full_points = len(full.eval_steps)

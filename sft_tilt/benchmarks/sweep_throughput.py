@@ -14,8 +14,9 @@ step 0 in a fresh folder with no committed results in view.
 Printed: the CPU model, the core count and the 1-minute load average before and after the sample (and the highest
 reading between runs); per run its wall time and its phases (:mod:`sft_tilt.benchmarks.phase_clock`); per engine
 the runs per hour of the sample (3600 x runs / their wall time), the same without compilation (which a long sweep pays
-once per process), and projected to the preset's full runs (each run's cost per step, per evaluation, its generation
-and checkpoints scaled to the full run's steps and points); and the ratio fast / reference of each. The sample is
+once per process), projected to the preset's full runs (each run's cost per step, per evaluation, its generation
+and checkpoints scaled to the full run's steps and points), and per hour of the process's CPU time (what the runs
+cost when other work shares the machine); and the ratio fast / reference of each. The sample is
 marked NOT COMPARABLE when a load reading exceeds the threads this benchmark uses by more than half a core (other work
 competed for the CPUs). The evaluation points of the two engines' runs are compared too: the largest difference of a
 loss must stay within ``engines.TOLERANCE``. ``--workers 2`` sweeps compute two such streams side by side, so a
@@ -125,7 +126,9 @@ def _per_engine(measured: dict) -> dict:
         wall = sum(r["total_wall_s"] for r in runs)
         compile_s = sum(r["wall_s"]["compilation"] for r in runs)
         projected = sum(r["projected_full_s"] for r in runs)
-        out[engine] = {"runs": len(runs), "wall_s": wall, "compilation_s": compile_s,
+        cpu = sum(r["total_cpu_s"] for r in runs)
+        out[engine] = {"runs": len(runs), "wall_s": wall, "compilation_s": compile_s, "cpu_s": cpu,
+                       "per_cpu_hour": 3600 * len(runs) / cpu,
                        "per_hour": 3600 * len(runs) / wall, "per_hour_without_compilation": 3600 * len(runs) / (wall - compile_s),
                        "projected_full_per_hour": 3600 * len(runs) / projected}
     return out
@@ -145,22 +148,24 @@ def report_text(measured: dict, threads: int) -> str:
                  f"1-minute load average {measured['load_before']} before, {measured['load_after']} after, at most "
                  f"{measured['load_max']}. Session and base evaluation (once per worker, not in the rates): "
                  f"{measured['setup_s']:.1f} s.\n")
-    lines.append("| engine | run | wall s | training | evaluation | generation | compilation | projected full run s |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("| engine | run | wall s | CPU s | training | evaluation | generation | compilation | "
+                 "projected full run s |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for r in measured["runs"]:
         w = r["wall_s"]
-        lines.append(f"| {r['engine']} | {r['label']} | {r['total_wall_s']:.1f} | {w['training steps']:.1f} | "
-                     f"{w['evaluation']:.1f} | {w['generation']:.1f} | {w['compilation']:.1f} | "
-                     f"{r['projected_full_s']:.0f} |")
-    lines += ["", "| engine | runs | runs per hour (sample) | without compilation | projected full runs per hour |",
-              "|---|---|---|---|---|"]
+        lines.append(f"| {r['engine']} | {r['label']} | {r['total_wall_s']:.1f} | {r['total_cpu_s']:.1f} | "
+                     f"{w['training steps']:.1f} | {w['evaluation']:.1f} | {w['generation']:.1f} | "
+                     f"{w['compilation']:.1f} | {r['projected_full_s']:.0f} |")
+    lines += ["", "| engine | runs | runs per hour (sample) | without compilation | projected full runs per hour | "
+                  "runs per CPU hour (sample) |", "|---|---|---|---|---|---|"]
     for engine, e in engines.items():
         lines.append(f"| {engine} | {e['runs']} | {e['per_hour']:.2f} | {e['per_hour_without_compilation']:.2f} | "
-                     f"{e['projected_full_per_hour']:.2f} |")
+                     f"{e['projected_full_per_hour']:.2f} | {e['per_cpu_hour']:.2f} |")
     ref, fast = engines["reference"], engines["fast"]
     lines.append(f"| fast / reference | | {fast['per_hour'] / ref['per_hour']:.2f}x | "
                  f"{fast['per_hour_without_compilation'] / ref['per_hour_without_compilation']:.2f}x | "
-                 f"{fast['projected_full_per_hour'] / ref['projected_full_per_hour']:.2f}x |")
+                 f"{fast['projected_full_per_hour'] / ref['projected_full_per_hour']:.2f}x | "
+                 f"{fast['per_cpu_hour'] / ref['per_cpu_hour']:.2f}x |")
     worst = max(d["largest"] for d in measured["differences"])
     lines.append(f"\nLargest difference of a loss between the engines' runs: {worst:.1e} nats/token "
                  f"(tolerance {TOLERANCE:.0e}).")

@@ -117,7 +117,8 @@ def test_the_sweep_benchmark_compares_losses_and_counts_runs_per_hour():
     def run(engine, wall, compile_s, projected):
         w = dict.fromkeys(phase_clock.PHASES, 1.0)
         w["compilation"] = compile_s
-        return {"engine": engine, "label": "x", "total_wall_s": wall, "wall_s": w, "projected_full_s": projected}
+        return {"engine": engine, "label": "x", "total_wall_s": wall, "total_cpu_s": wall / 2, "wall_s": w,
+                "projected_full_s": projected}
 
     measured = {"processor": "cpu", "logical_cores": 2, "setup_s": 1.0, "load_before": 0.2, "load_after": 1.0,
                 "load_max": 1.1, "differences": [{"label": "x", "largest": 2e-6}],
@@ -130,6 +131,7 @@ def test_the_sweep_benchmark_compares_losses_and_counts_runs_per_hour():
     assert float(rows["reference"][1]) == pytest.approx(3600 * 2 / 400, abs=0.01)
     assert float(rows["fast"][2]) == pytest.approx(3600 * 2 / (260 - 70), abs=0.01)
     assert float(rows["fast / reference"][3].rstrip("x")) == pytest.approx((1600 / 800), abs=0.01)
+    assert float(rows["fast / reference"][4].rstrip("x")) == pytest.approx((400 / 260), abs=0.01)
     assert "NOT COMPARABLE" in sweep_throughput.report_text(dict(measured, load_max=1.6), threads=1)
 
 
