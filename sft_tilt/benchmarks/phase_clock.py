@@ -94,6 +94,8 @@ class PhaseClock:
                 out = fn(*args, **kwargs)
                 return jax.block_until_ready(out) if wait else out
 
+        if hasattr(fn, "optimizer"):  # a training step carries the optimiser its state is initialised with
+            timed.optimizer = fn.optimizer
         return timed
 
     def times(self, total_wall: float, total_cpu: float) -> PhaseTimes:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sft_tilt.benchmarks import phase_clock, run_profile, sweep_throughput
-from sft_tilt.store import REPO_ROOT
+from sft_tilt.store import CHECKOUT_ROOT
 from tiny_harness import tiny_harness_env
 
 pytestmark = pytest.mark.skipif(not jax.config.jax_enable_x64, reason="conftest sets JAX_ENABLE_X64")
@@ -55,7 +55,7 @@ def test_a_timed_tiny_run_counts_every_phase_and_restores_the_harness(env, tmp_p
     from sft_tilt.harness.session import Session
 
     preset = env["preset"]
-    full = run_profile.planned_config(preset, "sft", "cot", preset.method_lrs[0])
+    full = run_profile.planned_config(preset, "sft", "cot", preset.comparison_learning_rates[0])
     assert full.averaging_alphas and full.final_accuracy  # SFT at a method learning rate: averaging, accuracy
     cfg = run_profile.shortened(full, 2, "fast", preset.warmup_fraction)
     assert (cfg.steps, cfg.engine, cfg.learning_rate) == (2, "fast", full.learning_rate)
@@ -86,7 +86,7 @@ def test_a_timed_tiny_run_counts_every_phase_and_restores_the_harness(env, tmp_p
 def test_the_docs_page_has_a_generated_section_per_engine_and_only_it_is_replaced(tmp_path):
     from sft_tilt.harness.engines import ENGINES
 
-    committed = REPO_ROOT / "docs" / "performance_profile.md"
+    committed = CHECKOUT_ROOT / "docs" / "performance_profile.md"
     page = tmp_path / "page.md"
     page.write_text(committed.read_text())
     run_profile.replace_generated_section(page, "fast", "| phase | wall s |\n")

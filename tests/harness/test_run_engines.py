@@ -149,6 +149,7 @@ def _fast_batch_lengths(monkeypatch, runs) -> list:
             lengths.append(int(np.shape(batch["tokens"])[1]))
             return step(trainable, opt_state, frozen, batch)
 
+        recorded.optimizer = step.optimizer  # the run initialises its optimiser state from the step's
         return recorded
 
     monkeypatch.setattr(runs, "make_train_step", recording)
@@ -168,7 +169,7 @@ def test_a_tiny_run_gives_the_same_points_with_both_engines(env, session, monkey
 
     preset = env["preset"]
     if method == "sft":
-        cfg = sft_config(preset, preset.method_lrs[0], fmt, 0)
+        cfg = sft_config(preset, preset.comparison_learning_rates[0], fmt, 0)
     else:
         cfg = method_config(preset, method, preset.learning_rates_of(method)[0], 0, fmt)
     reference = runs.run_one(cfg, progress=False)
@@ -184,7 +185,7 @@ def test_a_tiny_run_with_unseen_calculators_and_multiple_choice_gives_the_same_p
     from sft_tilt.harness import runs
     from sft_tilt.harness.experiments import sft_config
 
-    cfg = sft_config(env["preset"], env["preset"].lr_grid[0], "cot", 0)
+    cfg = sft_config(env["preset"], env["preset"].learning_rate_grid[0], "cot", 0)
     cfg = replace(cfg, data=_wide_data(env["preset"]))
     reference = runs.run_one(cfg, progress=False)
     fast = runs.run_one(replace(cfg, engine="fast"), progress=False)
@@ -236,7 +237,7 @@ def test_a_smoke_run_gives_the_same_points_with_both_engines(tmp_path, monkeypat
     for name in ("SFT_RUNS_DIR", "SFT_CACHE_DIR", "SFT_RESULTS_DIR"):
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
     preset = get_preset("smoke")
-    cfg = method_config(preset, "talr-mean", preset.method_lrs[1], 0, "cot")
+    cfg = method_config(preset, "talr-mean", preset.comparison_learning_rates[1], 0, "cot")
     reference = runs.run_one(cfg, progress=False)
     lengths = _fast_batch_lengths(monkeypatch, runs)
     fast = runs.run_one(replace(cfg, engine="fast"), progress=False)
