@@ -25,7 +25,8 @@ def _run(preset: Preset, method: str, learning_rate: float, fmt: str, seed: int,
     return RunConfig(
         model=preset.resolved_model(), tokenizer=preset.tokenizer, data=preset.data, fmt=fmt, method=preset.method(method),
         learning_rate=learning_rate, optimizer=preset.optimizer, batch_size=preset.batch_size, steps=preset.steps, eval_every=preset.eval_every,
-        seed=seed, mesh=preset.mesh, schedule=preset.schedule, warmup_steps=preset.warmup_steps, **kw,
+        seed=seed, mesh=preset.mesh, schedule=preset.schedule, warmup_steps=preset.warmup_steps, engine=preset.engine,
+        **kw,
     )
 
 

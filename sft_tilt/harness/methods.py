@@ -126,7 +126,7 @@ _STEPS: dict = {}
 
 
 def make_train_step(method: MethodConfig, model_config, optimizer_name: str = "adam", mesh=None,
-                    capacity: int | None = None):
+                    capacity: int | None = None, check_finite: bool = False):
     """Jitted ``step(trainable, opt_state, frozen, batch) -> (trainable, opt_state, loss, aux)``.
 
     Compiled once per (method with its registry entry, model, optimiser, mesh, capacity) and reused for every
@@ -139,9 +139,11 @@ def make_train_step(method: MethodConfig, model_config, optimizer_name: str = "a
 
     ``step.optimizer`` is the one optimiser the step updates with (:func:`make_optimizer` at learning rate 1): a run
     initialises its state with ``step.optimizer.init`` and sets each step's learning rate in
-    ``opt_state.hyperparams["learning_rate"]``.
+    ``opt_state.hyperparams["learning_rate"]``. With
+    ``check_finite``, ``aux["finite"]`` says whether every updated trainable parameter is finite, computed inside the
+    compiled step (the caller needs no second pass over the parameters); without it the step is unchanged.
     """
-    key = (method, method.spec, model_config, optimizer_name, mesh, capacity)
+    key = (method, method.spec, model_config, optimizer_name, mesh, capacity, check_finite)
     if key not in _STEPS:
         objective = make_objective(method, model_config, capacity)
         optimizer = make_optimizer(1.0, optimizer_name)  # the real learning rate lives in opt_state
@@ -153,6 +155,9 @@ def make_train_step(method: MethodConfig, model_config, optimizer_name: str = "a
                 grads = constrain_params(grads, mesh)
             updates, opt_state = optimizer.update(grads, opt_state, trainable)
             trainable = optax.apply_updates(trainable, updates)
+            if check_finite:
+                aux = dict(aux, finite=jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
+                                                          for x in jax.tree_util.tree_leaves(trainable)])))
             if mesh is not None:
                 trainable, opt_state = constrain_params(trainable, mesh), constrain_params(opt_state, mesh)
                 loss, aux = jax.lax.with_sharding_constraint((loss, aux), replicated(mesh))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from sft_tilt.methods.registry import MethodConfig, get_method
 from sft_tilt.harness.data_config import DataConfig
+from sft_tilt.harness.run_config import check_engine
 
 __all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "read_preset_name", "read_preset",
            "restrict_to_methods", "PRESET_OVERRIDE_ENV", "SHORT_CALCULATORS", "SHORT_UNSEEN_CALCULATORS"]
@@ -121,8 +122,13 @@ class Preset:
     # (sft_tilt.harness.early_points), so a fast run's matched gains are measured, not interpolated from the base model;
     # 0: none
     early_until: int = 0
+    # how every run computes its numbers (sft_tilt.harness.engines): "fast" gives the same numbers to float32 round-off
+    # with less work, under other run keys; the committed runs of the cpu and default presets were computed by
+    # "reference", which stays their engine until they are next recomputed
+    engine: str = "reference"
 
     def __post_init__(self):
+        check_engine(self.engine)
         if not self.learning_rate_grid or sorted(self.learning_rate_grid) != list(self.learning_rate_grid):
             raise ValueError(f"learning_rate_grid: must be a non-empty increasing tuple, got {self.learning_rate_grid}")
         if len(self.comparison_learning_rates) != 2 or self.comparison_learning_rates[0] >= self.comparison_learning_rates[1]:

@@ -15,7 +15,18 @@ from sft_tilt.harness.medcalc import FORMATS
 from sft_tilt.harness.schedules import SCHEDULES
 from sft_tilt.methods.registry import MethodConfig, averaging_bases
 
-__all__ = ["RunConfig", "MAX_SEED"]
+__all__ = ["RunConfig", "MAX_SEED", "ENGINES", "check_engine"]
+
+#: The engines a run can be computed by (:mod:`sft_tilt.harness.engines`); the first is the default (and the one the
+#: committed runs used).
+ENGINES = ("reference", "fast")
+
+
+def check_engine(engine) -> str:
+    """``engine`` if it is one of :data:`ENGINES`, else a ValueError naming the argument."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine: must be one of {ENGINES}, got {engine!r}")
+    return engine
 
 #: The largest seed: ``jax.random.key`` keeps 32 bits of a seed unless 64-bit mode is on (and refuses more than 63
 #: bits even then), so a larger seed would give another run's key or fail after the session is built.
@@ -29,6 +40,8 @@ class RunConfig:
     ``method`` is a registered method with its hyper-parameters (:class:`sft_tilt.methods.registry.MethodConfig`);
     ``averaging_alphas`` are the mixing weights ``a`` of post-hoc averaging ``(1 - a) theta_0 + a theta``
     evaluated after training (allowed for an averaging method and the method whose training it reuses).
+    ``engine`` is how the run computes its numbers (:mod:`sft_tilt.harness.engines`: ``"reference"``, the code every
+    committed run used, or ``"fast"``, the same numbers to float32 round-off with less work).
     """
 
     model: str
@@ -50,8 +63,10 @@ class RunConfig:
     schedule: str = "constant"
     warmup_steps: int = 0
     monitor_every: int = 0  # measure every N-th step with the step monitor (sft_tilt.harness.step_monitoring); 0: off
+    engine: str = "reference"
 
     def __post_init__(self):
+        check_engine(self.engine)
         if self.fmt not in FORMATS:
             raise ValueError(f"fmt: must be one of {FORMATS}, got {self.fmt!r}")
         if not isinstance(self.method, MethodConfig):

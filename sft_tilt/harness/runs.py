@@ -76,6 +76,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sft_tilt.harness.collapse import collapsed_step
+from sft_tilt.harness import engines
 from sft_tilt.harness.lora import interpolate_params
 from sft_tilt.harness.measure import HIST_BINS
 from sft_tilt.harness.data_config import DataConfig
@@ -307,7 +308,8 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     mesh = None if cfg.mesh == (1, 1) else make_mesh(*cfg.mesh)
     # the output head runs only at response tokens: slots for the batch of batch_size rows with the most of them
     capacity = supervised_capacity(session.train[cfg.fmt].loss_mask, cfg.batch_size)
-    step_fn = make_train_step(cfg.method, session.config, cfg.optimizer, mesh, capacity)
+    fast = cfg.engine == "fast"
+    step_fn = make_train_step(cfg.method, session.config, cfg.optimizer, mesh, capacity, check_finite=fast)
     opt_state = step_fn.optimizer.init(trainable)
     schedule = learning_rate_schedule(cfg.learning_rate, cfg.steps, cfg.warmup_steps, cfg.schedule)
 
@@ -337,8 +339,11 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     records: list[dict] = []
     eval_steps = set(cfg.eval_steps)
     diverged = None
+    last_saved = time.perf_counter()
     for step in range(start, cfg.steps):
         batch, _ = _batch(cfg, session, step, sequence_weights)
+        if fast:
+            batch = engines.trim_batch(batch)
         if mesh is not None:
             batch = place_batch(batch, mesh)
         # the optimiser holds its learning rate in its state (make_optimizer), so the schedule is set from here and
@@ -355,12 +360,12 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
                                                   learning_rate)
             before = None
         bar.update(1)
-        finite = bool(np.isfinite(float(loss))) and _all_finite(trainable)
+        finite = bool(np.isfinite(float(loss))) and (bool(aux["finite"]) if "finite" in aux else _all_finite(trainable))
         if step + 1 in eval_steps or not finite:
             ev = {}
             if finite:
                 ev = session.evaluate(_gathered(full_params(cfg.method, trainable, frozen), mesh), cfg.fmt,
-                                      finite_only=True)
+                                      finite_only=True, engine=cfg.engine)
                 finite = ev is not None
             ev = (ev if base is None else _relative(ev, base)) if finite else {"diverged": True}
             ev.update(step=step + 1, epochs=(step + 1) / cfg.steps_per_epoch, train_steps=records)
@@ -370,9 +375,11 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
             if not finite:
                 diverged = step + 1
                 break
-            if cfg.checkpoint_state and step + 1 < cfg.steps:  # after the last step the result is written instead
+            if (cfg.checkpoint_state and step + 1 < cfg.steps  # after the last step the result is written instead
+                    and engines.checkpoint_due(cfg.engine, time.perf_counter() - last_saved)):
                 _save_state(folder, step + 1, *_gathered((trainable, opt_state), mesh),
                             earlier_s + time.perf_counter() - t0)
+                last_saved = time.perf_counter()
             if interrupt_after is not None and step + 1 >= interrupt_after and step + 1 < cfg.steps:
                 bar.close()
                 raise Interrupted(f"simulated interruption after step {step + 1}")
@@ -395,7 +402,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     averaging = []
     for alpha in cfg.averaging_alphas:
         mixed = interpolate_params(session.params, params, alpha)
-        ev = _relative(session.evaluate(mixed, cfg.fmt), base)
+        ev = _relative(session.evaluate(mixed, cfg.fmt, engine=cfg.engine), base)
         ev["alpha"] = alpha
         if cfg.averaging_accuracy:
             ev["accuracy"] = session.accuracy(mixed, cfg.fmt)

@@ -250,7 +250,8 @@ class Session:
 
     # -- evaluation ----------------------------------------------------------------------------------------
 
-    def evaluate(self, params, fmt: str, with_train_stats: bool = False, finite_only: bool = False) -> dict | None:
+    def evaluate(self, params, fmt: str, with_train_stats: bool = False, finite_only: bool = False,
+                 engine: str = "reference") -> dict | None:
         """Held-out domain loss, statistics and teacher-forced accuracies in ``fmt``, every general set's loss
         (nats/token) and next-token accuracy, the unseen calculators' loss and answer accuracy (``n_unseen``), and
         the general multiple-choice accuracy (``n_choice``).
@@ -262,11 +263,16 @@ class Session:
         ``general_top1``: per general set, the fraction of targets that are top-1; on ``"self"`` (the base model's
         own greedy responses) it is the agreement with the base model's greedy answers.
         With ``finite_only``, None as soon as a set's token losses are not all finite (a diverged model).
+        ``engine="fast"`` scores batches of rows of similar lengths cut to their targets
+        (:func:`sft_tilt.harness.engines.trimmed_set_token_scores`; the same numbers to float32 round-off).
         """
+        from sft_tilt.harness import engines
+
         b = self.data.eval_batch
+        token_scores = set_token_scores if engines.check_engine(engine) == "reference" else engines.trimmed_set_token_scores
 
         def scores(enc):
-            l, top1, m = set_token_scores(params, self.config, enc, b)
+            l, top1, m = token_scores(params, self.config, enc, b)
             return (None, top1, m) if finite_only and not np.isfinite(l[m > 0]).all() else (l, top1, m)
 
         def graded_accuracy(split, top1):

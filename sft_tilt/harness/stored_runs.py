@@ -90,6 +90,11 @@ def _material(cfg: RunConfig, fingerprint: str) -> dict:
     # and greedy accuracy can flip on such a difference, so a sharded run has its own key
     if tuple(d.pop("mesh")) != (1, 1):
         d["mesh"] = list(cfg.mesh)
+    # the reference engine computed every committed run and is not in the key; another engine is, with its version
+    if d.pop("engine") != "reference":
+        from sft_tilt.harness.engines import key_material
+
+        d["engine"] = key_material(cfg.engine)
     return {"run": d, "model": fingerprint, "code": TRAINING_VERSION, "libs": library_versions()}
 
 
