@@ -47,14 +47,16 @@ def output_folder(text: str) -> Path:
 
 
 def output_file(text: str) -> Path:
-    """argparse type: a file path that is not a directory, in an existing writable folder."""
+    """argparse type: a file path that is not a directory, whose folder exists or can be made: its nearest existing
+    parent is a writable folder (the folder is made when the file is written)."""
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory")
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text}: folder {path.parent} is not writable")
+    parent = _nearest_existing(path.parent)
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: folder {parent} is not writable")
     return path
 
 

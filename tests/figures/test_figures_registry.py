@@ -229,3 +229,16 @@ def test_an_output_path_that_cannot_be_written_is_a_usage_error_naming_the_optio
     with pytest.raises(SystemExit):
         main(["all", "--group", "theory", "--out", str(tmp_path / "another-file.txt" / "sub"), "--paper-checks", str(path)])
     assert "is a file, not a directory" in capsys.readouterr().err
+
+
+def test_paper_checks_may_name_a_folder_the_run_makes_but_not_one_under_a_file(tmp_path):
+    """The README's quickstart writes the page into the --out folder it is drawing into for the first time."""
+    import argparse
+
+    from sft_tilt.figures.__main__ import output_file
+
+    fresh = tmp_path / "figures" / "paper_checks.md"
+    assert output_file(str(fresh)) == fresh and not fresh.parent.exists()
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(argparse.ArgumentTypeError, match="is a file, not a directory"):
+        output_file(str(tmp_path / "a-file" / "sub" / "paper_checks.md"))
