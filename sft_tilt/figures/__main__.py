@@ -26,37 +26,31 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
 def output_folder(text: str) -> Path:
     """argparse type: a folder the figures can be written to: an existing folder, or a path whose nearest existing
     parent is a writable folder (checked before any figure is drawn)."""
+    from sft_tilt.store import unwritable
+
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
-    parent = _nearest_existing(path)
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text}: {parent} is not writable")
+    why = unwritable(path)
+    if why is not None:
+        raise argparse.ArgumentTypeError(f"{text}: {why}")
     return path
 
 
 def output_file(text: str) -> Path:
     """argparse type: a file path that is not a directory, whose folder exists or can be made: its nearest existing
     parent is a writable folder (the folder is made when the file is written)."""
+    from sft_tilt.store import unwritable
+
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory")
-    parent = _nearest_existing(path.parent)
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text}: folder {parent} is not writable")
+    why = unwritable(path.parent)
+    if why is not None:
+        raise argparse.ArgumentTypeError(f"{text}: {why}")
     return path
 
 

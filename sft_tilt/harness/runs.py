@@ -90,7 +90,8 @@ from sft_tilt.harness.versions import TRAINING_VERSION
 from sft_tilt.lm.sharding import make_mesh, place_batch, place_params, replicated
 from sft_tilt.lm.supervised_loss import supervised_capacity
 from sft_tilt.theory import HARD_TOKEN_THRESHOLD
-from sft_tilt.store import atomic_write_bytes, code_key, content_key, library_versions, read_record, write_record
+from sft_tilt.store import (atomic_write_bytes, code_key, content_key, library_versions, read_record, unwritable,
+                            write_record)
 
 # the run's configuration, key and stored results live in modules that read without training (the claims and figures
 # use those); they are named here too, beside the loop that computes what they read
@@ -105,20 +106,6 @@ class Interrupted(RuntimeError):
 
 #: The files a run writes in its folder.
 RUN_FILES = ("config.json", "points.jsonl", "state.npz", "result.json")
-
-
-def unwritable(folder: Path) -> str | None:
-    """Why files cannot be written under ``folder`` (creating it where missing), or None: the folder, or its nearest
-    existing parent, is not a directory or not writable."""
-    folder = Path(folder)
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is not a directory" if existing == folder else f"{existing} is a file, not a directory"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable"
-    return None
 
 
 def check_run_folder(folder: Path, *, writable: bool = True) -> None:

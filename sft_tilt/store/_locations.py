@@ -17,7 +17,7 @@ import os
 import tomllib
 from pathlib import Path
 
-__all__ = ["APP_NAME", "DISTRIBUTION", "PACKAGE_DIR", "CHECKOUT_ROOT", "find_checkout", "cache_root", "results_dir",
+__all__ = ["unwritable", "APP_NAME", "DISTRIBUTION", "PACKAGE_DIR", "CHECKOUT_ROOT", "find_checkout", "cache_root", "results_dir",
            "describe_results_dir", "user_output_dir"]
 
 #: The folder name under the user's cache and data folders.
@@ -94,3 +94,17 @@ def user_output_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be written under ``folder`` (creating it where missing), or None: the folder, or its nearest
+    existing parent, is not a directory or not writable."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory" if existing == folder else f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
