@@ -214,13 +214,19 @@ def _stored_members(z: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     for info in z.infolist():
         if not info.filename.endswith(".npy") or info.filename[:-4] in members:
             raise ValueError(f"archive entry {_short(info.filename)} is not one array of a record")
-        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-            raise ValueError(f"archive entry {_short(info.filename)} is compressed or encrypted; records store arrays "
-                             "uncompressed")
+        # Bits 3 (sizes after the data) and 11 (UTF-8 names) are what zip writers set for plain entries; any
+        # other bit (encryption, patched data, ...) or a newer format version the zip reader refuses on its own
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & ~_PLAIN_ENTRY_FLAGS:
+            raise ValueError(f"archive entry {_short(info.filename)} is compressed or encrypted (flag bits "
+                             f"{info.flag_bits:#x}); records store arrays uncompressed")
+        if info.extract_version > zipfile.MAX_EXTRACT_VERSION:
+            raise ValueError(f"archive entry {_short(info.filename)} needs zip format version "
+                             f"{info.extract_version / 10:.1f}")
         members[info.filename[:-4]] = info
     return members
 
 
+_PLAIN_ENTRY_FLAGS = 0x8 | 0x800
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -269,8 +275,9 @@ def read_record(path: Path, key: str | None = None, *, discard: bool = True) -> 
             raise ValueError("stored for another key (stale)")
         value = decode_tree(json.loads(text), arrays)
     # RecursionError: how the json module refuses a document nested deeper than the interpreter's stack
+    # NotImplementedError: how the zip reader refuses features of the format it does not implement
     except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile, UnicodeDecodeError,
-            RecursionError) as exc:
+            RecursionError, NotImplementedError) as exc:
         warnings.warn(f"{path}: discarded, will be recomputed ({type(exc).__name__}: {exc})", StoreWarning, stacklevel=2)
         if discard:
             try:

@@ -126,3 +126,20 @@ def test_random_array_record_headers_are_refused(tmp_path_factory, header, n_mem
     path.write_bytes(buf.getvalue())
     got, caught = _read_quietly(path, "key")
     assert got is None and caught
+
+
+def test_every_byte_of_an_array_record_changed_to_a_zip_flag_value_is_caught(tmp_path):
+    """Exhaustive over positions, for the byte values that set a zip entry's flag bits (encrypted, patched data) or
+    its format version: the zip reader refuses those with NotImplementedError, which must become a warning."""
+    path = tmp_path / "state.npz"
+    value = {"arrays": [np.zeros(0, dtype=np.int64), np.zeros(5, dtype=np.int64)], "step": 3}
+    write_record(path, value, key="key")
+    original = path.read_bytes()
+    for i in range(len(original)):
+        for byte in (0x20, 0x40, 0x41, 0xFF):
+            if original[i] == byte:
+                continue
+            path.write_bytes(original[:i] + bytes([byte]) + original[i + 1:])
+            got, caught = _read_quietly(path, "key")
+            if got is not None:
+                assert not caught and _same(got, value), f"byte {i} -> {byte:#x}"
