@@ -224,7 +224,8 @@ def choice_accuracy(losses, mask, items, item_of_row) -> dict:
     not normalised by length (``acc``, not ``acc_norm``).
 
     Returns ``{"accuracy": mean of [pred == answer], "n": number of items, "chance": mean of 1 / len(choices),
-    "per_family": {family: accuracy over its items}}`` (families in order of first appearance).
+    "per_family": {family: accuracy over its items}, "correct": [1 if item i is answered right, else 0]}``
+    (families in order of first appearance).
     """
     items = list(items)
     if not items:
@@ -258,4 +259,5 @@ def choice_accuracy(losses, mask, items, item_of_row) -> dict:
         "n": len(items),
         "chance": float(np.mean([1.0 / len(item.choices) for item in items])),
         "per_family": {f: float(correct[families == f].mean()) for f in dict.fromkeys(families.tolist())},
+        "correct": correct.astype(int).tolist(),
     }

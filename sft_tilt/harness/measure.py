@@ -31,6 +31,7 @@ __all__ = [
     "HIST_BINS",
     "set_token_losses",
     "set_token_scores",
+    "row_measures",
     "top1_rate",
     "answer_accuracy",
     "mean_nll",
@@ -108,6 +109,22 @@ def mean_nll(losses: np.ndarray, mask: np.ndarray) -> float:
     if count <= 0:
         raise ValueError("mask: no scored token")
     return float((losses * mask).sum() / count)
+
+
+def row_measures(losses: np.ndarray, top1: np.ndarray, mask: np.ndarray, answer_mask: np.ndarray | None = None) -> dict:
+    """Per-row sums of a set (the evaluation sample's items, for intervals that resample them): ``"nll"`` the
+    summed NLL of each row's targets ``sum_t m l``, ``"tokens"`` their number ``sum_t m``, ``"top1"`` how many are
+    the model's top-1; with ``answer_mask``, ``"answer_correct"``: 1 when every answer token is top-1, 0 when not,
+    -1 for a row without answer tokens. A set's mean NLL is ``sum(nll) / sum(tokens)`` over its rows."""
+    losses, mask = np.asarray(losses, dtype=np.float64), np.asarray(mask, dtype=np.float64)
+    hits = (np.asarray(top1) > 0) & (mask > 0)
+    out = {"nll": (losses * mask).sum(axis=1).tolist(), "tokens": mask.sum(axis=1).astype(int).tolist(),
+           "top1": hits.sum(axis=1).astype(int).tolist()}
+    if answer_mask is not None:
+        has = answer_mask.sum(axis=1) > 0
+        right = np.all((np.asarray(top1) > 0) | (answer_mask == 0), axis=1)
+        out["answer_correct"] = np.where(has, right.astype(int), -1).tolist()
+    return out
 
 
 def sequence_mean_nll(losses: np.ndarray, mask: np.ndarray) -> np.ndarray:

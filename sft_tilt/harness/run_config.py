@@ -117,6 +117,7 @@ class RunConfig:
 
     def describe(self) -> dict:
         d = asdict(self)
+        d["data"] = self.data.describe()
         d["method"] = self.method.canonical()
         d["method_name"] = self.method.name
         if not self.monitor_every:  # off: the description, and so the key, of every run from before the monitor

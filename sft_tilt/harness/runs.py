@@ -68,7 +68,6 @@ import tempfile
 import warnings
 import time
 from datetime import datetime, timezone
-from dataclasses import asdict
 from pathlib import Path
 
 import jax
@@ -434,8 +433,8 @@ def replay_points(cfg: RunConfig, n_points: int, *, progress: bool = False) -> l
 
 def data_hash(data: DataConfig) -> str:
     """Content hash of a data configuration: its sizes and seeds, a data file by its content's hash (not its path)."""
-    d = asdict(data)
-    for name in ("domain_data", "general_data"):
+    d = data.describe()
+    for name in ("domain_data", "general_data", "real_data"):
         if getattr(data, name) is not None:
             d[name] = getattr(data, name).key_material()
     return content_key(d)

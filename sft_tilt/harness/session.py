@@ -20,8 +20,8 @@ from sft_tilt.harness.data_config import DataConfig
 from sft_tilt.harness.data_files import read_domain_file, read_general_file, split_examples
 from sft_tilt.harness.encoding import EncodedSet, encode_answer_mask, encode_chat_set, encode_text_set
 from sft_tilt.harness.general_sets import INSTRUCTIONS, code_texts, docs_texts
-from sft_tilt.harness.measure import (answer_accuracy, greedy_accuracy, mean_nll, probability_stats, sequence_mean_nll,
-                                  set_token_scores, top1_rate)
+from sft_tilt.harness.measure import (answer_accuracy, greedy_accuracy, mean_nll, probability_stats, row_measures,
+                                      sequence_mean_nll, set_token_scores, top1_rate)
 from sft_tilt.harness.medcalc import FORMATS, SYSTEM_PROMPT, answer_start
 from sft_tilt.harness.medcalc_bench import make_splits
 from sft_tilt.harness.stored_runs import model_fingerprint, model_sha256
@@ -140,6 +140,10 @@ class Session:
                 longest = max(len(self.tokenizer.encode_chat_example(e.prompt, e.response(fmt), system=SYSTEM_PROMPT)[0])
                               for e in self.splits.unseen)
                 self.unseen[fmt] = self._encode_graded("unseen", fmt, self.splits.unseen, max(n, longest))
+        self.real: dict[str, dict[str, EncodedSet]] = {}  # "real" / "real_unseen" -> fmt -> encoded rows
+        self.real_rows: dict[str, list] = {}
+        if self.data.real_data is not None:
+            self._encode_real_rows()
         self._general: dict[str, EncodedSet] | None = None
         self._general_data = self._encode_general_data()
         self._base: dict | None = None
@@ -185,6 +189,39 @@ class Session:
         self.answer_masks[split, fmt] = encode_answer_mask(self.tokenizer, pairs, [answer_start(r) for _, r in pairs],
                                                            seq_len, SYSTEM_PROMPT)
         return encode_chat_set(self.tokenizer, pairs, seq_len, self.pad_id, SYSTEM_PROMPT)
+
+    def _encode_real_rows(self) -> None:
+        """The real MedCalc-Bench rows (``real_data``, ``n_real`` per calculator) of the trained calculators
+        (set ``"real"``) and of the unseen ones (``"real_unseen"``), each chosen among the rows whose
+        chain-of-thought example fits ``seq_len_real`` tokens (:func:`sft_tilt.harness.medcalc_bench_test.real_rows`)."""
+        from sft_tilt.harness.medcalc_bench import CALCULATORS, HELDOUT_CALCULATORS
+        from sft_tilt.harness.medcalc_bench_test import missing_test_set_message, real_rows
+
+        path = self.data.real_data.path
+        if not Path(path).is_file():
+            raise UnusableInput("real_data", missing_test_set_message(path))
+        try:
+            examples = read_domain_file(self.data.real_data, "real_data")
+        except ValueError as err:
+            raise UnusableInput("real_data", f"{err}") from err
+        window = self.data.seq_len_real
+
+        def fits(example) -> bool:
+            return len(self.tokenizer.encode_chat_example(example.prompt, example.response("cot"),
+                                                          system=SYSTEM_PROMPT)[0]) <= window
+
+        unseen = self.data.unseen_calculators or HELDOUT_CALCULATORS
+        trained = self.data.calculators or tuple(c for c in CALCULATORS if c not in unseen)
+        groups = {"real": trained, "real_unseen": unseen if self.data.n_unseen else ()}
+        for split, calculators in groups.items():
+            if not calculators:
+                continue
+            try:
+                rows = real_rows(examples, tuple(calculators), self.data.n_real, fits)
+            except ValueError as err:
+                raise UnusableInput("n_real", f"{err}") from err
+            self.real_rows[split] = rows
+            self.real[split] = {fmt: self._encode_graded(split, fmt, rows, window) for fmt in FORMATS}
 
     # -- identity ------------------------------------------------------------------------------------
 
@@ -287,6 +324,7 @@ class Session:
         dl, dtop1, dm = scores(self.heldout[fmt])
         if dl is None:
             return None
+        items = {"domain": row_measures(dl, dtop1, dm, self.answer_masks["heldout", fmt]), "general": {}}
         out = {"domain_loss": mean_nll(dl, dm), "heldout_stats": probability_stats(dl, dm),
                "answer_accuracy": graded_accuracy("heldout", dtop1),
                "answer_token_accuracy": answer_token_accuracy("heldout", dtop1), "domain_top1": top1_rate(dtop1, dm),
@@ -297,20 +335,26 @@ class Session:
                 return None
             out["general"][name] = mean_nll(gl, gm)
             out["general_top1"][name] = top1_rate(gtop1, gm)
-        if fmt in self.unseen:
-            ul, utop1, um = scores(self.unseen[fmt])
-            if ul is None:
+            items["general"][name] = row_measures(gl, gtop1, gm)
+        graded = [("unseen", self.unseen[fmt])] if fmt in self.unseen else []
+        graded += [(split, sets[fmt]) for split, sets in self.real.items()]
+        for split, enc in graded:  # problems scored beside the held-out ones: unseen calculators, real notes
+            sl, stop1, sm = scores(enc)
+            if sl is None:
                 return None
-            out["unseen"] = {"loss": mean_nll(ul, um), "answer_accuracy": graded_accuracy("unseen", utop1),
-                             "answer_token_accuracy": answer_token_accuracy("unseen", utop1)}
+            out[split] = {"loss": mean_nll(sl, sm), "answer_accuracy": graded_accuracy(split, stop1),
+                          "answer_token_accuracy": answer_token_accuracy(split, stop1), "top1": top1_rate(stop1, sm)}
+            items[split] = row_measures(sl, stop1, sm, self.answer_masks[split, fmt])
         if self.data.n_choice:
             from sft_tilt.harness.general_choice import choice_accuracy
 
-            enc, item_of_row, items = self.choice_set
+            enc, item_of_row, choice_items_ = self.choice_set
             cl, _, cm = scores(enc)
             if cl is None:
                 return None
-            out["choice"] = choice_accuracy(cl, cm, items, item_of_row)
+            out["choice"] = choice_accuracy(cl, cm, choice_items_, item_of_row)
+            items["choice"] = {"correct": out["choice"].pop("correct")}
+        out["items"] = items
         if with_train_stats:
             tl, _, tm = scores(self.train[fmt])
             out["train_stats"] = probability_stats(tl, tm)

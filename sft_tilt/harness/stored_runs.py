@@ -83,7 +83,7 @@ def _material(cfg: RunConfig, fingerprint: str) -> dict:
     # an averaging method trains exactly as the method it names (trains_as); both share a run when the alphas agree
     d["method"] = dict(d["method"], name=cfg.method.trains_as)
     d.pop("method_name")
-    for name in ("domain_data", "general_data"):  # a data file counts by its content hash, not where it lies
+    for name in ("domain_data", "general_data", "real_data"):  # a data file counts by its content hash, not its path
         if getattr(cfg.data, name) is not None:
             d["data"][name] = getattr(cfg.data, name).key_material()
     # one device is today's run; a mesh changes results at float32 round-off (tests/harness/test_harness_sharding.py),

@@ -17,7 +17,9 @@ def canonical(obj: Any) -> Any:
     """A JSON-encodable form of ``obj`` in which equal content gives equal text.
 
     Dicts are sorted by key, floats are written with ``repr`` (exact round trip), arrays by dtype, shape and the
-    SHA-256 of their bytes, dataclasses by type name and field values.
+    SHA-256 of their bytes, dataclasses by type name and field values (those its ``canonical_fields()`` returns, when
+    it has that method: a configuration leaves out fields added later while they hold their defaults, so keys made
+    before them stay).
     """
     if isinstance(obj, dict):
         return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
@@ -30,7 +32,9 @@ def canonical(obj: Any) -> Any:
     if isinstance(obj, float):
         return repr(obj)  # repr round-trips exactly, unlike json's float formatting across versions
     if hasattr(obj, "__dataclass_fields__"):
-        return {"__dataclass__": type(obj).__qualname__, **canonical({f: getattr(obj, f) for f in obj.__dataclass_fields__})}
+        fields = (obj.canonical_fields() if callable(getattr(obj, "canonical_fields", None))
+                  else {f: getattr(obj, f) for f in obj.__dataclass_fields__})
+        return {"__dataclass__": type(obj).__qualname__, **canonical(fields)}
     if isinstance(obj, Path):
         return str(obj)
     return obj

@@ -170,7 +170,7 @@ def test_choice_accuracy_on_hand_built_losses_with_a_tie():
     items, losses, mask, item_of_row = _hand_built()
     result = choice_accuracy(losses, mask, items, item_of_row)
     assert result == {"accuracy": 0.5, "n": 2, "chance": pytest.approx((1 / 3 + 1 / 2) / 2),
-                      "per_family": {"a": 1.0, "b": 0.0}}
+                      "per_family": {"a": 1.0, "b": 0.0}, "correct": [1, 0]}
     # the tie goes to the lowest index: with its answer at 0, the second item becomes right
     items[1] = ChoiceItem("b", "q1", ("u", "v"), 0)
     assert choice_accuracy(losses, mask, items, item_of_row)["accuracy"] == 1.0
