@@ -490,7 +490,9 @@ def replay_points(cfg: RunConfig, n_points: int, *, progress: bool = False) -> l
     after the ``n_points``-th evaluation step, so a learning-rate schedule sees the run's full length. Compared
     with a stored run's points it checks that the run reproduces. Unless the method reads the initial model's
     losses (FLOW), the base model is not evaluated and the points hold the measurements only (``domain_loss``,
-    ``general``, statistics, accuracies), not their changes from the base model."""
+    ``general``, statistics, accuracies), not their changes from the base model. A warm-started run reads its warm
+    model from the cache (computing it there when missing, :func:`_warm_model`): the warm model is an input of the
+    replay, not the run being checked."""
     if isinstance(n_points, bool) or not isinstance(n_points, int) or not 1 <= n_points <= len(cfg.eval_steps):
         raise ValueError(f"n_points: must be an int in [1, {len(cfg.eval_steps)}] (the run's evaluation points), "
                          f"got {n_points!r}")
