@@ -15,7 +15,7 @@ from sft_tilt.harness.medcalc import FORMATS
 from sft_tilt.harness.schedules import SCHEDULES
 from sft_tilt.methods.registry import MethodConfig, averaging_bases
 
-__all__ = ["RunConfig", "MAX_SEED", "ENGINES", "check_engine"]
+__all__ = ["RunConfig", "WarmStart", "MAX_SEED", "ENGINES", "check_engine"]
 
 #: The engines a run can be computed by (:mod:`sft_tilt.harness.engines`); the first is the default (and the one the
 #: committed runs used).
@@ -34,6 +34,65 @@ MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
+class WarmStart:
+    """A warm-up phase run before a run's own training: the run then starts from the warm model it ends at.
+
+    The warm-up is the harness's own training loop (:func:`sft_tilt.harness.runs.run_one`) on the run's model, data,
+    optimiser, batch size, mesh and engine, with ``method`` (full-parameter training only) at ``learning_rate`` for
+    ``steps`` optimiser steps under ``schedule`` (``warmup_steps`` of linear rise first), batches drawn with ``seed``,
+    targets in format ``fmt``: exactly the run :meth:`run_config` returns, which has a run key and run folder of its
+    own. Its final parameters are stored in the user cache, keyed by that run key and checksummed, never in the
+    repository: a fresh clone recomputes them.
+
+    Frozen and validated: a bad value raises ``ValueError`` naming the field.
+    """
+
+    learning_rate: float
+    steps: int
+    method: MethodConfig = field(default_factory=MethodConfig)
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    seed: int = 0
+    fmt: str = "cot"
+
+    def __post_init__(self):
+        if not isinstance(self.method, MethodConfig):
+            raise ValueError(f"method: expected a sft_tilt.methods.registry.MethodConfig, got {type(self.method).__name__}")
+        spec = self.method.spec
+        if spec.trainable != "full" or spec.averaging:
+            raise ValueError(f"method: a warm-up trains every parameter; {self.method.name!r} trains "
+                             f"{'no parameters of its own' if spec.averaging else 'adapters'}")
+        if (isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float))
+                or not np.isfinite(self.learning_rate) or self.learning_rate <= 0):
+            raise ValueError(f"learning_rate: must be a finite number > 0, got {self.learning_rate!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps: must be a positive int, got {self.steps!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: must be one of {SCHEDULES}, got {self.schedule!r}")
+        if (isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int)
+                or not 0 <= self.warmup_steps < self.steps):
+            raise ValueError(f"warmup_steps: must be an int in [0, steps={self.steps}), got {self.warmup_steps!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed: must be an int in [0, {MAX_SEED}] (2**32 - 1), got {self.seed!r}")
+        if self.fmt not in FORMATS:
+            raise ValueError(f"fmt: must be one of {FORMATS}, got {self.fmt!r}")
+
+    def describe(self) -> dict:
+        """The warm-up's part of the run key (JSON-able)."""
+        return {"method": self.method.canonical(), "learning_rate": self.learning_rate, "steps": self.steps,
+                "schedule": self.schedule, "warmup_steps": self.warmup_steps, "seed": self.seed, "fmt": self.fmt}
+
+    def run_config(self, run: "RunConfig") -> "RunConfig":
+        """The warm-up phase of ``run`` as a run of its own (no warm start, one evaluation at its end, no accuracy
+        or model averaging)."""
+        return RunConfig(model=run.model, tokenizer=run.tokenizer, data=run.data, fmt=self.fmt, method=self.method,
+                         learning_rate=self.learning_rate, optimizer=run.optimizer, batch_size=run.batch_size,
+                         steps=self.steps, eval_every=self.steps, seed=self.seed, final_accuracy=False,
+                         checkpoint_state=run.checkpoint_state, mesh=run.mesh, schedule=self.schedule,
+                         warmup_steps=self.warmup_steps, engine=run.engine)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that determines one run's results.
 
@@ -42,6 +101,10 @@ class RunConfig:
     evaluated after training (allowed for an averaging method and the method whose training it reuses).
     ``engine`` is how the run computes its numbers (:mod:`sft_tilt.harness.engines`: ``"reference"``, the code every
     committed run used, or ``"fast"``, the same numbers to float32 round-off with less work).
+    ``warm_start`` (a :class:`WarmStart`, or None) trains the model file's parameters first; the run then starts
+    from that warm model, with a fresh optimiser state, and measures its gains and general changes from it (see
+    :mod:`sft_tilt.harness.runs`). None (the default) is left out of the description, so every run without a
+    warm start keeps its key.
     """
 
     model: str
@@ -64,9 +127,13 @@ class RunConfig:
     warmup_steps: int = 0
     monitor_every: int = 0  # measure every N-th step with the step monitor (sft_tilt.harness.step_monitoring); 0: off
     engine: str = "reference"
+    warm_start: WarmStart | None = None
 
     def __post_init__(self):
         check_engine(self.engine)
+        if self.warm_start is not None and not isinstance(self.warm_start, WarmStart):
+            raise ValueError(f"warm_start: expected a sft_tilt.harness.run_config.WarmStart or None, got "
+                             f"{type(self.warm_start).__name__}")
         if self.fmt not in FORMATS:
             raise ValueError(f"fmt: must be one of {FORMATS}, got {self.fmt!r}")
         if not isinstance(self.method, MethodConfig):
@@ -113,7 +180,11 @@ class RunConfig:
         return pts if pts and pts[-1] == self.steps else pts + [self.steps]
 
     def label(self) -> str:
-        return f"{self.method.name} {self.fmt} learning_rate={self.learning_rate:g} seed={self.seed}"
+        own = f"{self.method.name} {self.fmt} learning_rate={self.learning_rate:g} seed={self.seed}"
+        if self.warm_start is None:
+            return own
+        ws = self.warm_start
+        return f"{own} after {ws.method.name} learning_rate={ws.learning_rate:g} x {ws.steps} steps"
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -122,4 +193,8 @@ class RunConfig:
         d["method_name"] = self.method.name
         if not self.monitor_every:  # off: the description, and so the key, of every run from before the monitor
             d.pop("monitor_every")
+        if self.warm_start is None:  # absent: the description, and so the key, of every run from before warm starts
+            d.pop("warm_start")
+        else:
+            d["warm_start"] = self.warm_start.describe()
         return d

@@ -53,6 +53,20 @@ the single-step theory's numbers for that step (:mod:`sft_tilt.harness.step_moni
 does not change the step; a monitored run has a key of its own, and with ``monitor_every = 0`` (the default) the field
 is left out of the configuration's description, so every other run keeps its key.
 
+Warm start (opt-in): a run with ``warm_start`` (:class:`sft_tilt.harness.run_config.WarmStart`) first trains the
+model file's parameters in a warm-up run of its own (``warm_start.run_config(cfg)``: the same loop, its own key and
+run folder, so an interrupted warm-up resumes from its checkpoint) and starts from the warm model it ends at, with a
+fresh optimiser state and its own batch order from step 0. The warm model's parameters are a checksummed record in
+the user cache (:mod:`sft_tilt.harness.warm_starts`), never committed; missing or damaged, they are recomputed with a
+warning naming the record's path. The warm model is the run's initial model everywhere: FLOW's sequence weights come
+from its training-set losses, the L2 and KL anchors and LoRA's frozen base are its parameters, and model averaging
+interpolates from it. It is also the run's reference: ``result["base"]`` is the warm model's evaluation, and every
+point's ``domain_gain`` and ``general_change`` are the second phase's (measured from the warm model). The model
+file's own evaluation is kept as ``result["pretrained"]``, and each point (and model-averaging evaluation) holds its
+changes from it under ``from_pretrained`` (``domain_gain``, ``general_change``, ``general_change_mean``), so both
+can be reported; ``result["warm_start"]["key"]`` names the warm-up run. The warm start enters the run key only when
+present, so every other run keeps its key.
+
 ``replay_points(cfg, n)`` recomputes a run's first ``n`` evaluation points from step 0 in a temporary folder (the
 reproducibility check of committed results): ``run_one(..., stop_after=k)`` stops the same loop at its first
 evaluation step at or after ``k`` and returns the points without writing a result.
@@ -75,7 +89,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sft_tilt.harness.collapse import collapsed_step
-from sft_tilt.harness import engines
+from sft_tilt.harness import engines, warm_starts
 from sft_tilt.harness.lora import interpolate_params
 from sft_tilt.harness.measure import HIST_BINS
 from sft_tilt.harness.data_config import DataConfig
@@ -134,11 +148,21 @@ def _batch(cfg: RunConfig, session: Session, step: int, sequence_weights: np.nda
     return batch, idx
 
 
-def _relative(ev: dict, base: dict) -> dict:
+def _changes(ev: dict, base: dict) -> dict:
+    """``domain_gain = L_domain(base) - L_domain``, ``general_change = L_general - L_general(base)`` per set, and
+    their mean over the sets (nats/token)."""
+    change = {k: ev["general"][k] - base["general"][k] for k in ev["general"]}
+    return {"domain_gain": base["domain_loss"] - ev["domain_loss"], "general_change": change,
+            "general_change_mean": float(np.mean(list(change.values())))}
+
+
+def _relative(ev: dict, base: dict, pretrained: dict | None = None) -> dict:
+    """``ev`` with its changes from ``base`` and, for a warm-started run, from the model file's parameters
+    (``pretrained``) under ``from_pretrained``."""
     out = dict(ev)
-    out["domain_gain"] = base["domain_loss"] - ev["domain_loss"]
-    out["general_change"] = {k: ev["general"][k] - base["general"][k] for k in ev["general"]}
-    out["general_change_mean"] = float(np.mean(list(out["general_change"].values())))
+    out.update(_changes(ev, base))
+    if pretrained is not None:
+        out["from_pretrained"] = _changes(ev, pretrained)
     return out
 
 
@@ -274,11 +298,50 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
             return done
     check_run_folder(folder)
     session = get_session(cfg.model, cfg.tokenizer, cfg.data, progress)
+    return _compute(cfg, folder, session, progress=progress, interrupt_after=interrupt_after, stop_after=stop_after)[0]
+
+
+def _warm_model(cfg: RunConfig, session: Session, progress: bool):
+    """``(params, key)``: the warm model ``cfg.warm_start`` ends at and the run key of its warm-up run.
+
+    Read from its stored record (:mod:`sft_tilt.harness.warm_starts`); when that is missing or damaged, the warm-up
+    run is computed by this module's training loop in its own run folder (resumed from its checkpoint if it was
+    interrupted) and its final parameters stored, with a warning naming the record's path."""
+    warm_cfg = cfg.warm_start.run_config(cfg)
+    key = run_key(warm_cfg, session)
+    path = warm_starts.params_path(key)
+    params = warm_starts.read_params(path, key, session.params)
+    if params is None:
+        warnings.warn(f"{path}: no stored warm-start parameters; computing the warm-up run {warm_cfg.label()} "
+                      f"({warm_cfg.steps} steps) and storing its final parameters there")
+        folder = runs_dir() / key
+        check_run_folder(folder)
+        result, params = _compute(warm_cfg, folder, session, progress=progress)
+        if result["diverged"]:
+            raise ValueError(f"warm_start: the warm-up run {warm_cfg.label()} diverged at step "
+                             f"{result['diverged_step']} (run folder {folder}); no warm model to start from")
+        warm_starts.write_params(path, key, params)
+    return params, key
+
+
+def _compute(cfg: RunConfig, folder: Path, session: Session, *, progress: bool = True,
+             interrupt_after: int | None = None, stop_after: int | None = None):
+    """``(result, params)``: run ``cfg`` in ``folder`` (resuming from its checkpoint) and write its result there;
+    with ``stop_after``, ``(points, params)`` and no result (:func:`run_one`)."""
+    warm_key = None
+    params0 = session.params
+    if cfg.warm_start is not None:
+        params0, warm_key = _warm_model(cfg, session, progress)
     t0 = time.perf_counter()
     # a replay of a method that does not read the initial losses needs no base evaluation (minutes at the cpu
     # preset's size): its points then hold the measurements without the changes from the base model
     replay_only = stop_after is not None and not cfg.method.spec.needs_initial_losses
-    base = None if replay_only else session.base()[cfg.fmt]
+    if replay_only:
+        base = pretrained = None
+    elif warm_key is None:
+        base, pretrained = session.base()[cfg.fmt], None
+    else:  # the warm model is the reference of the run's changes; the model file's values are kept beside it
+        base, pretrained = warm_starts.evaluation(session, warm_key, params0, cfg.fmt), session.base()[cfg.fmt]
     base_public = None if replay_only else {k: v for k, v in base.items() if k not in ("train_token_losses",)}
     chance = None if replay_only else session.base().get("chance")
     # made once the base model is evaluated, so a model or data problem found there leaves no run folder behind
@@ -290,7 +353,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
     if cfg.method.spec.needs_initial_losses:
         sequence_weights = np.asarray(cfg.method.initial_sequence_weights(jnp.asarray(base["train_sequence_nll"])), np.float32)
 
-    trainable, frozen = init_trainable(cfg.method, session.params, jax.random.key(cfg.seed))
+    trainable, frozen = init_trainable(cfg.method, params0, jax.random.key(cfg.seed))
     mesh = None if cfg.mesh == (1, 1) else make_mesh(*cfg.mesh)
     # the output head runs only at response tokens: slots for the batch of batch_size rows with the most of them
     capacity = supervised_capacity(session.train[cfg.fmt].loss_mask, cfg.batch_size)
@@ -353,7 +416,7 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
                 ev = session.evaluate(_gathered(full_params(cfg.method, trainable, frozen), mesh), cfg.fmt,
                                       finite_only=True, engine=cfg.engine)
                 finite = ev is not None
-            ev = (ev if base is None else _relative(ev, base)) if finite else {"diverged": True}
+            ev = (ev if base is None else _relative(ev, base, pretrained)) if finite else {"diverged": True}
             ev.update(step=step + 1, epochs=(step + 1) / cfg.steps_per_epoch, train_steps=records)
             records = []
             points.append(ev)
@@ -372,30 +435,33 @@ def run_one(cfg: RunConfig, *, progress: bool = True, interrupt_after: int | Non
             if stop_after is not None and step + 1 >= stop_after:
                 break
     bar.close()
-    if stop_after is not None:  # a replay: the points so far, as points.jsonl stores them; no result written
-        return json.loads(json.dumps(_jsonable(points)))
-
     params = _gathered(full_params(cfg.method, trainable, frozen), mesh)
+    if stop_after is not None:  # a replay: the points so far, as points.jsonl stores them; no result written
+        return json.loads(json.dumps(_jsonable(points))), params
+
     result = {"config": cfg.describe(), "key": folder.name, "base": _jsonable(base_public), "chance": chance, "points": points,
               "diverged": diverged is not None, "diverged_step": diverged}
+    if warm_key is not None:
+        result["warm_start"] = {"key": warm_key}
+        result["pretrained"] = _jsonable({k: v for k, v in pretrained.items() if k != "train_token_losses"})
     collapsed = collapsed_step(result)  # finite, but the uniform output (sft_tilt.harness.collapse)
     result.update(collapsed=collapsed is not None, collapsed_step=collapsed)
     if diverged is not None:  # nothing to evaluate: the parameters or their losses are not finite
         result.update(averaging=[], wall_s=earlier_s + time.perf_counter() - t0, resumed_at=start or None)
-        return _finish(folder, result, cfg)
+        return _finish(folder, result, cfg), params
     if cfg.final_accuracy:
         result["accuracy"] = session.accuracy(params, cfg.fmt)
     averaging = []
     for alpha in cfg.averaging_alphas:
-        mixed = interpolate_params(session.params, params, alpha)
-        ev = _relative(session.evaluate(mixed, cfg.fmt, engine=cfg.engine), base)
+        mixed = interpolate_params(params0, params, alpha)
+        ev = _relative(session.evaluate(mixed, cfg.fmt, engine=cfg.engine), base, pretrained)
         ev["alpha"] = alpha
         if cfg.averaging_accuracy:
             ev["accuracy"] = session.accuracy(mixed, cfg.fmt)
         averaging.append(ev)
     result["averaging"] = averaging
     result.update(wall_s=earlier_s + time.perf_counter() - t0, resumed_at=start or None)
-    return _finish(folder, result, cfg)
+    return _finish(folder, result, cfg), params
 
 
 def _gathered(tree, mesh):
@@ -423,7 +489,9 @@ def replay_points(cfg: RunConfig, n_points: int, *, progress: bool = False) -> l
     after the ``n_points``-th evaluation step, so a learning-rate schedule sees the run's full length. Compared
     with a stored run's points it checks that the run reproduces. Unless the method reads the initial model's
     losses (FLOW), the base model is not evaluated and the points hold the measurements only (``domain_loss``,
-    ``general``, statistics, accuracies), not their changes from the base model."""
+    ``general``, statistics, accuracies), not their changes from the base model. A warm-started run reads its warm
+    model from the cache (computing it there when missing, :func:`_warm_model`): the warm model is an input of the
+    replay, not the run being checked."""
     if isinstance(n_points, bool) or not isinstance(n_points, int) or not 1 <= n_points <= len(cfg.eval_steps):
         raise ValueError(f"n_points: must be an int in [1, {len(cfg.eval_steps)}] (the run's evaluation points), "
                          f"got {n_points!r}")

@@ -192,6 +192,40 @@ def test_run_is_cached_and_resumes_after_an_interruption(env, session, monkeypat
     assert config["config"]["learning_rate"] == 4e-3 and "code" in config["key_material"]
 
 
+def test_a_warm_started_run_resumes_after_an_interruption(env, session, monkeypatch, tmp_path):
+    """An interrupted warm-started run resumes from its checkpoint and reads its warm model from the cache; with
+    the warm model's record gone, the warm-up is recomputed and the run still ends where the uninterrupted one does."""
+    from sft_tilt.harness import runs, warm_starts
+    from sft_tilt.harness.experiment_runs import sft_config
+    from sft_tilt.harness.run_config import WarmStart
+    from sft_tilt.harness.stored_runs import run_key
+
+    warm = WarmStart(learning_rate=4e-3, steps=2, fmt="label")
+    cfg = replace(sft_config(env["preset"], 1e-3, "label", 0), steps=3, final_accuracy=False, averaging_alphas=(),
+                  warm_start=warm)
+    record = warm_starts.params_path(run_key(warm.run_config(cfg)))
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "uninterrupted"))
+    with pytest.warns(UserWarning, match=str(record)):
+        uninterrupted = runs.run_one(cfg, progress=False)
+    monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "interrupted"))
+    for lose_the_warm_model in (False, True):
+        folder = runs.run_folder(cfg)
+        with pytest.raises(runs.Interrupted):
+            runs.run_one(cfg, progress=False, interrupt_after=1)
+        assert [p["step"] for p in runs._read_points(folder)] == [1] and (folder / "state.npz").exists()
+        if lose_the_warm_model:
+            record.unlink()
+        calls = _counting_steps(monkeypatch, runs)
+        resumed = runs.run_one(cfg, progress=False)
+        assert len(calls) == (warm.steps if lose_the_warm_model else 0) + cfg.steps - 1
+        assert resumed["provenance"]["resumed_at_step"] == 1
+        assert _without_wall(resumed) == _without_wall(uninterrupted)
+        (folder / "result.json").unlink()
+        monkeypatch.undo()  # the counting step
+        monkeypatch.setenv("SFT_RUNS_DIR", str(tmp_path / "interrupted"))
+    assert record.is_file()
+
+
 def test_averaging_at_alpha_zero_is_the_base_model(env, session):
     from sft_tilt.harness import runs
     from sft_tilt.harness.experiment_runs import sft_config
