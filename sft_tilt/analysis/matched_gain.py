@@ -14,7 +14,8 @@ crossing; a point whose gain is not a number (a diverged evaluation) never reach
 bracketing values are not all finite is undefined rather than a NaN or infinite value. One interpolation
 serves the synthetic simulations (arrays ``G``, ``D`` per epoch: :func:`matched_general_change`) and the real-LM runs
 (trajectories of ``(step, G, D)`` from the base model on: :func:`gain_crossing`, :func:`general_change_at_gain`,
-:func:`from_base`).
+:func:`from_base`); :func:`matched_general_change_arrays` reads many curves at once (the bootstrap's resampled
+curves, :mod:`sft_tilt.analysis.crossed_bootstrap`) by the same rule.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Crossing", "first_crossing", "matched_general_change", "gain_crossing", "general_change_at_gain",
-           "from_base", "matched_targets"]
+__all__ = ["Crossing", "first_crossing", "matched_general_change", "matched_general_change_arrays", "gain_crossing",
+           "general_change_at_gain", "from_base", "matched_targets"]
 
 
 class Crossing(NamedTuple):
@@ -76,6 +77,33 @@ def matched_general_change(domain_gain, general_change, target_gain) -> float:
     does, so a grid of curves gives an array with NaN where a run fell short."""
     hit = first_crossing(domain_gain, general_change, target_gain)
     return float("nan") if hit is None else hit.general_change
+
+
+def matched_general_change_arrays(domain_gain, general_change, target_gain) -> np.ndarray:
+    """:func:`matched_general_change` of many curves at once: ``domain_gain`` and ``general_change`` of shape
+    ``(..., points)`` (the curves along the last axis), ``target_gain`` broadcastable to ``(...)``; the matched value
+    per curve, NaN where the curve never reaches its target or the values around the crossing are not finite (the
+    module docstring's rule, with the same arithmetic as :func:`first_crossing`). A NaN target is reached nowhere; a
+    curve may end in NaN points (padding of a shorter curve), which never reach a target."""
+    g = np.asarray(domain_gain, dtype=np.float64)
+    d = np.asarray(general_change, dtype=np.float64)
+    if g.shape != d.shape or g.ndim < 1:
+        raise ValueError(f"domain_gain, general_change: must have the same shape (..., points), got {g.shape} and {d.shape}")
+    t = np.broadcast_to(np.asarray(target_gain, dtype=np.float64), g.shape[:-1])
+    if g.shape[-1] == 0:
+        return np.full(g.shape[:-1], np.nan)
+    with np.errstate(invalid="ignore"):
+        reached = g >= t[..., None]  # NaN on either side compares False
+    hit = reached.any(-1)
+    k = np.argmax(reached, -1)[..., None]
+    before = np.maximum(k - 1, 0)
+    g0, g1 = np.take_along_axis(g, before, -1)[..., 0], np.take_along_axis(g, k, -1)[..., 0]
+    d0, d1 = np.take_along_axis(d, before, -1)[..., 0], np.take_along_axis(d, k, -1)[..., 0]
+    at_start = k[..., 0] == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.where(at_start, d1, d0 + (t - g0) / (g1 - g0) * (d1 - d0))
+    finite = np.where(at_start, np.isfinite(d1), np.isfinite(g0) & np.isfinite(g1) & np.isfinite(d0) & np.isfinite(d1))
+    return np.where(hit & finite, value, np.nan)
 
 
 def _trajectory(trajectory) -> tuple[list, np.ndarray, np.ndarray]:

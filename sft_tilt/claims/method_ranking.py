@@ -30,7 +30,8 @@ PAPER_ORDER = ("talr", "flow", "l2", "sft")
 def measure() -> dict:
     """At the larger method lr, per method of the paper's order: its end-of-training row, per seed its general
     change at the common matched gain Δ* along its trajectory (``matched``), whether it gains in every seed
-    (``reached``), Δ* (``target``) and how many seeds' values are chords from the base model (``chords``)."""
+    (``reached``), Δ* (``target``), how many seeds' values are chords from the base model (``chords``) and the crossed
+    bootstrap over seeds and evaluation items where the runs have per-item losses (``bootstrap``, else None)."""
     p = real.preset(PRESET, METHODS)
     lr = p.comparison_learning_rates[1]
     rows = real.method_rows(p, lr)
@@ -39,7 +40,7 @@ def measure() -> dict:
     return {"learning_rate": lr, "rows": {n: rows[n] for n in ran},
             "matched": {n: mt["matched"].get(n, {}) for n in ran},
             "reached": {n: n not in mt["no_gain"] for n in ran},
-            "target": mt["target"], "chords": mt["chords"]}
+            "target": mt["target"], "chords": mt["chords"], "bootstrap": mt["bootstrap"]}
 
 
 def retention_order(rows: dict) -> list[str]:
@@ -49,19 +50,20 @@ def retention_order(rows: dict) -> list[str]:
 
 def _real_pairs(m: dict):
     """Adjacent pairs of the paper's order among the methods that are ranked (a domain gain in every seed), with the
-    paired interval of D_worse - D_better at the matched gain (positive: the paper's order)."""
+    paired interval of D_worse - D_better at the matched gain (positive: the paper's order), over seeds and, where the
+    runs have per-item losses, the evaluation sample (:func:`sft_tilt.claims.real_lm_results.matched_difference`)."""
     ranked = [n for n in PAPER_ORDER if n in m["matched"] and m["reached"].get(n)]
     out = []
     for a, b in zip(ranked[:-1], ranked[1:]):
-        seeds = sorted(set(m["matched"][a]) & set(m["matched"][b]))
-        out.append((a, b, paired_interval([m["matched"][b][s] for s in seeds], [m["matched"][a][s] for s in seeds])))
+        out.append((a, b, real.matched_difference(m["matched"], m.get("bootstrap"), b, a)))
     return ranked, out
 
 
 def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     """At the larger lr and matched domain gain (each seed's D where its trajectory reaches Δ*), each adjacent pair
-    of TALR > FLOW > L2 > SFT among the ranked methods is decided by the 95% t interval of the paired (same seed)
-    difference, worse minus better: holds when every pair's interval is above 0, fails when some pair's is below 0,
+    of TALR > FLOW > L2 > SFT among the ranked methods is decided by the 95% interval of the paired (same seed)
+    difference, worse minus better (the t interval over seeds; where the runs have per-item losses, joined with the
+    crossed bootstrap over seeds and evaluation items): holds when every pair's interval is above 0, fails when some pair's is below 0,
     inconclusive when none is reversed but some contains 0, when a method did not run, or when a method never gains
     in some seed (reported, not ranked).
 
@@ -85,7 +87,7 @@ def ours(m: dict) -> str:
     ranked, pairs = _real_pairs(m)
     txt = "; ".join(f"D_{b} − D_{a} {iv.text()}" for a, b, iv in pairs) or "no ranked pair"
     unranked = [n for n in PAPER_ORDER if n in m["matched"] and n not in ranked]
-    return txt + (f"; not ranked: {unranked}" if unranked else "")
+    return txt + (f"; not ranked: {unranked}" if unranked else "") + (f" ({real.resampled(m.get('bootstrap'))})" if pairs else "")
 
 
 def describe(m: dict) -> str:
@@ -99,7 +101,7 @@ def describe(m: dict) -> str:
             f"best end-of-training retention first; sd over seeds, ddof 1): {desc}. Ranked at the matched domain gain Δ* = {target}, the "
             f"largest every seed of every ranked method reaches, along each run's trajectory"
             + (f" (seeds reaching it before their first evaluation point, whose D there is a chord from the base model: {chords})" if chords else "")
-            + f"; paired 95% t intervals: {ours(m)}. {real.T_NOTE} " + real.DIRECTIONS)
+            + f"; paired 95% intervals: {ours(m)}. {real.T_NOTE} {real.evaluation_note(m.get('bootstrap'))} " + real.DIRECTIONS)
 
 
 @check(13, real.setting(PRESET), real.GROUP, figures=("real_lm_methods_pareto",), preset=PRESET)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["GROUP", "DIRECTIONS", "T_NOTE", "setting", "command", "preset", "method_rows", "method_front", "by_seed",
-           "matched_along_trajectories", "matched_at_common_gain"]
+__all__ = ["GROUP", "DIRECTIONS", "T_NOTE", "SEEDS_ONLY_NOTE", "ITEMS_AGREEMENT", "setting", "command", "preset",
+           "method_rows", "method_front", "by_seed", "matched_along_trajectories", "matched_at_common_gain", "run_items",
+           "matched_bootstrap", "matched_difference", "resampled", "evaluation_note"]
 
 GROUP = "real_lm"
 DIRECTIONS = ("Paper numbers are benchmark accuracies of 3-4B models; ours are held-out nats/token on SmolLM2-135M and a "
@@ -26,6 +27,16 @@ DIRECTIONS = ("Paper numbers are benchmark accuracies of 3-4B models; ours are h
 
 T_NOTE = ("A paired 95% t interval over n seeds uses t with n - 1 degrees of freedom: 12.7 for 2 seeds, 4.3 for 3, 2.8 for 5 "
           "(against the 2 of mean +- 2 SE), so few seeds rarely exclude a boundary.")
+
+
+SEEDS_ONLY_NOTE = ("The evaluation sample was not resampled: these runs were stored without per-item losses, so the "
+                   "intervals are over seeds only and treat the held-out problems and general texts as fixed.")
+
+#: Largest difference (nats/token) allowed between a run's stored curve and the one its per-item losses give; the
+#: two are the same sums in float32 and float64.
+ITEMS_AGREEMENT = 1e-4
+DOMAIN_SET = "domain"
+GENERAL_PREFIX = "general/"
 
 
 def _talr_variants(name: str) -> str:
@@ -149,21 +160,104 @@ def matched_along_trajectories(p, learning_rate, names, runs: list[dict] | None 
     the method-comparison slot ``learning_rate`` (one of ``p.comparison_learning_rates``; a method with its own
     learning rates at its rate for that slot), from the runs' trajectories (``runs``:
     :func:`sft_tilt.harness.experiment_results.method_comparison`'s output, the SFT runs with their early points; read
-    when not given); ``"missing"`` lists the names without a finished run there."""
+    when not given); ``"missing"`` lists the names without a finished run there; ``"bootstrap"`` is the crossed
+    bootstrap of the methods that gain (:func:`matched_bootstrap`), None when some run has no per-item losses."""
     if runs is None:
         from sft_tilt.harness.experiment_results import method_comparison
 
         runs = method_comparison(p)
     slot = list(p.comparison_learning_rates).index(learning_rate)
     runs = [r for r in runs if r.get("alpha") is None and r.get("trajectory")]
-    trajectories = {}
+    trajectories, items = {}, {}
     for name in names:
         registry_name = p.compared_talr if name == "talr" else name
         if registry_name != "sft" and registry_name not in p.methods:
             continue
         own = p.learning_rates_of(registry_name)[slot]
-        seeds = {int(r["seed"]): [tuple(x) for x in r["trajectory"]] for r in runs if r["method"] == registry_name and r["learning_rate"] == own}
+        chosen = [r for r in runs if r["method"] == registry_name and r["learning_rate"] == own]
+        seeds = {int(r["seed"]): [tuple(x) for x in r["trajectory"]] for r in chosen}
         if seeds:
             trajectories[name] = seeds
+            items[name] = {int(r["seed"]): run_items(r) for r in chosen}
     out = matched_at_common_gain(trajectories)
-    return {**out, "missing": [n for n in names if n not in trajectories]}
+    gaining = {n: v for n, v in items.items() if n in out["matched"]}
+    return {**out, "missing": [n for n in names if n not in trajectories], "bootstrap": matched_bootstrap(gaining)}
+
+
+def run_items(summary: dict) -> dict | None:
+    """A run's per-item losses along its trajectory, in the shape :func:`sft_tilt.analysis.crossed_bootstrap.
+    matched_gain_bootstrap` reads: ``{"domain": {"nll": (points, problems), "tokens"}, "general/<set>": ...}``, point 0
+    the base model. None when the run has none (stored before they were recorded, or spliced with early points
+    without them), and, with a warning, when they do not reproduce the run's stored curve to ``ITEMS_AGREEMENT``
+    (they would not be the measurements the curve was computed from)."""
+    import warnings
+
+    import numpy as np
+
+    points = summary.get("trajectory_items")
+    if not points or summary.get("trajectory") is None or len(points) != len(summary["trajectory"]):
+        return None
+    try:
+        sets = {DOMAIN_SET: [p["domain"] for p in points]}
+        for name in points[0]["general"]:
+            sets[GENERAL_PREFIX + name] = [p["general"][name] for p in points]
+        out = {k: {"nll": np.array([v["nll"] for v in vs], dtype=np.float64), "tokens": np.asarray(vs[0]["tokens"], np.float64)}
+               for k, vs in sets.items()}
+        if any(not np.array_equal(np.asarray(v["tokens"], np.float64), out[k]["tokens"]) for k, vs in sets.items() for v in vs):
+            raise ValueError("token counts differ between evaluation points")
+    except (KeyError, TypeError, ValueError) as exc:
+        warnings.warn(f"run {summary.get('key')}: per-item measurements unreadable ({exc}); intervals over seeds only")
+        return None
+    loss = {k: v["nll"].sum(1) / v["tokens"].sum() for k, v in out.items()}
+    gain = loss[DOMAIN_SET][0] - loss[DOMAIN_SET]
+    change = np.mean([loss[k] - loss[k][0] for k in loss if k != DOMAIN_SET], axis=0)
+    stored = np.array([(g, d) for _, g, d in summary["trajectory"]], dtype=np.float64)
+    if not np.allclose(np.c_[gain, change], stored, atol=ITEMS_AGREEMENT, rtol=0):
+        warnings.warn(f"run {summary.get('key')}: its per-item losses do not reproduce its stored curve (largest "
+                      f"difference {np.max(np.abs(np.c_[gain, change] - stored)):.2e}); intervals over seeds only")
+        return None
+    return out
+
+
+def matched_bootstrap(items: dict[str, dict[int, dict | None]], resamples: int | None = None):
+    """The crossed bootstrap (:func:`sft_tilt.analysis.crossed_bootstrap.matched_gain_bootstrap`) of the general
+    change at the largest gain every run reaches, over the methods of ``items`` (method -> seed -> :func:`run_items`),
+    paired by the seeds they share; None unless every run of every method has per-item losses."""
+    from sft_tilt.analysis.crossed_bootstrap import DEFAULT_RESAMPLES, matched_gain_bootstrap
+
+    if not items:
+        return None
+    seeds = sorted(set.intersection(*(set(v) for v in items.values())))
+    if not seeds or any(items[n].get(s) is None for n in items for s in seeds):
+        return None
+    runs = {n: [items[n][s] for s in seeds] for n in items}
+    general = [k for k in runs[next(iter(runs))][0] if k != DOMAIN_SET]
+    return matched_gain_bootstrap(runs, DOMAIN_SET, general, resamples=resamples or DEFAULT_RESAMPLES)
+
+
+def matched_difference(matched: dict[str, dict[int, float]], bootstrap, a: str, b: str):
+    """The interval of ``D_a - D_b`` at the matched gain, paired by seed: with per-item losses (``bootstrap`` from
+    :func:`matched_bootstrap` covering both) the union of the crossed bootstrap interval and the seeds' t interval
+    (:func:`sft_tilt.analysis.crossed_bootstrap.with_seed_interval`), else the seeds' t interval alone."""
+    from sft_tilt.analysis.crossed_bootstrap import with_seed_interval
+    from sft_tilt.analysis.intervals import paired_interval
+
+    seeds = sorted(set(matched.get(a, {})) & set(matched.get(b, {})))
+    seeds_t = paired_interval([matched[a][s] for s in seeds], [matched[b][s] for s in seeds])
+    if bootstrap is None or a not in bootstrap.cells or b not in bootstrap.cells:
+        return seeds_t
+    return with_seed_interval(bootstrap.interval(a, b), seeds_t)
+
+
+def resampled(bootstrap) -> str:
+    """What an interval is over, for a row's deciding numbers."""
+    return "over seeds and evaluation items" if bootstrap is not None else "over seeds only, evaluation sample not resampled"
+
+
+def evaluation_note(bootstrap) -> str:
+    """Whether the intervals also resample the evaluation sample, in words for a row's evidence."""
+    if bootstrap is None:
+        return SEEDS_ONLY_NOTE
+    return (f"The evaluation sample was resampled too: each interval is the union of the seeds' t interval and a crossed "
+            f"bootstrap ({bootstrap.samples.shape[0]} resamples of the {bootstrap.n_seeds} seeds and, independently, of the "
+            f"held-out problems and each general set's texts, the matched gain recomputed in each).")

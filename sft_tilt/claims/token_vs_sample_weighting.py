@@ -124,7 +124,7 @@ def measure_real_lm() -> dict:
     out = {"learning_rate": lr, **{n: ({k: rows[n][k] for k in keys} if n in rows and rows[n]["n"] > 0 else None) for n in ("talr", "flow")}}
     ran = [n for n in ("talr", "flow") if out[n]]
     mt = real.matched_along_trajectories(p, lr, ran)
-    out.update(target=mt["target"], chords=mt["chords"])
+    out.update(target=mt["target"], chords=mt["chords"], bootstrap=mt["bootstrap"])
     for n in ran:
         out[f"{n}_matched"] = mt["matched"].get(n, {})
         out[f"{n}_reached"] = n not in mt["no_gain"]
@@ -132,14 +132,16 @@ def measure_real_lm() -> dict:
 
 
 def _matched_interval(m: dict):
-    a, b = m.get("flow_matched", {}), m.get("talr_matched", {})
-    seeds = sorted(set(a) & set(b))
-    return paired_interval([a[s] for s in seeds], [b[s] for s in seeds])
+    """D_FLOW - D_TALR at the matched gain, paired by seed, over the evaluation sample too where the runs have
+    per-item losses (:func:`sft_tilt.claims.real_lm_results.matched_difference`)."""
+    matched = {"flow": m.get("flow_matched", {}), "talr": m.get("talr_matched", {})}
+    return real.matched_difference(matched, m.get("bootstrap"), "flow", "talr")
 
 
 def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
-    """At matched domain gain: each method's general change where its trajectory reaches Δ*, per seed; the 95% t
-    interval of the paired difference FLOW - TALR decides: above 0 holds (TALR retains more for the same gain),
+    """At matched domain gain: each method's general change where its trajectory reaches Δ*, per seed; the 95%
+    interval of the paired difference FLOW - TALR (the t interval over seeds; where the runs have per-item losses,
+    joined with the crossed bootstrap over seeds and evaluation items) decides: above 0 holds (TALR retains more for the same gain),
     below 0 fails, across 0 inconclusive. Inconclusive, and not compared, when a method is missing or never gains
     in some seed.
 
@@ -152,7 +154,7 @@ def decide_real_lm(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
     iv = _matched_interval(m)
     s = side(iv)
     if s == "crosses":
-        return "inconclusive", f"the 95% t interval of FLOW − TALR at matched gain, {iv.text()}, contains 0."
+        return "inconclusive", f"the 95% interval of FLOW − TALR at matched gain, {iv.text()}, contains 0."
     return ("holds", "TALR retains more at matched gain.") if s == "above" else ("fails", "FLOW retains more at matched gain.")
 
 
@@ -163,7 +165,8 @@ def describe_real_lm(m: dict) -> str:
     return (f"Paper (5e-6): general TALR 0.502 vs FLOW 0.450 (domain 0.542 vs 0.553). Ours (lr {m['learning_rate']:g}, TALR and FLOW "
             f"with mean-one weights; under Adam a constant loss scale would not change the step): D TALR {t['general_change']:+.4f}+-{t['general_change_sd']:.4f} vs FLOW "
             f"{f['general_change']:+.4f}+-{f['general_change_sd']:.4f} (sd over seeds, ddof 1); G TALR {t['domain_gain']:.4f} vs FLOW "
-            f"{f['domain_gain']:.4f}" + _matched_text(m) + ". " + real.T_NOTE + " " + real.DIRECTIONS)
+            f"{f['domain_gain']:.4f}" + _matched_text(m) + ". " + real.T_NOTE + " " + real.evaluation_note(m.get("bootstrap"))
+            + " " + real.DIRECTIONS)
 
 
 def _matched_text(m: dict) -> str:
@@ -182,5 +185,5 @@ def real_lm() -> Verdict:
     verdict, reason = decide_real_lm(m)
     iv = _matched_interval(m)
     return Verdict(verdict, describe_real_lm(m) + " " + reason, real.command("real_lm_methods_pareto", PRESET),
-                   ours=f"FLOW − TALR at matched gain {iv.text()}", seeds=f"{iv.n} paired", rule=rule_of(decide_real_lm),
+                   ours=f"FLOW − TALR at matched gain {iv.text()} ({real.resampled(m.get('bootstrap'))})", seeds=f"{iv.n} paired", rule=rule_of(decide_real_lm),
                    sensitivity=NO_THRESHOLD + " (sign of a paired difference)")

@@ -27,7 +27,11 @@ def compute_early(cfg, until: int, progress: bool = False) -> dict:
     key = run_key(cfg)
     points = run_one(early_config(cfg), progress=progress, stop_after=until)
     kept = [{"step": int(p["step"]), "domain_loss": float(p["domain_loss"]),
-             "general": {k: float(v) for k, v in p["general"].items()}} for p in points if int(p["step"]) <= until]
+             "general": {k: float(v) for k, v in p["general"].items()},
+             # the per-item measurements, where the evaluation records them, so resampling the evaluation sample
+             # reads the spliced trajectory too (sft_tilt.analysis.crossed_bootstrap)
+             **({"items": p["items"]} if isinstance(p.get("items"), dict) else {})}
+            for p in points if int(p["step"]) <= until]
     if [p["step"] for p in kept] != list(range(1, until + 1)):
         raise RuntimeError(f"early points of run {key}: expected steps 1..{until}, got {[p['step'] for p in kept]}")
     record = {"run_key": key, "until": until, "code_keys": _code_keys(), "label": cfg.label(), "points": kept}

@@ -59,7 +59,9 @@ __all__ = ["summarise_run", "failed", "lr_tradeoff", "method_comparison", "token
 def summarise_run(result: dict) -> dict:
     """The compact view of a run the figures and checks use: final ``domain_gain``, ``general_change`` and
     ``general_change_sets``; ``trajectory`` as ``(step, domain_gain, general_change)`` tuples from the base model
-    ``(0, 0.0, 0.0)`` on; accuracy; model-averaging points with the same keys.
+    ``(0, 0.0, 0.0)`` on; accuracy; model-averaging points with the same keys; ``trajectory_items``, aligned with
+    ``trajectory``, each evaluation's per-item measurements (``items``: per held-out problem, general text and
+    multiple-choice item, the base model's first), or None for a run stored before they were recorded.
 
     A diverged run (``result["diverged"]``) has no final evaluation: its view is the run's identity,
     ``diverged: True``, the step where it diverged and its training-step records. ``collapsed`` and
@@ -84,6 +86,7 @@ def summarise_run(result: dict) -> dict:
         "general_change_sets": final["general_change"],
         "trajectory": [(0, 0.0, 0.0)] + [(p["step"], p["domain_gain"], p["general_change_mean"]) for p in pts],
         "trajectory_sets": [{k: 0.0 for k in final["general_change"]}] + [p["general_change"] for p in pts],
+        "trajectory_items": _trajectory_items(result["base"], pts),
         "accuracy": (result.get("accuracy") or {}).get("accuracy"),
         "base_accuracy": (result["base"].get("accuracy") or {}).get("accuracy"),
         "averaging": [
@@ -96,6 +99,14 @@ def summarise_run(result: dict) -> dict:
         "chance": result.get("chance") or {},
         "key": result["key"],
     }
+
+
+def _trajectory_items(base: dict, points: list[dict]) -> list[dict] | None:
+    """The ``items`` of the base evaluation and of every point, in trajectory order; None unless all carry them."""
+    evaluations = [base, *points]
+    if not all(isinstance(ev.get("items"), dict) for ev in evaluations):
+        return None
+    return [ev["items"] for ev in evaluations]
 
 
 def _accuracies(step: int, ev: dict) -> dict:
@@ -167,7 +178,7 @@ def method_comparison(preset: Preset, include_diverged: bool = False) -> list[di
         for a in s["averaging"] if name else ():
             out.append({**s, "method": name, "alpha": a["alpha"], "domain_gain": a["domain_gain"],
                         "general_change": a["general_change"], "general_change_sets": a["general_change_sets"],
-                        "trajectory": None, "accuracy": None, "averaging": []})
+                        "trajectory": None, "trajectory_items": None, "accuracy": None, "averaging": []})
     return out
 
 

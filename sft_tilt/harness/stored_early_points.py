@@ -134,7 +134,20 @@ def splice(summary: dict, base: dict, record: dict) -> dict:
         raise EarlyMismatch(f"run {summary.get('key')}: the recomputed step {until} gives G {g_early:.6f}, D {d_early:.6f} "
                             f"against the run's G {g_own:.6f}, D {d_own:.6f} (allowed {AGREEMENT:g})")
     trajectory = [summary["trajectory"][0]] + early[:-1] + [t for t in summary["trajectory"] if int(t[0]) >= until]
-    return {**summary, "trajectory": trajectory, "early_until": until}
+    return {**summary, "trajectory": trajectory, "early_until": until,
+            "trajectory_items": _spliced_items(summary, record, until)}
+
+
+def _spliced_items(summary: dict, record: dict, until: int) -> list[dict] | None:
+    """The per-item measurements along the spliced trajectory: the base model's, the record's before ``until``, the
+    run's own from ``until`` on; None unless the run and every early point carry them (a trajectory with items at
+    some points only would be resampled on a different curve from the one it reports)."""
+    own = summary.get("trajectory_items")
+    early = [p for p in record["points"] if int(p["step"]) < until]
+    if own is None or not all(isinstance(p.get("items"), dict) for p in early):
+        return None
+    kept = [items for t, items in zip(summary["trajectory"][1:], own[1:]) if int(t[0]) >= until]
+    return [own[0]] + [p["items"] for p in early] + kept
 
 
 def with_early(summaries: list[dict], results: dict[str, dict], until: int, require: str | None = None) -> list[dict]:
