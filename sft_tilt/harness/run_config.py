@@ -128,9 +128,15 @@ class RunConfig:
     monitor_every: int = 0  # measure every N-th step with the step monitor (sft_tilt.harness.step_monitoring); 0: off
     engine: str = "reference"
     warm_start: WarmStart | None = None
+    # the sets that are costly to score (multiple choice, real MedCalc-Bench notes) at every k-th evaluation point and
+    # the last one (the others score the held-out, unseen and general sets); 1 (every point) stays out of the key
+    wide_eval_every: int = 1
 
     def __post_init__(self):
         check_engine(self.engine)
+        if (isinstance(self.wide_eval_every, bool) or not isinstance(self.wide_eval_every, int)
+                or self.wide_eval_every < 1):
+            raise ValueError(f"wide_eval_every: must be a positive int, got {self.wide_eval_every!r}")
         if self.warm_start is not None and not isinstance(self.warm_start, WarmStart):
             raise ValueError(f"warm_start: expected a sft_tilt.harness.run_config.WarmStart or None, got "
                              f"{type(self.warm_start).__name__}")
@@ -179,6 +185,14 @@ class RunConfig:
         pts = list(range(self.eval_every, self.steps + 1, self.eval_every))
         return pts if pts and pts[-1] == self.steps else pts + [self.steps]
 
+    def wide_evaluation_at(self, step: int) -> bool:
+        """Whether the evaluation after ``step`` steps scores the costly sets too: every ``wide_eval_every``-th
+        evaluation point, and the last."""
+        points = self.eval_steps
+        if step not in points:
+            raise ValueError(f"step: {step} is not an evaluation step of the run ({points})")
+        return step == self.steps or (points.index(step) + 1) % self.wide_eval_every == 0
+
     def label(self) -> str:
         own = f"{self.method.name} {self.fmt} learning_rate={self.learning_rate:g} seed={self.seed}"
         if self.warm_start is None:
@@ -193,6 +207,8 @@ class RunConfig:
         d["method_name"] = self.method.name
         if not self.monitor_every:  # off: the description, and so the key, of every run from before the monitor
             d.pop("monitor_every")
+        if self.wide_eval_every == 1:  # every point: the description, and so the key, of every run from before it
+            d.pop("wide_eval_every")
         if self.warm_start is None:  # absent: the description, and so the key, of every run from before warm starts
             d.pop("warm_start")
         else:

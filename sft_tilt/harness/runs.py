@@ -414,7 +414,7 @@ def _compute(cfg: RunConfig, folder: Path, session: Session, *, progress: bool =
             ev = {}
             if finite:
                 ev = session.evaluate(_gathered(full_params(cfg.method, trainable, frozen), mesh), cfg.fmt,
-                                      finite_only=True, engine=cfg.engine)
+                                      finite_only=True, engine=cfg.engine, wide=cfg.wide_evaluation_at(step + 1))
                 finite = ev is not None
             ev = (ev if base is None else _relative(ev, base, pretrained)) if finite else {"diverged": True}
             ev.update(step=step + 1, epochs=(step + 1) / cfg.steps_per_epoch, train_steps=records)

@@ -288,7 +288,7 @@ class Session:
     # -- evaluation ----------------------------------------------------------------------------------------
 
     def evaluate(self, params, fmt: str, with_train_stats: bool = False, finite_only: bool = False,
-                 engine: str = "reference") -> dict | None:
+                 engine: str = "reference", wide: bool = True) -> dict | None:
         """Held-out domain loss, statistics and teacher-forced accuracies in ``fmt``, every general set's loss
         (nats/token) and next-token accuracy, the unseen calculators' loss and answer accuracy (``n_unseen``), and
         the general multiple-choice accuracy (``n_choice``).
@@ -300,6 +300,7 @@ class Session:
         ``general_top1``: per general set, the fraction of targets that are top-1; on ``"self"`` (the base model's
         own greedy responses) it is the agreement with the base model's greedy answers.
         With ``finite_only``, None as soon as a set's token losses are not all finite (a diverged model).
+        Without ``wide``, the costly sets (multiple choice, real MedCalc-Bench notes) are left out.
         ``engine="fast"`` scores batches of rows of similar lengths cut to their targets
         (:func:`sft_tilt.harness.engines.trimmed_set_token_scores`; the same numbers to float32 round-off).
         """
@@ -337,7 +338,7 @@ class Session:
             out["general_top1"][name] = top1_rate(gtop1, gm)
             items["general"][name] = row_measures(gl, gtop1, gm)
         graded = [("unseen", self.unseen[fmt])] if fmt in self.unseen else []
-        graded += [(split, sets[fmt]) for split, sets in self.real.items()]
+        graded += [(split, sets[fmt]) for split, sets in self.real.items() if wide]
         for split, enc in graded:  # problems scored beside the held-out ones: unseen calculators, real notes
             sl, stop1, sm = scores(enc)
             if sl is None:
@@ -345,7 +346,7 @@ class Session:
             out[split] = {"loss": mean_nll(sl, sm), "answer_accuracy": graded_accuracy(split, stop1),
                           "answer_token_accuracy": answer_token_accuracy(split, stop1), "top1": top1_rate(stop1, sm)}
             items[split] = row_measures(sl, stop1, sm, self.answer_masks[split, fmt])
-        if self.data.n_choice:
+        if self.data.n_choice and wide:
             from sft_tilt.harness.general_choice import choice_accuracy
 
             enc, item_of_row, choice_items_ = self.choice_set

@@ -129,9 +129,29 @@ def test_real_rows_and_per_row_measures_on_the_tiny_model(tmp_path):
         assert len(items["choice"]["correct"]) == 4
         assert np.mean(items["choice"]["correct"]) == pytest.approx(ev["choice"]["accuracy"])
 
+        narrow = session.evaluate(session.params, "cot", wide=False)
+        assert "choice" not in narrow and "real" not in narrow
+        assert set(narrow["items"]) == {"domain", "general"}
+        assert narrow["domain_loss"] == ev["domain_loss"] and narrow["general"] == ev["general"]
+
         missing = dataclasses.replace(data, real_data=DataFile(str(tmp_path / "absent.csv"), TEST_SET_SHA256))
         with pytest.raises(UnusableInput, match="absent.csv not found: it is the MedCalc-Bench test set"):
             Session(env["model"], preset.tokenizer, missing)
         too_many = dataclasses.replace(data, n_real=3)
         with pytest.raises(UnusableInput, match="n_real: mean_arterial_pressure"):
             Session(env["model"], preset.tokenizer, too_many)
+
+
+def test_costly_sets_are_scored_at_every_kth_evaluation_point_and_the_last(tmp_path):
+    from sft_tilt.harness.run_config import RunConfig
+
+    data = DataConfig(n_train=8, n_heldout=4)
+    every_third = RunConfig(model="m", data=data, batch_size=2, steps=10, eval_every=2, wide_eval_every=3)
+    assert [s for s in every_third.eval_steps if every_third.wide_evaluation_at(s)] == [6, 10]
+    plain = RunConfig(model="m", data=data, batch_size=2, steps=10, eval_every=2)
+    assert all(plain.wide_evaluation_at(s) for s in plain.eval_steps)
+    assert "wide_eval_every" not in plain.describe() and every_third.describe()["wide_eval_every"] == 3
+    with pytest.raises(ValueError, match="step: 3 is not an evaluation step"):
+        plain.wide_evaluation_at(3)
+    with pytest.raises(ValueError, match="wide_eval_every: must be a positive int"):
+        RunConfig(model="m", data=data, batch_size=2, wide_eval_every=0)
