@@ -26,7 +26,7 @@ def _run(preset: Preset, method: str, learning_rate: float, fmt: str, seed: int,
         model=preset.resolved_model(), tokenizer=preset.tokenizer, data=preset.data, fmt=fmt, method=preset.method(method),
         learning_rate=learning_rate, optimizer=preset.optimizer, batch_size=preset.batch_size, steps=preset.steps, eval_every=preset.eval_every,
         seed=seed, mesh=preset.mesh, schedule=preset.schedule, warmup_steps=preset.warmup_steps, engine=preset.engine,
-        **kw,
+        warm_start=preset.warm_start, wide_eval_every=preset.wide_eval_every, **kw,
     )
 
 

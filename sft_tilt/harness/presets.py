@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from sft_tilt.methods.registry import MethodConfig, get_method
 from sft_tilt.harness.data_config import DataConfig
-from sft_tilt.harness.run_config import check_engine
+from sft_tilt.harness.run_config import WarmStart, check_engine
 
 __all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "read_preset_name", "read_preset",
            "restrict_to_methods", "PRESET_OVERRIDE_ENV", "SHORT_CALCULATORS", "SHORT_UNSEEN_CALCULATORS"]
@@ -126,9 +126,18 @@ class Preset:
     # with less work, under other run keys; the committed runs of the cpu and default presets were computed by
     # "reference", which stays their engine until they are next recomputed
     engine: str = "reference"
+    # every run first trains this warm-up and starts from (and measures its changes from) the warm model
+    # (sft_tilt.harness.run_config.WarmStart): the regime where the model already fits most domain tokens
+    warm_start: WarmStart | None = None
+    # the costly sets (multiple choice, real MedCalc-Bench notes) at every k-th evaluation point and the last
+    wide_eval_every: int = 1
 
     def __post_init__(self):
         check_engine(self.engine)
+        if self.warm_start is not None and not isinstance(self.warm_start, WarmStart):
+            raise ValueError(f"warm_start: expected a WarmStart or None, got {type(self.warm_start).__name__}")
+        if isinstance(self.wide_eval_every, bool) or not isinstance(self.wide_eval_every, int) or self.wide_eval_every < 1:
+            raise ValueError(f"wide_eval_every: must be a positive int, got {self.wide_eval_every!r}")
         if not self.learning_rate_grid or sorted(self.learning_rate_grid) != list(self.learning_rate_grid):
             raise ValueError(f"learning_rate_grid: must be a non-empty increasing tuple, got {self.learning_rate_grid}")
         if len(self.comparison_learning_rates) != 2 or self.comparison_learning_rates[0] >= self.comparison_learning_rates[1]:
@@ -309,7 +318,41 @@ def _cpu() -> Preset:
     )
 
 
-PRESETS = {"tiny": _tiny, "smoke": _smoke, "default": _default, "cpu": _cpu, "paper": _paper}
+def _cpu_v2() -> Preset:
+    """The ``cpu`` experiment with an evaluation a reviewer can resample, computed by the fast engine: 64 held-out
+    problems, three general sets of about 2,000 target tokens each (the base model's own replies to 32 instructions,
+    16 prose documents, 16 source files, windows of 128 tokens), 8 unseen-calculator problems, 16 problems graded by
+    greedy generation, and at every fifth evaluation point and the last, 200 general multiple-choice items and the real
+    MedCalc-Bench test rows (:mod:`sft_tilt.harness.medcalc_bench_test`: 3 per calculator, the first whose
+    chain-of-thought example fits 832 tokens) of the 8 trained and the 4 unseen calculators. Per-row measurements at
+    every point. The method comparison is SFT against the TALR variants ``talr-mean`` and ``talr`` (the published,
+    unnormalised weights) and FLOW; the other forgetting-aware losses keep their ``cpu`` runs."""
+    from sft_tilt.harness.medcalc_bench_test import public_test_set_file
+
+    base = _cpu()
+    data = replace(base.data, n_heldout=64, seq_len_general=128, n_self=32, self_max_new_tokens=96, n_docs=16,
+                   n_code=16, n_accuracy=16, n_unseen=8, n_choice=200, real_data=public_test_set_file(), n_real=3,
+                   seq_len_real=832)
+    return replace(base, name="cpu-v2", data=data, methods=("talr-mean", "talr", "flow"), method_learning_rates=(),
+                   engine="fast", wide_eval_every=5)
+
+
+def _cpu_v2_warm() -> Preset:
+    """TALR's own regime: every run starts from a model that already fits most domain tokens and sees the problems
+    again. The warm-up is SFT on chain-of-thought at 3e-5 for 100 steps (linear warm-up over 10, then decay: the
+    ``cpu`` grid's 3e-5 run, after which the held-out median target probability is about 0.996 and 3.5 % of target
+    tokens are hard); from the warm model, SFT, TALR (both variants) and FLOW train one more epoch (128 steps) at
+    1e-5 and 1e-4, evaluated every 16 steps, with ``cpu-v2``'s evaluation. Chain-of-thought only: label-only
+    training never reaches the regime (its median target probability stays below about 0.8)."""
+    base = _cpu_v2()
+    warm = WarmStart(learning_rate=3e-5, steps=base.steps, schedule=base.schedule, warmup_steps=base.warmup_steps,
+                     seed=0, fmt="cot")
+    return replace(base, name="cpu-v2-warm", warm_start=warm, formats=("cot",), learning_rate_grid=(1e-5, 1e-4),
+                   steps=128, eval_every=16, early_until=0, wide_eval_every=4)
+
+
+PRESETS = {"tiny": _tiny, "smoke": _smoke, "default": _default, "cpu": _cpu, "cpu-v2": _cpu_v2,
+           "cpu-v2-warm": _cpu_v2_warm, "paper": _paper}
 
 
 def presets_taking_a_model() -> tuple[str, ...]:

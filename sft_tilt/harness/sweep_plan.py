@@ -5,11 +5,14 @@ experiments, e.g. the SFT baseline of the learning-rate grid and of the method c
 ``plan(preset)`` counts, per run and in total,
 
     train tokens   = steps x batch_size x seq_len(fmt)                      (padded rows, forward + backward)
-    eval tokens    = (steps / eval_every) x [(n_heldout + n_unseen) x seq_len(fmt)
-                                          + (n_self + n_docs + n_code) x seq_len_general + 4 n_choice x 48]
-                     x (1 + number of averaging weights)     (held-out and unseen domain, general sets, <= 4 choices
-                                                              in windows of about 48 tokens)
+    eval tokens    = points x [(n_heldout + n_unseen) x seq_len(fmt) + (n_self + n_docs + n_code) x seq_len_general]
+                     + (wide points + number of averaging weights) x [4 n_choice x 48 + real rows x seq_len_real]
+                                     (held-out and unseen domain and general sets at every point; <= 4 choices in
+                                      windows of about 48 tokens and the real MedCalc-Bench rows at the wide points,
+                                      RunConfig.wide_evaluation_at, and at each averaging evaluation)
     decode tokens  = n_accuracy x accuracy_max_new_tokens(fmt)             (runs that score greedy accuracy)
+
+plus, once per distinct warm-up (``RunConfig.warm_start``), the warm-up run's own cost.
 
 and turns them into an ETA with throughputs measured on this project's reference machine (2 cores, SmolLM2-135M,
 float32; :data:`REFERENCE_RATES`, from ``python -m sft_tilt.benchmarks.harness_step`` and timed greedy decoding). The ETA scales
@@ -77,22 +80,40 @@ def planned_runs(preset) -> list:
     return out
 
 
-def _point_tokens(cfg) -> int:
+def _real_rows(data) -> int:
+    """How many real MedCalc-Bench rows a session scores (``n_real`` per trained and, with ``n_unseen``, per unseen
+    calculator)."""
+    if data.real_data is None:
+        return 0
+    from sft_tilt.harness.medcalc_bench import CALCULATORS, HELDOUT_CALCULATORS
+
+    unseen = data.unseen_calculators or HELDOUT_CALCULATORS
+    trained = data.calculators or tuple(c for c in CALCULATORS if c not in unseen)
+    return data.n_real * (len(trained) + (len(unseen) if data.n_unseen else 0))
+
+
+def _point_tokens(cfg, wide: bool = True) -> int:
     d = cfg.data
-    return ((d.n_heldout + d.n_unseen) * d.seq_len(cfg.fmt)
-            + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general + 4 * d.n_choice * 48)
+    every = ((d.n_heldout + d.n_unseen) * d.seq_len(cfg.fmt) + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general)
+    return every + (4 * d.n_choice * 48 + _real_rows(d) * d.seq_len_real if wide else 0)
 
 
 def run_cost(cfg) -> RunCost:
-    """Token counts of one run configuration."""
+    """Token counts of one run configuration (its warm-up, shared by many runs, is not included: :func:`plan`)."""
     d = cfg.data
-    points = max(1, cfg.steps // cfg.eval_every) + (1 if cfg.steps % cfg.eval_every else 0)
-    per_point = _point_tokens(cfg)
+    wide = sum(cfg.wide_evaluation_at(step) for step in cfg.eval_steps)
     averaging = len(cfg.averaging_alphas)
     decode = d.n_accuracy * (d.accuracy_max_new_tokens_cot if cfg.fmt == "cot" else d.accuracy_max_new_tokens_label)
     return RunCost(train_tokens=cfg.steps * cfg.batch_size * d.seq_len(cfg.fmt),
-                   eval_tokens=points * per_point + averaging * per_point,
+                   eval_tokens=(len(cfg.eval_steps) - wide) * _point_tokens(cfg, wide=False)
+                   + (wide + averaging) * _point_tokens(cfg),
                    decode_tokens=decode if cfg.final_accuracy else 0)
+
+
+def _warm_up_costs(configs) -> list[RunCost]:
+    """The cost of each distinct warm-up among ``configs`` (computed once, then read from the cache)."""
+    warm = dict.fromkeys(c.warm_start.run_config(c) for c in configs if c.warm_start is not None)
+    return [run_cost(w) for w in warm]
 
 
 def early_cost(cfg, until: int) -> RunCost:
@@ -120,7 +141,8 @@ def setup_cost(data) -> RunCost:
     unseen problem in both formats, the general sets and the multiple-choice rows (evaluation tokens), the base
     model's responses to the ``n_self`` instructions and greedy accuracy in both formats (decoded tokens)."""
     problems = (data.n_train + data.n_heldout + data.n_unseen) * (data.seq_len_cot + data.seq_len_label)
-    general = 2 * ((data.n_self + data.n_docs + data.n_code) * data.seq_len_general + 4 * data.n_choice * 48)
+    general = 2 * ((data.n_self + data.n_docs + data.n_code) * data.seq_len_general + 4 * data.n_choice * 48
+                   + _real_rows(data) * data.seq_len_real)
     decode = (data.n_self * data.self_max_new_tokens
               + data.n_accuracy * (data.accuracy_max_new_tokens_cot + data.accuracy_max_new_tokens_label))
     return RunCost(train_tokens=0, eval_tokens=problems + general, decode_tokens=decode)
@@ -133,8 +155,9 @@ def plan(preset, parameters: float | None = None, rates: dict | None = None) -> 
     scale = (parameters or rates["parameters"]) / rates["parameters"]
     if not scale > 0:
         raise ValueError(f"parameters: must be > 0, got {parameters!r}")
-    costs = [run_cost(c) for c in planned_runs(preset)]
-    return {"runs": len(costs), "train_tokens": sum(c.train_tokens for c in costs),
+    configs = planned_runs(preset)
+    costs = [run_cost(c) for c in configs] + _warm_up_costs(configs)
+    return {"runs": len(configs), "train_tokens": sum(c.train_tokens for c in costs),
             "eval_tokens": sum(c.eval_tokens for c in costs), "decode_tokens": sum(c.decode_tokens for c in costs),
             "eta_s": (rates["setup_s"] * scale + setup_cost(preset.data).seconds(rates, scale)
                       + sum(c.seconds(rates, scale) for c in costs)), "rates": rates}

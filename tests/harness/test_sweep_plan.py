@@ -84,3 +84,21 @@ def test_early_points_cost_until_steps_and_one_evaluation_per_step():
     n = len(set(sft_configs(preset)))
     assert n == len(preset.learning_rate_grid) * len(preset.formats) * len(preset.seeds)
     assert f"the first 10 steps of {n} learning-rate-grid runs" in describe_early_plan(preset)
+
+
+def test_wide_points_real_rows_and_one_warm_up_are_counted():
+    p = get_preset("cpu-v2-warm")
+    runs = planned_runs(p)
+    cfg = next(c for c in runs if c.method.name == "sft")  # evaluates model averaging at three weights too
+    d = cfg.data
+    # 128 steps evaluated every 16: 8 points, the 4th and the 8th wide
+    assert [s for s in cfg.eval_steps if cfg.wide_evaluation_at(s)] == [64, 128]
+    every = (d.n_heldout + d.n_unseen) * d.seq_len_cot + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general
+    real_rows = d.n_real * (8 + 4)  # 8 trained and 4 unseen calculators
+    wide = every + 4 * 48 * d.n_choice + real_rows * d.seq_len_real
+    assert len(cfg.averaging_alphas) == 3
+    assert run_cost(cfg).eval_tokens == 6 * every + (2 + 3) * wide
+    # every run shares one warm-up: the plan adds its cost once
+    warm = run_cost(cfg.warm_start.run_config(cfg))
+    assert plan(p)["eval_tokens"] == sum(run_cost(c).eval_tokens for c in runs) + warm.eval_tokens
+    assert plan(p)["train_tokens"] == sum(run_cost(c).train_tokens for c in runs) + warm.train_tokens
