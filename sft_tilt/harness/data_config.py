@@ -7,12 +7,14 @@ reader of stored runs can name a run's data without loading a model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sft_tilt.harness.data_files import DataFile
+from sft_tilt.harness.general_choice import CHOICE_SOURCES
 from sft_tilt.harness.general_sets import INSTRUCTIONS
 from sft_tilt.harness.medcalc import FORMATS
 from sft_tilt.harness.medcalc_bench import CALCULATORS
+from sft_tilt.store import OMIT_AT_DEFAULT
 
 __all__ = ["DataConfig"]
 
@@ -41,12 +43,16 @@ class DataConfig:
     n_choice: int = 0  # general multiple-choice items (general_choice), scored at every evaluation point
     domain_data: DataFile | None = None  # a user's domain problems instead of the generated ones (data_files)
     general_data: DataFile | None = None  # a user's general set "data", measured beside self, docs and code
+    # where the n_choice items come from (general_choice.CHOICE_SOURCES); at its default it is not in any key
+    choice_source: str = field(default=CHOICE_SOURCES[0], metadata={OMIT_AT_DEFAULT: True})
 
     def __post_init__(self):
         for name in ("n_unseen", "n_choice"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name}: must be a non-negative int, got {v!r}")
+        if self.choice_source not in CHOICE_SOURCES:
+            raise ValueError(f"choice_source: must be one of {CHOICE_SOURCES}, got {self.choice_source!r}")
         if self.n_unseen and self.domain_data is not None:
             raise ValueError("n_unseen: unseen calculators exist only in the generated domain, not with domain_data")
         for name in ("n_train", "n_heldout", "seq_len_cot", "seq_len_label", "seq_len_general", "n_self",

@@ -14,6 +14,7 @@ from sft_tilt.harness.data_config import DataConfig
 from sft_tilt.harness.medcalc import FORMATS
 from sft_tilt.harness.schedules import SCHEDULES
 from sft_tilt.methods.registry import MethodConfig, averaging_bases
+from sft_tilt.store import key_field_values
 
 __all__ = ["RunConfig", "MAX_SEED", "ENGINES", "check_engine"]
 
@@ -121,4 +122,6 @@ class RunConfig:
         d["method_name"] = self.method.name
         if not self.monitor_every:  # off: the description, and so the key, of every run from before the monitor
             d.pop("monitor_every")
+        # the data fields added after the committed runs, at their defaults, as the store's keys leave them out
+        d["data"] = {name: d["data"][name] for name in key_field_values(self.data)}
         return d
