@@ -28,6 +28,12 @@ scored windows short (a session pads every row to its longest). :func:`commonsen
 of them in an order shuffled by ``seed``. Each choice is scored as the assistant's whole response to the question
 (:mod:`sft_tilt.harness.general_choice`), the choices in the data set's order (the answer's position is the data
 set's).
+
+Measured with SmolLM2-135M-Instruct (float32) on ``commonsense_qa_items(200, seed=0)``: accuracy 0.285 against
+chance 0.2 (57 of 200; a binomial standard error of 0.028 at chance), so the base model is above chance but far
+from the ceiling; 200 items of the first rows in the file's order scored 0.27. The same base model scored below
+chance (0.175 of 4 choices) on 200 OpenBookQA questions from the same package, which is why that set is not used.
+Every selected row fits in 57 tokens of SmolLM2's chat template, default system turn included.
 """
 
 from __future__ import annotations
