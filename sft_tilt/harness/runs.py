@@ -454,7 +454,9 @@ def _compute(cfg: RunConfig, folder: Path, session: Session, *, progress: bool =
     averaging = []
     for alpha in cfg.averaging_alphas:
         mixed = interpolate_params(params0, params, alpha)
-        ev = _relative(session.evaluate(mixed, cfg.fmt, engine=cfg.engine), base, pretrained)
+        # the costly sets only where every evaluation point scores them (averaging is judged on losses)
+        ev = _relative(session.evaluate(mixed, cfg.fmt, engine=cfg.engine, wide=cfg.wide_eval_every == 1), base,
+                       pretrained)
         ev["alpha"] = alpha
         if cfg.averaging_accuracy:
             ev["accuracy"] = session.accuracy(mixed, cfg.fmt)

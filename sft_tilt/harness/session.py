@@ -368,7 +368,7 @@ class Session:
         """``(encoded rows, item of each row, items)`` of the general multiple-choice items (``n_choice``)."""
         from sft_tilt.harness.general_choice import choice_items, encode_choice_set
 
-        items = choice_items(self.data.n_choice, self.data.data_seed)
+        items = choice_items(self.data.n_choice, self.data.data_seed, self.data.choice_source)
         # the rows are short (a question and a few words): a window of the longest, not of seq_len_general
         longest = max(len(self.tokenizer.encode_chat_example(item.prompt, choice)[0]) for item in items for choice in item.choices)
         enc, item_of_row = encode_choice_set(self.tokenizer, items, longest, self.pad_id)

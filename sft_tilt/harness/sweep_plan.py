@@ -6,10 +6,11 @@ experiments, e.g. the SFT baseline of the learning-rate grid and of the method c
 
     train tokens   = steps x batch_size x seq_len(fmt)                      (padded rows, forward + backward)
     eval tokens    = points x [(n_heldout + n_unseen) x seq_len(fmt) + (n_self + n_docs + n_code) x seq_len_general]
-                     + (wide points + number of averaging weights) x [4 n_choice x 48 + real rows x seq_len_real]
-                                     (held-out and unseen domain and general sets at every point; <= 4 choices in
-                                      windows of about 48 tokens and the real MedCalc-Bench rows at the wide points,
-                                      RunConfig.wide_evaluation_at, and at each averaging evaluation)
+                     + wide points x [5 n_choice x 57 + real rows x seq_len_real]
+                     + number of averaging weights x (the same point, wide when every point is)
+                                     (held-out and unseen domain and general sets at every point; <= 5 choices in
+                                      windows of about 57 tokens and the real MedCalc-Bench rows at the wide points,
+                                      RunConfig.wide_evaluation_at)
     decode tokens  = n_accuracy x accuracy_max_new_tokens(fmt)             (runs that score greedy accuracy)
 
 plus, once per distinct warm-up (``RunConfig.warm_start``), the warm-up run's own cost.
@@ -95,7 +96,7 @@ def _real_rows(data) -> int:
 def _point_tokens(cfg, wide: bool = True) -> int:
     d = cfg.data
     every = ((d.n_heldout + d.n_unseen) * d.seq_len(cfg.fmt) + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general)
-    return every + (4 * d.n_choice * 48 + _real_rows(d) * d.seq_len_real if wide else 0)
+    return every + (5 * d.n_choice * 57 + _real_rows(d) * d.seq_len_real if wide else 0)
 
 
 def run_cost(cfg) -> RunCost:
@@ -105,8 +106,8 @@ def run_cost(cfg) -> RunCost:
     averaging = len(cfg.averaging_alphas)
     decode = d.n_accuracy * (d.accuracy_max_new_tokens_cot if cfg.fmt == "cot" else d.accuracy_max_new_tokens_label)
     return RunCost(train_tokens=cfg.steps * cfg.batch_size * d.seq_len(cfg.fmt),
-                   eval_tokens=(len(cfg.eval_steps) - wide) * _point_tokens(cfg, wide=False)
-                   + (wide + averaging) * _point_tokens(cfg),
+                   eval_tokens=(len(cfg.eval_steps) - wide) * _point_tokens(cfg, wide=False) + wide * _point_tokens(cfg)
+                   + averaging * _point_tokens(cfg, wide=cfg.wide_eval_every == 1),
                    decode_tokens=decode if cfg.final_accuracy else 0)
 
 
@@ -141,7 +142,7 @@ def setup_cost(data) -> RunCost:
     unseen problem in both formats, the general sets and the multiple-choice rows (evaluation tokens), the base
     model's responses to the ``n_self`` instructions and greedy accuracy in both formats (decoded tokens)."""
     problems = (data.n_train + data.n_heldout + data.n_unseen) * (data.seq_len_cot + data.seq_len_label)
-    general = 2 * ((data.n_self + data.n_docs + data.n_code) * data.seq_len_general + 4 * data.n_choice * 48
+    general = 2 * ((data.n_self + data.n_docs + data.n_code) * data.seq_len_general + 5 * data.n_choice * 57
                    + _real_rows(data) * data.seq_len_real)
     decode = (data.n_self * data.self_max_new_tokens
               + data.n_accuracy * (data.accuracy_max_new_tokens_cot + data.accuracy_max_new_tokens_label))

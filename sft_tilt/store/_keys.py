@@ -10,16 +10,29 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["canonical", "content_key", "library_versions"]
+__all__ = ["OMIT_AT_DEFAULT", "key_field_values", "canonical", "content_key", "library_versions"]
+
+#: Dataclass field metadata ``{OMIT_AT_DEFAULT: True}`` keeps the field out of the key material while it holds its
+#: default, so a field added to a configuration leaves the key of everything computed before it unchanged.
+OMIT_AT_DEFAULT = "omit_from_key_at_default"
+
+
+def key_field_values(obj: Any) -> dict[str, Any]:
+    """The fields of dataclass instance ``obj`` that enter its key material: all of them, less each field marked
+    :data:`OMIT_AT_DEFAULT` while it equals its default."""
+    out = {}
+    for name, f in obj.__dataclass_fields__.items():
+        value = getattr(obj, name)
+        if not (f.metadata.get(OMIT_AT_DEFAULT) and value == f.default):
+            out[name] = value
+    return out
 
 
 def canonical(obj: Any) -> Any:
     """A JSON-encodable form of ``obj`` in which equal content gives equal text.
 
     Dicts are sorted by key, floats are written with ``repr`` (exact round trip), arrays by dtype, shape and the
-    SHA-256 of their bytes, dataclasses by type name and field values (those its ``canonical_fields()`` returns, when
-    it has that method: a configuration leaves out fields added later while they hold their defaults, so keys made
-    before them stay).
+    SHA-256 of their bytes, dataclasses by type name and field values (:func:`key_field_values`).
     """
     if isinstance(obj, dict):
         return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
@@ -32,9 +45,7 @@ def canonical(obj: Any) -> Any:
     if isinstance(obj, float):
         return repr(obj)  # repr round-trips exactly, unlike json's float formatting across versions
     if hasattr(obj, "__dataclass_fields__"):
-        fields = (obj.canonical_fields() if callable(getattr(obj, "canonical_fields", None))
-                  else {f: getattr(obj, f) for f in obj.__dataclass_fields__})
-        return {"__dataclass__": type(obj).__qualname__, **canonical(fields)}
+        return {"__dataclass__": type(obj).__qualname__, **canonical(key_field_values(obj))}
     if isinstance(obj, Path):
         return str(obj)
     return obj

@@ -26,8 +26,8 @@ def test_run_cost_follows_the_formulas():
     cfg = [c for c in planned_runs(p) if c.method.name == "sft" and c.fmt == "cot" and c.learning_rate == p.comparison_learning_rates[0]][0]
     d = cfg.data
     points = cfg.steps // cfg.eval_every
-    # held-out and unseen problems in the format's window, the general sets in theirs, <= 4 choices of ~48 tokens
-    per_point = (d.n_heldout + d.n_unseen) * d.seq_len_cot + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general + 4 * 48 * d.n_choice
+    # held-out and unseen problems in the format's window, the general sets in theirs, <= 5 choices of ~57 tokens
+    per_point = (d.n_heldout + d.n_unseen) * d.seq_len_cot + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general + 5 * 57 * d.n_choice
     assert d.n_unseen > 0 and d.n_choice > 0  # the default preset measures both
     c = run_cost(cfg)
     assert c.train_tokens == cfg.steps * cfg.batch_size * d.seq_len_cot
@@ -64,7 +64,7 @@ def test_setup_cost_counts_the_base_evaluation_of_both_formats():
     d = get_preset("cpu").data
     c = setup_cost(d)
     assert c.train_tokens == 0
-    assert c.eval_tokens == (256 + 16 + 4) * (320 + 160) + 2 * ((8 + 4 + 4) * 64 + 4 * 16 * 48)
+    assert c.eval_tokens == (256 + 16 + 4) * (320 + 160) + 2 * ((8 + 4 + 4) * 64 + 5 * 16 * 57)
     assert c.decode_tokens == 8 * 40 + 8 * (200 + 10)
     small = setup_cost(get_preset("default").data)
     assert small.eval_tokens < c.eval_tokens / 10  # the default preset's setup is a small fraction of the cpu one's
@@ -78,7 +78,7 @@ def test_early_points_cost_until_steps_and_one_evaluation_per_step():
     cfg = sft_configs(preset)[0]
     d = cfg.data
     per_point = ((d.n_heldout + d.n_unseen) * d.seq_len(cfg.fmt) + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general
-                 + 4 * d.n_choice * 48)
+                 + 5 * d.n_choice * 57)
     c = early_cost(cfg, 10)
     assert (c.train_tokens, c.eval_tokens, c.decode_tokens) == (10 * cfg.batch_size * d.seq_len(cfg.fmt), 10 * per_point, 0)
     n = len(set(sft_configs(preset)))
@@ -95,9 +95,9 @@ def test_wide_points_real_rows_and_one_warm_up_are_counted():
     assert [s for s in cfg.eval_steps if cfg.wide_evaluation_at(s)] == [64, 128]
     every = (d.n_heldout + d.n_unseen) * d.seq_len_cot + (d.n_self + d.n_docs + d.n_code) * d.seq_len_general
     real_rows = d.n_real * (8 + 4)  # 8 trained and 4 unseen calculators
-    wide = every + 4 * 48 * d.n_choice + real_rows * d.seq_len_real
-    assert len(cfg.averaging_alphas) == 3
-    assert run_cost(cfg).eval_tokens == 6 * every + (2 + 3) * wide
+    wide = every + 5 * 57 * d.n_choice + real_rows * d.seq_len_real
+    assert len(cfg.averaging_alphas) == 3  # model averaging, judged on losses: narrow evaluations
+    assert run_cost(cfg).eval_tokens == 6 * every + 2 * wide + 3 * every
     # every run shares one warm-up: the plan adds its cost once
     warm = run_cost(cfg.warm_start.run_config(cfg))
     assert plan(p)["eval_tokens"] == sum(run_cost(c).eval_tokens for c in runs) + warm.eval_tokens

@@ -4,7 +4,7 @@ import json
 import os
 import stat
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -33,6 +33,23 @@ def test_content_key_distinguishes_float_and_int_and_array_contents():
 def test_dataclass_config_keys_by_field_values():
     assert content_key(_Config(0.1, 3)) == content_key(_Config(0.1, 3))
     assert content_key(_Config(0.1, 3)) != content_key(_Config(0.2, 3))
+
+
+@dataclass(frozen=True)
+class _ExtendedConfig:
+    """``_Config`` with a field added later, marked to stay out of the key at its default."""
+
+    lam: float
+    n: int
+    mode: str = field(default="old", metadata={sft_tilt.store.OMIT_AT_DEFAULT: True})
+
+
+def test_a_field_marked_omit_at_default_keeps_the_old_key_until_it_is_set():
+    # the key of the older class's instance, written out: the added field must not change it at its default
+    old = {"__dataclass__": "_ExtendedConfig", "lam": "0.1", "n": 3}
+    assert sft_tilt.store.canonical(_ExtendedConfig(0.1, 3)) == old
+    assert sft_tilt.store.canonical(_ExtendedConfig(0.1, 3, "new")) == {**old, "mode": "new"}
+    assert content_key(_ExtendedConfig(0.1, 3, "new")) != content_key(_ExtendedConfig(0.1, 3))
 
 
 def test_cached_computes_once_then_reads_the_same_value(tmp_path):
