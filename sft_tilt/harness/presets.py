@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from sft_tilt.methods.registry import MethodConfig, get_method
 from sft_tilt.harness.data_config import DataConfig
+from sft_tilt.harness.optimizers import check_optimizer
 from sft_tilt.harness.run_config import check_engine
 
 __all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "read_preset_name", "read_preset",
@@ -105,7 +106,7 @@ class Preset:
     batch_size: int = 2
     steps: int = 8
     eval_every: int = 4
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # one of sft_tilt.harness.optimizers.OPTIMIZERS; every run of the preset steps with it
     averaging_alphas: tuple[float, ...] = (0.25, 0.5, 0.75)
     method_overrides: tuple[MethodConfig, ...] = (MethodConfig("flow", normalization="mean"),)  # non-default hyper-parameters
     single_step_batch: int = 2
@@ -129,6 +130,7 @@ class Preset:
 
     def __post_init__(self):
         check_engine(self.engine)
+        check_optimizer(self.optimizer, "optimizer")
         if not self.learning_rate_grid or sorted(self.learning_rate_grid) != list(self.learning_rate_grid):
             raise ValueError(f"learning_rate_grid: must be a non-empty increasing tuple, got {self.learning_rate_grid}")
         if len(self.comparison_learning_rates) != 2 or self.comparison_learning_rates[0] >= self.comparison_learning_rates[1]:
