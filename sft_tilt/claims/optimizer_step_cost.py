@@ -55,7 +55,7 @@ def arm_curve(arm: dict) -> dict:
 
 def matched_points(record: dict, method: str, optimizer: str) -> list[dict]:
     """Per format, SFT and ``method`` under ``optimizer`` at the gains both reach (module docstring): ``[{"fmt",
-    "domain_gain", "sft_change", "method_change", "sft_rate", "method_rate"}]``."""
+    "domain_gain", "sft_general_change", "method_general_change", "sft_learning_rate", "method_learning_rate"}]``."""
     points = []
     for fmt, res in record["formats"].items():
         arms = res["arms"][optimizer]
@@ -65,10 +65,10 @@ def matched_points(record: dict, method: str, optimizer: str) -> list[dict]:
         gains = np.concatenate([a["domain_gain"], b["domain_gain"]])
         for g in np.unique(gains[(gains >= lo) & (gains <= hi)]):
             points.append({"fmt": fmt, "domain_gain": float(g),
-                           "sft_change": float(np.interp(g, a["domain_gain"], a["general_change"])),
-                           "method_change": float(np.interp(g, b["domain_gain"], b["general_change"])),
-                           "sft_rate": float(np.interp(g, a["domain_gain"], a["learning_rate"])),
-                           "method_rate": float(np.interp(g, b["domain_gain"], b["learning_rate"]))})
+                           "sft_general_change": float(np.interp(g, a["domain_gain"], a["general_change"])),
+                           "method_general_change": float(np.interp(g, b["domain_gain"], b["general_change"])),
+                           "sft_learning_rate": float(np.interp(g, a["domain_gain"], a["learning_rate"])),
+                           "method_learning_rate": float(np.interp(g, b["domain_gain"], b["learning_rate"]))})
     return points
 
 
@@ -102,7 +102,7 @@ def measure(optimizer: str, preset_name: str = PRESET) -> dict:
 
 def _reductions(points: list[dict]) -> list[float]:
     """``1 - D_TALR / D_SFT`` at each point where SFT's general change is positive (a cost to reduce)."""
-    return [1.0 - pt["method_change"] / pt["sft_change"] for pt in points if pt["sft_change"] > 0]
+    return [1.0 - pt["method_general_change"] / pt["sft_general_change"] for pt in points if pt["sft_general_change"] > 0]
 
 
 def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
@@ -129,8 +129,8 @@ def decide(m: dict, threshold_scale: float = 1.0) -> tuple[str, str]:
 
 def describe(m: dict) -> str:
     opt = OPTIMIZER_NAMES.get(m["optimizer"], m["optimizer"])
-    pts = "; ".join(f"{pt['fmt']} G {pt['domain_gain']:.3f}: D_SFT {pt['sft_change']:+.4f} (lr {pt['sft_rate']:.3g}), "
-                    f"D_TALR {pt['method_change']:+.4f} (lr {pt['method_rate']:.3g})" for pt in m["points"])
+    pts = "; ".join(f"{pt['fmt']} G {pt['domain_gain']:.3f}: D_SFT {pt['sft_general_change']:+.4f} (lr {pt['sft_learning_rate']:.3g}), "
+                    f"D_TALR {pt['method_general_change']:+.4f} (lr {pt['method_learning_rate']:.3g})" for pt in m["points"])
     norms = "; ".join(f"{fmt}: " + ", ".join(f"{k} {v:.3g}" for k, v in n.items()) for fmt, n in m["unit_norms"].items())
     others = "; ".join(f"{k}: reductions {', '.join(f'{r:+.2f}' for r in _reductions(v)) or 'none'}"
                        for k, v in m["other_points"].items())

@@ -42,13 +42,13 @@ def test_matched_points_interpolate_between_neighbouring_rates_and_never_extrapo
     assert [p["domain_gain"] for p in points] == pytest.approx([0.02, 0.03, 0.05, 0.09])
     by_gain = {round(p["domain_gain"], 6): p for p in points}
     # written out: SFT between (0.02, 0.01) and (0.05, 0.04); between (0.05, 0.04) and (0.12, 0.05)
-    assert by_gain[0.03]["sft_change"] == pytest.approx(0.01 + (0.03 - 0.02) / 0.03 * 0.03)
-    assert by_gain[0.09]["sft_change"] == pytest.approx(0.04 + (0.09 - 0.05) / 0.07 * 0.01)
-    assert by_gain[0.09]["sft_rate"] == pytest.approx(2.0 + (0.09 - 0.05) / 0.07 * 2.0)
+    assert by_gain[0.03]["sft_general_change"] == pytest.approx(0.01 + (0.03 - 0.02) / 0.03 * 0.03)
+    assert by_gain[0.09]["sft_general_change"] == pytest.approx(0.04 + (0.09 - 0.05) / 0.07 * 0.01)
+    assert by_gain[0.09]["sft_learning_rate"] == pytest.approx(2.0 + (0.09 - 0.05) / 0.07 * 2.0)
     # TALR between (0.01, 0.0) and (0.03, 0.01), at rates 1.5 and 3
-    assert by_gain[0.02]["method_change"] == pytest.approx(0.005)
-    assert by_gain[0.02]["method_rate"] == pytest.approx(2.25)
-    assert by_gain[0.05]["method_change"] == pytest.approx(0.01 + (0.05 - 0.03) / 0.06 * 0.02)
+    assert by_gain[0.02]["method_general_change"] == pytest.approx(0.005)
+    assert by_gain[0.02]["method_learning_rate"] == pytest.approx(2.25)
+    assert by_gain[0.05]["method_general_change"] == pytest.approx(0.01 + (0.05 - 0.03) / 0.06 * 0.02)
 
 
 def test_an_arm_is_cut_where_a_larger_rate_stops_raising_the_gain():
@@ -91,7 +91,7 @@ def test_a_ten_percent_rise_of_talrs_measured_cost_flips_a_narrow_holds():
 def test_the_minimum_effect_is_the_threshold_the_sensitivity_scales():
     m = _m(_record(0.85))  # a 15% reduction: above 0.1 and 0.05, below 0.2
     assert [claim.decide(m, threshold_scale=s)[0] for s in (0.5, 1.0, 2.0)] == ["holds", "holds", "fails"]
-    reductions = [1 - p["method_change"] / p["sft_change"] for p in m["points"]]
+    reductions = [1 - p["method_general_change"] / p["sft_general_change"] for p in m["points"]]
     assert np.allclose(reductions, 0.15)
 
 
