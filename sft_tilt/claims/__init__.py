@@ -31,7 +31,7 @@ from sft_tilt.claims import code_length_identity, tilt_expansion, matched_gain_m
 from sft_tilt.claims import gradient_flow_limit, hard_token_update_norm, safe_step_size, talr_closed_form, talr_gradient  # noqa: E402,F401
 from sft_tilt.claims import talr_curriculum, target_token_statistics, learning_rate_exchange, method_ranking  # noqa: E402,F401
 from sft_tilt.claims import small_lr_compression, parameter_space_baselines, no_free_lunch, token_vs_sample_weighting  # noqa: E402,F401
-from sft_tilt.claims import cost_per_gain  # noqa: E402,F401
+from sft_tilt.claims import cost_per_gain, optimizer_step_cost  # noqa: E402,F401
 
 __all__ = ["CHECKS", "GROUPS", "VERDICTS", "ClaimCheck", "Verdict", "check", "run_checks", "select_checks", "read_stored",
            "records_path", "render_paper_checks", "write_paper_checks", "CLAIM_TABLE", "CLAIMS_BY_NUMBER", "Claim"]

@@ -353,6 +353,53 @@ def real_lm_single_step(out_dir: Path) -> dict:
     return save_figure(fig, out_dir, "real_lm_single_step", {"preset": _config(preset), "single_step": ss})
 
 
+@figure("real_lm_optimizer_step", "One step of SFT and TALR from the base SmolLM2 under SGD and under Adam, at rates matched to the same first-order domain gains: general loss change vs measured domain gain, with the tilt band, and the update norm per unit rate (claim 18, one step)", GROUP)
+def real_lm_optimizer_step(out_dir: Path) -> dict:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    from sft_tilt.harness.experiment_results import optimizer_step_analysis
+    from sft_tilt.methods.registry import plot_style
+
+    preset = _setup()
+    record = optimizer_step_analysis(preset)
+    formats = list(record["formats"])
+    optimizers = list(record["plan"]["optimizers"])
+    fig, axes = plt.subplots(len(formats), len(optimizers) + 1, figsize=(4.6 * (len(optimizers) + 1), 3.9 * len(formats)),
+                             squeeze=False)
+    for row, fmt in zip(axes, formats):
+        res = record["formats"][fmt]
+        for ax, opt in zip(row, optimizers):
+            for method, arm in res["arms"][opt].items():
+                st = plot_style(method)
+                steps = sorted(arm["steps"], key=lambda s: s["learning_rate"])
+                gains = [s["domain_gain"] for s in steps]
+                ax.plot(gains, [s["measured_change"] for s in steps], st.marker + "-", color=st.color,
+                        label=f"{st.label} [{method}]")
+                ax.fill_between(gains, [s["band_lower"] for s in steps], [s["band_upper"] for s in steps],
+                                color=st.color, alpha=0.12, lw=0)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # the minor labels of a short log range overlap
+            ax.set_xlabel("measured domain gain G of the step (nats/token, training batch)")
+            ax.set_ylabel("general loss change D (nats/token, probe)")
+            ax.set_title(f"{fmt}, one {opt} step (shade: [Jensen, min(Hoeffding, Bennett)])", fontsize=8)
+            ax.legend(fontsize=6)
+        ax = row[-1]
+        methods = list(res["arms"][optimizers[0]])
+        x = np.arange(len(methods))
+        for i, opt in enumerate(optimizers):
+            norms = [res["arms"][opt][m]["unit_update_norm"] / res["arms"][opt]["sft"]["unit_update_norm"] for m in methods]
+            ax.bar(x + (i - (len(optimizers) - 1) / 2) * 0.35, norms, 0.35, label=opt)
+        ax.set_xticks(x, methods)
+        ax.set_ylabel("update norm per unit rate / SFT's")
+        ax.set_title(f"{fmt}: how much TALR's weights shorten the step", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"One optimiser step from the base model ({preset.name} preset): rates matched per arm so the first-order "
+                 f"domain gain is {', '.join(f'{f:g}' for f in record['plan']['gain_fractions'])} of the batch's loss", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out_dir, "real_lm_optimizer_step", {"preset": _config(preset), "optimizer_step": record})
+
+
 @figure("real_lm_matched_gain", "SmolLM2 general loss change at matched domain gain vs learning rate, with the k1 Delta* + k2 Delta* lam and k1 Delta* + k2 Delta*^2 lam fits (Exp. 4b)", GROUP)
 def real_lm_matched_gain(out_dir: Path) -> dict:
     import matplotlib.pyplot as plt

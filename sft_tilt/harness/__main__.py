@@ -274,8 +274,9 @@ def _add_sweep_parser(sub) -> None:
                    choices=("lr", "methods", "tokens", "single-step", "base", "early", "all"),
                    help="which experiment's runs (default: all); early: the first steps of the learning-rate "
                         "grid's runs evaluated at every step (the preset's early_until; sft_tilt.harness.early_points); "
-                        "base: only what is measured on the base model (target-token statistics and the "
-                        "single-step theory; sft_tilt.harness.base_model_analyses), no run")
+                        "base: only what is measured on the base model (target-token statistics, the "
+                        "single-step theory and one step of SFT and TALR under each optimiser; "
+                        "sft_tilt.harness.base_model_analyses, sft_tilt.harness.optimizer_step), no run")
     p.add_argument("--cheapest-first", action="store_true",
                    help="first compute the experiment's planned runs in order of their planned cost (label-only "
                         "SFT first), so a sweep stopped early leaves the most finished runs to commit")
@@ -586,6 +587,7 @@ def _sweep_runs(args, preset) -> list:
 def _sweep_command(args, parser) -> int:
     from sft_tilt.harness import experiments as ex
     from sft_tilt.harness.base_model_analyses import single_step, target_token_statistics
+    from sft_tilt.harness.optimizer_step import optimizer_step
     from sft_tilt.harness.runs import run_many, run_one
     from sft_tilt.harness.sweep_plan import describe_pending, describe_plan
 
@@ -668,7 +670,7 @@ def _sweep_command(args, parser) -> int:
         "methods": [ex.method_comparison],
         "tokens": [ex.token_analysis],
         "single-step": [ex.single_step_theory],
-        "base": [target_token_statistics, single_step],
+        "base": [target_token_statistics, single_step, optimizer_step],
         "early": [],
         "all": [ex.run_all],
     }[args.experiment]

@@ -51,7 +51,7 @@ from sft_tilt.harness.stored_runs import read_results
 from sft_tilt.methods.registry import get_method, registered_methods
 
 __all__ = ["summarise_run", "failed", "lr_tradeoff", "method_comparison", "token_analysis", "checkpoint_token_statistics",
-           "target_token_statistics", "single_step_theory", "matched_gain", "SATURATION_FRACTIONS", "saturation_matched_gain",
+           "target_token_statistics", "single_step_theory", "optimizer_step_analysis", "matched_gain", "SATURATION_FRACTIONS", "saturation_matched_gain",
            "safe_learning_rate", "method_front",
            "read_all"]
 
@@ -248,6 +248,12 @@ def single_step_theory(preset: Preset) -> dict:
     """Experiment 4a (module docstring): measured vs predicted one-step changes, per format and set (the stored record
     of :func:`sft_tilt.harness.base_model_analyses.single_step`)."""
     return stored_analysis(preset, "single_step")
+
+
+def optimizer_step_analysis(preset: Preset) -> dict:
+    """One step of SFT and TALR under SGD and under Adam at matched first-order domain gains (the stored record of
+    :func:`sft_tilt.harness.optimizer_step.optimizer_step`)."""
+    return stored_analysis(preset, "optimizer_step")
 
 
 # ----------------------------------------------------------------------------- experiment 4b

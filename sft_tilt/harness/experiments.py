@@ -1,8 +1,8 @@
 """What the harness's sweep computes for each real-LM experiment, then the experiment's tables read from it.
 
 Each function here trains the runs of its experiment that are not stored yet (:func:`sft_tilt.harness.runs.run_many`;
-finished runs are read, never recomputed) or measures the base model (:mod:`sft_tilt.harness.base_model_analyses`),
-and returns the table of :mod:`sft_tilt.harness.experiment_results`, which reads only. This is the computing side of
+finished runs are read, never recomputed) or measures the base model (:mod:`sft_tilt.harness.base_model_analyses`,
+:mod:`sft_tilt.harness.optimizer_step`), and returns the table of :mod:`sft_tilt.harness.experiment_results`, which reads only. This is the computing side of
 ``python -m sft_tilt.harness sweep`` and ``report``; the claims and figures read the tables through
 :mod:`sft_tilt.harness.experiment_results` and never import this module or the trainer.
 
@@ -17,6 +17,7 @@ from sft_tilt.harness import experiment_results as tables
 from sft_tilt.harness.base_model_analyses import single_step, target_token_statistics
 from sft_tilt.harness.experiment_results import checkpoint_token_statistics, summarise_run
 from sft_tilt.harness.experiment_runs import method_config, method_configs, sft_config, sft_configs, token_configs
+from sft_tilt.harness.optimizer_step import optimizer_step
 from sft_tilt.harness.presets import Preset
 from sft_tilt.harness.runs import run_many
 
@@ -77,6 +78,7 @@ def run_all(preset: Preset, progress: bool = True) -> dict:
     (:func:`sft_tilt.harness.experiment_results.read_all`)."""
     target_token_statistics(preset, progress)
     single_step(preset, progress)
+    optimizer_step(preset, progress)
     configs = list(dict.fromkeys(sft_configs(preset) + method_configs(preset) + token_configs(preset)))
     run_many(configs, progress=progress, desc="every experiment's runs")
     return tables.read_all(preset, require_early=False)

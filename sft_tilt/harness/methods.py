@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from sft_tilt.harness.lora import LoraConfig, init_lora, merge_lora
+from sft_tilt.harness.optimizers import SGD_MOMENTUM, check_optimizer
 from sft_tilt.lm.model import forward, per_token_losses
 from sft_tilt.lm.sharding import constrain_params, replicated
 from sft_tilt.lm.supervised_loss import supervised_token_losses
@@ -111,15 +112,22 @@ def make_objective(method: MethodConfig, model_config, capacity: int | None = No
 
 
 def make_optimizer(learning_rate: float, name: str = "adam") -> optax.GradientTransformation:
-    """Adam (default; beta = (0.9, 0.999), no weight decay) or plain SGD, with the learning rate held in the
-    optimiser state (``optax.inject_hyperparams``) so one compiled step serves every learning rate."""
+    """The optimiser ``name`` (:data:`sft_tilt.harness.optimizers.OPTIMIZERS`) with the learning rate held in the
+    optimiser state (``optax.inject_hyperparams``) so one compiled step serves every learning rate.
+
+    ``"adam"``: ``optax.adam`` (beta = (0.9, 0.999), eps = 1e-8, no weight decay); ``"sgd"``: ``optax.sgd``,
+    ``theta <- theta - eta g``; ``"sgd-momentum"``: ``optax.sgd`` with heavy-ball momentum
+    ``mu = SGD_MOMENTUM``, ``m <- mu m + g``, ``theta <- theta - eta m`` (the formulas are in
+    :mod:`sft_tilt.harness.optimizers`)."""
+    check_optimizer(name, "name")
     if not (learning_rate > 0):
         raise ValueError(f"learning_rate: must be > 0, got {learning_rate!r}")
+    rate = jnp.asarray(learning_rate, jnp.float32)
     if name == "adam":
-        return optax.inject_hyperparams(optax.adam)(learning_rate=jnp.asarray(learning_rate, jnp.float32))
+        return optax.inject_hyperparams(optax.adam)(learning_rate=rate)
     if name == "sgd":
-        return optax.inject_hyperparams(optax.sgd)(learning_rate=jnp.asarray(learning_rate, jnp.float32))
-    raise ValueError(f"name: optimizer {name!r} is not 'adam' or 'sgd'")
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=rate)
+    return optax.inject_hyperparams(optax.sgd, static_args=("momentum",))(learning_rate=rate, momentum=SGD_MOMENTUM)
 
 
 _STEPS: dict = {}

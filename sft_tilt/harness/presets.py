@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from sft_tilt.methods.registry import MethodConfig, get_method
 from sft_tilt.harness.data_config import DataConfig
+from sft_tilt.harness.optimizers import check_optimizer
 from sft_tilt.harness.run_config import WarmStart, check_engine
 
 __all__ = ["Preset", "PRESETS", "get_preset", "presets_taking_a_model", "read_preset_name", "read_preset",
@@ -105,7 +106,7 @@ class Preset:
     batch_size: int = 2
     steps: int = 8
     eval_every: int = 4
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # one of sft_tilt.harness.optimizers.OPTIMIZERS; every run of the preset steps with it
     averaging_alphas: tuple[float, ...] = (0.25, 0.5, 0.75)
     method_overrides: tuple[MethodConfig, ...] = (MethodConfig("flow", normalization="mean"),)  # non-default hyper-parameters
     single_step_batch: int = 2
@@ -134,6 +135,7 @@ class Preset:
 
     def __post_init__(self):
         check_engine(self.engine)
+        check_optimizer(self.optimizer, "optimizer")
         if self.warm_start is not None and not isinstance(self.warm_start, WarmStart):
             raise ValueError(f"warm_start: expected a WarmStart or None, got {type(self.warm_start).__name__}")
         if isinstance(self.wide_eval_every, bool) or not isinstance(self.wide_eval_every, int) or self.wide_eval_every < 1:

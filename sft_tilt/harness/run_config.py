@@ -12,6 +12,7 @@ import numpy as np
 
 from sft_tilt.harness.data_config import DataConfig
 from sft_tilt.harness.medcalc import FORMATS
+from sft_tilt.harness.optimizers import check_optimizer
 from sft_tilt.harness.schedules import SCHEDULES
 from sft_tilt.methods.registry import MethodConfig, averaging_bases
 
@@ -99,6 +100,7 @@ class RunConfig:
     ``method`` is a registered method with its hyper-parameters (:class:`sft_tilt.methods.registry.MethodConfig`);
     ``averaging_alphas`` are the mixing weights ``a`` of post-hoc averaging ``(1 - a) theta_0 + a theta``
     evaluated after training (allowed for an averaging method and the method whose training it reuses).
+    ``optimizer`` is one of :data:`sft_tilt.harness.optimizers.OPTIMIZERS`.
     ``engine`` is how the run computes its numbers (:mod:`sft_tilt.harness.engines`: ``"reference"``, the code every
     committed run used, or ``"fast"``, the same numbers to float32 round-off with less work).
     ``warm_start`` (a :class:`WarmStart`, or None) trains the model file's parameters first; the run then starts
@@ -146,8 +148,7 @@ class RunConfig:
             raise ValueError(f"method: expected a sft_tilt.methods.registry.MethodConfig, got {type(self.method).__name__}")
         if not (isinstance(self.learning_rate, (int, float)) and np.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate: must be a finite number > 0, got {self.learning_rate!r}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer: must be 'adam' or 'sgd', got {self.optimizer!r}")
+        check_optimizer(self.optimizer, "optimizer")
         for name in ("batch_size", "steps", "eval_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

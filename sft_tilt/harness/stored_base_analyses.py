@@ -1,5 +1,5 @@
 """The stored records of what the real-LM experiments measure on the base model alone (target-token statistics, the
-single-step theory), read without loading a model; :mod:`sft_tilt.harness.base_model_analyses` computes them.
+single-step theory, one step of SFT and TALR under each optimiser), read without loading a model; :mod:`sft_tilt.harness.base_model_analyses` computes them.
 
 Each is a checksummed record keyed by the content key of its material: the model file's fingerprint, the
 tokenizer, the data configuration, the analysis's own parameters, the explicit version of the analyses
@@ -29,7 +29,8 @@ HARD_BELOW = 0.2
 #: Folder of ``<results>/<preset>/`` that holds the committed records.
 FOLDER = "base"
 #: The cache namespace of each analysis.
-NAMESPACES = {"target_token_statistics": "harness_target_tokens", "single_step": "harness_single_step"}
+NAMESPACES = {"target_token_statistics": "harness_target_tokens", "single_step": "harness_single_step",
+              "optimizer_step": "harness_optimizer_step"}
 
 
 def _identity(preset) -> dict:
@@ -47,6 +48,12 @@ def material(preset, analysis: str) -> dict:
         # committed records (the record itself says "learning_rates")
         own = {"formats": tuple(preset.single_step_formats), "lrs": tuple(preset.single_step_learning_rates),
                "batch": preset.single_step_batch, "optimizer": preset.optimizer, "method": preset.method("sft")}
+    elif analysis == "optimizer_step":
+        from dataclasses import asdict
+
+        from sft_tilt.harness.optimizer_step import PLAN
+
+        own = {"plan": asdict(PLAN), "formats": tuple(f for f in PLAN.formats if f in preset.formats)}
     else:
         raise ValueError(f"analysis: expected one of {sorted(NAMESPACES)}, got {analysis!r}")
     return {**_identity(preset), "what": analysis, **own, "code": BASE_ANALYSES_VERSION, "libs": library_versions()}

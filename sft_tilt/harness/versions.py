@@ -17,5 +17,6 @@ __all__ = ["TRAINING_VERSION", "BASE_ANALYSES_VERSION"]
 
 #: The fine-tuning run: training, evaluation, generation (``run_one`` and everything it calls).
 TRAINING_VERSION = "ee236bfd0a16d027"
-#: The base-model analyses (target-token statistics, the single-step measurements).
+#: The base-model analyses (target-token statistics, the single-step measurements, one step of SFT and TALR under each
+#: optimiser in sft_tilt.harness.optimizer_step): a change to any of them moves all their keys.
 BASE_ANALYSES_VERSION = "63307c9b7e9b3bf6"

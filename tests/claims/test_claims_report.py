@@ -230,7 +230,7 @@ def test_every_registered_check_has_a_claim_module_with_pure_rules():
     import importlib
 
     modules = {c.check.__module__ for c in sft_tilt.claims.CHECKS}
-    assert len(sft_tilt.claims.CHECKS) == 28 and len(modules) == 18
+    assert len(sft_tilt.claims.CHECKS) == 30 and len(modules) == 19
     for name in modules:
         mod = importlib.import_module(name)
         assert any(n.startswith("decide") for n in vars(mod)), name

@@ -80,6 +80,7 @@ def test_target_token_statistics_are_the_base_evaluation_of_the_training_targets
 def test_committed_records_are_read_without_the_model_and_checked(env, dirs, monkeypatch, capsys):
     from sft_tilt.harness import __main__ as cli
     from sft_tilt.harness import base_model_analyses as bma
+    from sft_tilt.harness.optimizer_step import optimizer_step
     from sft_tilt.harness.results_export import export_base_analyses, stale_base_analyses
 
     monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)
@@ -87,6 +88,7 @@ def test_committed_records_are_read_without_the_model_and_checked(env, dirs, mon
     assert export_base_analyses(preset) == []  # nothing computed yet: nothing to commit
     stats = bma.target_token_statistics(preset, progress=False)
     step = bma.single_step(preset, progress=False)
+    arms = optimizer_step(preset, progress=False)
     for sets in step["formats"].values():
         for r in sets.values():
             assert len(r["measured"]) == len(r["predicted"]) == len(preset.single_step_learning_rates)
@@ -110,6 +112,7 @@ def test_committed_records_are_read_without_the_model_and_checked(env, dirs, mon
         m.setattr(bma, "_session", no_session)
         again = bma.target_token_statistics(preset, progress=False)
         assert bma.single_step(preset, progress=False) == step
+        assert optimizer_step(preset, progress=False) == arms
     for fmt in stats:
         np.testing.assert_array_equal(again[fmt]["p"], stats[fmt]["p"])
         assert {k: v for k, v in again[fmt].items() if k != "p"} == {k: v for k, v in stats[fmt].items() if k != "p"}
