@@ -61,9 +61,9 @@ docs: $(SITE_STAMP)
 # compile small programs, without XLA's backend optimisation. Both passes always run; the target fails if either does.
 TEST_MARKS := not slow and not reference
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) -q -rs -m "execution_bound and $(TEST_MARKS)"; first=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS) -q -rs --durations=15 -m "execution_bound and $(TEST_MARKS)"; first=$$?; \
 	XLA_FLAGS="$$XLA_FLAGS --xla_backend_optimization_level=0" \
-	  $(PY) -m pytest -n $(TEST_WORKERS) -q -rs -m "not execution_bound and $(TEST_MARKS)"; second=$$?; \
+	  $(PY) -m pytest -n $(TEST_WORKERS) -q -rs --durations=15 -m "not execution_bound and $(TEST_MARKS)"; second=$$?; \
 	test $$first -eq 0 && test $$second -eq 0
 
 test-slow: $(STAMP)

@@ -153,6 +153,8 @@ def test_sweep_of_one_experiment_reports_that_experiments_pending_runs(capsys, m
     monkeypatch.setattr(ex, "lr_tradeoff", lambda *a, **k: None)
     monkeypatch.setattr(bma, "target_token_statistics", lambda preset, progress: analysed.append("tokens"))
     monkeypatch.setattr(bma, "single_step", lambda preset, progress: analysed.append("single-step"))
+    monkeypatch.setattr("sft_tilt.harness.optimizer_step.optimizer_step",
+                        lambda preset, progress: analysed.append("optimizer-step"))
     monkeypatch.setattr("sft_tilt.harness.__main__.enable_compilation_cache", lambda: None)
     monkeypatch.setenv("SFT_RESULTS_DIR", "/nonexistent-results")  # nothing committed: every run is pending
     monkeypatch.setenv("SFT_RUNS_DIR", "/nonexistent-runs")
@@ -165,4 +167,4 @@ def test_sweep_of_one_experiment_reports_that_experiments_pending_runs(capsys, m
     assert main(["sweep", "--preset", "default", "--experiment", "base", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "experiment base: no fine-tuning run" in out and "pending" not in out
-    assert ran == [] and analysed == ["tokens", "single-step"]
+    assert ran == [] and analysed == ["tokens", "single-step", "optimizer-step"]
