@@ -74,7 +74,7 @@ def matched_points(record: dict, method: str, optimizer: str) -> list[dict]:
 
 def _variants(p) -> tuple[str, list[str]]:
     """The compared TALR variant of the preset and the other TALR variants the record holds."""
-    from sft_tilt.harness.optimizer_step import PLAN
+    from sft_tilt.harness.optimizer_step_plan import PLAN
 
     others = [m for m in PLAN.methods if m.startswith("talr") and m != p.compared_talr]
     return p.compared_talr, others

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sft_tilt.harness.general_choice import ChoiceItem
+from sft_tilt.harness.choice_item import ChoiceItem
 
 __all__ = ["SOURCE_PACKAGE", "SOURCE_VERSION", "SOURCE_FILE", "SOURCE_SHA256", "UNUSABLE_ROWS", "N_CHOICES",
            "MAX_QUESTION_CHARS", "MAX_CHOICE_CHARS", "FAMILY", "source_path", "verify_source", "parse_rows",

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sft_tilt.harness.choice_item import ChoiceItem
 from sft_tilt.harness.encoding import EncodedSet, encode_chat_set
 
 __all__ = ["ChoiceItem", "ChoiceFamily", "FAMILIES", "CHOICE_SOURCES", "choice_items", "encode_choice_set",
@@ -47,30 +48,6 @@ __all__ = ["ChoiceItem", "ChoiceFamily", "FAMILIES", "CHOICE_SOURCES", "choice_i
 
 #: The sources of multiple-choice items; the first is the default (the generated families, as every committed run).
 CHOICE_SOURCES = ("generated", "commonsense_qa")
-
-
-@dataclass(frozen=True)
-class ChoiceItem:
-    """One question: ``prompt`` (user turn), its ``choices`` (assistant responses) and the index of the right one."""
-
-    family: str
-    prompt: str
-    choices: tuple[str, ...]
-    answer: int
-
-    def __post_init__(self):
-        if not isinstance(self.family, str) or not self.family:
-            raise ValueError(f"family: must be a non-empty str, got {self.family!r}")
-        if not isinstance(self.prompt, str) or not self.prompt:
-            raise ValueError(f"prompt: must be a non-empty str, got {self.prompt!r}")
-        if not isinstance(self.choices, tuple) or len(self.choices) < 2:
-            raise ValueError(f"choices: need a tuple of >= 2 choices, got {self.choices!r}")
-        if any(not isinstance(c, str) or not c for c in self.choices):
-            raise ValueError(f"choices: every choice must be a non-empty str, got {self.choices!r}")
-        if len(set(self.choices)) != len(self.choices):
-            raise ValueError(f"choices: must be distinct, got {self.choices!r}")
-        if not isinstance(self.answer, int) or isinstance(self.answer, bool) or not 0 <= self.answer < len(self.choices):
-            raise ValueError(f"answer: must be an int in [0, {len(self.choices)}), got {self.answer!r}")
 
 
 @dataclass(frozen=True)
@@ -191,7 +168,7 @@ def choice_items(n: int, seed: int = 0, source: str = CHOICE_SOURCES[0]) -> list
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
     if source == "commonsense_qa":
-        from sft_tilt.harness.commonsense_qa import commonsense_qa_items  # it imports ChoiceItem from here
+        from sft_tilt.harness.commonsense_qa import commonsense_qa_items
 
         return commonsense_qa_items(n, seed)
     rngs = [np.random.default_rng([seed, f]) for f in range(len(FAMILIES))]

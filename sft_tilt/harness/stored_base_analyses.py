@@ -51,7 +51,7 @@ def material(preset, analysis: str) -> dict:
     elif analysis == "optimizer_step":
         from dataclasses import asdict
 
-        from sft_tilt.harness.optimizer_step import PLAN
+        from sft_tilt.harness.optimizer_step_plan import PLAN
 
         own = {"plan": asdict(PLAN), "formats": tuple(f for f in PLAN.formats if f in preset.formats)}
     else:

@@ -83,14 +83,14 @@ def test_committed_records_are_read_without_the_model_and_checked(env, dirs, mon
     from sft_tilt.harness.optimizer_step import optimizer_step
     from sft_tilt.harness.results_export import export_base_analyses, stale_base_analyses
 
-    from sft_tilt.harness import optimizer_step as optimizer_step_module
+    from sft_tilt.harness import optimizer_step_plan
 
     monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)
     # the smallest plan of the optimiser-step analysis (its own tests measure the full one): this test is about
     # committing and reading records
-    small = optimizer_step_module.OptimizerStepPlan(methods=("sft", "talr"), optimizers=("sgd",), formats=("label",),
+    small = optimizer_step_plan.OptimizerStepPlan(methods=("sft", "talr"), optimizers=("sgd",), formats=("label",),
                                                     gain_fractions=(0.02,))
-    monkeypatch.setattr(optimizer_step_module, "PLAN", small)
+    monkeypatch.setattr(optimizer_step_plan, "PLAN", small)
     preset = env["preset"]
     assert export_base_analyses(preset) == []  # nothing computed yet: nothing to commit
     stats = bma.target_token_statistics(preset, progress=False)
