@@ -274,11 +274,16 @@ def test_result_keys_say_what_they_measure(env, session):
     assert row["per_seed"][0] == {"seed": 0, "domain_gain": 0.4, "general_change": 0.02}
 
 
-def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tmp_path):
+def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tmp_path, monkeypatch):
     import sft_tilt.claims
     from sft_tilt.figures import FIGURES
+    from sft_tilt.harness import optimizer_step_plan
     from sft_tilt.harness.experiments import run_all
     from sft_tilt.harness.report import render_report
+
+    # the optimiser-step analysis at its smallest (its own tests measure the full plan): one format, one gain
+    monkeypatch.setattr(optimizer_step_plan, "PLAN", optimizer_step_plan.OptimizerStepPlan(
+        methods=("sft", "talr"), formats=("label",), gain_fractions=(0.02,)))
 
     # a learning rate at which every run diverges is left out of the aggregates and listed in the report
     preset = replace(env["preset"], learning_rate_grid=env["preset"].learning_rate_grid + (1e30,))
