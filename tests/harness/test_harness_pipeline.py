@@ -283,7 +283,7 @@ def test_every_experiment_report_figure_and_claim_runs_on_the_tiny_model(env, tm
 
     # the optimiser-step analysis at its smallest (its own tests measure the full plan): one format, one gain
     monkeypatch.setattr(optimizer_step_plan, "PLAN", optimizer_step_plan.OptimizerStepPlan(
-        methods=("sft", "talr"), formats=("label",), gain_fractions=(0.02,)))
+        methods=("sft", "talr-mean"), formats=("label",), gain_fractions=(0.02,)))
 
     # a learning rate at which every run diverges is left out of the aggregates and listed in the report
     preset = replace(env["preset"], learning_rate_grid=env["preset"].learning_rate_grid + (1e30,))
