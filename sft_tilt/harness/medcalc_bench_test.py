@@ -28,7 +28,7 @@ from sft_tilt.harness.data_files import DataFile
 from sft_tilt.harness.medcalc import MedCalcExample
 
 __all__ = ["TEST_SET_SHA256", "TEST_SET_URL", "BENCH_CALCULATOR_IDS", "public_test_set_path", "public_test_set_file",
-           "missing_test_set_message", "real_rows"]
+           "missing_test_set_message", "real_calculator_groups", "real_rows"]
 
 #: SHA-256 of ``dataset/test_data.csv`` at the commit named in the module docstring (3,997,932 bytes).
 TEST_SET_SHA256 = "1c5979b3e75d67f53a46c19dd4c827ebff25e866d9bf05a1a80f1b9e3272d09a"
@@ -92,6 +92,18 @@ def missing_test_set_message(path) -> str:
     """What a computation that needs the test set says when ``path`` does not hold it."""
     return (f"real_data: {path} not found: it is the MedCalc-Bench test set (test_data.csv, SHA-256 {TEST_SET_SHA256}, "
             f"CC-BY-SA 4.0), downloadable from {TEST_SET_URL}; put it there or set {ENVIRONMENT_VARIABLE} to its path")
+
+
+def real_calculator_groups(data) -> dict[str, tuple[str, ...]]:
+    """The calculators whose real rows a data configuration scores: ``{"real": the trained ones, "real_unseen": the
+    unseen ones}``, the second only when ``n_unseen`` draws unseen problems; empty without ``real_data``."""
+    if data.real_data is None:
+        return {}
+    from sft_tilt.harness.medcalc_bench import CALCULATORS, HELDOUT_CALCULATORS
+
+    unseen = tuple(data.unseen_calculators or HELDOUT_CALCULATORS)
+    trained = tuple(data.calculators or (c for c in CALCULATORS if c not in unseen))
+    return {"real": trained, **({"real_unseen": unseen} if data.n_unseen else {})}
 
 
 def real_rows(examples: list[MedCalcExample], calculators: tuple[str, ...], n_per_calculator: int,

@@ -194,8 +194,7 @@ class Session:
         """The real MedCalc-Bench rows (``real_data``, ``n_real`` per calculator) of the trained calculators
         (set ``"real"``) and of the unseen ones (``"real_unseen"``), each chosen among the rows whose
         chain-of-thought example fits ``seq_len_real`` tokens (:func:`sft_tilt.harness.medcalc_bench_test.real_rows`)."""
-        from sft_tilt.harness.medcalc_bench import CALCULATORS, HELDOUT_CALCULATORS
-        from sft_tilt.harness.medcalc_bench_test import missing_test_set_message, real_rows
+        from sft_tilt.harness.medcalc_bench_test import missing_test_set_message, real_calculator_groups, real_rows
 
         path = self.data.real_data.path
         if not Path(path).is_file():
@@ -210,14 +209,9 @@ class Session:
             return len(self.tokenizer.encode_chat_example(example.prompt, example.response("cot"),
                                                           system=SYSTEM_PROMPT)[0]) <= window
 
-        unseen = self.data.unseen_calculators or HELDOUT_CALCULATORS
-        trained = self.data.calculators or tuple(c for c in CALCULATORS if c not in unseen)
-        groups = {"real": trained, "real_unseen": unseen if self.data.n_unseen else ()}
-        for split, calculators in groups.items():
-            if not calculators:
-                continue
+        for split, calculators in real_calculator_groups(self.data).items():
             try:
-                rows = real_rows(examples, tuple(calculators), self.data.n_real, fits)
+                rows = real_rows(examples, calculators, self.data.n_real, fits)
             except ValueError as err:
                 raise UnusableInput("n_real", f"{err}") from err
             self.real_rows[split] = rows

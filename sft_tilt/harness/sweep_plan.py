@@ -84,13 +84,9 @@ def planned_runs(preset) -> list:
 def _real_rows(data) -> int:
     """How many real MedCalc-Bench rows a session scores (``n_real`` per trained and, with ``n_unseen``, per unseen
     calculator)."""
-    if data.real_data is None:
-        return 0
-    from sft_tilt.harness.medcalc_bench import CALCULATORS, HELDOUT_CALCULATORS
+    from sft_tilt.harness.medcalc_bench_test import real_calculator_groups
 
-    unseen = data.unseen_calculators or HELDOUT_CALCULATORS
-    trained = data.calculators or tuple(c for c in CALCULATORS if c not in unseen)
-    return data.n_real * (len(trained) + (len(unseen) if data.n_unseen else 0))
+    return data.n_real * sum(len(group) for group in real_calculator_groups(data).values())
 
 
 def _point_tokens(cfg, wide: bool = True) -> int:
